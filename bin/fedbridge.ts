@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+/**
+ * The one `fedbridge` CLI (DESIGN §8). This file only wires command groups together; each group
+ * lives beside the code it drives (participant-node/cli, coordinator/cli, shared/cli) and loads its
+ * heavy modules (tfjs, NestJS) lazily inside its action, so `--help` stays fast.
+ *
+ * Every command exits non-zero with a one-line reason on bad input (UserError), and prints one JSON
+ * object on stdout with `--json`.
+ */
+import { Command, CommanderError } from 'commander';
+import { UserError } from '../shared/cli/errors';
+import { registerNodeCommands } from '../participant-node/cli/node';
+
+export function buildProgram(): Command {
+  const program = new Command('fedbridge')
+    .description('Privacy-preserving federated recommender: participant nodes, coordinator, privacy accountant, audit.')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  const node = program.command('node').description('participant node: identity, data, local training, evaluation, serving');
+  registerNodeCommands(node);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander already printed the message (or help); help/version exit 0.
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    if (e instanceof UserError) {
+      process.stderr.write(`fedbridge: ${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`fedbridge: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,178 @@
+/**
+ * The federation policy (DESIGN §3): one YAML document, agreed and signed by every party, fixing
+ * everything a round may do. Both sides validate it with this schema; its hash (BLAKE2b-256 over
+ * the RFC 8785 canonical JSON of the *parsed* policy) is bound into every signed message and audit
+ * entry, so YAML formatting or key order do not change it but any value does.
+ *
+ * Signing the policy is added with the federation (coordinator issue); here: schema, parse, hash.
+ */
+import { canonicalize } from 'json-canonicalize';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { vocabulariesSchema } from '../data/vocab';
+import { modelConfigSchema } from '../model/layout';
+import { sodium } from '../crypto/sodium';
+
+const base64Key32 = z
+  .string()
+  .regex(/^[A-Za-z0-9+/]{43}=$/, 'expected a base64 Ed25519 public key (32 bytes, 44 characters)');
+const name = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'expected a lowercase name (letters, digits, - or _)');
+const hex32 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex characters (a 32-byte hash)');
+
+export const serverOptimizerSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('fedavg'), learningRate: z.number().positive().max(100).default(1) }).strict(),
+  z
+    .object({
+      type: z.literal('fedadam'),
+      learningRate: z.number().positive().max(100),
+      beta1: z.number().min(0).max(1).default(0.9),
+      beta2: z.number().min(0).max(1).default(0.99),
+      tau: z.number().positive().default(1e-3),
+    })
+    .strict(),
+]);
+
+export const trainingSchema = z
+  .object({
+    rounds: z.number().int().min(1).max(100_000),
+    localSteps: z.number().int().min(1).max(1_000_000),
+    batchSize: z.number().int().min(1).max(1_000_000),
+    learningRate: z.number().positive().max(100),
+    negativesPerPositive: z.number().int().min(1).max(100),
+    serverOptimizer: serverOptimizerSchema,
+  })
+  .strict();
+
+export const secaggSchema = z
+  .object({
+    /** Shamir threshold t: shares needed to reconstruct a seed. */
+    threshold: z.number().int().min(2),
+    /** SecAgg+ neighbour-graph degree k; 0 means the full graph. */
+    neighbourDegree: z.number().int().min(0),
+    /** modulus 2^bitWidth */
+    bitWidth: z.number().int().min(8).max(32).default(32),
+    /** gamma: quantization scale (integers per unit) */
+    scale: z.number().positive(),
+    rotation: z.enum(['none', 'hadamard']).default('hadamard'),
+    /** the largest accepted probability that the true sum wraps around the modulus */
+    maxWrapProbability: z.number().positive().max(1e-3).default(2 ** -40),
+  })
+  .strict();
+
+export const privacySchema = z
+  .object({
+    unit: z.literal('user'),
+    mechanism: z.enum(['local-dpsgd', 'round-noise']),
+    clipNorm: z.number().positive(),
+    noiseMultiplier: z.number().positive(),
+    samplingRate: z.number().positive().max(1),
+    stepsPerRound: z.number().int().min(1),
+    delta: z.number().positive().max(0.1),
+    /** lifetime epsilon budget of each party, unless the party entry overrides it */
+    epsilonBudget: z.number().positive(),
+    noiseMode: z.enum(['per-party', 'distributed']),
+    nMin: z.number().int().min(1),
+    maxInteractionsPerUser: z.number().int().min(1),
+  })
+  .strict();
+
+export const timeoutsSchema = z
+  .object({
+    phaseSeconds: z.number().positive().max(86_400),
+    roundSeconds: z.number().positive().max(7 * 86_400),
+  })
+  .strict();
+
+export const policySchema = z
+  .object({
+    version: z.literal(1),
+    federationId: name,
+    coordinator: z.object({ name, publicKey: base64Key32 }).strict(),
+    parties: z
+      .array(z.object({ name, publicKey: base64Key32, epsilonBudget: z.number().positive().optional() }).strict())
+      .min(2),
+    catalogue: z.object({ hash: hex32, numItems: z.number().int().min(1) }).strict(),
+    vocabularies: vocabulariesSchema,
+    model: modelConfigSchema,
+    training: trainingSchema,
+    secagg: secaggSchema,
+    privacy: privacySchema,
+    timeouts: timeoutsSchema,
+  })
+  .strict()
+  .superRefine((p, ctx) => {
+    const n = p.parties.length;
+    const names = new Set<string>();
+    const keys = new Set<string>([p.coordinator.publicKey]);
+    p.parties.forEach((party, i) => {
+      if (names.has(party.name)) ctx.addIssue({ code: 'custom', path: ['parties', i, 'name'], message: `duplicate party name "${party.name}"` });
+      if (keys.has(party.publicKey)) ctx.addIssue({ code: 'custom', path: ['parties', i, 'publicKey'], message: 'public key used twice (each party and the coordinator need their own key)' });
+      names.add(party.name);
+      keys.add(party.publicKey);
+    });
+    if (p.model.numItems !== p.catalogue.numItems) {
+      ctx.addIssue({ code: 'custom', path: ['model', 'numItems'], message: `must equal catalogue.numItems (${p.catalogue.numItems}), got ${p.model.numItems}` });
+    }
+    if (p.secagg.threshold > n) {
+      ctx.addIssue({ code: 'custom', path: ['secagg', 'threshold'], message: `threshold ${p.secagg.threshold} exceeds the number of parties (${n})` });
+    }
+    if (p.secagg.neighbourDegree !== 0 && (p.secagg.neighbourDegree >= n || p.secagg.neighbourDegree < p.secagg.threshold)) {
+      ctx.addIssue({ code: 'custom', path: ['secagg', 'neighbourDegree'], message: `must be 0 (full graph) or in [threshold=${p.secagg.threshold}, parties-1=${n - 1}], got ${p.secagg.neighbourDegree}` });
+    }
+    if (p.privacy.nMin > n) {
+      ctx.addIssue({ code: 'custom', path: ['privacy', 'nMin'], message: `nMin ${p.privacy.nMin} exceeds the number of parties (${n})` });
+    }
+    if (p.privacy.noiseMode === 'distributed') {
+      if (p.privacy.mechanism !== 'round-noise') {
+        ctx.addIssue({ code: 'custom', path: ['privacy', 'noiseMode'], message: 'distributed noise requires mechanism round-noise' });
+      }
+      if (n === 2) {
+        ctx.addIssue({ code: 'custom', path: ['privacy', 'noiseMode'], message: 'with 2 parties each can subtract its own input from the sum: noiseMode must be per-party' });
+      }
+      if (p.privacy.nMin < 2) {
+        ctx.addIssue({ code: 'custom', path: ['privacy', 'nMin'], message: 'distributed noise needs nMin >= 2' });
+      }
+    }
+  });
+
+export type Policy = z.infer<typeof policySchema>;
+export type PolicyInput = z.input<typeof policySchema>;
+
+export class PolicyError extends Error {
+  constructor(readonly issues: string[]) {
+    super(`invalid policy: ${issues.join('; ')}`);
+    this.name = 'PolicyError';
+  }
+}
+
+function formatIssues(error: z.ZodError): string[] {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+}
+
+/** Validates a policy object; throws PolicyError listing every problem with its path. */
+export function validatePolicy(obj: unknown): Policy {
+  const r = policySchema.safeParse(obj);
+  if (!r.success) throw new PolicyError(formatIssues(r.error));
+  return r.data;
+}
+
+/** Parses and validates policy YAML. */
+export function parsePolicyYaml(text: string): Policy {
+  let obj: unknown;
+  try {
+    obj = parseYaml(text, { strict: true, uniqueKeys: true });
+  } catch (e) {
+    throw new PolicyError([`YAML: ${(e as Error).message.split('\n')[0]}`]);
+  }
+  return validatePolicy(obj);
+}
+
+/** RFC 8785 canonical JSON of a validated policy (defaults filled in). */
+export function canonicalPolicyJson(policy: Policy): string {
+  return canonicalize(policy);
+}
+
+/** BLAKE2b-256 of the canonical policy, hex. Requires `await sodiumReady()`. */
+export function policyHash(policy: Policy): string {
+  return sodium().crypto_generichash(32, new TextEncoder().encode(canonicalPolicyJson(policy)), null, 'hex');
+}
