@@ -1,0 +1,463 @@
+/**
+ * The hybrid two-tower recommender (DESIGN §5) on TensorFlow.js.
+ *
+ *   score(u, i) = sigmoid( <f(x_u) + e_u, g(x_i) + e_i> + b_i )
+ *
+ * f, g: two-layer MLPs over the shared feature vocabularies (tfjs variables, dense Adam).
+ * e_i, b_i: item embedding and bias (shared). e_u: per-user embedding (PRIVATE, never in the
+ * shared list, never serialised into an update).
+ *
+ * The embedding-gradient trap (STACK.md): the gradient of tf.gather is UnsortedSegmentSum, which
+ * loops over every row on `cpu` and is missing on `wasm`. We never put an embedding table into the
+ * tfjs graph. For a batch, the touched rows are gathered in plain JS into small [B, d] tensors; tfjs
+ * differentiates the loss with respect to those batch tensors (and the tower variables); the
+ * per-example row gradients are then summed per unique row in JS (a scatter-add, exact) and only the
+ * touched rows are updated, by a lazy (row-sparse) Adam as in TF's LazyAdamOptimizer. The gradient
+ * equals the dense tf.gather gradient restricted to touched rows (tests/participant-node/model).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { sharedParameterLayout, type ParamSpec, type ModelConfig, layoutSize } from '../../shared/model/layout';
+import { itemFeatureDim, userFeatureDim, type Vocabularies } from '../../shared/data/vocab';
+import { Xoshiro128 } from '../../shared/util/prng';
+
+export interface TwoTowerShape {
+  numUsers: number;
+  numItems: number;
+  embeddingDim: number;
+  hiddenDim: number;
+  userFeatureDim: number;
+  itemFeatureDim: number;
+  /** false: plain matrix factorisation (no feature towers) — the STACK.md reference config for benchmarks */
+  towers: boolean;
+}
+
+export interface TwoTowerOptions {
+  learningRate: number;
+  /** seed of the (non-cryptographic) initialiser; identical seeds give identical initial models */
+  initSeed: number;
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+}
+
+/** Row-sparse gradient: `rows` unique sorted row indices, `values` rows.length x width. */
+export interface SparseRows {
+  rows: Uint32Array;
+  values: Float32Array;
+  width: number;
+}
+
+export interface BatchGradients {
+  loss: number;
+  /** dense gradients of the tower variables, by layout name */
+  tower: Map<string, Float32Array>;
+  itemEmbedding: SparseRows;
+  itemBias: SparseRows;
+  userEmbedding: SparseRows;
+}
+
+const TOWER_NAMES = [
+  'user_tower/dense1/kernel',
+  'user_tower/dense1/bias',
+  'user_tower/dense2/kernel',
+  'user_tower/dense2/bias',
+  'item_tower/dense1/kernel',
+  'item_tower/dense1/bias',
+  'item_tower/dense2/kernel',
+  'item_tower/dense2/bias',
+] as const;
+
+let instanceCounter = 0;
+
+/**
+ * Row-sparse Adam (TF LazyAdamOptimizer semantics): moments and weights of a row change only when the
+ * row is in the batch; bias correction uses the global step count.
+ */
+export class LazyAdam {
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  private t = 0;
+
+  constructor(
+    readonly size: number,
+    readonly lr: number,
+    readonly b1 = 0.9,
+    readonly b2 = 0.999,
+    readonly eps = 1e-7,
+  ) {
+    this.m = new Float32Array(size);
+    this.v = new Float32Array(size);
+  }
+
+  reset(): void {
+    this.m.fill(0);
+    this.v.fill(0);
+    this.t = 0;
+  }
+
+  /** Applies `g` (rows.length x width) to `w` at the given rows. */
+  apply(w: Float32Array, g: SparseRows): void {
+    this.t++;
+    const { b1, b2, eps } = this;
+    const alpha = (this.lr * Math.sqrt(1 - Math.pow(b2, this.t))) / (1 - Math.pow(b1, this.t));
+    const { rows, values, width } = g;
+    const m = this.m;
+    const v = this.v;
+    for (let r = 0; r < rows.length; r++) {
+      const base = rows[r] * width;
+      const gb = r * width;
+      for (let k = 0; k < width; k++) {
+        const gi = values[gb + k];
+        const j = base + k;
+        const mj = (m[j] = b1 * m[j] + (1 - b1) * gi);
+        const vj = (v[j] = b2 * v[j] + (1 - b2) * gi * gi);
+        w[j] -= (alpha * mj) / (Math.sqrt(vj) + eps);
+      }
+    }
+  }
+}
+
+/**
+ * Sums per-example rows into unique rows: out[row(idx[j])] += vals[j]. Exact (the same additions, in
+ * example order, that a dense scatter would do).
+ */
+export function segmentSumRows(idx: Uint32Array, vals: Float32Array, width: number): SparseRows {
+  const order = new Map<number, number>();
+  for (let j = 0; j < idx.length; j++) if (!order.has(idx[j])) order.set(idx[j], order.size);
+  const rows = Uint32Array.from(order.keys()).sort();
+  const pos = new Map<number, number>();
+  rows.forEach((r, i) => pos.set(r, i));
+  const values = new Float32Array(rows.length * width);
+  for (let j = 0; j < idx.length; j++) {
+    const o = pos.get(idx[j])! * width;
+    const s = j * width;
+    for (let k = 0; k < width; k++) values[o + k] += vals[s + k];
+  }
+  return { rows, values, width };
+}
+
+function gatherRows(src: Float32Array, idx: Uint32Array, width: number, out?: Float32Array): Float32Array {
+  const dst = out ?? new Float32Array(idx.length * width);
+  for (let j = 0; j < idx.length; j++) {
+    const s = idx[j] * width;
+    dst.set(src.subarray(s, s + width), j * width);
+  }
+  return dst;
+}
+
+export class TwoTowerModel {
+  readonly shape: TwoTowerShape;
+  readonly layout: ParamSpec[] | null;
+  /** shared item embedding [numItems, d] and bias [numItems] */
+  readonly itemEmbedding: Float32Array;
+  readonly itemBias: Float32Array;
+  /** PRIVATE per-user embedding [numUsers, d] */
+  readonly userEmbedding: Float32Array;
+  private readonly vars = new Map<string, tf.Variable>();
+  private towerOpt: tf.Optimizer;
+  private readonly adamItemEmb: LazyAdam;
+  private readonly adamItemBias: LazyAdam;
+  private readonly adamUserEmb: LazyAdam;
+  private userFeatures: Float32Array;
+  private itemFeatures: Float32Array;
+  private readonly id = ++instanceCounter;
+  private disposed = false;
+
+  constructor(shape: TwoTowerShape, private readonly opts: TwoTowerOptions) {
+    this.shape = shape;
+    const { numUsers, numItems, embeddingDim: d, hiddenDim: h } = shape;
+    const rng = new Xoshiro128(opts.initSeed);
+    const normal = (n: number, std: number) => {
+      const a = new Float32Array(n);
+      for (let i = 0; i < n; i++) a[i] = rng.nextGaussian() * std;
+      return a;
+    };
+    const glorot = (fanIn: number, fanOut: number) => {
+      const lim = Math.sqrt(6 / (fanIn + fanOut));
+      const a = new Float32Array(fanIn * fanOut);
+      for (let i = 0; i < a.length; i++) a[i] = (rng.nextFloat() * 2 - 1) * lim;
+      return a;
+    };
+    this.itemEmbedding = normal(numItems * d, 0.05);
+    this.itemBias = new Float32Array(numItems);
+    this.userEmbedding = normal(numUsers * d, 0.05);
+    this.layout = null;
+    if (shape.towers) {
+      const du = shape.userFeatureDim;
+      const di = shape.itemFeatureDim;
+      const init: Record<(typeof TOWER_NAMES)[number], [Float32Array, number[]]> = {
+        'user_tower/dense1/kernel': [glorot(du, h), [du, h]],
+        'user_tower/dense1/bias': [new Float32Array(h), [h]],
+        'user_tower/dense2/kernel': [glorot(h, d), [h, d]],
+        'user_tower/dense2/bias': [new Float32Array(d), [d]],
+        'item_tower/dense1/kernel': [glorot(di, h), [di, h]],
+        'item_tower/dense1/bias': [new Float32Array(h), [h]],
+        'item_tower/dense2/kernel': [glorot(h, d), [h, d]],
+        'item_tower/dense2/bias': [new Float32Array(d), [d]],
+      };
+      for (const name of TOWER_NAMES) {
+        const [vals, shp] = init[name];
+        this.vars.set(name, tf.variable(tf.tensor(vals, shp), true, `m${this.id}/${name}`));
+      }
+    }
+    this.towerOpt = tf.train.adam(opts.learningRate, opts.beta1 ?? 0.9, opts.beta2 ?? 0.999, opts.epsilon ?? 1e-7);
+    this.adamItemEmb = new LazyAdam(numItems * d, opts.learningRate, opts.beta1, opts.beta2, opts.epsilon);
+    this.adamItemBias = new LazyAdam(numItems, opts.learningRate, opts.beta1, opts.beta2, opts.epsilon);
+    this.adamUserEmb = new LazyAdam(numUsers * d, opts.learningRate, opts.beta1, opts.beta2, opts.epsilon);
+    this.userFeatures = new Float32Array(numUsers * shape.userFeatureDim);
+    this.itemFeatures = new Float32Array(numItems * shape.itemFeatureDim);
+  }
+
+  /** A two-tower model whose shared parameters follow the policy's layout. */
+  static forPolicy(model: ModelConfig, vocab: Vocabularies, numUsers: number, opts: TwoTowerOptions): TwoTowerModel {
+    const m = new TwoTowerModel(
+      {
+        numUsers,
+        numItems: model.numItems,
+        embeddingDim: model.embeddingDim,
+        hiddenDim: model.hiddenDim,
+        userFeatureDim: userFeatureDim(vocab),
+        itemFeatureDim: itemFeatureDim(vocab),
+        towers: true,
+      },
+      opts,
+    );
+    (m as { layout: ParamSpec[] | null }).layout = sharedParameterLayout(model, vocab);
+    return m;
+  }
+
+  /** Sets the encoded feature matrices (rows = users / items in dataset order). */
+  setFeatures(userFeatures: Float32Array, itemFeatures: Float32Array): void {
+    if (userFeatures.length !== this.shape.numUsers * this.shape.userFeatureDim) {
+      throw new RangeError(`"userFeatures" expected length ${this.shape.numUsers * this.shape.userFeatureDim}, got ${userFeatures.length}`);
+    }
+    if (itemFeatures.length !== this.shape.numItems * this.shape.itemFeatureDim) {
+      throw new RangeError(`"itemFeatures" expected length ${this.shape.numItems * this.shape.itemFeatureDim}, got ${itemFeatures.length}`);
+    }
+    this.userFeatures = userFeatures;
+    this.itemFeatures = itemFeatures;
+  }
+
+  /**
+   * The SHARED parameters (f, g, e_i, b_i) as an ordered list of named tensors, in the policy's
+   * layout order. The private user embedding is never in this list. The caller owns (disposes) the
+   * returned tensors.
+   */
+  sharedParameters(): Array<{ name: string; tensor: tf.Tensor }> {
+    const layout = this.requireLayout();
+    return layout.map((p) => {
+      if (p.name === 'item_embedding') return { name: p.name, tensor: tf.tensor2d(this.itemEmbedding, [this.shape.numItems, this.shape.embeddingDim]) };
+      if (p.name === 'item_bias') return { name: p.name, tensor: tf.tensor1d(this.itemBias) };
+      const v = this.vars.get(p.name);
+      if (!v) throw new Error(`model has no variable for shared parameter "${p.name}"`);
+      return { name: p.name, tensor: v.clone() };
+    });
+  }
+
+  /** The shared parameters flattened in layout order (the vector secure aggregation sums). */
+  getSharedFlat(): Float32Array {
+    const layout = this.requireLayout();
+    const out = new Float32Array(layoutSize(layout));
+    for (const p of layout) {
+      if (p.name === 'item_embedding') out.set(this.itemEmbedding, p.offset);
+      else if (p.name === 'item_bias') out.set(this.itemBias, p.offset);
+      else out.set(this.vars.get(p.name)!.dataSync() as Float32Array, p.offset);
+    }
+    return out;
+  }
+
+  /** Replaces the shared parameters (e.g. with a new global model); private embeddings are kept. */
+  setSharedFlat(flat: Float32Array): void {
+    const layout = this.requireLayout();
+    if (flat.length !== layoutSize(layout)) throw new RangeError(`shared vector expected length ${layoutSize(layout)}, got ${flat.length}`);
+    for (const p of layout) {
+      const view = flat.subarray(p.offset, p.offset + p.size);
+      if (p.name === 'item_embedding') this.itemEmbedding.set(view);
+      else if (p.name === 'item_bias') this.itemBias.set(view);
+      else {
+        const v = this.vars.get(p.name)!;
+        tf.tidy(() => v.assign(tf.tensor(view, p.shape)));
+      }
+    }
+  }
+
+  /** Forgets optimizer state (each federated round starts local training afresh). */
+  resetOptimizer(): void {
+    this.towerOpt.dispose();
+    this.towerOpt = tf.train.adam(this.opts.learningRate, this.opts.beta1 ?? 0.9, this.opts.beta2 ?? 0.999, this.opts.epsilon ?? 1e-7);
+    this.adamItemEmb.reset();
+    this.adamItemBias.reset();
+    this.adamUserEmb.reset();
+  }
+
+  private requireLayout(): ParamSpec[] {
+    if (!this.layout) throw new Error('this model has no shared layout (construct it with TwoTowerModel.forPolicy)');
+    return this.layout;
+  }
+
+  private tower(prefix: 'user_tower' | 'item_tower', x: tf.Tensor2D): tf.Tensor2D {
+    const v = (n: string) => this.vars.get(`${prefix}/${n}`)!;
+    const h1 = tf.relu(tf.add(tf.matMul(x, v('dense1/kernel') as tf.Tensor2D), v('dense1/bias')));
+    return tf.add(tf.matMul(h1, v('dense2/kernel') as tf.Tensor2D), v('dense2/bias')) as tf.Tensor2D;
+  }
+
+  /**
+   * Loss and gradients of one batch of (user, item, label) examples; mean binary cross-entropy.
+   * Gradients of the embedding tables are returned row-sparse (touched rows only).
+   * `weights` (optional, per example) reweights each example's loss term (used for per-user clipping).
+   */
+  computeGradients(users: Uint32Array, items: Uint32Array, labels: Float32Array, weights?: Float32Array): BatchGradients {
+    this.assertLive();
+    const B = users.length;
+    if (items.length !== B || labels.length !== B) throw new RangeError(`batch arrays differ in length (users=${B}, items=${items.length}, labels=${labels.length})`);
+    if (weights && weights.length !== B) throw new RangeError(`"weights" expected length ${B}, got ${weights.length}`);
+    const { embeddingDim: d, userFeatureDim: du, itemFeatureDim: di } = this.shape;
+    const euArr = gatherRows(this.userEmbedding, users, d);
+    const eiArr = gatherRows(this.itemEmbedding, items, d);
+    const biArr = gatherRows(this.itemBias, items, 1);
+    const eu = tf.tensor2d(euArr, [B, d]);
+    const ei = tf.tensor2d(eiArr, [B, d]);
+    const bi = tf.tensor1d(biArr);
+    const xu = this.shape.towers ? tf.tensor2d(gatherRows(this.userFeatures, users, du), [B, du]) : null;
+    const xi = this.shape.towers ? tf.tensor2d(gatherRows(this.itemFeatures, items, di), [B, di]) : null;
+    const y = tf.tensor1d(labels);
+    const w = weights ? tf.tensor1d(weights) : null;
+    const towerVars = this.shape.towers ? TOWER_NAMES.map((n) => this.vars.get(n)!) : [];
+    try {
+      const { value, grads } = tf.engine().gradients(
+        () =>
+          tf.tidy(() => {
+            const U = xu ? tf.add(this.tower('user_tower', xu), eu) : eu;
+            const I = xi ? tf.add(this.tower('item_tower', xi), ei) : ei;
+            const logit = tf.add(tf.sum(tf.mul(U, I), 1), bi);
+            // numerically stable BCE with logits: max(z,0) - z*y + log(1+exp(-|z|))
+            const per = tf.add(tf.sub(tf.relu(logit), tf.mul(logit, y)), tf.log1p(tf.exp(tf.neg(tf.abs(logit)))));
+            return (w ? tf.div(tf.sum(tf.mul(per, w)), B) : tf.mean(per)) as tf.Scalar;
+          }),
+        [eu, ei, bi, ...towerVars],
+      );
+      const loss = (value.dataSync() as Float32Array)[0];
+      const [gEu, gEi, gBi, ...gTower] = grads;
+      const tower = new Map<string, Float32Array>();
+      gTower.forEach((g, k) => tower.set(TOWER_NAMES[k], g.dataSync() as Float32Array));
+      const out: BatchGradients = {
+        loss,
+        tower,
+        userEmbedding: segmentSumRows(users, gEu.dataSync() as Float32Array, d),
+        itemEmbedding: segmentSumRows(items, gEi.dataSync() as Float32Array, d),
+        itemBias: segmentSumRows(items, gBi.dataSync() as Float32Array, 1),
+      };
+      tf.dispose([value, ...grads]);
+      return out;
+    } finally {
+      tf.dispose([eu, ei, bi, y]);
+      if (xu) xu.dispose();
+      if (xi) xi.dispose();
+      if (w) w.dispose();
+    }
+  }
+
+  /** Applies gradients: dense Adam on the towers, lazy Adam on touched embedding rows only. */
+  applyGradients(g: Omit<BatchGradients, 'loss'>, opts: { updateUserEmbedding?: boolean } = {}): void {
+    this.assertLive();
+    if (this.shape.towers && g.tower.size > 0) {
+      const named: Record<string, tf.Tensor> = {};
+      for (const name of TOWER_NAMES) {
+        const v = this.vars.get(name)!;
+        named[v.name] = tf.tensor(g.tower.get(name)!, v.shape);
+      }
+      this.towerOpt.applyGradients(named);
+      tf.dispose(Object.values(named));
+    }
+    this.adamItemEmb.apply(this.itemEmbedding, g.itemEmbedding);
+    this.adamItemBias.apply(this.itemBias, g.itemBias);
+    if (opts.updateUserEmbedding !== false) this.adamUserEmb.apply(this.userEmbedding, g.userEmbedding);
+  }
+
+  /** One optimisation step; returns the batch loss. */
+  trainBatch(users: Uint32Array, items: Uint32Array, labels: Float32Array): number {
+    const g = this.computeGradients(users, items, labels);
+    this.applyGradients(g);
+    return g.loss;
+  }
+
+  /** g(x_i) + e_i for every item, [numItems * d] (row-major), computed in chunks. */
+  itemVectors(): Float32Array {
+    this.assertLive();
+    const { numItems, embeddingDim: d, itemFeatureDim: di } = this.shape;
+    if (!this.shape.towers) return Float32Array.from(this.itemEmbedding);
+    const out = new Float32Array(numItems * d);
+    const chunk = 4096;
+    for (let s = 0; s < numItems; s += chunk) {
+      const n = Math.min(chunk, numItems - s);
+      const vals = tf.tidy(() => {
+        const x = tf.tensor2d(this.itemFeatures.subarray(s * di, (s + n) * di), [n, di]);
+        return this.tower('item_tower', x);
+      });
+      out.set(vals.dataSync() as Float32Array, s * d);
+      vals.dispose();
+    }
+    for (let i = 0; i < out.length; i++) out[i] += this.itemEmbedding[i];
+    return out;
+  }
+
+  /**
+   * f(x_u) + e_u for users given by index (their stored features and private embedding) or, for a
+   * cold-start user, by an encoded feature row alone (e_u = 0).
+   */
+  userVectors(users: Uint32Array | { features: Float32Array }): Float32Array {
+    this.assertLive();
+    const { embeddingDim: d, userFeatureDim: du } = this.shape;
+    if ('features' in users) {
+      if (users.features.length % du !== 0) throw new RangeError(`cold-start features must be a multiple of ${du} long, got ${users.features.length}`);
+      const n = users.features.length / du;
+      if (!this.shape.towers) return new Float32Array(n * d);
+      const v = tf.tidy(() => this.tower('user_tower', tf.tensor2d(users.features, [n, du])));
+      const out = Float32Array.from(v.dataSync() as Float32Array);
+      v.dispose();
+      return out;
+    }
+    const n = users.length;
+    const out = gatherRows(this.userEmbedding, users, d);
+    if (this.shape.towers) {
+      const v = tf.tidy(() => this.tower('user_tower', tf.tensor2d(gatherRows(this.userFeatures, users, du), [n, du])));
+      const f = v.dataSync() as Float32Array;
+      for (let i = 0; i < out.length; i++) out[i] += f[i];
+      v.dispose();
+    }
+    return out;
+  }
+
+  /** Scores (logits) of `userVecs` [n, d] against all items: [n, numItems], via one matMul per chunk. */
+  scoreAll(userVecs: Float32Array, itemVecs: Float32Array): Float32Array {
+    const { numItems, embeddingDim: d } = this.shape;
+    const n = userVecs.length / d;
+    const res = tf.tidy(() => {
+      const U = tf.tensor2d(userVecs, [n, d]);
+      const I = tf.tensor2d(itemVecs, [numItems, d]);
+      return tf.add(tf.matMul(U, I, false, true), tf.tensor1d(this.itemBias));
+    });
+    const out = res.dataSync() as Float32Array;
+    res.dispose();
+    return out;
+  }
+
+  /** Tower variable values by layout name (copies). */
+  towerValues(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const [name, v] of this.vars) out.set(name, Float32Array.from(v.dataSync() as Float32Array));
+    return out;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const v of this.vars.values()) v.dispose();
+    this.vars.clear();
+    this.towerOpt.dispose();
+  }
+
+  private assertLive(): void {
+    if (this.disposed) throw new Error('model was disposed');
+  }
+}
