@@ -1,0 +1,199 @@
+/**
+ * Offline evaluation (DESIGN §5).
+ *
+ * - Leave-one-out HR@10 and NDCG@10 with 100 sampled negatives (the NCF protocol of He et al.
+ *   2017). Negatives are drawn uniformly from the held-out item's own domain, excluding every item
+ *   the user interacted with, so a model cannot score by telling courses from insurance products.
+ * - Full-catalogue recall@50: the held-out item's rank among every item the user has not
+ *   interacted with in training.
+ * - Per domain (of the held-out item), and a popularity baseline (items ranked by their interaction
+ *   count in this party's training data, ties broken at random) under the identical protocol.
+ * - Cross-domain quality against hidden ground truth (items of other domains a user would take up):
+ *   each ground-truth item ranked against 100 negatives from its domain.
+ *
+ * Rank = number of candidates scoring strictly higher; hit@K iff rank < K; NDCG = 1/log2(rank + 2).
+ * Sampling of negatives uses a seeded PRNG so two models are compared on the same candidates.
+ */
+import type { NodeDataset } from '../data/dataset';
+import { Xoshiro128 } from '../../shared/util/prng';
+import type { TwoTowerModel } from './twotower';
+import { domainIndex, type Positives, type Split } from './train';
+
+export interface RankMetrics {
+  'hr@10': number;
+  'ndcg@10': number;
+  count: number;
+}
+
+export interface EvalReport {
+  metrics: RankMetrics & { 'recall@50': number };
+  byDomain: Record<string, RankMetrics & { 'recall@50': number }>;
+  baseline: { popularity: RankMetrics & { 'recall@50': number; byDomain: Record<string, RankMetrics & { 'recall@50': number }> } };
+}
+
+export interface CrossDomainReport {
+  overall: RankMetrics;
+  byDomain: Record<string, RankMetrics>;
+  baseline: { popularity: RankMetrics };
+}
+
+/** scores[c] for candidate items of one user */
+export type Scorer = (userIndices: Uint32Array) => { scores: Float32Array; stride: number };
+
+class Acc {
+  hr = 0;
+  ndcg = 0;
+  recall = 0;
+  n = 0;
+  add(rank: number, fullRank?: number): void {
+    this.n++;
+    if (rank < 10) {
+      this.hr++;
+      this.ndcg += 1 / Math.log2(rank + 2);
+    }
+    if (fullRank !== undefined && fullRank < 50) this.recall++;
+  }
+  rank(): RankMetrics {
+    return { 'hr@10': this.n ? this.hr / this.n : 0, 'ndcg@10': this.n ? this.ndcg / this.n : 0, count: this.n };
+  }
+  withRecall(): RankMetrics & { 'recall@50': number } {
+    return { ...this.rank(), 'recall@50': this.n ? this.recall / this.n : 0 };
+  }
+}
+
+function userItemSets(p: Positives): Map<number, Set<number>> {
+  const m = new Map<number, Set<number>>();
+  for (let j = 0; j < p.user.length; j++) {
+    let s = m.get(p.user[j]);
+    if (!s) m.set(p.user[j], (s = new Set()));
+    s.add(p.item[j]);
+  }
+  return m;
+}
+
+function sampleNegatives(pool: Uint32Array, exclude: Set<number>, k: number, rng: Xoshiro128): Uint32Array {
+  const out = new Uint32Array(k);
+  const available = pool.length - [...exclude].filter((i) => pool.includes(i)).length;
+  if (available < k) throw new RangeError(`only ${available} candidate negatives in a domain, need ${k}`);
+  const chosen = new Set<number>();
+  let n = 0;
+  while (n < k) {
+    const c = pool[rng.nextInt(pool.length)];
+    if (exclude.has(c) || chosen.has(c)) continue;
+    chosen.add(c);
+    out[n++] = c;
+  }
+  return out;
+}
+
+/** Popularity scores: training interaction counts plus a random tie-breaker in [0, 0.5). */
+export function popularityScores(train: Positives, numItems: number, seed: number): Float32Array {
+  const s = new Float32Array(numItems);
+  for (let j = 0; j < train.item.length; j++) s[train.item[j]] += 1;
+  const rng = new Xoshiro128(seed ^ 0x5bd1e995);
+  for (let i = 0; i < numItems; i++) s[i] += rng.nextFloat() * 0.5;
+  return s;
+}
+
+/** A scorer backed by the model: one matMul of the users' vectors against every item. */
+export function modelScorer(model: TwoTowerModel): Scorer {
+  const itemVecs = model.itemVectors();
+  return (users) => ({ scores: model.scoreAll(model.userVectors(users), itemVecs), stride: model.shape.numItems });
+}
+
+function popularityScorer(pop: Float32Array): Scorer {
+  return (users) => {
+    const out = new Float32Array(users.length * pop.length);
+    for (let k = 0; k < users.length; k++) out.set(pop, k * pop.length);
+    return { scores: out, stride: pop.length };
+  };
+}
+
+interface Case {
+  user: number;
+  target: number;
+  negatives: Uint32Array;
+}
+
+function buildCases(test: Positives, seen: Map<number, Set<number>>, byDomain: Map<string, Uint32Array>, domainOf: string[], rng: Xoshiro128): Case[] {
+  const cases: Case[] = [];
+  for (let j = 0; j < test.user.length; j++) {
+    const u = test.user[j];
+    const t = test.item[j];
+    const exclude = new Set(seen.get(u) ?? []);
+    exclude.add(t);
+    cases.push({ user: u, target: t, negatives: sampleNegatives(byDomain.get(domainOf[t])!, exclude, 100, rng) });
+  }
+  return cases;
+}
+
+function runCases(
+  cases: Case[],
+  scorer: Scorer,
+  domainOf: string[],
+  trainSeen: Map<number, Set<number>> | null,
+): { all: Acc; byDomain: Map<string, Acc> } {
+  const all = new Acc();
+  const byDomain = new Map<string, Acc>();
+  const chunk = 256;
+  for (let s = 0; s < cases.length; s += chunk) {
+    const part = cases.slice(s, s + chunk);
+    const { scores, stride } = scorer(Uint32Array.from(part.map((c) => c.user)));
+    part.forEach((c, k) => {
+      const row = scores.subarray(k * stride, (k + 1) * stride);
+      const ts = row[c.target];
+      let rank = 0;
+      for (const neg of c.negatives) if (row[neg] > ts) rank++;
+      let full: number | undefined;
+      if (trainSeen) {
+        const seen = trainSeen.get(c.user);
+        full = 0;
+        for (let i = 0; i < stride; i++) if (i !== c.target && row[i] > ts && !(seen && seen.has(i))) full++;
+      }
+      all.add(rank, full);
+      const d = domainOf[c.target];
+      if (!byDomain.has(d)) byDomain.set(d, new Acc());
+      byDomain.get(d)!.add(rank, full);
+    });
+  }
+  return { all, byDomain };
+}
+
+/** Leave-one-out evaluation of `model` (and the popularity baseline) on the split's held-out items. */
+export function evaluateModel(model: TwoTowerModel, ds: NodeDataset, split: Split, seed = 1): EvalReport {
+  const { byDomain, domainOf } = domainIndex(ds);
+  const trainSeen = userItemSets(split.train);
+  const cases = buildCases(split.test, trainSeen, byDomain, domainOf, new Xoshiro128(seed));
+  const m = runCases(cases, modelScorer(model), domainOf, trainSeen);
+  const p = runCases(cases, popularityScorer(popularityScores(split.train, ds.items.length, seed)), domainOf, trainSeen);
+  const perDomain = (x: Map<string, Acc>) => Object.fromEntries([...x].sort().map(([d, a]) => [d, a.withRecall()]));
+  return {
+    metrics: m.all.withRecall(),
+    byDomain: perDomain(m.byDomain),
+    baseline: { popularity: { ...p.all.withRecall(), byDomain: perDomain(p.byDomain) } },
+  };
+}
+
+/**
+ * Cross-domain quality: every (user, item) of the hidden ground truth, ranked against 100 negatives
+ * of the item's domain that the user did not interact with and that are not in the user's ground truth.
+ */
+export function evaluateCrossDomain(model: TwoTowerModel, ds: NodeDataset, split: Split, truth: Positives, seed = 2): CrossDomainReport {
+  const { byDomain, domainOf } = domainIndex(ds);
+  const seen = userItemSets({ user: Uint32Array.from([...split.train.user, ...split.test.user]), item: Uint32Array.from([...split.train.item, ...split.test.item]) });
+  const truthSets = userItemSets(truth);
+  const rng = new Xoshiro128(seed);
+  const cases: Case[] = [];
+  for (let j = 0; j < truth.user.length; j++) {
+    const u = truth.user[j];
+    const exclude = new Set([...(seen.get(u) ?? []), ...(truthSets.get(u) ?? [])]);
+    cases.push({ user: u, target: truth.item[j], negatives: sampleNegatives(byDomain.get(domainOf[truth.item[j]])!, exclude, 100, rng) });
+  }
+  const m = runCases(cases, modelScorer(model), domainOf, null);
+  const p = runCases(cases, popularityScorer(popularityScores(split.train, ds.items.length, seed)), domainOf, null);
+  return {
+    overall: m.all.rank(),
+    byDomain: Object.fromEntries([...m.byDomain].sort().map(([d, a]) => [d, a.rank()])),
+    baseline: { popularity: p.all.rank() },
+  };
+}

@@ -1,0 +1,73 @@
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend, type BackendDeps } from '../../../participant-node/model/backend';
+import { UserError } from '../../../shared/cli/errors';
+
+function deps(over: Partial<BackendDeps> & { present?: Record<string, unknown> } = {}): BackendDeps & { logs: string[] } {
+  const logs: string[] = [];
+  const present = over.present ?? {};
+  return {
+    logs,
+    require: (id: string) => {
+      if (id in present) return present[id];
+      if (id === '@tensorflow/tfjs-backend-wasm') return require('@tensorflow/tfjs-backend-wasm');
+      const e = new Error(`Cannot find module '${id}'`) as Error & { code: string };
+      e.code = 'MODULE_NOT_FOUND';
+      throw e;
+    },
+    cudaVisible: over.cudaVisible ?? (() => false),
+    log: (m) => logs.push(m),
+  };
+}
+
+describe('backend selection', () => {
+  const savedEnv = process.env.FEDBRIDGE_BACKEND;
+  afterEach(() => {
+    if (savedEnv === undefined) delete process.env.FEDBRIDGE_BACKEND;
+    else process.env.FEDBRIDGE_BACKEND = savedEnv;
+  });
+
+  test('auto with the optional GPU packages absent falls through to wasm and logs why', async () => {
+    delete process.env.FEDBRIDGE_BACKEND;
+    const d = deps();
+    const sel = await selectBackend(tf, 'auto', d);
+    expect(sel.backend).toBe('wasm');
+    expect(tf.getBackend()).toBe('wasm');
+    expect(sel.attempts.map((a) => [a.backend, a.ok])).toEqual([
+      ['gpu', false],
+      ['webgpu', false],
+      ['node', false],
+      ['wasm', true],
+    ]);
+    expect(sel.attempts[0].reason).toMatch(/tfjs-node-gpu/);
+    expect(d.logs.join('\n')).toMatch(/using wasm .*skipped: gpu \(.*\), webgpu \(.*\), node \(.*\)/);
+  });
+
+  test('tfjs-node-gpu present but no CUDA device is refused, not silently used', async () => {
+    const d = deps({ present: { '@tensorflow/tfjs-node-gpu': {} }, cudaVisible: () => false });
+    const sel = await selectBackend(tf, 'auto', d);
+    expect(sel.attempts[0]).toEqual({ backend: 'gpu', ok: false, reason: 'tfjs-node-gpu loaded but no CUDA GPU is visible' });
+  });
+
+  test('a software WebGPU adapter is refused', async () => {
+    const fakeWebgpu = {
+      globals: {},
+      create: () => ({ requestAdapter: async () => ({ info: { vendor: 'mesa', architecture: 'llvmpipe', device: '', description: 'llvmpipe (LLVM 15)' } }) }),
+    };
+    await expect(selectBackend(tf, 'webgpu', deps({ present: { webgpu: fakeWebgpu } }))).rejects.toThrow(/only a software WebGPU adapter is available \(mesa llvmpipe/);
+  });
+
+  test('an explicit backend that is absent is an error with an install hint, not a fallback', async () => {
+    await expect(selectBackend(tf, 'webgpu', deps())).rejects.toThrow(UserError);
+    await expect(selectBackend(tf, 'webgpu', deps())).rejects.toThrow(/backend "webgpu" is not available: webgpu: Cannot find module 'webgpu'.*npm install --no-save webgpu@0.6.2/);
+    await expect(selectBackend(tf, 'gpu', deps())).rejects.toThrow(/backend "gpu" is not available/);
+  });
+
+  test('explicit cpu and the FEDBRIDGE_BACKEND override', async () => {
+    expect((await selectBackend(tf, 'cpu', deps())).backend).toBe('cpu');
+    process.env.FEDBRIDGE_BACKEND = 'wasm';
+    expect((await selectBackend(tf, 'auto', deps())).backend).toBe('wasm');
+    process.env.FEDBRIDGE_BACKEND = 'tpu';
+    await expect(selectBackend(tf, 'auto', deps())).rejects.toThrow(/FEDBRIDGE_BACKEND must be one of auto\|gpu\|webgpu\|node\|wasm\|cpu, got "tpu"/);
+    await expect(selectBackend(tf, 'bogus' as never, deps())).rejects.toThrow(/--backend must be one of/);
+  });
+});
