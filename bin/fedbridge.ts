@@ -10,6 +10,7 @@
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../shared/cli/errors';
 import { registerNodeCommands } from '../participant-node/cli/node';
+import { registerDataCommands } from '../participant-node/cli/data';
 
 export function buildProgram(): Command {
   const program = new Command('fedbridge')
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .exitOverride();
   const node = program.command('node').description('participant node: identity, data, local training, evaluation, serving');
   registerNodeCommands(node);
+  registerDataCommands(program.command('data').description('synthetic data: generate per-party users, the shared catalogue, interactions'));
   return program;
 }
 

@@ -1,0 +1,701 @@
+/**
+ * Synthetic data for the federation (issue 2, "Data"): `fedbridge data generate`.
+ *
+ * One shared latent structure drives every party, so the parties' data are related but not
+ * identical:
+ *
+ *  - The catalogue: each party offers its own items (the platform: courses; an insurer: insurance
+ *    and finance products). Every item has 1-3 topic tags from the shared taxonomy
+ *    (`DEFAULT_VOCABULARIES.topics`), drawn from a domain-specific topic mix, a price band, and a
+ *    latent popularity (log-normal, skewed but not dominant). items.csv is the union of all
+ *    parties' offers and is byte-identical in every party's folder.
+ *  - A user's taste over the T topics is taste_u = A[age_band] + L[life_stage] + R[region] + noise,
+ *    so it is partly predictable from features; the user's topic mixture is
+ *    theta_u = softmax(beta * taste_u) and the declared interests are a noisy sample of theta_u.
+ *  - An interaction is drawn from the mixture P(i | u) = sum_t theta_ut P(i | t) restricted to the
+ *    party's own items, with P(i | t) proportional to popularity among the items tagged t, thinned
+ *    by a price-band acceptance that depends on life stage (students take free courses, the
+ *    established buy premium cover), plus a little popularity-only exploration. Sampling is exact
+ *    via per-topic alias tables, O(1) per draw, so `large` stays linear in the output size.
+ *  - The same taste -> topic mapping drives every domain: course behaviour on the platform teaches
+ *    which topic tags go with which user features, which the sparse insurer side benefits from;
+ *    users whose taste leans to topics that both domains share have cross-domain affinity.
+ *  - Hidden ground truth (ground_truth.csv, never in interactions.csv): for every user, a handful
+ *    of the OTHER parties' items drawn from the same model restricted to those parties' offers.
+ *
+ * The platform is dense (20-60 interactions per user), insurers are sparse (1-4). Users are distinct
+ * people per party (ids prefixed by party). Each user's interactions have strictly increasing
+ * integer timestamps (unix seconds), so leave-one-out evaluation can hold out the latest one.
+ *
+ * Deterministic: a small seeded PRNG (xoshiro128** seeded through splitmix32) with one independent
+ * stream per purpose and party, so the same seed and options give byte-identical files and adding
+ * `insurer2` does not change the other parties' users. Synthetic data only: this PRNG must never be
+ * used for anything secret (masks, keys, DP noise use libsodium).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { stringify } from 'csv-stringify/sync';
+import { DEFAULT_VOCABULARIES, type Domain } from '../../shared/data/vocab';
+import { catalogueHash } from '../../shared/data/catalogue';
+import { sodiumReady } from '../../shared/crypto/sodium';
+import { writeFileAtomic } from '../../shared/util/atomic';
+import { UserError } from '../../shared/cli/errors';
+
+export const SYNTHETIC_FORMAT = 'fedbridge-synthetic/1';
+export const GENERATOR_VERSION = 1;
+
+// ---------------------------------------------------------------------------------------------
+// PRNG: xoshiro128** (Blackman & Vigna 2018), seeded with splitmix32. Not cryptographic.
+// ---------------------------------------------------------------------------------------------
+
+function fnv1a32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+function mix32(z: number): number {
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+  return (z ^ (z >>> 16)) >>> 0;
+}
+
+/** A seeded, deterministic PRNG stream for synthetic data (xoshiro128**). */
+export class SeededRng {
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
+  private spare: number | undefined;
+
+  /** `seed`: a non-negative safe integer; `label`: names an independent stream. */
+  constructor(seed: number, label = '') {
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`"seed" expected a non-negative safe integer, got ${seed}`);
+    const lo = seed >>> 0;
+    const hi = Math.floor(seed / 2 ** 32) >>> 0;
+    let sm = mix32(lo ^ mix32(hi ^ mix32(fnv1a32(label) ^ 0x5bd1e995)));
+    const next = (): number => {
+      sm = (sm + 0x9e3779b9) >>> 0;
+      return mix32(sm);
+    };
+    this.s0 = next();
+    this.s1 = next();
+    this.s2 = next();
+    this.s3 = next();
+    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
+  }
+
+  /** A uniform 32-bit unsigned integer. */
+  u32(): number {
+    const s1 = this.s1;
+    const r = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+    const t = s1 << 9;
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = rotl(this.s3, 11);
+    return r;
+  }
+
+  /** Uniform in [0, 1) with 53 random bits. */
+  next(): number {
+    return ((this.u32() >>> 5) * 67108864 + (this.u32() >>> 6)) / 9007199254740992;
+  }
+
+  /** Uniform integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+
+  /** Standard normal (Box-Muller). */
+  normal(): number {
+    if (this.spare !== undefined) {
+      const s = this.spare;
+      this.spare = undefined;
+      return s;
+    }
+    let u = 0;
+    while (u === 0) u = this.next();
+    const v = this.next();
+    const r = Math.sqrt(-2 * Math.log(u));
+    this.spare = r * Math.sin(2 * Math.PI * v);
+    return r * Math.cos(2 * Math.PI * v);
+  }
+
+  /** Exponential with the given mean. */
+  exp(mean: number): number {
+    return -Math.log(1 - this.next()) * mean;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+/** Walker/Vose alias table: O(1) draws from a fixed discrete distribution. */
+export class AliasTable {
+  private readonly prob: Float64Array;
+  private readonly alias: Uint32Array;
+  readonly size: number;
+
+  constructor(weights: ArrayLike<number>) {
+    const n = weights.length;
+    if (n === 0) throw new RangeError('"weights" expected at least one entry');
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      if (!(weights[i] >= 0) || !Number.isFinite(weights[i])) throw new RangeError(`"weights[${i}]" expected a finite non-negative number`);
+      sum += weights[i];
+    }
+    if (!(sum > 0)) throw new RangeError('"weights" must not all be zero');
+    this.size = n;
+    this.prob = new Float64Array(n);
+    this.alias = new Uint32Array(n);
+    const scaled = new Float64Array(n);
+    const small: number[] = [];
+    const large: number[] = [];
+    for (let i = 0; i < n; i++) {
+      scaled[i] = (weights[i] * n) / sum;
+      (scaled[i] < 1 ? small : large).push(i);
+    }
+    while (small.length && large.length) {
+      const s = small.pop()!;
+      const l = large.pop()!;
+      this.prob[s] = scaled[s];
+      this.alias[s] = l;
+      scaled[l] = scaled[l] + scaled[s] - 1;
+      (scaled[l] < 1 ? small : large).push(l);
+    }
+    for (const i of large) this.prob[i] = 1;
+    for (const i of small) this.prob[i] = 1;
+  }
+
+  sample(rng: SeededRng): number {
+    const i = rng.int(this.size);
+    return rng.next() < this.prob[i] ? i : this.alias[i];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------
+
+export type Scale = 'small' | 'default' | 'large';
+export const SCALES: Record<Scale, { usersPerParty: number; itemsPerParty: number }> = {
+  small: { usersPerParty: 300, itemsPerParty: 100 },
+  default: { usersPerParty: 20_000, itemsPerParty: 2_000 },
+  large: { usersPerParty: 200_000, itemsPerParty: 20_000 },
+};
+
+/** Interactions per user, inclusive ranges: the platform dense, insurers sparse. */
+export const PLATFORM_INTERACTIONS: readonly [number, number] = [20, 60];
+export const INSURER_INTERACTIONS: readonly [number, number] = [1, 4];
+/** Hidden cross-domain ground truth items per user. */
+export const GROUND_TRUTH_PER_USER = 5;
+
+const PARTY_RE = /^(platform|insurer[0-9]{0,3})$/;
+
+export type PartyKind = 'platform' | 'insurer';
+export function partyKind(party: string): PartyKind {
+  return party === 'platform' ? 'platform' : 'insurer';
+}
+
+/** Parses and validates `--parties` (comma-separated; platform, insurer, insurer2, ...). */
+export function parseParties(list: string): string[] {
+  const parties = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (parties.length === 0) throw new UserError('--parties expects a comma-separated list, e.g. platform,insurer');
+  const seen = new Set<string>();
+  for (const p of parties) {
+    if (!PARTY_RE.test(p)) {
+      throw new UserError(`--parties: unknown party "${p}" (expected platform, insurer or insurerN, e.g. insurer2)`);
+    }
+    if (seen.has(p)) throw new UserError(`--parties: party "${p}" listed twice`);
+    seen.add(p);
+  }
+  return parties;
+}
+
+export function parseScale(s: string): Scale {
+  if (s === 'small' || s === 'default' || s === 'large') return s;
+  throw new UserError(`--scale must be small, default or large, got "${s}"`);
+}
+
+export interface GenerateOptions {
+  out: string;
+  seed: number;
+  scale: Scale;
+  parties: string[];
+  /** overrides of the scale's sizes (tests) */
+  usersPerParty?: number;
+  itemsPerParty?: number;
+  onProgress?: (message: string) => void;
+}
+
+export interface PartyCounts {
+  users: number;
+  interactions: number;
+  groundTruth: number;
+  ownItems: number;
+}
+
+export interface SyntheticManifest {
+  format: string;
+  generatorVersion: number;
+  seed: number;
+  scale: Scale;
+  parties: string[];
+  sizes: { usersPerParty: number; itemsPerParty: number };
+  catalogue: { hash: string; numItems: number; perProvider: Record<string, number>; perDomain: Record<string, number> };
+  counts: Record<string, PartyCounts>;
+  files: Record<string, string[]>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The world: fixed, hand-shaped priors + seeded random structure
+// ---------------------------------------------------------------------------------------------
+
+const V = DEFAULT_VOCABULARIES;
+const TOPICS = V.topics;
+const T = TOPICS.length;
+const topicIdx = (t: string): number => {
+  const i = TOPICS.indexOf(t);
+  if (i < 0) throw new Error(`internal: unknown topic ${t}`);
+  return i;
+};
+
+/** Topic mix per domain (unnormalised); topics not named get `rest`. */
+const DOMAIN_TOPIC_WEIGHTS: Record<Domain, { rest: number; w: Record<string, number> }> = {
+  course: {
+    rest: 1,
+    w: { legal: 0.4, automotive: 0.3, retirement: 0.4, pets: 0.5, home: 0.6, travel: 0.7, programming: 1.6, 'data-science': 1.4, business: 1.3 },
+  },
+  insurance: {
+    rest: 0,
+    w: { health: 3, fitness: 1, parenting: 2, home: 3, travel: 2, automotive: 3, retirement: 1.5, pets: 2, legal: 1.5, career: 0.5, business: 0.7 },
+  },
+  finance: {
+    rest: 0,
+    w: { 'personal-finance': 3, investing: 3, retirement: 2.5, home: 2, business: 1.5, career: 1, parenting: 1, travel: 0.5 },
+  },
+};
+
+/** Price band mix per domain, over V.priceBand = free, low, mid, high, premium. */
+const DOMAIN_PRICE: Record<Domain, number[]> = {
+  course: [0.2, 0.35, 0.3, 0.12, 0.03],
+  insurance: [0, 0.15, 0.4, 0.3, 0.15],
+  finance: [0.1, 0.25, 0.3, 0.2, 0.15],
+};
+
+/** P(price band accepted | life stage), rows in V.lifeStage order, columns in V.priceBand order. */
+const PRICE_ACCEPT: number[][] = [
+  [1, 0.8, 0.4, 0.2, 0.1], // student
+  [1, 0.9, 0.7, 0.4, 0.2], // early-career
+  [0.9, 1, 0.9, 0.6, 0.3], // young-family
+  [0.6, 0.8, 1, 1, 0.8], // established
+  [0.6, 0.8, 1, 1, 0.9], // pre-retirement
+  [0.8, 1, 0.9, 0.6, 0.4], // retired
+];
+
+/** Age band mix per party kind, over V.ageBand. */
+const AGE_MIX: Record<string, number[]> = {
+  platform: [0.28, 0.34, 0.18, 0.11, 0.06, 0.03],
+  insurer: [0.05, 0.18, 0.24, 0.22, 0.17, 0.14],
+};
+/** Region mix: the platform is national, each insurer has a regional footprint (seeded). */
+const PLATFORM_REGION = [0.2, 0.2, 0.2, 0.2, 0.2];
+
+/** P(life stage | age band): rows V.ageBand, columns V.lifeStage. */
+const LIFE_GIVEN_AGE: number[][] = [
+  [0.6, 0.35, 0.05, 0, 0, 0],
+  [0.08, 0.5, 0.35, 0.07, 0, 0],
+  [0, 0.1, 0.5, 0.4, 0, 0],
+  [0, 0, 0.15, 0.65, 0.2, 0],
+  [0, 0, 0, 0.3, 0.6, 0.1],
+  [0, 0, 0, 0, 0.15, 0.85],
+];
+
+/** Hand-shaped taste boosts per life stage (on top of the seeded random structure). */
+const LIFE_BOOST: Record<string, Record<string, number>> = {
+  student: { programming: 1, languages: 1, career: 1, music: 0.5 },
+  'early-career': { career: 1.5, 'personal-finance': 1, 'data-science': 0.5 },
+  'young-family': { parenting: 2, home: 1, health: 0.5 },
+  established: { investing: 1, home: 1, business: 0.5 },
+  'pre-retirement': { retirement: 1.5, investing: 1, health: 0.5 },
+  retired: { retirement: 2, health: 1, travel: 1 },
+};
+
+/** Taste model constants. */
+const AGE_SCALE = 1.0;
+const LIFE_SCALE = 1.2;
+const REGION_SCALE = 0.5;
+const INDIVIDUAL_SCALE = 0.8;
+const BETA = 2.0;
+const EXPLORE = 0.05;
+const INTEREST_NOISE = 0.15;
+const POPULARITY_SIGMA = 0.6;
+
+interface World {
+  age: Float64Array[];
+  life: Float64Array[];
+  region: Float64Array[];
+}
+
+function buildWorld(seed: number): World {
+  const rng = new SeededRng(seed, 'world');
+  const vecs = (n: number, scale: number): Float64Array[] =>
+    Array.from({ length: n }, () => {
+      const v = new Float64Array(T);
+      for (let t = 0; t < T; t++) v[t] = scale * rng.normal();
+      return v;
+    });
+  const age = vecs(V.ageBand.length, AGE_SCALE);
+  const life = vecs(V.lifeStage.length, LIFE_SCALE);
+  const region = vecs(V.region.length, REGION_SCALE);
+  V.lifeStage.forEach((ls, i) => {
+    for (const [topic, b] of Object.entries(LIFE_BOOST[ls] ?? {})) life[i][topicIdx(topic)] += b;
+  });
+  return { age, life, region };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The catalogue
+// ---------------------------------------------------------------------------------------------
+
+export interface GeneratedItem {
+  id: string;
+  provider: string;
+  domain: Domain;
+  priceBand: string;
+  topics: string[];
+}
+
+interface Catalogue {
+  items: GeneratedItem[];
+  /** parallel to items */
+  topicIdx: Uint8Array[];
+  price: Uint8Array;
+  popularity: Float64Array;
+  provider: string[];
+}
+
+function domainTopicTable(d: Domain): AliasTable {
+  const spec = DOMAIN_TOPIC_WEIGHTS[d];
+  return new AliasTable(TOPICS.map((t) => spec.w[t] ?? spec.rest));
+}
+
+function providerDomains(party: string): Array<[Domain, number]> {
+  return partyKind(party) === 'platform' ? [['course', 1]] : [['insurance', 0.6], ['finance', 0.4]];
+}
+
+function buildCatalogue(seed: number, parties: string[], itemsPerParty: number): Catalogue {
+  const items: GeneratedItem[] = [];
+  const tIdx: Uint8Array[] = [];
+  const price: number[] = [];
+  const pop: number[] = [];
+  const provider: string[] = [];
+  const topicTables = new Map<Domain, AliasTable>();
+  const priceTables = new Map<Domain, AliasTable>();
+  for (const d of ['course', 'insurance', 'finance'] as Domain[]) {
+    topicTables.set(d, domainTopicTable(d));
+    priceTables.set(d, new AliasTable(DOMAIN_PRICE[d]));
+  }
+  for (const party of parties) {
+    const rng = new SeededRng(seed, `catalogue:${party}`);
+    const domains = providerDomains(party);
+    let start = 0;
+    domains.forEach(([domain, share], di) => {
+      const n = di === domains.length - 1 ? itemsPerParty - start : Math.round(itemsPerParty * share);
+      start += n;
+      const letter = domain[0];
+      for (let k = 0; k < n; k++) {
+        const nt = 1 + (rng.next() < 0.55 ? 1 : 0) + (rng.next() < 0.2 ? 1 : 0);
+        const chosen = new Set<number>();
+        let guard = 0;
+        while (chosen.size < nt && guard++ < 100) chosen.add(topicTables.get(domain)!.sample(rng));
+        const ts = [...chosen].sort((a, b) => a - b);
+        const pb = priceTables.get(domain)!.sample(rng);
+        items.push({
+          id: `${party}-${letter}${String(k + 1).padStart(6, '0')}`,
+          provider: party,
+          domain,
+          priceBand: V.priceBand[pb],
+          topics: ts.map((t) => TOPICS[t]),
+        });
+        tIdx.push(Uint8Array.from(ts));
+        price.push(pb);
+        pop.push(Math.exp(POPULARITY_SIGMA * rng.normal()));
+        provider.push(party);
+      }
+    });
+  }
+  return { items, topicIdx: tIdx, price: Uint8Array.from(price), popularity: Float64Array.from(pop), provider };
+}
+
+/** Per-topic alias tables over a subset of the catalogue (a party's offers, or the others'). */
+interface ItemSampler {
+  /** catalogue indices of the subset */
+  members: Uint32Array;
+  /** per topic: alias over the subset members tagged with it (undefined = none) */
+  byTopic: Array<{ table: AliasTable; members: Uint32Array } | undefined>;
+  /** popularity-only draw over the subset */
+  global: AliasTable;
+}
+
+function buildSampler(cat: Catalogue, member: (i: number) => boolean): ItemSampler | undefined {
+  const members: number[] = [];
+  const perTopic: number[][] = Array.from({ length: T }, () => []);
+  for (let i = 0; i < cat.items.length; i++) {
+    if (!member(i)) continue;
+    members.push(i);
+    for (const t of cat.topicIdx[i]) perTopic[t].push(i);
+  }
+  if (members.length === 0) return undefined;
+  return {
+    members: Uint32Array.from(members),
+    byTopic: perTopic.map((list) =>
+      list.length === 0 ? undefined : { table: new AliasTable(list.map((i) => cat.popularity[i])), members: Uint32Array.from(list) },
+    ),
+    global: new AliasTable(members.map((i) => cat.popularity[i])),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV output, streamed in chunks (never one giant string)
+// ---------------------------------------------------------------------------------------------
+
+class CsvSink {
+  private readonly tmp: string;
+  private fd: number;
+  private rows: string[][] = [];
+  count = 0;
+
+  constructor(readonly file: string, header: string[]) {
+    this.tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp`);
+    this.fd = fs.openSync(this.tmp, 'w', 0o644);
+    this.rows.push(header);
+  }
+
+  row(r: string[]): void {
+    this.rows.push(r);
+    this.count++;
+    if (this.rows.length >= 8192) this.flush();
+  }
+
+  private flush(): void {
+    if (this.rows.length === 0) return;
+    fs.writeSync(this.fd, stringify(this.rows));
+    this.rows = [];
+  }
+
+  close(): void {
+    this.flush();
+    fs.closeSync(this.fd);
+    this.fd = -1;
+    fs.renameSync(this.tmp, this.file);
+  }
+
+  abort(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+    fs.rmSync(this.tmp, { force: true });
+  }
+}
+
+export const USERS_HEADER = ['user_id', 'age_band', 'region', 'life_stage', 'interests'];
+export const ITEMS_HEADER = ['item_id', 'provider', 'domain', 'price_band', 'topics'];
+export const INTERACTIONS_HEADER = ['user_id', 'item_id', 'timestamp'];
+export const GROUND_TRUTH_HEADER = ['user_id', 'item_id'];
+
+/** 2023-01-01T00:00:00Z */
+const T0 = 1_672_531_200;
+const DAY = 86_400;
+
+// ---------------------------------------------------------------------------------------------
+// The generator
+// ---------------------------------------------------------------------------------------------
+
+function sampleCum(cum: Float64Array, rng: SeededRng): number {
+  const x = rng.next() * cum[cum.length - 1];
+  for (let t = 0; t < cum.length; t++) if (x < cum[t]) return t;
+  return cum.length - 1;
+}
+
+/** Topic mixture theta restricted to topics the sampler has items for, as a cumulative array. */
+function restrictedCum(theta: Float64Array, s: ItemSampler): Float64Array {
+  const cum = new Float64Array(T);
+  let acc = 0;
+  for (let t = 0; t < T; t++) {
+    if (s.byTopic[t]) acc += theta[t];
+    cum[t] = acc;
+  }
+  return cum;
+}
+
+function drawItem(s: ItemSampler, cum: Float64Array, cat: Catalogue, life: number, rng: SeededRng): number {
+  for (let attempt = 0; ; attempt++) {
+    let item: number;
+    if (rng.next() < EXPLORE) item = s.members[s.global.sample(rng)];
+    else {
+      const bucket = s.byTopic[sampleCum(cum, rng)]!;
+      item = bucket.members[bucket.table.sample(rng)];
+    }
+    if (attempt >= 30 || rng.next() < PRICE_ACCEPT[life][cat.price[item]]) return item;
+  }
+}
+
+/** Draws up to `n` distinct items (fewer only if the subset is tiny). */
+function drawDistinct(n: number, s: ItemSampler, cum: Float64Array, cat: Catalogue, life: number, rng: SeededRng): number[] {
+  const chosen = new Set<number>();
+  const order: number[] = [];
+  const target = Math.min(n, s.members.length);
+  for (let guard = 0; order.length < target && guard < target * 50; guard++) {
+    const i = drawItem(s, cum, cat, life, rng);
+    if (!chosen.has(i)) {
+      chosen.add(i);
+      order.push(i);
+    }
+  }
+  return order;
+}
+
+function regionMix(seed: number, party: string): number[] {
+  if (partyKind(party) === 'platform') return PLATFORM_REGION;
+  // each insurer has its own regional footprint: a seeded skew
+  const rng = new SeededRng(seed, `regions:${party}`);
+  return V.region.map(() => 0.5 + rng.next() * 1.5);
+}
+
+function ensureOutDir(out: string, parties: string[]): void {
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UserError(`--out ${out} exists and is not a directory`);
+  for (const p of parties) fs.mkdirSync(path.join(out, p), { recursive: true });
+}
+
+/**
+ * Generates the synthetic federation data set into `opts.out` and returns the manifest (also
+ * written to `out/manifest.json`). Deterministic for (seed, scale, parties, sizes).
+ */
+export async function generateSynthetic(opts: GenerateOptions): Promise<SyntheticManifest> {
+  const { seed, scale } = opts;
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new UserError(`--seed must be a non-negative integer, got ${seed}`);
+  const parties = parseParties(opts.parties.join(','));
+  const sizes = { ...SCALES[parseScale(scale)] };
+  if (opts.usersPerParty !== undefined) sizes.usersPerParty = opts.usersPerParty;
+  if (opts.itemsPerParty !== undefined) sizes.itemsPerParty = opts.itemsPerParty;
+  if (!(sizes.usersPerParty >= 1 && sizes.itemsPerParty >= 2)) throw new UserError('need at least 1 user and 2 items per party');
+  const progress = opts.onProgress ?? (() => undefined);
+
+  await sodiumReady();
+  const world = buildWorld(seed);
+  const cat = buildCatalogue(seed, parties, sizes.itemsPerParty);
+  const hash = catalogueHash(cat.items);
+  ensureOutDir(opts.out, parties);
+
+  // items.csv: one string (the catalogue is small), identical bytes in every party folder
+  const itemsCsv = stringify([ITEMS_HEADER, ...cat.items.map((it) => [it.id, it.provider, it.domain, it.priceBand, it.topics.join('|')])]);
+  const counts: Record<string, PartyCounts> = {};
+  const files: Record<string, string[]> = {};
+  const perProvider: Record<string, number> = {};
+  const perDomain: Record<string, number> = {};
+  for (const it of cat.items) {
+    perProvider[it.provider] = (perProvider[it.provider] ?? 0) + 1;
+    perDomain[it.domain] = (perDomain[it.domain] ?? 0) + 1;
+  }
+
+  for (const party of parties) {
+    const dir = path.join(opts.out, party);
+    writeFileAtomic(path.join(dir, 'items.csv'), itemsCsv);
+    const own = buildSampler(cat, (i) => cat.provider[i] === party)!;
+    const others = buildSampler(cat, (i) => cat.provider[i] !== party);
+    const kind = partyKind(party);
+    const [minN, maxN] = kind === 'platform' ? PLATFORM_INTERACTIONS : INSURER_INTERACTIONS;
+    const meanGapDays = kind === 'platform' ? 4 : 150;
+    const ageTable = new AliasTable(AGE_MIX[kind]);
+    const lifeTables = LIFE_GIVEN_AGE.map((row) => new AliasTable(row));
+    const regionTable = new AliasTable(regionMix(seed, party));
+    const rng = new SeededRng(seed, `users:${party}`);
+
+    const sinks = {
+      users: new CsvSink(path.join(dir, 'users.csv'), USERS_HEADER),
+      interactions: new CsvSink(path.join(dir, 'interactions.csv'), INTERACTIONS_HEADER),
+      groundTruth: new CsvSink(path.join(dir, 'ground_truth.csv'), GROUND_TRUTH_HEADER),
+    };
+    try {
+      const taste = new Float64Array(T);
+      const theta = new Float64Array(T);
+      for (let u = 0; u < sizes.usersPerParty; u++) {
+        const userId = `${party}-u${String(u + 1).padStart(7, '0')}`;
+        const age = ageTable.sample(rng);
+        const life = lifeTables[age].sample(rng);
+        const region = regionTable.sample(rng);
+        let max = -Infinity;
+        for (let t = 0; t < T; t++) {
+          taste[t] = world.age[age][t] + world.life[life][t] + world.region[region][t] + INDIVIDUAL_SCALE * rng.normal();
+          if (BETA * taste[t] > max) max = BETA * taste[t];
+        }
+        let z = 0;
+        for (let t = 0; t < T; t++) z += theta[t] = Math.exp(BETA * taste[t] - max);
+        for (let t = 0; t < T; t++) theta[t] /= z;
+
+        // declared interests: 1-4 topics drawn from theta without replacement, some replaced by noise
+        const nInterests = 1 + rng.int(4);
+        const interestSet = new Set<number>();
+        const thetaCum = new Float64Array(T);
+        for (let guard = 0; interestSet.size < nInterests && guard < 200; guard++) {
+          let acc = 0;
+          for (let t = 0; t < T; t++) thetaCum[t] = acc += interestSet.has(t) ? 0 : theta[t];
+          interestSet.add(rng.next() < INTEREST_NOISE ? rng.int(T) : sampleCum(thetaCum, rng));
+        }
+        const interests = [...interestSet].sort((a, b) => a - b).map((t) => TOPICS[t]);
+        sinks.users.row([userId, V.ageBand[age], V.region[region], V.lifeStage[life], interests.join('|')]);
+
+        // own-domain interactions, strictly increasing timestamps
+        const n = minN + rng.int(maxN - minN + 1);
+        const seq = drawDistinct(n, own, restrictedCum(theta, own), cat, life, rng);
+        let ts = T0 + rng.int(365 * DAY);
+        for (const i of seq) {
+          sinks.interactions.row([userId, cat.items[i].id, String(ts)]);
+          ts += 1 + Math.floor(rng.exp(meanGapDays * DAY));
+        }
+        // hidden cross-domain ground truth: the other parties' offers this user would take up
+        if (others) {
+          const gt = drawDistinct(GROUND_TRUTH_PER_USER, others, restrictedCum(theta, others), cat, life, rng);
+          for (const i of gt) sinks.groundTruth.row([userId, cat.items[i].id]);
+        }
+        if ((u + 1) % 50_000 === 0) progress(`${party}: ${u + 1}/${sizes.usersPerParty} users`);
+      }
+      for (const s of Object.values(sinks)) s.close();
+    } catch (e) {
+      for (const s of Object.values(sinks)) s.abort();
+      throw e;
+    }
+    counts[party] = {
+      users: sinks.users.count,
+      interactions: sinks.interactions.count,
+      groundTruth: sinks.groundTruth.count,
+      ownItems: own.members.length,
+    };
+    files[party] = ['users.csv', 'items.csv', 'interactions.csv', 'ground_truth.csv'].map((f) => path.join(party, f));
+    progress(`${party}: ${counts[party].users} users, ${counts[party].interactions} interactions, ${counts[party].groundTruth} ground-truth pairs`);
+  }
+
+  const manifest: SyntheticManifest = {
+    format: SYNTHETIC_FORMAT,
+    generatorVersion: GENERATOR_VERSION,
+    seed,
+    scale,
+    parties,
+    sizes,
+    catalogue: { hash, numItems: cat.items.length, perProvider, perDomain },
+    counts,
+    files,
+  };
+  writeFileAtomic(path.join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  return manifest;
+}
