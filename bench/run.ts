@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { runBench, type BenchModule } from './lib';
 
 const BENCHES: Record<string, () => Promise<BenchModule>> = {
+  training: () => import('./training'),
 };
 
 async function main(): Promise<void> {
