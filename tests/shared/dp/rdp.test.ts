@@ -1,0 +1,163 @@
+import {
+  computeRdp,
+  epsilonFromRdp,
+  rdpSampledGaussian,
+  calibrateSigma,
+  rdpDdg,
+  ddgTau,
+  roundedSensitivity,
+  DEFAULT_ORDERS,
+  INTEGER_ORDERS,
+} from '../../../shared/dp/rdp';
+import { erfc, logErfc, logAdd, logSub, logGamma } from '../../../shared/dp/special';
+
+/** the issue's tolerance: 1e-5 absolute or 1e-4 relative, whichever is larger */
+function close(actual: number, expected: number): void {
+  const tol = Math.max(1e-5, 1e-4 * Math.abs(expected));
+  if (!(Math.abs(actual - expected) <= tol)) throw new Error(`expected ${expected} +- ${tol}, got ${actual}`);
+}
+
+describe('special functions', () => {
+  test('erfc matches reference values (Python math.erfc)', () => {
+    const ref: [number, number][] = [
+      [0, 1],
+      [0.5, 0.4795001221869535],
+      [1, 0.15729920705028513],
+      [2, 0.004677734981047266],
+      [2.49, 0.000429287867733913],
+      [2.5, 0.0004069520174449589],
+      [3, 2.209049699858544e-5],
+      [5, 1.5374597944280349e-12],
+      [10, 2.088487583762545e-45],
+      [-1, 1.8427007929497148],
+    ];
+    for (const [x, v] of ref) expect(Math.abs(erfc(x) - v) / v).toBeLessThan(1e-11);
+  });
+  test('logErfc stays finite where erfc underflows', () => {
+    // log erfc(30) = -900 - log(30 sqrt(pi)) + log(1 - 1/1800 + ...) ~ -904.0262
+    const x = 30;
+    const asym = -x * x - Math.log(x * Math.sqrt(Math.PI)) + Math.log(1 - 1 / (2 * x * x) + 3 / (4 * x ** 4) - 15 / (8 * x ** 6));
+    expect(Math.abs(logErfc(x) - asym)).toBeLessThan(1e-9);
+    expect(Number.isFinite(logErfc(1000))).toBe(true);
+  });
+  test('logAdd / logSub / logGamma', () => {
+    expect(logAdd(Math.log(2), Math.log(3))).toBeCloseTo(Math.log(5), 14);
+    expect(logSub(Math.log(5), Math.log(3))).toBeCloseTo(Math.log(2), 14);
+    expect(() => logSub(0, 1)).toThrow(RangeError);
+    expect(logGamma(11)).toBeCloseTo(Math.log(3628800), 11);
+    expect(logGamma(0.5)).toBeCloseTo(0.5 * Math.log(Math.PI), 12);
+  });
+});
+
+describe('RDP of the Poisson-subsampled Gaussian (TF Privacy rdp_accountant_test values)', () => {
+  test('compute_rdp(q=0.1, sigma=2, steps=10, order=5) = 0.07737', () => {
+    close(computeRdp(0.1, 2, 10, 5) as number, 0.07737);
+  });
+  test('q=0.01, sigma=2.5, steps=50, integer and fractional orders', () => {
+    const got = computeRdp(0.01, 2.5, 50, [1.5, 2.5, 5, 50, 100]) as number[];
+    const want = [0.00065, 0.001085, 0.00218075, 0.023846, 167.416307];
+    got.forEach((g, i) => close(g, want[i]));
+  });
+  test('edge cases: q = 0, q = 1 (alpha / (2 sigma^2)), infinite order', () => {
+    expect(computeRdp(0, 10, 1, 20)).toBe(0);
+    expect(computeRdp(1, 10, 1, 20)).toBeCloseTo(0.1, 15);
+    expect(computeRdp(0.1, 1, 1, [Infinity])).toEqual([Infinity]);
+  });
+  test('fractional orders interpolate between neighbouring integer orders (RDP is non-decreasing in the order)', () => {
+    const orders = [2, 2.5, 3, 3.5, 4, 10, 10.5, 11];
+    const r = computeRdp(0.05, 1.1, 1, orders) as number[];
+    for (let i = 1; i < r.length; i++) expect(r[i]).toBeGreaterThan(r[i - 1]);
+  });
+  test('rejects bad arguments with errors naming them', () => {
+    expect(() => computeRdp(1.5, 1, 1, 2)).toThrow(/"q"/);
+    expect(() => computeRdp(0.1, -1, 1, 2)).toThrow(/"sigma"/);
+    expect(() => computeRdp(0.1, 1, 1.5, 2)).toThrow(/"steps"/);
+    expect(() => computeRdp(0.1, 1, 1, [2, 0.5])).toThrow(/"orders\[1\]"/);
+  });
+});
+
+describe('conversion to (eps, delta)', () => {
+  test('constant RDP 1.1 at orders 2..32, delta = 1e-5 -> eps = 1.32783806176 (CKS/Balle conversion)', () => {
+    const orders = Array.from({ length: 31 }, (_, i) => i + 2);
+    const { epsilon, order } = epsilonFromRdp(orders, orders.map(() => 1.1), 1e-5);
+    expect(Math.abs(epsilon - 1.32783806176)).toBeLessThan(1e-9);
+    expect(order).toBe(32);
+  });
+  test('the tighter conversion is below the classic rdp - log(delta)/(alpha-1)', () => {
+    const rdp = rdpSampledGaussian(0.01, 1.1, 1000);
+    const { epsilon } = epsilonFromRdp(DEFAULT_ORDERS, rdp, 1e-5);
+    const classic = Math.min(...DEFAULT_ORDERS.map((a, i) => rdp[i] - Math.log(1e-5) / (a - 1)));
+    expect(epsilon).toBeLessThan(classic);
+    expect(epsilon).toBeGreaterThan(0.5 * classic);
+  });
+  test('eps = 0 when delta^2 >= 1 - exp(-rdp)', () => {
+    expect(epsilonFromRdp([2, 3], [1e-12, 1e-12], 0.01).epsilon).toBe(0);
+  });
+  test('rejects mismatched lengths and bad delta', () => {
+    expect(() => epsilonFromRdp([2, 3], [1], 1e-5)).toThrow(/"rdp"/);
+    expect(() => epsilonFromRdp([2], [1], 0)).toThrow(/"delta"/);
+    expect(() => epsilonFromRdp([2], [-1], 1e-5)).toThrow(/"rdp\[0\]"/);
+  });
+});
+
+describe('calibration', () => {
+  test('returns the smallest sigma meeting the target (eps(sigma) <= target < eps(sigma (1 - 1e-4)))', () => {
+    const q = 0.01;
+    const steps = 1000;
+    const delta = 1e-5;
+    const target = 2;
+    const sigma = calibrateSigma(target, delta, q, steps);
+    const eps = (s: number) => epsilonFromRdp(DEFAULT_ORDERS, rdpSampledGaussian(q, s, steps), delta).epsilon;
+    expect(eps(sigma)).toBeLessThanOrEqual(target);
+    expect(eps(sigma * (1 - 1e-4))).toBeGreaterThan(target);
+  });
+  test('q = 1 single step: matches the closed form minimisation', () => {
+    const sigma = calibrateSigma(1, 1e-5, 1, 1);
+    expect(sigma).toBeGreaterThan(3);
+    expect(sigma).toBeLessThan(6);
+  });
+});
+
+describe('distributed discrete Gaussian (Kairouz, Liu & Steinke 2021)', () => {
+  test('one party, q = 1: tau = 0 and RDP = alpha D2^2 / (2 s2) (the discrete Gaussian matches the Gaussian)', () => {
+    const p = { localVariance: 400, parties: 1, l2: 10, l1: 100, dimension: 1000, q: 1, steps: 3 };
+    const r = rdpDdg(p, [2, 8]);
+    expect(r[0]).toBeCloseTo((3 * 2 * 100) / (2 * 400), 12);
+    expect(r[1]).toBeCloseTo((3 * 8 * 100) / (2 * 400), 12);
+  });
+  test('n shares of variance s2 behave like one of variance n s2 plus tau', () => {
+    expect(ddgTau(1, 1)).toBe(0);
+    const tau = ddgTau(0.25, 3);
+    const want = 10 * (Math.exp(-2 * Math.PI ** 2 * 0.25 * 0.5) + Math.exp(-2 * Math.PI ** 2 * 0.25 * (2 / 3)));
+    expect(tau).toBeCloseTo(want, 14);
+    const p = { localVariance: 0.25, parties: 3, l2: 1, l1: 1, dimension: 10, q: 1, steps: 1 };
+    const [r] = rdpDdg(p, [4]);
+    const l2s = 1 / Math.sqrt(0.75);
+    const t1 = 2 * l2s ** 2 + tau * 10;
+    const t2 = 2 * (l2s ** 2 + 2 * l2s * tau + tau ** 2 * 10);
+    const t3 = 2 * (l2s + Math.sqrt(10) * tau) ** 2;
+    expect(r).toBeCloseTo(Math.min(t1, t2, t3), 12);
+  });
+  test('subsampling lowers RDP, and eps grows with steps', () => {
+    const base = { localVariance: 1e4, parties: 4, l2: 50, l1: 2500, dimension: 4096, steps: 10 };
+    const full = rdpDdg({ ...base, q: 1 });
+    const sub = rdpDdg({ ...base, q: 0.1 });
+    sub.forEach((v, i) => expect(v).toBeLessThanOrEqual(full[i]));
+    expect(sub[0]).toBeLessThan(full[0]);
+    const e10 = epsilonFromRdp(INTEGER_ORDERS, sub, 1e-6).epsilon;
+    const e20 = epsilonFromRdp(INTEGER_ORDERS, rdpDdg({ ...base, q: 0.1, steps: 20 }), 1e-6).epsilon;
+    expect(e20).toBeGreaterThan(e10);
+  });
+  test('rounded sensitivity (Kairouz et al. Thm. 1): min(c + sqrt d, sqrt(c^2 + d/4 + sqrt(2 ln 1/beta)(c + sqrt(d)/2)))', () => {
+    const { l2, l1 } = roundedSensitivity(100, 10000, Math.exp(-0.5));
+    const b2 = Math.sqrt(100 ** 2 + 2500 + 1 * (100 + 50));
+    expect(l2).toBeCloseTo(Math.min(200, b2), 12);
+    expect(l1).toBeCloseTo(l2 * Math.min(100, l2), 9);
+    expect(roundedSensitivity(3, 16, 0).l2).toBe(7);
+  });
+  test('rejects fractional orders and bad parameters', () => {
+    const p = { localVariance: 1, parties: 2, l2: 1, l1: 1, dimension: 1, q: 1, steps: 1 };
+    expect(() => rdpDdg(p, [2.5])).toThrow(/integer/);
+    expect(() => rdpDdg({ ...p, parties: 0 }, [2])).toThrow(/"parties"/);
+  });
+});
