@@ -1,0 +1,426 @@
+/**
+ * Coordinator side of one secure-aggregation round — a state machine with no I/O and no timers.
+ *
+ * Phases (string-literal union; every change goes through `transitionTo`):
+ *
+ *   advertise -> share -> mask -> consistency -> unmask -> done
+ *   any phase except done -> aborted
+ *
+ * In each phase the server collects one message per eligible party with `receive` (which returns
+ * `complete: true` once every eligible party has sent), and the transport calls `deadlinePassed()`
+ * when the phase's deadline expires (or early, once complete). That closes the phase: parties that
+ * did not send are dropped, the threshold rule is checked, and the result is either the messages
+ * to send (`kind: 'send'`), the final sum (`kind: 'done'`) or an abort with its reason.
+ * Deadlines may instead come from an injected clock: `tick()` closes the phase once
+ * `clock.now()` passes the phase's start plus `phaseTimeoutMs`.
+ *
+ * Surviving sets: U1 advertised keys, U2 shared keys, U3 sent masked input, U4 signed the survivor
+ * list, U5 sent unmask shares (U1 ⊇ U2 ⊇ U3 ⊇ U4 ⊇ U5). N[u] is u's closed neighbourhood (graph.ts).
+ * Threshold rule (checked when each phase closes; the round aborts at the first failure):
+ *   R1  every u in U1 has |N[u] ∩ U1| >= t      R2  every u in U2 has |N[u] ∩ U2| >= t
+ *   R3  every u in U3 has |N[u] ∩ U3| >= t      R4  |U4| >= t
+ *   R5  every u in U3 has |N[u] ∩ U5| >= t, and every dropped v in U2 \ U3 that has a neighbour
+ *       in U3 has |N(v) ∩ U5| >= t.
+ * With the full graph this is simply |U1|, |U2|, |U3|, |U4|, |U5| >= t. R1-R3 mirror the checks an
+ * honest client makes itself (it would refuse otherwise); R5 is what reconstruction needs.
+ *
+ * Unmasking (Bonawitz et al. 2017 §4): from each w in U4 the server asks shares of b_u for
+ * u in N[w] ∩ U3 and shares of s_sk_v for dropped v in N(w) ∩ (U2 \ U3) that have a neighbour in
+ * U3 — never both for one party. It reconstructs, checks every b_u against the signed commitment
+ * H(b_u) and every s_sk_v against s_pk_v (a wrong share is detected, never used), and removes
+ *   sum_{u in U3} PRG(b_u)  and, for each dropped v and survivor w in N(v), sign(w,v)·PRG(s_wv).
+ * The masked inputs are summed as they arrive (memory O(m), no per-party copies).
+ *
+ * Bad messages throw SecAggError and change no state.
+ */
+import { abytes, aint } from '../util/check';
+import { equalBytes, wipe } from '../crypto/hash';
+import { addMask } from '../crypto/prg';
+import { shamirCombine, type Share } from '../crypto/shamir';
+import { ED25519_SECRET_KEY_LENGTH } from '../crypto/sign';
+import { x25519PublicKey } from '../crypto/x25519';
+import { SecAggError } from './errors';
+import {
+  signMessage,
+  validateShape,
+  verifyMessage,
+  type AdvertiseKeys,
+  type ClientMessage,
+  type ConsistencyRequest,
+  type EncryptedShare,
+  type ServerKeys,
+  type ServerMessage,
+  type ServerShares,
+  type UnmaskRequest,
+  type UnmaskShares,
+} from './messages';
+import { RoundContext, type RoundInfo } from './round';
+
+export type ServerPhase = 'advertise' | 'share' | 'mask' | 'consistency' | 'unmask' | 'done' | 'aborted';
+
+export interface Clock {
+  /** milliseconds, monotonic */
+  now(): number;
+}
+
+export interface SecAggServerOptions extends RoundInfo {
+  /** the coordinator's Ed25519 secret key (64-byte libsodium format); signs every server message */
+  identity: { secretKey: Uint8Array };
+  /** optional clock for `tick()`; without it the transport calls `deadlinePassed()` itself */
+  clock?: Clock;
+  /** per-phase deadline used by `tick()` */
+  phaseTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export type ServerStep =
+  | { kind: 'send'; phase: ServerPhase; messages: { to: string; message: ServerMessage }[] }
+  | { kind: 'done'; sum: Uint32Array; survivors: string[] }
+  | { kind: 'aborted'; reason: string };
+
+const PHASE_OF: Record<ClientMessage['type'], ServerPhase> = {
+  'advertise-keys': 'advertise',
+  'share-keys': 'share',
+  'masked-input': 'mask',
+  'consistency-signature': 'consistency',
+  'unmask-shares': 'unmask',
+};
+
+export class SecAggServer {
+  readonly ctx: RoundContext;
+  private phaseValue: ServerPhase = 'advertise';
+  private readonly sk: Uint8Array;
+  private readonly log: (line: string) => void;
+  private readonly clock?: Clock;
+  private readonly timeoutMs?: number;
+  private phaseStart = 0;
+  private abortReason: string | undefined;
+
+  /** parties allowed to send in the current phase */
+  private eligible: Set<string>;
+  private readonly ads = new Map<string, AdvertiseKeys>(); // U1
+  private readonly inbox = new Map<string, EncryptedShare[]>(); // recipient -> ciphertexts
+  private readonly shared = new Set<string>(); // U2
+  private readonly masked = new Set<string>(); // U3
+  private sum: Uint32Array | undefined;
+  private survivorList: string[] = [];
+  private readonly consistency = new Map<string, Uint8Array>(); // U4: signer -> signature
+  private readonly requests = new Map<string, { self: string[]; key: string[] }>();
+  private readonly unmask = new Map<string, UnmaskShares>(); // U5
+  private readonly setsByPhase: Partial<Record<'U1' | 'U2' | 'U3' | 'U4' | 'U5', string[]>> = {};
+
+  constructor(opts: SecAggServerOptions) {
+    if (typeof opts !== 'object' || opts === null) throw new TypeError('"opts" expected an object');
+    this.ctx = new RoundContext(opts);
+    if (typeof opts.identity !== 'object' || opts.identity === null) throw new TypeError('"identity" expected {secretKey}');
+    this.sk = abytes('identity.secretKey', opts.identity.secretKey, ED25519_SECRET_KEY_LENGTH);
+    this.log = opts.log ?? (() => undefined);
+    this.clock = opts.clock;
+    if (opts.phaseTimeoutMs !== undefined) this.timeoutMs = aint('phaseTimeoutMs', opts.phaseTimeoutMs, 1);
+    if (this.clock && this.timeoutMs === undefined) throw new RangeError('"phaseTimeoutMs" is required with "clock"');
+    this.phaseStart = this.clock?.now() ?? 0;
+    this.eligible = new Set(this.ctx.roster);
+  }
+
+  get phase(): ServerPhase {
+    return this.phaseValue;
+  }
+
+  get abortedBecause(): string | undefined {
+    return this.abortReason;
+  }
+
+  /** The surviving sets U1..U5 closed so far (for the audit log). */
+  get survivorsByPhase(): Readonly<Partial<Record<'U1' | 'U2' | 'U3' | 'U4' | 'U5', readonly string[]>>> {
+    return this.setsByPhase;
+  }
+
+  /** Parties that may still send in the current phase and have not yet. */
+  get waitingFor(): string[] {
+    const have = this.receivedSet();
+    return [...this.eligible].filter((u) => !have.has(u)).sort();
+  }
+
+  private receivedSet(): ReadonlySet<string> {
+    switch (this.phaseValue) {
+      case 'advertise':
+        return new Set(this.ads.keys());
+      case 'share':
+        return this.shared;
+      case 'mask':
+        return this.masked;
+      case 'consistency':
+        return new Set(this.consistency.keys());
+      case 'unmask':
+        return new Set(this.unmask.keys());
+      default:
+        return new Set();
+    }
+  }
+
+  private transitionTo(from: readonly ServerPhase[], to: ServerPhase): void {
+    if (!from.includes(this.phaseValue)) {
+      throw new SecAggError('FAILED_PRECONDITION', `round ${this.ctx.round}: cannot go ${this.phaseValue} -> ${to} (allowed from ${from.join(', ')})`);
+    }
+    this.log(`secagg server round ${this.ctx.round}: ${this.phaseValue} -> ${to}`);
+    this.phaseValue = to;
+    this.phaseStart = this.clock?.now() ?? 0;
+  }
+
+  /**
+   * Accepts one party message for the current phase. Throws SecAggError (state unchanged) on a
+   * malformed, out-of-phase, duplicate, replayed, unsigned or unknown-sender message. Returns
+   * `complete: true` when every party eligible in this phase has now sent.
+   */
+  receive(m: ClientMessage): { complete: boolean } {
+    validateShape(m);
+    const phase = PHASE_OF[m.type as ClientMessage['type']];
+    if (!phase) throw new SecAggError('INVALID_ARGUMENT', `the coordinator does not accept ${m.type} messages`);
+    if (m.federationId !== this.ctx.federationId || m.round !== this.ctx.round) {
+      throw new SecAggError('UNAUTHENTICATED', `${m.type} is for federation ${JSON.stringify(m.federationId)} round ${m.round}, this is ${JSON.stringify(this.ctx.federationId)} round ${this.ctx.round} (replayed or misrouted)`);
+    }
+    const sender = (m as ClientMessage).sender;
+    const pk = this.ctx.peers.get(sender);
+    if (!pk) throw new SecAggError('PERMISSION_DENIED', `${m.type} from unknown party ${JSON.stringify(sender)}`);
+    if (phase !== this.phaseValue) {
+      throw new SecAggError('FAILED_PRECONDITION', `${m.type} from ${sender} arrived in phase ${this.phaseValue}; it belongs to phase ${phase}`);
+    }
+    if (!this.eligible.has(sender)) {
+      throw new SecAggError('PERMISSION_DENIED', `${sender} dropped out of round ${this.ctx.round} before phase ${phase}`);
+    }
+    if (this.receivedSet().has(sender)) throw new SecAggError('FAILED_PRECONDITION', `duplicate ${m.type} from ${sender}`);
+    if (!verifyMessage(m, pk)) throw new SecAggError('UNAUTHENTICATED', `${m.type} from ${sender}: signature does not verify`);
+    const bad = (msg: string): never => {
+      throw new SecAggError('INVALID_ARGUMENT', `${m.type} from ${sender}: ${msg}`);
+    };
+    switch (m.type) {
+      case 'advertise-keys': {
+        for (const [v, a] of this.ads) {
+          for (const k of [a.cPk, a.sPk]) if (equalBytes(k, m.cPk) || equalBytes(k, m.sPk)) bad(`reuses a public key advertised by ${v}`);
+        }
+        if (equalBytes(m.cPk, m.sPk)) bad('cPk and sPk must differ');
+        this.ads.set(sender, m);
+        break;
+      }
+      case 'share-keys': {
+        const want = this.ctx.neighbours.get(sender)!.filter((v) => this.ads.has(v));
+        const got = m.shares.map((s) => s.party);
+        if (got.length !== want.length || new Set(got).size !== got.length || got.some((v) => !want.includes(v))) {
+          bad(`expected one ciphertext for each advertising neighbour (${want.join(', ')}), got (${got.join(', ')})`);
+        }
+        for (const s of m.shares) {
+          if (s.ciphertext.length > 1024) bad(`ciphertext for ${s.party} is ${s.ciphertext.length} bytes, more than 1024`);
+        }
+        this.shared.add(sender);
+        for (const s of m.shares) {
+          const list = this.inbox.get(s.party) ?? [];
+          list.push({ party: sender, ciphertext: s.ciphertext });
+          this.inbox.set(s.party, list);
+        }
+        break;
+      }
+      case 'masked-input': {
+        if (m.bits !== this.ctx.params.bits) bad(`bits=${m.bits}, the round uses ${this.ctx.params.bits}`);
+        if (m.vector.length !== this.ctx.vectorLength) bad(`vector has ${m.vector.length} entries, expected ${this.ctx.vectorLength}`);
+        const v = m.vector;
+        const bits = this.ctx.params.bits;
+        if (bits < 32) {
+          const lim = 2 ** bits;
+          for (let i = 0; i < v.length; i++) if (v[i] >= lim) bad(`entry ${i} = ${v[i]} is not below 2^${bits}`);
+        }
+        const acc = (this.sum ??= new Uint32Array(this.ctx.vectorLength));
+        if (bits === 32) for (let i = 0; i < v.length; i++) acc[i] += v[i];
+        else {
+          const mask = 2 ** bits - 1;
+          for (let i = 0; i < v.length; i++) acc[i] = (acc[i] + v[i]) & mask;
+        }
+        this.masked.add(sender);
+        break;
+      }
+      case 'consistency-signature': {
+        const l = this.survivorList;
+        if (m.survivors.length !== l.length || m.survivors.some((v, i) => v !== l[i])) bad('signed a survivor list different from the one sent');
+        this.consistency.set(sender, m.signature);
+        break;
+      }
+      case 'unmask-shares': {
+        const req = this.requests.get(sender)!;
+        const same = (a: { owner: string }[], b: string[]) => a.length === b.length && a.every((s, i) => s.owner === b[i]);
+        if (!same(m.selfMaskShares, req.self)) bad(`self-mask shares must be exactly for (${req.self.join(', ')})`);
+        if (!same(m.keyShares, req.key)) bad(`key shares must be exactly for (${req.key.join(', ')})`);
+        this.unmask.set(sender, m);
+        break;
+      }
+    }
+    return { complete: this.receivedSet().size === this.eligible.size };
+  }
+
+  /** Closes the current phase if the injected clock says its deadline passed; else null. */
+  tick(): ServerStep | null {
+    if (!this.clock || this.timeoutMs === undefined) throw new SecAggError('FAILED_PRECONDITION', 'tick() needs "clock" and "phaseTimeoutMs"');
+    if (this.phaseValue === 'done' || this.phaseValue === 'aborted') return null;
+    if (this.clock.now() - this.phaseStart < this.timeoutMs) return null;
+    return this.deadlinePassed();
+  }
+
+  /** Aborts the round (e.g. operator request). Idempotent after abort; refused after done. */
+  abort(reason: string): ServerStep {
+    if (this.phaseValue !== 'aborted') {
+      this.transitionTo(['advertise', 'share', 'mask', 'consistency', 'unmask'], 'aborted');
+      this.abortReason = reason;
+      this.log(`secagg server round ${this.ctx.round}: aborted: ${reason}`);
+      if (this.sum) this.sum.fill(0);
+    }
+    return { kind: 'aborted', reason: this.abortReason! };
+  }
+
+  private sign<M extends ServerMessage>(m: Omit<M, 'signature' | 'federationId' | 'round'>): M {
+    return signMessage<M>({ ...m, federationId: this.ctx.federationId, round: this.ctx.round } as Omit<M, 'signature'>, this.sk);
+  }
+
+  /** Checks "every u in set has >= t of N[u] in alive"; returns the abort reason or null. */
+  private holdersRule(rule: string, set: Iterable<string>, alive: ReadonlySet<string>): string | null {
+    const t = this.ctx.params.threshold;
+    for (const u of set) {
+      const c = this.ctx.closed(u).filter((v) => alive.has(v)).length;
+      if (c < t) return `${rule}: party ${u} keeps ${c} surviving share holders (itself and neighbours), fewer than t=${t}`;
+    }
+    return null;
+  }
+
+  /** The current phase's deadline passed (or all messages arrived): close it and move on. */
+  deadlinePassed(): ServerStep {
+    const t = this.ctx.params.threshold;
+    switch (this.phaseValue) {
+      case 'advertise': {
+        const U1 = new Set(this.ads.keys());
+        this.setsByPhase.U1 = [...U1].sort();
+        const why = this.holdersRule('R1 after advertise-keys', U1, U1);
+        if (why) return this.abort(why);
+        const msg = this.sign<ServerKeys>({ type: 'server-keys', advertisements: this.setsByPhase.U1.map((u) => this.ads.get(u)!) });
+        this.transitionTo(['advertise'], 'share');
+        this.eligible = U1;
+        return { kind: 'send', phase: 'share', messages: this.setsByPhase.U1.map((u) => ({ to: u, message: msg })) };
+      }
+      case 'share': {
+        const U2 = this.shared;
+        this.setsByPhase.U2 = [...U2].sort();
+        const why = this.holdersRule('R2 after share-keys', U2, U2);
+        if (why) return this.abort(why);
+        const messages = this.setsByPhase.U2.map((u) => ({
+          to: u,
+          message: this.sign<ServerShares>({
+            type: 'server-shares',
+            recipient: u,
+            shares: (this.inbox.get(u) ?? []).filter((s) => U2.has(s.party)).sort((a, b) => (a.party < b.party ? -1 : 1)),
+          }) as ServerMessage,
+        }));
+        this.transitionTo(['share'], 'mask');
+        this.eligible = new Set(U2);
+        return { kind: 'send', phase: 'mask', messages };
+      }
+      case 'mask': {
+        const U3 = this.masked;
+        this.setsByPhase.U3 = [...U3].sort();
+        const why = this.holdersRule('R3 after masked-input', U3, U3);
+        if (why) return this.abort(why);
+        this.survivorList = this.setsByPhase.U3;
+        const msg = this.sign<ConsistencyRequest>({ type: 'consistency-request', survivors: this.survivorList });
+        this.transitionTo(['mask'], 'consistency');
+        this.eligible = new Set(U3);
+        return { kind: 'send', phase: 'consistency', messages: this.survivorList.map((u) => ({ to: u, message: msg })) };
+      }
+      case 'consistency': {
+        const U4 = [...this.consistency.keys()].sort();
+        this.setsByPhase.U4 = U4;
+        if (U4.length < t) return this.abort(`R4 after consistency-signature: ${U4.length} survivors signed the survivor list, fewer than t=${t}`);
+        const U3 = this.masked;
+        const dropped = new Set([...this.shared].filter((v) => !U3.has(v)));
+        const signatures = U4.map((signer) => ({ signer, signature: this.consistency.get(signer)! }));
+        const needKey = (v: string) => dropped.has(v) && this.ctx.neighbours.get(v)!.some((w) => U3.has(w));
+        const messages = U4.map((w) => {
+          const self = this.ctx.closed(w).filter((u) => U3.has(u));
+          const key = this.ctx.neighbours.get(w)!.filter(needKey);
+          this.requests.set(w, { self, key });
+          return {
+            to: w,
+            message: this.sign<UnmaskRequest>({ type: 'unmask-request', recipient: w, survivors: this.survivorList, signatures, selfMaskSharesOf: self, keySharesOf: key }) as ServerMessage,
+          };
+        });
+        this.transitionTo(['consistency'], 'unmask');
+        this.eligible = new Set(U4);
+        return { kind: 'send', phase: 'unmask', messages };
+      }
+      case 'unmask':
+        return this.finish();
+      default:
+        throw new SecAggError('FAILED_PRECONDITION', `round ${this.ctx.round} is ${this.phaseValue}; no deadline applies`);
+    }
+  }
+
+  private finish(): ServerStep {
+    const t = this.ctx.params.threshold;
+    const U5 = new Set(this.unmask.keys());
+    this.setsByPhase.U5 = [...U5].sort();
+    const U3 = this.masked;
+    const why = this.holdersRule('R5 after unmask-shares', U3, U5);
+    if (why) return this.abort(why);
+    const dropped = [...this.shared].filter((v) => !U3.has(v)).sort();
+    const affected = dropped.filter((v) => this.ctx.neighbours.get(v)!.some((w) => U3.has(w)));
+    for (const v of affected) {
+      const c = this.ctx.neighbours.get(v)!.filter((w) => U5.has(w)).length;
+      if (c < t) return this.abort(`R5 after unmask-shares: dropped party ${v} has ${c} surviving share holders, fewer than t=${t}`);
+    }
+    const collect = (owner: string, kind: 'self' | 'key'): Share[] => {
+      const shares: Share[] = [];
+      for (const w of this.setsByPhase.U5!) {
+        const msg = this.unmask.get(w)!;
+        const list = kind === 'self' ? msg.selfMaskShares : msg.keyShares;
+        const s = list.find((x) => x.owner === owner);
+        if (s) shares.push({ x: this.ctx.sharePoint(w), y: s.share });
+      }
+      return shares;
+    };
+    const sum = this.sum ?? new Uint32Array(this.ctx.vectorLength);
+    const bits = this.ctx.params.bits;
+    // Reconstruct and verify every secret before touching the sum, so a bad share aborts cleanly.
+    const selfSeeds: [string, Uint8Array][] = [];
+    const keys: [string, Uint8Array][] = [];
+    const cleanup = () => {
+      for (const [, s] of selfSeeds) wipe(s);
+      for (const [, s] of keys) wipe(s);
+    };
+    for (const u of this.setsByPhase.U3!) {
+      const b = shamirCombine(collect(u, 'self'), t);
+      if (!equalBytes(this.ctx.selfMaskCommitment(u, b), this.ads.get(u)!.selfMaskCommitment)) {
+        wipe(b);
+        cleanup();
+        return this.abort(`shares of the self-mask seed of ${u} do not match its signed commitment (a share holder sent a wrong share)`);
+      }
+      selfSeeds.push([u, b]);
+    }
+    for (const v of affected) {
+      const sSk = shamirCombine(collect(v, 'key'), t);
+      if (!equalBytes(x25519PublicKey(sSk), this.ads.get(v)!.sPk)) {
+        wipe(sSk);
+        cleanup();
+        return this.abort(`shares of the mask key of dropped party ${v} do not match its advertised public key (a share holder sent a wrong share)`);
+      }
+      keys.push([v, sSk]);
+    }
+    for (const [, b] of selfSeeds) addMask(sum, b, -1, bits);
+    for (const [v, sSk] of keys) {
+      for (const w of this.ctx.neighbours.get(v)!) {
+        if (!U3.has(w)) continue;
+        const seed = this.ctx.pairSeed(sSk, v, w, this.ads.get(w)!.sPk);
+        // y_w contains sign(w, v) * PRG(s_wv); remove it.
+        addMask(sum, seed, RoundContext.pairSign(w, v) === 1 ? -1 : 1, bits);
+        wipe(seed);
+      }
+    }
+    cleanup();
+    this.transitionTo(['unmask'], 'done');
+    this.sum = undefined;
+    return { kind: 'done', sum, survivors: [...this.setsByPhase.U3!] };
+  }
+}

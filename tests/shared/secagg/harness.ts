@@ -1,0 +1,166 @@
+/**
+ * Test harness: runs whole secure-aggregation rounds in memory (no transport) with a drop
+ * schedule, and an independent oracle of the threshold rule. Not a test file itself.
+ */
+import { createHash } from 'node:crypto';
+import { ed25519FromSeed, type Ed25519KeyPair } from '../../../shared/crypto/sign';
+import { SecAggClient } from '../../../shared/secagg/client';
+import type { SecAggParams } from '../../../shared/secagg/graph';
+import type { ClientMessage, ServerMessage, UnmaskShares } from '../../../shared/secagg/messages';
+import { SecAggServer, type ServerStep } from '../../../shared/secagg/server';
+
+/** Deterministic byte source for tests (SHA-256 in counter mode over a label); never product code. */
+export function seededRng(label: string): (n: number) => Uint8Array {
+  let counter = 0;
+  return (n: number) => {
+    const out = new Uint8Array(n);
+    for (let off = 0; off < n; off += 32) {
+      const h = createHash('sha256').update(`${label}/${counter++}`).digest();
+      out.set(h.subarray(0, Math.min(32, n - off)), off);
+    }
+    return out;
+  };
+}
+
+export interface Federation {
+  ids: string[];
+  keys: Map<string, Ed25519KeyPair>;
+  peers: Record<string, Uint8Array>;
+  coordinator: Ed25519KeyPair;
+}
+
+export function makeFederation(n: number, label = 'fed'): Federation {
+  const rng = seededRng(`identities/${label}`);
+  const ids = Array.from({ length: n }, (_, i) => `party-${String(i).padStart(3, '0')}`);
+  const keys = new Map<string, Ed25519KeyPair>();
+  const peers: Record<string, Uint8Array> = {};
+  for (const id of ids) {
+    const kp = ed25519FromSeed(rng(32));
+    keys.set(id, kp);
+    peers[id] = kp.publicKey;
+  }
+  return { ids, keys, peers, coordinator: ed25519FromSeed(rng(32)) };
+}
+
+/** 1 = advertise, 2 = share, 3 = mask, 4 = consistency, 5 = unmask; a party dropping at p sends nothing from p on. */
+export type DropSchedule = Map<string, number>;
+
+export const PHASE_INDEX: Record<string, number> = { share: 2, mask: 3, consistency: 4, unmask: 5 };
+
+export interface RoundSetup {
+  fed: Federation;
+  params: SecAggParams;
+  m: number;
+  inputs: Map<string, Uint32Array>;
+  drops?: DropSchedule;
+  round?: number;
+  federationId?: string;
+  roundSeed?: Uint8Array;
+  rngLabel?: string;
+}
+
+export interface RoundRun {
+  result: ServerStep;
+  server: SecAggServer;
+  clients: Map<string, SecAggClient>;
+  /** every message a party sent, in order */
+  sent: ClientMessage[];
+  /** every message the coordinator sent */
+  broadcast: { to: string; message: ServerMessage }[];
+}
+
+export function runRound(s: RoundSetup): RoundRun {
+  const round = s.round ?? 7;
+  const federationId = s.federationId ?? 'fed-test';
+  const roundSeed = s.roundSeed ?? new Uint8Array(32).fill(9);
+  const drops = s.drops ?? new Map();
+  const base = { federationId, round, params: s.params, roundSeed, vectorLength: s.m, peers: s.fed.peers };
+  const server = new SecAggServer({ ...base, identity: { secretKey: s.fed.coordinator.secretKey } });
+  const clients = new Map<string, SecAggClient>();
+  for (const id of s.fed.ids) {
+    clients.set(
+      id,
+      new SecAggClient({
+        ...base,
+        identity: { partyId: id, secretKey: s.fed.keys.get(id)!.secretKey },
+        coordinatorPublicKey: s.fed.coordinator.publicKey,
+        rng: s.rngLabel ? seededRng(`${s.rngLabel}/${id}`) : undefined,
+      }),
+    );
+  }
+  const alive = (id: string, phase: number) => (drops.get(id) ?? 99) > phase;
+  const sent: ClientMessage[] = [];
+  const broadcast: { to: string; message: ServerMessage }[] = [];
+  for (const id of s.fed.ids) {
+    if (!alive(id, 1)) continue;
+    const msg = clients.get(id)!.start();
+    sent.push(msg);
+    server.receive(msg);
+  }
+  let step = server.deadlinePassed();
+  while (step.kind === 'send') {
+    const p = PHASE_INDEX[step.phase];
+    for (const { to, message } of step.messages) {
+      broadcast.push({ to, message });
+      if (!alive(to, p)) continue;
+      const reply = clients.get(to)!.handle(message, s.inputs.get(to));
+      sent.push(reply);
+      server.receive(reply);
+    }
+    step = server.deadlinePassed();
+  }
+  return { result: step, server, clients, sent, broadcast };
+}
+
+/** Closed neighbourhoods from a neighbour map. */
+function closed(nb: ReadonlyMap<string, readonly string[]>, u: string): string[] {
+  return [...nb.get(u)!, u];
+}
+
+/**
+ * Independent statement of the threshold rule: returns the phase (1..5) at which the round must
+ * abort, or 0 when it must complete. U_p = parties that did not drop at or before phase p.
+ */
+export function expectedAbortPhase(ids: string[], nb: ReadonlyMap<string, readonly string[]>, t: number, drops: DropSchedule): number {
+  const U = (p: number) => new Set(ids.filter((id) => (drops.get(id) ?? 99) > p));
+  const each = (set: Set<string>, alive: Set<string>) => [...set].every((u) => closed(nb, u).filter((v) => alive.has(v)).length >= t);
+  for (const p of [1, 2, 3]) if (!each(U(p), U(p))) return p;
+  if (U(4).size < t) return 4;
+  const U2 = U(2);
+  const U3 = U(3);
+  const U5 = U(5);
+  if (!each(U3, U5)) return 5;
+  for (const v of U2) {
+    if (U3.has(v)) continue;
+    if (!nb.get(v)!.some((w) => U3.has(w))) continue;
+    if (nb.get(v)!.filter((w) => U5.has(w)).length < t) return 5;
+  }
+  return 0;
+}
+
+/** Owners whose self-mask share, and owners whose key share, reached the coordinator. */
+export function revealedShares(sent: ClientMessage[]): { self: Set<string>; key: Set<string> } {
+  const self = new Set<string>();
+  const key = new Set<string>();
+  for (const m of sent) {
+    if (m.type !== 'unmask-shares') continue;
+    for (const s of (m as UnmaskShares).selfMaskShares) self.add(s.owner);
+    for (const s of (m as UnmaskShares).keyShares) key.add(s.owner);
+  }
+  return { self, key };
+}
+
+export function modSum(vectors: Uint32Array[], m: number, bits: number): Uint32Array {
+  const out = new Uint32Array(m);
+  const mod = 2 ** bits;
+  for (const v of vectors) for (let i = 0; i < m; i++) out[i] = (out[i] + v[i]) % mod;
+  return out;
+}
+
+export function randomInput(rng: (n: number) => Uint8Array, m: number, bits: number): Uint32Array {
+  const b = rng(4 * m);
+  const v = new Uint32Array(m);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let i = 0; i < m; i++) v[i] = bits === 32 ? dv.getUint32(4 * i, true) : dv.getUint32(4 * i, true) % 2 ** bits;
+  return v;
+}
