@@ -1,0 +1,134 @@
+/**
+ * Versioned schema migrations, the same for SQLite and PostgreSQL (DESIGN §6). Each migration runs
+ * in one transaction together with its row in `schema_migrations`, so a crash leaves it either
+ * applied and recorded or not at all; `migrate` applies the missing ones in order at start-up and
+ * refuses a database whose recorded history does not match this list (a newer or foreign schema).
+ *
+ * Portability: statements use TEXT, BIGINT and BLOB (rewritten to BYTEA for PostgreSQL); no
+ * auto-increment ids (the repository assigns them, under unique constraints).
+ * Never edit a released migration: add a new one.
+ */
+import type { SqlDriver } from './sql';
+
+export interface Migration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    statements: [
+      `CREATE TABLE participants (
+        name TEXT PRIMARY KEY,
+        public_key BLOB NOT NULL UNIQUE,
+        cert_sha256 TEXT,
+        enrolled_at BIGINT NOT NULL
+      )`,
+      `CREATE TABLE policies (
+        hash TEXT PRIMARY KEY,
+        canonical_json TEXT NOT NULL,
+        registered_at BIGINT NOT NULL
+      )`,
+      `CREATE TABLE policy_signatures (
+        policy_hash TEXT NOT NULL REFERENCES policies(hash),
+        party TEXT NOT NULL,
+        public_key BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        PRIMARY KEY (policy_hash, party)
+      )`,
+      `CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        policy_hash TEXT NOT NULL REFERENCES policies(hash),
+        state TEXT NOT NULL,
+        rounds_planned BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        finished_at BIGINT,
+        abort_reason TEXT
+      )`,
+      `CREATE TABLE model_versions (
+        version BIGINT PRIMARY KEY,
+        hash BLOB NOT NULL,
+        bytes BLOB NOT NULL,
+        parent BIGINT REFERENCES model_versions(version),
+        run_id TEXT REFERENCES runs(id),
+        round BIGINT,
+        created_at BIGINT NOT NULL,
+        UNIQUE (run_id, round)
+      )`,
+      `CREATE TABLE rounds (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        round BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        phase TEXT,
+        phase_deadline BIGINT,
+        base_model_version BIGINT NOT NULL REFERENCES model_versions(version),
+        result_model_version BIGINT REFERENCES model_versions(version),
+        started_at BIGINT NOT NULL,
+        finished_at BIGINT,
+        abort_reason TEXT,
+        PRIMARY KEY (run_id, round)
+      )`,
+      `CREATE TABLE audit_log (
+        idx BIGINT PRIMARY KEY,
+        prev_hash BLOB NOT NULL,
+        entry BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        created_at BIGINT NOT NULL
+      )`,
+      `CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        token_hash BLOB NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+      )`,
+    ],
+  },
+];
+
+const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
+  version BIGINT PRIMARY KEY,
+  name TEXT NOT NULL,
+  applied_at BIGINT NOT NULL
+)`;
+
+function forDialect(sql: string, dialect: SqlDriver['dialect']): string {
+  return dialect === 'postgres' ? sql.replace(/\bBLOB\b/g, 'BYTEA') : sql;
+}
+
+export class MigrationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MigrationError';
+  }
+}
+
+/** Applies the missing migrations in order; returns the versions it applied. */
+export async function migrate(db: SqlDriver, migrations: readonly Migration[] = MIGRATIONS, now: () => number = Date.now): Promise<number[]> {
+  await db.execScript(CREATE_MIGRATIONS_TABLE);
+  const applied = await db.query<{ version: number; name: string }>('SELECT version, name FROM schema_migrations ORDER BY version');
+  const known = new Map(migrations.map((m) => [m.version, m]));
+  for (const row of applied) {
+    const m = known.get(row.version);
+    if (!m) throw new MigrationError(`database has migration ${row.version} ("${row.name}") that this coordinator does not know: it was written by a newer version`);
+    if (m.name !== row.name) throw new MigrationError(`migration ${row.version} is recorded as "${row.name}" but this coordinator calls it "${m.name}"`);
+  }
+  const done = new Set(applied.map((r) => r.version));
+  const ran: number[] = [];
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (done.has(m.version)) continue;
+    await db.transaction(async (tx) => {
+      // another coordinator process may have applied it meanwhile: the primary key decides
+      const again = await tx.query('SELECT version FROM schema_migrations WHERE version = ?', [m.version]);
+      if (again.length) return;
+      for (const s of m.statements) await tx.query(forDialect(s, db.dialect));
+      await tx.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [m.version, m.name, now()]);
+      ran.push(m.version);
+    });
+  }
+  return ran;
+}

@@ -1,0 +1,459 @@
+/**
+ * The coordinator's one repository over SqlDriver (SQLite or PostgreSQL): participants, policies and
+ * their party signatures, runs, rounds, model versions, the append-only audit log, tokens.
+ *
+ * Invariants enforced here (and by the schema's unique constraints, so a second process or a retry
+ * after a crash cannot break them either):
+ * - a model version and the audit entry that records it are written in one transaction;
+ * - a round produces at most one model version (UNIQUE(run_id, round)); versions are dense 1, 2, ...;
+ * - audit entries are only ever inserted, with index = previous index + 1 (PRIMARY KEY idx).
+ */
+import type { SqlDriver, SqlExecutor, SqlValue } from './sql';
+import { UniqueViolation } from './sql';
+
+export interface ParticipantRow {
+  name: string;
+  publicKey: Uint8Array;
+  certSha256: string | null;
+  enrolledAt: number;
+}
+
+export type RunState = 'running' | 'completed' | 'aborted';
+
+export interface RunRow {
+  id: string;
+  policyHash: string;
+  state: RunState;
+  roundsPlanned: number;
+  createdAt: number;
+  finishedAt: number | null;
+  abortReason: string | null;
+}
+
+export interface RoundRow {
+  runId: string;
+  round: number;
+  state: string;
+  phase: string | null;
+  phaseDeadline: number | null;
+  baseModelVersion: number;
+  resultModelVersion: number | null;
+  startedAt: number;
+  finishedAt: number | null;
+  abortReason: string | null;
+}
+
+export interface ModelVersionRow {
+  version: number;
+  hash: Uint8Array;
+  bytes: Uint8Array;
+  parent: number | null;
+  runId: string | null;
+  round: number | null;
+  createdAt: number;
+}
+
+export interface AuditRow {
+  idx: number;
+  prevHash: Uint8Array;
+  entry: Uint8Array;
+  signature: Uint8Array;
+  createdAt: number;
+}
+
+export interface TokenRow {
+  id: string;
+  role: string;
+  tokenHash: Uint8Array;
+  label: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+/** Signs an audit entry given its index and the previous chain hash (coordinator/audit/log.ts). */
+export interface AuditSealer {
+  /** Returns the signature to store for (idx, prevHash, entry). */
+  seal(idx: number, prevHash: Uint8Array, entry: Uint8Array): Uint8Array;
+  /** The chain hash after (idx, prevHash, entry): the next entry's prevHash. */
+  chainHash(idx: number, prevHash: Uint8Array, entry: Uint8Array): Uint8Array;
+  readonly genesis: Uint8Array;
+}
+
+export class ConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConflictError';
+  }
+}
+
+const u8 = (v: unknown): Uint8Array => (v instanceof Uint8Array ? new Uint8Array(v) : new Uint8Array(0));
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+function participant(r: Record<string, unknown>): ParticipantRow {
+  return { name: String(r.name), publicKey: u8(r.public_key), certSha256: strOrNull(r.cert_sha256), enrolledAt: Number(r.enrolled_at) };
+}
+function run(r: Record<string, unknown>): RunRow {
+  return {
+    id: String(r.id),
+    policyHash: String(r.policy_hash),
+    state: String(r.state) as RunState,
+    roundsPlanned: Number(r.rounds_planned),
+    createdAt: Number(r.created_at),
+    finishedAt: numOrNull(r.finished_at),
+    abortReason: strOrNull(r.abort_reason),
+  };
+}
+function round(r: Record<string, unknown>): RoundRow {
+  return {
+    runId: String(r.run_id),
+    round: Number(r.round),
+    state: String(r.state),
+    phase: strOrNull(r.phase),
+    phaseDeadline: numOrNull(r.phase_deadline),
+    baseModelVersion: Number(r.base_model_version),
+    resultModelVersion: numOrNull(r.result_model_version),
+    startedAt: Number(r.started_at),
+    finishedAt: numOrNull(r.finished_at),
+    abortReason: strOrNull(r.abort_reason),
+  };
+}
+function model(r: Record<string, unknown>): ModelVersionRow {
+  return {
+    version: Number(r.version),
+    hash: u8(r.hash),
+    bytes: u8(r.bytes),
+    parent: numOrNull(r.parent),
+    runId: strOrNull(r.run_id),
+    round: numOrNull(r.round),
+    createdAt: Number(r.created_at),
+  };
+}
+function audit(r: Record<string, unknown>): AuditRow {
+  return { idx: Number(r.idx), prevHash: u8(r.prev_hash), entry: u8(r.entry), signature: u8(r.signature), createdAt: Number(r.created_at) };
+}
+function token(r: Record<string, unknown>): TokenRow {
+  return { id: String(r.id), role: String(r.role), tokenHash: u8(r.token_hash), label: String(r.label), createdAt: Number(r.created_at), revokedAt: numOrNull(r.revoked_at) };
+}
+
+export class Repository {
+  constructor(
+    readonly db: SqlDriver,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  // ------------------------------------------------------------ participants
+
+  /** Enrols a party; ConflictError if the name or the key is already enrolled. */
+  async enrollParticipant(p: { name: string; publicKey: Uint8Array; certSha256?: string | null }, sealer?: AuditSealer): Promise<ParticipantRow> {
+    const row: ParticipantRow = { name: p.name, publicKey: p.publicKey, certSha256: p.certSha256 || null, enrolledAt: this.now() };
+    try {
+      await this.db.transaction(async (tx) => {
+        await tx.query('INSERT INTO participants (name, public_key, cert_sha256, enrolled_at) VALUES (?, ?, ?, ?)', [row.name, row.publicKey, row.certSha256, row.enrolledAt]);
+        if (sealer) {
+          await this.appendAudit(tx, sealer, ({ type: 'participant-enrolled', name: row.name, publicKey: Buffer.from(row.publicKey).toString('base64'), certSha256: row.certSha256 }));
+        }
+      });
+    } catch (e) {
+      if (e instanceof UniqueViolation) throw new ConflictError(`a participant with name "${p.name}" or this public key is already enrolled`);
+      throw e;
+    }
+    return row;
+  }
+
+  async participantByName(name: string): Promise<ParticipantRow | null> {
+    const rows = await this.db.query('SELECT * FROM participants WHERE name = ?', [name]);
+    return rows.length ? participant(rows[0]) : null;
+  }
+
+  async participantByKey(publicKey: Uint8Array): Promise<ParticipantRow | null> {
+    const rows = await this.db.query('SELECT * FROM participants WHERE public_key = ?', [publicKey]);
+    return rows.length ? participant(rows[0]) : null;
+  }
+
+  async listParticipants(): Promise<ParticipantRow[]> {
+    return (await this.db.query('SELECT * FROM participants ORDER BY name')).map(participant);
+  }
+
+  // ------------------------------------------------------------ policies
+
+  async policy(hash: string): Promise<{ hash: string; canonicalJson: string; registeredAt: number } | null> {
+    const rows = await this.db.query('SELECT * FROM policies WHERE hash = ?', [hash]);
+    if (!rows.length) return null;
+    return { hash: String(rows[0].hash), canonicalJson: String(rows[0].canonical_json), registeredAt: Number(rows[0].registered_at) };
+  }
+
+  async policySignatures(hash: string): Promise<{ party: string; publicKey: Uint8Array; signature: Uint8Array }[]> {
+    const rows = await this.db.query('SELECT * FROM policy_signatures WHERE policy_hash = ? ORDER BY party', [hash]);
+    return rows.map((r) => ({ party: String(r.party), publicKey: u8(r.public_key), signature: u8(r.signature) }));
+  }
+
+  // ------------------------------------------------------------ runs and rounds
+
+  /**
+   * Starts a run in one transaction: registers the policy and its signatures (if new), stores the
+   * initial model version, creates the run and its round 1, and appends the audit entries.
+   * ConflictError if another run is still running.
+   */
+  async startRun(args: {
+    runId: string;
+    policyHash: string;
+    canonicalPolicyJson: string;
+    signatures: { party: string; publicKey: Uint8Array; signature: Uint8Array }[];
+    roundsPlanned: number;
+    initialModel: { bytes: Uint8Array; hash: Uint8Array };
+    firstRound: { state: string; phase: string | null; phaseDeadline: number | null };
+    sealer: AuditSealer;
+  }): Promise<{ run: RunRow; round: RoundRow; modelVersion: number }> {
+    const t = this.now();
+    return this.db.transaction(async (tx) => {
+      const running = await tx.query("SELECT id FROM runs WHERE state = 'running'");
+      if (running.length) throw new ConflictError(`run ${String(running[0].id)} is still running; abort it first`);
+      const existing = await tx.query('SELECT hash FROM policies WHERE hash = ?', [args.policyHash]);
+      if (!existing.length) {
+        await tx.query('INSERT INTO policies (hash, canonical_json, registered_at) VALUES (?, ?, ?)', [args.policyHash, args.canonicalPolicyJson, t]);
+        await this.appendAudit(tx, args.sealer, ({
+          type: 'policy-registered',
+          policyHash: args.policyHash,
+          signatures: args.signatures.map((s) => ({ party: s.party, publicKey: b64(s.publicKey), signature: b64(s.signature) })),
+        }));
+      }
+      for (const s of args.signatures) {
+        const have = await tx.query('SELECT party FROM policy_signatures WHERE policy_hash = ? AND party = ?', [args.policyHash, s.party]);
+        if (!have.length) {
+          await tx.query('INSERT INTO policy_signatures (policy_hash, party, public_key, signature) VALUES (?, ?, ?, ?)', [args.policyHash, s.party, s.publicKey, s.signature]);
+        }
+      }
+      await tx.query('INSERT INTO runs (id, policy_hash, state, rounds_planned, created_at) VALUES (?, ?, ?, ?, ?)', [args.runId, args.policyHash, 'running', args.roundsPlanned, t]);
+      const modelVersion = await this.insertModel(tx, { bytes: args.initialModel.bytes, hash: args.initialModel.hash, parent: null, runId: null, round: null });
+      await this.appendAudit(tx, args.sealer, ({ type: 'run-started', runId: args.runId, policyHash: args.policyHash, roundsPlanned: args.roundsPlanned, initialModelVersion: modelVersion, initialModelHash: hex(args.initialModel.hash) }));
+      await tx.query('INSERT INTO rounds (run_id, round, state, phase, phase_deadline, base_model_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+        args.runId, 1, args.firstRound.state, args.firstRound.phase, args.firstRound.phaseDeadline, modelVersion, t,
+      ]);
+      return {
+        run: { id: args.runId, policyHash: args.policyHash, state: 'running', roundsPlanned: args.roundsPlanned, createdAt: t, finishedAt: null, abortReason: null },
+        round: { runId: args.runId, round: 1, state: args.firstRound.state, phase: args.firstRound.phase, phaseDeadline: args.firstRound.phaseDeadline, baseModelVersion: modelVersion, resultModelVersion: null, startedAt: t, finishedAt: null, abortReason: null },
+        modelVersion,
+      };
+    });
+  }
+
+  async run(id: string): Promise<RunRow | null> {
+    const rows = await this.db.query('SELECT * FROM runs WHERE id = ?', [id]);
+    return rows.length ? run(rows[0]) : null;
+  }
+
+  async latestRun(): Promise<RunRow | null> {
+    const rows = await this.db.query('SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT 1');
+    return rows.length ? run(rows[0]) : null;
+  }
+
+  async runningRun(): Promise<RunRow | null> {
+    const rows = await this.db.query("SELECT * FROM runs WHERE state = 'running' ORDER BY created_at DESC LIMIT 1");
+    return rows.length ? run(rows[0]) : null;
+  }
+
+  async roundRow(runId: string, r: number): Promise<RoundRow | null> {
+    const rows = await this.db.query('SELECT * FROM rounds WHERE run_id = ? AND round = ?', [runId, r]);
+    return rows.length ? round(rows[0]) : null;
+  }
+
+  async latestRound(runId: string): Promise<RoundRow | null> {
+    const rows = await this.db.query('SELECT * FROM rounds WHERE run_id = ? ORDER BY round DESC LIMIT 1', [runId]);
+    return rows.length ? round(rows[0]) : null;
+  }
+
+  async completedRounds(runId: string): Promise<number> {
+    const rows = await this.db.query("SELECT COUNT(*) AS n FROM rounds WHERE run_id = ? AND state = 'completed'", [runId]);
+    return Number(rows[0].n);
+  }
+
+  /**
+   * Moves a round's phase, compare-and-set on its current state and phase (a stale writer changes
+   * nothing and gets ConflictError).
+   */
+  async setRoundPhase(runId: string, r: number, from: { state: string; phase: string | null }, to: { state: string; phase: string | null; phaseDeadline: number | null }): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const rows = await tx.query('SELECT state, phase FROM rounds WHERE run_id = ? AND round = ?', [runId, r]);
+      if (!rows.length) throw new ConflictError(`round ${runId}/${r} does not exist`);
+      if (rows[0].state !== from.state || (rows[0].phase ?? null) !== from.phase) {
+        throw new ConflictError(`round ${runId}/${r} is ${String(rows[0].state)}/${String(rows[0].phase)}, expected ${from.state}/${from.phase}`);
+      }
+      await tx.query('UPDATE rounds SET state = ?, phase = ?, phase_deadline = ? WHERE run_id = ? AND round = ?', [to.state, to.phase, to.phaseDeadline, runId, r]);
+    });
+  }
+
+  /**
+   * Completes a round in one transaction: stores the new model version (parent = the round's base
+   * model), marks the round completed, records the audit entry, opens the next round (or finishes
+   * the run). A second call for the same round fails on UNIQUE(run_id, round) and writes nothing.
+   */
+  async completeRound(args: {
+    runId: string;
+    round: number;
+    model: { bytes: Uint8Array; hash: Uint8Array };
+    audit: Record<string, unknown>;
+    next: { state: string; phase: string | null; phaseDeadline: number | null } | null;
+    sealer: AuditSealer;
+  }): Promise<{ modelVersion: number; nextRound: number | null }> {
+    const t = this.now();
+    try {
+      return await this.db.transaction(async (tx) => {
+        const rows = await tx.query('SELECT * FROM rounds WHERE run_id = ? AND round = ?', [args.runId, args.round]);
+        if (!rows.length) throw new ConflictError(`round ${args.runId}/${args.round} does not exist`);
+        const cur = round(rows[0]);
+        if (cur.state === 'completed' || cur.state === 'aborted') throw new ConflictError(`round ${args.runId}/${args.round} is already ${cur.state}`);
+        const version = await this.insertModel(tx, { bytes: args.model.bytes, hash: args.model.hash, parent: cur.baseModelVersion, runId: args.runId, round: args.round });
+        await tx.query("UPDATE rounds SET state = 'completed', phase = NULL, phase_deadline = NULL, result_model_version = ?, finished_at = ? WHERE run_id = ? AND round = ?", [version, t, args.runId, args.round]);
+        await this.appendAudit(tx, args.sealer, ({ ...args.audit, type: 'round-completed', runId: args.runId, round: args.round, modelVersion: version, parentModelVersion: cur.baseModelVersion, modelHash: hex(args.model.hash) }));
+        let nextRound: number | null = null;
+        if (args.next) {
+          nextRound = args.round + 1;
+          await tx.query('INSERT INTO rounds (run_id, round, state, phase, phase_deadline, base_model_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [args.runId, nextRound, args.next.state, args.next.phase, args.next.phaseDeadline, version, t]);
+        } else {
+          await tx.query("UPDATE runs SET state = 'completed', finished_at = ? WHERE id = ?", [t, args.runId]);
+          await this.appendAudit(tx, args.sealer, ({ type: 'run-completed', runId: args.runId, finalModelVersion: version }));
+        }
+        return { modelVersion: version, nextRound };
+      });
+    } catch (e) {
+      if (e instanceof UniqueViolation) throw new ConflictError(`round ${args.runId}/${args.round} already produced a model version`);
+      throw e;
+    }
+  }
+
+  /**
+   * Aborts a round (reason recorded + audited). With `retry`, opens the next round from the SAME
+   * base model; otherwise (or when `abortRun`) the run is aborted too.
+   */
+  async abortRound(args: {
+    runId: string;
+    round: number;
+    reason: string;
+    retry: { state: string; phase: string | null; phaseDeadline: number | null } | null;
+    abortRun: boolean;
+    sealer: AuditSealer;
+  }): Promise<{ nextRound: number | null }> {
+    const t = this.now();
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.query('SELECT * FROM rounds WHERE run_id = ? AND round = ?', [args.runId, args.round]);
+      if (!rows.length) throw new ConflictError(`round ${args.runId}/${args.round} does not exist`);
+      const cur = round(rows[0]);
+      if (cur.state === 'completed' || cur.state === 'aborted') throw new ConflictError(`round ${args.runId}/${args.round} is already ${cur.state}`);
+      await tx.query("UPDATE rounds SET state = 'aborted', phase = NULL, phase_deadline = NULL, abort_reason = ?, finished_at = ? WHERE run_id = ? AND round = ?", [args.reason, t, args.runId, args.round]);
+      await this.appendAudit(tx, args.sealer, ({ type: 'round-aborted', runId: args.runId, round: args.round, reason: args.reason, baseModelVersion: cur.baseModelVersion }));
+      if (args.retry && !args.abortRun) {
+        const next = args.round + 1;
+        await tx.query('INSERT INTO rounds (run_id, round, state, phase, phase_deadline, base_model_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [args.runId, next, args.retry.state, args.retry.phase, args.retry.phaseDeadline, cur.baseModelVersion, t]);
+        return { nextRound: next };
+      }
+      await tx.query("UPDATE runs SET state = 'aborted', finished_at = ?, abort_reason = ? WHERE id = ? AND state = 'running'", [t, args.reason, args.runId]);
+      await this.appendAudit(tx, args.sealer, ({ type: 'run-aborted', runId: args.runId, reason: args.reason }));
+      return { nextRound: null };
+    });
+  }
+
+  /** Aborts a run whose current round is already finished (or has none open). */
+  async abortRunOnly(runId: string, reason: string, sealer: AuditSealer): Promise<void> {
+    const t = this.now();
+    await this.db.transaction(async (tx) => {
+      const rows = await tx.query("SELECT id FROM runs WHERE id = ? AND state = 'running'", [runId]);
+      if (!rows.length) throw new ConflictError(`run ${runId} is not running`);
+      await tx.query("UPDATE runs SET state = 'aborted', finished_at = ?, abort_reason = ? WHERE id = ?", [t, reason, runId]);
+      await this.appendAudit(tx, sealer, ({ type: 'run-aborted', runId, reason }));
+    });
+  }
+
+  // ------------------------------------------------------------ model versions
+
+  private async insertModel(tx: SqlExecutor, m: { bytes: Uint8Array; hash: Uint8Array; parent: number | null; runId: string | null; round: number | null }): Promise<number> {
+    const rows = await tx.query('SELECT COALESCE(MAX(version), 0) AS v FROM model_versions');
+    const version = Number(rows[0].v) + 1;
+    await tx.query('INSERT INTO model_versions (version, hash, bytes, parent, run_id, round, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [version, m.hash, m.bytes, m.parent, m.runId, m.round, this.now()]);
+    return version;
+  }
+
+  async modelVersion(version: number): Promise<ModelVersionRow | null> {
+    const rows = await this.db.query('SELECT * FROM model_versions WHERE version = ?', [version]);
+    return rows.length ? model(rows[0]) : null;
+  }
+
+  async latestModelVersion(): Promise<ModelVersionRow | null> {
+    const rows = await this.db.query('SELECT * FROM model_versions ORDER BY version DESC LIMIT 1');
+    return rows.length ? model(rows[0]) : null;
+  }
+
+  async countModelVersions(): Promise<number> {
+    const rows = await this.db.query('SELECT COUNT(*) AS n FROM model_versions');
+    return Number(rows[0].n);
+  }
+
+  // ------------------------------------------------------------ audit log (append-only)
+
+  /**
+   * Appends one entry inside `tx`: index = last + 1, prevHash = chain hash of the last entry. The
+   * stored entry is the canonical JSON of `fields` plus `idx` and `at` (ms since the epoch).
+   */
+  async appendAudit(tx: SqlExecutor, sealer: AuditSealer, fields: Record<string, unknown>): Promise<AuditRow> {
+    const last = await tx.query('SELECT * FROM audit_log ORDER BY idx DESC LIMIT 1');
+    let idx = 0;
+    let prevHash = sealer.genesis;
+    if (last.length) {
+      const l = audit(last[0]);
+      idx = l.idx + 1;
+      prevHash = sealer.chainHash(l.idx, l.prevHash, l.entry);
+    }
+    const createdAt = this.now();
+    const entry = auditJson({ ...fields, idx, at: createdAt });
+    const signature = sealer.seal(idx, prevHash, entry);
+    await tx.query('INSERT INTO audit_log (idx, prev_hash, entry, signature, created_at) VALUES (?, ?, ?, ?, ?)', [idx, prevHash, entry, signature, createdAt]);
+    return { idx, prevHash, entry, signature, createdAt };
+  }
+
+  async auditEntries(fromIdx = 0, limit = 10_000): Promise<AuditRow[]> {
+    return (await this.db.query('SELECT * FROM audit_log WHERE idx >= ? ORDER BY idx LIMIT ?', [fromIdx, limit])).map(audit);
+  }
+
+  // ------------------------------------------------------------ tokens
+
+  async insertToken(t: { id: string; role: string; tokenHash: Uint8Array; label: string }, sealer?: AuditSealer): Promise<TokenRow> {
+    const row: TokenRow = { ...t, createdAt: this.now(), revokedAt: null };
+    await this.db.transaction(async (tx) => {
+      await tx.query('INSERT INTO tokens (id, role, token_hash, label, created_at) VALUES (?, ?, ?, ?, ?)', [row.id, row.role, row.tokenHash, row.label, row.createdAt]);
+      if (sealer) await this.appendAudit(tx, sealer, ({ type: 'token-issued', tokenId: row.id, role: row.role, label: row.label }));
+    });
+    return row;
+  }
+
+  async tokenByHash(tokenHash: Uint8Array): Promise<TokenRow | null> {
+    const rows = await this.db.query('SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL', [tokenHash]);
+    return rows.length ? token(rows[0]) : null;
+  }
+
+  /** Row counts per table: tests use it to prove a rejected request changed nothing. */
+  async snapshotCounts(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const t of ['participants', 'policies', 'policy_signatures', 'runs', 'rounds', 'model_versions', 'audit_log', 'tokens']) {
+      const rows = await this.db.query(`SELECT COUNT(*) AS n FROM ${t}`);
+      out[t] = Number(rows[0].n);
+    }
+    return out;
+  }
+}
+
+function b64(b: Uint8Array): string {
+  return Buffer.from(b).toString('base64');
+}
+function hex(b: Uint8Array): string {
+  return Buffer.from(b).toString('hex');
+}
+
+/** Audit entries are canonical JSON (RFC 8785) bytes; coordinator/audit/log.ts defines the chain. */
+export function auditJson(obj: Record<string, unknown>): Uint8Array {
+  // lazy import keeps this module light for tests that only use the SQL layer
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { canonicalize } = require('json-canonicalize') as typeof import('json-canonicalize');
+  return new TextEncoder().encode(canonicalize(obj));
+}
+
+export type { SqlValue };

@@ -1,0 +1,170 @@
+import { sodiumReady } from '../../shared/crypto/sodium';
+import { ed25519Keygen } from '../../shared/crypto/sign';
+import { coordinatorSealer, verifyAuditChain } from '../../coordinator/audit/log';
+import { migrate, MIGRATIONS, MigrationError } from '../../coordinator/storage/migrations';
+import { ConflictError, Repository } from '../../coordinator/storage/repository';
+import { backends, PG_URL, requirePgInCi } from './helpers/db';
+
+beforeAll(async () => {
+  await sodiumReady();
+});
+
+test('CI runs the PostgreSQL storage tests for real (URL present when CI=true)', () => {
+  expect(() => requirePgInCi()).not.toThrow();
+  if (process.env.CI === 'true') expect(PG_URL).toMatch(/^postgres(ql)?:\/\//);
+});
+
+const hash32 = (b: number) => new Uint8Array(32).fill(b);
+
+for (const backend of backends()) {
+  describe(`storage on ${backend.name}`, () => {
+    afterAll(() => backend.cleanup());
+    const coord = () => ed25519Keygen();
+
+    test('migrations apply once, are recorded, and a second run applies nothing', async () => {
+      const db = await backend.open();
+      try {
+        expect(await migrate(db)).toEqual(MIGRATIONS.map((m) => m.version));
+        expect(await migrate(db)).toEqual([]);
+        const rows = await db.query<{ version: number; name: string }>('SELECT version, name FROM schema_migrations ORDER BY version');
+        expect(rows.map((r) => [Number(r.version), r.name])).toEqual(MIGRATIONS.map((m) => [m.version, m.name]));
+      } finally {
+        await db.close();
+      }
+    });
+
+    test('a database written by a newer coordinator is refused', async () => {
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        await db.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [999, 'from the future', 1]);
+        await expect(migrate(db)).rejects.toThrow(MigrationError);
+        await expect(migrate(db)).rejects.toThrow(/migration 999/);
+      } finally {
+        await db.close();
+      }
+    });
+
+    test('participants: enrol, look up by name and key, duplicates refused without writing', async () => {
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        const repo = new Repository(db, () => 1000);
+        const sealer = coordinatorSealer(coord().secretKey);
+        const a = ed25519Keygen();
+        await repo.enrollParticipant({ name: 'platform', publicKey: a.publicKey }, sealer);
+        expect((await repo.participantByName('platform'))?.publicKey).toEqual(a.publicKey);
+        expect((await repo.participantByKey(a.publicKey))?.name).toBe('platform');
+        expect(await repo.participantByKey(ed25519Keygen().publicKey)).toBeNull();
+        const before = await repo.snapshotCounts();
+        await expect(repo.enrollParticipant({ name: 'platform', publicKey: ed25519Keygen().publicKey }, sealer)).rejects.toThrow(ConflictError);
+        await expect(repo.enrollParticipant({ name: 'other', publicKey: a.publicKey }, sealer)).rejects.toThrow(ConflictError);
+        expect(await repo.snapshotCounts()).toEqual(before); // the audit entry rolled back with the insert
+      } finally {
+        await db.close();
+      }
+    });
+
+    test('run lifecycle: model versions dense and linked, a round never produces two versions, audit chain verifies', async () => {
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        let t = 0;
+        const repo = new Repository(db, () => ++t);
+        const ck = coord();
+        const sealer = coordinatorSealer(ck.secretKey);
+        const started = await repo.startRun({
+          runId: 'run-1',
+          policyHash: 'ab'.repeat(32),
+          canonicalPolicyJson: '{"x":1}',
+          signatures: [{ party: 'platform', publicKey: hash32(1), signature: new Uint8Array(64).fill(2) }],
+          roundsPlanned: 2,
+          initialModel: { bytes: new Uint8Array([1, 2, 3]), hash: hash32(7) },
+          firstRound: { state: 'collecting', phase: 'advertise_keys', phaseDeadline: 99 },
+          sealer,
+        });
+        expect(started.modelVersion).toBe(1);
+        await expect(
+          repo.startRun({ runId: 'run-2', policyHash: 'ab'.repeat(32), canonicalPolicyJson: '{"x":1}', signatures: [], roundsPlanned: 1, initialModel: { bytes: new Uint8Array(1), hash: hash32(1) }, firstRound: { state: 'collecting', phase: null, phaseDeadline: null }, sealer }),
+        ).rejects.toThrow(/still running/);
+
+        const r1 = await repo.completeRound({ runId: 'run-1', round: 1, model: { bytes: new Uint8Array([4, 5]), hash: hash32(8) }, audit: { survivors: ['platform'] }, next: { state: 'collecting', phase: 'advertise_keys', phaseDeadline: 5 }, sealer });
+        expect(r1).toEqual({ modelVersion: 2, nextRound: 2 });
+        const before = await repo.snapshotCounts();
+        await expect(repo.completeRound({ runId: 'run-1', round: 1, model: { bytes: new Uint8Array([9]), hash: hash32(9) }, audit: {}, next: null, sealer })).rejects.toThrow(ConflictError);
+        expect(await repo.snapshotCounts()).toEqual(before);
+
+        // abort round 2 and retry from the same base model
+        const ab = await repo.abortRound({ runId: 'run-1', round: 2, reason: 'too few survivors', retry: { state: 'collecting', phase: 'advertise_keys', phaseDeadline: 7 }, abortRun: false, sealer });
+        expect(ab.nextRound).toBe(3);
+        expect((await repo.roundRow('run-1', 3))?.baseModelVersion).toBe(2);
+        expect((await repo.roundRow('run-1', 2))?.abortReason).toBe('too few survivors');
+
+        const r3 = await repo.completeRound({ runId: 'run-1', round: 3, model: { bytes: new Uint8Array([6]), hash: hash32(6) }, audit: {}, next: null, sealer });
+        expect(r3).toEqual({ modelVersion: 3, nextRound: null });
+        expect((await repo.run('run-1'))?.state).toBe('completed');
+        const m3 = await repo.modelVersion(3);
+        expect(m3?.parent).toBe(2);
+        expect(m3?.bytes).toEqual(new Uint8Array([6]));
+        expect(m3?.hash).toEqual(hash32(6));
+
+        const entries = await repo.auditEntries();
+        expect(entries.map((e) => JSON.parse(Buffer.from(e.entry).toString()).type)).toEqual([
+          'policy-registered', 'run-started', 'round-completed', 'round-aborted', 'round-completed', 'run-completed',
+        ]);
+        expect(verifyAuditChain(entries, ck.publicKey).failures).toEqual([]);
+        // a flipped byte anywhere in a stored entry is caught at that entry
+        const tampered = entries.map((e) => ({ ...e, entry: new Uint8Array(e.entry) }));
+        tampered[2].entry[5] ^= 1;
+        const f = verifyAuditChain(tampered, ck.publicKey).failures;
+        expect(f.length).toBeGreaterThan(0);
+        expect(f[0].entry).toBe(2);
+      } finally {
+        await db.close();
+      }
+    });
+
+    test('a failed transaction writes nothing; concurrent completions of one round store exactly one version', async () => {
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        const repo = new Repository(db);
+        const sealer = coordinatorSealer(coord().secretKey);
+        await repo.startRun({ runId: 'r', policyHash: 'cd'.repeat(32), canonicalPolicyJson: '{}', signatures: [], roundsPlanned: 5, initialModel: { bytes: new Uint8Array(4), hash: hash32(0) }, firstRound: { state: 'collecting', phase: 'advertise_keys', phaseDeadline: null }, sealer });
+        const before = await repo.snapshotCounts();
+        await expect(db.transaction(async (tx) => {
+          await tx.query('INSERT INTO tokens (id, role, token_hash, label, created_at) VALUES (?, ?, ?, ?, ?)', ['t1', 'auditor', hash32(3), 'x', 1]);
+          throw new Error('boom');
+        })).rejects.toThrow('boom');
+        expect(await repo.snapshotCounts()).toEqual(before);
+
+        const attempts = await Promise.allSettled([1, 2, 3].map((i) =>
+          repo.completeRound({ runId: 'r', round: 1, model: { bytes: new Uint8Array([i]), hash: hash32(i) }, audit: {}, next: { state: 'collecting', phase: 'advertise_keys', phaseDeadline: null }, sealer })));
+        expect(attempts.filter((a) => a.status === 'fulfilled')).toHaveLength(1);
+        expect(await repo.countModelVersions()).toBe(2);
+        const rows = await db.query("SELECT COUNT(*) AS n FROM model_versions WHERE run_id = 'r' AND round = 1");
+        expect(Number(rows[0].n)).toBe(1);
+      } finally {
+        await db.close();
+      }
+    });
+
+    test('data survives closing and reopening the store', async () => {
+      const key = `reopen${Date.now().toString(36)}`;
+      let db = await backend.open(key);
+      await migrate(db);
+      const kp = ed25519Keygen();
+      await new Repository(db).enrollParticipant({ name: 'insurer', publicKey: kp.publicKey, certSha256: 'aa'.repeat(32) });
+      await db.close();
+      db = await backend.open(key);
+      try {
+        expect(await migrate(db)).toEqual([]);
+        const p = await new Repository(db).participantByName('insurer');
+        expect(p?.publicKey).toEqual(kp.publicKey);
+        expect(p?.certSha256).toBe('aa'.repeat(32));
+      } finally {
+        await db.close();
+      }
+    });
+  });
+}
