@@ -11,6 +11,7 @@ import { Command, CommanderError } from 'commander';
 import { UserError } from '../shared/cli/errors';
 import { registerNodeCommands } from '../participant-node/cli/node';
 import { registerDataCommands } from '../participant-node/cli/data';
+import { registerNodeImportCommand } from '../participant-node/cli/import';
 
 export function buildProgram(): Command {
   const program = new Command('fedbridge')
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
     .exitOverride();
   const node = program.command('node').description('participant node: identity, data, local training, evaluation, serving');
   registerNodeCommands(node);
+  registerNodeImportCommand(node);
   registerDataCommands(program.command('data').description('synthetic data: generate per-party users, the shared catalogue, interactions'));
   return program;
 }

@@ -10,6 +10,8 @@ import type { ItemFeatures, UserFeatures } from '../../shared/data/vocab';
 
 export interface ItemRecord extends ItemFeatures {
   id: string;
+  /** the party offering the item (items.csv `provider`; "" when the catalogue has no such column) */
+  provider?: string;
 }
 
 export interface UserRecord extends UserFeatures {
