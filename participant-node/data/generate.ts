@@ -620,6 +620,8 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
     const lifeTables = LIFE_GIVEN_AGE.map((row) => new AliasTable(row));
     const regionTable = new AliasTable(regionMix(seed, party));
     const rng = new SeededRng(seed, `users:${party}`);
+    // ground truth has its own stream, so adding a party (more "other" items) changes no user/interaction
+    const gtRng = new SeededRng(seed, `ground-truth:${party}`);
 
     const sinks = {
       users: new CsvSink(path.join(dir, 'users.csv'), USERS_HEADER),
@@ -665,7 +667,7 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
         }
         // hidden cross-domain ground truth: the other parties' offers this user would take up
         if (others) {
-          const gt = drawDistinct(GROUND_TRUTH_PER_USER, others, restrictedCum(theta, others), cat, life, rng);
+          const gt = drawDistinct(GROUND_TRUTH_PER_USER, others, restrictedCum(theta, others), cat, life, gtRng);
           for (const i of gt) sinks.groundTruth.row([userId, cat.items[i].id]);
         }
         if ((u + 1) % 50_000 === 0) progress(`${party}: ${u + 1}/${sizes.usersPerParty} users`);
