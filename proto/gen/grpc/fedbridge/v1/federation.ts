@@ -89,16 +89,16 @@ export interface PartyHeader {
   round: number;
   phase: Phase;
   /** 16 fresh random bytes (replay protection) */
-  nonce: Buffer;
+  nonce: Uint8Array;
   /** sender clock; must be within the coordinator's skew window */
   timestampMs: string;
 }
 
 export interface SignedRequest {
   /** serialized *Body message (see each RPC) */
-  body: Buffer;
+  body: Uint8Array;
   /** Ed25519, 64 bytes */
-  signature: Buffer;
+  signature: Uint8Array;
 }
 
 export interface SubscribeBody {
@@ -112,7 +112,7 @@ export interface PhaseMessageBody {
     | PartyHeader
     | undefined;
   /** a secagg.proto message for this phase */
-  payload: Buffer;
+  payload: Uint8Array;
 }
 
 export interface PhaseAck {
@@ -130,7 +130,7 @@ export interface UploadOpenBody {
   totalBytes: string;
   chunkCount: number;
   /** hash of the concatenated data (a chunk tampered in flight fails it) */
-  blake2b256: Buffer;
+  blake2b256: Uint8Array;
 }
 
 export interface UploadChunk {
@@ -138,7 +138,7 @@ export interface UploadChunk {
   open: SignedRequest | undefined;
   index: number;
   /** at most the coordinator's chunk limit (1 MiB by default) */
-  data: Buffer;
+  data: Uint8Array;
 }
 
 export interface UploadAck {
@@ -159,7 +159,7 @@ export interface DownloadModelBody {
 
 export interface ModelInfo {
   version: number;
-  blake2b256: Buffer;
+  blake2b256: Uint8Array;
   totalBytes: string;
   chunkCount: number;
   /** 0 = none (initial model) */
@@ -170,16 +170,16 @@ export interface ModelChunk {
   /** only in the first message */
   info: ModelInfo | undefined;
   index: number;
-  data: Buffer;
+  data: Uint8Array;
 }
 
 /** Reserved for the audit issue: a party's countersignature over the chain head after a round. */
 export interface ReceiptBody {
   /** phase = PHASE_RECEIPT */
   header: PartyHeader | undefined;
-  chainHead: Buffer;
+  chainHead: Uint8Array;
   modelVersion: number;
-  modelBlake2b256: Buffer;
+  modelBlake2b256: Uint8Array;
 }
 
 export interface ReceiptAck {
@@ -192,8 +192,8 @@ export interface ReceiptAck {
  */
 export interface SignedEvent {
   /** serialized PhaseEvent */
-  body: Buffer;
-  signature: Buffer;
+  body: Uint8Array;
+  signature: Uint8Array;
 }
 
 export interface PhaseEvent {
@@ -210,7 +210,7 @@ export interface PhaseEvent {
   modelVersion: number;
   abortReason: string;
   /** phase-specific secagg.proto message (routed ciphertexts, survivor list) */
-  payload: Buffer;
+  payload: Uint8Array;
   /** strictly increasing per coordinator process */
   sequence: string;
 }
@@ -218,14 +218,14 @@ export interface PhaseEvent {
 export interface EnrollRequest {
   name: string;
   /** Ed25519, 32 bytes */
-  publicKey: Buffer;
+  publicKey: Uint8Array;
   /** optional: hex SHA-256 of the party's TLS client certificate (mTLS binding) */
   certSha256: string;
 }
 
 export interface ParticipantRecord {
   name: string;
-  publicKey: Buffer;
+  publicKey: Uint8Array;
   certSha256: string;
   enrolledAtMs: string;
 }
@@ -244,14 +244,14 @@ export interface ListParticipantsResponse {
 export interface PolicySignature {
   party: string;
   /** Ed25519 over the policy signing message (coordinator/policy/signatures.ts) */
-  signature: Buffer;
+  signature: Uint8Array;
 }
 
 export interface StartRunRequest {
   policyYaml: string;
   signatures: PolicySignature[];
   /** optional: flat float32 little-endian shared parameters; empty = zeros */
-  initialModel: Buffer;
+  initialModel: Uint8Array;
 }
 
 export interface AbortRunRequest {
@@ -300,7 +300,7 @@ export interface IssueTokenResponse {
 }
 
 function createBasePartyHeader(): PartyHeader {
-  return { federationId: "", party: "", runId: "", round: 0, phase: 0, nonce: Buffer.alloc(0), timestampMs: "0" };
+  return { federationId: "", party: "", runId: "", round: 0, phase: 0, nonce: new Uint8Array(0), timestampMs: "0" };
 }
 
 export const PartyHeader: MessageFns<PartyHeader> = {
@@ -387,7 +387,7 @@ export const PartyHeader: MessageFns<PartyHeader> = {
               break;
             }
 
-            message.nonce = Buffer.from(reader.bytes());
+            message.nonce = reader.bytes();
             continue;
           }
           case 7: {
@@ -420,14 +420,14 @@ export const PartyHeader: MessageFns<PartyHeader> = {
     message.runId = object.runId ?? "";
     message.round = object.round ?? 0;
     message.phase = object.phase ?? 0;
-    message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.nonce = object.nonce ?? new Uint8Array(0);
     message.timestampMs = object.timestampMs ?? "0";
     return message;
   },
 };
 
 function createBaseSignedRequest(): SignedRequest {
-  return { body: Buffer.alloc(0), signature: Buffer.alloc(0) };
+  return { body: new Uint8Array(0), signature: new Uint8Array(0) };
 }
 
 export const SignedRequest: MessageFns<SignedRequest> = {
@@ -459,7 +459,7 @@ export const SignedRequest: MessageFns<SignedRequest> = {
               break;
             }
 
-            message.body = Buffer.from(reader.bytes());
+            message.body = reader.bytes();
             continue;
           }
           case 2: {
@@ -467,7 +467,7 @@ export const SignedRequest: MessageFns<SignedRequest> = {
               break;
             }
 
-            message.signature = Buffer.from(reader.bytes());
+            message.signature = reader.bytes();
             continue;
           }
         }
@@ -487,8 +487,8 @@ export const SignedRequest: MessageFns<SignedRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<SignedRequest>, I>>(object: I): SignedRequest {
     const message = createBaseSignedRequest();
-    message.body = object.body ?? Buffer.alloc(0);
-    message.signature = object.signature ?? Buffer.alloc(0);
+    message.body = object.body ?? new Uint8Array(0);
+    message.signature = object.signature ?? new Uint8Array(0);
     return message;
   },
 };
@@ -551,7 +551,7 @@ export const SubscribeBody: MessageFns<SubscribeBody> = {
 };
 
 function createBasePhaseMessageBody(): PhaseMessageBody {
-  return { header: undefined, payload: Buffer.alloc(0) };
+  return { header: undefined, payload: new Uint8Array(0) };
 }
 
 export const PhaseMessageBody: MessageFns<PhaseMessageBody> = {
@@ -591,7 +591,7 @@ export const PhaseMessageBody: MessageFns<PhaseMessageBody> = {
               break;
             }
 
-            message.payload = Buffer.from(reader.bytes());
+            message.payload = reader.bytes();
             continue;
           }
         }
@@ -614,7 +614,7 @@ export const PhaseMessageBody: MessageFns<PhaseMessageBody> = {
     message.header = (object.header !== undefined && object.header !== null)
       ? PartyHeader.fromPartial(object.header)
       : undefined;
-    message.payload = object.payload ?? Buffer.alloc(0);
+    message.payload = object.payload ?? new Uint8Array(0);
     return message;
   },
 };
@@ -711,7 +711,7 @@ export const PhaseAck: MessageFns<PhaseAck> = {
 };
 
 function createBaseUploadOpenBody(): UploadOpenBody {
-  return { header: undefined, totalBytes: "0", chunkCount: 0, blake2b256: Buffer.alloc(0) };
+  return { header: undefined, totalBytes: "0", chunkCount: 0, blake2b256: new Uint8Array(0) };
 }
 
 export const UploadOpenBody: MessageFns<UploadOpenBody> = {
@@ -773,7 +773,7 @@ export const UploadOpenBody: MessageFns<UploadOpenBody> = {
               break;
             }
 
-            message.blake2b256 = Buffer.from(reader.bytes());
+            message.blake2b256 = reader.bytes();
             continue;
           }
         }
@@ -798,13 +798,13 @@ export const UploadOpenBody: MessageFns<UploadOpenBody> = {
       : undefined;
     message.totalBytes = object.totalBytes ?? "0";
     message.chunkCount = object.chunkCount ?? 0;
-    message.blake2b256 = object.blake2b256 ?? Buffer.alloc(0);
+    message.blake2b256 = object.blake2b256 ?? new Uint8Array(0);
     return message;
   },
 };
 
 function createBaseUploadChunk(): UploadChunk {
-  return { open: undefined, index: 0, data: Buffer.alloc(0) };
+  return { open: undefined, index: 0, data: new Uint8Array(0) };
 }
 
 export const UploadChunk: MessageFns<UploadChunk> = {
@@ -855,7 +855,7 @@ export const UploadChunk: MessageFns<UploadChunk> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
         }
@@ -879,7 +879,7 @@ export const UploadChunk: MessageFns<UploadChunk> = {
       ? SignedRequest.fromPartial(object.open)
       : undefined;
     message.index = object.index ?? 0;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
@@ -1033,7 +1033,7 @@ export const DownloadModelBody: MessageFns<DownloadModelBody> = {
 };
 
 function createBaseModelInfo(): ModelInfo {
-  return { version: 0, blake2b256: Buffer.alloc(0), totalBytes: "0", chunkCount: 0, parentVersion: 0 };
+  return { version: 0, blake2b256: new Uint8Array(0), totalBytes: "0", chunkCount: 0, parentVersion: 0 };
 }
 
 export const ModelInfo: MessageFns<ModelInfo> = {
@@ -1082,7 +1082,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
               break;
             }
 
-            message.blake2b256 = Buffer.from(reader.bytes());
+            message.blake2b256 = reader.bytes();
             continue;
           }
           case 3: {
@@ -1127,7 +1127,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
   fromPartial<I extends Exact<DeepPartial<ModelInfo>, I>>(object: I): ModelInfo {
     const message = createBaseModelInfo();
     message.version = object.version ?? 0;
-    message.blake2b256 = object.blake2b256 ?? Buffer.alloc(0);
+    message.blake2b256 = object.blake2b256 ?? new Uint8Array(0);
     message.totalBytes = object.totalBytes ?? "0";
     message.chunkCount = object.chunkCount ?? 0;
     message.parentVersion = object.parentVersion ?? 0;
@@ -1136,7 +1136,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
 };
 
 function createBaseModelChunk(): ModelChunk {
-  return { info: undefined, index: 0, data: Buffer.alloc(0) };
+  return { info: undefined, index: 0, data: new Uint8Array(0) };
 }
 
 export const ModelChunk: MessageFns<ModelChunk> = {
@@ -1187,7 +1187,7 @@ export const ModelChunk: MessageFns<ModelChunk> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
         }
@@ -1209,13 +1209,13 @@ export const ModelChunk: MessageFns<ModelChunk> = {
     const message = createBaseModelChunk();
     message.info = (object.info !== undefined && object.info !== null) ? ModelInfo.fromPartial(object.info) : undefined;
     message.index = object.index ?? 0;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
 
 function createBaseReceiptBody(): ReceiptBody {
-  return { header: undefined, chainHead: Buffer.alloc(0), modelVersion: 0, modelBlake2b256: Buffer.alloc(0) };
+  return { header: undefined, chainHead: new Uint8Array(0), modelVersion: 0, modelBlake2b256: new Uint8Array(0) };
 }
 
 export const ReceiptBody: MessageFns<ReceiptBody> = {
@@ -1261,7 +1261,7 @@ export const ReceiptBody: MessageFns<ReceiptBody> = {
               break;
             }
 
-            message.chainHead = Buffer.from(reader.bytes());
+            message.chainHead = reader.bytes();
             continue;
           }
           case 3: {
@@ -1277,7 +1277,7 @@ export const ReceiptBody: MessageFns<ReceiptBody> = {
               break;
             }
 
-            message.modelBlake2b256 = Buffer.from(reader.bytes());
+            message.modelBlake2b256 = reader.bytes();
             continue;
           }
         }
@@ -1300,9 +1300,9 @@ export const ReceiptBody: MessageFns<ReceiptBody> = {
     message.header = (object.header !== undefined && object.header !== null)
       ? PartyHeader.fromPartial(object.header)
       : undefined;
-    message.chainHead = object.chainHead ?? Buffer.alloc(0);
+    message.chainHead = object.chainHead ?? new Uint8Array(0);
     message.modelVersion = object.modelVersion ?? 0;
-    message.modelBlake2b256 = object.modelBlake2b256 ?? Buffer.alloc(0);
+    message.modelBlake2b256 = object.modelBlake2b256 ?? new Uint8Array(0);
     return message;
   },
 };
@@ -1363,7 +1363,7 @@ export const ReceiptAck: MessageFns<ReceiptAck> = {
 };
 
 function createBaseSignedEvent(): SignedEvent {
-  return { body: Buffer.alloc(0), signature: Buffer.alloc(0) };
+  return { body: new Uint8Array(0), signature: new Uint8Array(0) };
 }
 
 export const SignedEvent: MessageFns<SignedEvent> = {
@@ -1395,7 +1395,7 @@ export const SignedEvent: MessageFns<SignedEvent> = {
               break;
             }
 
-            message.body = Buffer.from(reader.bytes());
+            message.body = reader.bytes();
             continue;
           }
           case 2: {
@@ -1403,7 +1403,7 @@ export const SignedEvent: MessageFns<SignedEvent> = {
               break;
             }
 
-            message.signature = Buffer.from(reader.bytes());
+            message.signature = reader.bytes();
             continue;
           }
         }
@@ -1423,8 +1423,8 @@ export const SignedEvent: MessageFns<SignedEvent> = {
   },
   fromPartial<I extends Exact<DeepPartial<SignedEvent>, I>>(object: I): SignedEvent {
     const message = createBaseSignedEvent();
-    message.body = object.body ?? Buffer.alloc(0);
-    message.signature = object.signature ?? Buffer.alloc(0);
+    message.body = object.body ?? new Uint8Array(0);
+    message.signature = object.signature ?? new Uint8Array(0);
     return message;
   },
 };
@@ -1440,7 +1440,7 @@ function createBasePhaseEvent(): PhaseEvent {
     parties: [],
     modelVersion: 0,
     abortReason: "",
-    payload: Buffer.alloc(0),
+    payload: new Uint8Array(0),
     sequence: "0",
   };
 }
@@ -1573,7 +1573,7 @@ export const PhaseEvent: MessageFns<PhaseEvent> = {
               break;
             }
 
-            message.payload = Buffer.from(reader.bytes());
+            message.payload = reader.bytes();
             continue;
           }
           case 11: {
@@ -1610,14 +1610,14 @@ export const PhaseEvent: MessageFns<PhaseEvent> = {
     message.parties = object.parties?.map((e) => e) || [];
     message.modelVersion = object.modelVersion ?? 0;
     message.abortReason = object.abortReason ?? "";
-    message.payload = object.payload ?? Buffer.alloc(0);
+    message.payload = object.payload ?? new Uint8Array(0);
     message.sequence = object.sequence ?? "0";
     return message;
   },
 };
 
 function createBaseEnrollRequest(): EnrollRequest {
-  return { name: "", publicKey: Buffer.alloc(0), certSha256: "" };
+  return { name: "", publicKey: new Uint8Array(0), certSha256: "" };
 }
 
 export const EnrollRequest: MessageFns<EnrollRequest> = {
@@ -1660,7 +1660,7 @@ export const EnrollRequest: MessageFns<EnrollRequest> = {
               break;
             }
 
-            message.publicKey = Buffer.from(reader.bytes());
+            message.publicKey = reader.bytes();
             continue;
           }
           case 3: {
@@ -1689,14 +1689,14 @@ export const EnrollRequest: MessageFns<EnrollRequest> = {
   fromPartial<I extends Exact<DeepPartial<EnrollRequest>, I>>(object: I): EnrollRequest {
     const message = createBaseEnrollRequest();
     message.name = object.name ?? "";
-    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.publicKey = object.publicKey ?? new Uint8Array(0);
     message.certSha256 = object.certSha256 ?? "";
     return message;
   },
 };
 
 function createBaseParticipantRecord(): ParticipantRecord {
-  return { name: "", publicKey: Buffer.alloc(0), certSha256: "", enrolledAtMs: "0" };
+  return { name: "", publicKey: new Uint8Array(0), certSha256: "", enrolledAtMs: "0" };
 }
 
 export const ParticipantRecord: MessageFns<ParticipantRecord> = {
@@ -1742,7 +1742,7 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
               break;
             }
 
-            message.publicKey = Buffer.from(reader.bytes());
+            message.publicKey = reader.bytes();
             continue;
           }
           case 3: {
@@ -1779,7 +1779,7 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
   fromPartial<I extends Exact<DeepPartial<ParticipantRecord>, I>>(object: I): ParticipantRecord {
     const message = createBaseParticipantRecord();
     message.name = object.name ?? "";
-    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.publicKey = object.publicKey ?? new Uint8Array(0);
     message.certSha256 = object.certSha256 ?? "";
     message.enrolledAtMs = object.enrolledAtMs ?? "0";
     return message;
@@ -1942,7 +1942,7 @@ export const ListParticipantsResponse: MessageFns<ListParticipantsResponse> = {
 };
 
 function createBasePolicySignature(): PolicySignature {
-  return { party: "", signature: Buffer.alloc(0) };
+  return { party: "", signature: new Uint8Array(0) };
 }
 
 export const PolicySignature: MessageFns<PolicySignature> = {
@@ -1982,7 +1982,7 @@ export const PolicySignature: MessageFns<PolicySignature> = {
               break;
             }
 
-            message.signature = Buffer.from(reader.bytes());
+            message.signature = reader.bytes();
             continue;
           }
         }
@@ -2003,13 +2003,13 @@ export const PolicySignature: MessageFns<PolicySignature> = {
   fromPartial<I extends Exact<DeepPartial<PolicySignature>, I>>(object: I): PolicySignature {
     const message = createBasePolicySignature();
     message.party = object.party ?? "";
-    message.signature = object.signature ?? Buffer.alloc(0);
+    message.signature = object.signature ?? new Uint8Array(0);
     return message;
   },
 };
 
 function createBaseStartRunRequest(): StartRunRequest {
-  return { policyYaml: "", signatures: [], initialModel: Buffer.alloc(0) };
+  return { policyYaml: "", signatures: [], initialModel: new Uint8Array(0) };
 }
 
 export const StartRunRequest: MessageFns<StartRunRequest> = {
@@ -2060,7 +2060,7 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
               break;
             }
 
-            message.initialModel = Buffer.from(reader.bytes());
+            message.initialModel = reader.bytes();
             continue;
           }
         }
@@ -2082,7 +2082,7 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
     const message = createBaseStartRunRequest();
     message.policyYaml = object.policyYaml ?? "";
     message.signatures = object.signatures?.map((e) => PolicySignature.fromPartial(e)) || [];
-    message.initialModel = object.initialModel ?? Buffer.alloc(0);
+    message.initialModel = object.initialModel ?? new Uint8Array(0);
     return message;
   },
 };

@@ -75,16 +75,16 @@ export interface PartyHeader {
   round: number;
   phase: Phase;
   /** 16 fresh random bytes (replay protection) */
-  nonce: Buffer;
+  nonce: Uint8Array;
   /** sender clock; must be within the coordinator's skew window */
   timestampMs: string;
 }
 
 export interface SignedRequest {
   /** serialized *Body message (see each RPC) */
-  body: Buffer;
+  body: Uint8Array;
   /** Ed25519, 64 bytes */
-  signature: Buffer;
+  signature: Uint8Array;
 }
 
 export interface SubscribeBody {
@@ -98,7 +98,7 @@ export interface PhaseMessageBody {
     | PartyHeader
     | undefined;
   /** a secagg.proto message for this phase */
-  payload: Buffer;
+  payload: Uint8Array;
 }
 
 export interface PhaseAck {
@@ -116,7 +116,7 @@ export interface UploadOpenBody {
   totalBytes: string;
   chunkCount: number;
   /** hash of the concatenated data (a chunk tampered in flight fails it) */
-  blake2b256: Buffer;
+  blake2b256: Uint8Array;
 }
 
 export interface UploadChunk {
@@ -124,7 +124,7 @@ export interface UploadChunk {
   open: SignedRequest | undefined;
   index: number;
   /** at most the coordinator's chunk limit (1 MiB by default) */
-  data: Buffer;
+  data: Uint8Array;
 }
 
 export interface UploadAck {
@@ -145,7 +145,7 @@ export interface DownloadModelBody {
 
 export interface ModelInfo {
   version: number;
-  blake2b256: Buffer;
+  blake2b256: Uint8Array;
   totalBytes: string;
   chunkCount: number;
   /** 0 = none (initial model) */
@@ -156,16 +156,16 @@ export interface ModelChunk {
   /** only in the first message */
   info: ModelInfo | undefined;
   index: number;
-  data: Buffer;
+  data: Uint8Array;
 }
 
 /** Reserved for the audit issue: a party's countersignature over the chain head after a round. */
 export interface ReceiptBody {
   /** phase = PHASE_RECEIPT */
   header: PartyHeader | undefined;
-  chainHead: Buffer;
+  chainHead: Uint8Array;
   modelVersion: number;
-  modelBlake2b256: Buffer;
+  modelBlake2b256: Uint8Array;
 }
 
 export interface ReceiptAck {
@@ -178,8 +178,8 @@ export interface ReceiptAck {
  */
 export interface SignedEvent {
   /** serialized PhaseEvent */
-  body: Buffer;
-  signature: Buffer;
+  body: Uint8Array;
+  signature: Uint8Array;
 }
 
 export interface PhaseEvent {
@@ -196,7 +196,7 @@ export interface PhaseEvent {
   modelVersion: number;
   abortReason: string;
   /** phase-specific secagg.proto message (routed ciphertexts, survivor list) */
-  payload: Buffer;
+  payload: Uint8Array;
   /** strictly increasing per coordinator process */
   sequence: string;
 }
@@ -204,14 +204,14 @@ export interface PhaseEvent {
 export interface EnrollRequest {
   name: string;
   /** Ed25519, 32 bytes */
-  publicKey: Buffer;
+  publicKey: Uint8Array;
   /** optional: hex SHA-256 of the party's TLS client certificate (mTLS binding) */
   certSha256: string;
 }
 
 export interface ParticipantRecord {
   name: string;
-  publicKey: Buffer;
+  publicKey: Uint8Array;
   certSha256: string;
   enrolledAtMs: string;
 }
@@ -230,14 +230,14 @@ export interface ListParticipantsResponse {
 export interface PolicySignature {
   party: string;
   /** Ed25519 over the policy signing message (coordinator/policy/signatures.ts) */
-  signature: Buffer;
+  signature: Uint8Array;
 }
 
 export interface StartRunRequest {
   policyYaml: string;
   signatures: PolicySignature[];
   /** optional: flat float32 little-endian shared parameters; empty = zeros */
-  initialModel: Buffer;
+  initialModel: Uint8Array;
 }
 
 export interface AbortRunRequest {

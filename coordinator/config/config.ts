@@ -1,0 +1,141 @@
+/**
+ * Coordinator configuration (YAML or JSON), validated once at start-up with zod; any problem fails
+ * fast with one line per issue naming the field (`grpc.tls.cert: file not found: /x/server.crt`).
+ * Relative paths are resolved against the config file's directory.
+ *
+ * Example (see coordinator/README.md):
+ *   federationId: demo
+ *   grpc: { listen: "127.0.0.1:7443", tls: { cert: certs/server.crt, key: certs/server.key,
+ *           ca: certs/ca.crt, requireClientCert: true } }
+ *   http: { listen: "127.0.0.1:7480" }
+ *   storage: { dataDir: data }            # SQLite file data/coordinator.sqlite
+ *   # storage: { databaseUrl: "postgres://..." }   (or env DATABASE_URL)
+ *   identity: { keyFile: coordinator.key }
+ *   operator: { tokenSha256: "<64 hex>" }
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/, 'expected HOST:PORT, e.g. 127.0.0.1:7443 (port 0 = any free port)')
+  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be <= 65535');
+
+export const configSchema = z
+  .object({
+    federationId: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'expected a lowercase name (letters, digits, - or _)'),
+    grpc: z
+      .object({
+        listen: hostPort,
+        tls: z
+          .object({
+            cert: z.string().min(1),
+            key: z.string().min(1),
+            /** CA that signs client certificates; required with requireClientCert */
+            ca: z.string().min(1).optional(),
+            requireClientCert: z.boolean().default(true),
+          })
+          .strict(),
+        /** largest accepted data chunk of a streamed upload (bytes) */
+        maxChunkBytes: z.number().int().min(1024).max(4 * 1024 * 1024 - 64 * 1024).default(1024 * 1024),
+        /** largest accepted masked-input upload (bytes) */
+        maxUploadBytes: z.number().int().min(1024).max(2 ** 33).default(512 * 1024 * 1024),
+        /** accepted difference between a party's request timestamp and the coordinator clock */
+        clockSkewSeconds: z.number().int().min(1).max(3600).default(300),
+      })
+      .strict(),
+    http: z.object({ listen: hostPort }).strict(),
+    storage: z
+      .object({
+        dataDir: z.string().min(1),
+        /** PostgreSQL URL; env DATABASE_URL is used when this is absent */
+        databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// or postgresql:// URL').optional(),
+      })
+      .strict(),
+    identity: z.object({ keyFile: z.string().min(1) }).strict(),
+    operator: z.object({ tokenSha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected the SHA-256 of the operator token, 64 lowercase hex characters') }).strict(),
+    rounds: z
+      .object({
+        /** consecutive aborted rounds after which the run itself is aborted */
+        maxConsecutiveAborts: z.number().int().min(1).max(100).default(3),
+      })
+      .strict()
+      .default({ maxConsecutiveAborts: 3 }),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.grpc.tls.requireClientCert && !c.grpc.tls.ca) {
+      ctx.addIssue({ code: 'custom', path: ['grpc', 'tls', 'ca'], message: 'required when requireClientCert is true (the CA that signs party certificates)' });
+    }
+  });
+
+export type CoordinatorConfig = z.infer<typeof configSchema>;
+export type CoordinatorConfigInput = z.input<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly issues: string[], source: string) {
+    super(`invalid coordinator config ${source}: ${issues.join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function issuesOf(e: z.ZodError): string[] {
+  return e.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+}
+
+/**
+ * Validates a config object; resolves relative paths against `baseDir`; checks that the TLS files
+ * exist and are readable (the identity key may be missing: `start` creates it). `env` supplies
+ * DATABASE_URL when the config has none.
+ */
+export function validateConfig(obj: unknown, baseDir: string, source = '(object)', env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
+  const r = configSchema.safeParse(obj);
+  if (!r.success) throw new ConfigError(issuesOf(r.error), source);
+  const c = r.data;
+  const abs = (p: string) => (path.isAbsolute(p) ? p : path.resolve(baseDir, p));
+  c.grpc.tls.cert = abs(c.grpc.tls.cert);
+  c.grpc.tls.key = abs(c.grpc.tls.key);
+  if (c.grpc.tls.ca) c.grpc.tls.ca = abs(c.grpc.tls.ca);
+  c.storage.dataDir = abs(c.storage.dataDir);
+  c.identity.keyFile = abs(c.identity.keyFile);
+  if (!c.storage.databaseUrl && env.DATABASE_URL) {
+    if (!/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(['DATABASE_URL (environment): expected a postgres:// or postgresql:// URL'], source);
+    c.storage.databaseUrl = env.DATABASE_URL;
+  }
+  const issues: string[] = [];
+  const files: [string, string | undefined][] = [
+    ['grpc.tls.cert', c.grpc.tls.cert],
+    ['grpc.tls.key', c.grpc.tls.key],
+    ['grpc.tls.ca', c.grpc.tls.ca],
+  ];
+  for (const [field, file] of files) {
+    if (!file) continue;
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+      if (!fs.statSync(file).isFile()) issues.push(`${field}: not a file: ${file}`);
+    } catch {
+      issues.push(`${field}: file not found or not readable: ${file}`);
+    }
+  }
+  if (issues.length) throw new ConfigError(issues, source);
+  return c;
+}
+
+/** Reads, parses (YAML or JSON) and validates a config file. */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError([`cannot read the file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`], file);
+  }
+  let obj: unknown;
+  try {
+    obj = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { strict: true, uniqueKeys: true });
+  } catch (e) {
+    throw new ConfigError([`${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`], file);
+  }
+  return validateConfig(obj, path.dirname(path.resolve(file)), file, env);
+}

@@ -1,0 +1,50 @@
+/**
+ * Errors that carry a gRPC status (CONVENTIONS.md): the protocol and service layers throw
+ * StatusError; controllers turn any error into an RpcException with the right code and a message a
+ * person can act on. Unexpected errors become INTERNAL with a generic message (details only in the
+ * coordinator's log), so internals never leak to a client.
+ */
+import { status } from '@grpc/grpc-js';
+import { RpcException } from '@nestjs/microservices';
+import { ConflictError } from '../storage/repository';
+
+export { status };
+
+export class StatusError extends Error {
+  constructor(readonly code: status, message: string) {
+    super(message);
+    this.name = 'StatusError';
+  }
+}
+
+export const invalid = (m: string) => new StatusError(status.INVALID_ARGUMENT, m);
+export const unauthenticated = (m: string) => new StatusError(status.UNAUTHENTICATED, m);
+export const permissionDenied = (m: string) => new StatusError(status.PERMISSION_DENIED, m);
+export const failedPrecondition = (m: string) => new StatusError(status.FAILED_PRECONDITION, m);
+export const resourceExhausted = (m: string) => new StatusError(status.RESOURCE_EXHAUSTED, m);
+export const notFound = (m: string) => new StatusError(status.NOT_FOUND, m);
+export const alreadyExists = (m: string) => new StatusError(status.ALREADY_EXISTS, m);
+
+const NAMED: Record<string, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  ABORTED: status.ABORTED,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+};
+
+/** Maps any thrown value to a StatusError (protocol errors carry a status name in `code`). */
+export function toStatusError(e: unknown, log?: (line: string) => void): StatusError {
+  if (e instanceof StatusError) return e;
+  if (e instanceof ConflictError) return new StatusError(status.FAILED_PRECONDITION, e.message);
+  const named = (e as { code?: unknown })?.code;
+  if (e instanceof Error && typeof named === 'string' && named in NAMED) return new StatusError(NAMED[named], e.message);
+  log?.(`internal error: ${(e as Error)?.stack ?? String(e)}`);
+  return new StatusError(status.INTERNAL, 'internal error in the coordinator (see its log)');
+}
+
+export function toRpcException(e: unknown, log?: (line: string) => void): RpcException {
+  const s = toStatusError(e, log);
+  return new RpcException({ code: s.code, message: s.message });
+}
