@@ -2,7 +2,46 @@
  * `fedbridge node ...` commands. Heavy modules (tfjs) are imported inside actions.
  */
 import type { Command } from 'commander';
-import { printJson } from '../../shared/cli/errors';
+import { parseNumberOption, printJson, UserError } from '../../shared/cli/errors';
+import type { BackendChoice } from '../model/backend';
+import type { TrainProgress } from '../model/train';
+
+const BACKEND_HELP = 'tfjs backend: auto|gpu|webgpu|node|wasm|cpu (auto tries them in that order; env FEDBRIDGE_BACKEND)';
+
+/** Progress bar on a TTY, plain log lines (one per epoch, and every ~5 s) otherwise. */
+function progressReporter(): { onProgress: (p: TrainProgress) => void; stop: () => void } {
+  if (process.stderr.isTTY) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const cliProgress = require('cli-progress') as typeof import('cli-progress');
+    const bar = new cliProgress.SingleBar(
+      { format: 'epoch {epoch}/{epochs} [{bar}] batch {value}/{total} | loss {loss} | {sps} samples/s', stream: process.stderr, hideCursor: true },
+      cliProgress.Presets.shades_classic,
+    );
+    let epoch = 0;
+    return {
+      onProgress: (p) => {
+        if (p.epoch !== epoch) {
+          if (epoch) bar.stop();
+          epoch = p.epoch;
+          bar.start(p.batches, 0, { epoch: p.epoch, epochs: p.epochs, loss: '-', sps: '-' });
+        }
+        bar.update(p.batch, { loss: p.loss.toFixed(4), sps: Math.round(p.samplesPerSecond) });
+      },
+      stop: () => bar.stop(),
+    };
+  }
+  let last = 0;
+  return {
+    onProgress: (p) => {
+      const now = Date.now();
+      if (p.batch === p.batches || now - last > 5000) {
+        last = now;
+        process.stderr.write(`epoch ${p.epoch}/${p.epochs} batch ${p.batch}/${p.batches} loss ${p.loss.toFixed(4)} ${Math.round(p.samplesPerSecond)} samples/s\n`);
+      }
+    },
+    stop: () => {},
+  };
+}
 
 export function registerNodeCommands(node: Command): void {
   node
@@ -16,5 +55,121 @@ export function registerNodeCommands(node: Command): void {
       const info = await initNode(opts.dataDir, opts.name);
       if (opts.json) printJson({ name: info.name, publicKey: info.publicKey, dataDir: opts.dataDir });
       else process.stderr.write(`initialised node "${info.name}" in ${opts.dataDir}\npublic key: ${info.publicKey}\n`);
+    });
+
+  node
+    .command('train-local')
+    .description("train the recommender on this node's own data only (no federation) and save it in DIR/model")
+    .requiredOption('--data-dir <dir>', 'the node data directory')
+    .option('--epochs <n>', 'passes over the training interactions', '3')
+    .option('--batch-size <n>', 'examples per step (positives + negatives)', '1024')
+    .option('--negatives <n>', 'sampled negatives per positive, from the positive item\'s domain', '4')
+    .option('--lr <x>', 'Adam learning rate', '0.005')
+    .option('--seed <n>', 'initialisation/shuffle seed (default: random, printed)')
+    .option('--holdout <mode>', "last: hold out each user's latest interaction for `node evaluate`; none: train on all", 'last')
+    .option('--policy <file>', 'take model dimensions and vocabularies from the federation policy')
+    .option('--backend <name>', BACKEND_HELP, 'auto')
+    .option('--json', 'print the result as one JSON object')
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
+      const holdout = opts.holdout as string;
+      if (holdout !== 'last' && holdout !== 'none') throw new UserError(`--holdout must be last or none, got "${holdout}"`);
+      const args = {
+        backend: opts.backend as BackendChoice,
+        epochs: parseNumberOption('--epochs', opts.epochs as string, { integer: true, min: 1, max: 10_000 }),
+        batchSize: parseNumberOption('--batch-size', opts.batchSize as string, { integer: true, min: 2, max: 1_000_000 }),
+        negatives: parseNumberOption('--negatives', opts.negatives as string, { integer: true, min: 1, max: 100 }),
+        learningRate: parseNumberOption('--lr', opts.lr as string, { min: 1e-9, max: 10 }),
+        seed: opts.seed === undefined ? undefined : parseNumberOption('--seed', opts.seed as string, { integer: true, min: 0, max: 2 ** 31 - 1 }),
+        holdout: holdout as 'last' | 'none',
+        policy: opts.policy as string | undefined,
+      };
+      const { trainLocal } = await import('../local');
+      const progress = progressReporter();
+      let r;
+      try {
+        r = await trainLocal(opts.dataDir as string, { ...args, onProgress: progress.onProgress, log: (m) => process.stderr.write(m + '\n') });
+      } finally {
+        progress.stop();
+      }
+      if (opts.json) {
+        printJson({ party: r.party, backend: r.backend, adapter: r.adapter, epochs: r.epochs, steps: r.steps, samplesPerSecond: r.samplesPerSecond, finalLoss: r.finalLoss, epochLosses: r.epochLosses, seed: r.seed, holdout: r.holdout });
+      } else {
+        process.stderr.write(`trained ${r.epochs} epochs (${r.steps} steps) on ${r.backend}: ${Math.round(r.samplesPerSecond)} samples/s, final loss ${r.finalLoss.toFixed(4)}, seed ${r.seed}\n`);
+      }
+    });
+
+  node
+    .command('evaluate')
+    .description('leave-one-out HR@10 and NDCG@10 (100 sampled same-domain negatives), full-catalogue recall@50, per domain, vs a popularity baseline')
+    .requiredOption('--data-dir <dir>', 'the node data directory')
+    .option('--ground-truth <file>', 'CSV user_id,item_id of hidden cross-domain take-ups (from data generate) to score cross-domain quality')
+    .option('--seed <n>', 'seed of the negative sampling (same seed = same candidates)', '1')
+    .option('--backend <name>', BACKEND_HELP, 'auto')
+    .option('--json', 'print the result as one JSON object')
+    .action(async (opts: { dataDir: string; groundTruth?: string; seed: string; backend: string; json?: boolean }) => {
+      const seed = parseNumberOption('--seed', opts.seed, { integer: true, min: 0, max: 2 ** 31 - 1 });
+      const { evaluateLocal } = await import('../local');
+      const r = await evaluateLocal(opts.dataDir, { backend: opts.backend as BackendChoice, groundTruth: opts.groundTruth, seed });
+      if (opts.json) {
+        printJson(r);
+        return;
+      }
+      const f = (x: number) => x.toFixed(4);
+      const lines = [
+        `party ${r.party}: ${r.metrics.count} held-out interactions`,
+        `  model       HR@10 ${f(r.metrics['hr@10'])}  NDCG@10 ${f(r.metrics['ndcg@10'])}  recall@50 ${f(r.metrics['recall@50'])}`,
+        `  popularity  HR@10 ${f(r.baseline.popularity['hr@10'])}  NDCG@10 ${f(r.baseline.popularity['ndcg@10'])}  recall@50 ${f(r.baseline.popularity['recall@50'])}`,
+        ...Object.entries(r.byDomain).map(([d, m]) => `  ${d.padEnd(10)}  HR@10 ${f(m['hr@10'])}  NDCG@10 ${f(m['ndcg@10'])}  (n=${m.count}; popularity HR@10 ${f(r.baseline.popularity.byDomain[d]?.['hr@10'] ?? 0)})`),
+      ];
+      if (r.crossDomain) lines.push(`  cross-domain (hidden ground truth) HR@10 ${f(r.crossDomain.overall['hr@10'])} NDCG@10 ${f(r.crossDomain.overall['ndcg@10'])} (popularity HR@10 ${f(r.crossDomain.baseline.popularity['hr@10'])})`);
+      process.stdout.write(lines.join('\n') + '\n');
+    });
+
+  node
+    .command('recommend')
+    .description('top-K items from the latest model for a known user, or a cold-start user given by --features')
+    .requiredOption('--data-dir <dir>', 'the node data directory')
+    .option('--user <id>', 'user id (of this party)')
+    .option('--features <spec>', 'cold-start user: age_band=25-34,region=north,life_stage=student,interests=programming|design')
+    .option('--k <n>', 'how many items', '10')
+    .option('--domain <domain>', 'only items of this domain: course|insurance|finance')
+    .option('--backend <name>', BACKEND_HELP, 'auto')
+    .option('--json', 'print the result as one JSON object')
+    .action(async (opts: { dataDir: string; user?: string; features?: string; k: string; domain?: string; backend: string; json?: boolean }) => {
+      if (!opts.user && !opts.features) throw new UserError('give --user ID, or --features for a cold-start user');
+      const k = parseNumberOption('--k', opts.k, { integer: true, min: 1, max: 1000 });
+      const { openRecommender } = await import('../local');
+      const { parseFeatureSpec } = await import('../serve/recommend');
+      const features = opts.features ? parseFeatureSpec(opts.features) : undefined;
+      const { rec, close } = await openRecommender(opts.dataDir, opts.backend as BackendChoice);
+      try {
+        const out = rec.recommend({ userId: opts.user, features, k, domain: opts.domain as never });
+        if (opts.json) printJson(out);
+        else process.stdout.write(out.items.map((it, n) => `${String(n + 1).padStart(3)}. ${it.itemId.padEnd(22)} ${it.domain.padEnd(10)} ${it.score.toFixed(4)}`).join('\n') + '\n');
+      } finally {
+        close();
+      }
+    });
+
+  node
+    .command('serve')
+    .description('serve GET /recommendations/:userId?k=10&domain=insurance from the latest model (localhost by default)')
+    .requiredOption('--data-dir <dir>', 'the node data directory')
+    .option('--host <host>', 'address to bind (default: loopback only)', '127.0.0.1')
+    .option('--port <n>', 'port (0 = any free port)', '8787')
+    .option('--backend <name>', BACKEND_HELP, 'auto')
+    .action(async (opts: { dataDir: string; host: string; port: string; backend: string }) => {
+      const port = parseNumberOption('--port', opts.port, { integer: true, min: 0, max: 65535 });
+      const { openRecommender } = await import('../local');
+      const { createRecommendationServer, listen } = await import('../serve/http');
+      const { rec, party } = await openRecommender(opts.dataDir, opts.backend as BackendChoice);
+      const server = createRecommendationServer(rec, (m) => process.stderr.write(m + '\n'));
+      const bound = await listen(server, port, opts.host);
+      process.stderr.write(`node ${party}: serving recommendations on http://${opts.host}:${bound}/recommendations/:userId\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => server.close(() => resolve());
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
     });
 }

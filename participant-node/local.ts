@@ -1,0 +1,173 @@
+/**
+ * Local (non-federated) use of a node: train on the node's own data, evaluate, open a recommender.
+ * The CLI commands `node train-local | evaluate | recommend | serve` are thin wrappers over these.
+ */
+import * as fs from 'node:fs';
+import { randomInt } from 'node:crypto';
+import * as tf from '@tensorflow/tfjs';
+import { UserError } from '../shared/cli/errors';
+import { DEFAULT_VOCABULARIES, type Vocabularies } from '../shared/data/vocab';
+import type { ModelConfig } from '../shared/model/layout';
+import { parsePolicyYaml, PolicyError } from '../shared/policy/schema';
+import { Xoshiro128 } from '../shared/util/prng';
+import { readNodeInfo } from './identity';
+import { loadDataset } from './data/store';
+import { readGroundTruth } from './data/import';
+import type { NodeDataset } from './data/dataset';
+import { selectBackend, type BackendChoice, type BackendSelection } from './model/backend';
+import { TwoTowerModel } from './model/twotower';
+import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives, trainEpochs, type TrainProgress } from './model/train';
+import { evaluateCrossDomain, evaluateModel, type CrossDomainReport, type EvalReport } from './model/evaluate';
+import { loadModel, saveModel } from './model/store';
+import { Recommender } from './serve/recommend';
+
+export interface ModelSpec {
+  model: ModelConfig;
+  vocabularies: Vocabularies;
+}
+
+/** Model dimensions and vocabularies: from the policy when given, else the defaults. */
+export function modelSpec(ds: NodeDataset, policyFile?: string): ModelSpec {
+  if (policyFile) {
+    let policy;
+    try {
+      policy = parsePolicyYaml(fs.readFileSync(policyFile, 'utf8'));
+    } catch (e) {
+      if (e instanceof PolicyError) throw new UserError(`${policyFile}: ${e.message}`);
+      throw new UserError(`cannot read policy ${policyFile}: ${(e as Error).message}`);
+    }
+    if (policy.catalogue.hash !== ds.catalogueHash) {
+      throw new UserError(`the imported catalogue (hash ${ds.catalogueHash.slice(0, 16)}…) is not the policy's catalogue (${policy.catalogue.hash.slice(0, 16)}…)`);
+    }
+    return { model: policy.model, vocabularies: policy.vocabularies };
+  }
+  return {
+    model: { architecture: 'two-tower-v1', embeddingDim: 32, hiddenDim: 64, numItems: ds.items.length },
+    vocabularies: DEFAULT_VOCABULARIES,
+  };
+}
+
+export interface TrainLocalOptions {
+  backend: BackendChoice;
+  epochs: number;
+  batchSize: number;
+  negatives: number;
+  learningRate: number;
+  /** initialisation and shuffling seed; random (from the OS CSPRNG) when absent, and recorded */
+  seed?: number;
+  /** 'last': hold out each user's latest interaction so `evaluate` is honest; 'none': train on everything */
+  holdout: 'last' | 'none';
+  policy?: string;
+  onProgress?: (p: TrainProgress) => void;
+  log?: (msg: string) => void;
+}
+
+export interface TrainLocalResult {
+  party: string;
+  backend: string;
+  adapter?: string;
+  epochs: number;
+  steps: number;
+  samplesPerSecond: number;
+  finalLoss: number;
+  epochLosses: number[];
+  seed: number;
+  holdout: 'last' | 'none';
+}
+
+export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise<TrainLocalResult> {
+  const info = readNodeInfo(dataDir);
+  const ds = loadDataset(dataDir);
+  const spec = modelSpec(ds, o.policy);
+  const sel: BackendSelection = await selectBackend(tf, o.backend);
+  const seed = o.seed ?? randomInt(0, 2 ** 31);
+  const positives = o.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
+  const model = TwoTowerModel.forPolicy(spec.model, spec.vocabularies, ds.users.length, { learningRate: o.learningRate, initSeed: seed });
+  try {
+    const f = encodeFeatures(ds, spec.vocabularies);
+    model.setFeatures(f.users, f.items);
+    o.log?.(`training ${info.name}: ${ds.users.length} users, ${positives.user.length} interactions, ${ds.items.length} items, backend ${sel.backend}`);
+    const r = trainEpochs(model, positives, domainIndex(ds), {
+      epochs: o.epochs,
+      batchSize: o.batchSize,
+      negatives: o.negatives,
+      rng: new Xoshiro128(seed ^ 0x2545f491),
+      onProgress: o.onProgress,
+    });
+    saveModel(
+      dataDir,
+      model,
+      {
+        model: spec.model,
+        vocabularies: spec.vocabularies,
+        catalogueHash: ds.catalogueHash,
+        learningRate: o.learningRate,
+        initSeed: seed,
+        training: { kind: 'local', backend: sel.backend, epochs: r.epochs, steps: r.steps, batchSize: o.batchSize, negatives: o.negatives, holdout: o.holdout, finalLoss: r.finalLoss },
+      },
+      ds.users.map((u) => u.id),
+    );
+    return {
+      party: info.name,
+      backend: sel.backend,
+      adapter: sel.adapter,
+      epochs: r.epochs,
+      steps: r.steps,
+      samplesPerSecond: r.samplesPerSecond,
+      finalLoss: r.finalLoss,
+      epochLosses: r.epochLosses,
+      seed,
+      holdout: o.holdout,
+    };
+  } finally {
+    model.dispose();
+  }
+}
+
+export interface EvaluateResult extends EvalReport {
+  party: string;
+  crossDomain?: CrossDomainReport;
+}
+
+/** Loads the saved model and the dataset, checks they belong together. */
+async function openModel(dataDir: string, backend: BackendChoice) {
+  const info = readNodeInfo(dataDir);
+  const ds = loadDataset(dataDir);
+  await selectBackend(tf, backend);
+  const { model, meta, userIds } = loadModel(dataDir);
+  if (meta.catalogueHash !== ds.catalogueHash) {
+    model.dispose();
+    throw new UserError(`the model in ${dataDir} was trained on another catalogue than the imported one; retrain it`, 1);
+  }
+  if (userIds.length !== ds.users.length || userIds.some((id, k) => ds.users[k].id !== id)) {
+    model.dispose();
+    throw new UserError(`the data in ${dataDir} was re-imported after the model was trained (the users differ); retrain it`, 1);
+  }
+  const f = encodeFeatures(ds, meta.vocabularies);
+  model.setFeatures(f.users, f.items);
+  return { info, ds, model, meta };
+}
+
+export async function evaluateLocal(dataDir: string, o: { backend: BackendChoice; groundTruth?: string; seed?: number }): Promise<EvaluateResult> {
+  const { info, ds, model, meta } = await openModel(dataDir, o.backend);
+  try {
+    if (meta.training.holdout !== 'last') {
+      throw new UserError(`the model in ${dataDir} was trained on every interaction (holdout ${String(meta.training.holdout)}), so a leave-one-out evaluation would score items it has seen; retrain with --holdout last`, 1);
+    }
+    const split = leaveOneOutSplit(ds);
+    const rep = evaluateModel(model, ds, split, o.seed ?? 1);
+    const out: EvaluateResult = { party: info.name, ...rep };
+    if (o.groundTruth) {
+      const truth = await readGroundTruth(o.groundTruth, ds);
+      out.crossDomain = evaluateCrossDomain(model, ds, split, truth, (o.seed ?? 1) + 1);
+    }
+    return out;
+  } finally {
+    model.dispose();
+  }
+}
+
+export async function openRecommender(dataDir: string, backend: BackendChoice): Promise<{ rec: Recommender; close: () => void; party: string }> {
+  const { info, ds, model, meta } = await openModel(dataDir, backend);
+  return { rec: new Recommender(model, ds, meta.vocabularies), close: () => model.dispose(), party: info.name };
+}
