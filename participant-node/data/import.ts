@@ -153,6 +153,19 @@ async function streamCsv<K extends string>(
 ): Promise<{ rows: number; headerOk: boolean }> {
   if (!fs.existsSync(file)) throw new UserError(`${file}: no such file`);
   if (!fs.statSync(file).isFile()) throw new UserError(`${file}: not a regular file`);
+  let lastLine = 0; // line of the last record read
+  let unclosedQuote: CsvError | undefined;
+  const csvMessage = (err: CsvError): string => `malformed CSV: ${err.message.replace(/\s*(at|on) line \d+\.?$/, '')}`;
+  const reportCsvError = (err: CsvError): void => {
+    // an open quote swallows the rest of the file; reported once every good record has been read
+    if (err.code === 'CSV_QUOTE_NOT_CLOSED') unclosedQuote = err;
+    else log.add(file, typeof err.lines === 'number' ? err.lines : lastLine + 1, 1, csvMessage(err));
+  };
+  const reportUnclosedQuote = (): void => {
+    if (unclosedQuote) {
+      log.add(file, lastLine + 1, 1, `${csvMessage(unclosedQuote)} (a field opened with a quote after line ${lastLine} is never closed)`);
+    }
+  };
   const parser = fs.createReadStream(file).pipe(
     parse({
       bom: true,
@@ -161,9 +174,7 @@ async function streamCsv<K extends string>(
       relax_column_count: false,
       skip_records_with_error: true,
       on_skip: (err: CsvError | undefined) => {
-        if (!err) return undefined;
-        const line = typeof err.lines === 'number' ? err.lines : 0;
-        log.add(file, line, 1, `malformed CSV: ${err.message.replace(/\s*(at|on) line \d+\.?$/, '')}`);
+        if (err) reportCsvError(err);
         return undefined;
       },
     }),
@@ -175,6 +186,7 @@ async function streamCsv<K extends string>(
   try {
     for await (const rec of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
       const { record, info } = rec;
+      lastLine = info.lines;
       if (!header) {
         header = record.map((h) => h.trim());
         const c = {} as Columns<K>;
@@ -195,8 +207,19 @@ async function streamCsv<K extends string>(
       rows++;
       onRow({ line: info.lines, fields: record }, cols!, header);
     }
+  } catch (e) {
+    // errors csv-parse cannot skip past (e.g. an unclosed quote) end this file's parse
+    const code = (e as { code?: unknown }).code;
+    if (typeof code !== 'string' || !code.startsWith('CSV_')) throw e;
+    reportCsvError(e as CsvError);
+    reportUnclosedQuote();
+    return { rows, headerOk: false };
   } finally {
     parser.destroy();
+  }
+  if (unclosedQuote) {
+    reportUnclosedQuote();
+    return { rows, headerOk: false };
   }
   if (!header) log.add(file, 1, 1, `empty file (expected a header row: ${fields.map((f) => mapping?.[f] ?? (DEFAULT_COLUMNS[group] as Record<string, string>)[f]).join(',')})`);
   else if (headerOk && rows === 0) log.add(file, 2, 1, 'no data rows after the header');
