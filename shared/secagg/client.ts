@@ -32,7 +32,7 @@ import { shamirSplit } from '../crypto/shamir';
 import { randomBytes } from '../crypto/sodium';
 import { ED25519_SECRET_KEY_LENGTH, ed25519Verify } from '../crypto/sign';
 import { x25519Keygen, type X25519KeyPair } from '../crypto/x25519';
-import { SecAggError } from './errors';
+import { asInvalidArgument, SecAggError } from './errors';
 import { assertPartyId } from './graph';
 import {
   signMessage,
@@ -265,7 +265,7 @@ export class SecAggClient {
    */
   onServerShares(m: ServerShares, input: Uint32Array): MaskedInput {
     this.acceptServer(m, 'shared', 'server-shares');
-    au32('input', input, this.ctx.vectorLength);
+    asInvalidArgument(() => au32('input', input, this.ctx.vectorLength));
     const bits = this.ctx.params.bits;
     if (bits < 32) {
       const lim = 2 ** bits;

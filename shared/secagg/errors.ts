@@ -18,3 +18,13 @@ export class SecAggError extends Error {
     super(message);
   }
 }
+
+/** Runs `fn`; a TypeError/RangeError from an argument check becomes SecAggError INVALID_ARGUMENT. */
+export function asInvalidArgument<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof TypeError || e instanceof RangeError) throw new SecAggError('INVALID_ARGUMENT', e.message);
+    throw e;
+  }
+}

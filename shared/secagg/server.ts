@@ -17,8 +17,10 @@
  * Surviving sets: U1 advertised keys, U2 shared keys, U3 sent masked input, U4 signed the survivor
  * list, U5 sent unmask shares (U1 ⊇ U2 ⊇ U3 ⊇ U4 ⊇ U5). N[u] is u's closed neighbourhood (graph.ts).
  * Threshold rule (checked when each phase closes; the round aborts at the first failure):
- *   R1  every u in U1 has |N[u] ∩ U1| >= t      R2  every u in U2 has |N[u] ∩ U2| >= t
- *   R3  every u in U3 has |N[u] ∩ U3| >= t      R4  |U4| >= t
+ *   R1  |U1| >= t and every u in U1 has |N[u] ∩ U1| >= t
+ *   R2  |U2| >= t and every u in U2 has |N[u] ∩ U2| >= t
+ *   R3  |U3| >= t and every u in U3 has |N[u] ∩ U3| >= t
+ *   R4  |U4| >= t
  *   R5  every u in U3 has |N[u] ∩ U5| >= t, and every dropped v in U2 \ U3 that has a neighbour
  *       in U3 has |N(v) ∩ U5| >= t.
  * With the full graph this is simply |U1|, |U2|, |U3|, |U4|, |U5| >= t. R1-R3 mirror the checks an
@@ -278,10 +280,12 @@ export class SecAggServer {
     return signMessage<M>({ ...m, federationId: this.ctx.federationId, round: this.ctx.round } as Omit<M, 'signature'>, this.sk);
   }
 
-  /** Checks "every u in set has >= t of N[u] in alive"; returns the abort reason or null. */
+  /** Checks "|set| >= t and every u in set has >= t of N[u] in alive"; returns the abort reason or null. */
   private holdersRule(rule: string, set: Iterable<string>, alive: ReadonlySet<string>): string | null {
     const t = this.ctx.params.threshold;
-    for (const u of set) {
+    const members = [...set];
+    if (members.length < t) return `${rule}: ${members.length} parties remain, fewer than t=${t}`;
+    for (const u of members) {
       const c = this.ctx.closed(u).filter((v) => alive.has(v)).length;
       if (c < t) return `${rule}: party ${u} keeps ${c} surviving share holders (itself and neighbours), fewer than t=${t}`;
     }

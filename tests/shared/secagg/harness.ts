@@ -69,47 +69,86 @@ export interface RoundRun {
   broadcast: { to: string; message: ServerMessage }[];
 }
 
-export function runRound(s: RoundSetup): RoundRun {
-  const round = s.round ?? 7;
-  const federationId = s.federationId ?? 'fed-test';
-  const roundSeed = s.roundSeed ?? new Uint8Array(32).fill(9);
-  const drops = s.drops ?? new Map();
-  const base = { federationId, round, params: s.params, roundSeed, vectorLength: s.m, peers: s.fed.peers };
-  const server = new SecAggServer({ ...base, identity: { secretKey: s.fed.coordinator.secretKey } });
-  const clients = new Map<string, SecAggClient>();
-  for (const id of s.fed.ids) {
-    clients.set(
-      id,
-      new SecAggClient({
-        ...base,
-        identity: { partyId: id, secretKey: s.fed.keys.get(id)!.secretKey },
-        coordinatorPublicKey: s.fed.coordinator.publicKey,
-        rng: s.rngLabel ? seededRng(`${s.rngLabel}/${id}`) : undefined,
-      }),
-    );
-  }
-  const alive = (id: string, phase: number) => (drops.get(id) ?? 99) > phase;
-  const sent: ClientMessage[] = [];
-  const broadcast: { to: string; message: ServerMessage }[] = [];
-  for (const id of s.fed.ids) {
-    if (!alive(id, 1)) continue;
-    const msg = clients.get(id)!.start();
-    sent.push(msg);
-    server.receive(msg);
-  }
-  let step = server.deadlinePassed();
-  while (step.kind === 'send') {
-    const p = PHASE_INDEX[step.phase];
-    for (const { to, message } of step.messages) {
-      broadcast.push({ to, message });
-      if (!alive(to, p)) continue;
-      const reply = clients.get(to)!.handle(message, s.inputs.get(to));
-      sent.push(reply);
-      server.receive(reply);
+/**
+ * Drives one round step by step: `start()` (advertise-keys from every party still alive), then
+ * `deliver()` hands the coordinator's pending messages to the parties and closes the phase.
+ * Tests may edit `step.messages` before delivering (a malicious coordinator).
+ */
+export class RoundDriver {
+  readonly server: SecAggServer;
+  readonly clients = new Map<string, SecAggClient>();
+  readonly sent: ClientMessage[] = [];
+  readonly broadcast: { to: string; message: ServerMessage }[] = [];
+  readonly drops: DropSchedule;
+  step!: ServerStep;
+
+  constructor(readonly s: RoundSetup) {
+    const round = s.round ?? 7;
+    const federationId = s.federationId ?? 'fed-test';
+    const roundSeed = s.roundSeed ?? new Uint8Array(32).fill(9);
+    this.drops = s.drops ?? new Map();
+    const base = { federationId, round, params: s.params, roundSeed, vectorLength: s.m, peers: s.fed.peers };
+    this.server = new SecAggServer({ ...base, identity: { secretKey: s.fed.coordinator.secretKey } });
+    for (const id of s.fed.ids) {
+      this.clients.set(
+        id,
+        new SecAggClient({
+          ...base,
+          identity: { partyId: id, secretKey: s.fed.keys.get(id)!.secretKey },
+          coordinatorPublicKey: s.fed.coordinator.publicKey,
+          rng: s.rngLabel ? seededRng(`${s.rngLabel}/${id}`) : undefined,
+        }),
+      );
     }
-    step = server.deadlinePassed();
   }
-  return { result: step, server, clients, sent, broadcast };
+
+  alive(id: string, phase: number): boolean {
+    return (this.drops.get(id) ?? 99) > phase;
+  }
+
+  start(): ServerStep {
+    for (const id of this.s.fed.ids) {
+      if (!this.alive(id, 1)) continue;
+      const msg = this.clients.get(id)!.start();
+      this.sent.push(msg);
+      this.server.receive(msg);
+    }
+    return (this.step = this.server.deadlinePassed());
+  }
+
+  deliver(): ServerStep {
+    if (this.step.kind !== 'send') throw new Error('nothing to deliver');
+    const p = PHASE_INDEX[this.step.phase];
+    for (const { to, message } of this.step.messages) {
+      this.broadcast.push({ to, message });
+      if (!this.alive(to, p)) continue;
+      const reply = this.clients.get(to)!.handle(message, this.s.inputs.get(to));
+      this.sent.push(reply);
+      this.server.receive(reply);
+    }
+    return (this.step = this.server.deadlinePassed());
+  }
+
+  /** Runs until the coordinator's next messages belong to `phase` (or the round ends). */
+  runUntil(phase: 'share' | 'mask' | 'consistency' | 'unmask'): ServerStep {
+    if (!this.step) this.start();
+    while (this.step.kind === 'send' && this.step.phase !== phase) this.deliver();
+    return this.step;
+  }
+
+  messageFor(to: string): ServerMessage {
+    if (this.step.kind !== 'send') throw new Error('no pending messages');
+    const m = this.step.messages.find((x) => x.to === to);
+    if (!m) throw new Error(`no message for ${to}`);
+    return m.message;
+  }
+}
+
+export function runRound(s: RoundSetup): RoundRun {
+  const d = new RoundDriver(s);
+  d.start();
+  while (d.step.kind === 'send') d.deliver();
+  return { result: d.step, server: d.server, clients: d.clients, sent: d.sent, broadcast: d.broadcast };
 }
 
 /** Closed neighbourhoods from a neighbour map. */
@@ -123,7 +162,7 @@ function closed(nb: ReadonlyMap<string, readonly string[]>, u: string): string[]
  */
 export function expectedAbortPhase(ids: string[], nb: ReadonlyMap<string, readonly string[]>, t: number, drops: DropSchedule): number {
   const U = (p: number) => new Set(ids.filter((id) => (drops.get(id) ?? 99) > p));
-  const each = (set: Set<string>, alive: Set<string>) => [...set].every((u) => closed(nb, u).filter((v) => alive.has(v)).length >= t);
+  const each = (set: Set<string>, alive: Set<string>) => set.size >= t && [...set].every((u) => closed(nb, u).filter((v) => alive.has(v)).length >= t);
   for (const p of [1, 2, 3]) if (!each(U(p), U(p))) return p;
   if (U(4).size < t) return 4;
   const U2 = U(2);
