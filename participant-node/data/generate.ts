@@ -40,12 +40,14 @@ import { catalogueHash } from '../../shared/data/catalogue';
 import { sodiumReady } from '../../shared/crypto/sodium';
 import { writeFileAtomic } from '../../shared/util/atomic';
 import { UserError } from '../../shared/cli/errors';
+import { Xoshiro128 } from '../../shared/util/prng';
 
 export const SYNTHETIC_FORMAT = 'fedbridge-synthetic/1';
 export const GENERATOR_VERSION = 1;
 
 // ---------------------------------------------------------------------------------------------
-// PRNG: xoshiro128** (Blackman & Vigna 2018), seeded with splitmix32. Not cryptographic.
+// PRNG streams: the project's xoshiro128** (shared/util/prng.ts), one independent stream per
+// (seed, label), the 128-bit state derived from both through splitmix32. Not cryptographic.
 // ---------------------------------------------------------------------------------------------
 
 function fnv1a32(s: string): number {
@@ -63,78 +65,27 @@ function mix32(z: number): number {
   return (z ^ (z >>> 16)) >>> 0;
 }
 
-/** A seeded, deterministic PRNG stream for synthetic data (xoshiro128**). */
-export class SeededRng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-  private spare: number | undefined;
-
-  /** `seed`: a non-negative safe integer; `label`: names an independent stream. */
-  constructor(seed: number, label = '') {
-    if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`"seed" expected a non-negative safe integer, got ${seed}`);
-    const lo = seed >>> 0;
-    const hi = Math.floor(seed / 2 ** 32) >>> 0;
-    let sm = mix32(lo ^ mix32(hi ^ mix32(fnv1a32(label) ^ 0x5bd1e995)));
-    const next = (): number => {
-      sm = (sm + 0x9e3779b9) >>> 0;
-      return mix32(sm);
-    };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
+/**
+ * A deterministic PRNG stream for synthetic data: `seed` (a non-negative safe integer, all 53 bits
+ * used) and `label` (names the purpose, e.g. "users:platform") select an independent stream.
+ */
+export function streamRng(seed: number, label: string): Xoshiro128 {
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`"seed" expected a non-negative safe integer, got ${seed}`);
+  const lo = seed >>> 0;
+  const hi = Math.floor(seed / 2 ** 32) >>> 0;
+  let sm = mix32(lo ^ mix32(hi ^ mix32(fnv1a32(label) ^ 0x5bd1e995)));
+  const state = new Uint8Array(16);
+  const view = new DataView(state.buffer);
+  for (let k = 0; k < 4; k++) {
+    sm = (sm + 0x9e3779b9) >>> 0;
+    view.setUint32(4 * k, mix32(sm), true);
   }
-
-  /** A uniform 32-bit unsigned integer. */
-  u32(): number {
-    const s1 = this.s1;
-    const r = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
-    const t = s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return r;
-  }
-
-  /** Uniform in [0, 1) with 53 random bits. */
-  next(): number {
-    return ((this.u32() >>> 5) * 67108864 + (this.u32() >>> 6)) / 9007199254740992;
-  }
-
-  /** Uniform integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-
-  /** Standard normal (Box-Muller). */
-  normal(): number {
-    if (this.spare !== undefined) {
-      const s = this.spare;
-      this.spare = undefined;
-      return s;
-    }
-    let u = 0;
-    while (u === 0) u = this.next();
-    const v = this.next();
-    const r = Math.sqrt(-2 * Math.log(u));
-    this.spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
-  }
-
-  /** Exponential with the given mean. */
-  exp(mean: number): number {
-    return -Math.log(1 - this.next()) * mean;
-  }
+  return new Xoshiro128(state);
 }
 
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
+/** Exponential with the given mean. */
+function expDraw(rng: Xoshiro128, mean: number): number {
+  return -Math.log(1 - rng.nextFloat()) * mean;
 }
 
 /** Walker/Vose alias table: O(1) draws from a fixed discrete distribution. */
@@ -174,9 +125,9 @@ export class AliasTable {
     for (const i of small) this.prob[i] = 1;
   }
 
-  sample(rng: SeededRng): number {
-    const i = rng.int(this.size);
-    return rng.next() < this.prob[i] ? i : this.alias[i];
+  sample(rng: Xoshiro128): number {
+    const i = rng.nextInt(this.size);
+    return rng.nextFloat() < this.prob[i] ? i : this.alias[i];
   }
 }
 
@@ -348,11 +299,11 @@ interface World {
 }
 
 function buildWorld(seed: number): World {
-  const rng = new SeededRng(seed, 'world');
+  const rng = streamRng(seed, 'world');
   const vecs = (n: number, scale: number): Float64Array[] =>
     Array.from({ length: n }, () => {
       const v = new Float64Array(T);
-      for (let t = 0; t < T; t++) v[t] = scale * rng.normal();
+      for (let t = 0; t < T; t++) v[t] = scale * rng.nextGaussian();
       return v;
     });
   const age = vecs(V.ageBand.length, AGE_SCALE);
@@ -407,7 +358,7 @@ function buildCatalogue(seed: number, parties: string[], itemsPerParty: number):
     priceTables.set(d, new AliasTable(DOMAIN_PRICE[d]));
   }
   for (const party of parties) {
-    const rng = new SeededRng(seed, `catalogue:${party}`);
+    const rng = streamRng(seed, `catalogue:${party}`);
     const domains = providerDomains(party);
     let start = 0;
     domains.forEach(([domain, share], di) => {
@@ -415,7 +366,7 @@ function buildCatalogue(seed: number, parties: string[], itemsPerParty: number):
       start += n;
       const letter = domain[0];
       for (let k = 0; k < n; k++) {
-        const nt = 1 + (rng.next() < 0.55 ? 1 : 0) + (rng.next() < 0.2 ? 1 : 0);
+        const nt = 1 + (rng.nextFloat() < 0.55 ? 1 : 0) + (rng.nextFloat() < 0.2 ? 1 : 0);
         const chosen = new Set<number>();
         let guard = 0;
         while (chosen.size < nt && guard++ < 100) chosen.add(topicTables.get(domain)!.sample(rng));
@@ -430,7 +381,7 @@ function buildCatalogue(seed: number, parties: string[], itemsPerParty: number):
         });
         tIdx.push(Uint8Array.from(ts));
         price.push(pb);
-        pop.push(Math.exp(POPULARITY_SIGMA * rng.normal()));
+        pop.push(Math.exp(POPULARITY_SIGMA * rng.nextGaussian()));
         provider.push(party);
       }
     });
@@ -521,8 +472,8 @@ const DAY = 86_400;
 // The generator
 // ---------------------------------------------------------------------------------------------
 
-function sampleCum(cum: Float64Array, rng: SeededRng): number {
-  const x = rng.next() * cum[cum.length - 1];
+function sampleCum(cum: Float64Array, rng: Xoshiro128): number {
+  const x = rng.nextFloat() * cum[cum.length - 1];
   for (let t = 0; t < cum.length; t++) if (x < cum[t]) return t;
   return cum.length - 1;
 }
@@ -538,20 +489,20 @@ function restrictedCum(theta: Float64Array, s: ItemSampler): Float64Array {
   return cum;
 }
 
-function drawItem(s: ItemSampler, cum: Float64Array, cat: Catalogue, life: number, rng: SeededRng): number {
+function drawItem(s: ItemSampler, cum: Float64Array, cat: Catalogue, life: number, rng: Xoshiro128): number {
   for (let attempt = 0; ; attempt++) {
     let item: number;
-    if (rng.next() < EXPLORE) item = s.members[s.global.sample(rng)];
+    if (rng.nextFloat() < EXPLORE) item = s.members[s.global.sample(rng)];
     else {
       const bucket = s.byTopic[sampleCum(cum, rng)]!;
       item = bucket.members[bucket.table.sample(rng)];
     }
-    if (attempt >= 30 || rng.next() < PRICE_ACCEPT[life][cat.price[item]]) return item;
+    if (attempt >= 30 || rng.nextFloat() < PRICE_ACCEPT[life][cat.price[item]]) return item;
   }
 }
 
 /** Draws up to `n` distinct items (fewer only if the subset is tiny). */
-function drawDistinct(n: number, s: ItemSampler, cum: Float64Array, cat: Catalogue, life: number, rng: SeededRng): number[] {
+function drawDistinct(n: number, s: ItemSampler, cum: Float64Array, cat: Catalogue, life: number, rng: Xoshiro128): number[] {
   const chosen = new Set<number>();
   const order: number[] = [];
   const target = Math.min(n, s.members.length);
@@ -568,8 +519,8 @@ function drawDistinct(n: number, s: ItemSampler, cum: Float64Array, cat: Catalog
 function regionMix(seed: number, party: string): number[] {
   if (partyKind(party) === 'platform') return PLATFORM_REGION;
   // each insurer has its own regional footprint: a seeded skew
-  const rng = new SeededRng(seed, `regions:${party}`);
-  return V.region.map(() => 0.5 + rng.next() * 1.5);
+  const rng = streamRng(seed, `regions:${party}`);
+  return V.region.map(() => 0.5 + rng.nextFloat() * 1.5);
 }
 
 function ensureOutDir(out: string, parties: string[]): void {
@@ -619,9 +570,9 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
     const ageTable = new AliasTable(AGE_MIX[kind]);
     const lifeTables = LIFE_GIVEN_AGE.map((row) => new AliasTable(row));
     const regionTable = new AliasTable(regionMix(seed, party));
-    const rng = new SeededRng(seed, `users:${party}`);
+    const rng = streamRng(seed, `users:${party}`);
     // ground truth has its own stream, so adding a party (more "other" items) changes no user/interaction
-    const gtRng = new SeededRng(seed, `ground-truth:${party}`);
+    const gtRng = streamRng(seed, `ground-truth:${party}`);
 
     const sinks = {
       users: new CsvSink(path.join(dir, 'users.csv'), USERS_HEADER),
@@ -638,7 +589,7 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
         const region = regionTable.sample(rng);
         let max = -Infinity;
         for (let t = 0; t < T; t++) {
-          taste[t] = world.age[age][t] + world.life[life][t] + world.region[region][t] + INDIVIDUAL_SCALE * rng.normal();
+          taste[t] = world.age[age][t] + world.life[life][t] + world.region[region][t] + INDIVIDUAL_SCALE * rng.nextGaussian();
           if (BETA * taste[t] > max) max = BETA * taste[t];
         }
         let z = 0;
@@ -646,24 +597,24 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
         for (let t = 0; t < T; t++) theta[t] /= z;
 
         // declared interests: 1-4 topics drawn from theta without replacement, some replaced by noise
-        const nInterests = 1 + rng.int(4);
+        const nInterests = 1 + rng.nextInt(4);
         const interestSet = new Set<number>();
         const thetaCum = new Float64Array(T);
         for (let guard = 0; interestSet.size < nInterests && guard < 200; guard++) {
           let acc = 0;
           for (let t = 0; t < T; t++) thetaCum[t] = acc += interestSet.has(t) ? 0 : theta[t];
-          interestSet.add(rng.next() < INTEREST_NOISE ? rng.int(T) : sampleCum(thetaCum, rng));
+          interestSet.add(rng.nextFloat() < INTEREST_NOISE ? rng.nextInt(T) : sampleCum(thetaCum, rng));
         }
         const interests = [...interestSet].sort((a, b) => a - b).map((t) => TOPICS[t]);
         sinks.users.row([userId, V.ageBand[age], V.region[region], V.lifeStage[life], interests.join('|')]);
 
         // own-domain interactions, strictly increasing timestamps
-        const n = minN + rng.int(maxN - minN + 1);
+        const n = minN + rng.nextInt(maxN - minN + 1);
         const seq = drawDistinct(n, own, restrictedCum(theta, own), cat, life, rng);
-        let ts = T0 + rng.int(365 * DAY);
+        let ts = T0 + rng.nextInt(365 * DAY);
         for (const i of seq) {
           sinks.interactions.row([userId, cat.items[i].id, String(ts)]);
-          ts += 1 + Math.floor(rng.exp(meanGapDays * DAY));
+          ts += 1 + Math.floor(expDraw(rng, meanGapDays * DAY));
         }
         // hidden cross-domain ground truth: the other parties' offers this user would take up
         if (others) {
