@@ -7,6 +7,7 @@ import { runBench, type BenchModule } from './lib';
 
 const BENCHES: Record<string, () => Promise<BenchModule>> = {
   training: () => import('./training'),
+  data: () => import('./data'),
 };
 
 async function main(): Promise<void> {
