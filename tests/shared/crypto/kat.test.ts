@@ -4,7 +4,7 @@
  */
 import sumo from 'libsodium-wrappers-sumo';
 import fc from 'fast-check';
-import { addMask, chacha20Keystream, expandMask } from '../../../shared/crypto/prg';
+import { addMask, chacha20Keystream, expandMask, MASK_KERNEL } from '../../../shared/crypto/prg';
 import { ed25519FromSeed, ed25519Sign, ed25519Verify } from '../../../shared/crypto/sign';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { x25519, x25519PublicKey } from '../../../shared/crypto/x25519';
@@ -60,12 +60,16 @@ describe('ChaCha20 (RFC 8439)', () => {
     );
   });
 
+  test('the WebAssembly SIMD kernel is in use on this host (little-endian, SIMD available)', () => {
+    expect(MASK_KERNEL).toBe('wasm-simd');
+  });
+
   test('mask words are the little-endian keystream words (zero nonce, counter 0), checked against sumo', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.integer({ min: 1, max: 40000 }), fc.integer({ min: 8, max: 32 }), (seed, m, bits) => {
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.integer({ min: 1, max: 40000 }), fc.integer({ min: 8, max: 32 }), fc.boolean(), (seed, m, bits, forceJs) => {
         const ref = sumo.crypto_stream_chacha20_ietf_xor_ic(new Uint8Array(4 * m), new Uint8Array(12), 0, seed);
         const dv = new DataView(ref.buffer, ref.byteOffset, ref.byteLength);
-        const mask = expandMask(seed, m, bits);
+        const mask = expandMask(seed, m, bits, forceJs);
         for (let i = 0; i < m; i++) {
           const w = dv.getUint32(4 * i, true);
           if (mask[i] !== (bits === 32 ? w : w % 2 ** bits)) throw new Error(`word ${i} differs`);
@@ -77,15 +81,17 @@ describe('ChaCha20 (RFC 8439)', () => {
 
   test('addMask then subtracting the same mask restores the vector exactly, for every b', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.integer({ min: 8, max: 32 }), fc.integer({ min: 1, max: 20000 }), (seed, bits, m) => {
-        const x = new Uint32Array(m);
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.integer({ min: 8, max: 32 }), fc.integer({ min: 1, max: 70000 }), fc.boolean(), fc.nat(3), (seed, bits, m, forceJs, lead) => {
+        // `lead` offsets the vector inside its buffer (subarray views must work too)
+        const x = new Uint32Array(m + lead).subarray(lead);
         for (let i = 0; i < m; i++) x[i] = (i * 2654435761) % 2 ** bits;
-        const y = x.slice();
-        addMask(y, seed, 1, bits);
-        const ref = expandMask(seed, m, bits);
+        const y = new Uint32Array(m + lead).subarray(lead);
+        y.set(x);
+        addMask(y, seed, 1, bits, forceJs);
+        const ref = expandMask(seed, m, bits, !forceJs);
         for (let i = 0; i < m; i++) if (y[i] !== (x[i] + ref[i]) % 2 ** bits) throw new Error(`coordinate ${i}`);
-        addMask(y, seed, -1, bits);
-        expect(Buffer.from(y.buffer).equals(Buffer.from(x.buffer))).toBe(true);
+        addMask(y, seed, -1, bits, forceJs);
+        expect(Array.from(y)).toEqual(Array.from(x));
       }),
       { numRuns: 30 },
     );

@@ -1,0 +1,161 @@
+/**
+ * `npm run bench -- secagg`: secure aggregation costs (issue 3).
+ *
+ * 1. Mask throughput: addMask (ChaCha20 keystream + in-place modular add into a 1e6-word vector)
+ *    against raw Node ChaCha20 keystream generation of the same length, interleaved in the same
+ *    process, median of 9 repetitions each; reports both MB/s and their ratio (target >= 0.8).
+ * 2. Whole rounds in memory (no transport): for n in {3, 10, 50, 100}, m in {1e5, 1e6}, dropout
+ *    0% and 10% (parties drop after share-keys, the costliest case: the coordinator rebuilds their
+ *    mask keys and removes their pair masks), full graph vs SecAgg+ graph (k = smallest even
+ *    number >= 2*log2(n), t = smallest strict majority of the k+1 share holders). Reports the
+ *    mean client milliseconds per round (all of a party's work: keys, shares, masking, signing)
+ *    and the coordinator's milliseconds per round (verifying, summing, reconstructing, unmasking).
+ *    Large configurations run fewer repetitions (`reps` in params) to keep the run short.
+ */
+import { createCipheriv } from 'node:crypto';
+import { ed25519Keygen } from '../shared/crypto/sign';
+import { addMask } from '../shared/crypto/prg';
+import { randomBytes, sodiumReady } from '../shared/crypto/sodium';
+import { SecAggClient } from '../shared/secagg/client';
+import type { ClientMessage } from '../shared/secagg/messages';
+import { SecAggServer, type ServerStep } from '../shared/secagg/server';
+import { median, type BenchContext } from './lib';
+
+const PHASE_INDEX: Record<string, number> = { share: 2, mask: 3, consistency: 4, unmask: 5 };
+
+function now(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+function maskThroughput(ctx: BenchContext): void {
+  const m = 1_000_000;
+  const bytes = 4 * m;
+  const acc = new Uint32Array(m);
+  const seed = randomBytes(32);
+  const zeros = new Uint8Array(1 << 16);
+  const raw = (): void => {
+    const c = createCipheriv('chacha20', seed, new Uint8Array(16));
+    let sink = 0;
+    for (let off = 0; off < bytes; off += zeros.length) sink ^= c.update(zeros.subarray(0, Math.min(zeros.length, bytes - off)))[0];
+    if (sink === 256) throw new Error('unreachable');
+  };
+  for (let i = 0; i < 3; i++) {
+    raw();
+    addMask(acc, seed, 1, 32);
+  }
+  for (const bits of [32, 20]) {
+    const tRaw: number[] = [];
+    const tMask: number[] = [];
+    for (let r = 0; r < 9; r++) {
+      let t0 = now();
+      raw();
+      tRaw.push(now() - t0);
+      t0 = now();
+      addMask(acc, seed, 1, bits);
+      tMask.push(now() - t0);
+    }
+    const mbRaw = bytes / 1e6 / (median(tRaw) / 1e3);
+    const mbMask = bytes / 1e6 / (median(tMask) / 1e3);
+    const params = { m, bits, reps: 9, interleaved: true };
+    if (bits === 32) ctx.record('raw_chacha20_mb_per_s', round1(mbRaw), 'MB/s', params);
+    ctx.record('mask_mb_per_s', round1(mbMask), 'MB/s', params);
+    ctx.record('mask_vs_raw_chacha20_ratio', Math.round((mbMask / mbRaw) * 1000) / 1000, 'ratio', { ...params, target: 0.8 });
+  }
+}
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+interface RoundTiming {
+  clientMs: number; // mean per party that took part
+  serverMs: number;
+  ok: boolean;
+}
+
+function oneRound(n: number, m: number, k: number, t: number, dropped: number, seedBase: number): RoundTiming {
+  const ids = Array.from({ length: n }, (_, i) => `p${String(i).padStart(3, '0')}`);
+  const keys = ids.map(() => ed25519Keygen());
+  const peers: Record<string, Uint8Array> = {};
+  ids.forEach((id, i) => (peers[id] = keys[i].publicKey));
+  const coord = ed25519Keygen();
+  const base = { federationId: 'bench', round: seedBase, params: { threshold: t, degree: k, bits: 32 }, roundSeed: randomBytes(32), vectorLength: m, peers };
+  const server = new SecAggServer({ ...base, identity: { secretKey: coord.secretKey } });
+  const clients = new Map(ids.map((id, i) => [id, new SecAggClient({ ...base, identity: { partyId: id, secretKey: keys[i].secretKey }, coordinatorPublicKey: coord.publicKey })]));
+  // the last `dropped` parties (in a random-looking but fixed order) leave after share-keys
+  const dropSet = new Set(ids.filter((_, i) => (i * 7919) % n < dropped));
+  const clientMs = new Map(ids.map((id) => [id, 0]));
+  let serverMs = 0;
+  const input = new Uint32Array(m);
+  for (let i = 0; i < m; i++) input[i] = (i * 2654435761) >>> 0;
+  const srv = <T>(fn: () => T): T => {
+    const t0 = now();
+    const r = fn();
+    serverMs += now() - t0;
+    return r;
+  };
+  const cli = <T>(id: string, fn: () => T): T => {
+    const t0 = now();
+    const r = fn();
+    clientMs.set(id, clientMs.get(id)! + now() - t0);
+    return r;
+  };
+  for (const id of ids) {
+    const msg = cli(id, () => clients.get(id)!.start());
+    srv(() => server.receive(msg));
+  }
+  let step: ServerStep = srv(() => server.deadlinePassed());
+  while (step.kind === 'send') {
+    const p = PHASE_INDEX[step.phase];
+    for (const { to, message } of step.messages) {
+      if (p >= 3 && dropSet.has(to)) continue;
+      const reply: ClientMessage = cli(to, () => clients.get(to)!.handle(message, input));
+      srv(() => server.receive(reply));
+    }
+    step = srv(() => server.deadlinePassed());
+  }
+  let ok = false;
+  if (step.kind === 'done') {
+    const live = n - dropped;
+    ok = step.sum.length === m;
+    for (let i = 0; ok && i < m; i++) ok = step.sum[i] === Math.imul(input[i], live) >>> 0;
+  }
+  const active = ids.map((id) => clientMs.get(id)!);
+  return { clientMs: active.reduce((a, b) => a + b, 0) / n, serverMs, ok };
+}
+
+function secaggPlusDegree(n: number): number {
+  let k = 2 * Math.ceil(Math.log2(n));
+  if (k % 2) k++;
+  return k;
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  await sodiumReady();
+  maskThroughput(ctx);
+  const t0 = now();
+  for (const m of [100_000, 1_000_000]) {
+    for (const n of [3, 10, 50, 100]) {
+      const graphs: { graph: string; k: number }[] = [{ graph: 'full', k: 0 }];
+      const kp = secaggPlusDegree(n);
+      if (kp < n - 1) graphs.push({ graph: 'secagg+', k: kp });
+      else ctx.log(`n=${n}: SecAgg+ degree ${kp} >= n-1, the SecAgg+ graph is the full graph; measured once as "full"`);
+      for (const { graph, k } of graphs) {
+        const s = k === 0 ? n : k + 1;
+        const t = Math.floor(s / 2) + 1;
+        for (const dropout of [0, 0.1]) {
+          const dropped = dropout === 0 ? 0 : Math.max(1, Math.round(dropout * n));
+          const work = (k === 0 ? n : k + 1) * n * m;
+          const reps = work > 2e9 ? 1 : work > 2e8 ? 2 : 3;
+          const runs: RoundTiming[] = [];
+          for (let r = 0; r < reps; r++) runs.push(oneRound(n, m, k, t, dropped, r + 1));
+          if (!runs.every((x) => x.ok)) throw new Error(`round n=${n} m=${m} ${graph} dropout=${dropout} did not produce the exact sum`);
+          const params = { n, m, graph, k: k === 0 ? n - 1 : k, t, dropout, dropped, bits: 32, reps };
+          ctx.record('client_ms_per_round', round1(median(runs.map((x) => x.clientMs))), 'ms', params);
+          ctx.record('server_ms_per_round', round1(median(runs.map((x) => x.serverMs))), 'ms', params);
+          ctx.log(`n=${n} m=${m} ${graph} dropout=${dropout}: client ${round1(median(runs.map((x) => x.clientMs)))} ms, server ${round1(median(runs.map((x) => x.serverMs)))} ms (${reps} reps, ${round1((now() - t0) / 1000)} s so far)`);
+        }
+      }
+    }
+  }
+}
