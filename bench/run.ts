@@ -8,6 +8,7 @@ import { runBench, type BenchModule } from './lib';
 const BENCHES: Record<string, () => Promise<BenchModule>> = {
   training: () => import('./training'),
   data: () => import('./data'),
+  secagg: () => import('./secagg'),
 };
 
 async function main(): Promise<void> {
