@@ -72,25 +72,16 @@ function userItemSets(p: Positives): Map<number, Set<number>> {
 }
 
 /**
- * k distinct negatives from `pool` (the target's domain) not in `exclude`. A domain with fewer than
- * k eligible items (small test catalogues) is topped up from the rest of the catalogue `all`.
+ * k distinct negatives from `pool` (the target's domain) not in `exclude`. When the domain has at
+ * most k eligible items (small test catalogues) all of them are used: the rank is then among fewer
+ * candidates, but never against items of another domain.
  */
-function sampleNegatives(pool: Uint32Array, all: number, exclude: Set<number>, k: number, rng: Xoshiro128): Uint32Array {
+function sampleNegatives(pool: Uint32Array, exclude: Set<number>, k: number, rng: Xoshiro128): Uint32Array {
+  const eligible = Array.from(pool).filter((i) => !exclude.has(i));
+  if (eligible.length <= k) return Uint32Array.from(eligible);
   const out = new Uint32Array(k);
   const chosen = new Set<number>();
   let n = 0;
-  const eligibleInPool = pool.length - Array.from(pool).filter((i) => exclude.has(i)).length;
-  if (eligibleInPool <= k) {
-    for (const c of pool) if (!exclude.has(c) && n < k) (chosen.add(c), (out[n++] = c));
-    if (all - exclude.size - n < k - n) throw new RangeError(`only ${all - exclude.size} candidate negatives in the catalogue, need ${k}`);
-    while (n < k) {
-      const c = rng.nextInt(all);
-      if (exclude.has(c) || chosen.has(c)) continue;
-      chosen.add(c);
-      out[n++] = c;
-    }
-    return out;
-  }
   while (n < k) {
     const c = pool[rng.nextInt(pool.length)];
     if (exclude.has(c) || chosen.has(c)) continue;
@@ -136,7 +127,7 @@ function buildCases(test: Positives, seen: Map<number, Set<number>>, byDomain: M
     const t = test.item[j];
     const exclude = new Set(seen.get(u) ?? []);
     exclude.add(t);
-    cases.push({ user: u, target: t, negatives: sampleNegatives(byDomain.get(domainOf[t])!, domainOf.length, exclude, 100, rng) });
+    cases.push({ user: u, target: t, negatives: sampleNegatives(byDomain.get(domainOf[t])!, exclude, 100, rng) });
   }
   return cases;
 }
@@ -201,7 +192,7 @@ export function evaluateCrossDomain(model: TwoTowerModel, ds: NodeDataset, split
   for (let j = 0; j < truth.user.length; j++) {
     const u = truth.user[j];
     const exclude = new Set([...(seen.get(u) ?? []), ...(truthSets.get(u) ?? [])]);
-    cases.push({ user: u, target: truth.item[j], negatives: sampleNegatives(byDomain.get(domainOf[truth.item[j]])!, domainOf.length, exclude, 100, rng) });
+    cases.push({ user: u, target: truth.item[j], negatives: sampleNegatives(byDomain.get(domainOf[truth.item[j]])!, exclude, 100, rng) });
   }
   const m = runCases(cases, modelScorer(model), domainOf, null);
   const p = runCases(cases, popularityScorer(popularityScores(split.train, ds.items.length, seed)), domainOf, null);

@@ -1,6 +1,6 @@
 /**
  * Local training of the two-tower model on a node's own interactions: the leave-one-out split,
- * example batches (each positive with K negatives drawn from the positive item's domain), the epoch
+ * example batches (each positive with K sampled negatives, mostly from the positive item's domain), the epoch
  * loop and progress reporting. Non-DP: DP-SGD (per-user clipping + noise) lives in dpsgd.ts.
  */
 import type { NodeDataset } from '../data/dataset';
@@ -119,9 +119,9 @@ export interface TrainResult {
 }
 
 /**
- * Builds one batch: `pos` positives from `order[start..]`, each followed by K negatives from the
- * same domain as the positive (uniform; a negative may rarely be another positive of the user, the
- * usual approximation of sampled-softmax training).
+ * Builds one batch: `count` positives from `order[start..]`, each followed by K negatives: K-1 from
+ * the positive's domain and one from the whole catalogue (uniform; a negative may rarely be another
+ * positive of the user, the usual approximation of sampled training).
  */
 export function makeBatch(
   positives: Positives,
@@ -147,7 +147,9 @@ export function makeBatch(
     const pool = domains.byDomain.get(domains.domainOf[i])!;
     for (let q = 1; q <= negatives; q++) {
       users[o + q] = u;
-      items[o + q] = pool[rng.nextInt(pool.length)];
+      // the last negative comes from the whole catalogue, so the model also learns which domains a
+      // party's users do not take up; the others are same-domain "hard" negatives
+      items[o + q] = q === negatives && negatives > 1 ? rng.nextInt(domains.domainOf.length) : pool[rng.nextInt(pool.length)];
     }
   }
   return { users, items, labels };
