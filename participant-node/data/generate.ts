@@ -298,8 +298,15 @@ interface World {
   region: Float64Array[];
 }
 
-function buildWorld(seed: number): World {
-  const rng = streamRng(seed, 'world');
+/**
+ * The world (feature -> taste structure, insurers' regional footprints) is the same for every
+ * `--seed`: a seed re-draws the catalogue, the users and their interactions from one fixed latent
+ * structure, so results over several seeds measure sampling variation, not different worlds.
+ */
+export const WORLD_SEED = 0x5eed;
+
+function buildWorld(): World {
+  const rng = streamRng(WORLD_SEED, 'world');
   const vecs = (n: number, scale: number): Float64Array[] =>
     Array.from({ length: n }, () => {
       const v = new Float64Array(T);
@@ -516,10 +523,10 @@ function drawDistinct(n: number, s: ItemSampler, cum: Float64Array, cat: Catalog
   return order;
 }
 
-function regionMix(seed: number, party: string): number[] {
+function regionMix(party: string): number[] {
   if (partyKind(party) === 'platform') return PLATFORM_REGION;
-  // each insurer has its own regional footprint: a seeded skew
-  const rng = streamRng(seed, `regions:${party}`);
+  // each insurer has its own regional footprint: a fixed skew per party name (from the world seed)
+  const rng = streamRng(WORLD_SEED, `regions:${party}`);
   return V.region.map(() => 0.5 + rng.nextFloat() * 1.5);
 }
 
@@ -543,7 +550,7 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
   const progress = opts.onProgress ?? (() => undefined);
 
   await sodiumReady();
-  const world = buildWorld(seed);
+  const world = buildWorld();
   const cat = buildCatalogue(seed, parties, sizes.itemsPerParty);
   const hash = catalogueHash(cat.items);
   ensureOutDir(opts.out, parties);
@@ -569,7 +576,7 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
     const meanGapDays = kind === 'platform' ? 4 : 150;
     const ageTable = new AliasTable(AGE_MIX[kind]);
     const lifeTables = LIFE_GIVEN_AGE.map((row) => new AliasTable(row));
-    const regionTable = new AliasTable(regionMix(seed, party));
+    const regionTable = new AliasTable(regionMix(party));
     const rng = streamRng(seed, `users:${party}`);
     // ground truth has its own stream, so adding a party (more "other" items) changes no user/interaction
     const gtRng = streamRng(seed, `ground-truth:${party}`);
