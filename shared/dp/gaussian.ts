@@ -4,7 +4,8 @@
  *
  * Method: Box-Muller on 53-bit uniforms. Each pair of outputs consumes four 32-bit CSPRNG words
  * (u1 in (0,1], u2 in [0,1), 53 bits each); z0 = r cos(2 pi u2), z1 = r sin(2 pi u2) with
- * r = sigma sqrt(-2 ln u1). Random bytes are fetched in one `randombytes_buf` call per 64 KiB.
+ * r = sigma sqrt(-2 ln u1). Random bytes come from `csprngBytes` (bits.ts: libsodium randombytes_buf key, ChaCha20
+ * expansion), 256 KiB at a time.
  *
  * Known limits, stated plainly:
  * - This is floating-point noise. Mironov (CCS 2012) showed that the low-order bits of naive
@@ -16,7 +17,7 @@
  *   1e-17 per sample that the accountant does not model.
  */
 import { anum, aint } from '../util/check';
-import { randomBytes } from '../crypto/sodium';
+import { csprngBytes } from './bits';
 
 const TWO_PI = 2 * Math.PI;
 const INV_2_53 = 1 / 9007199254740992;
@@ -24,11 +25,11 @@ const TWO_26 = 67108864;
 
 let pool: Uint32Array = new Uint32Array(0);
 let poolPos = 0;
-const POOL_WORDS = 16384; // 64 KiB
+const POOL_WORDS = 65536; // 256 KiB
 
 function refill(minWords: number): void {
   const words = Math.max(POOL_WORDS, minWords);
-  const bytes = randomBytes(words * 4);
+  const bytes = csprngBytes(words * 4);
   pool = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
   poolPos = 0;
 }
