@@ -105,9 +105,9 @@ export interface ImportReport {
 
 /** The import found bad input; `errors` are "FILE:LINE:COLUMN: message" lines. Exit code 2. */
 export class ImportError extends UserError {
-  constructor(readonly errors: string[], truncated: boolean) {
+  constructor(readonly errors: string[], truncated: boolean, what = 'import failed, nothing was changed') {
     super(
-      `import failed, nothing was changed: ${errors.length}${truncated ? '+' : ''} error(s)` +
+      `${what}: ${errors.length}${truncated ? '+' : ''} error(s)` +
         (truncated ? ` (stopped after ${errors.length})` : '') +
         `\n  ${errors.join('\n  ')}`,
       2,
@@ -432,6 +432,6 @@ export async function readGroundTruth(file: string, ds: NodeDataset): Promise<{ 
   } catch (e) {
     if (!(e instanceof TooManyErrors)) throw e;
   }
-  if (log.list.length > 0) throw new ImportError(log.list, log.truncated);
+  if (log.list.length > 0) throw new ImportError(log.list, log.truncated, `cannot read ground truth ${file}`);
   return { user: Uint32Array.from(us), item: Uint32Array.from(is) };
 }
