@@ -8,7 +8,9 @@
  * cannot detect wrong shares by itself: callers compare the result with a commitment (the
  * secret's hash, or the public key for a key share) — see shared/secagg.
  *
- * Field multiplication is bitwise (no secret-indexed table lookups). JavaScript gives no hard
+ * Field multiplication is bitwise (no secret-indexed table lookups), four bytes at a time in one
+ * 32-bit word: secrets are only ever multiplied by public values (share points x and Lagrange
+ * coefficients), so the loop branches on the public factor's bits only. JavaScript gives no hard
  * constant-time guarantee; this avoids the obvious cache-timing leak of log/exp tables.
  * Polynomial coefficients come from libsodium's CSPRNG (or the injected `rng`) and are wiped.
  */
@@ -35,6 +37,36 @@ export function gfMul(a: number, b: number): number {
     b >>= 1;
   }
   return p;
+}
+
+/**
+ * Four GF(2^8) products at once: each byte of the 32-bit word `v` (secret) times the public
+ * element `x`. Shift-and-add from the top bit of x, with "xtime" on every byte lane.
+ */
+function mulPub4(v: number, x: number): number {
+  let r = 0;
+  for (let bit = 7; bit >= 0; bit--) {
+    r = ((r & 0x7f7f7f7f) << 1) ^ (((r >>> 7) & 0x01010101) * 0x1b);
+    if ((x >> bit) & 1) r ^= v;
+  }
+  return r;
+}
+
+function loadWords(b: Uint8Array, off: number, out: Int32Array): void {
+  for (let k = 0; k < out.length; k++) {
+    const i = off + 4 * k;
+    out[k] = b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24);
+  }
+}
+
+function storeWords(w: Int32Array, b: Uint8Array): void {
+  for (let k = 0; k < w.length; k++) {
+    const v = w[k];
+    b[4 * k] = v & 0xff;
+    b[4 * k + 1] = (v >>> 8) & 0xff;
+    b[4 * k + 2] = (v >>> 16) & 0xff;
+    b[4 * k + 3] = (v >>> 24) & 0xff;
+  }
 }
 
 /** GF(2^8) inverse a^254 (a != 0). */
@@ -69,18 +101,28 @@ export function shamirSplit(secret: Uint8Array, t: number, xs: readonly number[]
   const L = SHAMIR_SECRET_LENGTH;
   // coeffs[j*L + i]: coefficient of x^(j+1) for byte i
   const coeffs = t > 1 ? abytes('rng output', rng((t - 1) * L), (t - 1) * L) : new Uint8Array(0);
+  const W = L / 4;
+  const cw = new Int32Array((t - 1) * W); // coefficient words
+  for (let j = 0; j < t - 1; j++) loadWords(coeffs, j * L, cw.subarray(j * W, (j + 1) * W));
+  const sw = new Int32Array(W);
+  loadWords(secret, 0, sw);
+  const yw = new Int32Array(W);
   const shares: Share[] = [];
   for (const x of xs) {
-    const y = new Uint8Array(L);
-    for (let i = 0; i < L; i++) {
+    for (let k = 0; k < W; k++) {
       // Horner: ((c_{t-1} x + c_{t-2}) x + ... + c_1) x + secret
       let acc = 0;
-      for (let j = t - 2; j >= 0; j--) acc = gfMul(acc ^ coeffs[j * L + i], x);
-      y[i] = acc ^ secret[i];
+      for (let j = t - 2; j >= 0; j--) acc = mulPub4(acc ^ cw[j * W + k], x);
+      yw[k] = acc ^ sw[k];
     }
+    const y = new Uint8Array(L);
+    storeWords(yw, y);
     shares.push({ x, y });
   }
   coeffs.fill(0);
+  cw.fill(0);
+  sw.fill(0);
+  yw.fill(0);
   return shares;
 }
 
@@ -104,7 +146,9 @@ export function shamirCombine(shares: readonly Share[], t: number = shares.lengt
     seen.add(s.x);
   }
   // Lagrange basis at 0 in characteristic 2: l_j(0) = prod_{m != j} x_m / (x_m - x_j) = prod x_m / (x_m ^ x_j)
-  const out = new Uint8Array(SHAMIR_SECRET_LENGTH);
+  const W = SHAMIR_SECRET_LENGTH / 4;
+  const acc = new Int32Array(W);
+  const yw = new Int32Array(W);
   for (let j = 0; j < use.length; j++) {
     let num = 1;
     let den = 1;
@@ -114,8 +158,12 @@ export function shamirCombine(shares: readonly Share[], t: number = shares.lengt
       den = gfMul(den, use[m].x ^ use[j].x);
     }
     const l = gfMul(num, gfInv(den));
-    const y = use[j].y;
-    for (let i = 0; i < SHAMIR_SECRET_LENGTH; i++) out[i] ^= gfMul(l, y[i]);
+    loadWords(use[j].y, 0, yw);
+    for (let k = 0; k < W; k++) acc[k] ^= mulPub4(yw[k], l);
   }
+  const out = new Uint8Array(SHAMIR_SECRET_LENGTH);
+  storeWords(acc, out);
+  acc.fill(0);
+  yw.fill(0);
   return out;
 }
