@@ -442,6 +442,23 @@ export class TwoTowerModel {
     return out;
   }
 
+  /** A tower variable by layout name (for code that computes per-user gradients by hand). */
+  towerVariable(name: string): tf.Variable {
+    const v = this.vars.get(name);
+    if (!v) throw new RangeError(`no tower variable "${name}"`);
+    return v;
+  }
+
+  /** Encoded feature rows (read-only views). */
+  features(): { users: Float32Array; items: Float32Array } {
+    return { users: this.userFeatures, items: this.itemFeatures };
+  }
+
+  /** Applies a private-embedding gradient (row-sparse) with the lazy Adam of e_u. */
+  applyUserEmbeddingGradient(g: SparseRows): void {
+    this.adamUserEmb.apply(this.userEmbedding, g);
+  }
+
   /** Tower variable values by layout name (copies). */
   towerValues(): Map<string, Float32Array> {
     const out = new Map<string, Float32Array>();

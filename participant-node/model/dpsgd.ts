@@ -1,0 +1,383 @@
+/**
+ * User-level DP-SGD for the two-tower model (DESIGN §4 step 2, mechanism `local-dpsgd`), and the
+ * per-user clipped gradient sum that the `round-noise` mechanism reuses.
+ *
+ * ## Privacy unit and sensitivity (the argument the tests check)
+ * The unit is one end user of this party, with ALL of that user's interactions. At each step:
+ *   1. every user is included independently with probability q (Poisson sampling, bits from
+ *      libsodium's CSPRNG — never Math.random);
+ *   2. a sampled user u contributes at most `maxInteractionsPerUser` positives (contribution
+ *      bounding), each with K sampled negatives; its loss is the mean over those examples;
+ *   3. g_u = gradient of u's loss with respect to the SHARED parameters only (towers f, g, item
+ *      embedding rows e_i, item biases b_i). It is clipped: c_u = min(1, C / ||g_u||_2);
+ *   4. the released quantity is S = sum_u c_u g_u + N(0, sigma^2 C^2 I) over every shared coordinate
+ *      (dense: every row of e_i and b_i gets noise, touched or not), divided by the fixed expected
+ *      batch size q·N (a public constant, so the division is post-processing).
+ * Adding or removing user u changes sum_u c_u g_u by exactly c_u g_u, whose L2 norm is <= C, and
+ * changes no other user's term at this step (each g_v depends only on v's examples and on
+ * parameters fixed before the step). So each step is the Poisson-subsampled Gaussian mechanism with
+ * sensitivity C and noise multiplier sigma; the RDP accountant composes steps (and rounds) adaptively.
+ *
+ * ## Private embeddings
+ * e_u is updated from u's own (unclipped, un-noised) gradient and is never released: it leaves the
+ * node neither in an update nor anywhere else. It influences only u's own future g_u, which is clipped
+ * like any other, so the released sequence stays DP (adaptive composition). The per-user gradient
+ * norm deliberately excludes e_u.
+ *
+ * ## How per-user gradients are computed
+ * No per-example autodiff: the model's last layers are simple, so the backward pass is written out
+ * (the "ghost" structure of Goodfellow 2015 / Lee & Kifer 2021): with e_j = w_j (sigmoid(z_j) - y_j),
+ *   dL/dI_j = e_j U_u,  dL/dU_u = sum_j e_j I_j,  dL/db_j = e_j,
+ * and each tower gradient is an outer product of the layer input with the back-propagated error.
+ * The user tower sees one input per user, so its per-user gradient is a single outer product; the
+ * item tower's per-user gradient is a batched matMul over the user's padded examples. Embedding rows
+ * of one user that hit the same item are summed before squaring. A test checks norms and the clipped
+ * sum against a naive loop of per-user autodiff (TwoTowerModel.computeGradients).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { randomBytes } from '../../shared/crypto/sodium';
+import { gaussianNoise } from '../../shared/dp/gaussian';
+import { layoutSize, type ParamSpec } from '../../shared/model/layout';
+import type { Xoshiro128 } from '../../shared/util/prng';
+import { segmentSumRows, type SparseRows, type TwoTowerModel } from './twotower';
+
+export interface UserExamples {
+  user: number;
+  items: Uint32Array;
+  labels: Float32Array;
+}
+
+export interface ClippedSum {
+  /** sum_u min(1, C/||g_u||) g_u over the shared parameters, flat in layout order */
+  sum: Float32Array;
+  /** per-user gradient norms before clipping (shared parameters only) */
+  norms: Float32Array;
+  /** gradient of the private user embeddings (unclipped; never released) */
+  userGrads: SparseRows;
+  /** mean over users of the per-user mean loss */
+  loss: number;
+}
+
+function spec(layout: ParamSpec[], name: string): ParamSpec {
+  const p = layout.find((x) => x.name === name);
+  if (!p) throw new Error(`layout has no "${name}"`);
+  return p;
+}
+
+/**
+ * Per-user clipped gradient sum over the shared parameters (see the module comment). `clip` = C;
+ * `Infinity` gives the unclipped sum (used by tests).
+ */
+export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples[], clip: number): ClippedSum {
+  const layout = model.layout;
+  if (!layout) throw new Error('clippedUserGradientSum needs a model with the shared layout (TwoTowerModel.forPolicy)');
+  if (!(clip > 0)) throw new RangeError(`"clip" expected > 0, got ${clip}`);
+  const { embeddingDim: d, hiddenDim: h, userFeatureDim: du, itemFeatureDim: di } = model.shape;
+  const U = batch.length;
+  const D = layoutSize(layout);
+  const sum = new Float32Array(D);
+  if (U === 0) return { sum, norms: new Float32Array(0), userGrads: { rows: new Uint32Array(0), values: new Float32Array(0), width: d }, loss: 0 };
+  const seenUsers = new Set<number>();
+  for (const b of batch) {
+    if (seenUsers.has(b.user)) throw new RangeError(`user ${b.user} appears twice in one DP batch`);
+    seenUsers.add(b.user);
+    if (b.items.length === 0 || b.items.length !== b.labels.length) throw new RangeError(`user ${b.user}: items/labels must be non-empty and of equal length`);
+  }
+  const m = Math.max(...batch.map((b) => b.items.length));
+  const feats = model.features();
+  const xu = new Float32Array(U * du);
+  const eu = new Float32Array(U * d);
+  const xi = new Float32Array(U * m * di);
+  const ei = new Float32Array(U * m * d);
+  const bi = new Float32Array(U * m);
+  const y = new Float32Array(U * m);
+  const w = new Float32Array(U * m);
+  batch.forEach((b, k) => {
+    xu.set(feats.users.subarray(b.user * du, (b.user + 1) * du), k * du);
+    eu.set(model.userEmbedding.subarray(b.user * d, (b.user + 1) * d), k * d);
+    const inv = 1 / b.items.length;
+    for (let j = 0; j < b.items.length; j++) {
+      const it = b.items[j];
+      const r = k * m + j;
+      xi.set(feats.items.subarray(it * di, (it + 1) * di), r * di);
+      ei.set(model.itemEmbedding.subarray(it * d, (it + 1) * d), r * d);
+      bi[r] = model.itemBias[it];
+      y[r] = b.labels[j];
+      w[r] = inv;
+    }
+  });
+
+  const v = (n: string) => model.towerVariable(n) as tf.Tensor;
+  const res = tf.tidy(() => {
+    const Xu = tf.tensor2d(xu, [U, du]);
+    const Eu = tf.tensor2d(eu, [U, d]);
+    const Xi = tf.tensor2d(xi, [U * m, di]);
+    const Ei = tf.tensor2d(ei, [U * m, d]);
+    const Bi = tf.tensor2d(bi, [U, m]);
+    const Y = tf.tensor2d(y, [U, m]);
+    const Wt = tf.tensor2d(w, [U, m]);
+    const W1 = v('user_tower/dense1/kernel') as tf.Tensor2D;
+    const W2 = v('user_tower/dense2/kernel') as tf.Tensor2D;
+    const V1 = v('item_tower/dense1/kernel') as tf.Tensor2D;
+    const V2 = v('item_tower/dense2/kernel') as tf.Tensor2D;
+    const Zu1 = tf.add(tf.matMul(Xu, W1), v('user_tower/dense1/bias')) as tf.Tensor2D;
+    const Au1 = tf.relu(Zu1);
+    const Uv = tf.add(tf.add(tf.matMul(Au1, W2), v('user_tower/dense2/bias')), Eu) as tf.Tensor2D; // [U,d]
+    const Zi1 = tf.add(tf.matMul(Xi, V1), v('item_tower/dense1/bias')) as tf.Tensor2D; // [U*m,h]
+    const Ai1 = tf.relu(Zi1);
+    const Iv = tf.add(tf.add(tf.matMul(Ai1, V2), v('item_tower/dense2/bias')), Ei); // [U*m,d]
+    const Iv3 = tf.reshape(Iv, [U, m, d]);
+    const logit = tf.add(tf.sum(tf.mul(Iv3, tf.expandDims(Uv, 1)), 2), Bi); // [U,m]
+    const bce = tf.add(tf.sub(tf.relu(logit), tf.mul(logit, Y)), tf.log1p(tf.exp(tf.neg(tf.abs(logit)))));
+    const lossPerUser = tf.sum(tf.mul(bce, Wt), 1);
+    const E = tf.mul(tf.sub(tf.sigmoid(logit), Y), Wt); // [U,m]
+    const dI = tf.mul(tf.expandDims(E, 2), tf.expandDims(Uv, 1)); // [U,m,d]
+    const dU = tf.sum(tf.mul(tf.expandDims(E, 2), Iv3), 1); // [U,d]
+    // user tower, one input per user
+    const gW2u = tf.mul(tf.expandDims(Au1, 2), tf.expandDims(dU, 1)); // [U,h,d]
+    const d1u = tf.mul(tf.matMul(dU, W2, false, true), tf.step(Zu1)); // [U,h]
+    const gW1u = tf.mul(tf.expandDims(Xu, 2), tf.expandDims(d1u, 1)); // [U,du,h]
+    // item tower, m inputs per user
+    const d1i = tf.mul(tf.matMul(tf.reshape(dI, [U * m, d]), V2, false, true), tf.step(Zi1)); // [U*m,h]
+    const d1i3 = tf.reshape(d1i, [U, m, h]);
+    const gV2u = tf.matMul(tf.reshape(Ai1, [U, m, h]), dI, true, false); // [U,h,d]
+    const gb2u = tf.sum(dI, 1); // [U,d]
+    const gV1u = tf.matMul(tf.reshape(Xi, [U, m, di]), d1i3, true, false); // [U,di,h]
+    const gb1u = tf.sum(d1i3, 1); // [U,h]
+    const per: Array<[string, tf.Tensor]> = [
+      ['user_tower/dense1/kernel', gW1u],
+      ['user_tower/dense1/bias', d1u],
+      ['user_tower/dense2/kernel', gW2u],
+      ['user_tower/dense2/bias', dU],
+      ['item_tower/dense1/kernel', gV1u],
+      ['item_tower/dense1/bias', gb1u],
+      ['item_tower/dense2/kernel', gV2u],
+      ['item_tower/dense2/bias', gb2u],
+    ];
+    let towerSq: tf.Tensor = tf.zeros([U]);
+    for (const [, g] of per) towerSq = tf.add(towerSq, tf.sum(tf.square(tf.reshape(g, [U, -1])), 1));
+    return { per, towerSq, dI, dU, E, lossPerUser };
+  });
+
+  try {
+    const dIArr = res.dI.dataSync() as Float32Array;
+    const eArr = res.E.dataSync() as Float32Array;
+    const towerSq = res.towerSq.dataSync() as Float32Array;
+    // embedding rows: per user, sum the rows of the same item before squaring
+    const norms = new Float32Array(U);
+    const rowSums: Array<{ rows: Uint32Array; vals: Float32Array; bias: Float32Array }> = [];
+    batch.forEach((b, k) => {
+      const idx = b.items;
+      const vals = dIArr.subarray(k * m * d, (k * m + idx.length) * d);
+      const s = segmentSumRows(idx, vals, d);
+      const sb = segmentSumRows(idx, eArr.subarray(k * m, k * m + idx.length), 1);
+      let sq = towerSq[k];
+      for (let t = 0; t < s.values.length; t++) sq += s.values[t] * s.values[t];
+      for (let t = 0; t < sb.values.length; t++) sq += sb.values[t] * sb.values[t];
+      norms[k] = Math.sqrt(sq);
+      rowSums.push({ rows: s.rows, vals: s.values, bias: sb.values });
+    });
+    const scale = new Float32Array(U);
+    for (let k = 0; k < U; k++) scale[k] = norms[k] > clip ? clip / norms[k] : 1;
+    // clipped tower sums
+    const scaleT = tf.tensor1d(scale);
+    for (const [name, g] of res.per) {
+      const p = spec(layout, name);
+      const summed = tf.tidy(() => tf.sum(tf.mul(tf.reshape(g, [U, -1]), tf.expandDims(scaleT, 1)), 0));
+      sum.set(summed.dataSync() as Float32Array, p.offset);
+      summed.dispose();
+    }
+    scaleT.dispose();
+    // clipped embedding rows
+    const pe = spec(layout, 'item_embedding');
+    const pb = spec(layout, 'item_bias');
+    rowSums.forEach((r, k) => {
+      const c = scale[k];
+      for (let t = 0; t < r.rows.length; t++) {
+        const o = pe.offset + r.rows[t] * d;
+        for (let q = 0; q < d; q++) sum[o + q] += c * r.vals[t * d + q];
+        sum[pb.offset + r.rows[t]] += c * r.bias[t];
+      }
+    });
+    const dU = res.dU.dataSync() as Float32Array;
+    const order = batch.map((b, k) => [b.user, k] as const).sort((a, b2) => a[0] - b2[0]);
+    const userGrads: SparseRows = { rows: Uint32Array.from(order.map((o) => o[0])), values: new Float32Array(U * d), width: d };
+    order.forEach(([, k], r) => userGrads.values.set(dU.subarray(k * d, (k + 1) * d), r * d));
+    const lossArr = res.lossPerUser.dataSync() as Float32Array;
+    let loss = 0;
+    for (let k = 0; k < U; k++) loss += lossArr[k];
+    return { sum, norms, userGrads, loss: loss / U };
+  } finally {
+    tf.dispose([...res.per.map((p) => p[1]), res.towerSq, res.dI, res.dU, res.E, res.lossPerUser]);
+  }
+}
+
+/** Uniform doubles in [0, 1) with 53 bits each, from libsodium's CSPRNG. */
+export function csprngUniforms(n: number): Float64Array {
+  const out = new Float64Array(n);
+  const bytes = randomBytes(n * 8);
+  const w = new Uint32Array(bytes.buffer, bytes.byteOffset, n * 2);
+  for (let i = 0; i < n; i++) out[i] = ((w[2 * i] >>> 5) * 67108864 + (w[2 * i + 1] >>> 6)) / 9007199254740992;
+  bytes.fill(0);
+  return out;
+}
+
+/** Poisson sampling: each candidate independently with probability q (CSPRNG). */
+export function poissonSample(candidates: Uint32Array, q: number): Uint32Array {
+  if (!(q > 0 && q <= 1)) throw new RangeError(`"q" expected in (0, 1], got ${q}`);
+  const u = csprngUniforms(candidates.length);
+  const out: number[] = [];
+  for (let i = 0; i < candidates.length; i++) if (u[i] < q) out.push(candidates[i]);
+  return Uint32Array.from(out);
+}
+
+/** Dense Adam over a flat vector (DP updates touch every coordinate). */
+export class DenseAdam {
+  private readonly m: Float32Array;
+  private readonly v: Float32Array;
+  private t = 0;
+  constructor(
+    size: number,
+    readonly lr: number,
+    readonly b1 = 0.9,
+    readonly b2 = 0.999,
+    readonly eps = 1e-7,
+  ) {
+    this.m = new Float32Array(size);
+    this.v = new Float32Array(size);
+  }
+  /** w -= Adam(g) in place */
+  step(w: Float32Array, g: Float32Array): void {
+    this.t++;
+    const a = (this.lr * Math.sqrt(1 - this.b2 ** this.t)) / (1 - this.b1 ** this.t);
+    const { m, v, b1, b2, eps } = this;
+    for (let i = 0; i < w.length; i++) {
+      const gi = g[i];
+      m[i] = b1 * m[i] + (1 - b1) * gi;
+      v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+      w[i] -= (a * m[i]) / (Math.sqrt(v[i]) + eps);
+    }
+  }
+}
+
+export interface DpSgdConfig {
+  clipNorm: number;
+  noiseMultiplier: number;
+  samplingRate: number;
+  maxInteractionsPerUser: number;
+  negatives: number;
+  learningRate: number;
+}
+
+export interface DpStepInfo {
+  sampledUsers: number;
+  loss: number;
+  clippedFraction: number;
+}
+
+/**
+ * DP-SGD over this node's users. Each `step()` is one Poisson-subsampled Gaussian mechanism with
+ * (q = samplingRate, sigma = noiseMultiplier, sensitivity = clipNorm) over the shared parameters;
+ * the caller charges the accountant for every step taken.
+ */
+export class DpSgdTrainer {
+  private readonly byUser = new Map<number, Uint32Array>();
+  private readonly candidates: Uint32Array;
+  private readonly adam: DenseAdam;
+  readonly expectedBatch: number;
+
+  constructor(
+    private readonly model: TwoTowerModel,
+    positives: { user: Uint32Array; item: Uint32Array },
+    private readonly domains: { byDomain: Map<string, Uint32Array>; domainOf: string[] },
+    readonly cfg: DpSgdConfig,
+    private readonly rng: Xoshiro128,
+  ) {
+    const lists = new Map<number, number[]>();
+    for (let j = 0; j < positives.user.length; j++) {
+      const u = positives.user[j];
+      if (!lists.has(u)) lists.set(u, []);
+      lists.get(u)!.push(positives.item[j]);
+    }
+    for (const [u, l] of lists) this.byUser.set(u, Uint32Array.from(l));
+    this.candidates = Uint32Array.from([...this.byUser.keys()].sort((a, b) => a - b));
+    this.expectedBatch = cfg.samplingRate * this.candidates.length;
+    if (this.expectedBatch <= 0) throw new RangeError('DP-SGD needs at least one user with interactions');
+    this.adam = new DenseAdam(model.getSharedFlat().length, cfg.learningRate);
+  }
+
+  /** Examples of one user: at most maxInteractionsPerUser positives (a random subset), K negatives each. */
+  private examplesOf(u: number): UserExamples {
+    const pos = this.byUser.get(u)!;
+    const cap = this.cfg.maxInteractionsPerUser;
+    let chosen: Uint32Array = pos;
+    if (pos.length > cap) {
+      chosen = Uint32Array.from(pos);
+      for (let i = 0; i < cap; i++) {
+        const j = i + this.rng.nextInt(chosen.length - i);
+        const t = chosen[i];
+        chosen[i] = chosen[j];
+        chosen[j] = t;
+      }
+      chosen = chosen.subarray(0, cap);
+    }
+    const K = this.cfg.negatives;
+    const items = new Uint32Array(chosen.length * (1 + K));
+    const labels = new Float32Array(chosen.length * (1 + K));
+    chosen.forEach((it, k) => {
+      const o = k * (1 + K);
+      items[o] = it;
+      labels[o] = 1;
+      const pool = this.domains.byDomain.get(this.domains.domainOf[it])!;
+      for (let q = 1; q <= K; q++) items[o + q] = q === K && K > 1 ? this.rng.nextInt(this.domains.domainOf.length) : pool[this.rng.nextInt(pool.length)];
+    });
+    return { user: u, items, labels };
+  }
+
+  /** The noised, normalised clipped sum of one step (without applying it). */
+  noisyGradient(): { grad: Float32Array; info: DpStepInfo; userGrads: SparseRows } {
+    const sampled = poissonSample(this.candidates, this.cfg.samplingRate);
+    const batch = Array.from(sampled, (u) => this.examplesOf(u));
+    // bounded memory: process the sampled users in chunks; sums are additive
+    const D = this.model.getSharedFlat().length;
+    const grad = new Float32Array(D);
+    let loss = 0;
+    let clipped = 0;
+    const userRows: SparseRows[] = [];
+    const chunk = 256;
+    for (let s = 0; s < batch.length; s += chunk) {
+      const part = batch.slice(s, s + chunk);
+      const r = clippedUserGradientSum(this.model, part, this.cfg.clipNorm);
+      for (let i = 0; i < D; i++) grad[i] += r.sum[i];
+      loss += r.loss * part.length;
+      for (const n of r.norms) if (n > this.cfg.clipNorm) clipped++;
+      userRows.push(r.userGrads);
+    }
+    const noise = gaussianNoise(D, this.cfg.noiseMultiplier * this.cfg.clipNorm);
+    const inv = 1 / this.expectedBatch;
+    for (let i = 0; i < D; i++) grad[i] = (grad[i] + noise[i]) * inv;
+    const userGrads: SparseRows = {
+      rows: Uint32Array.from(userRows.flatMap((r) => Array.from(r.rows))),
+      values: Float32Array.from(userRows.flatMap((r) => Array.from(r.values))),
+      width: this.model.shape.embeddingDim,
+    };
+    return { grad, userGrads, info: { sampledUsers: batch.length, loss: batch.length ? loss / batch.length : NaN, clippedFraction: batch.length ? clipped / batch.length : 0 } };
+  }
+
+  /** One DP-SGD step: noisy gradient, dense Adam on the shared parameters, lazy Adam on private e_u. */
+  step(): DpStepInfo {
+    const { grad, userGrads, info } = this.noisyGradient();
+    const w = this.model.getSharedFlat();
+    this.adam.step(w, grad);
+    this.model.setSharedFlat(w);
+    if (userGrads.rows.length) {
+      // rows must be unique and sorted for the lazy Adam; chunks partition the users, so sort once
+      const order = Array.from(userGrads.rows.keys()).sort((a, b) => userGrads.rows[a] - userGrads.rows[b]);
+      const d = userGrads.width;
+      const sorted: SparseRows = { rows: Uint32Array.from(order.map((k) => userGrads.rows[k])), values: new Float32Array(userGrads.values.length), width: d };
+      order.forEach((k, r) => sorted.values.set(userGrads.values.subarray(k * d, (k + 1) * d), r * d));
+      this.model.applyUserEmbeddingGradient(sorted);
+    }
+    return info;
+  }
+}
