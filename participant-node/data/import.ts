@@ -257,6 +257,7 @@ export async function importCsv(opts: ImportOptions): Promise<ImportReport> {
   let ii: number[] = [];
   let its: number[] = [];
   let interactionRows = 0;
+  let interactionsChecked = false;
 
   const checkValue = (file: string, row: Row, col: number, header: string[], field: string, value: string, list: readonly string[]): boolean => {
     if (list.includes(value)) return true;
@@ -317,6 +318,7 @@ export async function importCsv(opts: ImportOptions): Promise<ImportReport> {
     });
 
     if (log.list.length === 0) {
+      interactionsChecked = true;
       // ---- interactions (checked against the users and items above)
       const res = await streamCsv(opts.interactions, 'interactions', INTERACTION_FIELDS, mapping.interactions, log, (row, c, header) => {
         const f = row.fields;
@@ -349,7 +351,12 @@ export async function importCsv(opts: ImportOptions): Promise<ImportReport> {
   } catch (e) {
     if (!(e instanceof TooManyErrors)) throw e;
   }
-  if (log.list.length > 0) throw new ImportError(log.list, log.truncated);
+  if (log.list.length > 0) {
+    const what = interactionsChecked || log.truncated
+      ? 'import failed, nothing was changed'
+      : `import failed, nothing was changed (${opts.interactions} is checked once the users and items are valid)`;
+    throw new ImportError(log.list, log.truncated, what);
+  }
 
   // ---- sort by (user, timestamp, item): counting sort on user, then each user's slice
   const n = iu.length;

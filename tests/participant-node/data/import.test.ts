@@ -267,6 +267,7 @@ describe('import: bad input names FILE:LINE:COLUMN and leaves the data dir untou
       expect.stringMatching(/u-two\.csv:3:3: \(region\) unknown region "mars"/),
       expect.stringMatching(/i-two\.csv:2:4: \(price_band\) unknown price_band "cheap"/),
     ]);
+    expect(err.message).toMatch(/interactions\.csv is checked once the users and items are valid/);
     expect(dirFingerprint(node)).toBe(before);
   });
 
