@@ -27,10 +27,12 @@
  * people per party (ids prefixed by party). Each user's interactions have strictly increasing
  * integer timestamps (unix seconds), so leave-one-out evaluation can hold out the latest one.
  *
- * Deterministic: a small seeded PRNG (xoshiro128** seeded through splitmix32) with one independent
- * stream per purpose and party, so the same seed and options give byte-identical files and adding
- * `insurer2` does not change the other parties' users. Synthetic data only: this PRNG must never be
- * used for anything secret (masks, keys, DP noise use libsodium).
+ * Deterministic: the project's xoshiro128** (shared/util/prng.ts) with one independent stream per
+ * (seed, purpose, party), so the same seed and options give byte-identical files and adding
+ * `insurer2` does not change the other parties' users or interactions. The latent world (A, L, R,
+ * insurers' regional mixes) is fixed (WORLD_SEED); `--seed` re-draws catalogue, users and
+ * interactions from it. Synthetic data only: this PRNG must never be used for anything secret
+ * (masks, keys, DP noise use libsodium).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
