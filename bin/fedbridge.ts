@@ -12,6 +12,8 @@ import { UserError } from '../shared/cli/errors';
 import { registerNodeCommands } from '../participant-node/cli/node';
 import { registerDataCommands } from '../participant-node/cli/data';
 import { registerNodeImportCommand } from '../participant-node/cli/import';
+import { registerNodePrivacyCommands } from '../participant-node/cli/privacy';
+import { registerPrivacyCommands } from '../shared/cli/privacy';
 
 export function buildProgram(): Command {
   const program = new Command('fedbridge')
@@ -21,7 +23,10 @@ export function buildProgram(): Command {
   const node = program.command('node').description('participant node: identity, data, local training, evaluation, serving');
   registerNodeCommands(node);
   registerNodeImportCommand(node);
+  registerNodePrivacyCommands(node);
   registerDataCommands(program.command('data').description('synthetic data: generate per-party users, the shared catalogue, interactions'));
+  const privacy = program.command('privacy').description('privacy accountant: epsilon of a mechanism, sigma calibration');
+  registerPrivacyCommands(privacy);
   return program;
 }
 
