@@ -37,6 +37,10 @@ const NAMED: Record<string, status> = {
 /** Maps any thrown value to a StatusError (protocol errors carry a status name in `code`). */
 export function toStatusError(e: unknown, log?: (line: string) => void): StatusError {
   if (e instanceof StatusError) return e;
+  if (e instanceof RpcException) {
+    const err = e.getError() as { code?: unknown; message?: unknown };
+    if (typeof err === 'object' && err && typeof err.code === 'number') return new StatusError(err.code as status, String(err.message ?? ''));
+  }
   if (e instanceof ConflictError) return new StatusError(status.FAILED_PRECONDITION, e.message);
   const named = (e as { code?: unknown })?.code;
   if (e instanceof Error && typeof named === 'string' && named in NAMED) return new StatusError(NAMED[named], e.message);

@@ -42,6 +42,9 @@ export const protobufFileName = "fedbridge/v1/federation.proto";
  *   OperatorService: called by the federation operator with `authorization: Bearer <operator token>`
  *     metadata (a credential separate from parties' keys and from auditor tokens).
  *
+ * Field names never put a digit right after an underscore (blake2b_256): proto-loader's and
+ * ts-proto's camelCase would disagree (tests/coordinator/proto-roundtrip.test.ts).
+ *
  * Phases are pushed to nodes by Subscribe (server stream, no polling); vectors and models travel
  * as chunked streams (no 4 MiB message ceiling). Secure-aggregation payloads are opaque `bytes`
  * here; they carry the messages of secagg.proto (written with the secure-aggregation core).
@@ -129,8 +132,8 @@ export interface UploadOpenBody {
   header: PartyHeader | undefined;
   totalBytes: string;
   chunkCount: number;
-  /** hash of the concatenated data (a chunk tampered in flight fails it) */
-  blake2b256: Uint8Array;
+  /** BLAKE2b-256 of the concatenated data (a chunk tampered in flight fails it) */
+  dataHash: Uint8Array;
 }
 
 export interface UploadChunk {
@@ -159,7 +162,8 @@ export interface DownloadModelBody {
 
 export interface ModelInfo {
   version: number;
-  blake2b256: Uint8Array;
+  /** BLAKE2b-256 of the model bytes */
+  modelHash: Uint8Array;
   totalBytes: string;
   chunkCount: number;
   /** 0 = none (initial model) */
@@ -179,7 +183,8 @@ export interface ReceiptBody {
   header: PartyHeader | undefined;
   chainHead: Uint8Array;
   modelVersion: number;
-  modelBlake2b256: Uint8Array;
+  /** BLAKE2b-256 */
+  modelHash: Uint8Array;
 }
 
 export interface ReceiptAck {
@@ -250,8 +255,20 @@ export interface PolicySignature {
 export interface StartRunRequest {
   policyYaml: string;
   signatures: PolicySignature[];
-  /** optional: flat float32 little-endian shared parameters; empty = zeros */
-  initialModel: Uint8Array;
+  /**
+   * the initial global model: flat float32 little-endian shared parameters (shared/model/layout.ts),
+   * streamed in the following StartRunChunk.data messages; 0 bytes = all zeros
+   */
+  initialModelBytes: string;
+  /** BLAKE2b-256 of the initial model bytes */
+  initialModelHash: Uint8Array;
+}
+
+/** Client stream: the first message carries `start` only, then data chunks with index 0..n-1. */
+export interface StartRunChunk {
+  start: StartRunRequest | undefined;
+  index: number;
+  data: Uint8Array;
 }
 
 export interface AbortRunRequest {
@@ -711,7 +728,7 @@ export const PhaseAck: MessageFns<PhaseAck> = {
 };
 
 function createBaseUploadOpenBody(): UploadOpenBody {
-  return { header: undefined, totalBytes: "0", chunkCount: 0, blake2b256: new Uint8Array(0) };
+  return { header: undefined, totalBytes: "0", chunkCount: 0, dataHash: new Uint8Array(0) };
 }
 
 export const UploadOpenBody: MessageFns<UploadOpenBody> = {
@@ -725,8 +742,8 @@ export const UploadOpenBody: MessageFns<UploadOpenBody> = {
     if (message.chunkCount !== 0) {
       writer.uint32(24).uint32(message.chunkCount);
     }
-    if (message.blake2b256.length !== 0) {
-      writer.uint32(34).bytes(message.blake2b256);
+    if (message.dataHash.length !== 0) {
+      writer.uint32(34).bytes(message.dataHash);
     }
     return writer;
   },
@@ -773,7 +790,7 @@ export const UploadOpenBody: MessageFns<UploadOpenBody> = {
               break;
             }
 
-            message.blake2b256 = reader.bytes();
+            message.dataHash = reader.bytes();
             continue;
           }
         }
@@ -798,7 +815,7 @@ export const UploadOpenBody: MessageFns<UploadOpenBody> = {
       : undefined;
     message.totalBytes = object.totalBytes ?? "0";
     message.chunkCount = object.chunkCount ?? 0;
-    message.blake2b256 = object.blake2b256 ?? new Uint8Array(0);
+    message.dataHash = object.dataHash ?? new Uint8Array(0);
     return message;
   },
 };
@@ -1033,7 +1050,7 @@ export const DownloadModelBody: MessageFns<DownloadModelBody> = {
 };
 
 function createBaseModelInfo(): ModelInfo {
-  return { version: 0, blake2b256: new Uint8Array(0), totalBytes: "0", chunkCount: 0, parentVersion: 0 };
+  return { version: 0, modelHash: new Uint8Array(0), totalBytes: "0", chunkCount: 0, parentVersion: 0 };
 }
 
 export const ModelInfo: MessageFns<ModelInfo> = {
@@ -1041,8 +1058,8 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.version !== 0) {
       writer.uint32(8).uint32(message.version);
     }
-    if (message.blake2b256.length !== 0) {
-      writer.uint32(18).bytes(message.blake2b256);
+    if (message.modelHash.length !== 0) {
+      writer.uint32(18).bytes(message.modelHash);
     }
     if (message.totalBytes !== "0") {
       writer.uint32(24).uint64(message.totalBytes);
@@ -1082,7 +1099,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
               break;
             }
 
-            message.blake2b256 = reader.bytes();
+            message.modelHash = reader.bytes();
             continue;
           }
           case 3: {
@@ -1127,7 +1144,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
   fromPartial<I extends Exact<DeepPartial<ModelInfo>, I>>(object: I): ModelInfo {
     const message = createBaseModelInfo();
     message.version = object.version ?? 0;
-    message.blake2b256 = object.blake2b256 ?? new Uint8Array(0);
+    message.modelHash = object.modelHash ?? new Uint8Array(0);
     message.totalBytes = object.totalBytes ?? "0";
     message.chunkCount = object.chunkCount ?? 0;
     message.parentVersion = object.parentVersion ?? 0;
@@ -1215,7 +1232,7 @@ export const ModelChunk: MessageFns<ModelChunk> = {
 };
 
 function createBaseReceiptBody(): ReceiptBody {
-  return { header: undefined, chainHead: new Uint8Array(0), modelVersion: 0, modelBlake2b256: new Uint8Array(0) };
+  return { header: undefined, chainHead: new Uint8Array(0), modelVersion: 0, modelHash: new Uint8Array(0) };
 }
 
 export const ReceiptBody: MessageFns<ReceiptBody> = {
@@ -1229,8 +1246,8 @@ export const ReceiptBody: MessageFns<ReceiptBody> = {
     if (message.modelVersion !== 0) {
       writer.uint32(24).uint32(message.modelVersion);
     }
-    if (message.modelBlake2b256.length !== 0) {
-      writer.uint32(34).bytes(message.modelBlake2b256);
+    if (message.modelHash.length !== 0) {
+      writer.uint32(34).bytes(message.modelHash);
     }
     return writer;
   },
@@ -1277,7 +1294,7 @@ export const ReceiptBody: MessageFns<ReceiptBody> = {
               break;
             }
 
-            message.modelBlake2b256 = reader.bytes();
+            message.modelHash = reader.bytes();
             continue;
           }
         }
@@ -1302,7 +1319,7 @@ export const ReceiptBody: MessageFns<ReceiptBody> = {
       : undefined;
     message.chainHead = object.chainHead ?? new Uint8Array(0);
     message.modelVersion = object.modelVersion ?? 0;
-    message.modelBlake2b256 = object.modelBlake2b256 ?? new Uint8Array(0);
+    message.modelHash = object.modelHash ?? new Uint8Array(0);
     return message;
   },
 };
@@ -2009,7 +2026,7 @@ export const PolicySignature: MessageFns<PolicySignature> = {
 };
 
 function createBaseStartRunRequest(): StartRunRequest {
-  return { policyYaml: "", signatures: [], initialModel: new Uint8Array(0) };
+  return { policyYaml: "", signatures: [], initialModelBytes: "0", initialModelHash: new Uint8Array(0) };
 }
 
 export const StartRunRequest: MessageFns<StartRunRequest> = {
@@ -2020,8 +2037,11 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
     for (const v of message.signatures) {
       PolicySignature.encode(v!, writer.uint32(18).fork()).join();
     }
-    if (message.initialModel.length !== 0) {
-      writer.uint32(26).bytes(message.initialModel);
+    if (message.initialModelBytes !== "0") {
+      writer.uint32(24).uint64(message.initialModelBytes);
+    }
+    if (message.initialModelHash.length !== 0) {
+      writer.uint32(34).bytes(message.initialModelHash);
     }
     return writer;
   },
@@ -2056,11 +2076,19 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
             continue;
           }
           case 3: {
-            if (tag !== 26) {
+            if (tag !== 24) {
               break;
             }
 
-            message.initialModel = reader.bytes();
+            message.initialModelBytes = reader.uint64().toString();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.initialModelHash = reader.bytes();
             continue;
           }
         }
@@ -2082,7 +2110,89 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
     const message = createBaseStartRunRequest();
     message.policyYaml = object.policyYaml ?? "";
     message.signatures = object.signatures?.map((e) => PolicySignature.fromPartial(e)) || [];
-    message.initialModel = object.initialModel ?? new Uint8Array(0);
+    message.initialModelBytes = object.initialModelBytes ?? "0";
+    message.initialModelHash = object.initialModelHash ?? new Uint8Array(0);
+    return message;
+  },
+};
+
+function createBaseStartRunChunk(): StartRunChunk {
+  return { start: undefined, index: 0, data: new Uint8Array(0) };
+}
+
+export const StartRunChunk: MessageFns<StartRunChunk> = {
+  encode(message: StartRunChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.start !== undefined) {
+      StartRunRequest.encode(message.start, writer.uint32(10).fork()).join();
+    }
+    if (message.index !== 0) {
+      writer.uint32(16).uint32(message.index);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(26).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartRunChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartRunChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.start = StartRunRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.data = reader.bytes();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<StartRunChunk>, I>>(base?: I): StartRunChunk {
+    return StartRunChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StartRunChunk>, I>>(object: I): StartRunChunk {
+    const message = createBaseStartRunChunk();
+    message.start = (object.start !== undefined && object.start !== null)
+      ? StartRunRequest.fromPartial(object.start)
+      : undefined;
+    message.index = object.index ?? 0;
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
@@ -2882,10 +2992,10 @@ export const OperatorServiceService = {
   },
   startRun: {
     path: "/fedbridge.v1.OperatorService/StartRun" as const,
-    requestStream: false as const,
+    requestStream: true as const,
     responseStream: false as const,
-    requestSerialize: (value: StartRunRequest): Buffer => Buffer.from(StartRunRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): StartRunRequest => StartRunRequest.decode(value),
+    requestSerialize: (value: StartRunChunk): Buffer => Buffer.from(StartRunChunk.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartRunChunk => StartRunChunk.decode(value),
     responseSerialize: (value: RunStatus): Buffer => Buffer.from(RunStatus.encode(value).finish()),
     responseDeserialize: (value: Buffer): RunStatus => RunStatus.decode(value),
   },
@@ -2921,7 +3031,7 @@ export const OperatorServiceService = {
 export interface OperatorServiceServer extends UntypedServiceImplementation {
   enroll: handleUnaryCall<EnrollRequest, EnrollResponse>;
   listParticipants: handleUnaryCall<ListParticipantsRequest, ListParticipantsResponse>;
-  startRun: handleUnaryCall<StartRunRequest, RunStatus>;
+  startRun: handleClientStreamingCall<StartRunChunk, RunStatus>;
   abortRun: handleUnaryCall<AbortRunRequest, RunStatus>;
   getRunStatus: handleUnaryCall<RunStatusRequest, RunStatus>;
   issueToken: handleUnaryCall<IssueTokenRequest, IssueTokenResponse>;
@@ -2958,21 +3068,20 @@ export interface OperatorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListParticipantsResponse) => void,
   ): ClientUnaryCall;
+  startRun(callback: (error: ServiceError | null, response: RunStatus) => void): ClientWritableStream<StartRunChunk>;
   startRun(
-    request: StartRunRequest,
-    callback: (error: ServiceError | null, response: RunStatus) => void,
-  ): ClientUnaryCall;
-  startRun(
-    request: StartRunRequest,
     metadata: Metadata,
     callback: (error: ServiceError | null, response: RunStatus) => void,
-  ): ClientUnaryCall;
+  ): ClientWritableStream<StartRunChunk>;
   startRun(
-    request: StartRunRequest,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RunStatus) => void,
+  ): ClientWritableStream<StartRunChunk>;
+  startRun(
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RunStatus) => void,
-  ): ClientUnaryCall;
+  ): ClientWritableStream<StartRunChunk>;
   abortRun(
     request: AbortRunRequest,
     callback: (error: ServiceError | null, response: RunStatus) => void,

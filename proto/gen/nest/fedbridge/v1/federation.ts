@@ -28,6 +28,9 @@ export const protobufFileName = "fedbridge/v1/federation.proto";
  *   OperatorService: called by the federation operator with `authorization: Bearer <operator token>`
  *     metadata (a credential separate from parties' keys and from auditor tokens).
  *
+ * Field names never put a digit right after an underscore (blake2b_256): proto-loader's and
+ * ts-proto's camelCase would disagree (tests/coordinator/proto-roundtrip.test.ts).
+ *
  * Phases are pushed to nodes by Subscribe (server stream, no polling); vectors and models travel
  * as chunked streams (no 4 MiB message ceiling). Secure-aggregation payloads are opaque `bytes`
  * here; they carry the messages of secagg.proto (written with the secure-aggregation core).
@@ -115,8 +118,8 @@ export interface UploadOpenBody {
   header: PartyHeader | undefined;
   totalBytes: string;
   chunkCount: number;
-  /** hash of the concatenated data (a chunk tampered in flight fails it) */
-  blake2b256: Uint8Array;
+  /** BLAKE2b-256 of the concatenated data (a chunk tampered in flight fails it) */
+  dataHash: Uint8Array;
 }
 
 export interface UploadChunk {
@@ -145,7 +148,8 @@ export interface DownloadModelBody {
 
 export interface ModelInfo {
   version: number;
-  blake2b256: Uint8Array;
+  /** BLAKE2b-256 of the model bytes */
+  modelHash: Uint8Array;
   totalBytes: string;
   chunkCount: number;
   /** 0 = none (initial model) */
@@ -165,7 +169,8 @@ export interface ReceiptBody {
   header: PartyHeader | undefined;
   chainHead: Uint8Array;
   modelVersion: number;
-  modelBlake2b256: Uint8Array;
+  /** BLAKE2b-256 */
+  modelHash: Uint8Array;
 }
 
 export interface ReceiptAck {
@@ -236,8 +241,20 @@ export interface PolicySignature {
 export interface StartRunRequest {
   policyYaml: string;
   signatures: PolicySignature[];
-  /** optional: flat float32 little-endian shared parameters; empty = zeros */
-  initialModel: Uint8Array;
+  /**
+   * the initial global model: flat float32 little-endian shared parameters (shared/model/layout.ts),
+   * streamed in the following StartRunChunk.data messages; 0 bytes = all zeros
+   */
+  initialModelBytes: string;
+  /** BLAKE2b-256 of the initial model bytes */
+  initialModelHash: Uint8Array;
+}
+
+/** Client stream: the first message carries `start` only, then data chunks with index 0..n-1. */
+export interface StartRunChunk {
+  start: StartRunRequest | undefined;
+  index: number;
+  data: Uint8Array;
 }
 
 export interface AbortRunRequest {
@@ -390,7 +407,7 @@ export interface OperatorServiceClient {
 
   listParticipants(request: ListParticipantsRequest, metadata?: Metadata): Observable<ListParticipantsResponse>;
 
-  startRun(request: StartRunRequest, metadata?: Metadata): Observable<RunStatus>;
+  startRun(request: Observable<StartRunChunk>, metadata?: Metadata): Observable<RunStatus>;
 
   abortRun(request: AbortRunRequest, metadata?: Metadata): Observable<RunStatus>;
 
@@ -410,7 +427,10 @@ export interface OperatorServiceController {
     metadata?: Metadata,
   ): Promise<ListParticipantsResponse> | Observable<ListParticipantsResponse> | ListParticipantsResponse;
 
-  startRun(request: StartRunRequest, metadata?: Metadata): Promise<RunStatus> | Observable<RunStatus> | RunStatus;
+  startRun(
+    request: Observable<StartRunChunk>,
+    metadata?: Metadata,
+  ): Promise<RunStatus> | Observable<RunStatus> | RunStatus;
 
   abortRun(request: AbortRunRequest, metadata?: Metadata): Promise<RunStatus> | Observable<RunStatus> | RunStatus;
 
@@ -424,13 +444,13 @@ export interface OperatorServiceController {
 
 export function OperatorServiceControllerMethods() {
   return function (constructor: Function) {
-    const grpcMethods: string[] = ["enroll", "listParticipants", "startRun", "abortRun", "getRunStatus", "issueToken"];
+    const grpcMethods: string[] = ["enroll", "listParticipants", "abortRun", "getRunStatus", "issueToken"];
     for (const method of grpcMethods) {
       const descriptor: any = Reflect.getOwnPropertyDescriptor(constructor.prototype, method);
       GrpcMethod("OperatorService", method)(constructor.prototype[method], method, descriptor);
       Object.defineProperty(constructor.prototype, method, descriptor);
     }
-    const grpcStreamMethods: string[] = [];
+    const grpcStreamMethods: string[] = ["startRun"];
     for (const method of grpcStreamMethods) {
       const descriptor: any = Reflect.getOwnPropertyDescriptor(constructor.prototype, method);
       GrpcStreamMethod("OperatorService", method)(constructor.prototype[method], method, descriptor);

@@ -1,0 +1,27 @@
+/**
+ * Everything a running coordinator holds, built once by createCoordinator (coordinator/main.ts) and
+ * provided to the NestJS modules under the CTX token (explicit tokens: no reliance on emitted
+ * decorator metadata).
+ */
+import type { Ed25519KeyPair } from '../shared/crypto/sign';
+import type { CoordinatorConfig } from './config/config';
+import type { CoordinatorMetrics } from './http/metrics';
+import type { PartyAuthenticator } from './identity/authenticate';
+import type { EventHub } from './rounds/events';
+import type { RoundsService } from './rounds/rounds.service';
+import type { AuditSealer, Repository } from './storage/repository';
+
+export const CTX = Symbol('fedbridge.coordinator.context');
+
+export interface CoordinatorContext {
+  config: CoordinatorConfig;
+  identity: Ed25519KeyPair;
+  repo: Repository;
+  sealer: AuditSealer;
+  events: EventHub;
+  metrics: CoordinatorMetrics;
+  auth: PartyAuthenticator;
+  rounds: RoundsService;
+  log: (line: string) => void;
+  startedAt: number;
+}

@@ -1,0 +1,109 @@
+/**
+ * Authenticates a party's SignedRequest (shared/proto/envelope.ts) before anything else looks at
+ * it. Checks, in order, each failing with its own status and a message naming the problem:
+ *
+ *   1. shape: body 1..maxBodyBytes bytes, signature 64 bytes            INVALID_ARGUMENT
+ *   2. body decodes as the RPC's *Body message with a header,
+ *      party name well-formed, nonce 16 bytes                           INVALID_ARGUMENT
+ *   3. header.party is enrolled                                         UNAUTHENTICATED
+ *   4. signature verifies under that party's enrolled key              UNAUTHENTICATED
+ *   5. mutual TLS: the client certificate belongs to that party         PERMISSION_DENIED
+ *   6. header.federationId is this coordinator's federation,
+ *      header.phase is the RPC's phase                                  FAILED_PRECONDITION
+ *   7. header.timestampMs within the clock-skew window                  UNAUTHENTICATED
+ *   8. nonce not seen before from this party (replay)                   ALREADY_EXISTS
+ *
+ * Binding to the open run/round/phase is checked next by RoundsService.checkBinding.
+ * Nothing here writes to storage.
+ */
+import { createHash } from 'node:crypto';
+import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
+import type { PartyHeader, SignedRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { METHOD_PHASE, NONCE_LENGTH, verifyRequest, type PartyMethod } from '../../shared/proto/envelope';
+import { alreadyExists, failedPrecondition, invalid, permissionDenied, unauthenticated } from '../grpc/errors';
+import type { ParticipantRow, Repository } from '../storage/repository';
+
+const NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
+
+export interface Authenticated<T> {
+  party: ParticipantRow;
+  header: PartyHeader;
+  body: T;
+}
+
+export interface AuthOptions {
+  federationId: string;
+  clockSkewMs: number;
+  requireClientCert: boolean;
+  maxBodyBytes: number;
+  now?: () => number;
+}
+
+export class PartyAuthenticator {
+  private readonly seen = new Map<string, number>(); // party|nonce -> expiry
+  private readonly now: () => number;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly opts: AuthOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  async authenticate<T extends { header?: PartyHeader | undefined }>(
+    method: PartyMethod,
+    req: SignedRequest | null | undefined,
+    decode: (bytes: Uint8Array) => T,
+    call?: Pick<ServerSurfaceCall, 'getAuthContext'>,
+  ): Promise<Authenticated<T>> {
+    if (!req || !(req.body instanceof Uint8Array) || req.body.length === 0) throw invalid(`${method}: request body is empty`);
+    if (req.body.length > this.opts.maxBodyBytes) throw invalid(`${method}: request body is ${req.body.length} bytes, the limit is ${this.opts.maxBodyBytes}`);
+    if (!(req.signature instanceof Uint8Array) || req.signature.length !== 64) throw invalid(`${method}: signature must be 64 bytes (Ed25519), got ${req.signature?.length ?? 0}`);
+    let body: T;
+    try {
+      body = decode(req.body);
+    } catch (e) {
+      throw invalid(`${method}: body does not decode: ${(e as Error).message}`);
+    }
+    const h = body.header;
+    if (!h) throw invalid(`${method}: body has no header`);
+    if (!NAME_RE.test(h.party)) throw invalid(`${method}: header.party must be a lowercase party name, got "${h.party.slice(0, 64)}"`);
+    if (!(h.nonce instanceof Uint8Array) || h.nonce.length !== NONCE_LENGTH) throw invalid(`${method}: header.nonce must be ${NONCE_LENGTH} bytes, got ${h.nonce?.length ?? 0}`);
+
+    const party = await this.repo.participantByName(h.party);
+    if (!party) throw unauthenticated(`${method}: party "${h.party}" is not enrolled in this federation`);
+    if (!verifyRequest(method, req, party.publicKey)) throw unauthenticated(`${method}: signature does not verify under the enrolled key of party "${h.party}"`);
+
+    if (this.opts.requireClientCert) this.checkClientCert(method, party, call);
+
+    if (h.federationId !== this.opts.federationId) throw failedPrecondition(`${method}: message is bound to federation "${h.federationId}", this coordinator serves "${this.opts.federationId}"`);
+    if (h.phase !== METHOD_PHASE[method]) throw failedPrecondition(`${method}: message is bound to phase ${h.phase}, this RPC takes phase ${METHOD_PHASE[method]}`);
+
+    const ts = Number(h.timestampMs);
+    const now = this.now();
+    if (!Number.isSafeInteger(ts) || Math.abs(now - ts) > this.opts.clockSkewMs) {
+      throw unauthenticated(`${method}: request timestamp ${h.timestampMs} is outside the accepted window of ±${this.opts.clockSkewMs / 1000} s around the coordinator's clock (${now})`);
+    }
+    this.expireNonces(now);
+    const key = `${h.party}|${Buffer.from(h.nonce).toString('hex')}`;
+    if (this.seen.has(key)) throw alreadyExists(`${method}: replayed request (nonce already used by party "${h.party}")`);
+    this.seen.set(key, now + 2 * this.opts.clockSkewMs);
+    return { party, header: h, body };
+  }
+
+  private checkClientCert(method: string, party: ParticipantRow, call?: Pick<ServerSurfaceCall, 'getAuthContext'>): void {
+    const peer = call?.getAuthContext?.()?.sslPeerCertificate;
+    if (!peer || !peer.raw) throw permissionDenied(`${method}: a client certificate is required (mutual TLS)`);
+    if (party.certSha256) {
+      const got = createHash('sha256').update(peer.raw).digest('hex');
+      if (got !== party.certSha256) throw permissionDenied(`${method}: the client certificate is not the one enrolled for party "${party.name}"`);
+    } else if (peer.subject?.CN !== party.name) {
+      throw permissionDenied(`${method}: the client certificate is issued to "${String(peer.subject?.CN)}", not to party "${party.name}"`);
+    }
+  }
+
+  private expireNonces(now: number): void {
+    if (this.seen.size < 1024) return;
+    for (const [k, exp] of this.seen) if (exp < now) this.seen.delete(k);
+  }
+}

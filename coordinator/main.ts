@@ -1,0 +1,134 @@
+/**
+ * Builds and starts one coordinator from a validated config: identity key, storage (migrated),
+ * audit sealer, round orchestration (recovering a run left open by a previous process), then the
+ * NestJS hybrid application — gRPC (TLS always; mutual TLS when requireClientCert) and HTTP for
+ * /healthz and /metrics. Ports may be 0; the bound ones are returned.
+ */
+import 'reflect-metadata';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { NestFactory } from '@nestjs/core';
+import type { GrpcOptions } from '@nestjs/microservices';
+import type { INestApplication } from '@nestjs/common';
+import { sodiumReady } from '../shared/crypto/sodium';
+import { AppModule } from './app.module';
+import { coordinatorSealer } from './audit/log';
+import type { CoordinatorConfig } from './config/config';
+import type { CoordinatorContext } from './context';
+import { BoundServerGrpc } from './grpc/bound-server';
+import { FEDERATION_PROTO, GRPC_MAX_MESSAGE_BYTES, LOADER_OPTIONS, PROTO_PACKAGE, PROTO_ROOT } from './grpc/options';
+import { CoordinatorMetrics } from './http/metrics';
+import { PartyAuthenticator } from './identity/authenticate';
+import { loadCoordinatorKey } from './identity/keys';
+import { EventHub } from './rounds/events';
+import type { RoundProtocolFactory } from './rounds/protocol';
+import { RoundsService, type Timers } from './rounds/rounds.service';
+import { migrate } from './storage/migrations';
+import { Repository } from './storage/repository';
+import { openDriver } from './storage/sql';
+
+export interface RunningCoordinator {
+  grpcPort: number;
+  httpPort: number;
+  publicKey: Uint8Array;
+  ctx: CoordinatorContext;
+  close(): Promise<void>;
+}
+
+export interface CoordinatorOptions {
+  /** the round protocol (the secure-aggregation adapter); null = runs cannot be started */
+  protocol?: RoundProtocolFactory | null;
+  timers?: Timers;
+  log?: (line: string) => void;
+  /** create the identity key file when missing (default true) */
+  createKey?: boolean;
+}
+
+function splitHostPort(s: string): { host: string; port: number } {
+  const i = s.lastIndexOf(':');
+  return { host: s.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(s.slice(i + 1)) };
+}
+
+export async function createCoordinator(config: CoordinatorConfig, opts: CoordinatorOptions = {}): Promise<RunningCoordinator> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`[coordinator] ${line}\n`));
+  await sodiumReady();
+  const identity = await loadCoordinatorKey(config.identity.keyFile, { create: opts.createKey ?? true });
+  fs.mkdirSync(config.storage.dataDir, { recursive: true, mode: 0o700 });
+  const db = await openDriver({ databaseUrl: config.storage.databaseUrl, sqliteFile: path.join(config.storage.dataDir, 'coordinator.sqlite') });
+  let app: INestApplication | null = null;
+  try {
+    const applied = await migrate(db);
+    log(`storage ${db.description}${applied.length ? `, applied migrations ${applied.join(', ')}` : ''}`);
+    const timers = opts.timers;
+    const repo = new Repository(db, timers ? () => timers.now() : Date.now);
+    const sealer = coordinatorSealer(identity.secretKey);
+    const metrics = new CoordinatorMetrics();
+    const events = new EventHub(config.federationId, identity.secretKey, metrics);
+    const rounds = new RoundsService({
+      repo,
+      sealer,
+      events,
+      metrics,
+      factory: opts.protocol ?? null,
+      federationId: config.federationId,
+      coordinatorPublicKey: identity.publicKey,
+      timers,
+      maxConsecutiveAborts: config.rounds.maxConsecutiveAborts,
+      log,
+    });
+    const auth = new PartyAuthenticator(repo, {
+      federationId: config.federationId,
+      clockSkewMs: config.grpc.clockSkewSeconds * 1000,
+      requireClientCert: config.grpc.tls.requireClientCert,
+      maxBodyBytes: GRPC_MAX_MESSAGE_BYTES,
+      now: timers ? () => timers.now() : undefined,
+    });
+    const ctx: CoordinatorContext = { config, identity, repo, sealer, events, metrics, auth, rounds, log, startedAt: Date.now() };
+    await rounds.recover();
+
+    const tls = config.grpc.tls;
+    const credentials = grpc.ServerCredentials.createSsl(
+      tls.ca ? fs.readFileSync(tls.ca) : null,
+      [{ cert_chain: fs.readFileSync(tls.cert), private_key: fs.readFileSync(tls.key) }],
+      tls.requireClientCert,
+    );
+    const grpcOptions: GrpcOptions['options'] = {
+      package: PROTO_PACKAGE,
+      protoPath: FEDERATION_PROTO,
+      url: config.grpc.listen,
+      credentials,
+      loader: { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] },
+      maxReceiveMessageLength: GRPC_MAX_MESSAGE_BYTES,
+      maxSendMessageLength: GRPC_MAX_MESSAGE_BYTES,
+    };
+    const strategy = new BoundServerGrpc(grpcOptions);
+    app = await NestFactory.create(AppModule.forContext(ctx), { logger: ['error', 'warn'], abortOnError: false });
+    app.connectMicroservice({ strategy }, { inheritAppConfig: true });
+    await app.startAllMicroservices();
+    const grpcPort = await strategy.boundPort();
+    const { host, port } = splitHostPort(config.http.listen);
+    await app.listen(port, host);
+    const httpPort = (app.getHttpServer().address() as { port: number }).port;
+    log(`federation "${config.federationId}": gRPC (TLS${tls.requireClientCert ? ', mutual' : ''}) on ${splitHostPort(config.grpc.listen).host}:${grpcPort}, HTTP on ${host}:${httpPort}`);
+    const started = app;
+    let closing: Promise<void> | null = null;
+    return {
+      grpcPort,
+      httpPort,
+      publicKey: identity.publicKey,
+      ctx,
+      close: () =>
+        (closing ??= (async () => {
+          await rounds.close();
+          events.completeAll();
+          await started.close();
+          await db.close();
+        })()),
+    };
+  } catch (e) {
+    if (app) await app.close().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw e;
+  }
+}

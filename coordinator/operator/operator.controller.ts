@@ -1,0 +1,119 @@
+/**
+ * OperatorService (federation operator, DESIGN §8): enrol parties, start/abort/watch runs, issue
+ * auditor tokens. Every call needs `authorization: Bearer <operator token>` metadata whose SHA-256
+ * matches the config; auditor tokens and party keys are refused here.
+ */
+import { Controller, Inject } from '@nestjs/common';
+import type { Metadata, sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
+import {
+  type AbortRunRequest,
+  type EnrollRequest,
+  type EnrollResponse,
+  type IssueTokenRequest,
+  type IssueTokenResponse,
+  type ListParticipantsResponse,
+  type OperatorServiceController,
+  type ParticipantRecord,
+  type RunStatus,
+  type RunStatusRequest,
+  type StartRunChunk,
+} from '../../proto/gen/nest/fedbridge/v1/federation';
+import { CTX, type CoordinatorContext } from '../context';
+import { alreadyExists, invalid, toRpcException, unauthenticated } from '../grpc/errors';
+import { bearerToken, newToken, tokenMatches, tokenSha256 } from '../identity/tokens';
+import { ConflictError, type ParticipantRow } from '../storage/repository';
+import { randomBytes } from 'node:crypto';
+import { sodium } from '../../shared/crypto/sodium';
+import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
+import { answer, callSource, GrpcController } from '../grpc/decorators';
+
+const NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
+
+function record(p: ParticipantRow): ParticipantRecord {
+  return { name: p.name, publicKey: Buffer.from(p.publicKey), certSha256: p.certSha256 ?? '', enrolledAtMs: String(p.enrolledAt) };
+}
+
+@Controller()
+@GrpcController('OperatorService', { unary: ['enroll', 'listParticipants', 'abortRun', 'getRunStatus', 'issueToken'], clientStream: ['startRun'] })
+export class OperatorController implements Omit<OperatorServiceController, 'startRun'> {
+  constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {}
+
+  private async guarded<T>(metadata: Metadata | undefined, fn: () => Promise<T>): Promise<T> {
+    try {
+      const token = bearerToken(metadata?.get('authorization') ?? []);
+      if (!token) throw unauthenticated('operator API: missing "authorization: Bearer <operator token>" metadata');
+      if (!tokenMatches(token, this.ctx.config.operator.tokenSha256)) throw unauthenticated('operator API: the bearer token is not the operator token');
+      return await fn();
+    } catch (e) {
+      throw toRpcException(e, this.ctx.log);
+    }
+  }
+
+  enroll(request: EnrollRequest, metadata?: Metadata): Promise<EnrollResponse> {
+    return this.guarded(metadata, async () => {
+      if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${request.name.slice(0, 64)}")`);
+      if (!(request.publicKey instanceof Uint8Array) || request.publicKey.length !== 32) throw invalid(`public_key must be a 32-byte Ed25519 key, got ${request.publicKey?.length ?? 0} bytes`);
+      if (request.certSha256 && !/^[0-9a-f]{64}$/.test(request.certSha256)) throw invalid('cert_sha256 must be 64 lowercase hex characters (SHA-256 of the client certificate DER)');
+      try {
+        const p = await this.ctx.repo.enrollParticipant({ name: request.name, publicKey: new Uint8Array(request.publicKey), certSha256: request.certSha256 || null }, this.ctx.sealer);
+        this.ctx.log(`enrolled party "${p.name}"`);
+        return { participant: record(p) };
+      } catch (e) {
+        if (e instanceof ConflictError) throw alreadyExists(e.message);
+        throw e;
+      }
+    });
+  }
+
+  listParticipants(_request: unknown, metadata?: Metadata): Promise<ListParticipantsResponse> {
+    return this.guarded(metadata, async () => ({ participants: (await this.ctx.repo.listParticipants()).map(record) }));
+  }
+
+  /** Client stream: StartRunRequest first, then the initial model in chunks (no 4 MiB ceiling). */
+  startRun(call: ServerReadableStream<StartRunChunk, RunStatus>, callback: sendUnaryData<RunStatus>): Promise<void> {
+    const cfg = this.ctx.config.grpc;
+    let start: StartRunChunk['start'];
+    return answer(callback, this.guarded(call.metadata, async () => {
+      const model = await consumeChunkStream<StartRunChunk, Uint8Array>(
+        callSource(call),
+        {
+          onFirst: async (m) => {
+            if (!m.start) throw invalid('StartRun: the first message must carry `start`');
+            if (!m.start.policyYaml) throw invalid('StartRun: policy_yaml is empty');
+            start = m.start;
+            const total = Number(m.start.initialModelBytes);
+            if (total === 0) return new ChunkAssembler('StartRun initial model', 0, 0, sodium().crypto_generichash(32, new Uint8Array(0), null), cfg.maxChunkBytes, 0);
+            return new ChunkAssembler('StartRun initial model', total, null, m.start.initialModelHash, cfg.maxChunkBytes, cfg.maxUploadBytes);
+          },
+          chunk: (m) => ({ index: m.index, data: m.data, hasOpen: !!m.start }),
+          onEnd: async (data) => data,
+        },
+        'StartRun',
+      );
+      return this.ctx.rounds.startRun({
+        policyYaml: start!.policyYaml,
+        signatures: (start!.signatures ?? []).map((s) => ({ party: s.party, signature: new Uint8Array(s.signature ?? []) })),
+        initialModel: model,
+      });
+    }), this.ctx.log);
+  }
+
+  abortRun(request: AbortRunRequest, metadata?: Metadata): Promise<RunStatus> {
+    return this.guarded(metadata, () => this.ctx.rounds.abortRun(request.runId, request.reason));
+  }
+
+  getRunStatus(request: RunStatusRequest, metadata?: Metadata): Promise<RunStatus> {
+    return this.guarded(metadata, () => this.ctx.rounds.status(request.runId));
+  }
+
+  issueToken(request: IssueTokenRequest, metadata?: Metadata): Promise<IssueTokenResponse> {
+    return this.guarded(metadata, async () => {
+      if (request.role !== 'auditor') throw invalid(`role must be "auditor" (operator credentials are not issued over the API), got "${request.role.slice(0, 32)}"`);
+      if (request.label.length > 200) throw invalid('label is longer than 200 characters');
+      const token = newToken();
+      const id = `tok-${randomBytes(6).toString('hex')}`;
+      await this.ctx.repo.insertToken({ id, role: 'auditor', tokenHash: tokenSha256(token), label: request.label }, this.ctx.sealer);
+      return { token, tokenId: id, role: 'auditor' };
+    });
+  }
+}

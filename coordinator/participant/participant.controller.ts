@@ -1,0 +1,164 @@
+/**
+ * ParticipantService: the gRPC face of enrolment-authenticated parties. Thin: every request is
+ * authenticated (identity/authenticate.ts), bound to the open round (RoundsService.checkBinding)
+ * and handed to the round orchestration; streams are chunked both ways.
+ */
+import { Controller, Inject } from '@nestjs/common';
+import type { Metadata, sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
+import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
+import { Observable, from, mergeMap } from 'rxjs';
+import {
+  type ModelChunk,
+  type ParticipantServiceController,
+  type PhaseAck,
+  type ReceiptAck,
+  type SignedEvent,
+  type SignedRequest,
+  type UploadAck,
+  type UploadChunk,
+} from '../../proto/gen/nest/fedbridge/v1/federation';
+import { DownloadModelBody, PhaseMessageBody, ReceiptBody, SubscribeBody, UploadOpenBody } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import type { PartyMethod } from '../../shared/proto/envelope';
+import { CTX, type CoordinatorContext } from '../context';
+import { StatusError, invalid, notFound, status, toRpcException, toStatusError } from '../grpc/errors';
+import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
+import { answer, callSource, GrpcController } from '../grpc/decorators';
+import { PHASE_ENUM } from '../rounds/rounds.service';
+import type { RoundPhase } from '../rounds/protocol';
+
+type Call = Pick<ServerSurfaceCall, 'getAuthContext'>;
+
+@Controller()
+@GrpcController('ParticipantService', {
+  unary: ['subscribe', 'advertiseKeys', 'shareKeys', 'consistencyCheck', 'unmasking', 'downloadModel', 'submitReceipt'],
+  clientStream: ['uploadMaskedInput'],
+})
+export class ParticipantController implements Omit<ParticipantServiceController, 'uploadMaskedInput'> {
+  constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {}
+
+  private fail(e: unknown): never {
+    const s = toStatusError(e, this.ctx.log);
+    this.ctx.metrics.rejected.inc({ code: status[s.code] ?? String(s.code) });
+    throw toRpcException(s);
+  }
+
+  subscribe(request: SignedRequest, _metadata?: Metadata, call?: Call): Observable<SignedEvent> {
+    return from(this.ctx.auth.authenticate('Subscribe', request, (b) => SubscribeBody.decode(b), call)).pipe(
+      mergeMap(({ party }) => this.ctx.events.subscribe(party.name, () => this.ctx.rounds.helloFor(party.name)) as Observable<SignedEvent>),
+      (src) =>
+        new Observable<SignedEvent>((sub) => {
+          const s = src.subscribe({
+            next: (v) => sub.next(v),
+            complete: () => sub.complete(),
+            error: (e) => {
+              try {
+                this.fail(e);
+              } catch (rpc) {
+                sub.error(rpc);
+              }
+            },
+          });
+          return () => s.unsubscribe();
+        }),
+    );
+  }
+
+  private async phaseMessage(method: PartyMethod, phase: RoundPhase, request: SignedRequest, call?: Call): Promise<PhaseAck> {
+    try {
+      const { party, header, body } = await this.ctx.auth.authenticate(method, request, (b) => PhaseMessageBody.decode(b), call);
+      const r = await this.ctx.rounds.submit(party.name, phase, header.runId, header.round, body.payload);
+      return { runId: header.runId, round: header.round, phase: PHASE_ENUM[phase], accepted: r.accepted };
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  advertiseKeys(request: SignedRequest, _m?: Metadata, call?: Call): Promise<PhaseAck> {
+    return this.phaseMessage('AdvertiseKeys', 'advertise', request, call);
+  }
+
+  shareKeys(request: SignedRequest, _m?: Metadata, call?: Call): Promise<PhaseAck> {
+    return this.phaseMessage('ShareKeys', 'share', request, call);
+  }
+
+  consistencyCheck(request: SignedRequest, _m?: Metadata, call?: Call): Promise<PhaseAck> {
+    return this.phaseMessage('ConsistencyCheck', 'consistency', request, call);
+  }
+
+  unmasking(request: SignedRequest, _m?: Metadata, call?: Call): Promise<PhaseAck> {
+    return this.phaseMessage('Unmasking', 'unmask', request, call);
+  }
+
+  /**
+   * Masked input, streamed: the first message carries only the signed UploadOpenBody (total size,
+   * chunk count, BLAKE2b-256 of the data), then chunks with index 0..n-1, each at most
+   * grpc.maxChunkBytes. Checked as it arrives (RESOURCE_EXHAUSTED for an oversize chunk or total,
+   * INVALID_ARGUMENT for a gap, an extra chunk, a size or hash mismatch); the round sees the data
+   * only after the whole upload checked out, so a rejected upload changes nothing.
+   */
+  uploadMaskedInput(call: ServerReadableStream<UploadChunk, UploadAck>, callback: sendUnaryData<UploadAck>): Promise<void> {
+    const cfg = this.ctx.config.grpc;
+    let bound: { party: string; runId: string; round: number } | null = null;
+    const done = consumeChunkStream<UploadChunk, UploadAck>(
+      callSource(call),
+      {
+        onFirst: async (msg) => {
+          if (!msg.open) throw invalid('UploadMaskedInput: the first message must carry `open` (a signed UploadOpenBody)');
+          if (msg.data && msg.data.length) throw invalid('UploadMaskedInput: the open message must not carry data');
+          const { party, header, body } = await this.ctx.auth.authenticate('UploadMaskedInput', msg.open, (b) => UploadOpenBody.decode(b), call);
+          this.ctx.rounds.checkBinding(party.name, 'mask', header.runId, header.round);
+          const total = Number(body.totalBytes);
+          if (total === 0) throw invalid('UploadMaskedInput: total_bytes must be positive');
+          bound = { party: party.name, runId: header.runId, round: header.round };
+          return new ChunkAssembler('UploadMaskedInput', total, body.chunkCount, body.dataHash, cfg.maxChunkBytes, cfg.maxUploadBytes);
+        },
+        chunk: (msg) => ({ index: msg.index, data: msg.data, hasOpen: !!msg.open }),
+        onEnd: async (data) => {
+          const b = bound!;
+          this.ctx.metrics.bytesReceived.inc({ kind: 'upload' }, data.length);
+          await this.ctx.rounds.submit(b.party, 'mask', b.runId, b.round, data);
+          return { runId: b.runId, round: b.round, receivedBytes: String(data.length) };
+        },
+      },
+      'UploadMaskedInput',
+    ).catch((e) => {
+      const s = toStatusError(e, this.ctx.log);
+      this.ctx.metrics.rejected.inc({ code: status[s.code] ?? String(s.code) });
+      throw s;
+    });
+    return answer(callback, done, this.ctx.log);
+  }
+
+  /** The model as a server stream: ModelInfo first, then chunks of at most grpc.maxChunkBytes. */
+  downloadModel(request: SignedRequest, _m?: Metadata, call?: Call): Observable<ModelChunk> {
+    const chunk = this.ctx.config.grpc.maxChunkBytes;
+    const work = async (): Promise<ModelChunk[]> => {
+      const { body } = await this.ctx.auth.authenticate('DownloadModel', request, (b) => DownloadModelBody.decode(b), call);
+      const row = body.version === 0 ? await this.ctx.repo.latestModelVersion() : await this.ctx.repo.modelVersion(body.version);
+      if (!row) throw notFound(body.version === 0 ? 'no model version exists yet' : `model version ${body.version} does not exist`);
+      const count = Math.max(1, Math.ceil(row.bytes.length / chunk));
+      const out: ModelChunk[] = [
+        {
+          info: { version: row.version, modelHash: row.hash, totalBytes: String(row.bytes.length), chunkCount: count, parentVersion: row.parent ?? 0 },
+          index: 0,
+          data: new Uint8Array(0),
+        },
+      ];
+      for (let i = 0; i < count; i++) out.push({ info: undefined, index: i, data: row.bytes.subarray(i * chunk, Math.min(row.bytes.length, (i + 1) * chunk)) });
+      this.ctx.metrics.bytesSent.inc({ kind: 'model' }, row.bytes.length);
+      return out;
+    };
+    return from(work().catch((e) => this.fail(e))).pipe(mergeMap((chunks) => from(chunks)));
+  }
+
+  /** Reserved for the audit issue (receipts over the chain head); authenticated, then UNIMPLEMENTED. */
+  async submitReceipt(request: SignedRequest, _m?: Metadata, call?: Call): Promise<ReceiptAck> {
+    try {
+      await this.ctx.auth.authenticate('SubmitReceipt', request, (b) => ReceiptBody.decode(b), call);
+      throw new StatusError(status.UNIMPLEMENTED, 'SubmitReceipt: party receipts are recorded from the audit issue on; nothing was stored');
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+}
+

@@ -1,0 +1,85 @@
+/**
+ * Pushes phase events to subscribed parties (server-streaming Subscribe; no polling). Each event is
+ * a serialized PhaseEvent signed by the coordinator (shared/proto/envelope.ts `signEvent`), with a
+ * sequence number strictly increasing per coordinator process. The newest event addressed to each
+ * party in the current phase is kept, so a party that (re)subscribes mid-phase gets it at once.
+ */
+import { Observable, Subject } from 'rxjs';
+import { PhaseEvent, type SignedEvent } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { signEvent } from '../../shared/proto/envelope';
+import type { CoordinatorMetrics } from '../http/metrics';
+
+export type EventFields = Omit<PhaseEvent, 'sequence' | 'federationId'>;
+
+export class EventHub {
+  private sequence = 0;
+  private readonly subs = new Map<string, Set<Subject<SignedEvent>>>();
+  private readonly latest = new Map<string, PhaseEvent>();
+
+  constructor(
+    private readonly federationId: string,
+    private readonly secretKey: Uint8Array,
+    private readonly metrics?: CoordinatorMetrics,
+  ) {}
+
+  private seal(fields: EventFields): { event: PhaseEvent; signed: SignedEvent } {
+    const event: PhaseEvent = { ...fields, federationId: this.federationId, sequence: String(++this.sequence) };
+    const body = PhaseEvent.encode(event).finish();
+    return { event, signed: signEvent(body, this.secretKey) };
+  }
+
+  /** Sends one event to one party (and remembers it as that party's current-phase event). */
+  publish(party: string, fields: EventFields): void {
+    const { event, signed } = this.seal(fields);
+    this.latest.set(party, event);
+    const set = this.subs.get(party);
+    if (!set) return;
+    for (const s of set) s.next(signed);
+    this.metrics?.bytesSent.inc({ kind: 'event' }, signed.body.length * set.size);
+  }
+
+  /** Forgets remembered events (a round finished). */
+  clearLatest(): void {
+    this.latest.clear();
+  }
+
+  /** The current-phase event remembered for `party`, if any. */
+  latestFor(party: string): PhaseEvent | undefined {
+    return this.latest.get(party);
+  }
+
+  /**
+   * A stream for `party`: first a HELLO built by `hello()` (the current state, or the remembered
+   * phase event re-sealed with a new sequence number), then every published event.
+   */
+  subscribe(party: string, hello: () => EventFields): Observable<SignedEvent> {
+    return new Observable<SignedEvent>((subscriber) => {
+      const subject = new Subject<SignedEvent>();
+      const inner = subject.subscribe(subscriber);
+      let set = this.subs.get(party);
+      if (!set) this.subs.set(party, (set = new Set()));
+      set.add(subject);
+      this.metrics?.subscribers.inc();
+      subscriber.next(this.seal(hello()).signed);
+      return () => {
+        inner.unsubscribe();
+        set!.delete(subject);
+        if (set!.size === 0) this.subs.delete(party);
+        this.metrics?.subscribers.dec();
+      };
+    });
+  }
+
+  /** Ends every stream (shutdown). */
+  completeAll(): void {
+    for (const set of this.subs.values()) for (const s of set) s.complete();
+    this.subs.clear();
+  }
+
+  subscriberCount(party?: string): number {
+    if (party) return this.subs.get(party)?.size ?? 0;
+    let n = 0;
+    for (const s of this.subs.values()) n += s.size;
+    return n;
+  }
+}

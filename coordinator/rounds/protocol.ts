@@ -1,0 +1,64 @@
+/**
+ * The plug point between round orchestration (coordinator/rounds/rounds.service.ts: transport,
+ * deadlines, storage, events) and the protocol that decides what a round computes.
+ *
+ * A RoundProtocol is a state machine with no I/O and no timers — exactly the shape of the
+ * secure-aggregation server in shared/secagg/server.ts (`receive` / `deadlinePassed` / `abort`).
+ * The rounds service owns the clock: it calls `closePhase()` when every expected party has sent
+ * (`receive` returned complete) or when the phase deadline passes, whichever comes first, and
+ * persists/pushes whatever the step says.
+ *
+ * WHERE THE SECURE-AGGREGATION CORE PLUGS IN: an adapter `coordinator/rounds/secagg-protocol.ts`
+ * implementing RoundProtocolFactory around SecAggServer: decode each payload (secagg.proto) into a
+ * ClientMessage for `receive`, encode the ServerStep's messages as payloads, and on `done` turn the
+ * sum into the next model (decode, divide by gamma, undo rotation, average, FedAvg/FedAdam) with
+ * the audit fields (survivor sets, DP parameters, aggregate hash). Pass it to createCoordinator().
+ */
+import type { Policy } from '../../shared/policy/schema';
+
+/** Round phases, in order (DESIGN §4). Same names as shared/secagg's ServerPhase. */
+export type RoundPhase = 'advertise' | 'share' | 'mask' | 'consistency' | 'unmask';
+export const ROUND_PHASES: readonly RoundPhase[] = ['advertise', 'share', 'mask', 'consistency', 'unmask'];
+
+export interface OutgoingPayload {
+  to: string;
+  payload: Uint8Array;
+}
+
+export type ProtocolStep =
+  /** the next phase opens: `parties` are expected to send; `messages` go to individual parties */
+  | { kind: 'next'; phase: RoundPhase; parties: string[]; messages: OutgoingPayload[]; audit?: Record<string, unknown> }
+  /** the round produced the next global model (flat parameter bytes) */
+  | { kind: 'done'; model: Uint8Array; survivors: string[]; audit: Record<string, unknown> }
+  | { kind: 'aborted'; reason: string };
+
+export interface RoundProtocol {
+  /** the phase currently collecting messages */
+  readonly phase: RoundPhase | 'done' | 'aborted';
+  /** parties expected in the current phase that have not sent yet */
+  waitingFor(): string[];
+  /**
+   * Absorbs one party's message for the current phase. Throws an error with a gRPC status name in
+   * `code` (StatusError / SecAggError) for a bad or out-of-phase message, changing no state.
+   */
+  receive(party: string, phase: RoundPhase, payload: Uint8Array): { complete: boolean };
+  /** Closes the current phase (all sent, or deadline): parties that did not send are dropped. */
+  closePhase(): ProtocolStep;
+  /** Aborts the round (operator, restart, shutdown). */
+  abort(reason: string): void;
+}
+
+export interface RoundStart {
+  federationId: string;
+  runId: string;
+  round: number;
+  policy: Policy;
+  policyHash: string;
+  parties: string[];
+  baseModel: { version: number; bytes: Uint8Array };
+}
+
+export interface RoundProtocolFactory {
+  /** A fresh protocol for one round, and what the first phase announces. */
+  create(start: RoundStart): { protocol: RoundProtocol; first: { phase: RoundPhase; parties: string[]; messages: OutgoingPayload[] } };
+}

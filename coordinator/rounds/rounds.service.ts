@@ -1,0 +1,518 @@
+/**
+ * Round orchestration: the one place that owns the open run, the open round and its phase, the
+ * phase deadlines, and what gets stored and pushed when a phase closes. What a round computes is
+ * decided by a RoundProtocol (protocol.ts) — the secure-aggregation server state machine behind an
+ * adapter; this service only drives it from outside.
+ *
+ * Round lifecycle (the `state` column of `rounds`: open -> completed | aborted; `phase` while open):
+ *
+ *   open/advertise -> open/share -> open/mask -> open/consistency -> open/unmask -> completed
+ *   any open phase -> aborted  (deadline with too few parties, operator abort, restart)
+ *
+ * Every phase move goes through `transitionTo(from[], to)`, which refuses an illegal move and logs
+ * `A -> B`; the stored row moves by compare-and-set (repository.setRoundPhase).
+ * A phase closes when every expected party has sent (early) or when its deadline passes; parties
+ * that did not send are dropped (metrics: dropouts). An aborted round is retried from the same
+ * model as the next round number, up to `maxConsecutiveAborts`, then the run is aborted.
+ * A restarted coordinator cannot resume a round in flight (the protocol's secrets lived in memory):
+ * `recover()` aborts it cleanly with a reason and retries from the same model.
+ *
+ * All mutations are serialized through one async lock, so a deadline and the last message of a
+ * phase cannot both close it. A rejected message (wrong run/round/phase, not expected, protocol
+ * error) throws before anything is stored or counted.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventKind, Phase, type RoundStatus, type RunStatus } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { parsePolicyYaml, canonicalPolicyJson, policyHash, PolicyError, type Policy } from '../../shared/policy/schema';
+import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
+import { sodium } from '../../shared/crypto/sodium';
+import { failedPrecondition, invalid, permissionDenied, StatusError, status } from '../grpc/errors';
+import type { CoordinatorMetrics } from '../http/metrics';
+import { checkPolicyAcceptance } from '../policy/signatures';
+import type { AuditSealer, Repository, RunRow } from '../storage/repository';
+import type { EventHub } from './events';
+import { ROUND_PHASES, type OutgoingPayload, type ProtocolStep, type RoundPhase, type RoundProtocol, type RoundProtocolFactory } from './protocol';
+
+export interface Timers {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref?.();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export const PHASE_ENUM: Record<RoundPhase, Phase> = {
+  advertise: Phase.PHASE_ADVERTISE_KEYS,
+  share: Phase.PHASE_SHARE_KEYS,
+  mask: Phase.PHASE_MASKED_INPUT,
+  consistency: Phase.PHASE_CONSISTENCY_CHECK,
+  unmask: Phase.PHASE_UNMASKING,
+};
+
+type Stage = RoundPhase | 'completed' | 'aborted';
+
+/** Legal moves of a round (for transitionTo and its table test). */
+export const LEGAL_MOVES: Record<Stage, readonly Stage[]> = {
+  advertise: ['share', 'aborted'],
+  share: ['mask', 'aborted'],
+  mask: ['consistency', 'aborted'],
+  consistency: ['unmask', 'aborted'],
+  unmask: ['completed', 'aborted'],
+  completed: [],
+  aborted: [],
+};
+
+interface ActiveRound {
+  runId: string;
+  round: number;
+  policy: Policy;
+  policyHash: string;
+  protocol: RoundProtocol;
+  stage: Stage;
+  expected: Set<string>;
+  accepted: Set<string>;
+  deadline: number;
+  openedAt: number;
+  timer: unknown;
+  roster: string[];
+  baseModelVersion: number;
+}
+
+class Lock {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T> | T): Promise<T> {
+    const p = this.tail.then(fn, fn);
+    this.tail = p.catch(() => undefined);
+    return p;
+  }
+}
+
+export interface RoundsDeps {
+  repo: Repository;
+  sealer: AuditSealer;
+  events: EventHub;
+  metrics: CoordinatorMetrics;
+  factory: RoundProtocolFactory | null;
+  federationId: string;
+  coordinatorPublicKey: Uint8Array;
+  timers?: Timers;
+  maxConsecutiveAborts: number;
+  log?: (line: string) => void;
+}
+
+export class RoundsService {
+  private active: ActiveRound | null = null;
+  private readonly lock = new Lock();
+  private readonly timers: Timers;
+  private readonly log: (line: string) => void;
+  private consecutiveAborts = 0;
+  private closed = false;
+
+  constructor(private readonly d: RoundsDeps) {
+    this.timers = d.timers ?? realTimers;
+    this.log = d.log ?? (() => undefined);
+  }
+
+  // ---------------------------------------------------------------- state moves
+
+  private transitionTo(a: ActiveRound, from: readonly Stage[], to: Stage): void {
+    if (!from.includes(a.stage) || !LEGAL_MOVES[a.stage].includes(to)) {
+      throw new StatusError(status.INTERNAL, `illegal round transition ${a.stage} -> ${to} (round ${a.runId}/${a.round})`);
+    }
+    this.log(`round ${a.runId}/${a.round}: ${a.stage} -> ${to}`);
+    a.stage = to;
+  }
+
+  private phaseDeadline(policy: Policy): number {
+    return this.timers.now() + Math.round(policy.timeouts.phaseSeconds * 1000);
+  }
+
+  private arm(a: ActiveRound): void {
+    if (a.timer !== undefined) this.timers.clearTimeout(a.timer);
+    const key = `${a.runId}/${a.round}/${a.stage}`;
+    a.timer = this.timers.setTimeout(() => {
+      void this.lock.run(() => this.closeIfCurrent(key, 'deadline'));
+    }, Math.max(0, a.deadline - this.timers.now()));
+  }
+
+  private announce(a: ActiveRound, phase: RoundPhase, parties: string[], messages: OutgoingPayload[]): void {
+    const byParty = new Map<string, Uint8Array>();
+    for (const m of messages) byParty.set(m.to, m.payload);
+    for (const p of a.roster) {
+      if (!parties.includes(p) && !byParty.has(p)) continue;
+      const payload = byParty.get(p) ?? new Uint8Array(0);
+      this.d.events.publish(p, {
+        kind: EventKind.EVENT_KIND_PHASE_STARTED,
+        runId: a.runId,
+        round: a.round,
+        phase: PHASE_ENUM[phase],
+        deadlineMs: String(a.deadline),
+        parties,
+        modelVersion: a.baseModelVersion,
+        abortReason: '',
+        payload,
+      });
+      this.d.metrics.bytesSent.inc({ kind: `phase-${phase}` }, payload.length);
+    }
+  }
+
+  private broadcast(roster: string[], fields: { kind: EventKind; runId: string; round: number; modelVersion?: number; abortReason?: string }): void {
+    for (const p of roster) {
+      this.d.events.publish(p, {
+        kind: fields.kind,
+        runId: fields.runId,
+        round: fields.round,
+        phase: Phase.PHASE_UNSPECIFIED,
+        deadlineMs: '0',
+        parties: [],
+        modelVersion: fields.modelVersion ?? 0,
+        abortReason: fields.abortReason ?? '',
+        payload: new Uint8Array(0),
+      });
+    }
+  }
+
+  /** Creates the protocol for a stored open round and announces its first phase. */
+  private async openRound(run: RunRow, policy: Policy, roundNo: number, baseModelVersion: number): Promise<void> {
+    if (!this.d.factory) throw failedPrecondition('no round protocol is configured in this coordinator');
+    const base = await this.d.repo.modelVersion(baseModelVersion);
+    if (!base) throw new StatusError(status.INTERNAL, `base model version ${baseModelVersion} is missing`);
+    const roster = policy.parties.map((p) => p.name);
+    const { protocol, first } = this.d.factory.create({
+      federationId: this.d.federationId,
+      runId: run.id,
+      round: roundNo,
+      policy,
+      policyHash: run.policyHash,
+      parties: roster,
+      baseModel: { version: base.version, bytes: base.bytes },
+    });
+    const row = await this.d.repo.roundRow(run.id, roundNo);
+    const deadline = row?.phaseDeadline ?? this.phaseDeadline(policy);
+    if (row && row.phase !== first.phase) {
+      await this.d.repo.setRoundPhase(run.id, roundNo, { state: row.state, phase: row.phase }, { state: 'open', phase: first.phase, phaseDeadline: deadline });
+    }
+    const a: ActiveRound = {
+      runId: run.id,
+      round: roundNo,
+      policy,
+      policyHash: run.policyHash,
+      protocol,
+      stage: first.phase,
+      expected: new Set(first.parties),
+      accepted: new Set(),
+      deadline,
+      openedAt: this.timers.now(),
+      timer: undefined,
+      roster,
+      baseModelVersion,
+    };
+    this.active = a;
+    this.d.events.clearLatest();
+    this.announce(a, first.phase, first.parties, first.messages);
+    this.arm(a);
+  }
+
+  private async closeIfCurrent(key: string, why: 'deadline' | 'complete'): Promise<void> {
+    const a = this.active;
+    if (!a || this.closed || `${a.runId}/${a.round}/${a.stage}` !== key) return; // stale timer or already closed
+    await this.closePhase(a, why);
+  }
+
+  private async closePhase(a: ActiveRound, why: 'deadline' | 'complete'): Promise<void> {
+    if (a.timer !== undefined) this.timers.clearTimeout(a.timer);
+    a.timer = undefined;
+    const phase = a.stage as RoundPhase;
+    this.d.metrics.phaseDuration.observe({ phase }, (this.timers.now() - a.openedAt) / 1000);
+    const dropped = [...a.expected].filter((p) => !a.accepted.has(p));
+    if (dropped.length) this.d.metrics.dropouts.inc({ phase }, dropped.length);
+    this.log(`round ${a.runId}/${a.round}: phase ${phase} closed (${why}); ${a.accepted.size} sent, dropped: ${dropped.join(', ') || 'none'}`);
+    let step: ProtocolStep;
+    try {
+      step = a.protocol.closePhase();
+    } catch (e) {
+      step = { kind: 'aborted', reason: `protocol error closing phase ${phase}: ${(e as Error).message}` };
+    }
+    if (step.kind === 'next') {
+      if (!ROUND_PHASES.includes(step.phase)) step = { kind: 'aborted', reason: `protocol asked for unknown phase "${String(step.phase)}"` };
+    }
+    if (step.kind === 'next') {
+      const deadline = this.phaseDeadline(a.policy);
+      await this.d.repo.setRoundPhase(a.runId, a.round, { state: 'open', phase }, { state: 'open', phase: step.phase, phaseDeadline: deadline });
+      this.transitionTo(a, [phase], step.phase);
+      a.expected = new Set(step.parties);
+      a.accepted = new Set();
+      a.deadline = deadline;
+      a.openedAt = this.timers.now();
+      this.announce(a, step.phase, step.parties, step.messages);
+      this.arm(a);
+      return;
+    }
+    if (step.kind === 'done') {
+      const completed = await this.d.repo.completedRounds(a.runId);
+      const more = completed + 1 < a.policy.training.rounds;
+      const hash = sodium().crypto_generichash(32, step.model, null);
+      const res = await this.d.repo.completeRound({
+        runId: a.runId,
+        round: a.round,
+        model: { bytes: step.model, hash },
+        audit: { ...step.audit, policyHash: a.policyHash, survivors: step.survivors },
+        next: more ? { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(a.policy) } : null,
+        sealer: this.d.sealer,
+      });
+      this.transitionTo(a, ['unmask'], 'completed');
+      this.consecutiveAborts = 0;
+      this.d.metrics.rounds.inc({ outcome: 'completed' });
+      this.active = null;
+      this.broadcast(a.roster, { kind: EventKind.EVENT_KIND_ROUND_COMPLETED, runId: a.runId, round: a.round, modelVersion: res.modelVersion });
+      if (res.nextRound !== null) {
+        const run = await this.d.repo.run(a.runId);
+        await this.openRound(run!, a.policy, res.nextRound, res.modelVersion);
+      } else {
+        this.broadcast(a.roster, { kind: EventKind.EVENT_KIND_RUN_FINISHED, runId: a.runId, round: a.round, modelVersion: res.modelVersion });
+      }
+      return;
+    }
+    await this.abortActive(a, step.reason, false);
+  }
+
+  private async abortActive(a: ActiveRound, reason: string, abortRun: boolean): Promise<void> {
+    if (a.timer !== undefined) this.timers.clearTimeout(a.timer);
+    a.timer = undefined;
+    try {
+      a.protocol.abort(reason);
+    } catch {
+      /* already finished inside the protocol */
+    }
+    this.consecutiveAborts++;
+    const giveUp = abortRun || this.consecutiveAborts >= this.d.maxConsecutiveAborts;
+    const runReason = abortRun ? reason : giveUp ? `${reason} (${this.consecutiveAborts} consecutive aborted rounds)` : reason;
+    const res = await this.d.repo.abortRound({
+      runId: a.runId,
+      round: a.round,
+      reason: runReason,
+      retry: giveUp ? null : { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(a.policy) },
+      abortRun: giveUp,
+      sealer: this.d.sealer,
+    });
+    this.transitionTo(a, [a.stage], 'aborted');
+    this.d.metrics.rounds.inc({ outcome: 'aborted' });
+    this.active = null;
+    this.broadcast(a.roster, { kind: EventKind.EVENT_KIND_ROUND_ABORTED, runId: a.runId, round: a.round, abortReason: runReason, modelVersion: a.baseModelVersion });
+    if (res.nextRound !== null) {
+      const run = await this.d.repo.run(a.runId);
+      await this.openRound(run!, a.policy, res.nextRound, a.baseModelVersion);
+    } else {
+      this.broadcast(a.roster, { kind: EventKind.EVENT_KIND_RUN_FINISHED, runId: a.runId, round: a.round, abortReason: runReason });
+    }
+  }
+
+  // ---------------------------------------------------------------- start-up
+
+  /**
+   * At start-up: a run left `running` by a previous process has its open round aborted
+   * ("coordinator restarted") and retried from the same model, or is aborted when no protocol is
+   * configured. Nothing stored is lost or duplicated: completed rounds and their model versions stay.
+   */
+  async recover(): Promise<void> {
+    await this.lock.run(async () => {
+      const run = await this.d.repo.runningRun();
+      if (!run) return;
+      const policy = await this.loadPolicy(run.policyHash);
+      const round = await this.d.repo.latestRound(run.id);
+      const reason = round?.state === 'open' ? `coordinator restarted during round ${round.round} (phase ${round.phase}); its in-memory protocol state is gone` : 'coordinator restarted';
+      if (!round || round.state !== 'open') {
+        await this.d.repo.abortRunOnly(run.id, reason, this.d.sealer);
+        return;
+      }
+      const giveUp = !this.d.factory;
+      const res = await this.d.repo.abortRound({
+        runId: run.id,
+        round: round.round,
+        reason: giveUp ? `${reason}; no round protocol configured` : reason,
+        retry: giveUp ? null : { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(policy) },
+        abortRun: giveUp,
+        sealer: this.d.sealer,
+      });
+      this.log(`recovered run ${run.id}: ${reason}`);
+      if (res.nextRound !== null) await this.openRound(run, policy, res.nextRound, round.baseModelVersion);
+    });
+  }
+
+  private async loadPolicy(hash: string): Promise<Policy> {
+    const p = await this.d.repo.policy(hash);
+    if (!p) throw new StatusError(status.INTERNAL, `policy ${hash} of a stored run is missing`);
+    const { validatePolicy } = await import('../../shared/policy/schema');
+    return validatePolicy(JSON.parse(p.canonicalJson));
+  }
+
+  // ---------------------------------------------------------------- operator
+
+  async startRun(req: { policyYaml: string; signatures: { party: string; signature: Uint8Array }[]; initialModel: Uint8Array }): Promise<RunStatus> {
+    return this.lock.run(async () => {
+      if (this.closed) throw failedPrecondition('coordinator is shutting down');
+      if (!this.d.factory) throw failedPrecondition('no round protocol is configured in this coordinator (see coordinator/rounds/protocol.ts)');
+      let policy: Policy;
+      try {
+        policy = parsePolicyYaml(req.policyYaml);
+      } catch (e) {
+        if (e instanceof PolicyError) throw invalid(e.message);
+        throw e;
+      }
+      const hash = policyHash(policy);
+      const accepted = checkPolicyAcceptance({
+        policy,
+        policyHash: hash,
+        federationId: this.d.federationId,
+        coordinatorPublicKey: this.d.coordinatorPublicKey,
+        enrolled: await this.d.repo.listParticipants(),
+        signatures: req.signatures,
+      });
+      const dim = layoutSize(sharedParameterLayout(policy.model, policy.vocabularies));
+      let model = req.initialModel;
+      if (model.length === 0) model = new Uint8Array(dim * 4);
+      if (model.length !== dim * 4) throw invalid(`initial_model must be ${dim} float32 values (${dim * 4} bytes) for this policy's model, got ${model.length} bytes`);
+      const running = await this.d.repo.runningRun();
+      if (running) throw failedPrecondition(`run ${running.id} is still running; abort it first`);
+      const runId = `run-${new Date(this.timers.now()).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${randomBytes(3).toString('hex')}`;
+      const started = await this.d.repo.startRun({
+        runId,
+        policyHash: hash,
+        canonicalPolicyJson: canonicalPolicyJson(policy),
+        signatures: accepted,
+        roundsPlanned: policy.training.rounds,
+        initialModel: { bytes: model, hash: sodium().crypto_generichash(32, model, null) },
+        firstRound: { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(policy) },
+        sealer: this.d.sealer,
+      });
+      this.consecutiveAborts = 0;
+      await this.openRound(started.run, policy, 1, started.modelVersion);
+      return this.statusOf(started.run.id);
+    });
+  }
+
+  async abortRun(runId: string, reason: string): Promise<RunStatus> {
+    return this.lock.run(async () => {
+      const run = runId ? await this.d.repo.run(runId) : await this.d.repo.runningRun();
+      if (!run) throw new StatusError(status.NOT_FOUND, runId ? `no run "${runId}"` : 'no run is running');
+      if (run.state !== 'running') throw failedPrecondition(`run ${run.id} is already ${run.state}`);
+      const why = `operator: ${reason || 'aborted'}`;
+      const a = this.active;
+      if (a && a.runId === run.id) await this.abortActive(a, why, true);
+      else await this.d.repo.abortRunOnly(run.id, why, this.d.sealer);
+      return this.statusOf(run.id);
+    });
+  }
+
+  async status(runId: string): Promise<RunStatus> {
+    const run = runId ? await this.d.repo.run(runId) : await this.d.repo.latestRun();
+    if (!run) throw new StatusError(status.NOT_FOUND, runId ? `no run "${runId}"` : 'no run has been started');
+    return this.statusOf(run.id);
+  }
+
+  private async statusOf(runId: string): Promise<RunStatus> {
+    const run = (await this.d.repo.run(runId))!;
+    const r = await this.d.repo.latestRound(runId);
+    const latest = await this.d.repo.latestModelVersion();
+    const a = this.active && this.active.runId === runId ? this.active : null;
+    const current: RoundStatus | undefined = r
+      ? {
+          round: r.round,
+          state: r.state,
+          phase: r.phase ?? '',
+          deadlineMs: String(r.phaseDeadline ?? 0),
+          abortReason: r.abortReason ?? '',
+          parties: a && a.round === r.round ? [...a.expected] : [],
+          modelVersion: r.resultModelVersion ?? r.baseModelVersion,
+        }
+      : undefined;
+    return {
+      runId: run.id,
+      state: run.state,
+      policyHash: run.policyHash,
+      roundsPlanned: run.roundsPlanned,
+      roundsCompleted: await this.d.repo.completedRounds(runId),
+      currentRound: current,
+      latestModelVersion: latest?.version ?? 0,
+      abortReason: run.abortReason ?? '',
+    };
+  }
+
+  // ---------------------------------------------------------------- party messages
+
+  /** The open round's binding, or null. */
+  binding(): { runId: string; round: number; phase: Stage; expected: string[]; deadline: number } | null {
+    const a = this.active;
+    return a ? { runId: a.runId, round: a.round, phase: a.stage, expected: [...a.expected], deadline: a.deadline } : null;
+  }
+
+  /**
+   * Throws unless a message from `party` bound to (runId, round, phase) is acceptable now:
+   * FAILED_PRECONDITION for another run/round/phase or a second message, PERMISSION_DENIED for a
+   * party not expected in this phase.
+   */
+  checkBinding(party: string, phase: RoundPhase, runId: string, round: number): void {
+    const a = this.active;
+    if (!a) throw failedPrecondition('no round is open');
+    if (runId !== a.runId) throw failedPrecondition(`message is bound to run "${runId}", the open run is "${a.runId}"`);
+    if (round !== a.round) throw failedPrecondition(`message is bound to round ${round}, the open round is ${a.round}`);
+    if (phase !== a.stage) throw failedPrecondition(`message is for phase ${phase}, round ${a.round} is in phase ${a.stage}`);
+    if (!a.expected.has(party)) throw permissionDenied(`party "${party}" is not expected in phase ${phase} of round ${a.round}`);
+    if (a.accepted.has(party)) throw failedPrecondition(`party "${party}" already sent its ${phase} message for round ${a.round}`);
+  }
+
+  /** Hands one authenticated message to the protocol; closes the phase early when all have sent. */
+  async submit(party: string, phase: RoundPhase, runId: string, round: number, payload: Uint8Array): Promise<{ accepted: number }> {
+    return this.lock.run(async () => {
+      this.checkBinding(party, phase, runId, round);
+      const a = this.active!;
+      const r = a.protocol.receive(party, phase, payload);
+      a.accepted.add(party);
+      this.d.metrics.bytesReceived.inc({ kind: `phase-${phase}` }, payload.length);
+      const accepted = a.accepted.size;
+      if (r.complete) {
+        const key = `${a.runId}/${a.round}/${a.stage}`;
+        setImmediate(() => void this.lock.run(() => this.closeIfCurrent(key, 'complete')).catch((e) => this.log(`closing phase failed: ${(e as Error).stack}`)));
+      }
+      return { accepted };
+    });
+  }
+
+  /** The first event of a Subscribe stream for `party`. */
+  helloFor(party: string) {
+    const remembered = this.d.events.latestFor(party);
+    const a = this.active;
+    if (remembered && a && remembered.runId === a.runId && remembered.round === a.round) {
+      const { sequence: _s, federationId: _f, ...fields } = remembered;
+      return fields;
+    }
+    return {
+      kind: EventKind.EVENT_KIND_HELLO,
+      runId: a?.runId ?? '',
+      round: a?.round ?? 0,
+      phase: a && a.stage in PHASE_ENUM ? PHASE_ENUM[a.stage as RoundPhase] : Phase.PHASE_UNSPECIFIED,
+      deadlineMs: String(a?.deadline ?? 0),
+      parties: a ? [...a.expected] : [],
+      modelVersion: a?.baseModelVersion ?? 0,
+      abortReason: '',
+      payload: new Uint8Array(0),
+    };
+  }
+
+  /** Stops timers; the open round (if any) stays stored as open and is recovered at next start. */
+  async close(): Promise<void> {
+    await this.lock.run(async () => {
+      this.closed = true;
+      if (this.active?.timer !== undefined) this.timers.clearTimeout(this.active.timer);
+      this.active = null;
+    });
+  }
+}

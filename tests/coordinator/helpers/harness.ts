@@ -1,0 +1,278 @@
+/**
+ * Test harness: a real coordinator (NestJS, gRPC over mutual TLS on loopback port 0, SQLite or
+ * PostgreSQL) plus typed party and operator clients built from the generated grpc-js code.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { stringify } from 'yaml';
+import {
+  DownloadModelBody,
+  ParticipantServiceClient,
+  PhaseEvent,
+  PhaseMessageBody,
+  SubscribeBody,
+  UploadOpenBody,
+  type ModelInfo,
+  type PartyHeader,
+  type PhaseAck,
+  type SignedEvent,
+  type SignedRequest,
+  type UploadAck,
+  type UploadChunk,
+} from '../../../proto/gen/grpc/fedbridge/v1/federation';
+import { makeCerts, type CertsResult } from '../../../coordinator/certs/certs';
+import { validateConfig, type CoordinatorConfigInput } from '../../../coordinator/config/config';
+import { createCoordinator, type RunningCoordinator } from '../../../coordinator/main';
+import { operatorClient, startRun, unary } from '../../../coordinator/cli/operator-client';
+import { tokenSha256Hex } from '../../../coordinator/identity/tokens';
+import { signPolicyHash } from '../../../coordinator/policy/signatures';
+import type { RoundProtocolFactory } from '../../../coordinator/rounds/protocol';
+import type { Timers } from '../../../coordinator/rounds/rounds.service';
+import { ed25519Keygen, type Ed25519KeyPair } from '../../../shared/crypto/sign';
+import { sodium, sodiumReady } from '../../../shared/crypto/sodium';
+import { defaultPolicy } from '../../../shared/policy/defaults';
+import { policyHash, type Policy } from '../../../shared/policy/schema';
+import { layoutSize, sharedParameterLayout } from '../../../shared/model/layout';
+import { newHeader, signRequest, verifyEvent, type PartyMethod } from '../../../shared/proto/envelope';
+
+export const FEDERATION = 'fb-test';
+export const OPERATOR_TOKEN = 'fbt_test-operator-token-0123456789abcdef';
+
+/** Deadlines fire only when the test says so (`fire()`); `now` is the real clock. */
+export class ManualTimers implements Timers {
+  private pending = new Map<number, () => void>();
+  private id = 0;
+  now(): number {
+    return Date.now();
+  }
+  setTimeout(fn: () => void): unknown {
+    const id = ++this.id;
+    this.pending.set(id, fn);
+    return id;
+  }
+  clearTimeout(h: unknown): void {
+    this.pending.delete(h as number);
+  }
+  /** Runs every pending deadline callback (the phase deadline "passes"). */
+  fire(): number {
+    const fns = [...this.pending.values()];
+    this.pending.clear();
+    for (const f of fns) f();
+    return fns.length;
+  }
+  get count(): number {
+    return this.pending.size;
+  }
+}
+
+export interface Env {
+  dir: string;
+  certs: CertsResult;
+  configInput: CoordinatorConfigInput;
+  coordinatorKeyFile: string;
+}
+
+export async function makeEnv(parties: string[], opts: { requireClientCert?: boolean; databaseUrl?: string; maxChunkBytes?: number } = {}): Promise<Env> {
+  await sodiumReady();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-coord-'));
+  const certs = await makeCerts({ out: path.join(dir, 'certs'), parties: [...parties, 'operator'] });
+  const configInput: CoordinatorConfigInput = {
+    federationId: FEDERATION,
+    grpc: {
+      listen: '127.0.0.1:0',
+      tls: { cert: certs.server.cert, key: certs.server.key, ca: certs.ca, requireClientCert: opts.requireClientCert ?? true },
+      ...(opts.maxChunkBytes ? { maxChunkBytes: opts.maxChunkBytes } : {}),
+    },
+    http: { listen: '127.0.0.1:0' },
+    storage: { dataDir: path.join(dir, 'data'), ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}) },
+    identity: { keyFile: path.join(dir, 'coordinator.key') },
+    operator: { tokenSha256: tokenSha256Hex(OPERATOR_TOKEN) },
+  };
+  return { dir, certs, configInput, coordinatorKeyFile: path.join(dir, 'coordinator.key') };
+}
+
+export async function startCoordinator(env: Env, protocol: RoundProtocolFactory | null, timers?: Timers, logs?: string[]): Promise<RunningCoordinator> {
+  const config = validateConfig(env.configInput, env.dir, 'test', {});
+  return createCoordinator(config, { protocol, timers, log: (l) => (logs?.push(l), process.env.FB_DEBUG && process.stderr.write(`[coord ${new Date().toISOString().slice(14, 23)}] ${l}\n`)) });
+}
+
+export function operator(env: Env, port: number, token = OPERATOR_TOKEN) {
+  return operatorClient({ address: `127.0.0.1:${port}`, caFile: env.certs.ca, token, certFile: env.certs.clients.operator.cert, keyFile: env.certs.clients.operator.key });
+}
+
+export { unary, startRun };
+
+/** A queue of the events of one Subscribe stream, verified against the coordinator key. */
+export class EventStream {
+  readonly events: PhaseEvent[] = [];
+  readonly raw: SignedEvent[] = [];
+  error: grpc.ServiceError | null = null;
+  private waiters: (() => void)[] = [];
+  constructor(readonly call: grpc.ClientReadableStream<SignedEvent>, coordinatorKey: Uint8Array) {
+    call.on('data', (ev: SignedEvent) => {
+      if (!verifyEvent(ev, coordinatorKey)) throw new Error('event signature does not verify');
+      this.raw.push(ev);
+      this.events.push(PhaseEvent.decode(ev.body));
+      this.wake();
+    });
+    call.on('error', (e: grpc.ServiceError) => {
+      this.error = e;
+      this.wake();
+    });
+    call.on('end', () => this.wake());
+  }
+  private wake() {
+    for (const w of this.waiters.splice(0)) w();
+  }
+  /** Resolves with the first event (from index `from`) matching `pred`; waits for it. */
+  async next(pred: (e: PhaseEvent) => boolean, from = 0, timeoutMs = 20_000): Promise<PhaseEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.events.slice(from).find(pred);
+      if (hit) return hit;
+      if (this.error) throw this.error;
+      if (Date.now() > deadline) throw new Error(`no matching event within ${timeoutMs} ms; have ${JSON.stringify(this.events.map((e) => [e.kind, e.round, e.phase]))}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, Math.max(1, deadline - Date.now()));
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+  /** Resolves once the stream failed (for rejected subscriptions). */
+  async failure(timeoutMs = 10_000): Promise<grpc.ServiceError> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.error) {
+      if (Date.now() > deadline) throw new Error('stream did not fail');
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 50);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+    return this.error;
+  }
+  cancel() {
+    this.call.cancel();
+  }
+}
+
+export class TestParty {
+  readonly keys: Ed25519KeyPair;
+  readonly client: ParticipantServiceClient;
+  constructor(readonly name: string, env: Env, port: number, opts: { keys?: Ed25519KeyPair; certAs?: string } = {}) {
+    this.keys = opts.keys ?? ed25519Keygen();
+    const certOf = env.certs.clients[opts.certAs ?? name];
+    const creds = grpc.credentials.createSsl(fs.readFileSync(env.certs.ca), certOf ? fs.readFileSync(certOf.key) : null, certOf ? fs.readFileSync(certOf.cert) : null);
+    this.client = new ParticipantServiceClient(`127.0.0.1:${port}`, creds, { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+  }
+  close() {
+    this.client.close();
+  }
+  header(method: PartyMethod, runId = '', round = 0, over: Partial<PartyHeader> = {}): PartyHeader {
+    return { ...newHeader({ federationId: FEDERATION, party: this.name, runId, round, method }), ...over };
+  }
+  sign(method: PartyMethod, body: Uint8Array, key = this.keys.secretKey): SignedRequest {
+    return signRequest(method, body, key);
+  }
+  subscribe(coordinatorKey: Uint8Array, over: Partial<PartyHeader> = {}): EventStream {
+    const body = SubscribeBody.encode({ header: this.header('Subscribe', '', 0, over) }).finish();
+    return new EventStream(this.client.subscribe(this.sign('Subscribe', body)), coordinatorKey);
+  }
+  rawPhase(method: 'AdvertiseKeys' | 'ShareKeys' | 'ConsistencyCheck' | 'Unmasking', req: SignedRequest): Promise<PhaseAck> {
+    const fn = {
+      AdvertiseKeys: this.client.advertiseKeys,
+      ShareKeys: this.client.shareKeys,
+      ConsistencyCheck: this.client.consistencyCheck,
+      Unmasking: this.client.unmasking,
+    }[method].bind(this.client) as (r: SignedRequest, cb: (e: grpc.ServiceError | null, a: PhaseAck) => void) => grpc.ClientUnaryCall;
+    return new Promise((resolve, reject) => fn(req, (e, a) => (e ? reject(e) : resolve(a))));
+  }
+  phase(method: 'AdvertiseKeys' | 'ShareKeys' | 'ConsistencyCheck' | 'Unmasking', runId: string, round: number, payload: Uint8Array, over: Partial<PartyHeader> = {}): Promise<PhaseAck> {
+    const body = PhaseMessageBody.encode({ header: this.header(method, runId, round, over), payload }).finish();
+    return this.rawPhase(method, this.sign(method, body));
+  }
+  /** Streams `data` in chunks; `mutate` may alter the chunk list before sending (tests of bad uploads). */
+  upload(
+    runId: string,
+    round: number,
+    data: Uint8Array,
+    opts: { chunkBytes?: number; mutate?: (chunks: UploadChunk[]) => UploadChunk[]; over?: Partial<PartyHeader>; openOver?: Partial<UploadOpenBody> } = {},
+  ): Promise<UploadAck> {
+    const size = opts.chunkBytes ?? 1024 * 1024;
+    const count = Math.ceil(data.length / size);
+    const open: UploadOpenBody = {
+      header: this.header('UploadMaskedInput', runId, round, opts.over),
+      totalBytes: String(data.length),
+      chunkCount: count,
+      dataHash: sodium().crypto_generichash(32, data, null),
+      ...opts.openOver,
+    };
+    let chunks: UploadChunk[] = [{ open: this.sign('UploadMaskedInput', UploadOpenBody.encode(open).finish()), index: 0, data: new Uint8Array(0) }];
+    for (let i = 0; i < count; i++) chunks.push({ open: undefined, index: i, data: data.subarray(i * size, Math.min(data.length, (i + 1) * size)) });
+    if (opts.mutate) chunks = opts.mutate(chunks);
+    return new Promise((resolve, reject) => {
+      const call = this.client.uploadMaskedInput((e, ack) => (e ? reject(e) : resolve(ack)));
+      call.on('error', () => undefined);
+      for (const c of chunks) call.write(c);
+      call.end();
+    });
+  }
+  download(version = 0): Promise<{ info: ModelInfo; data: Uint8Array; chunks: number }> {
+    const body = DownloadModelBody.encode({ header: this.header('DownloadModel'), version }).finish();
+    return new Promise((resolve, reject) => {
+      const call = this.client.downloadModel(this.sign('DownloadModel', body));
+      let info: ModelInfo | undefined;
+      const parts: Uint8Array[] = [];
+      call.on('data', (c) => {
+        if (c.info) info = c.info;
+        else parts.push(c.data);
+      });
+      call.on('error', reject);
+      call.on('end', () => (info ? resolve({ info, data: new Uint8Array(Buffer.concat(parts)), chunks: parts.length }) : reject(new Error('no ModelInfo'))));
+    });
+  }
+}
+
+export function testPolicy(parties: TestParty[], coordinatorKey: Uint8Array, over: { numItems?: number; rounds?: number; phaseSeconds?: number } = {}): Policy {
+  const p = defaultPolicy({
+    federationId: FEDERATION,
+    coordinator: { name: 'coordinator', publicKey: Buffer.from(coordinatorKey).toString('base64') },
+    parties: parties.map((q) => ({ name: q.name, publicKey: Buffer.from(q.keys.publicKey).toString('base64') })),
+    catalogue: { hash: 'ab'.repeat(32), numItems: over.numItems ?? 50 },
+  });
+  p.training.rounds = over.rounds ?? 2;
+  p.timeouts.phaseSeconds = over.phaseSeconds ?? 60;
+  if (parties.length >= 3) p.secagg.threshold = 2;
+  return p;
+}
+
+export function modelDim(p: Policy): number {
+  return layoutSize(sharedParameterLayout(p.model, p.vocabularies));
+}
+
+export function policyYaml(p: Policy): string {
+  return stringify(p);
+}
+
+export function signaturesFor(p: Policy, parties: TestParty[]) {
+  const h = policyHash(p);
+  return parties.map((q) => ({ party: q.name, signature: signPolicyHash(h, q.keys.secretKey) }));
+}
+
+export async function grpcError(p: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as grpc.ServiceError;
+  }
+  throw new Error('expected the call to fail');
+}
+
+export { grpc };
