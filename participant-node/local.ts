@@ -10,6 +10,7 @@ import { DEFAULT_VOCABULARIES, type Vocabularies } from '../shared/data/vocab';
 import type { ModelConfig } from '../shared/model/layout';
 import { parsePolicyYaml, PolicyError } from '../shared/policy/schema';
 import { Xoshiro128 } from '../shared/util/prng';
+import { sodiumReady } from '../shared/crypto/sodium';
 import { readNodeInfo } from './identity';
 import { loadDataset } from './data/store';
 import { readGroundTruth } from './data/import';
@@ -19,6 +20,9 @@ import { TwoTowerModel } from './model/twotower';
 import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives, trainEpochs, type TrainProgress } from './model/train';
 import { evaluateCrossDomain, evaluateModel, type CrossDomainReport, type EvalReport } from './model/evaluate';
 import { loadModel, saveModel } from './model/store';
+import { DpSgdTrainer } from './model/dpsgd';
+import { calibrateSigma, DEFAULT_ORDERS, epsilonFromRdp, rdpSampledGaussian } from '../shared/dp/rdp';
+import type { TrainResult } from './model/train';
 import { Recommender } from './serve/recommend';
 
 export interface ModelSpec {
@@ -58,8 +62,21 @@ export interface TrainLocalOptions {
   /** 'last': hold out each user's latest interaction so `evaluate` is honest; 'none': train on everything */
   holdout: 'last' | 'none';
   policy?: string;
+  /** user-level DP-SGD instead of plain training: sigma is calibrated to (epsilon, delta) over `steps` */
+  dp?: LocalDpOptions;
   onProgress?: (p: TrainProgress) => void;
   log?: (msg: string) => void;
+}
+
+export interface LocalDpOptions {
+  epsilon: number;
+  delta: number;
+  /** total DP-SGD steps (e.g. rounds x steps per round) */
+  steps: number;
+  samplingRate: number;
+  clipNorm: number;
+  maxInteractionsPerUser: number;
+  learningRate: number;
 }
 
 export interface TrainLocalResult {
@@ -73,6 +90,7 @@ export interface TrainLocalResult {
   epochLosses: number[];
   seed: number;
   holdout: 'last' | 'none';
+  dp?: { epsilon: number; delta: number; sigma: number; order: number; steps: number; samplingRate: number; clipNorm: number };
 }
 
 export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise<TrainLocalResult> {
@@ -80,20 +98,28 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
   const ds = loadDataset(dataDir);
   const spec = modelSpec(ds, o.policy);
   const sel: BackendSelection = await selectBackend(tf, o.backend);
+  await sodiumReady(); // CSPRNG for DP sampling and noise
   const seed = o.seed ?? randomInt(0, 2 ** 31);
   const positives = o.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
   const model = TwoTowerModel.forPolicy(spec.model, spec.vocabularies, ds.users.length, { learningRate: o.learningRate, initSeed: seed });
   try {
     const f = encodeFeatures(ds, spec.vocabularies);
     model.setFeatures(f.users, f.items);
-    o.log?.(`training ${info.name}: ${ds.users.length} users, ${positives.user.length} interactions, ${ds.items.length} items, backend ${sel.backend}`);
-    const r = trainEpochs(model, positives, domainIndex(ds), {
-      epochs: o.epochs,
-      batchSize: o.batchSize,
-      negatives: o.negatives,
-      rng: new Xoshiro128(seed ^ 0x2545f491),
-      onProgress: o.onProgress,
-    });
+    o.log?.(`training ${info.name}: ${ds.users.length} users, ${positives.user.length} interactions, ${ds.items.length} items, backend ${sel.backend}${o.dp ? `, user-level DP-SGD (epsilon ${o.dp.epsilon}, delta ${o.dp.delta})` : ''}`);
+    let dpInfo: TrainLocalResult['dp'];
+    const r = o.dp
+      ? (() => {
+          const res = trainDp(model, positives, domainIndex(ds), o.dp!, o.negatives, new Xoshiro128(seed ^ 0x2545f491), o.onProgress);
+          dpInfo = res.dp;
+          return res.train;
+        })()
+      : trainEpochs(model, positives, domainIndex(ds), {
+          epochs: o.epochs,
+          batchSize: o.batchSize,
+          negatives: o.negatives,
+          rng: new Xoshiro128(seed ^ 0x2545f491),
+          onProgress: o.onProgress,
+        });
     saveModel(
       dataDir,
       model,
@@ -103,7 +129,7 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
         catalogueHash: ds.catalogueHash,
         learningRate: o.learningRate,
         initSeed: seed,
-        training: { kind: 'local', backend: sel.backend, epochs: r.epochs, steps: r.steps, batchSize: o.batchSize, negatives: o.negatives, holdout: o.holdout, finalLoss: r.finalLoss },
+        training: { kind: 'local', backend: sel.backend, epochs: r.epochs, steps: r.steps, batchSize: o.batchSize, negatives: o.negatives, holdout: o.holdout, finalLoss: r.finalLoss, dp: dpInfo ?? null },
       },
       ds.users.map((u) => u.id),
     );
@@ -118,10 +144,52 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
       epochLosses: r.epochLosses,
       seed,
       holdout: o.holdout,
+      dp: dpInfo,
     };
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * Local user-level DP-SGD: sigma is the smallest noise multiplier that keeps `steps` Poisson-
+ * subsampled Gaussian steps at rate q within (epsilon, delta) (RDP accountant, shared/dp/rdp.ts);
+ * the epsilon reported is recomputed from the steps actually taken.
+ */
+function trainDp(
+  model: TwoTowerModel,
+  positives: { user: Uint32Array; item: Uint32Array },
+  domains: ReturnType<typeof domainIndex>,
+  dp: LocalDpOptions,
+  negatives: number,
+  rng: Xoshiro128,
+  onProgress?: (p: TrainProgress) => void,
+): { train: TrainResult; dp: NonNullable<TrainLocalResult['dp']> } {
+  const sigma = calibrateSigma(dp.epsilon, dp.delta, dp.samplingRate, dp.steps);
+  const trainer = new DpSgdTrainer(model, positives, domains, { clipNorm: dp.clipNorm, noiseMultiplier: sigma, samplingRate: dp.samplingRate, maxInteractionsPerUser: dp.maxInteractionsPerUser, negatives, learningRate: dp.learningRate }, rng);
+  const t0 = process.hrtime.bigint();
+  let samples = 0;
+  let lossSum = 0;
+  let finalLoss = NaN;
+  for (let s = 1; s <= dp.steps; s++) {
+    const info = trainer.step();
+    samples += info.examples;
+    if (!Number.isNaN(info.loss)) {
+      finalLoss = info.loss;
+      lossSum += info.loss;
+    }
+    if (onProgress) {
+      const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+      onProgress({ epoch: 1, epochs: 1, batch: s, batches: dp.steps, loss: info.loss, samplesPerSecond: samples / Math.max(secs, 1e-9) });
+    }
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const orders = DEFAULT_ORDERS;
+  const eps = epsilonFromRdp(orders, rdpSampledGaussian(dp.samplingRate, sigma, dp.steps, orders), dp.delta);
+  return {
+    train: { epochs: 1, steps: dp.steps, samples, seconds, samplesPerSecond: samples / Math.max(seconds, 1e-9), finalLoss, epochLosses: [lossSum / dp.steps] },
+    dp: { epsilon: eps.epsilon, delta: dp.delta, sigma, order: eps.order, steps: dp.steps, samplingRate: dp.samplingRate, clipNorm: dp.clipNorm },
+  };
 }
 
 export interface EvaluateResult extends EvalReport {

@@ -69,6 +69,13 @@ export function registerNodeCommands(node: Command): void {
     .option('--holdout <mode>', "last: hold out each user's latest interaction for `node evaluate`; none: train on all", 'last')
     .option('--policy <file>', 'take model dimensions and vocabularies from the federation policy')
     .option('--backend <name>', BACKEND_HELP, 'auto')
+    .option('--dp-epsilon <x>', 'train with user-level DP-SGD at this epsilon (sigma is calibrated by the RDP accountant)')
+    .option('--dp-delta <x>', 'DP delta', '1e-6')
+    .option('--dp-steps <n>', 'DP-SGD steps in total (e.g. 20 rounds x 50 steps)', '1000')
+    .option('--dp-q <x>', 'Poisson sampling rate of users per step', '0.01')
+    .option('--dp-clip <x>', 'per-user L2 clip norm C', '1')
+    .option('--dp-max-interactions <n>', 'contribution bound: positives per user per step', '32')
+    .option('--dp-lr <x>', 'learning rate of the DP optimizer (dense Adam)', '0.001')
     .option('--json', 'print the result as one JSON object')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const holdout = opts.holdout as string;
@@ -82,6 +89,18 @@ export function registerNodeCommands(node: Command): void {
         seed: opts.seed === undefined ? undefined : parseNumberOption('--seed', opts.seed as string, { integer: true, min: 0, max: 2 ** 31 - 1 }),
         holdout: holdout as 'last' | 'none',
         policy: opts.policy as string | undefined,
+        dp:
+          opts.dpEpsilon === undefined
+            ? undefined
+            : {
+                epsilon: parseNumberOption('--dp-epsilon', opts.dpEpsilon as string, { min: 1e-6, max: 1e4 }),
+                delta: parseNumberOption('--dp-delta', opts.dpDelta as string, { min: 1e-30, max: 0.1 }),
+                steps: parseNumberOption('--dp-steps', opts.dpSteps as string, { integer: true, min: 1, max: 10_000_000 }),
+                samplingRate: parseNumberOption('--dp-q', opts.dpQ as string, { min: 1e-9, max: 1 }),
+                clipNorm: parseNumberOption('--dp-clip', opts.dpClip as string, { min: 1e-9, max: 1e6 }),
+                maxInteractionsPerUser: parseNumberOption('--dp-max-interactions', opts.dpMaxInteractions as string, { integer: true, min: 1, max: 100_000 }),
+                learningRate: parseNumberOption('--dp-lr', opts.dpLr as string, { min: 1e-9, max: 10 }),
+              },
       };
       const { trainLocal } = await import('../local');
       const progress = progressReporter();
@@ -92,9 +111,10 @@ export function registerNodeCommands(node: Command): void {
         progress.stop();
       }
       if (opts.json) {
-        printJson({ party: r.party, backend: r.backend, adapter: r.adapter, epochs: r.epochs, steps: r.steps, samplesPerSecond: r.samplesPerSecond, finalLoss: r.finalLoss, epochLosses: r.epochLosses, seed: r.seed, holdout: r.holdout });
+        printJson({ party: r.party, backend: r.backend, adapter: r.adapter, epochs: r.epochs, steps: r.steps, samplesPerSecond: r.samplesPerSecond, finalLoss: r.finalLoss, epochLosses: r.epochLosses, seed: r.seed, holdout: r.holdout, dp: r.dp });
       } else {
         process.stderr.write(`trained ${r.epochs} epochs (${r.steps} steps) on ${r.backend}: ${Math.round(r.samplesPerSecond)} samples/s, final loss ${r.finalLoss.toFixed(4)}, seed ${r.seed}\n`);
+        if (r.dp) process.stderr.write(`user-level DP: epsilon ${r.dp.epsilon.toFixed(3)} (delta ${r.dp.delta}, order ${r.dp.order}) with sigma ${r.dp.sigma.toFixed(4)}, q ${r.dp.samplingRate}, ${r.dp.steps} steps, clip ${r.dp.clipNorm}\n`);
       }
     });
 

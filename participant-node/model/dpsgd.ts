@@ -271,6 +271,8 @@ export interface DpSgdConfig {
 
 export interface DpStepInfo {
   sampledUsers: number;
+  /** training examples (positives + negatives) of the sampled users */
+  examples: number;
   loss: number;
   clippedFraction: number;
 }
@@ -361,7 +363,7 @@ export class DpSgdTrainer {
       values: Float32Array.from(userRows.flatMap((r) => Array.from(r.values))),
       width: this.model.shape.embeddingDim,
     };
-    return { grad, userGrads, info: { sampledUsers: batch.length, loss: batch.length ? loss / batch.length : NaN, clippedFraction: batch.length ? clipped / batch.length : 0 } };
+    return { grad, userGrads, info: { sampledUsers: batch.length, examples: batch.reduce((a, b) => a + b.items.length, 0), loss: batch.length ? loss / batch.length : NaN, clippedFraction: batch.length ? clipped / batch.length : 0 } };
   }
 
   /** One DP-SGD step: noisy gradient, dense Adam on the shared parameters, lazy Adam on private e_u. */
