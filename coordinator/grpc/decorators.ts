@@ -43,7 +43,7 @@ export function answer<R>(callback: sendUnaryData<R>, p: Promise<R>, log?: (line
   return p.then(
     (res) => callback(null, res),
     (e) => {
-      const s = toStatusError((e as { error?: unknown })?.error ?? e, log);
+      const s = toStatusError(e, log);
       callback({ code: s.code, details: s.message, message: s.message, name: 'StatusError' } as never, null);
     },
   );
