@@ -215,11 +215,16 @@ export class SecAggClient {
     this.acceptServer(m, 'advertised', 'server-keys');
     const keys = new Map<string, PeerKeys>();
     const sPks = new Set<string>();
+    const senders = new Set<string>();
     for (const a of m.advertisements) {
       if (a.federationId !== this.ctx.federationId || a.round !== this.ctx.round) this.refuse(`advertisement of ${a.sender} is for another federation or round`);
       const pk = this.ctx.peers.get(a.sender);
       if (!pk) this.refuse(`advertisement from unknown party ${JSON.stringify(a.sender)}`);
-      if (keys.has(a.sender)) this.refuse(`two advertisements from ${a.sender}`);
+      if (senders.has(a.sender)) this.refuse(`two advertisements from ${a.sender}`);
+      senders.add(a.sender);
+      // Only our own and our neighbours' keys are ever used; others are not verified (SecAgg+ saves
+      // n - k signature checks per party). A forged non-neighbour entry cannot affect us.
+      if (a.sender !== this.partyId && !this.ctx.isNeighbour(this.partyId, a.sender)) continue;
       if (!verifyMessage(a, pk)) this.refuse(`advertisement of ${a.sender} has an invalid signature`);
       if (sPks.has(Buffer.from(a.sPk).toString('hex')) || sPks.has(Buffer.from(a.cPk).toString('hex'))) this.refuse(`advertisement of ${a.sender} reuses another party's public key`);
       sPks.add(Buffer.from(a.sPk).toString('hex'));
