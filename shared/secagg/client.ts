@@ -16,7 +16,8 @@
  * - The message is authentic but asks for something the protocol forbids (a malicious
  *   coordinator): the client moves to `aborted`, wipes its secrets and throws code ABORTED. These
  *   are: advertisement lists that are forged, duplicated or do not contain our keys; too few
- *   neighbours left (< t share holders); survivor lists that differ from the one we signed or
+ *   neighbours left (< t share holders); a survivor list that is disconnected in the neighbour
+ *   graph (partial sums would leak); survivor lists that differ from the one we signed or
  *   list a party that never shared keys with us; fewer than t valid survivor signatures; a party
  *   requested both as alive (self-mask share) and dropped (key share); a self-mask share of a
  *   non-survivor or a key share of a survivor.
@@ -33,7 +34,7 @@ import { randomBytes } from '../crypto/sodium';
 import { ED25519_SECRET_KEY_LENGTH, ed25519Verify } from '../crypto/sign';
 import { x25519Keygen, type X25519KeyPair } from '../crypto/x25519';
 import { asInvalidArgument, SecAggError } from './errors';
-import { assertPartyId } from './graph';
+import { assertPartyId, isConnectedWithin } from './graph';
 import {
   signMessage,
   survivorListBytes,
@@ -325,6 +326,9 @@ export class SecAggClient {
     const mineAlive = this.ctx.closed(this.partyId).filter((v) => survivors.includes(v));
     if (mineAlive.length < this.ctx.params.threshold) {
       this.refuse(`only ${mineAlive.length} of our share holders survive, fewer than t=${this.ctx.params.threshold}`);
+    }
+    if (!isConnectedWithin(this.ctx.neighbours, new Set(survivors))) {
+      this.refuse('the survivors are not connected in the neighbour graph: the coordinator would learn partial sums');
     }
     this.signedSurvivors = [...survivors];
     this.transitionTo(['masked'], 'signed');

@@ -61,7 +61,7 @@ export function validateParams(n: number, params: SecAggParams): void {
   }
 }
 
-/** Validates a roster: sorted? not required; unique ids of 1..128 printable ASCII chars. Returns it sorted. */
+/** Validates a roster (unique ids of 1..128 printable ASCII characters, any order); returns it sorted. */
 export function sortedRoster(ids: readonly string[]): string[] {
   if (!Array.isArray(ids)) throw new TypeError('"roster" expected an array of party ids');
   const seen = new Set<string>();
@@ -139,4 +139,26 @@ export function neighbourGraph(roster: readonly string[], k: number, seed: Uint8
     out.set(perm[i], [...nb].sort(compareIds));
   }
   return out;
+}
+
+/**
+ * True iff the subgraph induced on `set` is connected (empty and single-party sets count as
+ * connected). Pair masks cancel inside each connected component of the survivors, so with a
+ * disconnected survivor set the coordinator would learn the sum of every component separately.
+ */
+export function isConnectedWithin(neighbours: ReadonlyMap<string, readonly string[]>, set: ReadonlySet<string>): boolean {
+  const first = set.values().next();
+  if (first.done) return true;
+  const seen = new Set<string>([first.value]);
+  const stack = [first.value];
+  while (stack.length) {
+    const u = stack.pop()!;
+    for (const v of neighbours.get(u) ?? []) {
+      if (set.has(v) && !seen.has(v)) {
+        seen.add(v);
+        stack.push(v);
+      }
+    }
+  }
+  return seen.size === set.size;
 }

@@ -19,7 +19,8 @@
  * Threshold rule (checked when each phase closes; the round aborts at the first failure):
  *   R1  |U1| >= t and every u in U1 has |N[u] ∩ U1| >= t
  *   R2  |U2| >= t and every u in U2 has |N[u] ∩ U2| >= t
- *   R3  |U3| >= t and every u in U3 has |N[u] ∩ U3| >= t
+ *   R3  |U3| >= t and every u in U3 has |N[u] ∩ U3| >= t, and U3 is connected in the graph
+ *       (else the pair masks would cancel per component and reveal each component's sum)
  *   R4  |U4| >= t
  *   R5  every u in U3 has |N[u] ∩ U5| >= t, and every dropped v in U2 \ U3 that has a neighbour
  *       in U3 has |N(v) ∩ U5| >= t.
@@ -56,6 +57,7 @@ import {
   type UnmaskRequest,
   type UnmaskShares,
 } from './messages';
+import { isConnectedWithin } from './graph';
 import { RoundContext, type RoundInfo } from './round';
 
 export type ServerPhase = 'advertise' | 'share' | 'mask' | 'consistency' | 'unmask' | 'done' | 'aborted';
@@ -328,6 +330,9 @@ export class SecAggServer {
         this.setsByPhase.U3 = [...U3].sort();
         const why = this.holdersRule('R3 after masked-input', U3, U3);
         if (why) return this.abort(why);
+        if (!isConnectedWithin(this.ctx.neighbours, U3)) {
+          return this.abort('R3 after masked-input: the surviving parties are not connected in the neighbour graph, so the sum would split into partial sums');
+        }
         this.survivorList = this.setsByPhase.U3;
         const msg = this.sign<ConsistencyRequest>({ type: 'consistency-request', survivors: this.survivorList });
         this.transitionTo(['mask'], 'consistency');

@@ -164,6 +164,15 @@ export function expectedAbortPhase(ids: string[], nb: ReadonlyMap<string, readon
   const U = (p: number) => new Set(ids.filter((id) => (drops.get(id) ?? 99) > p));
   const each = (set: Set<string>, alive: Set<string>) => set.size >= t && [...set].every((u) => closed(nb, u).filter((v) => alive.has(v)).length >= t);
   for (const p of [1, 2, 3]) if (!each(U(p), U(p))) return p;
+  // survivors of the masked-input phase must form one connected component (BFS, written again here)
+  const U3c = U(3);
+  if (U3c.size) {
+    const start = [...U3c][0];
+    const seen = new Set([start]);
+    const queue = [start];
+    while (queue.length) for (const v of nb.get(queue.shift()!)!) if (U3c.has(v) && !seen.has(v)) (seen.add(v), queue.push(v));
+    if (seen.size !== U3c.size) return 3;
+  }
   if (U(4).size < t) return 4;
   const U2 = U(2);
   const U3 = U(3);

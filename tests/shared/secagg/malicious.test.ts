@@ -224,3 +224,36 @@ describe('client refuses authentic but inconsistent key material', () => {
     );
   });
 });
+
+describe('client refuses a disconnected survivor list (SecAgg+)', () => {
+  test('a coordinator that claims the cycle broke in two is refused at the consistency check', () => {
+    const fed = makeFederation(8, 'cyc');
+    const seed = new Uint8Array(32).fill(9);
+    const inputs = new Map(fed.ids.map((id) => [id, new Uint32Array(4)]));
+    const d = new RoundDriver({ fed, params: { threshold: 2, degree: 2, bits: 32 }, m: 4, inputs, roundSeed: seed });
+    d.runUntil('consistency');
+    const g = d.server.ctx.neighbours;
+    const order = [fed.ids[0]];
+    while (order.length < 8) order.push(g.get(order[order.length - 1])!.find((v) => !order.includes(v))!);
+    const req = d.messageFor(order[1]) as ConsistencyRequest;
+    const split = req.survivors.filter((v) => v !== order[0] && v !== order[4]);
+    expectCode(() => d.clients.get(order[1])!.onConsistencyRequest(forge(fed, req, { survivors: split })), 'ABORTED', /not connected/);
+  });
+
+  test('in a SecAgg+ graph a forged advertisement of a non-neighbour is ignored, of a neighbour refused', () => {
+    const fed = makeFederation(8, 'nb');
+    const inputs = new Map(fed.ids.map((id) => [id, new Uint32Array(4)]));
+    const mk = () => new RoundDriver({ fed, params: { threshold: 2, degree: 2, bits: 32 }, m: 4, inputs });
+    const d = mk();
+    d.runUntil('share');
+    const A = fed.ids[0];
+    const nbs = d.server.ctx.neighbours.get(A)!;
+    const stranger = fed.ids.find((v) => v !== A && !nbs.includes(v))!;
+    const k = d.messageFor(A) as ServerKeys;
+    const tamper = (who: string) => forge(fed, k, { advertisements: k.advertisements.map((a) => (a.sender === who ? { ...a, selfMaskCommitment: new Uint8Array(32) } : a)) });
+    expect(d.clients.get(A)!.onServerKeys(tamper(stranger)).type).toBe('share-keys');
+    const d2 = mk();
+    d2.runUntil('share');
+    expectCode(() => d2.clients.get(A)!.onServerKeys(tamper(nbs[0])), 'ABORTED', /invalid signature/);
+  });
+});

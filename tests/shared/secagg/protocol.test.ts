@@ -117,3 +117,37 @@ describe('secure aggregation rounds', () => {
     }
   });
 });
+
+describe('SecAgg+ partial-sum protection', () => {
+  /** The k = 2 graph is a cycle; returns the parties in cycle order. */
+  function cycleOrder(ids: string[], seed: Uint8Array): string[] {
+    const g = neighbourGraph(ids, 2, seed);
+    const order = [ids[0]];
+    while (order.length < ids.length) {
+      const last = order[order.length - 1];
+      const next = g.get(last)!.find((v) => !order.includes(v))!;
+      order.push(next);
+    }
+    return order;
+  }
+
+  test('survivors split into two components: the coordinator aborts (R3) instead of learning two partial sums', () => {
+    const fed = fedOf(8);
+    const seed = new Uint8Array(32).fill(9);
+    const order = cycleOrder(fed.ids, seed);
+    // drop cycle positions 0 and 4 after share-keys: survivors form two paths of 3, each party keeps
+    // >= 2 of its 3 share holders (so only connectivity fails)
+    const drops: DropSchedule = new Map([
+      [order[0], 3],
+      [order[4], 3],
+    ]);
+    const rng = seededRng('split');
+    const inputs = new Map(fed.ids.map((id) => [id, randomInput(rng, 16, 32)]));
+    const r = runRound({ fed, params: { threshold: 2, degree: 2, bits: 32 }, m: 16, inputs, drops, roundSeed: seed });
+    expect(r.result.kind).toBe('aborted');
+    if (r.result.kind === 'aborted') expect(r.result.reason).toMatch(/^R3 .*not connected/);
+    // one drop only leaves a path: connected, so the round completes
+    const ok = runRound({ fed, params: { threshold: 2, degree: 2, bits: 32 }, m: 16, inputs, drops: new Map([[order[0], 3]]), roundSeed: seed });
+    expect(ok.result.kind).toBe('done');
+  });
+});
