@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   training: () => import('./training'),
   data: () => import('./data'),
   secagg: () => import('./secagg'),
+  dp: () => import('./dp'),
 };
 
 async function main(): Promise<void> {

@@ -76,6 +76,12 @@ abstract class WordBitSource implements BitSource {
   }
 
   bits(k: number): number {
+    if (k < 32 && this.nbits >= k) {
+      const out = this.word & ((1 << k) - 1);
+      this.word >>>= k;
+      this.nbits -= k;
+      return out;
+    }
     if (k === 32 && this.nbits === 0) return this.nextWord();
     let out = 0;
     let have = 0;

@@ -103,24 +103,46 @@ function bernoulliExpBig(src: BitSource, x: bigint, y: number): number {
 
 /**
  * Discrete Laplace with scale t/s (P[Y=y] proportional to exp(-|y| s / t)) for integers
- * 1 <= t <= 2^52, 1 <= s < 2^53 (CKS Algorithm 2).
+ * 1 <= t <= 2^52, 1 <= s < 2^53 (CKS Algorithm 2, with the geometric part sampled
+ * directly at ratio exp(-s/t) instead of at exp(-1/t) followed by division by s).
+ *
+ * G = |Y| is geometric with ratio r = exp(-s/t). For any integer m >= 1, G mod m and floor(G / m)
+ * are independent (memorylessness): U = G mod m has P[U=u] ~ exp(-u s/t) on [0, m), and
+ * V = floor(G/m) has P[V >= k] = exp(-k m s/t). U is drawn uniformly on [0, m) and accepted with
+ * probability exp(-u s/t); V counts Bernoulli(exp(-m s/t)) successes. m is the largest power of two
+ * <= t/s (1 if t < s), so the uniform needs no rejection and u s/t < 1. Then a sign bit, rejecting
+ * "-0" so that 0 is not counted twice (CKS Alg. 2, steps 6-8).
  */
 export function discreteLaplace(src: BitSource, t: number, s: number): number {
+  const ratio = t / s;
+  let k = 0;
+  while (2 ** (k + 1) <= ratio && k < 40) k++;
+  // exact check of the power-of-two choice: m s <= t
+  while (k > 0 && 2 ** k * s > t) k--;
+  return discreteLaplaceM(src, t, s, k);
+}
+
+/** discreteLaplace with m = 2^k given (k precomputed by the caller, m s <= t or k = 0). */
+export function discreteLaplaceM(src: BitSource, t: number, s: number, k: number): number {
+  const m = 2 ** k;
+  const ms = m * s;
   for (;;) {
-    const u = src.uniform(t);
-    if (bernoulliExpFrac(src, u, t) === 0) continue;
-    let v = 0;
-    while (bernoulliExpMinusOne(src) === 1) v++;
-    const x = u + t * v;
-    if (x > Number.MAX_SAFE_INTEGER) {
-      // P[v >= 2^53 / t] = exp(-2^53 / t) <= exp(-2), but only for t near 2^52; callers keep
-      // t <= 2^42, where this is exp(-2048): never in practice. Refuse rather than round.
-      throw new RangeError('discreteLaplace: value beyond 2^53 (t too large)');
+    let u = 0;
+    if (k > 0) {
+      u = k <= 32 ? src.bits(k) : src.bits(k - 32) * 4294967296 + src.bits(32);
+      if (bernoulliExpFrac(src, u * s, t) === 0) continue;
     }
-    const y = s === 1 ? x : floorDiv(x, s);
+    let v = 0;
+    while (bernoulliExp(src, ms, t) === 1) v++;
+    const x = u + m * v;
+    if (x > Number.MAX_SAFE_INTEGER) {
+      // P[V >= 2^53 / m] = exp(-2^53 s / t) with m s <= t: exp(-2^52) or less. Never in practice;
+      // refuse rather than round.
+      throw new RangeError('discreteLaplace: value beyond 2^53');
+    }
     const b = src.bit();
-    if (b === 1 && y === 0) continue;
-    return b === 1 ? -y : y;
+    if (b === 1 && x === 0) continue;
+    return b === 1 ? -x : x;
   }
 }
 
@@ -171,6 +193,8 @@ export class DiscreteGaussian {
   private readonly lapS: number;
   private readonly mu: number;
   private readonly expDen: number;
+  private readonly lapK: number;
+  private readonly wwLimit: number;
 
   constructor(
     variance: number | RationalVariance,
@@ -199,6 +223,10 @@ export class DiscreteGaussian {
       this.lapS = den * this.mu;
       this.expDen = 2 * num;
     }
+    let k = 0;
+    while (2 ** (k + 1) * this.lapS <= this.lapT && k < 40) k++;
+    this.lapK = k;
+    this.wwLimit = Math.floor(Number.MAX_SAFE_INTEGER / (this.small ? 1 : this.den));
     if (this.expDen > TWO52 || this.lapT > 2 ** 42 || this.lapS > Number.MAX_SAFE_INTEGER) {
       throw new RangeError(`"variance" ${num}/${den}: numerator/denominator too large for the exact sampler; use rationalizeVariance`);
     }
@@ -208,7 +236,7 @@ export class DiscreteGaussian {
   sample(): number {
     const src = this.src;
     for (;;) {
-      const y = discreteLaplace(src, this.lapT, this.lapS);
+      const y = discreteLaplaceM(src, this.lapT, this.lapS, this.lapK);
       const ay = y < 0 ? -y : y;
       // acceptance exp(-c w^2 / expDen)
       let w: number;
@@ -221,7 +249,7 @@ export class DiscreteGaussian {
         c = this.den;
       }
       const ww = w * w;
-      if (ww <= Number.MAX_SAFE_INTEGER / c) {
+      if (ww <= this.wwLimit) {
         if (bernoulliExp(src, c * ww, this.expDen) === 1) return y;
       } else {
         const bw = BigInt(w);

@@ -121,6 +121,21 @@ describe('building blocks are exact (scripted bits, every bit string enumerated)
     expect(Number(d.exhausted) * 2 ** -19).toBeLessThan(0.3); // the bounds are tight enough to mean something
   });
 
+  test('discrete Laplace with scale t/s = 10/3 (geometric split at m = 2): P[y] proportional to exp(-|y| 3/10)', () => {
+    const d = exactDistribution((src) => discreteLaplace(src, 10, 3), 19);
+    const r = Math.exp(-0.3);
+    const z = (1 + r) / (1 - r);
+    let lowSum = 0;
+    for (let y = -4; y <= 4; y++) {
+      const [lo, hi] = bounds(d, y);
+      lowSum += lo;
+      const p = r ** Math.abs(y) / z;
+      expect(lo).toBeLessThanOrEqual(p + 1e-12);
+      expect(hi).toBeGreaterThanOrEqual(p - 1e-12);
+    }
+    expect(lowSum).toBeGreaterThan(0.5);
+  });
+
   test.each([
     [1, 4], // sigma = 0.5: small-sigma branch (tau = 1)
     [2, 1], // sigma = 1.41: tau = s2/mu branch

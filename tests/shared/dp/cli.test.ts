@@ -1,0 +1,72 @@
+import { main } from '../../../bin/fedbridge';
+import { epsilonFromRdp, rdpSampledGaussian, rdpDdg, roundedSensitivity, DEFAULT_ORDERS, INTEGER_ORDERS } from '../../../shared/dp/rdp';
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const so = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  const se = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  try {
+    const code = await main(args);
+    return { code, out, err };
+  } finally {
+    so.mockRestore();
+    se.mockRestore();
+  }
+}
+
+describe('fedbridge privacy epsilon', () => {
+  test('gaussian --json: {"epsilon","order"} equal to the library computation', async () => {
+    const r = await run(['privacy', 'epsilon', '--sigma', '1.1', '--q', '0.01', '--steps', '1000', '--delta', '1e-5', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    const want = epsilonFromRdp(DEFAULT_ORDERS, rdpSampledGaussian(0.01, 1.1, 1000), 1e-5);
+    expect(j.epsilon).toBe(want.epsilon);
+    expect(j.order).toBe(want.order);
+  });
+  test('ddg with explicit sensitivities and with --clip (derived exactly as the encoder bounds them)', async () => {
+    const a = await run(['privacy', 'epsilon', '--mechanism', 'ddg', '--sigma', '1', '--gamma', '64', '--n-min', '3', '--dimension', '1024', '--l2', '80', '--l1', '2000', '--q', '1', '--steps', '10', '--delta', '1e-6', '--json']);
+    expect(a.code).toBe(0);
+    const want = epsilonFromRdp(
+      INTEGER_ORDERS,
+      rdpDdg({ localVariance: 64 ** 2 / 3, parties: 3, l2: 80, l1: 2000, dimension: 1024, q: 1, steps: 10 }),
+      1e-6,
+    ).epsilon;
+    expect(JSON.parse(a.out).epsilon).toBe(want);
+    const b = await run(['privacy', 'epsilon', '--mechanism', 'ddg', '--sigma', '1', '--gamma', '64', '--dimension', '1024', '--clip', '1', '--q', '1', '--steps', '10', '--delta', '1e-6', '--json']);
+    const jb = JSON.parse(b.out);
+    const s = roundedSensitivity(64, 1024, Math.exp(-0.5));
+    expect(jb.l2).toBeCloseTo(s.l2, 12);
+    expect(jb.l1).toBeCloseTo(s.l1, 9);
+    expect(jb.epsilon).toBeGreaterThan(0);
+  });
+  test('bad input: one-line reason, exit code 2', async () => {
+    const r = await run(['privacy', 'epsilon', '--sigma', '1', '--q', '2', '--steps', '10', '--delta', '1e-5']);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe('fedbridge: --q must be <= 1, got 2\n');
+    const m = await run(['privacy', 'epsilon', '--sigma', '1', '--q', '0.1', '--steps', '10', '--delta', '1e-5', '--mechanism', 'laplace']);
+    expect(m.err).toMatch(/--mechanism must be gaussian or ddg/);
+    const g = await run(['privacy', 'epsilon', '--sigma', '1', '--q', '0.1', '--steps', '10', '--delta', '1e-5', '--gamma', '3']);
+    expect(g.err).toMatch(/--gamma applies to --mechanism ddg only/);
+    const d = await run(['privacy', 'epsilon', '--mechanism', 'ddg', '--sigma', '1', '--q', '0.1', '--steps', '10', '--delta', '1e-5', '--gamma', '3', '--dimension', '8']);
+    expect(d.err).toMatch(/needs --l2/);
+  });
+});
+
+describe('fedbridge privacy sigma', () => {
+  test('returns the smallest sigma that meets the target; epsilon at it is <= target', async () => {
+    const r = await run(['privacy', 'sigma', '--epsilon', '3', '--delta', '1e-5', '--q', '0.02', '--steps', '500', '--json']);
+    expect(r.code).toBe(0);
+    const { sigma } = JSON.parse(r.out);
+    const eps = (s: number) => epsilonFromRdp(DEFAULT_ORDERS, rdpSampledGaussian(0.02, s, 500), 1e-5).epsilon;
+    expect(eps(sigma)).toBeLessThanOrEqual(3);
+    expect(eps(sigma * 0.999)).toBeGreaterThan(3);
+    const e = await run(['privacy', 'epsilon', '--sigma', String(sigma), '--q', '0.02', '--steps', '500', '--delta', '1e-5', '--json']);
+    expect(JSON.parse(e.out).epsilon).toBeLessThanOrEqual(3);
+  });
+  test('bad input is refused', async () => {
+    const r = await run(['privacy', 'sigma', '--epsilon', '0', '--delta', '1e-5', '--q', '0.02', '--steps', '5']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--epsilon must be > 0/);
+  });
+});
