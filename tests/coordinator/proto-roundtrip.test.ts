@@ -47,8 +47,9 @@ const norm = (v: unknown): unknown => {
 const cases: [string, string, 'request' | 'response', string][] = [];
 for (const service of ['ParticipantService', 'OperatorService']) {
   for (const [name, m] of Object.entries(svc(service))) {
-    cases.push([service, name, 'request', m.requestType.type.name]);
-    cases.push([service, name, 'response', m.responseType.type.name]);
+    const typeName = (t: protoLoader.MessageTypeDefinition) => (t.type as unknown as { name: string }).name;
+    cases.push([service, name, 'request', typeName(m.requestType)]);
+    cases.push([service, name, 'response', typeName(m.responseType)]);
   }
 }
 
