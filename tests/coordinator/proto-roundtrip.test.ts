@@ -47,7 +47,7 @@ const norm = (v: unknown): unknown => {
 const cases: [string, string, 'request' | 'response', string][] = [];
 for (const service of ['ParticipantService', 'OperatorService']) {
   for (const [name, m] of Object.entries(svc(service))) {
-    const typeName = (t: protoLoader.MessageTypeDefinition) => (t.type as unknown as { name: string }).name;
+    const typeName = (t: protoLoader.MessageTypeDefinition<object, object>) => (t.type as unknown as { name: string }).name;
     cases.push([service, name, 'request', typeName(m.requestType)]);
     cases.push([service, name, 'response', typeName(m.responseType)]);
   }
