@@ -53,6 +53,12 @@ export const secaggSchema = z
     bitWidth: z.number().int().min(8).max(32).default(32),
     /** gamma: quantization scale (integers per unit) */
     scale: z.number().positive(),
+    /**
+     * L2 bound applied to a party's whole update before encoding (real domain). With local-dpsgd the
+     * update is already DP and this clip is public post-processing that bounds the integer range;
+     * with round-noise each per-user contribution is clipped to privacy.clipNorm instead.
+     */
+    updateClip: z.number().positive().default(100),
     rotation: z.enum(['none', 'hadamard']).default('hadamard'),
     /** the largest accepted probability that the true sum wraps around the modulus */
     maxWrapProbability: z.number().positive().max(1e-3).default(2 ** -40),

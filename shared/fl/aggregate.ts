@@ -1,0 +1,38 @@
+/**
+ * The coordinator's side of a round after secure aggregation (DESIGN §4 step 5): decode the
+ * unmasked sum of the survivors' encoded updates, average with uniform weights, apply the server
+ * optimizer. Pure: the same function serves the gRPC coordinator and in-process simulations.
+ */
+import { decodeAggregate } from '../dp/encode';
+import { applyServerUpdate, type ServerOptimizerConfig, type ServerOptimizerState } from './server';
+
+export interface AggregateParams {
+  gamma: number;
+  bits: number;
+  rotationSeed: Uint8Array | null;
+}
+
+export function nextGlobalModel(
+  global: Float32Array,
+  sum: Uint32Array,
+  survivors: number,
+  enc: AggregateParams,
+  optimizer: ServerOptimizerConfig,
+  state: ServerOptimizerState,
+): Float32Array {
+  const avg = decodeAggregate(sum, enc, global.length, survivors);
+  return applyServerUpdate(global, avg, optimizer, state);
+}
+
+/** Exact sum mod 2^bits of Uint32 vectors (what secure aggregation reveals). */
+export function modularSum(vectors: Uint32Array[], bits: number): Uint32Array {
+  if (vectors.length === 0) throw new RangeError('no vectors to sum');
+  const n = vectors[0].length;
+  const out = new Uint32Array(n);
+  const mask = bits === 32 ? 0xffffffff : 2 ** bits - 1;
+  for (const v of vectors) {
+    if (v.length !== n) throw new RangeError(`vector length ${v.length} differs from ${n}`);
+    for (let i = 0; i < n; i++) out[i] = ((out[i] + v[i]) & mask) >>> 0;
+  }
+  return out;
+}
