@@ -1,0 +1,69 @@
+/**
+ * Writing the log (pure, no I/O): the coordinator appends entries through an AuditWriter, which
+ * validates each entry against the schema (entries.ts), adds `idx` and `at`, encodes it canonically,
+ * and chains and signs it (chain.ts). Storage persists the returned record; `exportLine` gives its
+ * exported form. The same writer builds the logs the tests verify.
+ */
+import { AUDIT_GENESIS, auditChainHash, canonicalEntryBytes, exportLine, signAuditEntry, type AuditRecord } from './chain';
+import { checkEntry, type AuditEntry, type AuditEntryInput } from './entries';
+import { merkleRoot } from './merkle';
+import { toHex } from './bytes';
+
+export class AuditWriter {
+  private nextIdx: number;
+  private prev: Uint8Array;
+  private readonly records: AuditRecord[] = [];
+
+  /** `resume`: continue after an existing chain (index of the next entry and the current head). */
+  constructor(
+    private readonly coordinatorSecretKey: Uint8Array,
+    resume?: { nextIdx: number; head: Uint8Array },
+  ) {
+    this.nextIdx = resume?.nextIdx ?? 0;
+    this.prev = resume?.head ?? AUDIT_GENESIS;
+  }
+
+  /** Validates, seals and returns the record of one entry; throws RangeError (nothing appended) if invalid. */
+  append(input: AuditEntryInput, at: number): AuditRecord & { value: AuditEntry } {
+    const obj = { ...input, idx: this.nextIdx, at };
+    const c = checkEntry(obj);
+    if (!c.ok) throw new RangeError(`invalid audit entry (${input.type}): ${c.issues.map((i) => `${i.field}: ${i.message}`).join('; ')}`);
+    return this.appendUnchecked(obj);
+  }
+
+  /** Seals an entry object as given (tests use it to write entries the schema would refuse). */
+  appendUnchecked(obj: Record<string, unknown>): AuditRecord & { value: AuditEntry } {
+    const idx = this.nextIdx;
+    const entry = canonicalEntryBytes({ ...obj, idx });
+    const prevHash = this.prev;
+    const signature = signAuditEntry(idx, prevHash, entry, this.coordinatorSecretKey);
+    const rec = { idx, prevHash, entry, signature };
+    this.prev = auditChainHash(idx, prevHash, entry);
+    this.nextIdx = idx + 1;
+    this.records.push(rec);
+    return { ...rec, value: { ...obj, idx } as AuditEntry };
+  }
+
+  /** The chain head (chain hash of the newest entry) and its index; genesis and -1 when empty. */
+  head(): { idx: number; hash: Uint8Array } {
+    return { idx: this.nextIdx - 1, hash: this.prev };
+  }
+
+  /** Merkle root over this writer's entries with idx in [from, nextIdx). */
+  merkleSince(from: number): { from: number; count: number; root: string } {
+    const first = this.records.length ? this.records[0].idx : this.nextIdx;
+    if (from < first || from > this.nextIdx) throw new RangeError(`"from" expected an index this writer holds in [${first}, ${this.nextIdx}], got ${from}`);
+    const entries = this.records.slice(from - first).map((r) => r.entry);
+    return { from, count: entries.length, root: toHex(merkleRoot(entries)) };
+  }
+
+  /** The records this writer appended (in order). */
+  written(): readonly AuditRecord[] {
+    return this.records;
+  }
+
+  /** The exported log (JSON Lines) of this writer's records. */
+  exportText(): string {
+    return this.records.map(exportLine).join('');
+  }
+}
