@@ -1,5 +1,6 @@
 import fc from 'fast-check';
-import { sodiumReady } from '../../../shared/crypto/sodium';
+import { createCipheriv } from 'node:crypto';
+import { sodiumReady, sodium } from '../../../shared/crypto/sodium';
 import {
   fwht,
   rotate,
@@ -71,6 +72,14 @@ describe('randomized Hadamard rotation', () => {
     expect(ones).toBeGreaterThan(80);
     expect(ones).toBeLessThan(176);
     expect(() => rotationSigns(new Uint8Array(16), 4)).toThrow(/"rotationSeed" expected Uint8Array of length 32/);
+  });
+  test('signs are the ChaCha20 keystream (checked against Node crypto) under BLAKE2b-256(seed, context key)', () => {
+    const key = sodium().crypto_generichash(32, seedA, new TextEncoder().encode('fedbridge/hadamard-signs/v1'));
+    // libsodium randombytes_buf_deterministic = ChaCha20-IETF, nonce "LibsodiumDRG", counter 0
+    const iv = Buffer.concat([Buffer.alloc(4), Buffer.from('LibsodiumDRG')]);
+    const ks = createCipheriv('chacha20', Buffer.from(key), iv).update(Buffer.alloc(64));
+    const signs = rotationSigns(seedA, 512);
+    for (let i = 0; i < 512; i++) expect(signs[i]).toBe((ks[i >> 3] >> (i & 7)) & 1);
   });
   test('property: rotation preserves the L2 norm and unrotate inverts it (padding to a power of two)', () => {
     fc.assert(
