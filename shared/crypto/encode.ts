@@ -12,11 +12,23 @@ export type Field = Uint8Array | string | number | readonly string[];
 
 const te = new TextEncoder();
 
-function header(tag: number, len: number): Uint8Array {
-  const h = new Uint8Array(5);
-  h[0] = tag;
-  new DataView(h.buffer).setUint32(1, len, true);
-  return h;
+/** Field -> (tag, body bytes); list bodies are encoded recursively. */
+function body(f: Field): [number, Uint8Array] {
+  if (f instanceof Uint8Array) return [0x01, f];
+  if (typeof f === 'string') return [0x02, te.encode(f)];
+  if (typeof f === 'number') return [0x03, u64le(f)];
+  if (Array.isArray(f)) {
+    const parts: Uint8Array[] = [];
+    const cnt = new Uint8Array(4);
+    new DataView(cnt.buffer).setUint32(0, f.length, true);
+    parts.push(cnt);
+    for (const s of f) {
+      if (typeof s !== 'string') throw new TypeError(`list field expected strings, got ${describe(s)}`);
+      parts.push(encodeFields(s));
+    }
+    return [0x04, concatBytes(...parts)];
+  }
+  throw new TypeError(`cannot encode field of type ${describe(f)}`);
 }
 
 function u64le(v: number): Uint8Array {
@@ -26,30 +38,6 @@ function u64le(v: number): Uint8Array {
   dv.setUint32(0, v % 0x100000000, true);
   dv.setUint32(4, Math.floor(v / 0x100000000), true);
   return b;
-}
-
-function encodeOne(f: Field, out: Uint8Array[]): void {
-  if (f instanceof Uint8Array) {
-    out.push(header(0x01, f.length), f);
-  } else if (typeof f === 'string') {
-    const b = te.encode(f);
-    out.push(header(0x02, b.length), b);
-  } else if (typeof f === 'number') {
-    out.push(header(0x03, 8), u64le(f));
-  } else if (Array.isArray(f)) {
-    const inner: Uint8Array[] = [];
-    const cnt = new Uint8Array(4);
-    new DataView(cnt.buffer).setUint32(0, f.length, true);
-    inner.push(cnt);
-    for (const s of f) {
-      if (typeof s !== 'string') throw new TypeError(`list field expected strings, got ${describe(s)}`);
-      encodeOne(s, inner);
-    }
-    const body = concatBytes(...inner);
-    out.push(header(0x04, body.length), body);
-  } else {
-    throw new TypeError(`cannot encode field of type ${describe(f)}`);
-  }
 }
 
 /** Concatenation of byte arrays (one copy). */
@@ -67,7 +55,17 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array {
 
 /** The canonical encoding of a list of fields (see module doc). Injective over field lists. */
 export function encodeFields(...fields: Field[]): Uint8Array {
-  const out: Uint8Array[] = [];
-  for (const f of fields) encodeOne(f, out);
-  return concatBytes(...out);
+  const bodies = fields.map(body);
+  let len = 0;
+  for (const [, b] of bodies) len += 5 + b.length;
+  const out = new Uint8Array(len);
+  const dv = new DataView(out.buffer);
+  let off = 0;
+  for (const [tag, b] of bodies) {
+    out[off] = tag;
+    dv.setUint32(off + 1, b.length, true);
+    out.set(b, off + 5);
+    off += 5 + b.length;
+  }
+  return out;
 }
