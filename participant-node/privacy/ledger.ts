@@ -173,8 +173,24 @@ export function openLedger(dataDir: string, opts: { budget: number; delta: numbe
   return { format: LEDGER_FORMAT, budget: opts.budget, delta: opts.delta, createdAt: new Date().toISOString(), entries: [] };
 }
 
-/** RDP (at LEDGER_ORDERS) of one recorded round. */
+const rdpCache = new Map<string, number[]>();
+
+/** RDP (at LEDGER_ORDERS) of one recorded round (memoised on the accountant's inputs). */
 export function entryRdp(e: RoundCharge): number[] {
+  const key =
+    e.mechanism === 'local-dpsgd'
+      ? JSON.stringify(['g', e.q, e.sigma, e.steps])
+      : JSON.stringify(['d', e.localVariance, e.shares, e.l2, e.l1, e.dimension, e.q, e.steps]);
+  let v = rdpCache.get(key);
+  if (!v) {
+    v = entryRdpUncached(e);
+    if (rdpCache.size > 10000) rdpCache.clear();
+    rdpCache.set(key, v);
+  }
+  return v;
+}
+
+function entryRdpUncached(e: RoundCharge): number[] {
   if (e.mechanism === 'local-dpsgd') return rdpSampledGaussian(e.q, e.sigma, e.steps, LEDGER_ORDERS);
   // integer-order bound; RDP is non-decreasing in the order, so a fractional order uses ceil(order)
   const ints = LEDGER_ORDERS.map((a) => Math.ceil(a));

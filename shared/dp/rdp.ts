@@ -261,9 +261,37 @@ export function roundedSensitivity(scaledClip: number, dimension: number, beta: 
 }
 
 /**
+ * Smallest s (to relative precision `rtol`) with epsAt(s) <= target, for a function that is
+ * non-increasing in s (more noise, less epsilon): doubling to bracket, then bisection on log s.
+ * The returned s meets the target.
+ */
+export function calibrate(epsAt: (s: number) => number, target: number, what: string, rtol = 1e-6, lo0 = 1e-4, hi0 = 1e7): number {
+  let hi = 1;
+  while (epsAt(hi) > target) {
+    hi *= 2;
+    if (hi > hi0) throw new RangeError(`no ${what} below ${hi0} reaches epsilon ${target}`);
+  }
+  let lo = hi / 2;
+  if (hi === 1) {
+    lo = 1;
+    while (epsAt(lo) <= target) {
+      hi = lo;
+      lo /= 2;
+      if (lo < lo0) return hi; // any value this small already meets the target
+    }
+  }
+  // invariant: eps(lo) > target >= eps(hi)
+  while ((hi - lo) / hi > rtol) {
+    const mid = Math.sqrt(lo * hi);
+    if (epsAt(mid) <= target) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+/**
  * Smallest noise multiplier sigma (to relative precision `rtol`) such that `steps` compositions of
- * the Poisson-subsampled Gaussian at rate q are (targetEpsilon, delta)-DP. Bisection on log sigma
- * (eps is non-increasing in sigma); the returned sigma meets the target.
+ * the Poisson-subsampled Gaussian at rate q are (targetEpsilon, delta)-DP.
  */
 export function calibrateSigma(targetEpsilon: number, delta: number, q: number, steps: number, orders: readonly number[] = DEFAULT_ORDERS, rtol = 1e-6): number {
   anum('epsilon', targetEpsilon, 0, Infinity, { min: true });
@@ -271,25 +299,39 @@ export function calibrateSigma(targetEpsilon: number, delta: number, q: number, 
   anum('q', q, 0, 1, { min: true });
   aint('steps', steps, 1);
   const epsAt = (s: number): number => epsilonFromRdp(orders, rdpSampledGaussian(q, s, steps, orders), delta).epsilon;
-  let hi = 1;
-  while (epsAt(hi) > targetEpsilon) {
-    hi *= 2;
-    if (hi > 1e7) throw new RangeError(`no sigma below 1e7 reaches epsilon ${targetEpsilon} at delta ${delta}`);
-  }
-  let lo = hi / 2;
-  if (hi === 1) {
-    lo = 1;
-    while (epsAt(lo) <= targetEpsilon) {
-      hi = lo;
-      lo /= 2;
-      if (lo < 1e-4) return hi; // any sigma this small already meets the target
-    }
-  }
-  // invariant: eps(lo) > target >= eps(hi)
-  while ((hi - lo) / hi > rtol) {
-    const mid = Math.sqrt(lo * hi);
-    if (epsAt(mid) <= targetEpsilon) hi = mid;
-    else lo = mid;
-  }
-  return hi;
+  return calibrate(epsAt, targetEpsilon, 'sigma', rtol);
+}
+
+/**
+ * Round-noise calibration: the smallest real-domain noise std sigma (the encoder's noise.sigma)
+ * such that `steps` rounds of the (distributed) discrete Gaussian — shares of variance
+ * (gamma sigma)^2 / shares, integer sensitivities from roundedSensitivity(gamma clip, dimension,
+ * beta) — are (targetEpsilon, delta)-DP.
+ */
+export function calibrateDdgSigma(a: {
+  epsilon: number;
+  delta: number;
+  q: number;
+  steps: number;
+  clip: number;
+  gamma: number;
+  /** encoded dimension (after padding) */
+  dimension: number;
+  beta: number;
+  /** 1 for per-party, n_min for distributed */
+  shares: number;
+  rtol?: number;
+}): number {
+  anum('epsilon', a.epsilon, 0, Infinity, { min: true });
+  anum('delta', a.delta, 0, 1, { min: true, max: true });
+  anum('gamma', a.gamma, 0, Infinity, { min: true });
+  anum('clip', a.clip, 0, Infinity, { min: true });
+  const { l2, l1 } = roundedSensitivity(a.gamma * a.clip, a.dimension, a.beta);
+  const epsAt = (sigma: number): number =>
+    epsilonFromRdp(
+      INTEGER_ORDERS,
+      rdpDdg({ localVariance: (a.gamma * sigma) ** 2 / a.shares, parties: a.shares, l2, l1, dimension: a.dimension, q: a.q, steps: a.steps }),
+      a.delta,
+    ).epsilon;
+  return calibrate(epsAt, a.epsilon, 'sigma', a.rtol ?? 1e-6);
 }

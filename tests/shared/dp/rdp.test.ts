@@ -3,6 +3,7 @@ import {
   epsilonFromRdp,
   rdpSampledGaussian,
   calibrateSigma,
+  calibrateDdgSigma,
   rdpDdg,
   ddgTau,
   roundedSensitivity,
@@ -110,6 +111,17 @@ describe('calibration', () => {
     const eps = (s: number) => epsilonFromRdp(DEFAULT_ORDERS, rdpSampledGaussian(q, s, steps), delta).epsilon;
     expect(eps(sigma)).toBeLessThanOrEqual(target);
     expect(eps(sigma * (1 - 1e-4))).toBeGreaterThan(target);
+  });
+  test('round-noise calibration: the smallest real-domain sigma for the discrete Gaussian meets the target', () => {
+    const a = { epsilon: 4, delta: 1e-6, q: 1, steps: 20, clip: 1, gamma: 256, dimension: 4096, beta: Math.exp(-0.5), shares: 1 };
+    const sigma = calibrateDdgSigma(a);
+    const { l2, l1 } = roundedSensitivity(256, 4096, Math.exp(-0.5));
+    const eps = (s: number) =>
+      epsilonFromRdp(INTEGER_ORDERS, rdpDdg({ localVariance: (256 * s) ** 2, parties: 1, l2, l1, dimension: 4096, q: 1, steps: 20 }), 1e-6).epsilon;
+    expect(eps(sigma)).toBeLessThanOrEqual(4);
+    expect(eps(sigma * (1 - 1e-4))).toBeGreaterThan(4);
+    // rounding inflates the sensitivity above gamma * clip, so sigma exceeds the continuous one per unit clip
+    expect(sigma).toBeGreaterThan(calibrateSigma(4, 1e-6, 1, 20, INTEGER_ORDERS) * 0.99);
   });
   test('q = 1 single step: matches the closed form minimisation', () => {
     const sigma = calibrateSigma(1, 1e-5, 1, 1);
