@@ -14,6 +14,7 @@ import { registerDataCommands } from '../participant-node/cli/data';
 import { registerNodeImportCommand } from '../participant-node/cli/import';
 import { registerNodePrivacyCommands } from '../participant-node/cli/privacy';
 import { registerPrivacyCommands } from '../shared/cli/privacy';
+import { registerCoordinatorCommands } from '../coordinator/cli/coordinator';
 
 export function buildProgram(): Command {
   const program = new Command('fedbridge')
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerDataCommands(program.command('data').description('synthetic data: generate per-party users, the shared catalogue, interactions'));
   const privacy = program.command('privacy').description('privacy accountant: epsilon of a mechanism, sigma calibration');
   registerPrivacyCommands(privacy);
+  registerCoordinatorCommands(program.command('coordinator').description('coordinator: start, local certificates, operator commands (enrol, runs, tokens)'));
   return program;
 }
 

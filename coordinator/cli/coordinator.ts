@@ -1,0 +1,295 @@
+/**
+ * `fedbridge coordinator ...` (DESIGN §8): start the coordinator, make local certificates, and the
+ * operator commands that talk to a running coordinator over its authenticated operator API
+ * (TLS; the operator token from --token-file or FEDBRIDGE_OPERATOR_TOKEN; mutual TLS with
+ * --tls-cert/--tls-key when the coordinator requires client certificates).
+ * Heavy modules (NestJS, gRPC) are imported inside the actions.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { printJson, UserError } from '../../shared/cli/errors';
+
+interface ConnOpts {
+  coordinator: string;
+  ca: string;
+  tokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  json?: boolean;
+}
+
+function connOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--coordinator <host:port>', 'the coordinator gRPC address')
+    .requiredOption('--ca <file>', 'CA certificate that signed the coordinator certificate')
+    .option('--token-file <file>', 'file holding the operator token (else env FEDBRIDGE_OPERATOR_TOKEN)')
+    .option('--tls-cert <file>', 'client certificate (when the coordinator requires mutual TLS)')
+    .option('--tls-key <file>', 'client private key (with --tls-cert)')
+    .option('--json', 'print the result as one JSON object');
+}
+
+function readToken(o: ConnOpts): string {
+  let token = process.env.FEDBRIDGE_OPERATOR_TOKEN ?? '';
+  if (o.tokenFile) {
+    try {
+      token = fs.readFileSync(o.tokenFile, 'utf8').trim();
+    } catch (e) {
+      throw new UserError(`--token-file: cannot read ${o.tokenFile} (${(e as NodeJS.ErrnoException).code})`);
+    }
+  }
+  if (!token) throw new UserError('no operator token: pass --token-file or set FEDBRIDGE_OPERATOR_TOKEN');
+  return token;
+}
+
+async function connect(o: ConnOpts) {
+  if (!/^[^:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(o.coordinator)) throw new UserError(`--coordinator expects HOST:PORT, got "${o.coordinator}"`);
+  for (const [flag, f] of [['--ca', o.ca], ['--tls-cert', o.tlsCert], ['--tls-key', o.tlsKey]] as const) {
+    if (f && !fs.existsSync(f)) throw new UserError(`${flag}: file not found: ${f}`);
+  }
+  if (!!o.tlsCert !== !!o.tlsKey) throw new UserError('--tls-cert and --tls-key go together');
+  const { operatorClient, unary } = await import('./operator-client');
+  const c = operatorClient({ address: o.coordinator, caFile: o.ca, token: readToken(o), certFile: o.tlsCert, keyFile: o.tlsKey });
+  return { ...c, unary };
+}
+
+/** gRPC errors become one-line user errors: "coordinator: FAILED_PRECONDITION: <details>". */
+async function rpc<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    const err = e as { code?: number; details?: string; message?: string };
+    if (typeof err.code === 'number') {
+      const { status } = await import('@grpc/grpc-js');
+      throw new UserError(`coordinator: ${status[err.code] ?? err.code}: ${err.details ?? err.message}`, 1);
+    }
+    throw e;
+  }
+}
+
+function b64Key(flag: string, v: string, len: number): Uint8Array {
+  const b = Buffer.from(v, 'base64');
+  if (b.length !== len || b.toString('base64') !== v) throw new UserError(`${flag} expects base64 of ${len} bytes`);
+  return new Uint8Array(b);
+}
+
+function printStatus(s: { runId: string; state: string; policyHash: string; roundsPlanned: number; roundsCompleted: number; latestModelVersion: number; abortReason: string; currentRound?: { round: number; state: string; phase: string; parties: string[]; deadlineMs: string; abortReason: string } }, json?: boolean) {
+  if (json) return printJson(s);
+  const r = s.currentRound;
+  process.stdout.write(
+    [
+      `run ${s.runId}: ${s.state}${s.abortReason ? ` (${s.abortReason})` : ''}`,
+      `policy ${s.policyHash}`,
+      `rounds ${s.roundsCompleted}/${s.roundsPlanned} completed, latest model version ${s.latestModelVersion}`,
+      r ? `round ${r.round}: ${r.state}${r.phase ? ` / ${r.phase}` : ''}${r.parties.length ? ` waiting for ${r.parties.join(', ')}` : ''}${Number(r.deadlineMs) ? ` until ${new Date(Number(r.deadlineMs)).toISOString()}` : ''}${r.abortReason ? ` (${r.abortReason})` : ''}` : 'no round yet',
+    ].join('\n') + '\n',
+  );
+}
+
+export function registerCoordinatorCommands(coord: Command): void {
+  coord
+    .command('start')
+    .description('run the coordinator: gRPC (TLS) for parties and the operator, HTTP for /healthz and /metrics')
+    .requiredOption('--config <file>', 'coordinator config (YAML or JSON; see coordinator/README.md)')
+    .action(async (o: { config: string }) => {
+      const { loadConfig, ConfigError } = await import('../config/config');
+      let config;
+      try {
+        config = loadConfig(o.config);
+      } catch (e) {
+        if (e instanceof ConfigError) throw new UserError(e.message);
+        throw e;
+      }
+      const { createCoordinator } = await import('../main');
+      const c = await createCoordinator(config, { protocol: null });
+      process.stderr.write(`coordinator public key: ${Buffer.from(c.publicKey).toString('base64')}\n`);
+      process.stderr.write('note: no round protocol is plugged in yet (coordinator/rounds/protocol.ts); enrolment and the operator API work, runs cannot start\n');
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await c.close();
+    });
+
+  coord
+    .command('init')
+    .description('write a coordinator folder: identity key (0600), operator token (0600), local CA + certificates, config.yaml')
+    .requiredOption('--dir <dir>', 'the coordinator folder (must not exist or be empty)')
+    .requiredOption('--federation <id>', 'federation id (must match the policy)')
+    .option('--parties <list>', 'comma-separated party names to make client certificates for', 'platform,insurer')
+    .option('--grpc-listen <host:port>', 'gRPC listen address', '127.0.0.1:7443')
+    .option('--http-listen <host:port>', 'HTTP listen address', '127.0.0.1:7480')
+    .option('--json', 'print the result as one JSON object')
+    .action(async (o: { dir: string; federation: string; parties: string; grpcListen: string; httpListen: string; json?: boolean }) => {
+      if (fs.existsSync(o.dir) && fs.readdirSync(o.dir).length) throw new UserError(`--dir ${o.dir} is not empty; refusing to overwrite a coordinator`);
+      const parties = o.parties.split(',').map((s) => s.trim()).filter(Boolean);
+      const [{ makeCerts }, { loadCoordinatorKey }, { newToken, tokenSha256Hex }, { writeFileAtomic }, { stringify }, { validateConfig }] = await Promise.all([
+        import('../certs/certs'),
+        import('../identity/keys'),
+        import('../identity/tokens'),
+        import('../../shared/util/atomic'),
+        import('yaml'),
+        import('../config/config'),
+      ]);
+      let certs;
+      try {
+        certs = await makeCerts({ out: path.join(o.dir, 'certs'), parties: [...parties, 'operator'] });
+      } catch (e) {
+        if (e instanceof RangeError) throw new UserError(`--parties: ${e.message}`);
+        throw e;
+      }
+      const kp = await loadCoordinatorKey(path.join(o.dir, 'coordinator.key'), { create: true });
+      const token = newToken();
+      writeFileAtomic(path.join(o.dir, 'operator.token'), token + '\n', 0o600);
+      const config = {
+        federationId: o.federation,
+        grpc: { listen: o.grpcListen, tls: { cert: 'certs/server.crt', key: 'certs/server.key', ca: 'certs/ca.crt', requireClientCert: true } },
+        http: { listen: o.httpListen },
+        storage: { dataDir: 'data' },
+        identity: { keyFile: 'coordinator.key' },
+        operator: { tokenSha256: tokenSha256Hex(token) },
+      };
+      try {
+        validateConfig(config, o.dir, 'config.yaml', {});
+      } catch (e) {
+        throw new UserError((e as Error).message);
+      }
+      writeFileAtomic(path.join(o.dir, 'config.yaml'), stringify(config), 0o644);
+      const out = {
+        dir: o.dir,
+        config: path.join(o.dir, 'config.yaml'),
+        coordinatorPublicKey: Buffer.from(kp.publicKey).toString('base64'),
+        operatorTokenFile: path.join(o.dir, 'operator.token'),
+        certs: { ca: certs.ca, clients: Object.fromEntries(Object.entries(certs.clients).map(([k, v]) => [k, { cert: v.cert, key: v.key, sha256: v.sha256 }])) },
+      };
+      if (o.json) printJson(out);
+      else process.stderr.write(`coordinator folder ${o.dir} ready\nconfig: ${out.config}\ncoordinator public key: ${out.coordinatorPublicKey}\noperator token: ${out.operatorTokenFile} (0600)\n`);
+    });
+
+  coord
+    .command('certs')
+    .description('make a local CA, a server certificate (localhost, 127.0.0.1) and client certificates per party')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--parties <list>', 'comma-separated party names', 'platform,insurer')
+    .option('--days <n>', 'validity in days', '365')
+    .option('--json', 'print the result as one JSON object')
+    .action(async (o: { out: string; parties: string; days: string; json?: boolean }) => {
+      const { parseNumberOption } = await import('../../shared/cli/errors');
+      const days = parseNumberOption('--days', o.days, { integer: true, min: 1, max: 3650 });
+      const { makeCerts } = await import('../certs/certs');
+      let r;
+      try {
+        r = await makeCerts({ out: o.out, parties: o.parties.split(',').map((s) => s.trim()).filter(Boolean), days });
+      } catch (e) {
+        if (e instanceof RangeError) throw new UserError(`--parties: ${e.message}`);
+        throw e;
+      }
+      if (o.json) printJson(r);
+      else {
+        process.stderr.write(`wrote CA, server and ${Object.keys(r.clients).length} client certificates to ${o.out}\n`);
+        for (const [p, c] of Object.entries(r.clients)) process.stderr.write(`  ${p}: ${c.cert} (sha256 ${c.sha256})\n`);
+      }
+    });
+
+  connOptions(
+    coord
+      .command('enroll')
+      .description('enrol a party with its Ed25519 public key (optionally binding its TLS client certificate)')
+      .requiredOption('--name <name>', 'party name')
+      .requiredOption('--public-key <base64>', "the party's Ed25519 public key (fedbridge node init prints it)")
+      .option('--cert <file>', "the party's TLS client certificate: its SHA-256 is bound to the party"),
+  ).action(async (o: ConnOpts & { name: string; publicKey: string; cert?: string }) => {
+    const publicKey = b64Key('--public-key', o.publicKey, 32);
+    let certSha256 = '';
+    if (o.cert) {
+      if (!fs.existsSync(o.cert)) throw new UserError(`--cert: file not found: ${o.cert}`);
+      const { certSha256: sha } = await import('../certs/certs');
+      certSha256 = sha(fs.readFileSync(o.cert, 'utf8'));
+    }
+    const c = await connect(o);
+    try {
+      const r = await rpc(c.unary(c.client.enroll.bind(c.client), { name: o.name, publicKey, certSha256 }, c.metadata));
+      const p = r.participant!;
+      const out = { name: p.name, publicKey: Buffer.from(p.publicKey).toString('base64'), certSha256: p.certSha256, enrolledAt: new Date(Number(p.enrolledAtMs)).toISOString() };
+      if (o.json) printJson(out);
+      else process.stderr.write(`enrolled ${out.name} (${out.publicKey})\n`);
+    } finally {
+      c.client.close();
+    }
+  });
+
+  const runs = coord.command('runs').description('start, abort and watch federated training runs');
+  connOptions(
+    runs
+      .command('start')
+      .description('start a run under a policy every enrolled party has signed')
+      .requiredOption('--policy <file>', 'policy YAML')
+      .option('--signatures <file>', 'JSON object {party: base64 Ed25519 signature of the policy hash}')
+      .option('--signature <party=base64...>', 'one party signature (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+      .option('--initial-model <file>', 'flat float32 little-endian shared parameters (default: zeros)'),
+  ).action(async (o: ConnOpts & { policy: string; signatures?: string; signature: string[]; initialModel?: string }) => {
+    const sigs = new Map<string, string>();
+    if (o.signatures) {
+      let obj: unknown;
+      try {
+        obj = JSON.parse(fs.readFileSync(o.signatures, 'utf8'));
+      } catch (e) {
+        throw new UserError(`--signatures: ${(e as Error).message}`);
+      }
+      if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new UserError('--signatures must hold a JSON object {party: base64 signature}');
+      for (const [k, v] of Object.entries(obj)) sigs.set(k, String(v));
+    }
+    for (const s of o.signature) {
+      const i = s.indexOf('=');
+      if (i <= 0) throw new UserError(`--signature expects PARTY=BASE64, got "${s}"`);
+      sigs.set(s.slice(0, i), s.slice(i + 1));
+    }
+    const policyYaml = fs.existsSync(o.policy) ? fs.readFileSync(o.policy, 'utf8') : '';
+    if (!policyYaml) throw new UserError(`--policy: file not found or empty: ${o.policy}`);
+    const model = o.initialModel ? new Uint8Array(fs.readFileSync(o.initialModel)) : new Uint8Array(0);
+    const signatures = [...sigs].map(([party, v]) => ({ party, signature: b64Key(`signature of ${party}`, v, 64) }));
+    const c = await connect(o);
+    try {
+      const { startRun } = await import('./operator-client');
+      const { sodiumReady } = await import('../../shared/crypto/sodium');
+      await sodiumReady();
+      printStatus(await rpc(startRun(c.client, c.metadata, { policyYaml, signatures }, model)), o.json);
+    } finally {
+      c.client.close();
+    }
+  });
+  connOptions(runs.command('abort').description('abort a run (its open round is aborted and recorded)').option('--run <id>', 'run id (default: the running one)', '').option('--reason <text>', 'reason recorded in the audit log', 'aborted by the operator')).action(
+    async (o: ConnOpts & { run: string; reason: string }) => {
+      const c = await connect(o);
+      try {
+        printStatus(await rpc(c.unary(c.client.abortRun.bind(c.client), { runId: o.run, reason: o.reason }, c.metadata)), o.json);
+      } finally {
+        c.client.close();
+      }
+    },
+  );
+  connOptions(runs.command('status').description('status of a run and its current round').option('--run <id>', 'run id (default: the newest)', '')).action(async (o: ConnOpts & { run: string }) => {
+    const c = await connect(o);
+    try {
+      printStatus(await rpc(c.unary(c.client.getRunStatus.bind(c.client), { runId: o.run }, c.metadata)), o.json);
+    } finally {
+      c.client.close();
+    }
+  });
+
+  const tokens = coord.command('tokens').description('credentials for auditors (separate from operator and party credentials)');
+  connOptions(tokens.command('issue').description('issue a bearer token; it is shown once, only its hash is stored').requiredOption('--role <role>', 'auditor').option('--label <text>', 'who it is for', '')).action(
+    async (o: ConnOpts & { role: string; label: string }) => {
+      if (o.role !== 'auditor') throw new UserError(`--role must be "auditor", got "${o.role}"`);
+      const c = await connect(o);
+      try {
+        const r = await rpc(c.unary(c.client.issueToken.bind(c.client), { role: o.role, label: o.label }, c.metadata));
+        if (o.json) printJson(r);
+        else process.stdout.write(`${r.token}\n`);
+      } finally {
+        c.client.close();
+      }
+    },
+  );
+}

@@ -1,0 +1,105 @@
+/**
+ * `fedbridge coordinator ...` end to end, in-process: init writes a working coordinator folder; the
+ * operator commands talk to a coordinator started from that folder's config over mutual TLS.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { main } from '../../bin/fedbridge';
+import { loadConfig } from '../../coordinator/config/config';
+import { createCoordinator, type RunningCoordinator } from '../../coordinator/main';
+import { ed25519Keygen } from '../../shared/crypto/sign';
+import { sodiumReady } from '../../shared/crypto/sodium';
+import { PlainSumFactory } from './helpers/plain-protocol';
+import { FEDERATION, modelDim, policyYaml, signaturesFor, testPolicy, TestParty } from './helpers/harness';
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = jest.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
+  const e = jest.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((err += String(c)), true));
+  try {
+    const code = await main(args);
+    return { code, out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+describe('fedbridge coordinator CLI', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-cli-'));
+  const dir = path.join(root, 'coord');
+  let coord: RunningCoordinator;
+  let conn: string[];
+  afterAll(async () => {
+    await coord?.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  test('init writes key and token 0600, certificates and a config that validates', async () => {
+    await sodiumReady();
+    const r = await run(['coordinator', 'init', '--dir', dir, '--federation', FEDERATION, '--parties', 'platform,insurer', '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.out);
+    expect(Buffer.from(out.coordinatorPublicKey, 'base64')).toHaveLength(32);
+    for (const f of ['coordinator.key', 'operator.token', 'certs/ca.key', 'certs/platform.key']) expect(fs.statSync(path.join(dir, f)).mode & 0o777).toBe(0o600);
+    const config = loadConfig(path.join(dir, 'config.yaml'), {});
+    expect(config.grpc.tls.requireClientCert).toBe(true);
+    // a second init refuses to overwrite
+    const again = await run(['coordinator', 'init', '--dir', dir, '--federation', FEDERATION]);
+    expect(again.code).toBe(2);
+    expect(again.err).toMatch(/^fedbridge: --dir .* is not empty/);
+    coord = await createCoordinator(config, { protocol: new PlainSumFactory(2), log: () => undefined });
+    conn = ['--coordinator', `127.0.0.1:${coord.grpcPort}`, '--ca', path.join(dir, 'certs/ca.crt'), '--token-file', path.join(dir, 'operator.token'), '--tls-cert', path.join(dir, 'certs/operator.crt'), '--tls-key', path.join(dir, 'certs/operator.key')];
+  });
+
+  test('enroll, runs start/status/abort, tokens issue; bad input exits non-zero with one line', async () => {
+    const env = { certs: { ca: path.join(dir, 'certs/ca.crt'), clients: { platform: { cert: path.join(dir, 'certs/platform.crt'), key: path.join(dir, 'certs/platform.key'), sha256: '' }, insurer: { cert: path.join(dir, 'certs/insurer.crt'), key: path.join(dir, 'certs/insurer.key'), sha256: '' } } } } as never;
+    const parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
+    for (const p of parties) {
+      const r = await run(['coordinator', 'enroll', ...conn, '--name', p.name, '--public-key', Buffer.from(p.keys.publicKey).toString('base64'), '--cert', path.join(dir, `certs/${p.name}.crt`), '--json']);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.out)).toMatchObject({ name: p.name, certSha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    }
+    const dup = await run(['coordinator', 'enroll', ...conn, '--name', 'platform', '--public-key', Buffer.from(ed25519Keygen().publicKey).toString('base64')]);
+    expect(dup.code).toBe(1);
+    expect(dup.err).toMatch(/^fedbridge: coordinator: ALREADY_EXISTS: .*already enrolled\n$/);
+    const badKey = await run(['coordinator', 'enroll', ...conn, '--name', 'x', '--public-key', 'abc']);
+    expect(badKey.code).toBe(2);
+    expect(badKey.err).toBe('fedbridge: --public-key expects base64 of 32 bytes\n');
+    const noRun = await run(['coordinator', 'runs', 'status', ...conn]);
+    expect(noRun.code).toBe(1);
+    expect(noRun.err).toMatch(/NOT_FOUND: no run has been started/);
+
+    const policy = testPolicy(parties, coord.publicKey, { numItems: 50 });
+    fs.writeFileSync(path.join(root, 'policy.yaml'), policyYaml(policy));
+    fs.writeFileSync(path.join(root, 'sigs.json'), JSON.stringify(Object.fromEntries(signaturesFor(policy, parties).map((s) => [s.party, Buffer.from(s.signature).toString('base64')]))));
+    fs.writeFileSync(path.join(root, 'model.bin'), new Uint8Array(modelDim(policy) * 4));
+    const started = await run(['coordinator', 'runs', 'start', ...conn, '--policy', path.join(root, 'policy.yaml'), '--signatures', path.join(root, 'sigs.json'), '--initial-model', path.join(root, 'model.bin'), '--json']);
+    expect(started.err).toBe('');
+    expect(started.code).toBe(0);
+    const st = JSON.parse(started.out);
+    expect(st).toMatchObject({ state: 'running', roundsPlanned: 2, currentRound: { round: 1, phase: 'advertise' } });
+    const human = await run(['coordinator', 'runs', 'status', ...conn]);
+    expect(human.out).toMatch(new RegExp(`^run ${st.runId}: running\\n`));
+    expect(human.out).toMatch(/round 1: open \/ advertise waiting for/);
+    const aborted = await run(['coordinator', 'runs', 'abort', ...conn, '--reason', 'test over', '--json']);
+    expect(JSON.parse(aborted.out)).toMatchObject({ state: 'aborted', abortReason: 'operator: test over' });
+    const tok = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--label', 'alice', '--json']);
+    expect(JSON.parse(tok.out)).toMatchObject({ role: 'auditor', token: expect.stringMatching(/^fbt_/) });
+    const badRole = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'operator']);
+    expect(badRole.code).toBe(2);
+    const noToken = await run(['coordinator', 'runs', 'status', ...conn.filter((_, i) => i < 4), '--tls-cert', path.join(dir, 'certs/operator.crt'), '--tls-key', path.join(dir, 'certs/operator.key')]);
+    expect(noToken.code).toBe(2);
+    expect(noToken.err).toMatch(/no operator token/);
+    for (const p of parties) p.close();
+  });
+
+  test('start refuses an invalid config with the field named', async () => {
+    fs.writeFileSync(path.join(root, 'bad.yaml'), 'federationId: Demo\n');
+    const r = await run(['coordinator', 'start', '--config', path.join(root, 'bad.yaml')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^fedbridge: invalid coordinator config .*bad\.yaml: federationId: expected a lowercase name/);
+  });
+});
