@@ -128,6 +128,7 @@ export class CsprngBitSource extends WordBitSource {
 
   protected nextWord(): number {
     if (this.pos === this.buf.length) {
+      this.buf.fill(0); // used random bits determine secret noise: wipe them
       const bytes = csprngBytes(this.batchWords * 4);
       this.buf = new Uint32Array(bytes.buffer, bytes.byteOffset, this.batchWords);
       this.pos = 0;

@@ -207,6 +207,7 @@ export function conditionalRound(y: Float64Array, l2: number, maxAttempts = MAX_
       x[i] = v;
       ss += v * v;
     }
+    r.fill(0);
     if (ss > Number.MAX_SAFE_INTEGER) throw new RangeError('integer vector norm beyond 2^53: gamma or clip too large');
     if (ss <= bound) return { x, attempts: attempt };
   }

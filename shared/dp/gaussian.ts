@@ -28,6 +28,7 @@ let poolPos = 0;
 const POOL_WORDS = 65536; // 256 KiB
 
 function refill(minWords: number): void {
+  pool.fill(0); // used random bits determine secret noise: wipe them
   const words = Math.max(POOL_WORDS, minWords);
   const bytes = csprngBytes(words * 4);
   pool = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
