@@ -22,7 +22,13 @@
  *   - sigma < 1: tau = 1 (t = 1, s = 1), exponent = (|Y| den - num)^2 / (2 num den);
  *   - sigma >= 1: mu = round(sigma), tau = s2 / mu = num / (den mu) (t = num, s = den mu),
  *     exponent = den (|Y| - mu)^2 / (2 num). tau is within a factor 1.5 of sigma, the efficient
- *     range of CKS (expected < 3 proposals per sample).
+ *     range of CKS (about 1.3 proposals per sample for large sigma: sqrt(pi/2) e^(-1/2) = 0.76
+ *     acceptance).
+ * The discrete Laplace itself splits |Y| = U + m V at a power of two m <= tau (discreteLaplace
+ * below), so its uniform needs no rejection: about 46 random bits per sample at sigma = 1e4.
+ * The variance is always an exact rational; `rationalizeVariance` rounds a requested float
+ * variance *up* to one (relative change <= 2^-20), and `DiscreteGaussian.variance` is what the
+ * accountant must be told.
  */
 import type { BitSource } from './bits';
 import { CsprngBitSource } from './bits';
