@@ -225,6 +225,9 @@ export function quantizeContribution(
   acc?: Float64Array,
 ): { x: Float64Array; l2Norm: number; l1Norm: number; attempts: number } {
   checkEncodeParams(p);
+  if (update === null || typeof update !== 'object' || typeof (update as ArrayLike<number>).length !== 'number') {
+    throw new TypeError(`"update" expected an array or typed array of numbers, got ${update === null ? 'null' : typeof update}`);
+  }
   const d = update.length;
   const { l2, encodedDimension: dd } = contributionSensitivity(p, d);
   if (acc && acc.length !== dd) throw new RangeError(`"acc" expected length ${dd}, got length=${acc.length}`);
@@ -289,6 +292,9 @@ export function finishEncoding(acc: Float64Array, p: EncodeParams): EncodedUpdat
 /** One vector through the whole pipeline (one contribution, e.g. a DP-SGD delta or one client). */
 export function encodeUpdate(update: ArrayLike<number>, p: EncodeParams): EncodedUpdate & { l2Norm: number; attempts: number } {
   checkEncodeParams(p);
+  if (update === null || typeof update !== 'object' || typeof (update as ArrayLike<number>).length !== 'number') {
+    throw new TypeError(`"update" expected an array or typed array of numbers, got ${update === null ? 'null' : typeof update}`);
+  }
   const dd = encodedDimension(update.length, p.rotationSeed !== null);
   const acc = new Float64Array(dd);
   const q = quantizeContribution(update, p, acc);
