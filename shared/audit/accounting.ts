@@ -66,8 +66,21 @@ export function encodedLength(r: RoundParams): number {
   return contributionSensitivity(encodeParamsOf(r), r.dimension).encodedDimension;
 }
 
-/** RDP at ACCOUNTANT_ORDERS of one charged round. Throws RangeError on parameters the accountant refuses. */
-export function roundRdp(r: RoundParams): number[] {
+const rdpCache = new Map<string, readonly number[]>();
+
+/** RDP at ACCOUNTANT_ORDERS of one charged round (memoised per parameter set). Throws RangeError on parameters the accountant refuses. */
+export function roundRdp(r: RoundParams): readonly number[] {
+  const key = JSON.stringify([r.mechanism, r.clipNorm, r.noiseMultiplier, r.samplingRate, r.steps, r.noiseMode, r.nMin, r.gamma, r.bits, r.dimension, r.rotation]);
+  let v = rdpCache.get(key);
+  if (!v) {
+    v = Object.freeze(roundRdpUncached(r));
+    if (rdpCache.size > 1000) rdpCache.clear();
+    rdpCache.set(key, v);
+  }
+  return v;
+}
+
+function roundRdpUncached(r: RoundParams): number[] {
   if (r.mechanism === 'local-dpsgd') return rdpSampledGaussian(r.samplingRate, r.noiseMultiplier, r.steps, ACCOUNTANT_ORDERS);
   const enc = encodeParamsOf(r);
   const { l2, l1, encodedDimension } = contributionSensitivity(enc, r.dimension);

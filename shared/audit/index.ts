@@ -7,3 +7,4 @@ export * from './accounting';
 export * from './writer';
 export * from './verify';
 export * from './secagg-sigs';
+export * from './recorder';

@@ -1,0 +1,156 @@
+/**
+ * AuditRecorder: the coordinator-side bookkeeping that turns round events into audit entries
+ * exactly as verifyLog expects them (pure; the caller persists each returned record in the same
+ * transaction as the state change it records). It keeps the open round's first index (for the
+ * Merkle root), which parties were charged (masked input accepted), and every party's charged
+ * rounds, so the epsilon it logs is the accountant's lifetime value (accounting.ts). A recorder
+ * resumed after a restart must be rebuilt from the stored log with `AuditRecorder.replay`.
+ */
+import type { Policy } from '../policy/schema';
+import { policyHash as computePolicyHash } from '../policy/schema';
+import { composeEpsilon, expectedRoundParams } from './accounting';
+import { parseExportLine, splitLines, type AuditRecord } from './chain';
+import { checkEntry, type AuditEntry, type EntryOf, type Phase, type Receipt, type RoundParams } from './entries';
+import { AuditWriter } from './writer';
+
+type Rec = AuditRecord & { value: AuditEntry };
+type PhaseFields = Omit<EntryOf<'round-phase'>, 'type' | 'idx' | 'at' | 'runId' | 'round' | 'policyHash' | 'phase' | 'parties'>;
+
+export class AuditRecorder {
+  readonly policyHash: string;
+  readonly params: RoundParams;
+  private round: { runId: string; round: number; from: number; charged: string[]; base: number } | null = null;
+  private readonly charges = new Map<string, RoundParams[]>();
+
+  constructor(
+    readonly policy: Policy,
+    readonly writer: AuditWriter,
+    private readonly clock: () => number = () => Date.now(),
+  ) {
+    this.policyHash = computePolicyHash(policy);
+    this.params = expectedRoundParams(policy);
+  }
+
+  private add(e: Parameters<AuditWriter['append']>[0]): Rec {
+    return this.writer.append(e, this.clock());
+  }
+
+  registerPolicy(signatures: { party: string; publicKey: string; signature: string }[]): Rec {
+    return this.add({ type: 'policy-registered', policyHash: this.policyHash, signatures });
+  }
+
+  startRun(runId: string, initialModelVersion: number, initialModelHash: string): Rec {
+    return this.add({ type: 'run-started', runId, policyHash: this.policyHash, roundsPlanned: this.policy.training.rounds, initialModelVersion, initialModelHash });
+  }
+
+  startRound(a: { runId: string; round: number; secaggRound: number; baseModelVersion: number; parties: string[] }): Rec {
+    if (this.round) throw new RangeError(`round ${this.round.round} of ${this.round.runId} is still open`);
+    const rec = this.add({ type: 'round-started', runId: a.runId, round: a.round, policyHash: this.policyHash, secaggRound: a.secaggRound, baseModelVersion: a.baseModelVersion, parties: a.parties, params: this.params });
+    this.round = { runId: a.runId, round: a.round, from: rec.idx, charged: [], base: a.baseModelVersion };
+    return rec;
+  }
+
+  private open(): NonNullable<AuditRecorder['round']> {
+    if (!this.round) throw new RangeError('no round is open (startRound first)');
+    return this.round;
+  }
+
+  /** A closed phase: who was accepted, with the phase's signed evidence (advertisements, masked inputs, survivor signatures). */
+  phase(phase: Phase, parties: string[], fields: PhaseFields = {}): Rec {
+    const r = this.open();
+    const rec = this.add({ type: 'round-phase', runId: r.runId, round: r.round, policyHash: this.policyHash, phase, parties, ...fields });
+    if (phase === 'mask') {
+      for (const p of parties) {
+        if (!this.charges.has(p)) this.charges.set(p, []);
+        this.charges.get(p)!.push(this.params);
+      }
+      r.charged = [...parties];
+    }
+    return rec;
+  }
+
+  private epsilonOfCharged(charged: string[]): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const p of charged) out[p] = composeEpsilon(this.charges.get(p) ?? [], this.policy.privacy.delta);
+    return out;
+  }
+
+  completeRound(a: { survivors: string[]; aggregateHash: string; modelVersion: number; modelHash: string }): Rec {
+    const r = this.open();
+    const rec = this.add({
+      type: 'round-completed',
+      runId: r.runId,
+      round: r.round,
+      policyHash: this.policyHash,
+      survivors: a.survivors,
+      aggregateHash: a.aggregateHash,
+      modelVersion: a.modelVersion,
+      parentModelVersion: r.base,
+      modelHash: a.modelHash,
+      params: this.params,
+      epsilon: this.epsilonOfCharged(r.charged),
+      merkle: this.writer.merkleSince(r.from),
+    });
+    this.round = null;
+    return rec;
+  }
+
+  abortRound(reason: string, phase: Phase | null): Rec {
+    const r = this.open();
+    const rec = this.add({
+      type: 'round-aborted',
+      runId: r.runId,
+      round: r.round,
+      policyHash: this.policyHash,
+      phase,
+      reason,
+      baseModelVersion: r.base,
+      epsilon: this.epsilonOfCharged(r.charged),
+      merkle: this.writer.merkleSince(r.from),
+    });
+    this.round = null;
+    return rec;
+  }
+
+  receipt(receipt: Receipt): Rec {
+    return this.add({ type: 'receipt', receipt });
+  }
+
+  completeRun(runId: string, finalModelVersion: number): Rec {
+    return this.add({ type: 'run-completed', runId, policyHash: this.policyHash, finalModelVersion });
+  }
+
+  abortRun(runId: string, reason: string): Rec {
+    if (this.round) this.abortRound(reason, null);
+    return this.add({ type: 'run-aborted', runId, policyHash: this.policyHash, reason });
+  }
+
+  /**
+   * Rebuilds the recorder's state (charges, open round) from a stored log, for a coordinator that
+   * restarts; the writer must resume after the same log (nextIdx, head).
+   */
+  static replay(policy: Policy, writer: AuditWriter, exported: Uint8Array, clock?: () => number): AuditRecorder {
+    const rec = new AuditRecorder(policy, writer, clock);
+    let params = rec.params;
+    for (const line of splitLines(exported).lines) {
+      const p = parseExportLine(line);
+      if (!p.ok) throw new RangeError(`stored audit log line is invalid: ${p.field}: ${p.found}`);
+      const c = checkEntry(p.entry);
+      if (!c.ok) continue;
+      const e = c.entry;
+      if (e.type === 'round-started') {
+        rec.round = { runId: e.runId, round: e.round, from: e.idx, charged: [], base: e.baseModelVersion };
+        params = e.params;
+      }
+      if (e.type === 'round-phase' && e.phase === 'mask' && rec.round) {
+        for (const party of e.parties) {
+          if (!rec.charges.has(party)) rec.charges.set(party, []);
+          rec.charges.get(party)!.push(params);
+        }
+        rec.round.charged = [...e.parties];
+      }
+      if (e.type === 'round-completed' || e.type === 'round-aborted') rec.round = null;
+    }
+    return rec;
+  }
+}

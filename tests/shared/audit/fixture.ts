@@ -1,0 +1,198 @@
+/**
+ * Test helper: a federation (policy + coordinator and party identities) and a generator of
+ * realistic audit logs written exactly as the coordinator writes them, through shared/audit's
+ * AuditRecorder/AuditWriter: every party signs the policy, its key advertisement, its masked-input
+ * digest and the survivor list with its own key; parties drop at chosen phases; rounds below the
+ * threshold abort; survivors countersign the chain head after each completed round (after
+ * run-completed for the last one) and keep their own copies of the receipts.
+ */
+import { sodiumReady, sodium } from '../../../shared/crypto/sodium';
+import { ed25519Keygen, ed25519Sign, type Ed25519KeyPair } from '../../../shared/crypto/sign';
+import { defaultPolicy } from '../../../shared/policy/defaults';
+import { policyHash, validatePolicy, type Policy } from '../../../shared/policy/schema';
+import { signPolicyHash } from '../../../shared/policy/sign';
+import {
+  AuditRecorder,
+  AuditWriter,
+  advertiseKeysBytes,
+  maskedInputBytes,
+  survivorListBytes,
+  signReceipt,
+  PHASES,
+  type Phase,
+  type Receipt,
+} from '../../../shared/audit';
+
+const b64 = (b: Uint8Array) => sodium().to_base64(b, sodium().base64_variants.ORIGINAL);
+const hex = (b: Uint8Array) => sodium().to_hex(b);
+
+export interface Federation {
+  policy: Policy;
+  policyHash: string;
+  coordinator: Ed25519KeyPair;
+  parties: Map<string, Ed25519KeyPair>;
+}
+
+export async function makeFederation(o: { parties?: string[]; rounds?: number; edit?: (p: Record<string, any>) => void } = {}): Promise<Federation> {
+  await sodiumReady();
+  const names = o.parties ?? ['platform', 'insurer', 'insurer2'];
+  const coordinator = ed25519Keygen();
+  const parties = new Map(names.map((n) => [n, ed25519Keygen()]));
+  const base = defaultPolicy({
+    federationId: 'demo-fed',
+    coordinator: { name: 'coordinator', publicKey: b64(coordinator.publicKey) },
+    parties: names.map((n) => ({ name: n, publicKey: b64(parties.get(n)!.publicKey) })),
+    catalogue: { hash: 'ab'.repeat(32), numItems: 40 },
+  }) as unknown as Record<string, any>;
+  const obj = JSON.parse(JSON.stringify(base));
+  obj.training.rounds = o.rounds ?? 3;
+  obj.model.embeddingDim = 8;
+  obj.model.hiddenDim = 8;
+  o.edit?.(obj);
+  const policy = validatePolicy(obj);
+  return { policy, policyHash: policyHash(policy), coordinator, parties };
+}
+
+export interface RoundPlan {
+  /** parties that stop sending from this phase on */
+  drop?: { party: string; phase: Phase }[];
+  /** operator abort after this phase closed */
+  abortAfter?: Phase;
+  /** survivors that do not send a receipt */
+  noReceipt?: string[];
+}
+
+export interface GeneratedLog {
+  text: string;
+  bytes: Uint8Array;
+  /** receipts as the parties keep them */
+  receipts: Receipt[];
+  recorder: AuditRecorder;
+}
+
+export function generateLog(fed: Federation, plans: RoundPlan[] = [{}, {}, {}], o: { runId?: string; startAt?: number } = {}): GeneratedLog {
+  const { policy } = fed;
+  let now = o.startAt ?? 1_767_000_000_000;
+  const writer = new AuditWriter(fed.coordinator.secretKey);
+  const rec = new AuditRecorder(policy, writer, () => (now += 1234));
+  const receipts: Receipt[] = [];
+  const names = policy.parties.map((p) => p.name);
+  const sk = (p: string) => fed.parties.get(p)!.secretKey;
+  const rnd = (n: number) => sodium().randombytes_buf(n);
+  const runId = o.runId ?? 'run-1';
+  const fedId = policy.federationId;
+  const t = policy.secagg.threshold;
+
+  writer.append({ type: 'participant-enrolled', name: names[0], publicKey: policy.parties[0].publicKey, certSha256: null }, (now += 10));
+  rec.registerPolicy(names.map((p) => ({ party: p, publicKey: policy.parties.find((x) => x.name === p)!.publicKey, signature: b64(signPolicyHash(fed.policyHash, sk(p))) })));
+  let version = 1;
+  rec.startRun(runId, version, hex(rnd(32)));
+  let completed = 0;
+  let round = 0;
+  const dimLen = (() => {
+    let d = 1;
+    while (d < rec.params.dimension) d *= 2;
+    return rec.params.rotation === 'hadamard' ? d : rec.params.dimension;
+  })();
+  for (const plan of plans) {
+    if (completed >= policy.training.rounds) break;
+    round++;
+    rec.startRound({ runId, round, secaggRound: round, baseModelVersion: version, parties: names });
+    let active = [...names];
+    let aborted = false;
+    for (const phase of PHASES) {
+      active = active.filter((p) => !(plan.drop ?? []).some((d) => d.party === p && d.phase === phase));
+      if (phase === 'advertise') {
+        rec.phase(phase, active, {
+          advertisements: active.map((p) => {
+            const cPk = rnd(32);
+            const sPk = rnd(32);
+            const c = rnd(32);
+            return { party: p, cPk: b64(cPk), sPk: b64(sPk), selfMaskCommitment: hex(c), signature: b64(ed25519Sign(advertiseKeysBytes(fedId, round, p, cPk, sPk, c), sk(p))) };
+          }),
+        });
+      } else if (phase === 'mask') {
+        rec.phase(phase, active, {
+          maskedInputs: active.map((p) => {
+            const digest = rnd(32);
+            return { party: p, bits: rec.params.bits, length: dimLen, digest: hex(digest), signature: b64(ed25519Sign(maskedInputBytes(fedId, round, p, rec.params.bits, dimLen, digest), sk(p))) };
+          }),
+        });
+      } else if (phase === 'consistency') {
+        const masked = [...maskedOf(rec)].sort();
+        rec.phase(phase, active, { survivors: masked, survivorSignatures: active.map((p) => ({ party: p, signature: b64(ed25519Sign(survivorListBytes(fedId, round, p, masked), sk(p))) })) });
+      } else {
+        rec.phase(phase, active);
+      }
+      if (phase === 'mask') setMasked(rec, active);
+      if (active.length < t) {
+        rec.abortRound(`only ${active.length} parties in phase ${phase}, fewer than t=${t}`, phase);
+        aborted = true;
+        break;
+      }
+      if (plan.abortAfter === phase) {
+        rec.abortRound('aborted by the operator', phase);
+        aborted = true;
+        break;
+      }
+    }
+    if (aborted) continue;
+    version++;
+    const modelHash = hex(rnd(32));
+    const survivors = [...maskedOf(rec)].sort();
+    rec.completeRound({ survivors, aggregateHash: hex(rnd(32)), modelVersion: version, modelHash });
+    completed++;
+    if (completed === policy.training.rounds) rec.completeRun(runId, version);
+    const head = writer.head();
+    for (const p of survivors) {
+      if ((plan.noReceipt ?? []).includes(p)) continue;
+      const r = signReceipt({ federationId: fedId, policyHash: fed.policyHash, runId, round, party: p, headIdx: head.idx, head: head.hash, modelHash }, sk(p));
+      receipts.push(r);
+      rec.receipt(r);
+    }
+  }
+  const text = writer.exportText();
+  return { text, bytes: new TextEncoder().encode(text), receipts, recorder: rec };
+}
+
+const masked = new WeakMap<AuditRecorder, string[]>();
+function setMasked(r: AuditRecorder, parties: string[]): void {
+  masked.set(r, [...parties]);
+}
+function maskedOf(r: AuditRecorder): string[] {
+  return masked.get(r) ?? [];
+}
+
+/** Entries of an exported log as objects (for mutation tests). */
+export function entriesOf(text: string): Record<string, any>[] {
+  return text
+    .split('\n')
+    .filter((l) => l.length)
+    .map((l) => JSON.parse(l).entry);
+}
+
+/**
+ * Re-chains and re-signs entry objects with the coordinator key (what a coordinator rewriting its
+ * history can do). With `parties`, receipts are also re-signed over the new heads (every signature
+ * valid: used to show that the policy checks, not the signatures, catch a mutation). Merkle roots
+ * are recomputed over the new entries unless `fixMerkle` is false.
+ */
+export function rechain(fed: Federation, entries: Record<string, any>[], o: { resignReceipts: boolean; fixMerkle?: boolean }): { text: string; bytes: Uint8Array } {
+  const writer = new AuditWriter(fed.coordinator.secretKey);
+  const heads: string[] = [];
+  let roundFrom = 0;
+  for (const e0 of entries) {
+    const e = JSON.parse(JSON.stringify(e0));
+    if (e.type === 'round-started') roundFrom = heads.length;
+    if ((e.type === 'round-completed' || e.type === 'round-aborted') && o.fixMerkle !== false) e.merkle = writer.merkleSince(roundFrom);
+    if (e.type === 'receipt' && o.resignReceipts) {
+      const r = e.receipt;
+      const { signature: _s, format: _f, ...fields } = r;
+      e.receipt = signReceipt({ ...fields, head: heads[r.headIdx] ?? r.head }, fed.parties.get(r.party)!.secretKey);
+    }
+    writer.appendUnchecked(e);
+    heads.push(sodium().to_hex(writer.head().hash));
+  }
+  const text = writer.exportText();
+  return { text, bytes: new TextEncoder().encode(text) };
+}

@@ -1,0 +1,103 @@
+import { sodiumReady } from '../../../shared/crypto/sodium';
+import { verifyLog } from '../../../shared/audit';
+import { makeFederation, generateLog, entriesOf, rechain } from './fixture';
+
+beforeAll(async () => {
+  await sodiumReady();
+});
+
+describe('verifyLog on generated runs', () => {
+  test('a clean run with a dropout and an aborted round verifies, with the timeline and epsilon', async () => {
+    const fed = await makeFederation();
+    const log = generateLog(fed, [{}, { drop: [{ party: 'insurer2', phase: 'mask' }] }, { abortAfter: 'share' }, {}]);
+    const r = verifyLog(log.bytes, { policy: fed.policy, receipts: log.receipts.map((x, i) => ({ source: `r${i}`, receipt: x })) });
+    expect(r.failures).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.rounds).toBe(4);
+    expect(r.timeline.map((s) => s.status)).toEqual(['completed', 'completed', 'aborted', 'completed']);
+    expect(r.timeline[1].survivors).toEqual(['insurer', 'platform']);
+    expect(r.timeline[1].phases.advertise).toEqual(['platform', 'insurer', 'insurer2']);
+    // insurer2 was not charged in round 2 (its masked input never arrived): smaller epsilon than platform's
+    const last = r.timeline[3].epsilon;
+    expect(last.insurer2).toBeLessThan(last.platform);
+    expect(last.platform).toBeGreaterThan(0);
+    expect(last.platform).toBeLessThanOrEqual(fed.policy.privacy.epsilonBudget);
+    // the round aborted after share charged nobody
+    expect(r.timeline[2].epsilon).toEqual({});
+    expect(r.runs).toEqual([{ runId: 'run-1', startIdx: 2, status: 'completed', roundsPlanned: 3 }]);
+    expect(r.warnings).toEqual([]);
+  });
+
+  test('a round below the threshold aborts and the run still verifies', async () => {
+    const fed = await makeFederation();
+    const log = generateLog(fed, [{ drop: [{ party: 'insurer', phase: 'share' }, { party: 'insurer2', phase: 'share' }] }, {}, {}, {}]);
+    const r = verifyLog(log.bytes, { policy: fed.policy });
+    expect(r.failures).toEqual([]);
+    expect(r.timeline[0].status).toBe('aborted');
+    expect(r.timeline[0].reason).toMatch(/fewer than t=2/);
+  });
+
+  test('a missing receipt is a warning, not a failure', async () => {
+    const fed = await makeFederation();
+    const log = generateLog(fed, [{ noReceipt: ['insurer'] }, {}, {}]);
+    const r = verifyLog(log.bytes, { policy: fed.policy });
+    expect(r.ok).toBe(true);
+    expect(r.warnings).toEqual(['run-1 round 1: no receipt in the log from insurer']);
+  });
+
+  test('the wrong policy fails on the policy hash and on the coordinator key', async () => {
+    const fed = await makeFederation();
+    const other = await makeFederation();
+    const log = generateLog(fed);
+    const r = verifyLog(log.bytes, { policy: other.policy });
+    expect(r.ok).toBe(false);
+    expect(r.failures[0]).toMatchObject({ entry: 0, field: 'signature' });
+    expect(r.failures.some((f) => f.field === 'entry.policyHash' && f.expected === other.policyHash)).toBe(true);
+  });
+
+  test('an empty log verifies as empty; a log without a final newline fails at its last entry', async () => {
+    const fed = await makeFederation();
+    expect(verifyLog(new Uint8Array(0), { policy: fed.policy })).toMatchObject({ ok: true, entries: 0, rounds: 0 });
+    const log = generateLog(fed);
+    const cut = log.bytes.subarray(0, log.bytes.length - 1);
+    const r = verifyLog(cut, { policy: fed.policy });
+    expect(r.failures).toEqual([{ entry: r.entries - 1, field: 'encoding', expected: 'the line to end with "\\n"', found: 'end of file' }]);
+  });
+
+  test('a history rewritten and re-signed by the coordinator fails against the parties\' receipts', async () => {
+    const fed = await makeFederation();
+    const log = generateLog(fed, [{}, { drop: [{ party: 'insurer2', phase: 'mask' }] }, {}]);
+    const entries = entriesOf(log.text);
+    // the coordinator claims another aggregate for round 1: it has to rewrite the whole
+    // history after it, and can re-sign every entry with its own key, but not the parties' receipts
+    const i = entries.findIndex((e) => e.type === 'round-completed' && e.round === 1);
+    entries[i].aggregateHash = '00'.repeat(32);
+    const forged = rechain(fed, entries, { resignReceipts: false });
+    const alone = verifyLog(forged.bytes, { policy: fed.policy });
+    // the receipts inside the log no longer match the rewritten heads
+    expect(alone.ok).toBe(false);
+    expect(alone.failures.every((f) => f.field === 'entry.receipt.head' || f.field === 'entry.receipt.signature')).toBe(true);
+    // drop the in-log receipts too (a coordinator hiding the evidence): only the parties' copies catch it
+    const noReceipts = rechain(fed, entries.filter((e) => e.type !== 'receipt').map((e, k) => ({ ...e, idx: k })), { resignReceipts: false });
+    const r0 = verifyLog(noReceipts.bytes, { policy: fed.policy });
+    expect(r0.failures).toEqual([]); // consistent on its own (receipts missing are only warnings)
+    expect(r0.warnings.length).toBe(3);
+    const withParties = verifyLog(noReceipts.bytes, { policy: fed.policy, receipts: log.receipts.map((x, k) => ({ source: `party-${k}`, receipt: x })) });
+    expect(withParties.ok).toBe(false);
+    // every receipt the parties hold now fails: heads after the rewrite differ, and the log is shorter
+    expect(withParties.failures.length).toBe(log.receipts.length);
+    expect(withParties.failures.every((f) => f.field === 'chainHash' || f.field === 'length')).toBe(true);
+    const first = withParties.failures[0];
+    expect(first.field).toBe('chainHash');
+    expect(first.entry).toBe(log.receipts[0].headIdx);
+  });
+
+  test('a receipt from a key the policy does not pin is refused', async () => {
+    const fed = await makeFederation();
+    const stranger = await makeFederation();
+    const log = generateLog(fed);
+    const forged = { ...log.receipts[0], signature: generateLog(stranger).receipts[0].signature };
+    const r = verifyLog(log.bytes, { policy: fed.policy, receipts: [{ source: 'forged.json', receipt: forged }] });
+    expect(r.failures).toEqual([expect.objectContaining({ field: 'receipts.forged.json', found: 'invalid or unsigned receipt' })]);
+  });
+});
