@@ -57,6 +57,8 @@ export interface RoundSetup {
   federationId?: string;
   roundSeed?: Uint8Array;
   rngLabel?: string;
+  /** passes every message through a transport (e.g. the protobuf codec) */
+  transport?: { toClient(m: ServerMessage): ServerMessage; toServer(m: ClientMessage): ClientMessage };
 }
 
 export interface RoundRun {
@@ -111,7 +113,7 @@ export class RoundDriver {
       if (!this.alive(id, 1)) continue;
       const msg = this.clients.get(id)!.start();
       this.sent.push(msg);
-      this.server.receive(msg);
+      this.server.receive(this.s.transport ? this.s.transport.toServer(msg) : msg);
     }
     return (this.step = this.server.deadlinePassed());
   }
@@ -122,9 +124,9 @@ export class RoundDriver {
     for (const { to, message } of this.step.messages) {
       this.broadcast.push({ to, message });
       if (!this.alive(to, p)) continue;
-      const reply = this.clients.get(to)!.handle(message, this.s.inputs.get(to));
+      const reply = this.clients.get(to)!.handle(this.s.transport ? this.s.transport.toClient(message) : message, this.s.inputs.get(to));
       this.sent.push(reply);
-      this.server.receive(reply);
+      this.server.receive(this.s.transport ? this.s.transport.toServer(reply) : reply);
     }
     return (this.step = this.server.deadlinePassed());
   }
