@@ -198,6 +198,22 @@ describe('distributed discrete Gaussian (Kairouz, Liu & Steinke 2021)', () => {
       }
     }
   });
+  test('Poisson subsampling (Zhu & Wang Thm. 5) upper-bounds the exact sampled Gaussian RDP, and is not loose', () => {
+    // one share, tau = 0: the base mechanism is the Gaussian with noise multiplier sqrt(s2)/l2
+    for (const [q, sigma] of [
+      [0.01, 1],
+      [0.1, 2],
+      [0.3, 0.9],
+    ]) {
+      const orders = [2, 3, 5, 8, 16, 32];
+      const sub = rdpDdg({ localVariance: sigma * sigma, parties: 1, l2: 1, l1: 1, dimension: 1, q, steps: 1 }, orders);
+      const exact = computeRdp(q, sigma, 1, orders) as number[];
+      orders.forEach((_, i) => {
+        expect(sub[i]).toBeGreaterThanOrEqual(exact[i] * (1 - 1e-9));
+        expect(sub[i]).toBeLessThanOrEqual(Math.max(3 * exact[i], exact[i] + 0.05));
+      });
+    }
+  });
   test('subsampling lowers RDP, and eps grows with steps', () => {
     const base = { localVariance: 1e4, parties: 4, l2: 50, l1: 2500, dimension: 4096, steps: 10 };
     const full = rdpDdg({ ...base, q: 1 });
