@@ -108,86 +108,120 @@ export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples
   });
 
   const v = (n: string) => model.towerVariable(n) as tf.Tensor;
-  const res = tf.tidy(() => {
+  const W2 = v('user_tower/dense2/kernel') as tf.Tensor2D;
+  const V2 = v('item_tower/dense2/kernel') as tf.Tensor2D;
+  // Forward and the per-example errors, all as 2D ops (tfjs-wasm's batched matMul is slow).
+  const fwd = tf.tidy(() => {
     const Xu = tf.tensor2d(xu, [U, du]);
-    const Eu = tf.tensor2d(eu, [U, d]);
     const Xi = tf.tensor2d(xi, [U * m, di]);
-    const Ei = tf.tensor2d(ei, [U * m, d]);
-    const Bi = tf.tensor2d(bi, [U, m]);
+    const Zu1 = tf.add(tf.matMul(Xu, v('user_tower/dense1/kernel') as tf.Tensor2D), v('user_tower/dense1/bias')) as tf.Tensor2D;
+    const Au1 = tf.relu(Zu1);
+    const Uv = tf.add(tf.add(tf.matMul(Au1, W2), v('user_tower/dense2/bias')), tf.tensor2d(eu, [U, d])) as tf.Tensor2D; // [U,d]
+    const Zi1 = tf.add(tf.matMul(Xi, v('item_tower/dense1/kernel') as tf.Tensor2D), v('item_tower/dense1/bias')) as tf.Tensor2D; // [U*m,h]
+    const Ai1 = tf.relu(Zi1);
+    const Iv3 = tf.reshape(tf.add(tf.add(tf.matMul(Ai1, V2), v('item_tower/dense2/bias')), tf.tensor2d(ei, [U * m, d])), [U, m, d]);
     const Y = tf.tensor2d(y, [U, m]);
     const Wt = tf.tensor2d(w, [U, m]);
-    const W1 = v('user_tower/dense1/kernel') as tf.Tensor2D;
-    const W2 = v('user_tower/dense2/kernel') as tf.Tensor2D;
-    const V1 = v('item_tower/dense1/kernel') as tf.Tensor2D;
-    const V2 = v('item_tower/dense2/kernel') as tf.Tensor2D;
-    const Zu1 = tf.add(tf.matMul(Xu, W1), v('user_tower/dense1/bias')) as tf.Tensor2D;
-    const Au1 = tf.relu(Zu1);
-    const Uv = tf.add(tf.add(tf.matMul(Au1, W2), v('user_tower/dense2/bias')), Eu) as tf.Tensor2D; // [U,d]
-    const Zi1 = tf.add(tf.matMul(Xi, V1), v('item_tower/dense1/bias')) as tf.Tensor2D; // [U*m,h]
-    const Ai1 = tf.relu(Zi1);
-    const Iv = tf.add(tf.add(tf.matMul(Ai1, V2), v('item_tower/dense2/bias')), Ei); // [U*m,d]
-    const Iv3 = tf.reshape(Iv, [U, m, d]);
-    const logit = tf.add(tf.sum(tf.mul(Iv3, tf.expandDims(Uv, 1)), 2), Bi); // [U,m]
+    const logit = tf.add(tf.sum(tf.mul(Iv3, tf.expandDims(Uv, 1)), 2), tf.tensor2d(bi, [U, m])); // [U,m]
     const bce = tf.add(tf.sub(tf.relu(logit), tf.mul(logit, Y)), tf.log1p(tf.exp(tf.neg(tf.abs(logit)))));
     const lossPerUser = tf.sum(tf.mul(bce, Wt), 1);
-    const E = tf.mul(tf.sub(tf.sigmoid(logit), Y), Wt); // [U,m]
-    const dI = tf.mul(tf.expandDims(E, 2), tf.expandDims(Uv, 1)); // [U,m,d]
-    const dU = tf.sum(tf.mul(tf.expandDims(E, 2), Iv3), 1); // [U,d]
-    // user tower, one input per user
-    const gW2u = tf.mul(tf.expandDims(Au1, 2), tf.expandDims(dU, 1)); // [U,h,d]
-    const d1u = tf.mul(tf.matMul(dU, W2, false, true), tf.step(Zu1)); // [U,h]
-    const gW1u = tf.mul(tf.expandDims(Xu, 2), tf.expandDims(d1u, 1)); // [U,du,h]
-    // item tower, m inputs per user
-    const d1i = tf.mul(tf.matMul(tf.reshape(dI, [U * m, d]), V2, false, true), tf.step(Zi1)); // [U*m,h]
-    const d1i3 = tf.reshape(d1i, [U, m, h]);
-    const gV2u = tf.matMul(tf.reshape(Ai1, [U, m, h]), dI, true, false); // [U,h,d]
-    const gb2u = tf.sum(dI, 1); // [U,d]
-    const gV1u = tf.matMul(tf.reshape(Xi, [U, m, di]), d1i3, true, false); // [U,di,h]
-    const gb1u = tf.sum(d1i3, 1); // [U,h]
-    const per: Array<[string, tf.Tensor]> = [
-      ['user_tower/dense1/kernel', gW1u],
-      ['user_tower/dense1/bias', d1u],
-      ['user_tower/dense2/kernel', gW2u],
-      ['user_tower/dense2/bias', dU],
-      ['item_tower/dense1/kernel', gV1u],
-      ['item_tower/dense1/bias', gb1u],
-      ['item_tower/dense2/kernel', gV2u],
-      ['item_tower/dense2/bias', gb2u],
-    ];
-    let towerSq: tf.Tensor = tf.zeros([U]);
-    for (const [, g] of per) towerSq = tf.add(towerSq, tf.sum(tf.square(tf.reshape(g, [U, -1])), 1));
-    return { per, towerSq, dI, dU, E, lossPerUser };
+    const E = tf.mul(tf.sub(tf.sigmoid(logit), Y), Wt); // [U,m]  e_j = w_j (sigmoid(z_j) - y_j)
+    const dI = tf.reshape(tf.mul(tf.expandDims(E, 2), tf.expandDims(Uv, 1)), [U * m, d]); // dL/dI_j
+    const dU = tf.sum(tf.mul(tf.expandDims(E, 2), Iv3), 1) as tf.Tensor2D; // dL/dU_u  [U,d]
+    const d1u = tf.mul(tf.matMul(dU, W2, false, true), tf.step(Zu1)) as tf.Tensor2D; // [U,h]
+    const d1i = tf.mul(tf.matMul(dI as tf.Tensor2D, V2, false, true), tf.step(Zi1)) as tf.Tensor2D; // [U*m,h]
+    return { Xu, Xi, Au1, Ai1, dI: dI as tf.Tensor2D, dU, d1u, d1i, E, lossPerUser };
   });
 
   try {
-    const dIArr = res.dI.dataSync() as Float32Array;
-    const eArr = res.E.dataSync() as Float32Array;
-    const towerSq = res.towerSq.dataSync() as Float32Array;
-    // embedding rows: per user, sum the rows of the same item before squaring
+    const au1 = fwd.Au1.dataSync() as Float32Array;
+    const ai1 = fwd.Ai1.dataSync() as Float32Array;
+    const dIArr = fwd.dI.dataSync() as Float32Array;
+    const dUArr = fwd.dU.dataSync() as Float32Array;
+    const d1uArr = fwd.d1u.dataSync() as Float32Array;
+    const d1iArr = fwd.d1i.dataSync() as Float32Array;
+    const eArr = fwd.E.dataSync() as Float32Array;
+    // Per-user squared norms over the shared parameters.
+    //  user tower: one input per user, so each gradient is an outer product a (x) b with norm |a||b|;
+    //  item tower: sum over the user's examples of x_j (x) d1_j and b1_j (x) d2_j, materialised in JS
+    //  (x_j is multi-hot: only its non-zero features are visited);
+    //  embedding rows: summed per item within the user before squaring.
     const norms = new Float32Array(U);
     const rowSums: Array<{ rows: Uint32Array; vals: Float32Array; bias: Float32Array }> = [];
+    const gV1 = new Float64Array(di * h);
+    const gV2 = new Float64Array(h * d);
+    const gb1 = new Float64Array(h);
+    const gb2 = new Float64Array(d);
+    const sq = (a: Float32Array, o: number, n: number) => {
+      let t = 0;
+      for (let k = 0; k < n; k++) t += a[o + k] * a[o + k];
+      return t;
+    };
     batch.forEach((b, k) => {
+      const xn = sq(xu, k * du, du);
+      const an = sq(au1, k * h, h);
+      const dun = sq(dUArr, k * d, d);
+      const d1n = sq(d1uArr, k * h, h);
+      let total = an * dun + dun + xn * d1n + d1n;
+      gV1.fill(0);
+      gV2.fill(0);
+      gb1.fill(0);
+      gb2.fill(0);
+      for (let j = 0; j < b.items.length; j++) {
+        const r = k * m + j;
+        const xo = r * di;
+        const d1o = r * h;
+        const d2o = r * d;
+        for (let a = 0; a < di; a++) {
+          const xa = xi[xo + a];
+          if (xa === 0) continue;
+          const row = a * h;
+          for (let c = 0; c < h; c++) gV1[row + c] += xa * d1iArr[d1o + c];
+        }
+        for (let c = 0; c < h; c++) {
+          gb1[c] += d1iArr[d1o + c];
+          const bc = ai1[d1o + c];
+          if (bc === 0) continue;
+          const row = c * d;
+          for (let e = 0; e < d; e++) gV2[row + e] += bc * dIArr[d2o + e];
+        }
+        for (let e = 0; e < d; e++) gb2[e] += dIArr[d2o + e];
+      }
+      for (const arr of [gV1, gV2, gb1, gb2]) for (let t = 0; t < arr.length; t++) total += arr[t] * arr[t];
       const idx = b.items;
-      const vals = dIArr.subarray(k * m * d, (k * m + idx.length) * d);
-      const s = segmentSumRows(idx, vals, d);
+      const s = segmentSumRows(idx, dIArr.subarray(k * m * d, (k * m + idx.length) * d), d);
       const sb = segmentSumRows(idx, eArr.subarray(k * m, k * m + idx.length), 1);
-      let sq = towerSq[k];
-      for (let t = 0; t < s.values.length; t++) sq += s.values[t] * s.values[t];
-      for (let t = 0; t < sb.values.length; t++) sq += sb.values[t] * sb.values[t];
-      norms[k] = Math.sqrt(sq);
+      for (let t = 0; t < s.values.length; t++) total += s.values[t] * s.values[t];
+      for (let t = 0; t < sb.values.length; t++) total += sb.values[t] * sb.values[t];
+      norms[k] = Math.sqrt(total);
       rowSums.push({ rows: s.rows, vals: s.values, bias: sb.values });
     });
     const scale = new Float32Array(U);
     for (let k = 0; k < U; k++) scale[k] = norms[k] > clip ? clip / norms[k] : 1;
-    // clipped tower sums
-    const scaleT = tf.tensor1d(scale);
-    for (const [name, g] of res.per) {
-      const p = spec(layout, name);
-      const summed = tf.tidy(() => tf.sum(tf.mul(tf.reshape(g, [U, -1]), tf.expandDims(scaleT, 1)), 0));
-      sum.set(summed.dataSync() as Float32Array, p.offset);
-      summed.dispose();
-    }
-    scaleT.dispose();
+    const rowScale = new Float32Array(U * m);
+    for (let k = 0; k < U; k++) rowScale.fill(scale[k], k * m, (k + 1) * m);
+    // Clipped tower sums: sum_u c_u G_u = A^T diag(c) Delta, one 2D matMul per parameter.
+    const sums = tf.tidy(() => {
+      const c = tf.tensor2d(scale, [U, 1]);
+      const cr = tf.tensor2d(rowScale, [U * m, 1]);
+      const cdU = tf.mul(fwd.dU, c);
+      const cd1u = tf.mul(fwd.d1u, c);
+      const cdI = tf.mul(fwd.dI, cr);
+      const cd1i = tf.mul(fwd.d1i, cr);
+      const out: Record<string, tf.Tensor> = {
+        'user_tower/dense1/kernel': tf.matMul(fwd.Xu, cd1u, true, false),
+        'user_tower/dense1/bias': tf.sum(cd1u, 0),
+        'user_tower/dense2/kernel': tf.matMul(fwd.Au1, cdU, true, false),
+        'user_tower/dense2/bias': tf.sum(cdU, 0),
+        'item_tower/dense1/kernel': tf.matMul(fwd.Xi, cd1i, true, false),
+        'item_tower/dense1/bias': tf.sum(cd1i, 0),
+        'item_tower/dense2/kernel': tf.matMul(fwd.Ai1, cdI, true, false),
+        'item_tower/dense2/bias': tf.sum(cdI, 0),
+      };
+      return out;
+    });
+    for (const [name, t] of Object.entries(sums)) sum.set(t.dataSync() as Float32Array, spec(layout, name).offset);
+    tf.dispose(Object.values(sums));
     // clipped embedding rows
     const pe = spec(layout, 'item_embedding');
     const pb = spec(layout, 'item_bias');
@@ -199,16 +233,15 @@ export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples
         sum[pb.offset + r.rows[t]] += c * r.bias[t];
       }
     });
-    const dU = res.dU.dataSync() as Float32Array;
     const order = batch.map((b, k) => [b.user, k] as const).sort((a, b2) => a[0] - b2[0]);
     const userGrads: SparseRows = { rows: Uint32Array.from(order.map((o) => o[0])), values: new Float32Array(U * d), width: d };
-    order.forEach(([, k], r) => userGrads.values.set(dU.subarray(k * d, (k + 1) * d), r * d));
-    const lossArr = res.lossPerUser.dataSync() as Float32Array;
+    order.forEach(([, k], r) => userGrads.values.set(dUArr.subarray(k * d, (k + 1) * d), r * d));
+    const lossArr = fwd.lossPerUser.dataSync() as Float32Array;
     let loss = 0;
     for (let k = 0; k < U; k++) loss += lossArr[k];
     return { sum, norms, userGrads, loss: loss / U };
   } finally {
-    tf.dispose([...res.per.map((p) => p[1]), res.towerSq, res.dI, res.dU, res.E, res.lossPerUser]);
+    tf.dispose(Object.values(fwd));
   }
 }
 
