@@ -39,3 +39,4 @@ export { SecAggError, type SecAggCode } from './errors';
 export { neighbourGraph, validateParams, isFullGraph, neighbourhoodSize, MAX_PARTIES, type SecAggParams } from './graph';
 export { RoundContext, type RoundInfo } from './round';
 export * from './messages';
+export { encodeClientMessage, decodeClientMessage, encodeServerMessage, decodeServerMessage, VECTOR_CHUNK_BYTES } from './wire';
