@@ -302,6 +302,35 @@ export function encodeUpdate(update: ArrayLike<number>, p: EncodeParams): Encode
 }
 
 /**
+ * `round-noise` for one party: every user's contribution clipped, rotated, scaled and conditionally
+ * rounded on its own (quantizeContribution), the integer vectors summed, then one discrete
+ * Gaussian draw per coordinate and the reduction mod 2^bits. Removing one user changes the
+ * pre-noise integer vector by that user's rounded contribution only (norms <= l2, l1 of
+ * contributionSensitivity), which is what the accountant is told. `dimension` is the input
+ * dimension d; every contribution must have it.
+ */
+export function encodeContributions(
+  contributions: Iterable<ArrayLike<number>>,
+  dimension: number,
+  p: EncodeParams,
+): EncodedUpdate & { contributions: number; maxL2Norm: number } {
+  checkEncodeParams(p);
+  const dd = encodedDimension(dimension, p.rotationSeed !== null);
+  const acc = new Float64Array(dd);
+  let count = 0;
+  let maxL2Norm = 0;
+  for (const c of contributions) {
+    if (c === null || typeof c !== 'object' || c.length !== dimension) {
+      throw new RangeError(`contribution ${count} expected length ${dimension}, got ${c === null || typeof c !== 'object' ? String(c) : `length=${c.length}`}`);
+    }
+    const q = quantizeContribution(c, p, acc);
+    if (q.l2Norm > maxL2Norm) maxL2Norm = q.l2Norm;
+    count++;
+  }
+  return { ...finishEncoding(acc, p), contributions: count, maxL2Norm };
+}
+
+/**
  * Decodes the unmasked aggregate: signed lift mod 2^bits, / gamma, inverse rotation, truncation to
  * `dimension`, / `parties` (uniform weights). Returns the average update.
  */

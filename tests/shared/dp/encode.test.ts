@@ -11,6 +11,7 @@ import {
   quantizeContribution,
   finishEncoding,
   encodeUpdate,
+  encodeContributions,
   decodeAggregate,
   checkWrapAround,
   assertNoWrapAround,
@@ -214,6 +215,24 @@ describe('encode / decode', () => {
       }),
       { numRuns: 40 },
     );
+  });
+  test('round-noise for one party: per-user rounded contributions sum and decode to the sum of clipped contributions', () => {
+    const d = 100;
+    const p: EncodeParams = { clip: 1, gamma: 512, bits: 32, rotationSeed: seedA, beta: DEFAULT_BETA, noise: null };
+    const users = Array.from({ length: 25 }, (_, u) => randomVector(d, u % 4 === 0 ? 3 : 0.05));
+    const enc = encodeContributions(users, d, p);
+    expect(enc.contributions).toBe(25);
+    expect(enc.maxL2Norm).toBeLessThanOrEqual(contributionSensitivity(p, d).l2);
+    const got = decodeAggregate(enc.data, p, d, 1);
+    const want = new Float64Array(d);
+    for (const u of users) {
+      const c = Float64Array.from(u);
+      clipL2(c, 1);
+      for (let i = 0; i < d; i++) want[i] += c[i];
+    }
+    // 25 independent roundings, each with error < 1/gamma per coordinate
+    expect(norm(got.map((v, i) => v - want[i]))).toBeLessThanOrEqual((25 * Math.sqrt(128)) / 512);
+    expect(() => encodeContributions([new Float64Array(d), new Float64Array(d - 1)], d, p)).toThrow(/contribution 1 expected length 100/);
   });
   test('negative values survive the reduction mod 2^b and the signed lift', () => {
     const p: EncodeParams = { clip: 100, gamma: 1, bits: 16, rotationSeed: null, beta: 0, noise: null };
