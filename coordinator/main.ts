@@ -23,6 +23,7 @@ import { PartyAuthenticator } from './identity/authenticate';
 import { loadCoordinatorKey } from './identity/keys';
 import { EventHub } from './rounds/events';
 import type { RoundProtocolFactory } from './rounds/protocol';
+import { SecAggProtocolFactory } from './rounds/secagg-protocol';
 import { RoundsService, type Timers } from './rounds/rounds.service';
 import { migrate } from './storage/migrations';
 import { Repository } from './storage/repository';
@@ -37,8 +38,11 @@ export interface RunningCoordinator {
 }
 
 export interface CoordinatorOptions {
-  /** the round protocol (the secure-aggregation adapter); null = runs cannot be started */
-  protocol?: RoundProtocolFactory | null;
+  /**
+   * the round protocol: 'secagg' (default) = secure aggregation (rounds/secagg-protocol.ts);
+   * a factory (tests); null = runs cannot be started
+   */
+  protocol?: RoundProtocolFactory | 'secagg' | null;
   timers?: Timers;
   log?: (line: string) => void;
   /** create the identity key file when missing (default true) */
@@ -70,7 +74,7 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
       sealer,
       events,
       metrics,
-      factory: opts.protocol ?? null,
+      factory: opts.protocol === undefined || opts.protocol === 'secagg' ? new SecAggProtocolFactory(identity.secretKey, log) : opts.protocol,
       federationId: config.federationId,
       coordinatorPublicKey: identity.publicKey,
       timers,

@@ -101,9 +101,8 @@ export function registerCoordinatorCommands(coord: Command): void {
         throw e;
       }
       const { createCoordinator } = await import('../main');
-      const c = await createCoordinator(config, { protocol: null });
+      const c = await createCoordinator(config, { protocol: 'secagg' });
       process.stderr.write(`coordinator public key: ${Buffer.from(c.publicKey).toString('base64')}\n`);
-      process.stderr.write('note: no round protocol is plugged in yet (coordinator/rounds/protocol.ts); enrolment and the operator API work, runs cannot start\n');
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once('SIGINT', stop);
@@ -225,12 +224,23 @@ export function registerCoordinatorCommands(coord: Command): void {
       .command('start')
       .description('start a run under a policy every enrolled party has signed')
       .requiredOption('--policy <file>', 'policy YAML')
-      .option('--signatures <file>', 'JSON object {party: base64 Ed25519 signature of the policy hash}')
+      .option('--signatures <path>', 'folder of `fedbridge policy sign` files (<signer>.json), or a JSON object {party: base64 signature}')
       .option('--signature <party=base64...>', 'one party signature (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
       .option('--initial-model <file>', 'flat float32 little-endian shared parameters (default: zeros)'),
   ).action(async (o: ConnOpts & { policy: string; signatures?: string; signature: string[]; initialModel?: string }) => {
     const sigs = new Map<string, string>();
-    if (o.signatures) {
+    if (o.signatures && fs.existsSync(o.signatures) && fs.statSync(o.signatures).isDirectory()) {
+      const { policySignatureFileSchema } = await import('../../shared/policy/sign');
+      for (const f of fs.readdirSync(o.signatures).filter((x) => x.endsWith('.json')).sort()) {
+        let file;
+        try {
+          file = policySignatureFileSchema.parse(JSON.parse(fs.readFileSync(path.join(o.signatures, f), 'utf8')));
+        } catch (e) {
+          throw new UserError(`--signatures: ${f}: ${(e as Error).message.split('\n')[0]}`);
+        }
+        sigs.set(file.signer, file.signature);
+      }
+    } else if (o.signatures) {
       let obj: unknown;
       try {
         obj = JSON.parse(fs.readFileSync(o.signatures, 'utf8'));

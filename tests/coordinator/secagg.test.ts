@@ -1,0 +1,177 @@
+/**
+ * The real secure-aggregation round over gRPC on loopback (mutual TLS, port 0): 3 parties, 2
+ * rounds, one party killed during masked input of round 1. Each test node runs the SecAggClient
+ * state machine driven only by the coordinator's pushed events. The coordinator's unmasked sum
+ * must equal the sum mod 2^b of the survivors' inputs, computed here from the parties' own inputs,
+ * and the stored model must be the FedAvg step of that sum, computed here independently.
+ */
+import { EventKind, Phase, PhaseEvent, type SignedEvent } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { SecAggClient } from '../../shared/secagg/client';
+import { decodeServerMessage, encodeClientMessage } from '../../shared/secagg/wire';
+import { encodedDimension } from '../../shared/dp/encode';
+import { modularSum, nextGlobalModel } from '../../shared/fl/aggregate';
+import { publicRoundSeed } from '../../shared/fl/seeds';
+import { newServerState } from '../../shared/fl/server';
+import { verifyEvent } from '../../shared/proto/envelope';
+import { sodium } from '../../shared/crypto/sodium';
+import type { Policy } from '../../shared/policy/schema';
+import type { RunningCoordinator } from '../../coordinator/main';
+import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
+import { makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
+
+const METHOD: Record<number, 'AdvertiseKeys' | 'ShareKeys' | 'ConsistencyCheck' | 'Unmasking'> = {
+  [Phase.PHASE_ADVERTISE_KEYS]: 'AdvertiseKeys',
+  [Phase.PHASE_SHARE_KEYS]: 'ShareKeys',
+  [Phase.PHASE_CONSISTENCY_CHECK]: 'ConsistencyCheck',
+  [Phase.PHASE_UNMASKING]: 'Unmasking',
+};
+
+/** A minimal node: the SecAggClient state machine reacting to pushed events, nothing else. */
+class MiniNode {
+  readonly inputs = new Map<number, Uint32Array>();
+  readonly sent = new Map<string, Promise<unknown>>(); // `${round}/${phase}` -> the send
+  private chain: Promise<void> = Promise.resolve();
+  private clients = new Map<number, SecAggClient>();
+  dead = false;
+  killAt: { round: number; phase: Phase } | null = null;
+  errors: Error[] = [];
+
+  constructor(readonly party: TestParty, readonly stream: EventStream, private readonly policy: Policy, private readonly coordinatorKey: Uint8Array, private readonly vectorLength: number) {
+    stream.call.on('data', (ev: SignedEvent) => {
+      if (!verifyEvent(ev, coordinatorKey)) throw new Error('bad coordinator signature');
+      const e = PhaseEvent.decode(ev.body);
+      this.chain = this.chain.then(() => this.onEvent(e)).catch((err) => void this.errors.push(err as Error));
+    });
+  }
+
+  input(round: number): Uint32Array {
+    let v = this.inputs.get(round);
+    if (!v) {
+      // small signed integers mod 2^32, as an encoded model delta would be
+      const k = this.party.name.length + round * 7;
+      v = new Uint32Array(this.vectorLength);
+      for (let i = 0; i < v.length; i++) v[i] = (((i * 31 + k * 101) % 2001) - 1000) >>> 0;
+      this.inputs.set(round, v);
+    }
+    return v;
+  }
+
+  private async onEvent(e: PhaseEvent): Promise<void> {
+    if (this.dead || e.kind !== EventKind.EVENT_KIND_PHASE_STARTED) return;
+    if (this.killAt && this.killAt.round === e.round && this.killAt.phase === e.phase) {
+      this.dead = true; // crash: no reply, connection gone
+      this.stream.cancel();
+      return;
+    }
+    const p = this.policy;
+    let client = this.clients.get(e.round);
+    if (e.phase === Phase.PHASE_ADVERTISE_KEYS) {
+      const peers: Record<string, Uint8Array> = {};
+      for (const q of p.parties) peers[q.name] = new Uint8Array(Buffer.from(q.publicKey, 'base64'));
+      client = new SecAggClient({
+        federationId: p.federationId,
+        round: e.round,
+        params: { threshold: p.secagg.threshold, degree: p.secagg.neighbourDegree, bits: p.secagg.bitWidth },
+        roundSeed: publicRoundSeed('graph', p.federationId, e.runId, e.round),
+        vectorLength: this.vectorLength,
+        peers,
+        identity: { partyId: this.party.name, secretKey: this.party.keys.secretKey },
+        coordinatorPublicKey: this.coordinatorKey,
+      });
+      this.clients.set(e.round, client);
+      const send = this.party.phase('AdvertiseKeys', e.runId, e.round, encodeClientMessage(client.start()));
+      this.sent.set(`${e.round}/${e.phase}`, send);
+      await send;
+      return;
+    }
+    if (!client) throw new Error(`${this.party.name}: no client for round ${e.round}`);
+    const reply = client.handle(decodeServerMessage(e.payload), this.input(e.round));
+    const bytes = encodeClientMessage(reply);
+    const send = e.phase === Phase.PHASE_MASKED_INPUT ? this.party.upload(e.runId, e.round, bytes) : this.party.phase(METHOD[e.phase], e.runId, e.round, bytes);
+    this.sent.set(`${e.round}/${e.phase}`, send);
+    await send;
+  }
+
+  async sentIn(round: number, phase: Phase, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.sent.has(`${round}/${phase}`)) {
+      if (this.errors.length) throw this.errors[0];
+      if (Date.now() > deadline) throw new Error(`${this.party.name} sent nothing in round ${round} phase ${phase}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await this.sent.get(`${round}/${phase}`);
+  }
+}
+
+describe('secure aggregation over gRPC', () => {
+  let env: Env;
+  let coord: RunningCoordinator;
+  const timers = new ManualTimers();
+  let parties: TestParty[];
+  let nodes: MiniNode[];
+
+  beforeAll(async () => {
+    env = await makeEnv(['platform', 'insurer', 'insurer2']);
+    coord = await startCoordinator(env, undefined as never, timers); // default protocol: secagg
+  });
+  afterAll(async () => {
+    for (const n of nodes ?? []) n.stream.cancel();
+    for (const p of parties ?? []) p.close();
+    await coord?.close();
+  });
+
+  test('3 parties, 2 rounds, one killed during masked input: the sum is exactly the survivors\' inputs', async () => {
+    parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
+    const op = operator(env, coord.grpcPort);
+    for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+    const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
+    policy.secagg.threshold = 2;
+    const dim = modelDim(policy);
+    const vectorLength = encodedDimension(dim, policy.secagg.rotation === 'hadamard');
+    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, vectorLength));
+    nodes[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT };
+    const initial = new Float32Array(dim).map((_, i) => ((i % 11) - 5) / 50);
+    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(initial.buffer));
+    const runId = st.runId;
+    const factory = coord.ctx.rounds['d'].factory as SecAggProtocolFactory;
+
+    // round 1: all advertise and share; insurer2 dies when masked input opens; the deadline drops it
+    await Promise.all(nodes.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_MASKED_INPUT)));
+    expect(nodes[2].dead).toBe(true);
+    expect(timers.fire()).toBe(1);
+    const r1 = await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED && e.round === 1);
+    const proto1 = factory.created.find((p) => p['start'].round === 1)!;
+    const expectedSum1 = modularSum([nodes[0].input(1), nodes[1].input(1)], 32);
+    expect(Buffer.compare(Buffer.from(proto1.lastSum!.buffer), Buffer.from(expectedSum1.buffer))).toBe(0);
+    // the stored model is FedAvg of the decoded survivors' average, computed here independently
+    const state = newServerState();
+    const rotationSeed = publicRoundSeed('rotation', policy.federationId, runId, 1);
+    const expected1 = nextGlobalModel(initial, expectedSum1, 2, { gamma: policy.secagg.scale, bits: 32, rotationSeed }, { type: 'fedavg', learningRate: 1 }, state);
+    const m1 = await parties[0].download(r1.modelVersion);
+    expect(Buffer.compare(Buffer.from(m1.data), Buffer.from(expected1.buffer))).toBe(0);
+    expect(Buffer.compare(Buffer.from(m1.info.modelHash), Buffer.from(sodium().crypto_generichash(32, m1.data, null)))).toBe(0);
+
+    // round 2 without insurer2: its advertise deadline passes, the two others complete the round
+    await Promise.all(nodes.slice(0, 2).map((n) => n.sentIn(2, Phase.PHASE_ADVERTISE_KEYS)));
+    expect(timers.fire()).toBe(1);
+    const r2 = await nodes[1].stream.next((e) => e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED && e.round === 2);
+    const proto2 = factory.created.find((p) => p['start'].round === 2)!;
+    const expectedSum2 = modularSum([nodes[0].input(2), nodes[1].input(2)], 32);
+    expect(Buffer.compare(Buffer.from(proto2.lastSum!.buffer), Buffer.from(expectedSum2.buffer))).toBe(0);
+    // the sum is not any single party's input (masks cancelled only in the sum)
+    expect(Buffer.compare(Buffer.from(proto2.lastSum!.buffer), Buffer.from(nodes[0].input(2).buffer))).not.toBe(0);
+    const expected2 = nextGlobalModel(expected1, expectedSum2, 2, { gamma: policy.secagg.scale, bits: 32, rotationSeed: publicRoundSeed('rotation', policy.federationId, runId, 2) }, { type: 'fedavg', learningRate: 1 }, state);
+    const m2 = await parties[1].download(r2.modelVersion);
+    expect(Buffer.compare(Buffer.from(m2.data), Buffer.from(expected2.buffer))).toBe(0);
+
+    await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_RUN_FINISHED);
+    const fin = await unary(op.client.getRunStatus.bind(op.client), { runId }, op.metadata);
+    expect(fin).toMatchObject({ state: 'completed', roundsCompleted: 2, latestModelVersion: 3 });
+    const audit = (await coord.ctx.repo.auditEntries()).map((e) => JSON.parse(Buffer.from(e.entry).toString()));
+    const done1 = audit.find((a) => a.type === 'round-completed' && a.round === 1);
+    expect(done1.partiesByPhase).toEqual({ advertise: ['insurer', 'insurer2', 'platform'], share: ['insurer', 'insurer2', 'platform'], mask: ['insurer', 'platform'], consistency: ['insurer', 'platform'], unmask: ['insurer', 'platform'] });
+    expect(done1.survivors).toEqual(['insurer', 'platform']);
+    expect(nodes.flatMap((n) => n.errors)).toEqual([]);
+    op.client.close();
+  });
+});
