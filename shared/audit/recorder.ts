@@ -126,15 +126,18 @@ export class AuditRecorder {
   }
 
   /**
-   * Rebuilds the recorder's state (charges, open round) from a stored log, for a coordinator that
-   * restarts; the writer must resume after the same log (nextIdx, head).
+   * Rebuilds a recorder (writer head, charges, open round) from the whole stored log, for a
+   * coordinator that restarts: the next entry continues the same chain.
    */
-  static replay(policy: Policy, writer: AuditWriter, exported: Uint8Array, clock?: () => number): AuditRecorder {
-    const rec = new AuditRecorder(policy, writer, clock);
-    let params = rec.params;
-    for (const line of splitLines(exported).lines) {
+  static replay(policy: Policy, coordinatorSecretKey: Uint8Array, exported: Uint8Array, clock?: () => number): AuditRecorder {
+    const parsed = splitLines(exported).lines.map((line) => {
       const p = parseExportLine(line);
       if (!p.ok) throw new RangeError(`stored audit log line is invalid: ${p.field}: ${p.found}`);
+      return p;
+    });
+    const rec = new AuditRecorder(policy, AuditWriter.resume(coordinatorSecretKey, parsed.map((p) => p.record)), clock);
+    let params = rec.params;
+    for (const p of parsed) {
       const c = checkEntry(p.entry);
       if (!c.ok) continue;
       const e = c.entry;

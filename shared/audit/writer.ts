@@ -23,6 +23,24 @@ export class AuditWriter {
     this.prev = resume?.head ?? AUDIT_GENESIS;
   }
 
+  /**
+   * A writer continuing after stored records (a contiguous tail of the chain, e.g. everything since
+   * the open round started, or the whole log). Their chain is recomputed, not trusted: a gap or a
+   * prevHash that does not match throws.
+   */
+  static resume(coordinatorSecretKey: Uint8Array, stored: readonly AuditRecord[]): AuditWriter {
+    if (stored.length === 0) return new AuditWriter(coordinatorSecretKey);
+    let head = stored[0].prevHash;
+    stored.forEach((r, k) => {
+      if (r.idx !== stored[0].idx + k) throw new RangeError(`stored audit records are not contiguous at index ${r.idx}`);
+      if (k > 0 && r.prevHash.some((b, j) => b !== head[j])) throw new RangeError(`stored audit record ${r.idx} does not chain to the one before`);
+      head = auditChainHash(r.idx, r.prevHash, r.entry);
+    });
+    const w = new AuditWriter(coordinatorSecretKey, { nextIdx: stored[stored.length - 1].idx + 1, head });
+    w.records.push(...stored);
+    return w;
+  }
+
   /** Validates, seals and returns the record of one entry; throws RangeError (nothing appended) if invalid. */
   append(input: AuditEntryInput, at: number): AuditRecord & { value: AuditEntry } {
     const obj = { ...input, idx: this.nextIdx, at };
