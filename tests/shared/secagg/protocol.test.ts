@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { neighbourGraph } from '../../../shared/secagg/graph';
-import { expectedAbortPhase, makeFederation, modSum, randomInput, revealedShares, runRound, seededRng, type DropSchedule } from './harness';
+import { expectedAbortPhase, makeFederation, modSum, randomInput, revealedShares, RoundDriver, runRound, seededRng, type DropSchedule } from './harness';
 
 beforeAll(() => sodiumReady());
 
@@ -149,5 +149,33 @@ describe('SecAgg+ partial-sum protection', () => {
     // one drop only leaves a path: connected, so the round completes
     const ok = runRound({ fed, params: { threshold: 2, degree: 2, bits: 32 }, m: 16, inputs, drops: new Map([[order[0], 3]]), roundSeed: seed });
     expect(ok.result.kind).toBe('done');
+  });
+});
+
+describe('secrets are wiped', () => {
+  test('after unmasking, and after an abort, every secret buffer a client held is all zeros', () => {
+    const fed = fedOf(4);
+    const m = 8;
+    const inputs = new Map(fed.ids.map((id) => [id, new Uint32Array(m).fill(3)]));
+    const d = new RoundDriver({ fed, params: { threshold: 3, degree: 0, bits: 32 }, m, inputs });
+    d.runUntil('unmask'); // every party has drawn keys, split and received shares
+    type Inside = { cKeys: { secretKey: Uint8Array }; sKeys: { secretKey: Uint8Array }; selfSeed: Uint8Array; ownShares: { b: Uint8Array; s: Uint8Array }; received: Map<string, { b: Uint8Array; s: Uint8Array }> };
+    const held = new Map<string, Uint8Array[]>();
+    for (const [id, c] of d.clients) {
+      const x = c as unknown as Inside;
+      const bufs = [x.cKeys.secretKey, x.sKeys.secretKey, x.selfSeed, x.ownShares.b, x.ownShares.s];
+      for (const r of x.received.values()) bufs.push(r.b, r.s);
+      expect(bufs.some((b) => b.some((v) => v !== 0))).toBe(true); // they were really secrets
+      held.set(id, bufs);
+    }
+    const victim = fed.ids[3];
+    d.clients.get(victim)!.abort('operator stopped the round');
+    d.drops.set(victim, 5); // it sends nothing more
+    while (d.step.kind === 'send') d.deliver();
+    expect(d.step.kind).toBe('done');
+    for (const [id, bufs] of held) {
+      for (const b of bufs) expect(b.every((v) => v === 0)).toBe(true);
+      expect(d.clients.get(id)!.phase).toBe(id === victim ? 'aborted' : 'done');
+    }
   });
 });
