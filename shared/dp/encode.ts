@@ -39,7 +39,7 @@
 import { abytes, anum, aint, au32 } from '../util/check';
 import { sodium } from '../crypto/sodium';
 import { csprngBytes } from './bits';
-import { DiscreteGaussian } from './discrete';
+import { DiscreteGaussian, MIN_VARIANCE, MAX_VARIANCE } from './discrete';
 import { roundedSensitivity } from './rdp';
 
 export type NoiseMode = 'per-party' | 'distributed';
@@ -273,7 +273,13 @@ export function finishEncoding(acc: Float64Array, p: EncodeParams): EncodedUpdat
   let rational: { num: number; den: number } | null = null;
   let variance = 0;
   if (p.noise) {
-    const dg = new DiscreteGaussian(noiseVariance(p));
+    const v = noiseVariance(p);
+    if (!(v >= MIN_VARIANCE && v <= MAX_VARIANCE)) {
+      throw new RangeError(
+        `noise: integer variance per share (gamma ${p.gamma} x sigma ${p.noise.sigma})^2${p.noise.mode === 'distributed' ? ` / n_min ${p.noise.nMin}` : ''} = ${v} is outside the exact sampler's range [2^-8, 2^40]`,
+      );
+    }
+    const dg = new DiscreteGaussian(v);
     rational = { num: dg.num, den: dg.den };
     variance = dg.variance;
     for (let i = 0; i < n; i++) acc[i] += dg.sample();

@@ -53,6 +53,7 @@ const cases: [string, () => unknown, typeof TypeError | typeof RangeError, RegEx
   ['encodeUpdate(seed array)', () => encodeUpdate([1], { ...p, rotationSeed: [1, 2] as unknown as Uint8Array }), TypeError, /"rotationSeed"/],
   ['encodeUpdate(nMin 0)', () => encodeUpdate([1], { ...p, noise: { sigma: 1, mode: 'per-party', nMin: 0 } }), RangeError, /"noise.nMin"/],
   ['encodeUpdate(huge gamma)', () => encodeUpdate([1], { ...p, clip: 1, gamma: 2 ** 50 }), RangeError, /out of range/],
+  ['encodeUpdate(noise variance 2^42)', () => encodeUpdate([1], { ...p, gamma: 2 ** 20, noise: { sigma: 2, mode: 'per-party', nMin: 1 } }), RangeError, /outside the exact sampler's range/],
   ['decodeAggregate(Uint8Array)', () => decodeAggregate(new Uint8Array(4) as unknown as Uint32Array, p, 4, 1), TypeError, /"sum"/],
   ['decodeAggregate(gamma 0)', () => decodeAggregate(new Uint32Array(4), { ...p, gamma: 0 }, 4, 1), RangeError, /"gamma"/],
   ['checkWrapAround(parties 0)', () => checkWrapAround({ ...wrap, parties: 0 }), RangeError, /"parties"/],
