@@ -15,6 +15,8 @@ import { registerNodeImportCommand } from '../participant-node/cli/import';
 import { registerNodePrivacyCommands } from '../participant-node/cli/privacy';
 import { registerPrivacyCommands } from '../shared/cli/privacy';
 import { registerCoordinatorCommands } from '../coordinator/cli/coordinator';
+import { registerPolicyCommands } from '../shared/cli/policy';
+import { registerAuditCommands } from '../shared/cli/audit';
 
 export function buildProgram(): Command {
   const program = new Command('fedbridge')
@@ -29,6 +31,11 @@ export function buildProgram(): Command {
   const privacy = program.command('privacy').description('privacy accountant: epsilon of a mechanism, sigma calibration');
   registerPrivacyCommands(privacy);
   registerCoordinatorCommands(program.command('coordinator').description('coordinator: start, local certificates, operator commands (enrol, runs, tokens)'));
+  registerPolicyCommands(program.command('policy').description('federation policy: write the default, sign its hash, verify every signature'), {
+    readNodeInfo: async (dir) => (await import('../participant-node/identity')).readNodeInfo(dir),
+    loadNodeIdentity: async (dir) => (await import('../participant-node/identity')).loadIdentity(dir),
+  });
+  registerAuditCommands(program.command('audit').description('auditor: export the coordinator audit log, verify it against the policy and receipts'));
   return program;
 }
 

@@ -1,0 +1,178 @@
+/**
+ * `fedbridge audit export` and `fedbridge audit verify` (issue 6, DESIGN §8).
+ *
+ *   audit export --coordinator URL --out F.jsonl [--token T] [--ca FILE]
+ *     Pages through the coordinator's read-only audit API (proto/fedbridge/v1/audit-api.openapi.yaml:
+ *     GET {URL}/audit/v1/log?from=N&limit=M, `Authorization: Bearer <auditor token>`, JSON Lines in
+ *     the export format of shared/audit/chain.ts), checks each line parses and the indices are
+ *     contiguous, and writes the log atomically. The token comes from --token or
+ *     FEDBRIDGE_AUDITOR_TOKEN (never logged). Nothing is trusted here: `audit verify` decides.
+ *   audit verify F.jsonl --policy policy.yaml [--receipts DIR]... [--json]
+ *     verifyLog (shared/audit/verify.ts) against the policy and the receipts the parties kept
+ *     (every *.json under each DIR, recursively). Exits 1 on any failure.
+ *     JSON: {"ok","entries","rounds","failures":[{"entry","field","expected","found"}], "policyHash",
+ *     "head","receipts","warnings","runs","timeline"}.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { printJson, UserError } from './errors';
+
+export const AUDIT_PAGE_LIMIT = 1000;
+
+function listJson(dir: string): string[] {
+  let out: string[] = [];
+  let ents: fs.Dirent[];
+  try {
+    ents = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    throw new UserError(`cannot read receipts directory ${dir}`);
+  }
+  for (const e of ents.sort((a, b) => a.name.localeCompare(b.name))) {
+    const f = path.join(dir, e.name);
+    if (e.isDirectory()) out = out.concat(listJson(f));
+    else if (e.isFile() && e.name.endsWith('.json')) out.push(f);
+  }
+  return out;
+}
+
+/** Runs the verification of a log file; returns the result (the CLI prints it). */
+export async function verifyLogFile(logFile: string, policyFile: string, receiptDirs: string[]) {
+  const { sodiumReady } = await import('../crypto/sodium');
+  const { parsePolicyYaml, PolicyError } = await import('../policy/schema');
+  const { verifyLog } = await import('../audit/verify');
+  await sodiumReady();
+  let policy;
+  try {
+    policy = parsePolicyYaml(fs.readFileSync(policyFile, 'utf8'));
+  } catch (e) {
+    if (e instanceof PolicyError) throw new UserError(`${policyFile}: ${e.message}`);
+    throw new UserError(`cannot read policy ${policyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let data: Uint8Array;
+  try {
+    data = new Uint8Array(fs.readFileSync(logFile));
+  } catch (e) {
+    throw new UserError(`cannot read audit log ${logFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const receipts: { source: string; receipt: unknown }[] = [];
+  for (const dir of receiptDirs) {
+    for (const f of listJson(dir)) {
+      let obj: unknown;
+      try {
+        obj = JSON.parse(fs.readFileSync(f, 'utf8'));
+      } catch {
+        obj = null; // reported by verifyLog as an invalid receipt
+      }
+      receipts.push({ source: path.relative(dir, f) || path.basename(f), receipt: obj });
+    }
+  }
+  return { ...verifyLog(data, { policy, receipts }), receiptsChecked: receipts.length };
+}
+
+function get(url: URL, token: string, ca: Buffer | undefined): Promise<{ status: number; body: Buffer; type: string }> {
+  return new Promise((resolve, reject) => {
+    const mod = url.protocol === 'https:' ? require('node:https') : require('node:http');
+    const req = mod.get(url, { headers: { authorization: `Bearer ${token}`, accept: 'application/x-ndjson' }, ...(ca ? { ca } : {}), timeout: 30_000 }, (res: import('node:http').IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), type: String(res.headers['content-type'] ?? '') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out after 30 s')));
+    req.on('error', reject);
+  });
+}
+
+/** Fetches the whole log from the audit API; returns its bytes (export format) and the number of entries. */
+export async function fetchAuditLog(base: string, token: string, opts: { ca?: Buffer; limit?: number } = {}): Promise<{ bytes: Buffer; entries: number }> {
+  const { sodiumReady } = await import('../crypto/sodium');
+  const { parseExportLine, splitLines } = await import('../audit/chain');
+  await sodiumReady();
+  let root: URL;
+  try {
+    root = new URL(base.endsWith('/') ? base : base + '/');
+  } catch {
+    throw new UserError(`--coordinator expects a URL such as https://127.0.0.1:8443, got "${base}"`);
+  }
+  if (root.protocol !== 'https:' && root.protocol !== 'http:') throw new UserError(`--coordinator must be an http(s) URL, got "${base}"`);
+  const limit = opts.limit ?? AUDIT_PAGE_LIMIT;
+  const parts: Buffer[] = [];
+  let next = 0;
+  for (;;) {
+    const url = new URL(`audit/v1/log?from=${next}&limit=${limit}`, root);
+    let res;
+    try {
+      res = await get(url, token, opts.ca);
+    } catch (e) {
+      throw new UserError(`cannot reach the audit API at ${url.origin}: ${(e as Error).message}`, 1);
+    }
+    if (res.status === 401 || res.status === 403) throw new UserError(`the audit API refused the auditor token (HTTP ${res.status}); issue one with 'fedbridge coordinator tokens issue --role auditor'`, 1);
+    if (res.status !== 200) throw new UserError(`the audit API answered HTTP ${res.status} for ${url.pathname}: ${res.body.toString('utf8').slice(0, 200)}`, 1);
+    const { lines, endsWithNewline } = splitLines(new Uint8Array(res.body));
+    if (res.body.length && !endsWithNewline) throw new UserError(`the audit API returned a page that does not end with a newline (from=${next})`, 1);
+    for (const line of lines) {
+      const p = parseExportLine(line);
+      if (!p.ok) throw new UserError(`the audit API returned an invalid line at index ${next}: ${p.field}: expected ${p.expected}, found ${p.found}`, 1);
+      if (p.record.idx !== next) throw new UserError(`the audit API returned entry ${p.record.idx} where ${next} was expected`, 1);
+      next++;
+    }
+    parts.push(res.body);
+    if (lines.length < limit) break;
+  }
+  return { bytes: Buffer.concat(parts), entries: next };
+}
+
+export function registerAuditCommands(audit: Command): void {
+  audit
+    .command('export')
+    .description("download the coordinator's audit log (read-only API, auditor token) as JSON Lines")
+    .requiredOption('--coordinator <url>', 'base URL of the coordinator HTTP API, e.g. https://127.0.0.1:8443')
+    .requiredOption('--out <file>', 'where to write the log (F.jsonl)')
+    .option('--token <token>', 'auditor bearer token (default: $FEDBRIDGE_AUDITOR_TOKEN)')
+    .option('--ca <file>', 'CA certificate (PEM) to trust for https')
+    .option('--json', 'print {"out","entries"}')
+    .action(async (o: { coordinator: string; out: string; token?: string; ca?: string; json?: boolean }) => {
+      const token = o.token ?? process.env.FEDBRIDGE_AUDITOR_TOKEN;
+      if (!token) throw new UserError('an auditor token is needed: --token T or FEDBRIDGE_AUDITOR_TOKEN');
+      let ca: Buffer | undefined;
+      if (o.ca) {
+        try {
+          ca = fs.readFileSync(o.ca);
+        } catch {
+          throw new UserError(`cannot read --ca ${o.ca}`);
+        }
+      }
+      const { bytes, entries } = await fetchAuditLog(o.coordinator, token, { ca });
+      const { writeFileAtomic } = await import('../util/atomic');
+      fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+      writeFileAtomic(o.out, bytes, 0o644);
+      if (o.json) printJson({ out: o.out, entries });
+      else process.stdout.write(`exported ${entries} audit entries to ${o.out}\n`);
+    });
+
+  audit
+    .command('verify')
+    .description('verify an exported audit log against the signed policy and the parties\' receipts')
+    .argument('<log>', 'exported audit log (JSON Lines)')
+    .requiredOption('--policy <file>', 'the policy YAML the parties signed')
+    .option('--receipts <dir>', "a directory of the parties' receipts (*.json, recursive); repeatable", (v: string, p: string[]) => [...p, v], [] as string[])
+    .option('--json', 'print {"ok","entries","rounds","failures",...}')
+    .action(async (logFile: string, o: { policy: string; receipts: string[]; json?: boolean }) => {
+      const r = await verifyLogFile(logFile, o.policy, o.receipts);
+      if (o.json) {
+        printJson({ ok: r.ok, entries: r.entries, rounds: r.rounds, failures: r.failures, policyHash: r.policyHash, head: r.head, receipts: r.receiptsChecked, warnings: r.warnings, runs: r.runs, timeline: r.timeline });
+      } else {
+        const w = process.stdout;
+        w.write(`log ${logFile}: ${r.entries} entries, ${r.rounds} rounds, policy ${r.policyHash}, ${r.receiptsChecked} party receipts checked\n`);
+        for (const s of r.timeline) {
+          const eps = Object.entries(s.epsilon).map(([p, e]) => `${p} ${e.toFixed(3)}`).join(', ');
+          w.write(`  ${s.runId} round ${s.round}: ${s.status}${s.reason ? ` (${s.reason})` : ''}; survivors ${s.survivors ? s.survivors.join(', ') : '-'}; epsilon ${eps || '-'}; receipts ${s.receipts.join(', ') || '-'}\n`);
+        }
+        for (const x of r.warnings) w.write(`  note: ${x}\n`);
+        for (const f of r.failures) w.write(`  FAIL entry ${f.entry} ${f.field}: expected ${f.expected}, found ${f.found}\n`);
+        w.write(r.ok ? 'verified: every check passed\n' : `NOT verified: ${r.failures.length} failure(s)\n`);
+      }
+      if (!r.ok) throw new UserError(`audit log ${logFile} failed verification (${r.failures.length} failure(s); first at entry ${r.failures[0].entry}, ${r.failures[0].field})`, 1);
+    });
+}
