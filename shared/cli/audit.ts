@@ -5,7 +5,8 @@
  *     Pages through the coordinator's read-only audit API (proto/fedbridge/v1/audit-api.openapi.yaml:
  *     GET {URL}/audit/v1/log?from=N&limit=M, `Authorization: Bearer <auditor token>`, JSON Lines in
  *     the export format of shared/audit/chain.ts), checks each line parses and the indices are
- *     contiguous, and writes the log atomically. The token comes from --token or
+ *     contiguous (the server may return fewer lines than asked; an empty page ends the log), and
+ *     writes the log atomically. The token comes from --token or
  *     FEDBRIDGE_AUDITOR_TOKEN (never logged). Nothing is trusted here: `audit verify` decides.
  *   audit verify F.jsonl --policy policy.yaml [--receipts DIR]... [--json]
  *     verifyLog (shared/audit/verify.ts) against the policy and the receipts the parties kept
@@ -117,8 +118,8 @@ export async function fetchAuditLog(base: string, token: string, opts: { ca?: Bu
       if (p.record.idx !== next) throw new UserError(`the audit API returned entry ${p.record.idx} where ${next} was expected`, 1);
       next++;
     }
+    if (lines.length === 0) break; // the server may cap a page below `limit`: only an empty page ends the log
     parts.push(res.body);
-    if (lines.length < limit) break;
   }
   return { bytes: Buffer.concat(parts), entries: next };
 }

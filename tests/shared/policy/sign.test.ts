@@ -1,0 +1,138 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { main } from '../../../bin/fedbridge';
+import { sodiumReady, sodium } from '../../../shared/crypto/sodium';
+import { ed25519Keygen } from '../../../shared/crypto/sign';
+import { initNode } from '../../../participant-node/identity';
+import { parsePolicyYaml, policyHash } from '../../../shared/policy/schema';
+import { checkPolicySignatures, makePolicySignatureFile, policySigningMessage, signPolicyHash, verifyPolicySignature } from '../../../shared/policy/sign';
+import { policySigningMessage as coordinatorMessage } from '../../../coordinator/policy/signatures';
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = jest.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
+  const e = jest.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((err += String(c)), true));
+  try {
+    return { code: await main(args), out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  await sodiumReady();
+});
+
+describe('policy signatures', () => {
+  test('message = domain || 0x00 || raw hash; same bytes the coordinator checks', () => {
+    const h = 'ab'.repeat(32);
+    const m = policySigningMessage(h);
+    expect(Buffer.from(m.subarray(0, 20)).toString()).toBe('fedbridge/v1/policy\0');
+    expect(Buffer.from(m.subarray(20)).toString('hex')).toBe(h);
+    expect(coordinatorMessage(h)).toEqual(m);
+    expect(() => policySigningMessage('AB'.repeat(32))).toThrow(RangeError);
+    expect(() => policySigningMessage('ab')).toThrow(/64 lowercase hex/);
+  });
+
+  test('sign/verify; another hash, key or a flipped bit fails', () => {
+    const kp = ed25519Keygen();
+    const other = ed25519Keygen();
+    const h = 'cd'.repeat(32);
+    const s = signPolicyHash(h, kp.secretKey);
+    expect(verifyPolicySignature(h, s, kp.publicKey)).toBe(true);
+    expect(verifyPolicySignature('ce' + h.slice(2), s, kp.publicKey)).toBe(false);
+    expect(verifyPolicySignature(h, s, other.publicKey)).toBe(false);
+    const flipped = new Uint8Array(s);
+    flipped[5] ^= 1;
+    expect(verifyPolicySignature(h, flipped, kp.publicKey)).toBe(false);
+    expect(verifyPolicySignature(h, s.subarray(0, 63), kp.publicKey)).toBe(false);
+  });
+});
+
+describe('fedbridge policy init | sign | verify', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-policy-'));
+  afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  test('init from node dirs, every party and the coordinator sign, verify passes; a missing or foreign signature fails', async () => {
+    const a = path.join(root, 'platform');
+    const b = path.join(root, 'insurer');
+    await initNode(a, 'platform');
+    await initNode(b, 'insurer');
+    const coord = ed25519Keygen();
+    const keyFile = path.join(root, 'coordinator.key');
+    fs.writeFileSync(keyFile, sodium().to_base64(coord.secretKey, sodium().base64_variants.ORIGINAL) + '\n', { mode: 0o600 });
+    const pol = path.join(root, 'policy.yaml');
+    const coordPk = sodium().to_base64(coord.publicKey, sodium().base64_variants.ORIGINAL);
+    let r = await run(['policy', 'init', '--out', pol, '--federation', 'demo', '--coordinator-key', coordPk, '--node-dir', a, '--node-dir', b, '--catalogue-hash', 'ef'.repeat(32), '--num-items', '120', '--json']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const written = parsePolicyYaml(fs.readFileSync(pol, 'utf8'));
+    const { policyHash: printed } = JSON.parse(r.out);
+    expect(printed).toBe(policyHash(written));
+    expect(written.parties.map((p) => p.name)).toEqual(['platform', 'insurer']);
+    expect(parseYaml(fs.readFileSync(pol, 'utf8')).privacy.delta).toBe(1e-6); // every value written out
+    // refuses to overwrite
+    r = await run(['policy', 'init', '--out', pol, '--federation', 'demo', '--coordinator-key', coordPk, '--node-dir', a, '--node-dir', b, '--catalogue-hash', 'ef'.repeat(32), '--num-items', '120']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/exists; pass --force/);
+
+    expect((await run(['policy', 'sign', pol, '--data-dir', a])).code).toBe(0);
+    r = await run(['policy', 'verify', pol, '--json']);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.out)).toMatchObject({ ok: false, missing: ['coordinator', 'insurer'] });
+    expect(r.err).toMatch(/not signed by coordinator, insurer/);
+
+    expect((await run(['policy', 'sign', pol, '--data-dir', b])).code).toBe(0);
+    expect((await run(['policy', 'sign', pol, '--key-file', keyFile, '--signer', 'coordinator'])).code).toBe(0);
+    r = await run(['policy', 'verify', pol, '--json']);
+    expect(r.code).toBe(0);
+    const v = JSON.parse(r.out);
+    expect(v).toMatchObject({ ok: true, missing: [], policyHash: printed });
+    expect(v.signers.map((s: { signer: string; role: string }) => `${s.signer}:${s.role}`).sort()).toEqual(['coordinator:coordinator', 'insurer:party', 'platform:party']);
+
+    // a signature by a key the policy does not pin for that name
+    const stranger = ed25519Keygen();
+    const forged = makePolicySignatureFile(printed, 'insurer', stranger.publicKey, stranger.secretKey);
+    fs.writeFileSync(path.join(pol + '.sig', 'insurer.json'), JSON.stringify(forged));
+    r = await run(['policy', 'verify', pol, '--json']);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.out).signers.find((s: { signer: string }) => s.signer === 'insurer')).toMatchObject({ ok: false, problem: 'public key differs from the key the policy pins for this signer' });
+
+    // a signer whose key the policy does not pin cannot sign
+    const c = path.join(root, 'mallory');
+    await initNode(c, 'mallory');
+    r = await run(['policy', 'sign', pol, '--data-dir', c]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/"mallory" is neither a party nor the coordinator/);
+  });
+
+  test('checkPolicySignatures: a signature over another policy hash is refused', async () => {
+    const pol = parsePolicyYaml(fs.readFileSync(path.join(root, 'policy.yaml'), 'utf8'));
+    const h = policyHash(pol);
+    const kp = ed25519Keygen();
+    const f = makePolicySignatureFile('00'.repeat(32), 'platform', kp.publicKey, kp.secretKey);
+    const res = checkPolicySignatures(pol, h, [f]);
+    expect(res.ok).toBe(false);
+    expect(res.checks[0].problem).toMatch(/not this policy/);
+  });
+
+  test('bad input gets a precise error', async () => {
+    let r = await run(['policy', 'verify', path.join(root, 'nope.yaml')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/cannot read policy .*nope.yaml: ENOENT/);
+    const bad = path.join(root, 'bad.yaml');
+    fs.writeFileSync(bad, 'version: 2\n');
+    r = await run(['policy', 'verify', bad]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/invalid policy: version/);
+    r = await run(['policy', 'sign', path.join(root, 'policy.yaml')]);
+    expect(r.err).toMatch(/exactly one of --data-dir/);
+    r = await run(['policy', 'init', '--out', path.join(root, 'x.yaml'), '--federation', 'demo', '--coordinator-key', 'x', '--party', 'a=b', '--catalogue-hash', 'ef'.repeat(32), '--num-items', '3']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/at least 2 parties/);
+  });
+});
