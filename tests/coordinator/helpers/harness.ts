@@ -10,6 +10,7 @@ import { stringify } from 'yaml';
 import {
   DownloadModelBody,
   ParticipantServiceClient,
+  ParticipantServiceService,
   PhaseEvent,
   PhaseMessageBody,
   SubscribeBody,
@@ -166,11 +167,40 @@ export class EventStream {
 export class TestParty {
   readonly keys: Ed25519KeyPair;
   readonly client: ParticipantServiceClient;
-  constructor(readonly name: string, env: Env, port: number, opts: { keys?: Ed25519KeyPair; certAs?: string } = {}) {
+  constructor(
+    readonly name: string,
+    env: Env,
+    port: number,
+    opts: { keys?: Ed25519KeyPair; certAs?: string; interceptors?: grpc.Interceptor[]; capture?: (path: string, dir: 'out' | 'in', bytes: Uint8Array) => void } = {},
+  ) {
     this.keys = opts.keys ?? ed25519Keygen();
     const certOf = env.certs.clients[opts.certAs ?? name];
     const creds = grpc.credentials.createSsl(fs.readFileSync(env.certs.ca), certOf ? fs.readFileSync(certOf.key) : null, certOf ? fs.readFileSync(certOf.cert) : null);
-    this.client = new ParticipantServiceClient(`127.0.0.1:${port}`, creds, { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+    const options = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost', interceptors: opts.interceptors ?? [] };
+    if (opts.capture) {
+      // the same service definition, recording the exact serialized bytes in both directions
+      const cap = opts.capture;
+      const wrapped: Record<string, unknown> = {};
+      for (const [k, d] of Object.entries(ParticipantServiceService)) {
+        const def = d as grpc.MethodDefinition<unknown, unknown>;
+        wrapped[k] = {
+          ...def,
+          requestSerialize: (v: unknown) => {
+            const b = def.requestSerialize(v);
+            cap(def.path, 'out', new Uint8Array(b));
+            return b;
+          },
+          responseDeserialize: (b: Buffer) => {
+            cap(def.path, 'in', new Uint8Array(b));
+            return def.responseDeserialize(b);
+          },
+        };
+      }
+      const Ctor = grpc.makeGenericClientConstructor(wrapped as grpc.ServiceDefinition, 'fedbridge.v1.ParticipantService');
+      this.client = new Ctor(`127.0.0.1:${port}`, creds, options) as unknown as ParticipantServiceClient;
+    } else {
+      this.client = new ParticipantServiceClient(`127.0.0.1:${port}`, creds, options);
+    }
   }
   close() {
     this.client.close();
