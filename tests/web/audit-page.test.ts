@@ -1,0 +1,116 @@
+/**
+ * The auditor page in headless Chromium (Debian's, driven by playwright-core; STACK.md): served
+ * standalone from a node:http server on port 0 with a real exported log, it shows the rounds, the
+ * parties per phase, the epsilon chart and "verified" — computed in the browser — and, when one byte
+ * of the log is changed, shows the failure at that entry.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { chromium, type Browser } from 'playwright-core';
+import { stringify } from 'yaml';
+import { sodiumReady } from '../../shared/crypto/sodium';
+import { makeFederation, generateLog, type Federation, type GeneratedLog } from '../shared/audit/fixture';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { build } = require('../../coordinator/http/audit-page/build.js') as { build: (out: string) => Promise<{ outDir: string; bytes: number }> };
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-audit-page-'));
+const files = new Map<string, { body: Buffer; type: string }>();
+let server: http.Server;
+let base: string;
+let browser: Browser;
+let fed: Federation;
+let log: GeneratedLog;
+let tamperedEntry: number;
+
+beforeAll(async () => {
+  await sodiumReady();
+  const dist = path.join(root, 'dist');
+  await build(dist);
+  files.set('/index.html', { body: fs.readFileSync(path.join(dist, 'index.html')), type: 'text/html; charset=utf-8' });
+  files.set('/audit-page.js', { body: fs.readFileSync(path.join(dist, 'audit-page.js')), type: 'text/javascript' });
+  fed = await makeFederation();
+  log = generateLog(fed, [{}, { drop: [{ party: 'insurer2', phase: 'mask' }] }, { abortAfter: 'share' }, {}]);
+  files.set('/log.jsonl', { body: Buffer.from(log.text), type: 'application/x-ndjson' });
+  files.set('/policy.yaml', { body: Buffer.from(stringify(fed.policy)), type: 'text/yaml' });
+  files.set('/receipts.json', { body: Buffer.from(JSON.stringify(log.receipts)), type: 'application/json' });
+  // one byte changed: a digit of an epsilon value in a round-completed entry
+  const lines = log.text.split('\n');
+  tamperedEntry = lines.findIndex((l) => l.includes('"type":"round-completed"') && l.includes('"round":2'));
+  const at = lines[tamperedEntry].indexOf('"epsilon":{"insurer":') + '"epsilon":{"insurer":'.length + 3;
+  const bad = Buffer.from(log.text);
+  const offset = Buffer.byteLength(lines.slice(0, tamperedEntry).map((l) => l + '\n').join('')) + at;
+  bad[offset] = bad[offset] === 0x35 ? 0x36 : 0x35;
+  files.set('/bad.jsonl', { body: bad, type: 'application/x-ndjson' });
+  server = http.createServer((req, res) => {
+    const f = files.get(new URL(req.url ?? '/', 'http://x').pathname);
+    if (!f) return void res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': f.type }).end(f.body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await new Promise((r) => server?.close(r));
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+test('shows the rounds of a real run and "verified", computed in the browser', async () => {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${base}/index.html?log=/log.jsonl&policy=/policy.yaml&receipts=/receipts.json`);
+  const status = page.locator('#status:is([data-status="verified"], [data-status="failed"])');
+  await status.waitFor({ timeout: 30_000 });
+  expect(await page.locator('#status').getAttribute('data-status')).toBe('verified');
+  expect(await page.locator('#status').textContent()).toMatch(/^verified: \d+ entries, 4 rounds/);
+  const rows = page.locator('#timeline tr.round');
+  expect(await rows.count()).toBe(4);
+  expect(await rows.evaluateAll((rs) => rs.map((r) => r.getAttribute('data-status')))).toEqual(['completed', 'completed', 'aborted', 'completed']);
+  expect(await rows.nth(1).textContent()).toContain('mask: platform, insurer');
+  expect(await rows.nth(1).textContent()).not.toContain('mask: platform, insurer, insurer2');
+  expect(await page.locator('#eps-chart polyline').count()).toBe(3);
+  expect(await page.locator('#policy-hash').textContent()).toBe(fed.policyHash);
+  expect(await page.locator('#failures').textContent()).toBe('none');
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
+test('shows the failure when one byte of the log is changed', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/index.html?log=/bad.jsonl&policy=/policy.yaml`);
+  await page.locator('#status:is([data-status="verified"], [data-status="failed"])').waitFor({ timeout: 30_000 });
+  expect(await page.locator('#status').getAttribute('data-status')).toBe('failed');
+  expect(await page.locator('#status').textContent()).toMatch(new RegExp(`the first at entry ${tamperedEntry} \\((signature|encoding)\\)`));
+  const first = page.locator('#failures tr.failure').first();
+  expect(await first.locator('td').first().textContent()).toBe(String(tamperedEntry));
+  await page.close();
+});
+
+test('the file pickers verify a log chosen locally', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/index.html`);
+  const logPath = path.join(root, 'picked.jsonl');
+  const polPath = path.join(root, 'picked.yaml');
+  fs.writeFileSync(logPath, files.get('/bad.jsonl')!.body);
+  fs.writeFileSync(polPath, files.get('/policy.yaml')!.body);
+  await page.setInputFiles('#logFile', logPath);
+  await page.setInputFiles('#policyFile', polPath);
+  await page.click('#verify');
+  await page.locator('#status[data-status="failed"]').waitFor({ timeout: 30_000 });
+  fs.writeFileSync(logPath, files.get('/log.jsonl')!.body);
+  await page.setInputFiles('#logFile', logPath);
+  await page.click('#verify');
+  await page.locator('#status[data-status="verified"]').waitFor({ timeout: 30_000 });
+  await page.close();
+});
