@@ -13,7 +13,7 @@ describe('server optimizers', () => {
   test('FedAdam follows Reddi et al. Alg. 2 step by step', () => {
     const st = newServerState();
     const cfg = { type: 'fedadam' as const, learningRate: 0.1, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
-    let w = Float32Array.of(0);
+    let w: Float32Array = Float32Array.of(0);
     w = applyServerUpdate(w, [1], cfg, st);
     // m = 0.1, v = 0.01 -> w = 0.1 * 0.1 / (0.1 + 0.001)
     expect(w[0]).toBeCloseTo((0.1 * 0.1) / (0.1 + 0.001), 6);

@@ -1,0 +1,502 @@
+/**
+ * `fedbridge node join`: the participant side of the federation over gRPC (DESIGN §4, §7).
+ *
+ * The node subscribes to the coordinator's signed phase events (server stream, no polling) and
+ * reacts to each, one at a time:
+ *
+ *   PHASE_STARTED advertise (round r, base model v, this party listed)
+ *       download model v in chunks (hash checked) -> check the round's privacy cost against the
+ *       lifetime budget (refuse: do not advertise, drop cleanly) -> train under DP from model v ->
+ *       encode the delta -> SecAggClient.start() -> AdvertiseKeys
+ *   PHASE_STARTED share   (payload ServerKeys)        -> ShareKeys
+ *   PHASE_STARTED mask    (payload ServerShares)      -> CHARGE THE LEDGER, then upload the masked
+ *                                                        input in chunks (UploadMaskedInput)
+ *   PHASE_STARTED consistency (ConsistencyRequest)    -> ConsistencyCheck
+ *   PHASE_STARTED unmask  (UnmaskRequest)             -> Unmasking
+ *   ROUND_COMPLETED (model v')                        -> download v', adopt its shared parameters
+ *                                                        (private embeddings kept), save the model
+ *   ROUND_ABORTED                                     -> wipe the round's secrets; the next round
+ *                                                        restarts from the same model
+ *   RUN_FINISHED                                      -> return
+ *
+ * Every event is verified against the coordinator key pinned in the policy this node signed; every
+ * request is signed with the node's identity key and bound to (federation, run, round, phase). The
+ * node uses only its own copy of the policy: a coordinator cannot change a round's parameters (its
+ * messages would not match), and cannot start a run the node did not sign.
+ * A broken stream is re-opened with exponential backoff (1 s .. 30 s); a round in flight when the
+ * stream broke is abandoned (its secrets wiped) — the coordinator drops the party from it.
+ */
+import * as fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import * as tf from '@tensorflow/tfjs';
+import {
+  DownloadModelBody,
+  EventKind,
+  ParticipantServiceClient,
+  Phase,
+  PhaseEvent,
+  PhaseMessageBody,
+  SubscribeBody,
+  UploadOpenBody,
+  type ModelInfo,
+  type PhaseAck,
+  type SignedEvent,
+  type SignedRequest,
+  type UploadAck,
+  type UploadChunk,
+} from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { UserError } from '../../shared/cli/errors';
+import { sodium, sodiumReady } from '../../shared/crypto/sodium';
+import { encodedDimension } from '../../shared/dp/encode';
+import { publicRoundSeed } from '../../shared/fl/seeds';
+import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
+import { parsePolicyYaml, policyHash, PolicyError, type Policy } from '../../shared/policy/schema';
+import { newHeader, signRequest, verifyEvent, type PartyMethod } from '../../shared/proto/envelope';
+import { SecAggClient } from '../../shared/secagg/client';
+import { decodeServerMessage, encodeClientMessage, VECTOR_CHUNK_BYTES } from '../../shared/secagg/wire';
+import { Xoshiro128 } from '../../shared/util/prng';
+import { loadIdentity } from '../identity';
+import { loadDataset } from '../data/store';
+import { selectBackend, type BackendChoice } from '../model/backend';
+import { TwoTowerModel } from '../model/twotower';
+import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives } from '../model/train';
+import { saveModel } from '../model/store';
+import { chargeRound, openLedger, previewCharge } from '../privacy/ledger';
+import { localDpsgdCharge } from '../privacy/charge';
+import { computeLocalUpdate, roundEncodeParams } from './update';
+
+export interface JoinOptions {
+  dataDir: string;
+  /** host:port of the coordinator's gRPC endpoint */
+  coordinator: string;
+  policyFile: string;
+  /** TLS: the federation CA, and this party's client certificate and key (mutual TLS) */
+  caFile: string;
+  certFile?: string;
+  keyFile?: string;
+  backend: BackendChoice;
+  /** 'last' keeps each user's latest interaction out of training so `node evaluate` stays honest */
+  holdout: 'last' | 'none';
+  log?: (line: string) => void;
+  /** stop after this many completed rounds (default: until RUN_FINISHED) */
+  maxRounds?: number;
+  /** give up after this many consecutive failed connection attempts (default 8) */
+  maxReconnects?: number;
+  /** TLS server name to expect (default localhost, as `coordinator certs` issues) */
+  serverName?: string;
+  /** called after each round with the node's view (tests, progress) */
+  onRound?: (r: RoundReport) => void;
+  /** called when a phase this node takes part in starts, before the node acts on it */
+  onPhase?: (round: number, phase: string) => void;
+  /** leave the federation when aborted (e.g. SIGINT): the current round's secrets are wiped */
+  signal?: AbortSignal;
+}
+
+export interface RoundReport {
+  runId: string;
+  round: number;
+  outcome: 'completed' | 'aborted' | 'refused';
+  modelVersion?: number;
+  epsilon?: number;
+  reason?: string;
+  /** the encoded vector this node submitted (for integration tests that recompute the sum) */
+  encoded?: Uint32Array;
+}
+
+export interface JoinSummary {
+  party: string;
+  rounds: RoundReport[];
+  finalModelVersion: number | null;
+  epsilon: number;
+}
+
+interface RoundState {
+  runId: string;
+  round: number;
+  client: SecAggClient;
+  encoded: Uint32Array;
+  charged: boolean;
+}
+
+function loadPolicy(file: string): Policy {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`cannot read --policy ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return parsePolicyYaml(text);
+  } catch (e) {
+    if (e instanceof PolicyError) throw new UserError(`${file}: ${e.message}`);
+    throw e;
+  }
+}
+
+function readFileOrThrow(flag: string, file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (e) {
+    throw new UserError(`cannot read ${flag} ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** A node's connection to the coordinator's ParticipantService. */
+export class FederationClient {
+  readonly party: string;
+  private readonly client: ParticipantServiceClient;
+  readonly coordinatorKey: Uint8Array;
+
+  constructor(
+    private readonly opts: JoinOptions,
+    private readonly policy: Policy,
+    private readonly identity: { publicKey: Uint8Array; secretKey: Uint8Array; name: string },
+  ) {
+    this.party = identity.name;
+    this.coordinatorKey = new Uint8Array(Buffer.from(policy.coordinator.publicKey, 'base64'));
+    const ca = readFileOrThrow('--ca', opts.caFile);
+    const cert = opts.certFile ? readFileOrThrow('--cert', opts.certFile) : null;
+    const key = opts.keyFile ? readFileOrThrow('--key', opts.keyFile) : null;
+    const serverName = opts.serverName ?? 'localhost';
+    this.client = new ParticipantServiceClient(opts.coordinator, grpc.credentials.createSsl(ca, key, cert), {
+      'grpc.ssl_target_name_override': serverName,
+      'grpc.default_authority': serverName,
+      'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private sign(method: PartyMethod, body: Uint8Array): SignedRequest {
+    return signRequest(method, body, this.identity.secretKey);
+  }
+
+  private header(method: PartyMethod, runId = '', round = 0) {
+    return newHeader({ federationId: this.policy.federationId, party: this.party, runId, round, method });
+  }
+
+  subscribe(): grpc.ClientReadableStream<SignedEvent> {
+    const body = SubscribeBody.encode({ header: this.header('Subscribe') }).finish();
+    return this.client.subscribe(this.sign('Subscribe', body));
+  }
+
+  /** Verifies the coordinator's signature and decodes. */
+  openEvent(ev: SignedEvent): PhaseEvent {
+    if (!verifyEvent(ev, this.coordinatorKey)) throw new Error('an event from the coordinator failed signature verification (pinned key in the policy)');
+    const e = PhaseEvent.decode(ev.body);
+    if (e.federationId && e.federationId !== this.policy.federationId) throw new Error(`event for federation "${e.federationId}", this node is in "${this.policy.federationId}"`);
+    return e;
+  }
+
+  phase(method: 'AdvertiseKeys' | 'ShareKeys' | 'ConsistencyCheck' | 'Unmasking', runId: string, round: number, payload: Uint8Array): Promise<PhaseAck> {
+    const body = PhaseMessageBody.encode({ header: this.header(method, runId, round), payload }).finish();
+    const req = this.sign(method, body);
+    const fn = {
+      AdvertiseKeys: this.client.advertiseKeys,
+      ShareKeys: this.client.shareKeys,
+      ConsistencyCheck: this.client.consistencyCheck,
+      Unmasking: this.client.unmasking,
+    }[method].bind(this.client) as (r: SignedRequest, cb: (e: grpc.ServiceError | null, a: PhaseAck) => void) => grpc.ClientUnaryCall;
+    return new Promise((resolve, reject) => fn(req, (e, a) => (e ? reject(e) : resolve(a))));
+  }
+
+  upload(runId: string, round: number, data: Uint8Array): Promise<UploadAck> {
+    const size = VECTOR_CHUNK_BYTES;
+    const count = Math.max(1, Math.ceil(data.length / size));
+    const open: UploadOpenBody = {
+      header: this.header('UploadMaskedInput', runId, round),
+      totalBytes: String(data.length),
+      chunkCount: count,
+      dataHash: sodium().crypto_generichash(32, data, null),
+    };
+    return new Promise((resolve, reject) => {
+      const call = this.client.uploadMaskedInput((e, ack) => (e ? reject(e) : resolve(ack)));
+      call.on('error', () => undefined);
+      const first: UploadChunk = { open: this.sign('UploadMaskedInput', UploadOpenBody.encode(open).finish()), index: 0, data: new Uint8Array(0) };
+      call.write(first);
+      for (let i = 0; i < count; i++) call.write({ open: undefined, index: i, data: data.subarray(i * size, Math.min(data.length, (i + 1) * size)) });
+      call.end();
+    });
+  }
+
+  /** Downloads a model version (0 = newest); checks the announced hash and size. */
+  download(version: number): Promise<{ info: ModelInfo; data: Uint8Array }> {
+    const body = DownloadModelBody.encode({ header: this.header('DownloadModel'), version }).finish();
+    return new Promise((resolve, reject) => {
+      const call = this.client.downloadModel(this.sign('DownloadModel', body));
+      let info: ModelInfo | undefined;
+      const parts: Uint8Array[] = [];
+      call.on('data', (c: { info?: ModelInfo; data: Uint8Array }) => {
+        if (c.info) info = c.info;
+        else parts.push(c.data);
+      });
+      call.on('error', reject);
+      call.on('end', () => {
+        if (!info) return reject(new Error('model download ended without ModelInfo'));
+        const data = new Uint8Array(Buffer.concat(parts));
+        if (String(data.length) !== String(info.totalBytes)) return reject(new Error(`model v${info.version}: received ${data.length} bytes, announced ${info.totalBytes}`));
+        const h = sodium().crypto_generichash(32, data, null);
+        if (Buffer.compare(Buffer.from(h), Buffer.from(info.modelHash)) !== 0) return reject(new Error(`model v${info.version}: BLAKE2b-256 does not match the announced hash`));
+        resolve({ info, data });
+      });
+    });
+  }
+}
+
+function toFloat32(bytes: Uint8Array, expected: number, what: string): Float32Array {
+  if (bytes.length !== expected * 4) throw new Error(`${what}: ${bytes.length} bytes, the policy's model needs ${expected * 4}`);
+  const out = new Float32Array(expected);
+  new Uint8Array(out.buffer).set(bytes);
+  for (let i = 0; i < expected; i++) if (!Number.isFinite(out[i])) throw new Error(`${what}: parameter ${i} is not finite`);
+  return out;
+}
+
+const PHASE_NAME: Partial<Record<Phase, string>> = {
+  [Phase.PHASE_ADVERTISE_KEYS]: 'advertise',
+  [Phase.PHASE_SHARE_KEYS]: 'share',
+  [Phase.PHASE_MASKED_INPUT]: 'mask',
+  [Phase.PHASE_CONSISTENCY_CHECK]: 'consistency',
+  [Phase.PHASE_UNMASKING]: 'unmask',
+};
+
+/** Joins the federation and takes part in rounds until the run finishes. */
+export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
+  const log = opts.log ?? (() => undefined);
+  await sodiumReady();
+  const identity = await loadIdentity(opts.dataDir);
+  const policy = loadPolicy(opts.policyFile);
+  const me = policy.parties.find((p) => p.name === identity.name);
+  if (!me) throw new UserError(`party "${identity.name}" is not in the policy's parties (${policy.parties.map((p) => p.name).join(', ')})`);
+  if (me.publicKey !== Buffer.from(identity.publicKey).toString('base64')) {
+    throw new UserError(`the policy lists another public key for "${identity.name}" than this node's identity; this node did not agree to this policy`);
+  }
+  const ds = loadDataset(opts.dataDir);
+  if (ds.catalogueHash !== policy.catalogue.hash) throw new UserError(`the imported catalogue (${ds.catalogueHash.slice(0, 16)}…) is not the policy's catalogue (${policy.catalogue.hash.slice(0, 16)}…)`);
+  const budget = me.epsilonBudget ?? policy.privacy.epsilonBudget;
+  openLedger(opts.dataDir, { budget, delta: policy.privacy.delta }); // refuses to start if the ledger went missing
+  await selectBackend(tf, opts.backend, { ...(await import('../model/backend')).defaultBackendDeps, log });
+  const layout = sharedParameterLayout(policy.model, policy.vocabularies);
+  const dimension = layoutSize(layout);
+  const model = TwoTowerModel.forPolicy(policy.model, policy.vocabularies, ds.users.length, { learningRate: policy.training.learningRate, initSeed: 1 });
+  const f = encodeFeatures(ds, policy.vocabularies);
+  model.setFeatures(f.users, f.items);
+  const positives = opts.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
+  const domains = domainIndex(ds);
+  const rng = new Xoshiro128(sodium().randombytes_buf(16));
+  const fc = new FederationClient(opts, policy, identity);
+  const hash = policyHash(policy);
+  log(`node ${identity.name}: joining ${policy.federationId} at ${opts.coordinator} (policy ${hash.slice(0, 16)}…, budget epsilon ${budget})`);
+
+  const reports: RoundReport[] = [];
+  let current: RoundState | null = null;
+  let lastVersion: number | null = null;
+  let finished = false;
+  let completed = 0;
+
+  const peers: Record<string, Uint8Array> = {};
+  for (const p of policy.parties) peers[p.name] = new Uint8Array(Buffer.from(p.publicKey, 'base64'));
+  const charge = (runId: string, round: number) =>
+    localDpsgdCharge({
+      round,
+      federationId: policy.federationId,
+      runId,
+      noiseMultiplier: policy.privacy.noiseMultiplier,
+      q: policy.privacy.samplingRate,
+      steps: policy.privacy.stepsPerRound,
+      clip: policy.privacy.clipNorm,
+      delta: policy.privacy.delta,
+      gamma: policy.secagg.scale,
+      dimension,
+    });
+
+  const abandon = (reason: string) => {
+    if (current) {
+      current.client.abort(reason);
+      current = null;
+    }
+  };
+
+  const adoptModel = async (version: number, runId: string) => {
+    const { info, data } = await fc.download(version);
+    model.setSharedFlat(toFloat32(data, dimension, `model v${info.version}`));
+    saveModel(
+      opts.dataDir,
+      model,
+      {
+        model: policy.model,
+        vocabularies: policy.vocabularies,
+        catalogueHash: ds.catalogueHash,
+        learningRate: policy.training.learningRate,
+        initSeed: 1,
+        training: { kind: 'federated', federationId: policy.federationId, runId, modelVersion: info.version, modelHash: Buffer.from(info.modelHash).toString('hex'), holdout: opts.holdout },
+      },
+      ds.users.map((u) => u.id),
+    );
+    lastVersion = info.version;
+  };
+
+  const handle = async (e: PhaseEvent): Promise<void> => {
+    if (e.kind === EventKind.EVENT_KIND_HELLO) {
+      log(`connected: run ${e.runId || '-'} round ${e.round} ${PHASE_NAME[e.phase] ?? ''}`);
+      return;
+    }
+    if (e.kind === EventKind.EVENT_KIND_RUN_FINISHED) {
+      finished = true;
+      log(`run ${e.runId} finished`);
+      return;
+    }
+    if (e.kind === EventKind.EVENT_KIND_ROUND_ABORTED) {
+      if (current && current.round === e.round && current.runId === e.runId) {
+        reports.push({ runId: e.runId, round: e.round, outcome: 'aborted', reason: e.abortReason, encoded: current.encoded });
+        opts.onRound?.(reports[reports.length - 1]);
+      }
+      abandon(`coordinator aborted round ${e.round}: ${e.abortReason}`);
+      log(`round ${e.round} aborted: ${e.abortReason}`);
+      return;
+    }
+    if (e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED) {
+      const mine = current && current.round === e.round && current.runId === e.runId ? current : null;
+      abandon('round completed');
+      await adoptModel(e.modelVersion, e.runId);
+      const eps = openLedger(opts.dataDir, { budget, delta: policy.privacy.delta });
+      const epsilon = eps.entries.length ? eps.entries[eps.entries.length - 1].epsilonAfter : 0;
+      const rep: RoundReport = { runId: e.runId, round: e.round, outcome: 'completed', modelVersion: e.modelVersion, epsilon, encoded: mine?.encoded };
+      reports.push(rep);
+      opts.onRound?.(rep);
+      completed++;
+      log(`round ${e.round} completed: model v${e.modelVersion}${mine ? '' : ' (without this party)'}; lifetime epsilon ${epsilon.toFixed(3)}`);
+      return;
+    }
+    if (e.kind !== EventKind.EVENT_KIND_PHASE_STARTED) return;
+    const phase = PHASE_NAME[e.phase];
+    if (!e.parties.includes(identity.name)) {
+      if (current && current.round === e.round) abandon(`dropped by the coordinator in phase ${phase}`);
+      return;
+    }
+    opts.onPhase?.(e.round, phase ?? String(e.phase));
+    if (opts.signal?.aborted) return;
+    if (e.phase === Phase.PHASE_ADVERTISE_KEYS) {
+      abandon('a new round started');
+      const preview = previewCharge(openLedger(opts.dataDir, { budget, delta: policy.privacy.delta }), charge(e.runId, e.round), budget);
+      if (!preview.withinBudget) {
+        const reason = `privacy budget: round ${e.round} would raise epsilon from ${preview.epsilonBefore.toFixed(3)} to ${preview.epsilonAfter.toFixed(3)} > budget ${budget}`;
+        log(`refusing round ${e.round}: ${reason}`);
+        reports.push({ runId: e.runId, round: e.round, outcome: 'refused', reason });
+        opts.onRound?.(reports[reports.length - 1]);
+        return;
+      }
+      const { data } = await fc.download(e.modelVersion);
+      const global = toFloat32(data, dimension, `model v${e.modelVersion}`);
+      const t0 = Date.now();
+      const up = computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global }, rng);
+      log(`round ${e.round}: trained ${policy.privacy.stepsPerRound} DP-SGD steps (${up.sampledUsers} user samples, loss ${up.meanLoss.toFixed(4)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      const enc = roundEncodeParams(policy, e.runId, e.round);
+      const client = new SecAggClient({
+        federationId: policy.federationId,
+        round: e.round,
+        params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
+        roundSeed: publicRoundSeed('graph', policy.federationId, e.runId, e.round),
+        vectorLength: encodedDimension(dimension, enc.rotationSeed !== null),
+        peers,
+        identity: { partyId: identity.name, secretKey: identity.secretKey },
+        coordinatorPublicKey: fc.coordinatorKey,
+      });
+      current = { runId: e.runId, round: e.round, client, encoded: up.encoded, charged: false };
+      await fc.phase('AdvertiseKeys', e.runId, e.round, encodeClientMessage(client.start()));
+      return;
+    }
+    if (!current || current.round !== e.round || current.runId !== e.runId) return; // not our round
+    const st: RoundState = current;
+    const msg = decodeServerMessage(e.payload);
+    if (e.phase === Phase.PHASE_SHARE_KEYS) {
+      await fc.phase('ShareKeys', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
+    } else if (e.phase === Phase.PHASE_MASKED_INPUT) {
+      // charge BEFORE the masked input leaves the node (refusal: the party drops out here)
+      chargeRound(opts.dataDir, charge(e.runId, e.round), { budget, delta: policy.privacy.delta });
+      st.charged = true;
+      const masked = st.client.handle(msg, st.encoded);
+      await fc.upload(e.runId, e.round, encodeClientMessage(masked));
+    } else if (e.phase === Phase.PHASE_CONSISTENCY_CHECK) {
+      await fc.phase('ConsistencyCheck', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
+    } else if (e.phase === Phase.PHASE_UNMASKING) {
+      await fc.phase('Unmasking', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
+    }
+  };
+
+  const maxReconnects = opts.maxReconnects ?? 8;
+  let failures = 0;
+  try {
+    while (!finished && !opts.signal?.aborted && !(opts.maxRounds !== undefined && completed >= opts.maxRounds)) {
+      const outcome = await new Promise<'ended' | 'stop' | grpc.ServiceError | Error>((resolve) => {
+        const call = fc.subscribe();
+        let chain = Promise.resolve();
+        let settled = false;
+        const settle = (v: 'ended' | 'stop' | grpc.ServiceError | Error) => {
+          if (!settled) {
+            settled = true;
+            resolve(v);
+          }
+        };
+        const onAbort = () => {
+          call.cancel();
+          settle('stop');
+        };
+        opts.signal?.addEventListener('abort', onAbort, { once: true });
+        call.on('data', (ev: SignedEvent) => {
+          failures = 0;
+          let e: PhaseEvent;
+          try {
+            e = fc.openEvent(ev);
+          } catch (err) {
+            call.cancel();
+            return settle(err as Error);
+          }
+          chain = chain.then(async () => {
+            if (settled) return;
+            try {
+              await handle(e);
+            } catch (err) {
+              const m = (err as Error).message;
+              log(`round ${e.round} ${PHASE_NAME[e.phase] ?? ''}: ${m}`);
+              if (err instanceof UserError && /privacy budget exceeded/.test(m)) {
+                reports.push({ runId: e.runId, round: e.round, outcome: 'refused', reason: m });
+              }
+              abandon(m);
+            }
+            if (finished || (opts.maxRounds !== undefined && completed >= opts.maxRounds)) {
+              call.cancel();
+              settle('stop');
+            }
+          });
+        });
+        call.on('error', (err: grpc.ServiceError) => chain.then(() => settle(err.code === grpc.status.CANCELLED ? 'stop' : err)));
+        call.on('end', () => chain.then(() => settle('ended')));
+      });
+      if (outcome === 'stop' || opts.signal?.aborted) break;
+      abandon('connection lost');
+      if (outcome instanceof Error && !(outcome as grpc.ServiceError).code && /signature|federation/.test(outcome.message)) throw new UserError(outcome.message, 1);
+      const code = (outcome as grpc.ServiceError).code;
+      if (code === grpc.status.UNAUTHENTICATED || code === grpc.status.PERMISSION_DENIED) {
+        throw new UserError(`the coordinator refused this node: ${(outcome as Error).message} (is "${identity.name}" enrolled with this key, and is the client certificate this party's?)`, 1);
+      }
+      failures++;
+      if (failures > maxReconnects) throw new UserError(`gave up after ${maxReconnects} reconnection attempts: ${outcome instanceof Error ? outcome.message : outcome}`, 1);
+      const wait = Math.min(30_000, 1000 * 2 ** (failures - 1));
+      log(`stream ${outcome instanceof Error ? `failed (${outcome.message})` : 'ended'}; reconnecting in ${wait / 1000} s`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  } finally {
+    abandon('leaving');
+    fc.close();
+    model.dispose();
+  }
+  const ledger = openLedger(opts.dataDir, { budget, delta: policy.privacy.delta });
+  return {
+    party: identity.name,
+    rounds: reports,
+    finalModelVersion: lastVersion,
+    epsilon: ledger.entries.length ? ledger.entries[ledger.entries.length - 1].epsilonAfter : 0,
+  };
+}

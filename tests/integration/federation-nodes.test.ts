@@ -1,0 +1,147 @@
+/**
+ * The whole federation in one process, over real gRPC with mutual TLS on loopback (port 0): the
+ * NestJS coordinator with the secure-aggregation protocol and three REAL participant nodes
+ * (`joinFederation`: generated data, import, DP-SGD training, encoding, SecAggClient, chunked
+ * upload, model adoption, privacy ledger). Round 1: insurer2 leaves when masked input opens; the
+ * others complete. Round 2: the two survivors complete. Checks, computed here independently of
+ * the coordinator: each new global model = FedAvg(base, decoded sum of the survivors' encoded
+ * vectors); the nodes adopted it; each node's ledger was charged before it uploaded.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { stringify } from 'yaml';
+import { generateSynthetic } from '../../participant-node/data/generate';
+import { initNode, loadIdentity } from '../../participant-node/identity';
+import { importCsv } from '../../participant-node/data/import';
+import { joinFederation, type JoinSummary, type RoundReport } from '../../participant-node/federation/client';
+import { roundEncodeParams } from '../../participant-node/federation/update';
+import { readLedger } from '../../participant-node/privacy/ledger';
+import { readModelMeta } from '../../participant-node/model/store';
+import { loadDataset } from '../../participant-node/data/store';
+import { defaultPolicy } from '../../shared/policy/defaults';
+import { policyHash } from '../../shared/policy/schema';
+import { signPolicyHash } from '../../shared/policy/sign';
+import { sharedParameterLayout, layoutSize } from '../../shared/model/layout';
+import { initSharedParams } from '../../shared/model/init';
+import { modularSum, nextGlobalModel } from '../../shared/fl/aggregate';
+import { newServerState } from '../../shared/fl/server';
+import type { RunningCoordinator } from '../../coordinator/main';
+import { makeEnv, operator, startCoordinator, startRun, unary, type Env } from '../coordinator/helpers/harness';
+
+const PARTIES = ['platform', 'insurer', 'insurer2'];
+
+describe('three real nodes federate through the coordinator', () => {
+  let env: Env;
+  let coord: RunningCoordinator;
+
+  beforeAll(async () => {
+    env = await makeEnv(PARTIES);
+    coord = await startCoordinator(env, 'secagg' as never);
+  });
+  afterAll(async () => {
+    await coord?.close();
+    fs.rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  test('2 rounds with SecAgg + DP; a node leaves during masked input; models and ledgers agree', async () => {
+    const gen = path.join(env.dir, 'gen');
+    await generateSynthetic({ out: gen, seed: 11, scale: 'small', parties: PARTIES, usersPerParty: 80, itemsPerParty: 40 });
+    const dirs = Object.fromEntries(PARTIES.map((p) => [p, path.join(env.dir, 'nodes', p)]));
+    const keys: Record<string, Uint8Array> = {};
+    for (const p of PARTIES) {
+      await initNode(dirs[p], p);
+      await importCsv({ dataDir: dirs[p], users: path.join(gen, p, 'users.csv'), items: path.join(gen, p, 'items.csv'), interactions: path.join(gen, p, 'interactions.csv') });
+      keys[p] = (await loadIdentity(dirs[p])).publicKey;
+    }
+    const ds = loadDataset(dirs.platform);
+    const base = defaultPolicy({
+      federationId: 'fb-test',
+      coordinator: { name: 'coordinator', publicKey: Buffer.from(coord.publicKey).toString('base64') },
+      parties: PARTIES.map((p) => ({ name: p, publicKey: Buffer.from(keys[p]).toString('base64') })),
+      catalogue: { hash: ds.catalogueHash, numItems: ds.items.length },
+    });
+    const policy = {
+      ...base,
+      model: { ...base.model, embeddingDim: 8, hiddenDim: 8 },
+      training: { ...base.training, rounds: 2 },
+      secagg: { ...base.secagg, threshold: 2 },
+      privacy: { ...base.privacy, samplingRate: 0.25, stepsPerRound: 2, maxInteractionsPerUser: 4, epsilonBudget: 50 },
+      timeouts: { ...base.timeouts, phaseSeconds: 20 },
+    };
+    const policyFile = path.join(env.dir, 'policy.yaml');
+    fs.writeFileSync(policyFile, stringify(policy));
+    const hash = policyHash(policy);
+
+    const op = operator(env, coord.grpcPort);
+    for (const p of PARTIES) await unary(op.client.enroll.bind(op.client), { name: p, publicKey: keys[p], certSha256: env.certs.clients[p].sha256 }, op.metadata);
+
+    const leaver = new AbortController();
+    const reports: Record<string, RoundReport[]> = Object.fromEntries(PARTIES.map((p) => [p, []]));
+    const chargedAtUpload: Record<string, number> = {};
+    const joins: Promise<JoinSummary>[] = PARTIES.map((p) =>
+      joinFederation({
+        dataDir: dirs[p],
+        coordinator: `127.0.0.1:${coord.grpcPort}`,
+        policyFile,
+        caFile: env.certs.ca,
+        certFile: env.certs.clients[p].cert,
+        keyFile: env.certs.clients[p].key,
+        backend: 'cpu',
+        holdout: 'last',
+        maxReconnects: 2,
+        signal: p === 'insurer2' ? leaver.signal : undefined,
+        onPhase: (round, phase) => {
+          if (p === 'insurer2' && round === 1 && phase === 'mask') leaver.abort();
+          if (phase === 'consistency') chargedAtUpload[`${p}:${round}`] = readLedger(dirs[p])?.entries.length ?? 0;
+        },
+        onRound: (r) => reports[p].push(r),
+      }),
+    );
+    // subscriptions are open once each node is connected; give them a moment through HELLO
+    await new Promise((r) => setTimeout(r, 1500));
+    const dim = layoutSize(sharedParameterLayout(policy.model, policy.vocabularies));
+    const initial = initSharedParams(sharedParameterLayout(policy.model, policy.vocabularies), 3);
+    const run = await startRun(op.client, op.metadata, { policyYaml: stringify(policy), signatures: PARTIES.map((p) => ({ party: p, signature: signPolicyHash(hash, secretOf(dirs[p])) })) }, new Uint8Array(initial.buffer.slice(0)));
+    expect(run.state).toBe('running');
+
+    const leaverSummary = await joins[2]; // returns once aborted
+    expect(leaverSummary.rounds.filter((r) => r.outcome === 'completed')).toHaveLength(0);
+    const [plat, ins] = await Promise.all([joins[0], joins[1]]);
+    expect(plat.rounds.map((r) => [r.round, r.outcome])).toEqual([[1, 'completed'], [2, 'completed']]);
+    expect(ins.rounds.map((r) => [r.round, r.outcome])).toEqual([[1, 'completed'], [2, 'completed']]);
+
+    // recompute each global model from the survivors' encoded vectors (what SecAgg must sum)
+    const state = newServerState();
+    let global = initial;
+    for (const round of [1, 2]) {
+      const survivors = [reports.platform, reports.insurer].map((rs) => rs.find((r) => r.round === round)!.encoded!);
+      const sum = modularSum(survivors, policy.secagg.bitWidth);
+      const enc = roundEncodeParams(policy, run.runId, round);
+      global = nextGlobalModel(global, sum, 2, { gamma: enc.gamma, bits: enc.bits, rotationSeed: enc.rotationSeed }, { type: 'fedavg', learningRate: 1 }, state);
+    }
+    // the nodes saved exactly that model (shared parameters), version 3 = initial + 2 rounds
+    for (const p of ['platform', 'insurer']) {
+      const meta = readModelMeta(dirs[p]);
+      expect(meta.training.modelVersion).toBe(3);
+      const saved = new Float32Array(new Uint8Array(fs.readFileSync(path.join(dirs[p], 'model', 'shared.f32'))).buffer);
+      expect(saved.length).toBe(dim);
+      let maxDiff = 0;
+      for (let i = 0; i < dim; i++) maxDiff = Math.max(maxDiff, Math.abs(saved[i] - global[i]));
+      expect(maxDiff).toBeLessThan(1e-6);
+      // charged once per round, before the consistency phase (i.e. before/at upload)
+      expect(readLedger(dirs[p])!.entries.map((e) => e.round)).toEqual([1, 2]);
+      expect(chargedAtUpload[`${p}:1`]).toBe(1);
+      expect(chargedAtUpload[`${p}:2`]).toBe(2);
+      expect(plat.epsilon).toBeGreaterThan(0);
+    }
+    // the leaver never uploaded: it was not charged for round 1
+    expect(readLedger(dirs.insurer2)?.entries.length ?? 0).toBe(0);
+    const status = await unary(op.client.getRunStatus.bind(op.client), { runId: run.runId }, op.metadata);
+    expect(status.state).toBe('completed');
+    op.client.close();
+  }, 240_000);
+});
+
+function secretOf(dir: string): Uint8Array {
+  return new Uint8Array(Buffer.from(fs.readFileSync(path.join(dir, 'identity.key'), 'utf8').trim(), 'base64'));
+}
