@@ -13,36 +13,11 @@
  */
 import { canonicalize } from 'json-canonicalize';
 import { ed25519Sign, ed25519Verify } from '../../shared/crypto/sign';
-import { sodium } from '../../shared/crypto/sodium';
+import { AUDIT_GENESIS, auditChainHash, auditSigningMessage } from '../../shared/audit/chain';
 import type { AuditRow, AuditSealer } from '../storage/repository';
 
-const CHAIN_DOMAIN = new TextEncoder().encode('fedbridge/v1/audit-chain\0');
-const SIGN_DOMAIN = new TextEncoder().encode('fedbridge/v1/audit-entry\0');
-export const AUDIT_GENESIS: Uint8Array = new Uint8Array(32);
-
-function u64be(i: number): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt(i));
-  return b;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-export function auditChainHash(idx: number, prevHash: Uint8Array, entry: Uint8Array): Uint8Array {
-  return sodium().crypto_generichash(32, concat(CHAIN_DOMAIN, u64be(idx), prevHash, entry), null);
-}
-
-export function auditSigningMessage(idx: number, prevHash: Uint8Array, entry: Uint8Array): Uint8Array {
-  return concat(SIGN_DOMAIN, u64be(idx), prevHash, entry);
-}
+// The construction lives in shared/audit/chain.ts (the auditor's verifier uses the same code).
+export { AUDIT_GENESIS, auditChainHash, auditSigningMessage };
 
 /** An AuditSealer holding the coordinator's secret key (never logged). */
 export function coordinatorSealer(secretKey: Uint8Array): AuditSealer {
