@@ -172,6 +172,51 @@ export function registerNodeCommands(node: Command): void {
     });
 
   node
+    .command('join')
+    .description('take part in the federation: subscribe to the coordinator, train with DP, secure-aggregate, adopt each new global model')
+    .requiredOption('--data-dir <dir>', 'the node data directory (initialised and imported)')
+    .requiredOption('--coordinator <host:port>', "the coordinator's gRPC address")
+    .requiredOption('--policy <file>', 'the federation policy YAML this node signed')
+    .requiredOption('--ca <file>', "the federation CA certificate (from 'fedbridge coordinator certs')")
+    .option('--cert <file>', "this party's TLS client certificate (mutual TLS)")
+    .option('--key <file>', "this party's TLS client key")
+    .option('--holdout <mode>', "last: keep each user's latest interaction out of training (so 'node evaluate' is honest); none", 'last')
+    .option('--max-rounds <n>', 'leave after this many completed rounds')
+    .option('--backend <name>', BACKEND_HELP, 'auto')
+    .option('--json', 'print a summary as one JSON object when the run ends')
+    .action(async (opts: { dataDir: string; coordinator: string; policy: string; ca: string; cert?: string; key?: string; holdout: string; maxRounds?: string; backend: string; json?: boolean }) => {
+      if (opts.holdout !== 'last' && opts.holdout !== 'none') throw new UserError(`--holdout must be last or none, got "${opts.holdout}"`);
+      if (!/^[^\s:]+:\d{1,5}$/.test(opts.coordinator)) throw new UserError(`--coordinator expects host:port, got "${opts.coordinator}"`);
+      if (Boolean(opts.cert) !== Boolean(opts.key)) throw new UserError('--cert and --key go together (mutual TLS)');
+      const maxRounds = opts.maxRounds === undefined ? undefined : parseNumberOption('--max-rounds', opts.maxRounds, { integer: true, min: 1 });
+      const { joinFederation } = await import('../federation/client');
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      try {
+        const r = await joinFederation({
+          dataDir: opts.dataDir,
+          coordinator: opts.coordinator,
+          policyFile: opts.policy,
+          caFile: opts.ca,
+          certFile: opts.cert,
+          keyFile: opts.key,
+          holdout: opts.holdout as 'last' | 'none',
+          backend: opts.backend as BackendChoice,
+          maxRounds,
+          signal: ac.signal,
+          log: (m) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`),
+        });
+        if (opts.json) printJson({ party: r.party, finalModelVersion: r.finalModelVersion, epsilon: r.epsilon, rounds: r.rounds.map(({ encoded: _e, ...rest }) => rest) });
+        else process.stderr.write(`left the federation: ${r.rounds.filter((x) => x.outcome === 'completed').length} rounds completed, model v${r.finalModelVersion ?? '-'}, lifetime epsilon ${r.epsilon.toFixed(3)}\n`);
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
+    });
+
+  node
     .command('serve')
     .description('serve GET /recommendations/:userId?k=10&domain=insurance from the latest model (localhost by default)')
     .requiredOption('--data-dir <dir>', 'the node data directory')
