@@ -8,3 +8,5 @@ export * from './writer';
 export * from './verify';
 export * from './secagg-sigs';
 export * from './recorder';
+export * from './api';
+export * from './evidence';

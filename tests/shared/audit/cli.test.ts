@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { stringify } from 'yaml';
 import { main } from '../../../bin/fedbridge';
 import { sodiumReady } from '../../../shared/crypto/sodium';
-import { receiptFileName } from '../../../shared/audit';
+import { receiptFileName, parseLogQuery, auditLogPage, AuditApiError } from '../../../shared/audit';
 import { makeFederation, generateLog, type Federation, type GeneratedLog } from './fixture';
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -42,7 +42,6 @@ beforeAll(async () => {
   fed = await makeFederation();
   log = generateLog(fed, [{}, { drop: [{ party: 'insurer2', phase: 'mask' }] }, {}]);
   fs.writeFileSync(policyFile, stringify(fed.policy));
-  const lines = log.text.split('\n').slice(0, -1);
   server = http.createServer((req, res) => {
     requests.push(req.url ?? '');
     if (req.headers.authorization !== `Bearer ${TOKEN}`) {
@@ -54,9 +53,14 @@ beforeAll(async () => {
       res.writeHead(404).end();
       return;
     }
-    const from = Number(u.searchParams.get('from'));
-    const limit = Math.min(Number(u.searchParams.get('limit')), 7); // the server caps pages: the client must page on
-    res.writeHead(200, { 'content-type': 'application/x-ndjson' }).end(lines.slice(from, from + limit).map((l) => l + '\n').join(''));
+    try {
+      const q = parseLogQuery({ from: u.searchParams.get('from'), limit: u.searchParams.get('limit') });
+      const limit = Math.min(q.limit, 7); // the server caps pages: the client must page on
+      const rows = log.recorder.writer.written().slice(q.from, q.from + limit);
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' }).end(auditLogPage(rows, q.from));
+    } catch (e) {
+      res.writeHead(e instanceof AuditApiError ? e.httpStatus : 500).end((e as Error).message);
+    }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { sodiumReady, sodium } from '../../../shared/crypto/sodium';
 import { ed25519Keygen } from '../../../shared/crypto/sign';
-import { signedBytes, survivorListBytes as secaggSurvivorListBytes } from '../../../shared/secagg/messages';
+import { signedBytes, signMessage, survivorListBytes as secaggSurvivorListBytes, type AdvertiseKeys, type MaskedInput, type ConsistencySignature } from '../../../shared/secagg/messages';
+import { ed25519Verify } from '../../../shared/crypto/sign';
 import { composeEpsilon as ledgerCompose, LEDGER_ORDERS } from '../../../participant-node/privacy/ledger';
 import { localDpsgdCharge, roundNoiseCharge } from '../../../participant-node/privacy/charge';
 import { DEFAULT_BETA } from '../../../shared/dp/encode';
@@ -21,6 +22,12 @@ import {
   verifyMerkleProof,
   verifyLog,
   signReceipt,
+  advertisementEvidence,
+  maskedInputEvidence,
+  survivorSignatureEvidence,
+  parseLogQuery,
+  auditLogPage,
+  AuditApiError,
   verifyReceiptSignature,
   type RoundParams,
 } from '../../../shared/audit';
@@ -72,6 +79,41 @@ describe('secure-aggregation signature bytes match shared/secagg', () => {
     const digest = sodium().crypto_generichash(32, new Uint8Array(vec.buffer), null);
     expect(maskedInputBytes('f', 7, 'insurer', 32, 4, digest)).toEqual(mi);
     expect(survivorListBytes('f', 7, 'insurer', ['a', 'b'])).toEqual(secaggSurvivorListBytes('f', 7, 'insurer', ['a', 'b']));
+  });
+});
+
+describe('evidence from real secure-aggregation messages verifies under the party key', () => {
+  test('advertise-keys, masked-input, consistency-signature', () => {
+    const kp = ed25519Keygen();
+    const so = sodium();
+    const b = (s: string) => so.from_base64(s, so.base64_variants.ORIGINAL);
+    const adv = signMessage<AdvertiseKeys>({ type: 'advertise-keys', federationId: 'f', round: 3, sender: 'platform', cPk: so.randombytes_buf(32), sPk: so.randombytes_buf(32), selfMaskCommitment: so.randombytes_buf(32) }, kp.secretKey);
+    const a = advertisementEvidence(adv);
+    expect(ed25519Verify(b(a.signature), advertiseKeysBytes('f', 3, a.party, b(a.cPk), b(a.sPk), so.from_hex(a.selfMaskCommitment)), kp.publicKey)).toBe(true);
+    const mi = signMessage<MaskedInput>({ type: 'masked-input', federationId: 'f', round: 3, sender: 'platform', bits: 32, vector: new Uint32Array([5, 6, 7, 8]) }, kp.secretKey);
+    const m = maskedInputEvidence(mi);
+    expect(m.length).toBe(4);
+    expect(ed25519Verify(b(m.signature), maskedInputBytes('f', 3, m.party, m.bits, m.length, so.from_hex(m.digest)), kp.publicKey)).toBe(true);
+    const cs = signMessage<ConsistencySignature>({ type: 'consistency-signature', federationId: 'f', round: 3, sender: 'platform', survivors: ['insurer', 'platform'] }, kp.secretKey);
+    const c = survivorSignatureEvidence(cs);
+    expect(ed25519Verify(b(c.signature), survivorListBytes('f', 3, c.party, ['insurer', 'platform']), kp.publicKey)).toBe(true);
+    expect(ed25519Verify(b(c.signature), survivorListBytes('f', 3, c.party, ['platform']), kp.publicKey)).toBe(false);
+  });
+});
+
+describe('audit API page logic', () => {
+  test('query parsing: precise errors; pages are contiguous export lines', async () => {
+    expect(parseLogQuery({ from: '0' })).toEqual({ from: 0, limit: 1000 });
+    expect(parseLogQuery({ from: '12', limit: '5' })).toEqual({ from: 12, limit: 5 });
+    expect(() => parseLogQuery({})).toThrow(AuditApiError);
+    expect(() => parseLogQuery({ from: '-1' })).toThrow(/"from" must be a non-negative integer/);
+    expect(() => parseLogQuery({ from: '1', limit: '0' })).toThrow(/"limit" must be in \[1, 10000\]/);
+    expect(() => parseLogQuery({ from: '1e3' })).toThrow(/"from"/);
+    const fed = await makeFederation();
+    const log = generateLog(fed);
+    const w = log.recorder.writer.written();
+    expect(auditLogPage(w.slice(3, 8), 3)).toBe(log.text.split('\n').slice(3, 8).map((l) => l + '\n').join(''));
+    expect(() => auditLogPage(w.slice(3, 8), 2)).toThrow(/not contiguous/);
   });
 });
 
