@@ -7,9 +7,11 @@ import { runBench, type BenchModule } from './lib';
 
 const BENCHES: Record<string, () => Promise<BenchModule>> = {
   training: () => import('./training'),
+  gpu: () => import('./gpu'),
   data: () => import('./data'),
   secagg: () => import('./secagg'),
   dp: () => import('./dp'),
+  coordinator: () => import('./coordinator'),
 };
 
 async function main(): Promise<void> {

@@ -31,6 +31,8 @@ export interface BackendDeps {
   /** is a CUDA device visible to this process? */
   cudaVisible(): boolean;
   log(msg: string): void;
+  /** accept a software WebGPU adapter (lavapipe, SwiftShader): only for checking the WebGPU code path */
+  allowSoftwareAdapter?: boolean;
 }
 
 export interface Attempt {
@@ -87,7 +89,7 @@ async function tryBackend(tf: Tf, b: ConcreteBackend, deps: BackendDeps): Promis
       if (!adapter) throw new Error('no WebGPU adapter (is a Vulkan driver installed?)');
       const info = adapter.info ?? (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : {});
       const desc = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unknown adapter';
-      if (adapter.isFallbackAdapter || SOFTWARE_ADAPTER.test(desc)) throw new Error(`only a software WebGPU adapter is available (${desc})`);
+      if ((adapter.isFallbackAdapter || SOFTWARE_ADAPTER.test(desc)) && !deps.allowSoftwareAdapter) throw new Error(`only a software WebGPU adapter is available (${desc})`);
       deps.require('@tensorflow/tfjs-backend-webgpu');
       if (!(await tf.setBackend('webgpu'))) throw new Error("tfjs-backend-webgpu did not initialise the 'webgpu' backend");
       return { tfBackend: 'webgpu', adapter: desc };
