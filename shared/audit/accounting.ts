@@ -101,6 +101,27 @@ export function composeEpsilon(rounds: readonly RoundParams[], delta: number): n
   return epsilonFromRdp(ACCOUNTANT_ORDERS, total, delta).epsilon;
 }
 
+/**
+ * Running RDP totals per party (composition is a sum at each order), so a log of R rounds costs
+ * O(R) accountant evaluations instead of recomposing every party's history at every round.
+ */
+export class RdpLedger {
+  private readonly totals = new Map<string, number[]>();
+
+  charge(party: string, r: RoundParams): void {
+    const add = roundRdp(r);
+    const t = this.totals.get(party) ?? new Array<number>(ACCOUNTANT_ORDERS.length).fill(0);
+    for (let i = 0; i < t.length; i++) t[i] += add[i];
+    this.totals.set(party, t);
+  }
+
+  /** Lifetime epsilon of `party` at `delta` (0 if never charged). */
+  epsilon(party: string, delta: number): number {
+    const t = this.totals.get(party);
+    return t ? epsilonFromRdp(ACCOUNTANT_ORDERS, t, delta).epsilon : 0;
+  }
+}
+
 /** The lifetime budget of a party under the policy (its own override, else the policy's). */
 export function partyBudget(policy: Policy, party: string): number {
   return policy.parties.find((p) => p.name === party)?.epsilonBudget ?? policy.privacy.epsilonBudget;

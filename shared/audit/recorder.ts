@@ -8,7 +8,7 @@
  */
 import type { Policy } from '../policy/schema';
 import { policyHash as computePolicyHash } from '../policy/schema';
-import { composeEpsilon, expectedRoundParams } from './accounting';
+import { RdpLedger, expectedRoundParams } from './accounting';
 import { parseExportLine, splitLines, type AuditRecord } from './chain';
 import { checkEntry, type AuditEntry, type EntryOf, type Phase, type Receipt, type RoundParams } from './entries';
 import { AuditWriter } from './writer';
@@ -20,7 +20,7 @@ export class AuditRecorder {
   readonly policyHash: string;
   readonly params: RoundParams;
   private round: { runId: string; round: number; from: number; charged: string[]; base: number } | null = null;
-  private readonly charges = new Map<string, RoundParams[]>();
+  private readonly ledger = new RdpLedger();
 
   constructor(
     readonly policy: Policy,
@@ -60,10 +60,7 @@ export class AuditRecorder {
     const r = this.open();
     const rec = this.add({ type: 'round-phase', runId: r.runId, round: r.round, policyHash: this.policyHash, phase, parties, ...fields });
     if (phase === 'mask') {
-      for (const p of parties) {
-        if (!this.charges.has(p)) this.charges.set(p, []);
-        this.charges.get(p)!.push(this.params);
-      }
+      for (const p of parties) this.ledger.charge(p, this.params);
       r.charged = [...parties];
     }
     return rec;
@@ -71,7 +68,7 @@ export class AuditRecorder {
 
   private epsilonOfCharged(charged: string[]): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const p of charged) out[p] = composeEpsilon(this.charges.get(p) ?? [], this.policy.privacy.delta);
+    for (const p of charged) out[p] = this.ledger.epsilon(p, this.policy.privacy.delta);
     return out;
   }
 
@@ -146,10 +143,7 @@ export class AuditRecorder {
         params = e.params;
       }
       if (e.type === 'round-phase' && e.phase === 'mask' && rec.round) {
-        for (const party of e.parties) {
-          if (!rec.charges.has(party)) rec.charges.set(party, []);
-          rec.charges.get(party)!.push(params);
-        }
+        for (const party of e.parties) rec.ledger.charge(party, params);
         rec.round.charged = [...e.parties];
       }
       if (e.type === 'round-completed' || e.type === 'round-aborted') rec.round = null;

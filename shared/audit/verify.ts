@@ -36,7 +36,7 @@ import { ed25519Verify } from '../crypto/sign';
 import { AUDIT_GENESIS, auditChainHash, parseExportLine, splitLines, verifyAuditSignature } from './chain';
 import { bytesEqual, fromBase64, fromHex, toHex } from './bytes';
 import { checkEntry, PHASES, type AuditEntry, type EntryOf, type Phase, type Receipt, type RoundParams } from './entries';
-import { composeEpsilon, encodedLength, epsilonMatches, expectedRoundParams, partyBudget } from './accounting';
+import { RdpLedger, encodedLength, epsilonMatches, expectedRoundParams, partyBudget } from './accounting';
 import { merkleRoot } from './merkle';
 import { verifyReceiptSignature } from './receipt';
 import { advertiseKeysBytes, maskedInputBytes, survivorListBytes } from './secagg-sigs';
@@ -166,7 +166,8 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
   let maxVersion = -1;
   const timeline: RoundSummary[] = [];
   const completedRounds = new Map<string, { closeIdx: number; modelHash: string; summary: RoundSummary }>();
-  const charges = new Map<string, RoundParams[]>();
+  const ledger = new RdpLedger();
+  const chargeErrors = new Map<string, string>();
   const receiptSigs = new Set<string>();
 
   const checkPolicyHash = (i: number, e: { policyHash: string }): void => {
@@ -191,13 +192,12 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     const logged = Object.keys(e.epsilon);
     if (!sameSet(logged, r.charged)) fail(i, 'entry.epsilon', `epsilon for exactly the charged parties [${[...r.charged].sort().join(', ')}]`, `[${logged.sort().join(', ')}]`);
     for (const party of r.charged) {
-      let recomputed: number;
-      try {
-        recomputed = composeEpsilon(charges.get(party) ?? [], policy.privacy.delta);
-      } catch (err) {
-        fail(i, `entry.epsilon.${party}`, 'parameters the accountant accepts', (err as Error).message);
+      const err = chargeErrors.get(party);
+      if (err) {
+        fail(i, `entry.epsilon.${party}`, 'parameters the accountant accepts', err);
         continue;
       }
+      const recomputed = ledger.epsilon(party, policy.privacy.delta);
       const v = e.epsilon[party];
       if (v === undefined) continue;
       if (!epsilonMatches(v, recomputed)) fail(i, `entry.epsilon.${party}`, recomputed, v);
@@ -221,8 +221,11 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     }
   };
 
+  let lastAt = -1;
   entries.forEach((e, i) => {
     if (!e) return;
+    if (e.at < lastAt) fail(i, 'entry.at', `>= ${lastAt} (time of the previous entry)`, e.at);
+    lastAt = Math.max(lastAt, e.at);
     switch (e.type) {
       case 'participant-enrolled': {
         const pinned = policy.parties.find((p) => p.name === e.name);
@@ -330,8 +333,11 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
           // charged: the masked input left the party (DESIGN §4)
           for (const p of e.parties) {
             if (!partyKeys.has(p)) continue;
-            if (!charges.has(p)) charges.set(p, []);
-            charges.get(p)!.push(r.params);
+            try {
+              ledger.charge(p, r.params);
+            } catch (err) {
+              chargeErrors.set(p, (err as Error).message);
+            }
           }
           r.charged = e.parties.filter((p) => partyKeys.has(p));
         }

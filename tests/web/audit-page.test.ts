@@ -13,10 +13,12 @@ import { chromium, type Browser } from 'playwright-core';
 import { stringify } from 'yaml';
 import { sodiumReady } from '../../shared/crypto/sodium';
 import { makeFederation, generateLog, type Federation, type GeneratedLog } from '../shared/audit/fixture';
+import { auditLogPage, parseLogQuery, AuditApiError } from '../../shared/audit';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { build } = require('../../coordinator/http/audit-page/build.js') as { build: (out: string) => Promise<{ outDir: string; bytes: number }> };
 
+const TOKEN = 'auditor-token-for-the-page-test';
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-audit-page-'));
 const files = new Map<string, { body: Buffer; type: string }>();
@@ -47,7 +49,19 @@ beforeAll(async () => {
   bad[offset] = bad[offset] === 0x35 ? 0x36 : 0x35;
   files.set('/bad.jsonl', { body: bad, type: 'application/x-ndjson' });
   server = http.createServer((req, res) => {
-    const f = files.get(new URL(req.url ?? '/', 'http://x').pathname);
+    const u = new URL(req.url ?? '/', 'http://x');
+    if (u.pathname === '/audit/v1/log') {
+      // the coordinator's read-only audit API, as the contract says (auditor token, paging)
+      if (req.headers.authorization !== `Bearer ${TOKEN}`) return void res.writeHead(401).end('auditor token required');
+      try {
+        const q = parseLogQuery({ from: u.searchParams.get('from'), limit: u.searchParams.get('limit') });
+        const rows = log.recorder.writer.written().slice(q.from, q.from + Math.min(q.limit, 5));
+        return void res.writeHead(200, { 'content-type': 'application/x-ndjson' }).end(auditLogPage(rows, q.from));
+      } catch (e) {
+        return void res.writeHead(e instanceof AuditApiError ? e.httpStatus : 500).end((e as Error).message);
+      }
+    }
+    const f = files.get(u.pathname.replace(/^\/audit\//, '/'));
     if (!f) return void res.writeHead(404).end();
     res.writeHead(200, { 'content-type': f.type }).end(f.body);
   });
@@ -112,5 +126,22 @@ test('the file pickers verify a log chosen locally', async () => {
   await page.setInputFiles('#logFile', logPath);
   await page.click('#verify');
   await page.locator('#status[data-status="verified"]').waitFor({ timeout: 30_000 });
+  await page.close();
+});
+
+test('served under /audit/ by the coordinator: fetches the log with an auditor token and verifies it', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/audit/index.html`);
+  const polPath = path.join(root, 'served.yaml');
+  fs.writeFileSync(polPath, files.get('/policy.yaml')!.body);
+  await page.setInputFiles('#policyFile', polPath);
+  await page.fill('#token', 'wrong-token');
+  await page.click('#verify');
+  await page.locator('#status[data-status="failed"]').waitFor({ timeout: 30_000 });
+  expect(await page.locator('#status').textContent()).toContain('HTTP 401');
+  await page.fill('#token', TOKEN);
+  await page.click('#verify');
+  await page.locator('#status[data-status="verified"]').waitFor({ timeout: 30_000 });
+  expect(await page.locator('#timeline tr.round').count()).toBe(4);
   await page.close();
 });
