@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   secagg: () => import('./secagg'),
   dp: () => import('./dp'),
   coordinator: () => import('./coordinator'),
+  audit: () => import('./audit'),
 };
 
 async function main(): Promise<void> {
