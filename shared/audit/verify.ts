@@ -33,6 +33,7 @@
 import { policyHash as computePolicyHash, type Policy } from '../policy/schema';
 import { verifyPolicySignature } from '../policy/sign';
 import { ed25519Verify } from '../crypto/sign';
+import { sodium } from '../crypto/sodium';
 import { AUDIT_GENESIS, auditChainHash, parseExportLine, splitLines, verifyAuditSignature } from './chain';
 import { bytesEqual, fromBase64, fromHex, toHex } from './bytes';
 import { checkEntry, PHASES, type AuditEntry, type EntryOf, type Phase, type Receipt, type RoundParams } from './entries';
@@ -89,6 +90,7 @@ export interface VerifyOptions {
 }
 
 interface RunState {
+  status: 'running' | 'completed' | 'aborted';
   runId: string;
   startIdx: number;
   roundsPlanned: number;
@@ -119,8 +121,11 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     failures.push({ entry, field, expected: show(expected), found: show(found) });
   };
   const pHash = computePolicyHash(policy);
-  const coordinatorKey = fromBase64('coordinator.publicKey', policy.coordinator.publicKey, 32);
-  const partyKeys = new Map(policy.parties.map((p) => [p.name, fromBase64(`parties.${p.name}.publicKey`, p.publicKey, 32)]));
+  // the policy is the auditor's own, validated input: its keys are decoded leniently (schema-checked length)
+  const so = sodium();
+  const pinned = (k: string) => so.from_base64(k, so.base64_variants.ORIGINAL);
+  const coordinatorKey = pinned(policy.coordinator.publicKey);
+  const partyKeys = new Map(policy.parties.map((p) => [p.name, pinned(p.publicKey)]));
   const expected = expectedRoundParams(policy);
   const minParties = Math.max(2, policy.secagg.threshold, policy.privacy.noiseMode === 'distributed' ? policy.privacy.nMin : 1);
   const t = policy.secagg.threshold;
@@ -248,7 +253,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
           seen.add(s.party);
           const pinned = policy.parties.find((p) => p.name === s.party)!.publicKey;
           if (s.publicKey !== pinned) fail(i, `entry.signatures.${s.party}.publicKey`, pinned, s.publicKey);
-          if (!verifyPolicySignature(pHash, fromBase64('signature', s.signature), key)) fail(i, `entry.signatures.${s.party}.signature`, `${s.party}'s signature of policy ${pHash}`, 'invalid');
+          if (!verifyPolicySignature(pHash, safe(() => fromBase64('signature', s.signature, 64)) ?? new Uint8Array(0), key)) fail(i, `entry.signatures.${s.party}.signature`, `${s.party}'s signature of policy ${pHash}`, 'invalid');
         }
         for (const p of policy.parties) if (!seen.has(p.name)) fail(i, `entry.signatures.${p.name}`, `a signature by ${p.name}`, 'missing');
         registered.add(e.policyHash);
@@ -262,7 +267,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         if (e.roundsPlanned !== policy.training.rounds) fail(i, 'entry.roundsPlanned', policy.training.rounds, e.roundsPlanned);
         if (e.initialModelVersion <= maxVersion) fail(i, 'entry.initialModelVersion', `> ${maxVersion} (versions only grow)`, e.initialModelVersion);
         maxVersion = Math.max(maxVersion, e.initialModelVersion);
-        run = { runId: e.runId, startIdx: i, roundsPlanned: e.roundsPlanned, version: e.initialModelVersion, completed: 0, lastRound: 0, closed: false };
+        run = { status: 'running', runId: e.runId, startIdx: i, roundsPlanned: e.roundsPlanned, version: e.initialModelVersion, completed: 0, lastRound: 0, closed: false };
         runs.push(run);
         rnd = null;
         return;
@@ -427,7 +432,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
           if (e.finalModelVersion !== run.version) fail(i, 'entry.finalModelVersion', run.version, e.finalModelVersion);
         }
         run.closed = true;
-        (run as RunState & { status?: string }).status = e.type === 'run-completed' ? 'completed' : 'aborted';
+        run.status = e.type === 'run-completed' ? 'completed' : 'aborted';
         return;
       }
     }
@@ -479,7 +484,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     policyHash: pHash,
     head: lastHead ? toHex(lastHead) : null,
     timeline,
-    runs: runs.map((r) => ({ runId: r.runId, startIdx: r.startIdx, status: ((r as RunState & { status?: 'completed' | 'aborted' }).status ?? 'running'), roundsPlanned: r.roundsPlanned })),
+    runs: runs.map((r) => ({ runId: r.runId, startIdx: r.startIdx, status: r.status, roundsPlanned: r.roundsPlanned })),
     budgets,
     warnings,
   };
