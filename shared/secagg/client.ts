@@ -28,7 +28,7 @@
  */
 import { abytes, au32 } from '../util/check';
 import { wipe } from '../crypto/hash';
-import { addMask } from '../crypto/prg';
+import { MaskAccumulator } from '../crypto/prg';
 import { shamirSplit } from '../crypto/shamir';
 import { randomBytes } from '../crypto/sodium';
 import { ED25519_SECRET_KEY_LENGTH, ed25519Verify } from '../crypto/sign';
@@ -299,14 +299,17 @@ export class SecAggClient {
     if (got.size + 1 < this.ctx.params.threshold) {
       fail(`only ${got.size} neighbours shared keys with us; with ourselves that is fewer than t=${this.ctx.params.threshold}`);
     }
-    const y = input.slice();
-    addMask(y, this.selfSeed!, 1, bits);
+    const acc = new MaskAccumulator(input.length, bits);
+    acc.set(input);
+    acc.addMask(this.selfSeed!, 1);
     const sharers = [...got.keys()].sort();
     for (const v of sharers) {
       const seed = this.ctx.pairSeed(this.sKeys!.secretKey, this.partyId, v, this.peerKeys.get(v)!.sPk);
-      addMask(y, seed, RoundContext.pairSign(this.partyId, v), bits);
+      acc.addMask(seed, RoundContext.pairSign(this.partyId, v));
       wipe(seed);
     }
+    const y = acc.read();
+    acc.wipe(); // it held x plus partial masks
     for (const [v, r] of got) this.received.set(v, r);
     this.sharers = sharers;
     this.transitionTo(['shared'], 'masked');

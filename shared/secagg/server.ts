@@ -38,7 +38,7 @@
  */
 import { abytes, aint } from '../util/check';
 import { equalBytes, wipe } from '../crypto/hash';
-import { addMask } from '../crypto/prg';
+import { MaskAccumulator } from '../crypto/prg';
 import { shamirCombine, type Share } from '../crypto/shamir';
 import { ED25519_SECRET_KEY_LENGTH } from '../crypto/sign';
 import { x25519PublicKey } from '../crypto/x25519';
@@ -106,7 +106,7 @@ export class SecAggServer {
   private readonly inbox = new Map<string, EncryptedShare[]>(); // recipient -> ciphertexts
   private readonly shared = new Set<string>(); // U2
   private readonly masked = new Set<string>(); // U3
-  private sum: Uint32Array | undefined;
+  private sum: MaskAccumulator | undefined;
   private survivorList: string[] = [];
   private readonly consistency = new Map<string, Uint8Array>(); // U4: signer -> signature
   private readonly requests = new Map<string, { self: string[]; key: string[] }>();
@@ -232,12 +232,7 @@ export class SecAggServer {
           const lim = 2 ** bits;
           for (let i = 0; i < v.length; i++) if (v[i] >= lim) bad(`entry ${i} = ${v[i]} is not below 2^${bits}`);
         }
-        const acc = (this.sum ??= new Uint32Array(this.ctx.vectorLength));
-        if (bits === 32) for (let i = 0; i < v.length; i++) acc[i] += v[i];
-        else {
-          const mask = 2 ** bits - 1;
-          for (let i = 0; i < v.length; i++) acc[i] = (acc[i] + v[i]) & mask;
-        }
+        (this.sum ??= new MaskAccumulator(this.ctx.vectorLength, bits)).addVector(v);
         this.masked.add(sender);
         break;
       }
@@ -273,7 +268,7 @@ export class SecAggServer {
       this.transitionTo(['advertise', 'share', 'mask', 'consistency', 'unmask'], 'aborted');
       this.abortReason = reason;
       this.log(`secagg server round ${this.ctx.round}: aborted: ${reason}`);
-      if (this.sum) this.sum.fill(0);
+      this.sum?.wipe();
     }
     return { kind: 'aborted', reason: this.abortReason! };
   }
@@ -390,8 +385,7 @@ export class SecAggServer {
       }
       return shares;
     };
-    const sum = this.sum ?? new Uint32Array(this.ctx.vectorLength);
-    const bits = this.ctx.params.bits;
+    const sum = (this.sum ??= new MaskAccumulator(this.ctx.vectorLength, this.ctx.params.bits));
     // Reconstruct and verify every secret before touching the sum, so a bad share aborts cleanly.
     const selfSeeds: [string, Uint8Array][] = [];
     const keys: [string, Uint8Array][] = [];
@@ -417,19 +411,21 @@ export class SecAggServer {
       }
       keys.push([v, sSk]);
     }
-    for (const [, b] of selfSeeds) addMask(sum, b, -1, bits);
+    for (const [, b] of selfSeeds) sum.addMask(b, -1);
     for (const [v, sSk] of keys) {
       for (const w of this.ctx.neighbours.get(v)!) {
         if (!U3.has(w)) continue;
         const seed = this.ctx.pairSeed(sSk, v, w, this.ads.get(w)!.sPk);
         // y_w contains sign(w, v) * PRG(s_wv); remove it.
-        addMask(sum, seed, RoundContext.pairSign(w, v) === 1 ? -1 : 1, bits);
+        sum.addMask(seed, RoundContext.pairSign(w, v) === 1 ? -1 : 1);
         wipe(seed);
       }
     }
     cleanup();
     this.transitionTo(['unmask'], 'done');
+    const out = sum.read();
+    sum.wipe();
     this.sum = undefined;
-    return { kind: 'done', sum, survivors: [...this.setsByPhase.U3!] };
+    return { kind: 'done', sum: out, survivors: [...this.setsByPhase.U3!] };
   }
 }

@@ -4,7 +4,7 @@
  */
 import sumo from 'libsodium-wrappers-sumo';
 import fc from 'fast-check';
-import { addMask, chacha20Keystream, expandMask, MASK_KERNEL } from '../../../shared/crypto/prg';
+import { addMask, chacha20Keystream, expandMask, MASK_KERNEL, MaskAccumulator } from '../../../shared/crypto/prg';
 import { ed25519FromSeed, ed25519Sign, ed25519Verify } from '../../../shared/crypto/sign';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { x25519, x25519PublicKey } from '../../../shared/crypto/x25519';
@@ -93,6 +93,42 @@ describe('ChaCha20 (RFC 8439)', () => {
         addMask(y, seed, -1, bits, forceJs);
         expect(Array.from(y)).toEqual(Array.from(x));
       }),
+      { numRuns: 30 },
+    );
+  });
+});
+
+describe('MaskAccumulator', () => {
+  test('x + PRG(s1) + v - PRG(s2) mod 2^b equals a libsodium-sumo reference, wasm and JS paths, any b', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.integer({ min: 8, max: 32 }),
+        fc.integer({ min: 0, max: 40000 }),
+        fc.boolean(),
+        (s1, s2, bits, m, forceJs) => {
+          const mod = 2 ** bits;
+          const x = new Uint32Array(m).map((_, i) => (i * 2654435761) % mod);
+          const v = new Uint32Array(m).map((_, i) => (i * 40503 + 7) % mod);
+          const acc = new MaskAccumulator(m, bits, forceJs);
+          acc.set(x);
+          acc.addMask(s1, 1);
+          acc.addVector(v);
+          acc.addMask(s2, -1);
+          const k1 = sumo.crypto_stream_chacha20_ietf_xor_ic(new Uint8Array(4 * m), new Uint8Array(12), 0, s1);
+          const k2 = sumo.crypto_stream_chacha20_ietf_xor_ic(new Uint8Array(4 * m), new Uint8Array(12), 0, s2);
+          const d1 = new DataView(k1.buffer, k1.byteOffset, k1.byteLength);
+          const d2 = new DataView(k2.buffer, k2.byteOffset, k2.byteLength);
+          const got = acc.read();
+          for (let i = 0; i < m; i++) {
+            const want = (x[i] + (d1.getUint32(4 * i, true) % mod) + v[i] - (d2.getUint32(4 * i, true) % mod) + mod) % mod;
+            if (got[i] !== want) throw new Error(`coordinate ${i}: ${got[i]} != ${want}`);
+          }
+          acc.wipe();
+          expect(acc.read().every((w) => w === 0)).toBe(true);
+        },
+      ),
       { numRuns: 30 },
     );
   });
