@@ -34,6 +34,10 @@ export function buildProgram(): Command {
   registerPolicyCommands(program.command('policy').description('federation policy: write the default, sign its hash, verify every signature'), {
     readNodeInfo: async (dir) => (await import('../participant-node/identity')).readNodeInfo(dir),
     loadNodeIdentity: async (dir) => (await import('../participant-node/identity')).loadIdentity(dir),
+    readCatalogue: async (dir) => {
+      const meta = (await import('../participant-node/data/store')).readDatasetMeta(dir);
+      return { hash: meta.catalogueHash, numItems: meta.counts.items };
+    },
   });
   registerAuditCommands(program.command('audit').description('auditor: export the coordinator audit log, verify it against the policy and receipts'));
   return program;

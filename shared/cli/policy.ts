@@ -2,7 +2,8 @@
  * `fedbridge policy init | sign | verify` (DESIGN §3, §8).
  *
  *   policy init   --out policy.yaml --federation ID --coordinator-key B64 [--coordinator-name NAME]
- *                 (--party NAME=B64KEY | --node-dir DIR)... --catalogue-hash HEX --num-items N [--force]
+ *                 (--party NAME=B64KEY | --node-dir DIR)... (--catalogue-hash HEX --num-items N |
+ *                 --catalogue-from NODE_DIR) [--force]
  *                 writes a complete policy (shared/policy/defaults.ts) as YAML: every value visible.
  *   policy sign   POLICY (--data-dir NODE | --key-file F --signer NAME) [--out FILE] [--json]
  *                 signs the policy hash (shared/policy/sign.ts) with a node's identity (or the
@@ -26,6 +27,8 @@ export interface PolicyCliDeps {
   readNodeInfo(dataDir: string): Promise<{ name: string; publicKey: string }>;
   /** the node's identity key pair (refuses unsafe key files) */
   loadNodeIdentity(dataDir: string): Promise<{ name: string; publicKey: Uint8Array; secretKey: Uint8Array }>;
+  /** hash and size of the catalogue a node imported (for --catalogue-from) */
+  readCatalogue?(dataDir: string): Promise<{ hash: string; numItems: number }>;
 }
 
 async function readPolicy(file: string) {
@@ -79,11 +82,12 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
     .option('--coordinator-name <name>', 'the coordinator name', 'coordinator')
     .option('--party <name=key>', 'a party and its Ed25519 public key (base64); repeatable', collect, [])
     .option('--node-dir <dir>', 'take a party name and key from a node data dir; repeatable', collect, [])
-    .requiredOption('--catalogue-hash <hex>', 'BLAKE2b-256 of the shared catalogue (64 hex)')
-    .requiredOption('--num-items <n>', 'number of items in the catalogue')
+    .option('--catalogue-hash <hex>', 'BLAKE2b-256 of the shared catalogue (64 hex)')
+    .option('--num-items <n>', 'number of items in the catalogue')
+    .option('--catalogue-from <dir>', 'take the catalogue hash and size from a node data dir with imported data')
     .option('--force', 'overwrite an existing file')
     .option('--json', 'print {"policyHash","out"}')
-    .action(async (o: { out: string; federation: string; coordinatorKey: string; coordinatorName: string; party: string[]; nodeDir: string[]; catalogueHash: string; numItems: string; force?: boolean; json?: boolean }) => {
+    .action(async (o: { out: string; federation: string; coordinatorKey: string; coordinatorName: string; party: string[]; nodeDir: string[]; catalogueHash?: string; numItems?: string; catalogueFrom?: string; force?: boolean; json?: boolean }) => {
       const { defaultPolicy } = await import('../policy/defaults');
       const { policyHash, PolicyError } = await import('../policy/schema');
       const { stringify } = await import('yaml');
@@ -100,12 +104,19 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
         parties.push({ name: info.name, publicKey: info.publicKey });
       }
       if (parties.length < 2) throw new UserError('a policy needs at least 2 parties (--party NAME=KEY or --node-dir DIR)');
-      const numItems = Number(o.numItems);
+      let catalogueHash = o.catalogueHash;
+      let numItems = o.numItems === undefined ? undefined : Number(o.numItems);
+      if (o.catalogueFrom) {
+        if (catalogueHash !== undefined || numItems !== undefined) throw new UserError('give --catalogue-from DIR or --catalogue-hash with --num-items, not both');
+        if (!deps.readCatalogue) throw new UserError('--catalogue-from is not available in this build');
+        ({ hash: catalogueHash, numItems } = await deps.readCatalogue(o.catalogueFrom));
+      }
+      if (catalogueHash === undefined || numItems === undefined) throw new UserError('the catalogue is needed: --catalogue-from NODE_DIR, or --catalogue-hash HEX with --num-items N');
       if (!Number.isSafeInteger(numItems) || numItems < 1) throw new UserError(`--num-items expects a positive integer, got "${o.numItems}"`);
       if (fs.existsSync(o.out) && !o.force) throw new UserError(`${o.out} exists; pass --force to overwrite it`);
       let p;
       try {
-        p = defaultPolicy({ federationId: o.federation, coordinator: { name: o.coordinatorName, publicKey: o.coordinatorKey }, parties, catalogue: { hash: o.catalogueHash, numItems } });
+        p = defaultPolicy({ federationId: o.federation, coordinator: { name: o.coordinatorName, publicKey: o.coordinatorKey }, parties, catalogue: { hash: catalogueHash, numItems } });
       } catch (e) {
         if (e instanceof PolicyError) throw new UserError(e.message);
         throw e;

@@ -110,6 +110,23 @@ describe('fedbridge policy init | sign | verify', () => {
     expect(r.err).toMatch(/"mallory" is neither a party nor the coordinator/);
   });
 
+  test('init takes the catalogue hash and size from a node with imported data', async () => {
+    const a = path.join(root, 'platform');
+    fs.mkdirSync(path.join(a, 'data'), { recursive: true });
+    fs.writeFileSync(path.join(a, 'data', 'meta.json'), JSON.stringify({ format: 'fedbridge-dataset/1', party: 'platform', catalogueHash: '12'.repeat(32), counts: { users: 3, items: 77, interactions: 9 }, sha256: {} }));
+    const out = path.join(root, 'from-node.yaml');
+    const coordPk = parsePolicyYaml(fs.readFileSync(path.join(root, 'policy.yaml'), 'utf8')).coordinator.publicKey;
+    let r = await run(['policy', 'init', '--out', out, '--federation', 'demo', '--coordinator-key', coordPk, '--node-dir', a, '--node-dir', path.join(root, 'insurer'), '--catalogue-from', a]);
+    expect(r.err).toBe('');
+    const p = parsePolicyYaml(fs.readFileSync(out, 'utf8'));
+    expect(p.catalogue).toEqual({ hash: '12'.repeat(32), numItems: 77 });
+    expect(p.model.numItems).toBe(77);
+    r = await run(['policy', 'init', '--out', out, '--force', '--federation', 'demo', '--coordinator-key', coordPk, '--node-dir', a, '--node-dir', path.join(root, 'insurer'), '--catalogue-from', a, '--num-items', '5']);
+    expect(r.err).toMatch(/not both/);
+    r = await run(['policy', 'init', '--out', out, '--force', '--federation', 'demo', '--coordinator-key', coordPk, '--node-dir', a, '--node-dir', path.join(root, 'insurer')]);
+    expect(r.err).toMatch(/the catalogue is needed/);
+  });
+
   test('checkPolicySignatures: a signature over another policy hash is refused', async () => {
     const pol = parsePolicyYaml(fs.readFileSync(path.join(root, 'policy.yaml'), 'utf8'));
     const h = policyHash(pol);
