@@ -62,8 +62,7 @@ import { TwoTowerModel } from '../model/twotower';
 import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives } from '../model/train';
 import { saveModel } from '../model/store';
 import { chargeRound, openLedger, previewCharge } from '../privacy/ledger';
-import { localDpsgdCharge } from '../privacy/charge';
-import { computeLocalUpdate, roundEncodeParams } from './update';
+import { computeLocalUpdate, roundCharge, roundEncodeParams } from './update';
 
 export interface JoinOptions {
   dataDir: string;
@@ -297,19 +296,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
 
   const peers: Record<string, Uint8Array> = {};
   for (const p of policy.parties) peers[p.name] = new Uint8Array(Buffer.from(p.publicKey, 'base64'));
-  const charge = (runId: string, round: number) =>
-    localDpsgdCharge({
-      round,
-      federationId: policy.federationId,
-      runId,
-      noiseMultiplier: policy.privacy.noiseMultiplier,
-      q: policy.privacy.samplingRate,
-      steps: policy.privacy.stepsPerRound,
-      clip: policy.privacy.clipNorm,
-      delta: policy.privacy.delta,
-      gamma: policy.secagg.scale,
-      dimension,
-    });
+  const charge = (runId: string, round: number) => roundCharge(policy, runId, round, dimension);
 
   const abandon = (reason: string) => {
     if (current) {
@@ -391,7 +378,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       const global = toFloat32(data, dimension, `model v${e.modelVersion}`);
       const t0 = Date.now();
       const up = computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global }, rng);
-      log(`round ${e.round}: trained ${policy.privacy.stepsPerRound} DP-SGD steps (${up.sampledUsers} user samples, loss ${up.meanLoss.toFixed(4)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      log(`round ${e.round}: ${policy.privacy.mechanism} update (${up.privacy.steps} step${up.privacy.steps > 1 ? 's' : ''}, ${up.sampledUsers} user samples, loss ${up.meanLoss.toFixed(4)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       const enc = roundEncodeParams(policy, e.runId, e.round);
       const client = new SecAggClient({
         federationId: policy.federationId,

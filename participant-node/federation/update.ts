@@ -9,16 +9,28 @@
  *                per-user clip C, noise multiplier sigma; the delta is DP by post-processing and is
  *                encoded with no further noise (clip to secagg.updateClip, rotation, gamma,
  *                conditional stochastic rounding, mod 2^b).
- *   round-noise  not wired to training yet: refused with a clear error (see README status).
+ *   round-noise  one gradient per user at the global model (DP-FedSGD over users): users are
+ *                Poisson-sampled at rate q (CSPRNG); each sampled user's gradient over the shared
+ *                parameters (mean loss over at most maxInteractionsPerUser positives + negatives)
+ *                is one contribution c_u = -g_u. The encoder clips each contribution to
+ *                privacy.clipNorm, rotates, scales and conditionally rounds it ON ITS OWN, sums the
+ *                integer vectors and adds ONE discrete Gaussian draw per coordinate (per-party:
+ *                variance (gamma sigma C)^2; distributed: divided by n_min), then reduces mod 2^b.
+ *                The coordinator's server learning rate scales the decoded average. Private
+ *                embeddings of the sampled users take one local step on their own gradient.
+ * The ledger charge of either mechanism comes from `roundCharge`, built from the same parameters
+ * the encoder and trainer use.
  */
 import type { Policy } from '../../shared/policy/schema';
-import { DEFAULT_BETA, encodeUpdate, assertNoWrapAround } from '../../shared/dp/encode';
+import { DEFAULT_BETA, encodeUpdate, encodeContributions, assertNoWrapAround, type EncodeParams } from '../../shared/dp/encode';
+import { localDpsgdCharge, roundNoiseCharge } from '../privacy/charge';
+import type { RoundCharge } from '../privacy/ledger';
+import { perUserGradients, poissonSample } from '../model/dpsgd';
 import { publicRoundSeed } from '../../shared/fl/seeds';
 import type { Xoshiro128 } from '../../shared/util/prng';
-import { DpSgdTrainer } from '../model/dpsgd';
+import { DpSgdTrainer, clippedUserGradientSum } from '../model/dpsgd';
 import type { TwoTowerModel } from '../model/twotower';
 import type { domainIndex, Positives } from '../model/train';
-import { UserError } from '../../shared/cli/errors';
 
 export interface RoundInput {
   policy: Policy;
@@ -46,7 +58,7 @@ export interface RoundPrivacy {
 export interface LocalUpdate {
   /** the secure-aggregation input, integers mod 2^bits */
   encoded: Uint32Array;
-  /** the real-domain delta before encoding (stays on the node; for tests) */
+  /** the real-domain delta before encoding (stays on the node; for tests); empty for round-noise */
   delta: Float32Array;
   privacy: RoundPrivacy;
   meanLoss: number;
@@ -64,6 +76,74 @@ export function roundEncodeParams(policy: Policy, runId: string, round: number) 
   };
 }
 
+/** The encoder parameters of a round-noise round (noise included). */
+export function roundNoiseEncodeParams(policy: Policy, runId: string, round: number): EncodeParams {
+  const p = policy.privacy;
+  return {
+    ...roundEncodeParams(policy, runId, round),
+    clip: p.clipNorm,
+    noise: { sigma: p.noiseMultiplier * p.clipNorm, mode: p.noiseMode, nMin: p.nMin },
+  };
+}
+
+/** What this round costs this party, exactly as the trainer and encoder run it. */
+export function roundCharge(policy: Policy, runId: string, round: number, dimension: number): RoundCharge {
+  const p = policy.privacy;
+  if (p.mechanism === 'round-noise') {
+    return roundNoiseCharge({ round, encode: roundNoiseEncodeParams(policy, runId, round), dimension, q: p.samplingRate, steps: 1, delta: p.delta, federationId: policy.federationId, runId });
+  }
+  return localDpsgdCharge({ round, federationId: policy.federationId, runId, noiseMultiplier: p.noiseMultiplier, q: p.samplingRate, steps: p.stepsPerRound, clip: p.clipNorm, delta: p.delta, gamma: policy.secagg.scale, dimension });
+}
+
+function roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, input: RoundInput, rng: Xoshiro128): LocalUpdate {
+  const { policy } = input;
+  const p = policy.privacy;
+  const dimension = input.global.length;
+  const enc = roundNoiseEncodeParams(policy, input.runId, input.round);
+  model.setSharedFlat(input.global);
+  model.resetOptimizer();
+  const trainer = new DpSgdTrainer(
+    model,
+    positives,
+    domains,
+    { clipNorm: p.clipNorm, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, maxInteractionsPerUser: p.maxInteractionsPerUser, negatives: policy.training.negativesPerPositive, learningRate: policy.training.learningRate },
+    rng,
+  );
+  // deterministic wrap-around bound: every user of the party could be sampled
+  assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: enc.noise, contributionsPerParty: Math.max(1, trainer.population.length), maxProbability: policy.secagg.maxWrapProbability });
+  const sampled = poissonSample(trainer.population, p.samplingRate);
+  const batch = Array.from(sampled, (u) => trainer.examplesOf(u));
+  const contributions = (function* () {
+    for (const g of perUserGradients(model, batch)) {
+      for (let i = 0; i < g.length; i++) g[i] = -g[i];
+      yield g;
+    }
+  })();
+  const encoded = encodeContributions(contributions, dimension, enc);
+  // private embeddings: one local step for the sampled users (never released)
+  const r = batch.length ? clippedUserGradientSum(model, batch, Infinity) : null;
+  if (r) model.applyUserEmbeddingGradient(r.userGrads);
+  return {
+    encoded: encoded.data,
+    delta: new Float32Array(0),
+    privacy: {
+      mechanism: p.mechanism,
+      noiseMultiplier: p.noiseMultiplier,
+      samplingRate: p.samplingRate,
+      steps: 1,
+      clipNorm: p.clipNorm,
+      delta: p.delta,
+      gamma: enc.gamma,
+      bits: enc.bits,
+      dimension,
+      noiseMode: p.noiseMode,
+      nMin: p.nMin,
+    },
+    meanLoss: r ? r.loss : NaN,
+    sampledUsers: batch.length,
+  };
+}
+
 export function computeLocalUpdate(
   model: TwoTowerModel,
   positives: Positives,
@@ -72,9 +152,7 @@ export function computeLocalUpdate(
   rng: Xoshiro128,
 ): LocalUpdate {
   const { policy } = input;
-  if (policy.privacy.mechanism !== 'local-dpsgd') {
-    throw new UserError(`privacy mechanism "${policy.privacy.mechanism}" is not supported by this node yet; use local-dpsgd`, 1);
-  }
+  if (policy.privacy.mechanism === 'round-noise') return roundNoiseUpdate(model, positives, domains, input, rng);
   const dimension = input.global.length;
   const enc = roundEncodeParams(policy, input.runId, input.round);
   assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: null, maxProbability: policy.secagg.maxWrapProbability });

@@ -68,7 +68,54 @@ function spec(layout: ParamSpec[], name: string): ParamSpec {
  * Per-user clipped gradient sum over the shared parameters (see the module comment). `clip` = C;
  * `Infinity` gives the unclipped sum (used by tests).
  */
-export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples[], clip: number): ClippedSum {
+/** One user's gradient over the shared parameters, in parts (views valid during the callback only). */
+export interface UserGradientParts {
+  /** user tower: W1 = x (x) d1, b1 = d1, W2 = a1 (x) dU, b2 = dU */
+  x: Float32Array;
+  d1: Float32Array;
+  a1: Float32Array;
+  dU: Float32Array;
+  /** item tower, summed over the user's examples */
+  gV1: Float64Array;
+  gb1: Float64Array;
+  gV2: Float64Array;
+  gb2: Float64Array;
+  /** item embedding / bias rows touched by the user (sorted), with their summed gradients */
+  rows: Uint32Array;
+  rowVals: Float32Array;
+  biasVals: Float32Array;
+}
+
+/** Writes one user's gradient as a flat vector in layout order (zero elsewhere). */
+export function writeUserGradient(layout: ParamSpec[], g: UserGradientParts, out: Float32Array): void {
+  out.fill(0);
+  const at = (n: string) => spec(layout, n).offset;
+  const outer = (o: number, a: ArrayLike<number>, b: ArrayLike<number>) => {
+    for (let i = 0; i < a.length; i++) {
+      const ai = a[i];
+      if (ai === 0) continue;
+      const row = o + i * b.length;
+      for (let j = 0; j < b.length; j++) out[row + j] = ai * b[j];
+    }
+  };
+  outer(at('user_tower/dense1/kernel'), g.x, g.d1);
+  out.set(g.d1, at('user_tower/dense1/bias'));
+  outer(at('user_tower/dense2/kernel'), g.a1, g.dU);
+  out.set(g.dU, at('user_tower/dense2/bias'));
+  out.set(g.gV1, at('item_tower/dense1/kernel'));
+  out.set(g.gb1, at('item_tower/dense1/bias'));
+  out.set(g.gV2, at('item_tower/dense2/kernel'));
+  out.set(g.gb2, at('item_tower/dense2/bias'));
+  const pe = at('item_embedding');
+  const pb = at('item_bias');
+  const d = g.dU.length;
+  g.rows.forEach((r, t) => {
+    out.set(g.rowVals.subarray(t * d, (t + 1) * d), pe + r * d);
+    out[pb + r] = g.biasVals[t];
+  });
+}
+
+export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples[], clip: number, onUser?: (k: number, g: UserGradientParts) => void): ClippedSum {
   const layout = model.layout;
   if (!layout) throw new Error('clippedUserGradientSum needs a model with the shared layout (TwoTowerModel.forPolicy)');
   if (!(clip > 0)) throw new RangeError(`"clip" expected > 0, got ${clip}`);
@@ -195,6 +242,19 @@ export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples
       for (let t = 0; t < sb.values.length; t++) total += sb.values[t] * sb.values[t];
       norms[k] = Math.sqrt(total);
       rowSums.push({ rows: s.rows, vals: s.values, bias: sb.values });
+      onUser?.(k, {
+        x: xu.subarray(k * du, (k + 1) * du),
+        d1: d1uArr.subarray(k * h, (k + 1) * h),
+        a1: au1.subarray(k * h, (k + 1) * h),
+        dU: dUArr.subarray(k * d, (k + 1) * d),
+        gV1,
+        gb1,
+        gV2,
+        gb2,
+        rows: s.rows,
+        rowVals: s.values,
+        biasVals: sb.values,
+      });
     });
     const scale = new Float32Array(U);
     for (let k = 0; k < U; k++) scale[k] = norms[k] > clip ? clip / norms[k] : 1;
@@ -242,6 +302,23 @@ export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples
     return { sum, norms, userGrads, loss: loss / U };
   } finally {
     tf.dispose(Object.values(fwd));
+  }
+}
+
+/**
+ * Per-user gradient vectors over the shared parameters (unclipped), one flat vector per user, in
+ * batch order: the contributions of the `round-noise` mechanism, which the encoder clips, rounds and
+ * sums one by one. Computed `chunk` users at a time (memory: chunk x dimension floats).
+ */
+export function* perUserGradients(model: TwoTowerModel, batch: UserExamples[], chunk = 64): Generator<Float32Array> {
+  const layout = model.layout;
+  if (!layout) throw new Error('perUserGradients needs a model with the shared layout');
+  const D = layoutSize(layout);
+  for (let s = 0; s < batch.length; s += chunk) {
+    const part = batch.slice(s, s + chunk);
+    const vecs = part.map(() => new Float32Array(D));
+    clippedUserGradientSum(model, part, Infinity, (k, g) => writeUserGradient(layout, g, vecs[k]));
+    for (const v of vecs) yield v;
   }
 }
 
@@ -341,8 +418,13 @@ export class DpSgdTrainer {
     this.adam = new DenseAdam(model.getSharedFlat().length, cfg.learningRate);
   }
 
+  /** Users with at least one training interaction (the Poisson sampling population). */
+  get population(): Uint32Array {
+    return this.candidates;
+  }
+
   /** Examples of one user: at most maxInteractionsPerUser positives (a random subset), K negatives each. */
-  private examplesOf(u: number): UserExamples {
+  examplesOf(u: number): UserExamples {
     const pos = this.byUser.get(u)!;
     const cap = this.cfg.maxInteractionsPerUser;
     let chosen: Uint32Array = pos;

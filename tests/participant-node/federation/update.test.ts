@@ -4,7 +4,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TwoTowerModel } from '../../../participant-node/model/twotower';
-import { computeLocalUpdate, roundEncodeParams } from '../../../participant-node/federation/update';
+import { computeLocalUpdate, roundCharge, roundEncodeParams } from '../../../participant-node/federation/update';
+import { DpSgdTrainer, perUserGradients } from '../../../participant-node/model/dpsgd';
 import { defaultPolicy } from '../../../shared/policy/defaults';
 import { initSharedParams } from '../../../shared/model/init';
 import { sharedParameterLayout } from '../../../shared/model/layout';
@@ -76,11 +77,42 @@ test('encode -> modular sum -> decode returns the average delta; private embeddi
   parties.forEach((p) => p.m.dispose());
 });
 
-test('the node refuses a mechanism it cannot run instead of training without it', () => {
-  const pol = policy();
-  const p = party(3, pol);
+test('round-noise: per-user contributions clipped, summed, ONE discrete Gaussian draw; noise variance as charged', () => {
+  const base = policy();
+  const pol = {
+    ...base,
+    model: { ...base.model, embeddingDim: 32, hiddenDim: 32 },
+    secagg: { ...base.secagg, scale: 4096 },
+    privacy: { ...base.privacy, mechanism: 'round-noise' as const, samplingRate: 1, clipNorm: 0.5, noiseMultiplier: 2, noiseMode: 'per-party' as const },
+  };
   const global = initSharedParams(sharedParameterLayout(pol.model, pol.vocabularies), 1);
-  const rn = { ...pol, privacy: { ...pol.privacy, mechanism: 'round-noise' as const } };
-  expect(() => computeLocalUpdate(p.m, p.positives, p.domains, { policy: rn, runId: 'r', round: 1, global }, p.rng)).toThrow(/"round-noise" is not supported by this node yet/);
-  p.m.dispose();
+  const parties = [party(5, pol), party(6, pol)];
+  // the contributions each party will submit, recomputed here with the same examples (same seed)
+  const expected = new Float64Array(global.length);
+  parties.forEach((p, k) => {
+    p.m.setSharedFlat(global);
+    const tr = new DpSgdTrainer(p.m, p.positives, p.domains, { clipNorm: 0.5, noiseMultiplier: 2, samplingRate: 1, maxInteractionsPerUser: 4, negatives: pol.training.negativesPerPositive, learningRate: 0.01 }, new Xoshiro128(50 + k));
+    const batch = Array.from(tr.population, (u) => tr.examplesOf(u));
+    for (const g of perUserGradients(p.m, batch)) {
+      let n = 0;
+      for (const x of g) n += x * x;
+      const c = Math.min(1, 0.5 / Math.sqrt(n));
+      for (let i = 0; i < g.length; i++) expected[i] += -g[i] * c;
+    }
+  });
+  const ups = parties.map((p, k) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'rn', round: 1, global }, new Xoshiro128(50 + k)));
+  for (const u of ups) expect(u.privacy).toMatchObject({ mechanism: 'round-noise', steps: 1, samplingRate: 1, gamma: 4096 });
+  const enc = roundEncodeParams(pol, 'rn', 1);
+  const avg = decodeAggregate(modularSum(ups.map((u) => u.encoded), 32), enc, global.length, 2);
+  // n * avg - expected = the two parties' noise (+ negligible rounding): variance 2 (sigma C)^2 per
+  // coordinate; ~6k coordinates give the estimate a relative standard error of ~2%
+  let s2 = 0;
+  for (let i = 0; i < global.length; i++) s2 += (2 * avg[i] - expected[i]) ** 2;
+  const variance = s2 / global.length;
+  expect(variance / (2 * (2 * 0.5) ** 2)).toBeGreaterThan(0.9);
+  expect(variance / (2 * (2 * 0.5) ** 2)).toBeLessThan(1.1);
+  const ch = roundCharge(pol, 'rn', 1, global.length);
+  expect(ch.mechanism).toBe('round-noise');
+  if (ch.mechanism === 'round-noise') expect(ch.localVariance / (4096 * 2 * 0.5) ** 2).toBeCloseTo(1, 4);
+  parties.forEach((p) => p.m.dispose());
 });

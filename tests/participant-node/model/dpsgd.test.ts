@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TwoTowerModel } from '../../../participant-node/model/twotower';
-import { clippedUserGradientSum, DpSgdTrainer, poissonSample, type UserExamples } from '../../../participant-node/model/dpsgd';
+import { clippedUserGradientSum, DpSgdTrainer, perUserGradients, poissonSample, type UserExamples } from '../../../participant-node/model/dpsgd';
 import { DEFAULT_VOCABULARIES, itemFeatureDim, userFeatureDim } from '../../../shared/data/vocab';
 import { layoutSize } from '../../../shared/model/layout';
 import { sodiumReady } from '../../../shared/crypto/sodium';
@@ -74,6 +74,15 @@ describe('per-user clipped gradient sum', () => {
     expect(relErr(r.sum, expected)).toBeLessThan(1e-5);
     expect([...r.norms].some((n) => n > C)).toBe(true);
     expect([...r.norms].some((n) => n <= C)).toBe(true);
+    m.dispose();
+  });
+
+  test('per-user gradient vectors (round-noise contributions) equal per-user autodiff', () => {
+    const m = model(8);
+    const batch = randomBatch(new Xoshiro128(4), [1, 4, 9, 10, 22]);
+    const got = [...perUserGradients(m, batch, 2)].map((v) => Float32Array.from(v));
+    expect(got).toHaveLength(5);
+    batch.forEach((ex, k) => expect(relErr(got[k], naivePerUser(m, ex))).toBeLessThan(1e-5));
     m.dispose();
   });
 
