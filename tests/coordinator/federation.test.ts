@@ -104,4 +104,30 @@ describe('federation over gRPC (mutual TLS, loopback)', () => {
   });
 });
 
-export { grpc, grpcError };
+
+
+describe('TLS without client certificates (requireClientCert: false)', () => {
+  test('parties authenticate by signature alone; the channel is still TLS (a plaintext client is refused)', async () => {
+    const env2 = await makeEnv(['platform'], { requireClientCert: false });
+    const c = await startCoordinator(env2, new PlainSumFactory(2), new ManualTimers());
+    try {
+      const op = operator(env2, c.grpcPort);
+      const p = new TestParty('platform', env2, c.grpcPort, { certAs: 'nobody' }); // no client certificate
+      await unary(op.client.enroll.bind(op.client), { name: 'platform', publicKey: p.keys.publicKey, certSha256: '' }, op.metadata);
+      const s = p.subscribe(c.publicKey);
+      const hello = await s.next((e) => e.kind === EventKind.EVENT_KIND_HELLO);
+      expect(hello.runId).toBe('');
+      s.cancel();
+      // plaintext to the TLS port fails at the transport
+      const { ParticipantServiceClient } = await import('../../proto/gen/grpc/fedbridge/v1/federation');
+      const plain = new ParticipantServiceClient(`127.0.0.1:${c.grpcPort}`, grpc.credentials.createInsecure());
+      const e = await grpcError(new Promise((res, rej) => plain.advertiseKeys({ body: new Uint8Array([1]), signature: new Uint8Array(64) }, { deadline: Date.now() + 5000 }, (err, a) => (err ? rej(err) : res(a)))));
+      expect([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL]).toContain(e.code);
+      plain.close();
+      p.close();
+      op.client.close();
+    } finally {
+      await c.close();
+    }
+  });
+});
