@@ -209,13 +209,13 @@ export class SecAggClient {
   }
 
   /**
-   * advertised -> shared: verifies every advertisement, then Shamir-splits b_u and s_sk_u (t-of-|N[u]|)
-   * and encrypts each advertising neighbour's shares for it.
+   * advertised -> shared: verifies our own and every neighbour's advertisement, then Shamir-splits
+   * b_u and s_sk_u (t-of-|N[u]|) and encrypts each advertising neighbour's shares for it.
    */
   onServerKeys(m: ServerKeys): ShareKeys {
     this.acceptServer(m, 'advertised', 'server-keys');
     const keys = new Map<string, PeerKeys>();
-    const sPks = new Set<string>();
+    const seenKeys = new Set<string>();
     const senders = new Set<string>();
     for (const a of m.advertisements) {
       if (a.federationId !== this.ctx.federationId || a.round !== this.ctx.round) this.refuse(`advertisement of ${a.sender} is for another federation or round`);
@@ -227,9 +227,11 @@ export class SecAggClient {
       // n - k signature checks per party). A forged non-neighbour entry cannot affect us.
       if (a.sender !== this.partyId && !this.ctx.isNeighbour(this.partyId, a.sender)) continue;
       if (!verifyMessage(a, pk)) this.refuse(`advertisement of ${a.sender} has an invalid signature`);
-      if (sPks.has(Buffer.from(a.sPk).toString('hex')) || sPks.has(Buffer.from(a.cPk).toString('hex'))) this.refuse(`advertisement of ${a.sender} reuses another party's public key`);
-      sPks.add(Buffer.from(a.sPk).toString('hex'));
-      sPks.add(Buffer.from(a.cPk).toString('hex'));
+      const hexS = Buffer.from(a.sPk).toString('hex');
+      const hexC = Buffer.from(a.cPk).toString('hex');
+      if (seenKeys.has(hexS) || seenKeys.has(hexC) || hexS === hexC) this.refuse(`advertisement of ${a.sender} reuses a public key`);
+      seenKeys.add(hexS);
+      seenKeys.add(hexC);
       keys.set(a.sender, { cPk: a.cPk, sPk: a.sPk });
     }
     const mine = keys.get(this.partyId);
@@ -257,7 +259,7 @@ export class SecAggClient {
         out.push({ party: v, ciphertext: this.ctx.sealShares(key, this.partyId, v, bShares[i].y, sShares[i].y, this.rng) });
         wipe(key);
       }
-      if (v !== this.partyId) wipe(bShares[i].y, sShares[i].y);
+      wipe(bShares[i].y, sShares[i].y);
     }
     for (const [id, k] of keys) this.peerKeys.set(id, k);
     this.transitionTo(['advertised'], 'shared');
