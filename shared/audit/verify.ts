@@ -134,15 +134,18 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
   const { lines, endsWithNewline } = data.length === 0 ? { lines: [], endsWithNewline: true } : splitLines(data);
   const heads: (Uint8Array | null)[] = [];
   const entries: (AuditEntry | null)[] = [];
+  const entryBytes: (Uint8Array | null)[] = [];
   lines.forEach((line, i) => {
     const p = parseExportLine(line);
     if (!p.ok) {
       fail(i, p.field, p.expected, p.found);
       heads.push(null);
       entries.push(null);
+      entryBytes.push(null);
       return;
     }
     const r = p.record;
+    entryBytes.push(r.entry);
     if (i === lines.length - 1 && !endsWithNewline) fail(i, 'encoding', 'the line to end with "\\n"', 'end of file');
     if (r.idx !== i) fail(i, 'idx', i, r.idx);
     const prev = i === 0 ? AUDIT_GENESIS : heads[i - 1];
@@ -157,10 +160,6 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     }
     if (c.entry.idx !== i) fail(i, 'entry.idx', i, c.entry.idx);
     entries.push(c.entry);
-  });
-  const entryBytes = lines.map((l) => {
-    const p = parseExportLine(l);
-    return p.ok ? p.record.entry : null;
   });
 
   // ---- 4-7: semantics
@@ -388,6 +387,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         const r = inRound(i, e);
         if (!r) return;
         if (e.baseModelVersion !== r.baseVersion) fail(i, 'entry.baseModelVersion', r.baseVersion, e.baseModelVersion);
+        if (e.phase !== null && PHASES.indexOf(e.phase) > r.lastPhase + 1) fail(i, 'entry.phase', `a phase reached by the round (up to ${PHASES[r.lastPhase + 1] ?? 'unmask'}) or null`, e.phase);
         checkMerkle(i, e, r);
         checkEpsilon(i, e, r);
         Object.assign(r.summary, { status: 'aborted', closeIdx: i, epsilon: { ...e.epsilon }, reason: e.reason });
