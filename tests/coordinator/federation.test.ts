@@ -121,7 +121,7 @@ describe('TLS without client certificates (requireClientCert: false)', () => {
       // plaintext to the TLS port fails at the transport
       const { ParticipantServiceClient } = await import('../../proto/gen/grpc/fedbridge/v1/federation');
       const plain = new ParticipantServiceClient(`127.0.0.1:${c.grpcPort}`, grpc.credentials.createInsecure());
-      const e = await grpcError(new Promise((res, rej) => plain.advertiseKeys({ body: new Uint8Array([1]), signature: new Uint8Array(64) }, { deadline: Date.now() + 5000 }, (err, a) => (err ? rej(err) : res(a)))));
+      const e = await grpcError(new Promise((res, rej) => plain.advertiseKeys({ body: new Uint8Array([1]), signature: new Uint8Array(64) }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err, a) => (err ? rej(err) : res(a)))));
       expect([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL]).toContain(e.code);
       plain.close();
       p.close();
