@@ -76,6 +76,18 @@ export function roundEncodeParams(policy: Policy, runId: string, round: number) 
   };
 }
 
+/** The DP trainer with the policy's privacy and training parameters. */
+function policyTrainer(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, policy: Policy, rng: Xoshiro128): DpSgdTrainer {
+  const p = policy.privacy;
+  return new DpSgdTrainer(
+    model,
+    positives,
+    domains,
+    { clipNorm: p.clipNorm, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, maxInteractionsPerUser: p.maxInteractionsPerUser, negatives: policy.training.negativesPerPositive, learningRate: policy.training.learningRate },
+    rng,
+  );
+}
+
 /** The encoder parameters of a round-noise round (noise included). */
 export function roundNoiseEncodeParams(policy: Policy, runId: string, round: number): EncodeParams {
   const p = policy.privacy;
@@ -102,13 +114,7 @@ function roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: R
   const enc = roundNoiseEncodeParams(policy, input.runId, input.round);
   model.setSharedFlat(input.global);
   model.resetOptimizer();
-  const trainer = new DpSgdTrainer(
-    model,
-    positives,
-    domains,
-    { clipNorm: p.clipNorm, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, maxInteractionsPerUser: p.maxInteractionsPerUser, negatives: policy.training.negativesPerPositive, learningRate: policy.training.learningRate },
-    rng,
-  );
+  const trainer = policyTrainer(model, positives, domains, policy, rng);
   // deterministic wrap-around bound: every user of the party could be sampled
   assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: enc.noise, contributionsPerParty: Math.max(1, trainer.population.length), maxProbability: policy.secagg.maxWrapProbability });
   const sampled = poissonSample(trainer.population, p.samplingRate);
@@ -159,13 +165,7 @@ export function computeLocalUpdate(
   model.setSharedFlat(input.global);
   model.resetOptimizer();
   const p = policy.privacy;
-  const trainer = new DpSgdTrainer(
-    model,
-    positives,
-    domains,
-    { clipNorm: p.clipNorm, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, maxInteractionsPerUser: p.maxInteractionsPerUser, negatives: policy.training.negativesPerPositive, learningRate: policy.training.learningRate },
-    rng,
-  );
+  const trainer = policyTrainer(model, positives, domains, policy, rng);
   let lossSum = 0;
   let lossN = 0;
   let sampled = 0;
