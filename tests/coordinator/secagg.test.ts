@@ -88,3 +88,61 @@ describe('secure aggregation over gRPC', () => {
     op.client.close();
   });
 });
+
+describe('secure-aggregation payload checks over gRPC', () => {
+  test('a payload from another sender, undecodable, or with a broken inner signature is refused and stores nothing', async () => {
+    const env = await makeEnv(['platform', 'insurer']);
+    const timers = new ManualTimers();
+    const coord = await startCoordinator(env, undefined as never, timers);
+    const parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
+    try {
+      const op = operator(env, coord.grpcPort);
+      for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: '' }, op.metadata);
+      const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
+      const dim = modelDim(policy);
+      const m = encodedDimension(dim, true);
+      const streams = parties.map((p) => p.subscribe(coord.publicKey));
+      const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(dim * 4));
+      await Promise.all(streams.map((s) => s.next((e) => e.kind === EventKind.EVENT_KIND_PHASE_STARTED && e.round === 1)));
+      const { SecAggClient } = await import('../../shared/secagg/client');
+      const { encodeClientMessage } = await import('../../shared/secagg/wire');
+      const peers = Object.fromEntries(policy.parties.map((q) => [q.name, new Uint8Array(Buffer.from(q.publicKey, 'base64'))]));
+      const clientOf = (p: TestParty) =>
+        new SecAggClient({
+          federationId: policy.federationId,
+          round: 1,
+          params: { threshold: policy.secagg.threshold, degree: 0, bits: 32 },
+          roundSeed: publicRoundSeed('graph', policy.federationId, st.runId, 1),
+          vectorLength: m,
+          peers,
+          identity: { partyId: p.name, secretKey: p.keys.secretKey },
+          coordinatorPublicKey: coord.publicKey,
+        });
+      const insurerAd = encodeClientMessage(clientOf(parties[1]).start());
+      const counts = await coord.ctx.repo.snapshotCounts();
+      const bad = async (payload: Uint8Array, code: number, re: RegExp) => {
+        const e = await parties[0].phase('AdvertiseKeys', st.runId, 1, payload).then(
+          () => null,
+          (err) => err,
+        );
+        expect({ code: e?.code, details: e?.details }).toEqual({ code, details: expect.stringMatching(re) });
+      };
+      await bad(insurerAd, 7, /payload is from "insurer" but the request was signed by party "platform"/); // PERMISSION_DENIED
+      await bad(new Uint8Array([0xde, 0xad, 0xbe, 0xef]), 3, /./); // INVALID_ARGUMENT (undecodable)
+      const platformClient = clientOf(parties[0]);
+      const ad = platformClient.start();
+      await bad(encodeClientMessage({ ...ad, federationId: 'other' }), 16, /./); // signature no longer verifies: UNAUTHENTICATED
+      expect(await coord.ctx.repo.snapshotCounts()).toEqual(counts);
+      expect(coord.ctx.rounds.binding()?.phase).toBe('advertise');
+      // the genuine advertisements are still accepted afterwards
+      expect((await parties[0].phase('AdvertiseKeys', st.runId, 1, encodeClientMessage(ad))).accepted).toBe(1);
+      expect((await parties[1].phase('AdvertiseKeys', st.runId, 1, insurerAd)).accepted).toBe(2);
+      await streams[0].next((e) => e.phase === Phase.PHASE_SHARE_KEYS && e.round === 1);
+      for (const s of streams) s.cancel();
+      op.client.close();
+    } finally {
+      for (const p of parties) p.close();
+      await coord.close();
+    }
+  });
+});
