@@ -159,6 +159,35 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     expect(got[3]).toBeCloseTo(((3 % 5) * 0.01 * (1 + 2 + 3)) / 3, 6);
   });
 
+  test('malformed protobuf bytes on every unary party RPC: an error status, nothing stored, the server keeps serving', async () => {
+    const fs = await import('node:fs');
+    const creds = grpc.credentials.createSsl(fs.readFileSync(env.certs.ca), fs.readFileSync(env.certs.clients.platform.key), fs.readFileSync(env.certs.clients.platform.cert));
+    const raw = new grpc.Client(`127.0.0.1:${coord.grpcPort}`, creds, { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+    const id = (b: Buffer) => b;
+    const before = await counts();
+    for (const m of ['Subscribe', 'AdvertiseKeys', 'ShareKeys', 'ConsistencyCheck', 'Unmasking', 'DownloadModel', 'SubmitReceipt']) {
+      const code = await new Promise<number>((resolve) => {
+        if (m === 'Subscribe' || m === 'DownloadModel') {
+          const call = raw.makeServerStreamRequest(`/fedbridge.v1.ParticipantService/${m}`, id, id, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), new grpc.Metadata(), {});
+          call.on('data', () => undefined);
+          call.on('error', (e: grpc.ServiceError) => resolve(e.code));
+          call.on('end', () => resolve(-1));
+        } else {
+          raw.makeUnaryRequest(`/fedbridge.v1.ParticipantService/${m}`, id, id, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), (e) => resolve(e ? e.code : -1));
+        }
+      });
+      expect([m, code]).toEqual([m, expect.any(Number)]);
+      expect(code).not.toBe(-1);
+      expect(code).not.toBe(grpc.status.OK);
+    }
+    raw.close();
+    expect(await counts()).toEqual(before);
+    // still serving: a well-formed request gets its normal answer
+    const s = parties[0].subscribe(coord.publicKey);
+    await s.next(() => true);
+    s.cancel();
+  });
+
   test('operator API: no token, wrong token, an auditor token, a party key are all refused', async () => {
     const op = operator(env, coord.grpcPort);
     const issued = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'test' }, op.metadata);
