@@ -221,6 +221,25 @@ export class RoundsService {
     this.arm(a);
   }
 
+  /**
+   * Opens a stored round; if the protocol refuses to start it (e.g. parameters it cannot run),
+   * the round and the run are aborted cleanly with the reason instead of staying open forever.
+   * Returns the reason, or null when the round opened.
+   */
+  private async openRoundOrAbort(run: RunRow, policy: Policy, roundNo: number, baseModelVersion: number): Promise<string | null> {
+    try {
+      await this.openRound(run, policy, roundNo, baseModelVersion);
+      return null;
+    } catch (e) {
+      const reason = (e as Error).message;
+      this.log(`round ${run.id}/${roundNo} cannot start: ${reason}`);
+      this.active = null;
+      await this.d.repo.abortRound({ runId: run.id, round: roundNo, reason: `round could not start: ${reason}`, retry: null, abortRun: true, sealer: this.d.sealer });
+      this.broadcast(policy.parties.map((p) => p.name), { kind: EventKind.EVENT_KIND_RUN_FINISHED, runId: run.id, round: roundNo, abortReason: `round could not start: ${reason}` });
+      return reason;
+    }
+  }
+
   private async closeIfCurrent(key: string, why: 'deadline' | 'complete'): Promise<void> {
     const a = this.active;
     if (!a || this.closed || `${a.runId}/${a.round}/${a.stage}` !== key) return; // stale timer or already closed
@@ -275,7 +294,7 @@ export class RoundsService {
       this.broadcast(a.roster, { kind: EventKind.EVENT_KIND_ROUND_COMPLETED, runId: a.runId, round: a.round, modelVersion: res.modelVersion });
       if (res.nextRound !== null) {
         const run = await this.d.repo.run(a.runId);
-        await this.openRound(run!, a.policy, res.nextRound, res.modelVersion);
+        await this.openRoundOrAbort(run!, a.policy, res.nextRound, res.modelVersion);
       } else {
         this.broadcast(a.roster, { kind: EventKind.EVENT_KIND_RUN_FINISHED, runId: a.runId, round: a.round, modelVersion: res.modelVersion });
       }
@@ -309,7 +328,7 @@ export class RoundsService {
     this.broadcast(a.roster, { kind: EventKind.EVENT_KIND_ROUND_ABORTED, runId: a.runId, round: a.round, abortReason: runReason, modelVersion: a.baseModelVersion });
     if (res.nextRound !== null) {
       const run = await this.d.repo.run(a.runId);
-      await this.openRound(run!, a.policy, res.nextRound, a.baseModelVersion);
+      await this.openRoundOrAbort(run!, a.policy, res.nextRound, a.baseModelVersion);
     } else {
       this.broadcast(a.roster, { kind: EventKind.EVENT_KIND_RUN_FINISHED, runId: a.runId, round: a.round, abortReason: runReason });
     }
@@ -343,7 +362,7 @@ export class RoundsService {
         sealer: this.d.sealer,
       });
       this.log(`recovered run ${run.id}: ${reason}`);
-      if (res.nextRound !== null) await this.openRound(run, policy, res.nextRound, round.baseModelVersion);
+      if (res.nextRound !== null) await this.openRoundOrAbort(run, policy, res.nextRound, round.baseModelVersion);
     });
   }
 
@@ -394,7 +413,8 @@ export class RoundsService {
         sealer: this.d.sealer,
       });
       this.consecutiveAborts = 0;
-      await this.openRound(started.run, policy, 1, started.modelVersion);
+      const err = await this.openRoundOrAbort(started.run, policy, 1, started.modelVersion);
+      if (err) throw failedPrecondition(`run ${started.run.id} was aborted: the round protocol refused to start round 1: ${err}`);
       return this.statusOf(started.run.id);
     });
   }

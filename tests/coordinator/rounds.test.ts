@@ -204,3 +204,41 @@ async function freshPgSchemaUrl(url: string): Promise<string> {
   u.searchParams.set('options', `-c search_path=${schema}`);
   return u.toString();
 }
+
+describe('a round the protocol refuses to start', () => {
+  test('aborts the run cleanly instead of leaving it open; a later run can start', async () => {
+    const env = await makeEnv(['platform', 'insurer']);
+    const plain = new PlainSumFactory(2);
+    let refuse = true;
+    const factory = {
+      create: (start: Parameters<PlainSumFactory['create']>[0]) => {
+        if (refuse) throw new Error('threshold rule cannot hold for this roster');
+        return plain.create(start);
+      },
+    };
+    const coord = await startCoordinator(env, factory, new ManualTimers());
+    const parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
+    try {
+      const op = operator(env, coord.grpcPort);
+      for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: '' }, op.metadata);
+      const policy = testPolicy(parties, coord.publicKey, { numItems: 50 });
+      const dim = modelDim(policy);
+      const req = { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) };
+      const e = await startRun(op.client, op.metadata, req, vec(dim, 0)).then(() => null, (err) => err);
+      expect(e?.code).toBe(9);
+      expect(e?.details).toMatch(/was aborted: the round protocol refused to start round 1: threshold rule cannot hold/);
+      const st = await unary(op.client.getRunStatus.bind(op.client), { runId: '' }, op.metadata);
+      expect(st.state).toBe('aborted');
+      expect(st.currentRound?.state).toBe('aborted');
+      expect(coord.ctx.rounds.binding()).toBeNull();
+      refuse = false;
+      const ok = await startRun(op.client, op.metadata, req, vec(dim, 0));
+      expect(ok.state).toBe('running');
+      expect(verifyAuditChain(await coord.ctx.repo.auditEntries(), coord.publicKey).failures).toEqual([]);
+      op.client.close();
+    } finally {
+      for (const p of parties) p.close();
+      await coord.close();
+    }
+  });
+});
