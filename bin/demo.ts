@@ -1,128 +1,692 @@
 #!/usr/bin/env node
 /**
- * `npm run demo [-- --scale small|default --seeds 1,2,3 --json]`
+ * `npm run demo [-- --scale small|default|large --seed N --rounds N --work DIR --json]`
  *
- * Current stage (see README status): generated data for both parties, each party's node imports its
- * own CSVs, trains the recommender on its own data only, and is evaluated (leave-one-out HR@10 /
- * NDCG@10 vs popularity, cross-domain quality against the generator's hidden ground truth).
- * Federated training arrives with the coordinator; until then the table has no federated column
- * rather than an invented one. Every figure printed is computed in this run.
+ * The whole federation on one machine, with the real processes (DESIGN §8, issue 5 "The demo"):
+ *
+ *   1. generate synthetic data for platform, insurer and insurer2 (`--scale`, `--seed`);
+ *   2. each party: node init + node import (in-process; the same functions the CLI calls);
+ *   3. `fedbridge coordinator init` (local CA, certificates, identity, operator token, config on
+ *      127.0.0.1 port 0) and `fedbridge coordinator start` as a CHILD PROCESS (mutual TLS);
+ *   4. `fedbridge policy init` from the node dirs, the demo's training/privacy parameters
+ *      (DEMO_PARAMS; the noise multiplier calibrated so each party's lifetime epsilon over the whole
+ *      run stays within the budget), `policy sign` by every node and the coordinator,
+ *      `policy verify`, `coordinator enroll` (Ed25519 key + client certificate) for each party;
+ *   5. three `fedbridge node join` CHILD PROCESSES; once all are subscribed, `coordinator runs
+ *      start` with the signed policy and a seeded initial model; SecAgg + DP rounds run until the
+ *      run finishes (logs under WORK/logs, one progress line per round);
+ *   6. baselines in this process: local-only (each party alone, non-DP, its model never leaves the
+ *      node) and pooled (one model on the union of all parties' data: the ceiling);
+ *   7. evaluation of local / federated / pooled per party on the same (seeded, sampled at default
+ *      scale) users, held-out items and negatives: HR@10, NDCG@10, per domain, cross-domain against
+ *      the generator's hidden ground truth; epsilon per party from each node's privacy ledger;
+ *   8. one table, an SVG plot (quality and epsilon per round), results.json;
+ *   9. `coordinator tokens issue --role auditor`, `audit export`, `audit verify --json`;
+ *  10. the coordinator is stopped; exit 0 only if every step worked.
+ * With --json the last stdout line is the DESIGN §8 object. Every figure printed is computed in
+ * this run; a figure that could not be computed is printed as "-".
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { Command } from 'commander';
-import { parseNumberOption, printJson, UserError } from '../shared/cli/errors';
+import { parseNumberOption, UserError } from '../shared/cli/errors';
 
-interface PartyResult {
+/** The demo's federation parameters (the lead tunes these; the policy carries them). */
+export const DEMO_PARAMS = {
+  rounds: 10,
+  stepsPerRound: 20,
+  samplingRate: 0.05,
+  maxInteractionsPerUser: 4,
+  clipNorm: 1,
+  /** lifetime budget per party; the noise multiplier is calibrated to spend at most this over the run */
+  epsilon: 8,
+  delta: 1e-6,
+  /** DP optimizer learning rate (policy training.learningRate) */
+  learningRate: 0.01,
+  serverOptimizer: { type: 'fedavg' as const, learningRate: 1 },
+  /** model dimensions used by every training (federated, local, pooled) */
+  embeddingDim: 32,
+  hiddenDim: 64,
+  phaseSeconds: 300,
+  /** local-only baseline (non-DP) */
+  local: { platformEpochs: 1, insurerEpochs: 3, batchSize: 1024, negatives: 4, learningRate: 0.005 },
+  /** pooled ceiling (non-DP, all parties' data in one place) */
+  pooled: { epochs: 1, batchSize: 1024, negatives: 4, learningRate: 0.005 },
+  /** evaluation: users sampled per party (all users when the party has fewer) */
+  evalUsers: 2000,
+  /** per-round federated quality: users sampled per party (<= 1000; a prefix of the sample above) */
+  roundEvalUsers: 500,
+};
+
+export const DEMO_PARTIES = ['platform', 'insurer', 'insurer2'];
+
+export type SpawnCli = (args: string[], env?: NodeJS.ProcessEnv) => ChildProcess;
+
+export interface DemoOptions {
+  scale: 'small' | 'default' | 'large';
   seed: number;
-  party: string;
-  local: { 'hr@10': number; 'ndcg@10': number };
-  popularity: { 'hr@10': number; 'ndcg@10': number };
-  crossDomain: { 'hr@10': number; 'ndcg@10': number };
-  crossDomainPopularity: { 'hr@10': number };
-  samplesPerSecond: number;
-  backend: string;
+  work: string;
+  rounds?: number;
+  /** overrides of the generator's sizes (tests) */
+  usersPerParty?: number;
+  itemsPerParty?: number;
+  evalUsers?: number;
+  /** how to run `fedbridge ARGS...` as a child process (default: node dist/bin/fedbridge.js) */
+  spawnCli?: SpawnCli;
+  /** progress lines (default: stderr) */
+  log?: (line: string) => void;
+  backend?: string;
 }
 
-function meanSpread(xs: number[]): { mean: number; spread: number } {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  return { mean, spread: Math.max(...xs) - Math.min(...xs) };
+export interface Metrics {
+  'hr@10': number;
+  'ndcg@10': number;
 }
 
-async function runSeed(work: string, seed: number, scale: 'small' | 'default' | 'large', parties: string[], log: (m: string) => void): Promise<PartyResult[]> {
-  const { generateSynthetic } = await import('../participant-node/data/generate');
-  const { initNode } = await import('../participant-node/identity');
-  const { importCsv } = await import('../participant-node/data/import');
-  const { trainLocal, evaluateLocal } = await import('../participant-node/local');
-  const gen = path.join(work, `seed${seed}`, 'data');
-  log(`seed ${seed}: generating ${scale} data for ${parties.join(', ')} in ${gen}`);
-  await generateSynthetic({ out: gen, seed, scale, parties });
-  const out: PartyResult[] = [];
-  for (const party of parties) {
-    const dir = path.join(work, `seed${seed}`, 'nodes', party);
-    await initNode(dir, party);
-    await importCsv({ dataDir: dir, users: path.join(gen, party, 'users.csv'), items: path.join(gen, party, 'items.csv'), interactions: path.join(gen, party, 'interactions.csv') });
-    // dense platform data: 1 epoch suffices; sparse insurer data: 3 epochs
-    const epochs = party === 'platform' ? 1 : 3;
-    log(`seed ${seed}: ${party}: training locally (${epochs} epoch${epochs > 1 ? 's' : ''})`);
-    const tr = await trainLocal(dir, { backend: 'auto', epochs, batchSize: 1024, negatives: 4, learningRate: 0.005, seed, holdout: 'last' });
-    log(`seed ${seed}: ${party}: ${Math.round(tr.samplesPerSecond)} samples/s on ${tr.backend}; evaluating`);
-    const ev = await evaluateLocal(dir, { backend: 'auto', groundTruth: path.join(gen, party, 'ground_truth.csv'), seed });
-    out.push({
-      seed,
-      party,
-      local: { 'hr@10': ev.metrics['hr@10'], 'ndcg@10': ev.metrics['ndcg@10'] },
-      popularity: { 'hr@10': ev.baseline.popularity['hr@10'], 'ndcg@10': ev.baseline.popularity['ndcg@10'] },
-      crossDomain: { 'hr@10': ev.crossDomain!.overall['hr@10'], 'ndcg@10': ev.crossDomain!.overall['ndcg@10'] },
-      crossDomainPopularity: { 'hr@10': ev.crossDomain!.baseline.popularity['hr@10'] },
-      samplesPerSecond: tr.samplesPerSecond,
-      backend: tr.backend,
-    });
+export interface PartyResult {
+  local: Metrics;
+  federated: Metrics;
+  pooled: Metrics;
+  popularity: Metrics;
+  crossDomain: { local: Metrics; federated: Metrics; pooled: Metrics; popularity: Metrics } | null;
+  byDomain: Record<string, { count: number; local: Metrics; federated: Metrics; pooled: Metrics; popularity: Metrics }>;
+  epsilon: number;
+  budget: number;
+  /** users evaluated / party users; held-out items and cross-domain cases scored */
+  evaluated: { users: number; totalUsers: number; heldOut: number; crossDomainCases: number };
+  rounds: { round: number; epsilon: number; 'hr@10'?: number; 'ndcg@10'?: number }[];
+  completedRounds: number;
+}
+
+export interface DemoResult {
+  parties: Record<string, PartyResult>;
+  rounds: number;
+  runId: string;
+  auditLog: string;
+  verified: boolean;
+  audit: { entries: number; rounds: number; failures: unknown[]; error?: string };
+  policy: string;
+  policyHash: string;
+  noiseMultiplier: number;
+  plot: string;
+  table: string;
+  scale: string;
+  seed: number;
+  wallSeconds: number;
+  timings: Record<string, number>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// child processes
+
+/** `node [this process's node flags] fedbridge.js ARGS` next to this file (dist/bin after `npm run build`). */
+function defaultSpawnCli(args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
+  const cli = path.join(__dirname, `fedbridge${path.extname(__filename)}`);
+  return spawn(process.execPath, [...process.execArgv, cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+}
+
+class Children {
+  private readonly live = new Set<ChildProcess>();
+  add(c: ChildProcess): ChildProcess {
+    this.live.add(c);
+    c.once('exit', () => this.live.delete(c));
+    return c;
   }
-  return out;
+  /** SIGTERM to every child this demo started and that still runs. */
+  killAll(): void {
+    for (const c of this.live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  }
 }
 
-async function main(argv: string[]): Promise<void> {
-  const program = new Command('demo')
-    .option('--scale <scale>', 'small|default|large', 'default')
-    .option('--seeds <list>', 'comma-separated data seeds', '1')
-    .option('--parties <list>', 'parties', 'platform,insurer')
-    .option('--work <dir>', 'working directory (wiped first)', '.fedbridge-demo')
-    .option('--json', 'end with one JSON line of the results')
-    .exitOverride();
-  program.parse(argv, { from: 'user' });
-  const o = program.opts<{ scale: string; seeds: string; parties: string; work: string; json?: boolean }>();
-  if (!['small', 'default', 'large'].includes(o.scale)) throw new UserError(`--scale must be small, default or large, got "${o.scale}"`);
-  const seeds = o.seeds.split(',').map((s) => parseNumberOption('--seeds', s, { integer: true, min: 0 }));
-  const parties = o.parties.split(',').map((s) => s.trim());
+function lastLines(s: string, n = 6): string {
+  return s.trim().split('\n').slice(-n).join('\n');
+}
+
+function exitOf(c: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve({ code: c.exitCode, signal: c.signalCode });
+  return new Promise((resolve) => c.once('exit', (code, signal) => resolve({ code, signal })));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function sampleMetrics(m: { 'hr@10': number; 'ndcg@10': number }): Metrics {
+  return { 'hr@10': m['hr@10'], 'ndcg@10': m['ndcg@10'] };
+}
+
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  const log = o.log ?? ((m: string) => process.stderr.write(`[demo] ${m}\n`));
+  const spawnCli = o.spawnCli ?? defaultSpawnCli;
+  const children = new Children();
+  const t0 = Date.now();
+  const timings: Record<string, number> = {};
+  let tStep = Date.now();
+  const mark = (name: string) => {
+    timings[name] = (Date.now() - tStep) / 1000;
+    tStep = Date.now();
+  };
   const work = path.resolve(o.work);
   fs.rmSync(work, { recursive: true, force: true });
-  fs.mkdirSync(work, { recursive: true });
-  const log = (m: string) => process.stderr.write(`[demo] ${m}\n`);
-  const t0 = Date.now();
-  const results: PartyResult[] = [];
-  for (const seed of seeds) results.push(...(await runSeed(work, seed, o.scale as 'small', parties, log)));
+  const dirs = {
+    data: path.join(work, 'data'),
+    logs: path.join(work, 'logs'),
+    coordinator: path.join(work, 'coordinator'),
+    nodes: Object.fromEntries(DEMO_PARTIES.map((p) => [p, path.join(work, 'nodes', p)])) as Record<string, string>,
+  };
+  fs.mkdirSync(dirs.logs, { recursive: true });
+  const rounds = o.rounds ?? DEMO_PARAMS.rounds;
 
-  const f = (x: number) => x.toFixed(4);
-  const lines = [
-    '',
-    `fedbridge demo — local-only training per party (${o.scale} data, seeds ${seeds.join(',')}, backend ${results[0]?.backend})`,
-    'federated and pooled columns appear once the coordinator runs rounds; nothing below is estimated.',
-    '',
-    'party      metric            local (mean ± spread)     popularity',
-  ];
-  const summary: Record<string, unknown> = {};
-  for (const party of parties) {
-    const rs = results.filter((r) => r.party === party);
-    const hr = meanSpread(rs.map((r) => r.local['hr@10']));
-    const nd = meanSpread(rs.map((r) => r.local['ndcg@10']));
-    const phr = meanSpread(rs.map((r) => r.popularity['hr@10']));
-    const pnd = meanSpread(rs.map((r) => r.popularity['ndcg@10']));
-    const chr = meanSpread(rs.map((r) => r.crossDomain['hr@10']));
-    const cphr = meanSpread(rs.map((r) => r.crossDomainPopularity['hr@10']));
-    lines.push(`${party.padEnd(10)} HR@10             ${f(hr.mean)} ± ${f(hr.spread)}          ${f(phr.mean)}`);
-    lines.push(`${''.padEnd(10)} NDCG@10           ${f(nd.mean)} ± ${f(nd.spread)}          ${f(pnd.mean)}`);
-    lines.push(`${''.padEnd(10)} cross-domain HR  ${f(chr.mean)} ± ${f(chr.spread)}          ${f(cphr.mean)}`);
-    summary[party] = {
-      local: { 'hr@10': hr.mean, 'ndcg@10': nd.mean, spread: { 'hr@10': hr.spread, 'ndcg@10': nd.spread } },
-      popularity: { 'hr@10': phr.mean, 'ndcg@10': pnd.mean },
-      crossDomain: { local: { 'hr@10': chr.mean, spread: chr.spread }, popularity: { 'hr@10': cphr.mean } },
-      perSeed: rs,
+  /** Runs `fedbridge ARGS` to completion; stdout is returned, stderr goes to WORK/logs/NAME.log. */
+  const cli = async (name: string, args: string[], env?: NodeJS.ProcessEnv, allowFail = false): Promise<{ stdout: string; code: number | null }> => {
+    const c = children.add(spawnCli(args, env));
+    let out = '';
+    let err = '';
+    c.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    c.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
+    const { code, signal } = await exitOf(c);
+    fs.appendFileSync(path.join(dirs.logs, `${name}.log`), `$ fedbridge ${args.map((a) => (/^[A-Za-z0-9_./:=,@+-]*$/.test(a) ? a : JSON.stringify(a))).join(' ')}\n${err}`);
+    if (code !== 0 && !allowFail) throw new Error(`fedbridge ${args.slice(0, 3).join(' ')} failed (exit ${code ?? signal}): ${lastLines(err || out)}`);
+    return { stdout: out, code };
+  };
+  const jsonOut = (s: string): Record<string, unknown> => {
+    const line = s.trim().split('\n').pop() ?? '';
+    try {
+      return JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      throw new Error(`expected a JSON line, got: ${line.slice(0, 200)}`);
+    }
+  };
+
+  let coordinator: ChildProcess | null = null;
+  const stopCoordinator = async (): Promise<void> => {
+    if (!coordinator) return;
+    const c = coordinator;
+    coordinator = null;
+    if (c.exitCode !== null || c.signalCode !== null) throw new Error(`the coordinator exited early (code ${c.exitCode ?? c.signalCode}); see ${path.join(dirs.logs, 'coordinator.log')}`);
+    c.kill('SIGTERM');
+    const timer = setTimeout(() => c.kill('SIGKILL'), 20_000);
+    const { code, signal } = await exitOf(c);
+    clearTimeout(timer);
+    if (code !== 0) throw new Error(`the coordinator did not stop cleanly (exit ${code ?? signal}); see ${path.join(dirs.logs, 'coordinator.log')}`);
+  };
+
+  try {
+    // ---- 1-2. data and nodes ------------------------------------------------------------------
+    const [{ generateSynthetic }, { initNode }, { importCsv }, { loadDataset }] = await Promise.all([
+      import('../participant-node/data/generate'),
+      import('../participant-node/identity'),
+      import('../participant-node/data/import'),
+      import('../participant-node/data/store'),
+    ]);
+    log(`generating ${o.scale} synthetic data for ${DEMO_PARTIES.join(', ')} (seed ${o.seed}) in ${dirs.data}`);
+    const manifest = await generateSynthetic({ out: dirs.data, seed: o.seed, scale: o.scale, parties: DEMO_PARTIES, usersPerParty: o.usersPerParty, itemsPerParty: o.itemsPerParty });
+    mark('generate');
+    const file = (p: string, f: string) => path.join(dirs.data, p, f);
+    for (const p of DEMO_PARTIES) {
+      await initNode(dirs.nodes[p], p);
+      const r = await importCsv({ dataDir: dirs.nodes[p], users: file(p, 'users.csv'), items: file(p, 'items.csv'), interactions: file(p, 'interactions.csv') });
+      log(`node ${p}: imported ${r.counts.users} users, ${r.counts.interactions.stored} interactions, ${r.counts.items} catalogue items`);
+    }
+    const dsMeta = loadDataset(dirs.nodes.platform);
+    mark('import');
+    void manifest;
+
+    // ---- 3. coordinator -------------------------------------------------------------------------
+    const init = jsonOut(
+      (
+        await cli('coordinator-init', [
+          'coordinator', 'init', '--dir', dirs.coordinator, '--federation', 'fedbridge-demo', '--parties', DEMO_PARTIES.join(','),
+          '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--json',
+        ])
+      ).stdout,
+    ) as { config: string; coordinatorPublicKey: string; operatorTokenFile: string; certs: { ca: string; clients: Record<string, { cert: string; key: string }> } };
+    const certs = init.certs;
+    coordinator = children.add(spawnCli(['coordinator', 'start', '--config', init.config]));
+    const coordLog = fs.createWriteStream(path.join(dirs.logs, 'coordinator.log'));
+    const ports = await new Promise<{ grpc: number; http: number }>((resolve, reject) => {
+      let buf = '';
+      const timer = setTimeout(() => reject(new Error(`the coordinator did not report its ports within 120 s; see ${path.join(dirs.logs, 'coordinator.log')}`)), 120_000);
+      const c = coordinator!;
+      c.stdout!.on('data', (d: Buffer) => coordLog.write(d));
+      c.stderr!.on('data', (d: Buffer) => {
+        coordLog.write(d);
+        buf += d.toString('utf8');
+        const m = /gRPC \(TLS[^)]*\) on [^\s]+:(\d+), HTTP on [^\s]+:(\d+)/.exec(buf);
+        if (m) {
+          clearTimeout(timer);
+          resolve({ grpc: Number(m[1]), http: Number(m[2]) });
+        }
+      });
+      c.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`the coordinator exited (code ${code}) before it was ready: ${lastLines(buf)}`));
+      });
+    });
+    const grpcAddr = `127.0.0.1:${ports.grpc}`;
+    log(`coordinator running (pid ${coordinator.pid}): gRPC with mutual TLS on ${grpcAddr}, HTTP on 127.0.0.1:${ports.http}`);
+    const operatorConn = ['--coordinator', grpcAddr, '--ca', certs.ca, '--token-file', init.operatorTokenFile, '--tls-cert', certs.clients.operator.cert, '--tls-key', certs.clients.operator.key];
+    mark('coordinator');
+
+    // ---- 4. policy ----------------------------------------------------------------------------
+    const { parse: parseYaml, stringify } = await import('yaml');
+    const { validatePolicy, policyHash } = await import('../shared/policy/schema');
+    const { calibrateSigma } = await import('../shared/dp/rdp');
+    const { composeEpsilon, LEDGER_ORDERS } = await import('../participant-node/privacy/ledger');
+    const { localDpsgdCharge } = await import('../participant-node/privacy/charge');
+    const { sodiumReady } = await import('../shared/crypto/sodium');
+    await sodiumReady();
+    const policyFile = path.join(work, 'policy.yaml');
+    await cli('policy', [
+      'policy', 'init', '--out', policyFile, '--federation', 'fedbridge-demo', '--coordinator-key', init.coordinatorPublicKey,
+      ...DEMO_PARTIES.flatMap((p) => ['--node-dir', dirs.nodes[p]]),
+      '--catalogue-hash', dsMeta.catalogueHash, '--num-items', String(dsMeta.items.length),
+    ]);
+    // noise multiplier: the smallest sigma with eps(rounds x steps) <= budget under the ledger's accountant
+    const P = DEMO_PARAMS;
+    const totalSteps = rounds * P.stepsPerRound;
+    let sigma = calibrateSigma(P.epsilon, P.delta, P.samplingRate, totalSteps, LEDGER_ORDERS);
+    const runEps = (s: number) =>
+      composeEpsilon(Array.from({ length: rounds }, (_, k) => localDpsgdCharge({ round: k + 1, noiseMultiplier: s, q: P.samplingRate, steps: P.stepsPerRound, clip: P.clipNorm, delta: P.delta })), P.delta).epsilon;
+    while (runEps(sigma) > P.epsilon) sigma *= 1 + 1e-6;
+    const base = validatePolicy(parseYaml(fs.readFileSync(policyFile, 'utf8')));
+    const policy = validatePolicy({
+      ...base,
+      model: { ...base.model, embeddingDim: P.embeddingDim, hiddenDim: P.hiddenDim },
+      training: { ...base.training, rounds, localSteps: P.stepsPerRound, learningRate: P.learningRate, negativesPerPositive: P.local.negatives, serverOptimizer: P.serverOptimizer },
+      secagg: { ...base.secagg, threshold: 2 },
+      privacy: {
+        ...base.privacy,
+        mechanism: 'local-dpsgd',
+        clipNorm: P.clipNorm,
+        noiseMultiplier: sigma,
+        samplingRate: P.samplingRate,
+        stepsPerRound: P.stepsPerRound,
+        delta: P.delta,
+        epsilonBudget: P.epsilon,
+        maxInteractionsPerUser: P.maxInteractionsPerUser,
+      },
+      timeouts: { ...base.timeouts, phaseSeconds: P.phaseSeconds },
+    });
+    const hash = policyHash(policy);
+    fs.writeFileSync(
+      policyFile,
+      `# fedbridge demo policy: written by 'fedbridge policy init', then the demo's parameters (bin/demo.ts DEMO_PARAMS).\n` +
+        `# noise multiplier ${sigma} calibrated so that ${rounds} rounds x ${P.stepsPerRound} DP-SGD steps at q=${P.samplingRate} spend epsilon <= ${P.epsilon} (delta ${P.delta}) per party.\n` +
+        `# policy hash: ${hash}\n` +
+        stringify(policy, { lineWidth: 0 }),
+    );
+    const sigs: Record<string, string> = {};
+    for (const p of DEMO_PARTIES) {
+      const r = jsonOut((await cli('policy', ['policy', 'sign', policyFile, '--data-dir', dirs.nodes[p], '--json'])).stdout) as { out: string; policyHash: string };
+      if (r.policyHash !== hash) throw new Error(`${p} signed policy ${r.policyHash}, the demo wrote ${hash}`);
+      sigs[p] = (JSON.parse(fs.readFileSync(r.out, 'utf8')) as { signature: string }).signature;
+    }
+    await cli('policy', ['policy', 'sign', policyFile, '--key-file', path.join(dirs.coordinator, 'coordinator.key'), '--signer', policy.coordinator.name, '--json']);
+    const pv = jsonOut((await cli('policy', ['policy', 'verify', policyFile, '--json'])).stdout) as { ok: boolean };
+    if (!pv.ok) throw new Error('policy verify: not every signature verifies');
+    log(`policy ${hash.slice(0, 16)}…: ${rounds} rounds x ${P.stepsPerRound} DP-SGD steps, q ${P.samplingRate}, clip ${P.clipNorm}, noise multiplier ${sigma.toFixed(4)} (calibrated: epsilon <= ${P.epsilon} at delta ${P.delta} per party); signed by ${DEMO_PARTIES.join(', ')} and the coordinator`);
+    for (const p of DEMO_PARTIES) {
+      const pub = policy.parties.find((x) => x.name === p)!.publicKey;
+      await cli('operator', ['coordinator', 'enroll', ...operatorConn, '--name', p, '--public-key', pub, '--cert', certs.clients[p].cert, '--json']);
+    }
+    log(`enrolled ${DEMO_PARTIES.join(', ')} (Ed25519 keys bound to their TLS client certificates)`);
+    const { sharedParameterLayout } = await import('../shared/model/layout');
+    const { initSharedParams } = await import('../shared/model/init');
+    const initial = initSharedParams(sharedParameterLayout(policy.model, policy.vocabularies), o.seed);
+    const initialFile = path.join(work, 'initial-model.f32');
+    fs.writeFileSync(initialFile, new Uint8Array(initial.buffer, initial.byteOffset, initial.byteLength));
+    mark('policy');
+
+    // ---- 5. federation ------------------------------------------------------------------------
+    const progress: Record<number, Record<string, { eps?: number; hr?: number }>> = {};
+    const alive = new Set(DEMO_PARTIES);
+    const roundStart: Record<number, number> = { 1: Date.now() };
+    const evalSeed = o.seed + 1000;
+    const reportRound = (r: number) => {
+      const got = progress[r] ?? {};
+      if (![...alive].every((p) => got[p]?.eps !== undefined)) return;
+      if ((progress[r] as { printed?: boolean }).printed) return;
+      (progress[r] as unknown as { printed: boolean }).printed = true;
+      const secs = ((Date.now() - (roundStart[r] ?? Date.now())) / 1000).toFixed(0);
+      roundStart[r + 1] = Date.now();
+      log(`round ${r}/${rounds} done in ${secs} s: ` + DEMO_PARTIES.filter((p) => got[p]).map((p) => `${p} HR@10 ${got[p].hr?.toFixed(3) ?? '-'} eps ${got[p].eps!.toFixed(2)}`).join(' | '));
     };
+    const connected = new Set<string>();
+    let onConnected: () => void = () => undefined;
+    const nodeProcs: Record<string, ChildProcess> = {};
+    const nodeOut: Record<string, string> = {};
+    for (const p of DEMO_PARTIES) {
+      const args = [
+        'node', 'join', '--data-dir', dirs.nodes[p], '--coordinator', grpcAddr, '--policy', policyFile, '--ca', certs.ca,
+        '--cert', certs.clients[p].cert, '--key', certs.clients[p].key, '--holdout', 'last', '--backend', o.backend ?? 'auto',
+        '--eval-sample', String(Math.min(1000, P.roundEvalUsers)), '--eval-seed', String(evalSeed), '--json',
+      ];
+      const c = children.add(spawnCli(args));
+      nodeProcs[p] = c;
+      nodeOut[p] = '';
+      const logStream = fs.createWriteStream(path.join(dirs.logs, `node-${p}.log`));
+      logStream.write(`$ fedbridge ${args.join(' ')}\n`);
+      let buf = '';
+      c.stdout!.on('data', (d: Buffer) => (nodeOut[p] += d.toString('utf8')));
+      c.stderr!.on('data', (d: Buffer) => {
+        logStream.write(d);
+        buf += d.toString('utf8');
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (/\bconnected: /.test(line) && !connected.has(p)) {
+            connected.add(p);
+            onConnected();
+          }
+          let m = /round (\d+): model v\d+ on \d+ sampled held-out users: HR@10 ([\d.]+)/.exec(line);
+          if (m) ((progress[Number(m[1])] ??= {})[p] ??= {}).hr = Number(m[2]);
+          m = /round (\d+) completed: .*lifetime epsilon ([\d.]+)/.exec(line);
+          if (m) {
+            ((progress[Number(m[1])] ??= {})[p] ??= {}).eps = Number(m[2]);
+            reportRound(Number(m[1]));
+          }
+          if (/refusing round|aborted:/.test(line)) log(`${p}: ${line.replace(/^\[[\d:]+\]\s*/, '')}`);
+        }
+      });
+      c.once('exit', (code) => {
+        logStream.end();
+        if (code !== 0) {
+          alive.delete(p);
+          log(`node ${p} exited with code ${code}; see ${path.join(dirs.logs, `node-${p}.log`)}`);
+        }
+      });
+    }
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not every node connected within 180 s (connected: ${[...connected].join(', ') || 'none'}); see ${dirs.logs}`)), 180_000);
+      onConnected = () => {
+        if (connected.size === DEMO_PARTIES.length) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      for (const p of DEMO_PARTIES) nodeProcs[p].once('exit', (code) => code !== 0 && !connected.has(p) && reject(new Error(`node ${p} exited (code ${code}) before connecting; see ${path.join(dirs.logs, `node-${p}.log`)}`)));
+      onConnected();
+    });
+    mark('nodes');
+    const started = jsonOut(
+      (await cli('operator', ['coordinator', 'runs', 'start', ...operatorConn, '--policy', policyFile, ...DEMO_PARTIES.flatMap((p) => ['--signature', `${p}=${sigs[p]}`]), '--initial-model', initialFile, '--json'])).stdout,
+    ) as { runId: string; state: string };
+    roundStart[1] = Date.now();
+    log(`run ${started.runId} started (${started.state}): ${DEMO_PARTIES.length} nodes, ${rounds} rounds, secure aggregation + user-level DP`);
+    const exits = await Promise.all(DEMO_PARTIES.map((p) => exitOf(nodeProcs[p])));
+    const summaries: Record<string, { rounds: { round: number; outcome: string }[]; epsilon: number; finalModelVersion: number | null }> = {};
+    DEMO_PARTIES.forEach((p, k) => {
+      if (exits[k].code !== 0) throw new Error(`node ${p} failed (exit ${exits[k].code ?? exits[k].signal}); see ${path.join(dirs.logs, `node-${p}.log`)}`);
+      summaries[p] = jsonOut(nodeOut[p]) as never;
+    });
+    const status = jsonOut((await cli('operator', ['coordinator', 'runs', 'status', ...operatorConn, '--run', started.runId, '--json'])).stdout) as { state: string; roundsCompleted: number; roundsPlanned: number };
+    if (status.state !== 'completed') throw new Error(`run ${started.runId} ended in state ${status.state} (${status.roundsCompleted}/${status.roundsPlanned} rounds)`);
+    log(`run ${started.runId} completed: ${status.roundsCompleted}/${status.roundsPlanned} rounds`);
+    mark('federation');
+
+    // ---- 6-7. evaluation: federated first (local training replaces DIR/model), then local, pooled
+    const tf = await import('@tensorflow/tfjs');
+    const { selectBackend } = await import('../participant-node/model/backend');
+    const { trainLocal } = await import('../participant-node/local');
+    const { poolDatasets, trainPooled, evaluatePooledParty, evaluateSavedModel, sampleUsers } = await import('../participant-node/model/pooled');
+    const { readGroundTruth } = await import('../participant-node/data/import');
+    const { readLedger, summarizeLedger } = await import('../participant-node/privacy/ledger');
+    const sel = await selectBackend(tf, (o.backend ?? 'auto') as never);
+    const evalN = o.evalUsers ?? P.evalUsers;
+    const datasets = Object.fromEntries(DEMO_PARTIES.map((p) => [p, loadDataset(dirs.nodes[p])]));
+    const samples = Object.fromEntries(DEMO_PARTIES.map((p) => [p, sampleUsers(datasets[p].users.length, evalN, evalSeed)]));
+    type Ev = Awaited<ReturnType<typeof evaluateSavedModel>>;
+    const evals: Record<string, { federated: Ev; local: Ev; pooled?: ReturnType<typeof evaluatePooledParty> }> = {};
+    for (const p of DEMO_PARTIES) {
+      const fed = await evaluateSavedModel(dirs.nodes[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
+      if (fed.training.kind !== 'federated') throw new Error(`${p}: the saved model is not the federated one (${String(fed.training.kind)})`);
+      fs.cpSync(path.join(dirs.nodes[p], 'model'), path.join(dirs.nodes[p], 'model-federated'), { recursive: true });
+      evals[p] = { federated: fed } as never;
+    }
+    mark('evaluate-federated');
+    for (const p of DEMO_PARTIES) {
+      const epochs = p === 'platform' ? P.local.platformEpochs : P.local.insurerEpochs;
+      const tr = await trainLocal(dirs.nodes[p], { backend: (o.backend ?? 'auto') as never, epochs, batchSize: P.local.batchSize, negatives: P.local.negatives, learningRate: P.local.learningRate, seed: o.seed, holdout: 'last', policy: policyFile });
+      log(`local-only ${p}: ${epochs} epoch(s), ${tr.steps} steps, ${Math.round(tr.samplesPerSecond)} samples/s on ${tr.backend}`);
+      evals[p].local = await evaluateSavedModel(dirs.nodes[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
+    }
+    mark('local');
+    const pooled = poolDatasets(DEMO_PARTIES.map((p) => datasets[p]));
+    const pt = trainPooled(pooled, { model: policy.model, vocabularies: policy.vocabularies, epochs: P.pooled.epochs, batchSize: P.pooled.batchSize, negatives: P.pooled.negatives, learningRate: P.pooled.learningRate, seed: o.seed });
+    try {
+      log(`pooled ceiling: ${pooled.ds.users.length} users, ${pt.split.train.user.length} training interactions, ${pt.train.epochs} epoch(s), ${pt.train.steps} steps, ${Math.round(pt.train.samplesPerSecond)} samples/s on ${sel.backend}`);
+      for (const p of DEMO_PARTIES) {
+        const truth = await readGroundTruth(file(p, 'ground_truth.csv'), datasets[p]);
+        evals[p].pooled = evaluatePooledParty(pt.model, pooled, pt.split, p, samples[p], { seed: evalSeed, truth });
+      }
+    } finally {
+      pt.model.dispose();
+    }
+    mark('pooled');
+
+    // ---- results -----------------------------------------------------------------------------
+    const parties: Record<string, PartyResult> = {};
+    for (const p of DEMO_PARTIES) {
+      const e = evals[p];
+      const ledger = summarizeLedger(readLedger(dirs.nodes[p]));
+      const perRound = new Map<number, { round: number; epsilon: number; 'hr@10'?: number; 'ndcg@10'?: number }>();
+      for (const r of ledger.rounds) perRound.set(r.round, { round: r.round, epsilon: r.epsilon });
+      const roundsFile = path.join(dirs.nodes[p], 'federation', 'rounds.jsonl');
+      if (fs.existsSync(roundsFile)) {
+        for (const line of fs.readFileSync(roundsFile, 'utf8').split('\n').filter(Boolean)) {
+          const q = JSON.parse(line) as { round: number; 'hr@10': number; 'ndcg@10': number; epsilon: number };
+          const cur = perRound.get(q.round) ?? { round: q.round, epsilon: q.epsilon };
+          perRound.set(q.round, { ...cur, 'hr@10': q['hr@10'], 'ndcg@10': q['ndcg@10'] });
+        }
+      }
+      const domains = Object.keys(e.local.loo.byDomain).sort();
+      const cd = e.local.crossDomain && e.federated.crossDomain && e.pooled!.crossDomain;
+      parties[p] = {
+        local: sampleMetrics(e.local.loo.metrics),
+        federated: sampleMetrics(e.federated.loo.metrics),
+        pooled: sampleMetrics(e.pooled!.loo.metrics),
+        popularity: sampleMetrics(e.local.loo.baseline.popularity),
+        crossDomain: cd
+          ? {
+              local: sampleMetrics(e.local.crossDomain!.overall),
+              federated: sampleMetrics(e.federated.crossDomain!.overall),
+              pooled: sampleMetrics(e.pooled!.crossDomain!.overall),
+              popularity: sampleMetrics(e.local.crossDomain!.baseline.popularity),
+            }
+          : null,
+        byDomain: Object.fromEntries(
+          domains.map((d) => [
+            d,
+            {
+              count: e.local.loo.byDomain[d].count,
+              local: sampleMetrics(e.local.loo.byDomain[d]),
+              federated: sampleMetrics(e.federated.loo.byDomain[d] ?? { 'hr@10': NaN, 'ndcg@10': NaN }),
+              pooled: sampleMetrics(e.pooled!.loo.byDomain[d] ?? { 'hr@10': NaN, 'ndcg@10': NaN }),
+              popularity: sampleMetrics(e.local.loo.baseline.popularity.byDomain[d]),
+            },
+          ]),
+        ),
+        epsilon: ledger.epsilon,
+        budget: ledger.budget ?? P.epsilon,
+        evaluated: { users: e.local.users, totalUsers: e.local.totalUsers, heldOut: e.local.loo.metrics.count, crossDomainCases: e.local.crossDomain?.overall.count ?? 0 },
+        rounds: [...perRound.values()].sort((a, b) => a.round - b.round),
+        completedRounds: summaries[p].rounds.filter((r) => r.outcome === 'completed').length,
+      };
+    }
+
+    // ---- 8. table and plot ---------------------------------------------------------------------
+    const { formatResultsTable } = await import('../participant-node/report/table');
+    const { demoPlotSvg } = await import('../participant-node/report/plot');
+    const sampled = DEMO_PARTIES.some((p) => parties[p].evaluated.users < parties[p].evaluated.totalUsers);
+    const rows: { party: string; metric: string; values: (number | null)[] }[] = [];
+    const v = (m: Metrics | undefined, k: keyof Metrics) => (m && Number.isFinite(m[k]) ? m[k] : null);
+    for (const p of DEMO_PARTIES) {
+      const r = parties[p];
+      rows.push({ party: p, metric: 'HR@10', values: [v(r.local, 'hr@10'), v(r.federated, 'hr@10'), v(r.pooled, 'hr@10'), v(r.popularity, 'hr@10')] });
+      rows.push({ party: p, metric: 'NDCG@10', values: [v(r.local, 'ndcg@10'), v(r.federated, 'ndcg@10'), v(r.pooled, 'ndcg@10'), v(r.popularity, 'ndcg@10')] });
+      for (const [d, m] of Object.entries(r.byDomain)) {
+        rows.push({ party: p, metric: `HR@10 ${d} (n=${m.count})`, values: [v(m.local, 'hr@10'), v(m.federated, 'hr@10'), v(m.pooled, 'hr@10'), v(m.popularity, 'hr@10')] });
+      }
+      const c = r.crossDomain;
+      rows.push({ party: p, metric: 'cross-domain HR@10', values: [v(c?.local, 'hr@10'), v(c?.federated, 'hr@10'), v(c?.pooled, 'hr@10'), v(c?.popularity, 'hr@10')] });
+      rows.push({ party: p, metric: 'cross-domain NDCG@10', values: [v(c?.local, 'ndcg@10'), v(c?.federated, 'ndcg@10'), v(c?.pooled, 'ndcg@10'), v(c?.popularity, 'ndcg@10')] });
+    }
+    const table = formatResultsTable(
+      {
+        title: [
+          `fedbridge demo: ${DEMO_PARTIES.length} parties, ${status.roundsCompleted} federated rounds (secure aggregation + user-level DP-SGD), ${o.scale} data, seed ${o.seed}, backend ${sel.backend}`,
+          `leave-one-out HR@10 / NDCG@10 (100 sampled same-domain negatives) and cross-domain quality against the generator's hidden ground truth;`,
+          sampled
+            ? `evaluated on a fixed seeded sample of ${evalN} users per party (the same users, held-out items and negatives for every column); '*' = best trained model`
+            : `evaluated on every user of each party; '*' = best trained model`,
+          `local = each party alone (no DP), federated = the run's final global model with each party's private embeddings (DP, eps below), pooled = all data in one place (no DP; the ceiling)`,
+        ],
+        columns: ['local', 'federated', 'pooled', 'popularity'],
+        rows,
+        footer: [
+          'privacy spent (user-level, from each node\'s ledger):',
+          ...DEMO_PARTIES.map((p) => `  ${p.padEnd(10)} epsilon ${parties[p].epsilon.toFixed(3)} of budget ${parties[p].budget} (delta ${P.delta}), ${parties[p].completedRounds} rounds completed`),
+        ],
+      },
+      { markBest: [0, 1, 2] },
+    );
+    const plotFile = path.join(work, 'demo-plot.svg');
+    fs.writeFileSync(
+      plotFile,
+      demoPlotSvg({
+        title: `fedbridge demo (${o.scale} data, seed ${o.seed}): federated quality and privacy per round`,
+        rounds: status.roundsCompleted,
+        budget: P.epsilon,
+        qualityLabel: `HR@10, ${Math.min(1000, P.roundEvalUsers)} sampled users`,
+        series: DEMO_PARTIES.map((p) => ({
+          party: p,
+          quality: parties[p].rounds.filter((r) => r['hr@10'] !== undefined).map((r) => ({ round: r.round, value: r['hr@10']! })),
+          epsilon: [{ round: 0, value: 0 }, ...parties[p].rounds.map((r) => ({ round: r.round, value: r.epsilon }))],
+          localQuality: parties[p].local['hr@10'],
+          pooledQuality: parties[p].pooled['hr@10'],
+        })),
+      }),
+    );
+    mark('report');
+
+    // ---- 9. audit ------------------------------------------------------------------------------
+    // the table and plot above stand on their own; an audit step that fails is reported, and the
+    // demo then exits non-zero (verified: false) rather than hiding the results it did compute
+    const auditLog = path.join(work, 'audit.jsonl');
+    let audit: { ok: boolean; entries: number; rounds: number; failures: unknown[]; receipts?: number; error?: string };
+    try {
+      const token = (jsonOut((await cli('operator', ['coordinator', 'tokens', 'issue', ...operatorConn, '--role', 'auditor', '--label', 'demo', '--json'])).stdout) as { token: string }).token;
+      await cli('audit', ['audit', 'export', '--coordinator', `http://127.0.0.1:${ports.http}`, '--out', auditLog, '--json'], { FEDBRIDGE_AUDITOR_TOKEN: token });
+      const receiptDirs = DEMO_PARTIES.map((p) => path.join(dirs.nodes[p], 'receipts')).filter((d) => fs.existsSync(d));
+      const ver = await cli('audit', ['audit', 'verify', auditLog, '--policy', policyFile, ...receiptDirs.flatMap((d) => ['--receipts', d]), '--json'], undefined, true);
+      audit = jsonOut(ver.stdout) as typeof audit;
+      if (ver.code !== 0) audit.ok = false;
+      log(`audit log ${auditLog}: ${audit.entries} entries, ${audit.rounds} rounds, ${receiptDirs.length ? `receipts of ${receiptDirs.length} parties, ` : ''}${audit.ok ? 'verified' : `NOT verified (${audit.failures.length} failures)`}`);
+    } catch (e) {
+      audit = { ok: false, entries: 0, rounds: 0, failures: [], error: (e as Error).message };
+      log(`audit step failed: ${(e as Error).message}`);
+    }
+    mark('audit');
+
+    // ---- 10. stop --------------------------------------------------------------------------------
+    await stopCoordinator();
+    const result: DemoResult = {
+      parties,
+      rounds: status.roundsCompleted,
+      runId: started.runId,
+      auditLog,
+      verified: audit.ok === true,
+      audit: { entries: audit.entries, rounds: audit.rounds, failures: audit.failures, ...(audit.error ? { error: audit.error } : {}) },
+      policy: policyFile,
+      policyHash: hash,
+      noiseMultiplier: sigma,
+      plot: plotFile,
+      table,
+      scale: o.scale,
+      seed: o.seed,
+      wallSeconds: (Date.now() - t0) / 1000,
+      timings,
+    };
+    fs.writeFileSync(path.join(work, 'results.json'), JSON.stringify({ ...result, table: undefined }, null, 2) + '\n');
+    return result;
+  } finally {
+    children.killAll();
+    coordinator = null;
   }
-  lines.push('', `finished in ${((Date.now() - t0) / 1000).toFixed(0)} s; node data under ${work}`);
-  process.stdout.write(lines.join('\n') + '\n');
-  if (o.json) printJson({ parties: summary, seeds, scale: o.scale, mode: 'local-only' });
 }
 
-main(process.argv.slice(2)).catch((e) => {
-  if (e instanceof UserError) {
-    process.stderr.write(`demo: ${e.message}\n`);
-    process.exitCode = e.exitCode;
-  } else if ((e as { code?: string }).code?.startsWith('commander.')) {
-    process.exitCode = (e as { exitCode?: number }).exitCode ?? 2;
-  } else {
-    process.stderr.write(`demo: ${(e as Error).stack ?? e}\n`);
-    process.exitCode = 1;
-  }
-});
+/** The `--json` line (DESIGN §8): {"parties":{P:{"local","federated","pooled","epsilon"}},"rounds","auditLog","verified"} plus extras. */
+export function demoJson(r: DemoResult) {
+  return {
+    parties: Object.fromEntries(
+      Object.entries(r.parties).map(([p, x]) => [p, { local: x.local, federated: x.federated, pooled: x.pooled, popularity: x.popularity, crossDomain: x.crossDomain, epsilon: x.epsilon, budget: x.budget }]),
+    ),
+    rounds: r.rounds,
+    auditLog: r.auditLog,
+    verified: r.verified,
+    plot: r.plot,
+    runId: r.runId,
+    policyHash: r.policyHash,
+    scale: r.scale,
+    seed: r.seed,
+    wallSeconds: r.wallSeconds,
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = new Command('demo')
+    .description('the whole federation on loopback: coordinator + 3 nodes, SecAgg + DP rounds, baselines, table, plot, audit')
+    .option('--scale <scale>', 'small|default|large', 'default')
+    .option('--seed <n>', 'data / initial model / evaluation seed', '1')
+    .option('--rounds <n>', `federated rounds (default ${DEMO_PARAMS.rounds})`)
+    .option('--eval-users <n>', `users evaluated per party (default ${DEMO_PARAMS.evalUsers})`)
+    .option('--work <dir>', 'working directory (wiped first)', '.fedbridge-demo')
+    .option('--backend <name>', 'tfjs backend for every training: auto|gpu|webgpu|node|wasm|cpu', 'auto')
+    .option('--json', 'end with one JSON line of the results (DESIGN §8)')
+    .exitOverride();
+  program.parse(argv, { from: 'user' });
+  const o = program.opts<{ scale: string; seed: string; rounds?: string; evalUsers?: string; work: string; backend: string; json?: boolean }>();
+  if (!['small', 'default', 'large'].includes(o.scale)) throw new UserError(`--scale must be small, default or large, got "${o.scale}"`);
+  const r = await runDemo({
+    scale: o.scale as DemoOptions['scale'],
+    seed: parseNumberOption('--seed', o.seed, { integer: true, min: 0, max: 2 ** 31 - 1 }),
+    rounds: o.rounds === undefined ? undefined : parseNumberOption('--rounds', o.rounds, { integer: true, min: 1, max: 1000 }),
+    evalUsers: o.evalUsers === undefined ? undefined : parseNumberOption('--eval-users', o.evalUsers, { integer: true, min: 1 }),
+    work: o.work,
+    backend: o.backend,
+  });
+  process.stdout.write('\n' + r.table);
+  process.stdout.write(`\nplot: ${r.plot}\n`);
+  process.stdout.write(
+    r.audit.error
+      ? `audit log: ${r.auditLog}: NOT verified: ${r.audit.error}\n`
+      : `audit log: ${r.auditLog} (${r.audit.entries} entries, ${r.audit.rounds} rounds): ${r.verified ? 'verified, every check passed' : `NOT verified (${r.audit.failures.length} failures)`}\n`,
+  );
+  process.stdout.write(`finished in ${r.wallSeconds.toFixed(0)} s (${Object.entries(r.timings).map(([k, s]) => `${k} ${s.toFixed(0)} s`).join(', ')}); logs and node data under ${path.dirname(r.plot)}\n`);
+  if (o.json) process.stdout.write(JSON.stringify(demoJson(r)) + '\n');
+  return r.verified ? 0 : 1;
+}
+
+if (require.main === module) {
+  let stopping = false;
+  process.once('SIGINT', () => {
+    stopping = true;
+  });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      if (e instanceof UserError) {
+        process.stderr.write(`demo: ${e.message}\n`);
+        process.exitCode = e.exitCode;
+      } else if ((e as { code?: string }).code?.startsWith('commander.')) {
+        process.exitCode = (e as { exitCode?: number }).exitCode === 0 ? 0 : 2;
+      } else {
+        process.stderr.write(`demo: ${stopping ? 'interrupted' : 'failed'}: ${(e as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}

@@ -182,13 +182,19 @@ export function registerNodeCommands(node: Command): void {
     .option('--key <file>', "this party's TLS client key")
     .option('--holdout <mode>', "last: keep each user's latest interaction out of training (so 'node evaluate' is honest); none", 'last')
     .option('--max-rounds <n>', 'leave after this many completed rounds')
+    .option('--eval-sample <n>', 'after each round, evaluate the adopted model on this many sampled users (<= 1000) into DIR/federation/rounds.jsonl')
+    .option('--eval-seed <n>', 'seed of that user sample and of the evaluation negatives', '1')
     .option('--backend <name>', BACKEND_HELP, 'auto')
     .option('--json', 'print a summary as one JSON object when the run ends')
-    .action(async (opts: { dataDir: string; coordinator: string; policy: string; ca: string; cert?: string; key?: string; holdout: string; maxRounds?: string; backend: string; json?: boolean }) => {
+    .action(async (opts: { dataDir: string; coordinator: string; policy: string; ca: string; cert?: string; key?: string; holdout: string; maxRounds?: string; evalSample?: string; evalSeed: string; backend: string; json?: boolean }) => {
       if (opts.holdout !== 'last' && opts.holdout !== 'none') throw new UserError(`--holdout must be last or none, got "${opts.holdout}"`);
       if (!/^[^\s:]+:\d{1,5}$/.test(opts.coordinator)) throw new UserError(`--coordinator expects host:port, got "${opts.coordinator}"`);
       if (Boolean(opts.cert) !== Boolean(opts.key)) throw new UserError('--cert and --key go together (mutual TLS)');
       const maxRounds = opts.maxRounds === undefined ? undefined : parseNumberOption('--max-rounds', opts.maxRounds, { integer: true, min: 1 });
+      const evalSample =
+        opts.evalSample === undefined
+          ? undefined
+          : { users: parseNumberOption('--eval-sample', opts.evalSample, { integer: true, min: 1, max: 1000 }), seed: parseNumberOption('--eval-seed', opts.evalSeed, { integer: true, min: 0, max: 2 ** 31 - 1 }) };
       const { joinFederation } = await import('../federation/client');
       const ac = new AbortController();
       const stop = () => ac.abort();
@@ -205,6 +211,7 @@ export function registerNodeCommands(node: Command): void {
           holdout: opts.holdout as 'last' | 'none',
           backend: opts.backend as BackendChoice,
           maxRounds,
+          evalSample,
           signal: ac.signal,
           log: (m) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`),
         });

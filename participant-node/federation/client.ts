@@ -27,6 +27,7 @@
  * stream broke is abandoned (its secrets wiped) — the coordinator drops the party from it.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -61,6 +62,7 @@ import { selectBackend, type BackendChoice } from '../model/backend';
 import { TwoTowerModel } from '../model/twotower';
 import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives } from '../model/train';
 import { saveModel } from '../model/store';
+import { evaluateUsers, sampleUsers } from '../model/pooled';
 import { chargeRound, openLedger, previewCharge } from '../privacy/ledger';
 import { computeLocalUpdate, roundCharge, roundEncodeParams } from './update';
 
@@ -89,6 +91,12 @@ export interface JoinOptions {
   onPhase?: (round: number, phase: string) => void;
   /** leave the federation when aborted (e.g. SIGINT): the current round's secrets are wiped */
   signal?: AbortSignal;
+  /**
+   * opt-in: after each adopted model, evaluate it (leave-one-out HR@10 / NDCG@10) on a fixed seeded
+   * sample of at most 1000 of this node's users and append {round, modelVersion, hr@10, ndcg@10, users}
+   * to DIR/federation/rounds.jsonl (local file; nothing is sent)
+   */
+  evalSample?: { users: number; seed: number };
 }
 
 export interface RoundReport {
@@ -324,6 +332,17 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     lastVersion = info.version;
   };
 
+  if (opts.evalSample && opts.holdout !== 'last') throw new UserError('per-round evaluation needs holdout "last" (else the held-out items are trained on)');
+  const evalUsers = opts.evalSample ? sampleUsers(ds.users.length, Math.min(1000, opts.evalSample.users), opts.evalSample.seed) : null;
+  const evalSplit = opts.evalSample ? leaveOneOutSplit(ds) : null;
+  const recordRoundQuality = (round: number, modelVersion: number, epsilon: number) => {
+    const r = evaluateUsers(model, ds, evalSplit!, evalUsers!, { seed: opts.evalSample!.seed });
+    const line = { round, modelVersion, 'hr@10': r.loo.metrics['hr@10'], 'ndcg@10': r.loo.metrics['ndcg@10'], users: r.loo.metrics.count, epsilon };
+    fs.mkdirSync(path.join(opts.dataDir, 'federation'), { recursive: true });
+    fs.appendFileSync(path.join(opts.dataDir, 'federation', 'rounds.jsonl'), JSON.stringify(line) + '\n');
+    log(`round ${round}: model v${modelVersion} on ${line.users} sampled held-out users: HR@10 ${line['hr@10'].toFixed(4)} NDCG@10 ${line['ndcg@10'].toFixed(4)}`);
+  };
+
   const handle = async (e: PhaseEvent): Promise<void> => {
     if (e.kind === EventKind.EVENT_KIND_HELLO) {
       log(`connected: run ${e.runId || '-'} round ${e.round} ${PHASE_NAME[e.phase] ?? ''}`);
@@ -353,6 +372,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       reports.push(rep);
       opts.onRound?.(rep);
       completed++;
+      if (opts.evalSample) recordRoundQuality(e.round, e.modelVersion, epsilon);
       log(`round ${e.round} completed: model v${e.modelVersion}${mine ? '' : ' (without this party)'}; lifetime epsilon ${epsilon.toFixed(3)}`);
       return;
     }
