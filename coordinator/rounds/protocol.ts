@@ -29,7 +29,7 @@ export type ProtocolStep =
   /** the next phase opens: `parties` are expected to send; `messages` go to individual parties */
   | { kind: 'next'; phase: RoundPhase; parties: string[]; messages: OutgoingPayload[]; audit?: Record<string, unknown> }
   /** the round produced the next global model (flat parameter bytes) */
-  | { kind: 'done'; model: Uint8Array; survivors: string[]; audit: Record<string, unknown> }
+  | { kind: 'done'; model: Uint8Array; survivors: string[]; audit: Record<string, unknown>; /** stored with the new model version, handed back as RoundStart.baseModel.state */ state?: Uint8Array | null }
   | { kind: 'aborted'; reason: string };
 
 export interface RoundProtocol {
@@ -55,7 +55,8 @@ export interface RoundStart {
   policy: Policy;
   policyHash: string;
   parties: string[];
-  baseModel: { version: number; bytes: Uint8Array };
+  /** the round's starting model and the protocol state stored with it (null for the initial model) */
+  baseModel: { version: number; bytes: Uint8Array; state: Uint8Array | null };
 }
 
 export interface RoundProtocolFactory {

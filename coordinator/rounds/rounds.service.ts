@@ -193,7 +193,7 @@ export class RoundsService {
       policy,
       policyHash: run.policyHash,
       parties: roster,
-      baseModel: { version: base.version, bytes: base.bytes },
+      baseModel: { version: base.version, bytes: base.bytes, state: base.protocolState },
     });
     const row = await this.d.repo.roundRow(run.id, roundNo);
     const deadline = row?.phaseDeadline ?? this.phaseDeadline(policy);
@@ -282,7 +282,7 @@ export class RoundsService {
       const res = await this.d.repo.completeRound({
         runId: a.runId,
         round: a.round,
-        model: { bytes: step.model, hash },
+        model: { bytes: step.model, hash, protocolState: step.state ?? null },
         audit: { ...step.audit, policyHash: a.policyHash, survivors: step.survivors },
         next: more ? { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(a.policy) } : null,
         sealer: this.d.sealer,

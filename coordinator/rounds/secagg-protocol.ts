@@ -17,7 +17,9 @@
  *   graph seed     publicRoundSeed('graph', federationId, runId, round)
  *   rotation seed  publicRoundSeed('rotation', ...) when secagg.rotation = hadamard, else none
  *   vector length  encodedDimension(shared parameter count, rotated)
- * FedAdam moments live in the factory (per run, in memory): a restarted coordinator restarts them.
+ * The server optimizer's state (FedAdam moments, step count) is protocol state stored with each
+ * model version (`encodeOptimizerState`); a round starts from the state stored with its base model,
+ * so a retry after an abort or a restart continues exactly where the stored model left off.
  */
 import { encodedDimension } from '../../shared/dp/encode';
 import { nextGlobalModel } from '../../shared/fl/aggregate';
@@ -31,6 +33,43 @@ import { u32LeBytes } from '../../shared/secagg/messages';
 import { sodium } from '../../shared/crypto/sodium';
 import { invalid, permissionDenied } from '../grpc/errors';
 import type { ProtocolStep, RoundPhase, RoundProtocol, RoundProtocolFactory, RoundStart } from './protocol';
+
+const STATE_FORMAT = 1;
+
+/**
+ * ServerOptimizerState as bytes: u32le format (1) | u32le steps | u32le n (0 = no moments) |
+ * n float32le of m | n float32le of v.
+ */
+export function encodeOptimizerState(st: ServerOptimizerState): Uint8Array {
+  const n = st.m && st.v ? st.m.length : 0;
+  const out = new Uint8Array(12 + 8 * n);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, STATE_FORMAT, true);
+  dv.setUint32(4, st.steps, true);
+  dv.setUint32(8, n, true);
+  for (let i = 0; i < n; i++) {
+    dv.setFloat32(12 + 4 * i, st.m![i], true);
+    dv.setFloat32(12 + 4 * n + 4 * i, st.v![i], true);
+  }
+  return out;
+}
+
+export function decodeOptimizerState(b: Uint8Array | null, dimension: number): ServerOptimizerState {
+  if (!b || b.length === 0) return newServerState();
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (b.length < 12 || dv.getUint32(0, true) !== STATE_FORMAT) throw new Error('stored optimizer state has an unknown format');
+  const steps = dv.getUint32(4, true);
+  const n = dv.getUint32(8, true);
+  if (b.length !== 12 + 8 * n || (n !== 0 && n !== dimension)) throw new Error(`stored optimizer state has ${n} coordinates, the model has ${dimension}`);
+  if (n === 0) return { m: null, v: null, steps };
+  const m = new Float32Array(n);
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    m[i] = dv.getFloat32(12 + 4 * i, true);
+    v[i] = dv.getFloat32(12 + 4 * n + 4 * i, true);
+  }
+  return { m, v, steps };
+}
 
 const TYPE_OF: Record<RoundPhase, ClientMessage['type']> = {
   advertise: 'advertise-keys',
@@ -48,14 +87,16 @@ export class SecAggRoundProtocol implements RoundProtocol {
   private readonly rotationSeed: Uint8Array | null;
   private readonly dimension: number;
 
+  private readonly optimizerState: ServerOptimizerState;
+
   constructor(
     private readonly start: RoundStart,
     coordinatorSecretKey: Uint8Array,
-    private readonly optimizerState: ServerOptimizerState,
     log?: (line: string) => void,
   ) {
     const p = start.policy;
     this.dimension = layoutSize(sharedParameterLayout(p.model, p.vocabularies));
+    this.optimizerState = decodeOptimizerState(start.baseModel.state, this.dimension); // a private copy
     const b = start.baseModel.bytes;
     if (b.length !== this.dimension * 4) throw invalid(`base model has ${b.length} bytes, the policy's model needs ${this.dimension * 4}`);
     this.global = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
@@ -117,6 +158,7 @@ export class SecAggRoundProtocol implements RoundProtocol {
       kind: 'done',
       model: new Uint8Array(next.buffer, next.byteOffset, next.byteLength),
       survivors: step.survivors,
+      state: encodeOptimizerState(this.optimizerState),
       audit: {
         partiesByPhase: { advertise: sets.U1 ?? [], share: sets.U2 ?? [], mask: sets.U3 ?? [], consistency: sets.U4 ?? [], unmask: sets.U5 ?? [] },
         aggregateHash: Buffer.from(sodium().crypto_generichash(32, u32LeBytes(step.sum), null)).toString('hex'),
@@ -133,7 +175,6 @@ export class SecAggRoundProtocol implements RoundProtocol {
 }
 
 export class SecAggProtocolFactory implements RoundProtocolFactory {
-  private readonly optimizer = new Map<string, ServerOptimizerState>();
   /** the protocols created, newest last (tests read `lastSum`) */
   readonly created: SecAggRoundProtocol[] = [];
 
@@ -144,12 +185,7 @@ export class SecAggProtocolFactory implements RoundProtocolFactory {
   ) {}
 
   create(start: RoundStart) {
-    let state = this.optimizer.get(start.runId);
-    if (!state) {
-      this.optimizer.clear(); // one run at a time
-      this.optimizer.set(start.runId, (state = newServerState()));
-    }
-    const protocol = new SecAggRoundProtocol(start, this.coordinatorSecretKey, state, this.log);
+    const protocol = new SecAggRoundProtocol(start, this.coordinatorSecretKey, this.log);
     this.created.push(protocol);
     if (this.created.length > this.keep) this.created.shift();
     return { protocol, first: { phase: 'advertise' as const, parties: protocol.waitingFor().sort(), messages: [] } };

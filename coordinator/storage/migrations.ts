@@ -88,6 +88,15 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    name: 'protocol state with model versions',
+    statements: [
+      // opaque round-protocol state that belongs to a model version (the server optimizer's
+      // moments for FedAdam): stored in the same row, so a restart or a retry resumes from it
+      `ALTER TABLE model_versions ADD COLUMN protocol_state BLOB`,
+    ],
+  },
 ];
 
 const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -47,6 +47,8 @@ export interface ModelVersionRow {
   version: number;
   hash: Uint8Array;
   bytes: Uint8Array;
+  /** the round protocol's state after producing this version (e.g. FedAdam moments), or null */
+  protocolState: Uint8Array | null;
   parent: number | null;
   runId: string | null;
   round: number | null;
@@ -123,6 +125,7 @@ function model(r: Record<string, unknown>): ModelVersionRow {
     version: Number(r.version),
     hash: u8(r.hash),
     bytes: u8(r.bytes),
+    protocolState: r.protocol_state === null || r.protocol_state === undefined ? null : u8(r.protocol_state),
     parent: numOrNull(r.parent),
     runId: strOrNull(r.run_id),
     round: numOrNull(r.round),
@@ -291,7 +294,7 @@ export class Repository {
   async completeRound(args: {
     runId: string;
     round: number;
-    model: { bytes: Uint8Array; hash: Uint8Array };
+    model: { bytes: Uint8Array; hash: Uint8Array; protocolState?: Uint8Array | null };
     audit: Record<string, unknown>;
     next: { state: string; phase: string | null; phaseDeadline: number | null } | null;
     sealer: AuditSealer;
@@ -303,7 +306,7 @@ export class Repository {
         if (!rows.length) throw new ConflictError(`round ${args.runId}/${args.round} does not exist`);
         const cur = round(rows[0]);
         if (cur.state === 'completed' || cur.state === 'aborted') throw new ConflictError(`round ${args.runId}/${args.round} is already ${cur.state}`);
-        const version = await this.insertModel(tx, { bytes: args.model.bytes, hash: args.model.hash, parent: cur.baseModelVersion, runId: args.runId, round: args.round });
+        const version = await this.insertModel(tx, { bytes: args.model.bytes, hash: args.model.hash, parent: cur.baseModelVersion, runId: args.runId, round: args.round, protocolState: args.model.protocolState ?? null });
         await tx.query("UPDATE rounds SET state = 'completed', phase = NULL, phase_deadline = NULL, result_model_version = ?, finished_at = ? WHERE run_id = ? AND round = ?", [version, t, args.runId, args.round]);
         await this.appendAudit(tx, args.sealer, ({ ...args.audit, type: 'round-completed', runId: args.runId, round: args.round, modelVersion: version, parentModelVersion: cur.baseModelVersion, modelHash: hex(args.model.hash) }));
         let nextRound: number | null = null;
@@ -366,10 +369,12 @@ export class Repository {
 
   // ------------------------------------------------------------ model versions
 
-  private async insertModel(tx: SqlExecutor, m: { bytes: Uint8Array; hash: Uint8Array; parent: number | null; runId: string | null; round: number | null }): Promise<number> {
+  private async insertModel(tx: SqlExecutor, m: { bytes: Uint8Array; hash: Uint8Array; parent: number | null; runId: string | null; round: number | null; protocolState?: Uint8Array | null }): Promise<number> {
     const rows = await tx.query('SELECT COALESCE(MAX(version), 0) AS v FROM model_versions');
     const version = Number(rows[0].v) + 1;
-    await tx.query('INSERT INTO model_versions (version, hash, bytes, parent, run_id, round, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [version, m.hash, m.bytes, m.parent, m.runId, m.round, this.now()]);
+    await tx.query('INSERT INTO model_versions (version, hash, bytes, parent, run_id, round, created_at, protocol_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+      version, m.hash, m.bytes, m.parent, m.runId, m.round, this.now(), m.protocolState ?? null,
+    ]);
     return version;
   }
 

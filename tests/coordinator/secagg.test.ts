@@ -146,3 +146,67 @@ describe('secure-aggregation payload checks over gRPC', () => {
     }
   });
 });
+
+describe('server optimizer state across a restart', () => {
+  test('optimizer state codec round-trips and refuses a foreign shape', async () => {
+    const { encodeOptimizerState, decodeOptimizerState } = await import('../../coordinator/rounds/secagg-protocol');
+    const st = { m: new Float32Array([0.5, -1.25, 3]), v: new Float32Array([0.25, 2, 9]), steps: 7 };
+    const back = decodeOptimizerState(encodeOptimizerState(st), 3);
+    expect(back.steps).toBe(7);
+    expect(Array.from(back.m!)).toEqual([0.5, -1.25, 3]);
+    expect(Array.from(back.v!)).toEqual([0.25, 2, 9]);
+    expect(decodeOptimizerState(null, 3)).toEqual(newServerState());
+    expect(() => decodeOptimizerState(encodeOptimizerState(st), 4)).toThrow(/3 coordinates, the model has 4/);
+    expect(() => decodeOptimizerState(new Uint8Array(12).fill(9), 3)).toThrow(/unknown format/);
+  });
+
+  test('FedAdam: a restart between rounds resumes the moments stored with the model (same bytes as an uninterrupted run)', async () => {
+    const env = await makeEnv(['platform', 'insurer']);
+    let timers = new ManualTimers();
+    let coord = await startCoordinator(env, undefined as never, timers);
+    let parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
+    const keys = parties.map((p) => p.keys);
+    let nodes: MiniNode[] = [];
+    try {
+      const op = operator(env, coord.grpcPort);
+      for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: '' }, op.metadata);
+      op.client.close();
+      const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
+      policy.training.serverOptimizer = { type: 'fedadam', learningRate: 0.1, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
+      const dim = modelDim(policy);
+      const m = encodedDimension(dim, true);
+      nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, m));
+      const initial = new Float32Array(dim).map((_, i) => (i % 5) / 10);
+      const op1 = operator(env, coord.grpcPort);
+      const st = await startRun(op1.client, op1.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(initial.buffer));
+      op1.client.close();
+      const r1 = await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED && e.round === 1);
+      // restart while round 2 is open: it is aborted and round 3 starts from version 2 and its stored moments
+      for (const n of nodes) n.stream.cancel();
+      for (const p of parties) p.close();
+      await coord.close();
+      timers = new ManualTimers();
+      coord = await startCoordinator(env, undefined as never, timers);
+      parties = ['platform', 'insurer'].map((n, i) => new TestParty(n, env, coord.grpcPort, { keys: keys[i] }));
+      nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, m));
+      const r3 = await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED && e.round === 3);
+      expect((await coord.ctx.repo.roundRow(st.runId, 2))?.abortReason).toMatch(/coordinator restarted/);
+      // the same two FedAdam steps computed here with one continuous optimizer state
+      const state = newServerState();
+      const opt = { type: 'fedadam' as const, learningRate: 0.1, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
+      const enc = (round: number) => ({ gamma: policy.secagg.scale, bits: 32, rotationSeed: publicRoundSeed('rotation', policy.federationId, st.runId, round) });
+      const w1 = nextGlobalModel(initial, modularSum(nodes.map((n) => n.input(1)), 32), 2, enc(1), opt, state);
+      const w3 = nextGlobalModel(w1, modularSum(nodes.map((n) => n.input(3)), 32), 2, enc(3), opt, state);
+      const got1 = await parties[0].download(r1.modelVersion);
+      const got3 = await parties[1].download(r3.modelVersion);
+      expect(Buffer.compare(Buffer.from(got1.data), Buffer.from(w1.buffer))).toBe(0);
+      expect(Buffer.compare(Buffer.from(got3.data), Buffer.from(w3.buffer))).toBe(0);
+      expect(state.steps).toBe(2);
+      expect(nodes.flatMap((n) => n.errors)).toEqual([]);
+    } finally {
+      for (const n of nodes) n.stream.cancel();
+      for (const p of parties) p.close();
+      await coord.close();
+    }
+  });
+});
