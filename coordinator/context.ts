@@ -10,6 +10,7 @@ import type { PartyAuthenticator } from './identity/authenticate';
 import type { EventHub } from './rounds/events';
 import type { RoundsService } from './rounds/rounds.service';
 import type { AuditSealer, Repository } from './storage/repository';
+import type { CoordinatorAudit } from './audit/log';
 
 export const CTX = Symbol('fedbridge.coordinator.context');
 
@@ -18,6 +19,8 @@ export interface CoordinatorContext {
   identity: Ed25519KeyPair;
   repo: Repository;
   sealer: AuditSealer;
+  /** the audit log writer: every entry is appended through it (coordinator/audit/log.ts) */
+  audit: CoordinatorAudit;
   events: EventHub;
   metrics: CoordinatorMetrics;
   auth: PartyAuthenticator;

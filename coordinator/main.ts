@@ -13,7 +13,7 @@ import type { GrpcOptions } from '@nestjs/microservices';
 import type { INestApplication } from '@nestjs/common';
 import { sodiumReady } from '../shared/crypto/sodium';
 import { AppModule } from './app.module';
-import { coordinatorSealer } from './audit/log';
+import { CoordinatorAudit, coordinatorSealer } from './audit/log';
 import type { CoordinatorConfig } from './config/config';
 import type { CoordinatorContext } from './context';
 import { BoundServerGrpc } from './grpc/bound-server';
@@ -67,11 +67,13 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
     const timers = opts.timers;
     const repo = new Repository(db, timers ? () => timers.now() : Date.now);
     const sealer = coordinatorSealer(identity.secretKey);
+    const audit = await CoordinatorAudit.open(repo, identity.secretKey, timers ? () => timers.now() : Date.now);
     const metrics = new CoordinatorMetrics();
     const events = new EventHub(config.federationId, identity.secretKey, metrics);
     const rounds = new RoundsService({
       repo,
       sealer,
+      audit,
       events,
       metrics,
       factory: opts.protocol === undefined || opts.protocol === 'secagg' ? new SecAggProtocolFactory(identity.secretKey, log) : opts.protocol,
@@ -88,7 +90,7 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
       maxBodyBytes: GRPC_MAX_MESSAGE_BYTES,
       now: timers ? () => timers.now() : undefined,
     });
-    const ctx: CoordinatorContext = { config, identity, repo, sealer, events, metrics, auth, rounds, log, startedAt: Date.now() };
+    const ctx: CoordinatorContext = { config, identity, repo, sealer, audit, events, metrics, auth, rounds, log, startedAt: Date.now() };
     await rounds.recover();
 
     const tls = config.grpc.tls;

@@ -13,8 +13,12 @@
  */
 import { canonicalize } from 'json-canonicalize';
 import { ed25519Sign, ed25519Verify } from '../../shared/crypto/sign';
-import { AUDIT_GENESIS, auditChainHash, auditSigningMessage } from '../../shared/audit/chain';
-import type { AuditRow, AuditSealer } from '../storage/repository';
+import { AUDIT_GENESIS, auditChainHash, auditSigningMessage, exportLine, type AuditRecord } from '../../shared/audit/chain';
+import type { AuditEntryInput } from '../../shared/audit/entries';
+import { AuditRecorder } from '../../shared/audit/recorder';
+import { AuditWriter } from '../../shared/audit/writer';
+import { policyHash, type Policy } from '../../shared/policy/schema';
+import type { AuditRow, AuditSealer, Repository } from '../storage/repository';
 
 // The construction lives in shared/audit/chain.ts (the auditor's verifier uses the same code).
 export { AUDIT_GENESIS, auditChainHash, auditSigningMessage };
@@ -57,4 +61,106 @@ export function verifyAuditChain(rows: AuditRow[], coordinatorPublicKey: Uint8Ar
     prev = auditChainHash(r.idx, r.prevHash, r.entry);
   });
   return { failures, head: prev };
+}
+
+/**
+ * The coordinator's one audit writer (issue 6). Every entry the coordinator appends goes through
+ * it: round and run events through an AuditRecorder (shared/audit/recorder.ts: round bookkeeping,
+ * epsilon per party, Merkle roots), enrolments, tokens and receipts through the same chain.
+ *
+ * Consistency with storage: `write(fn)` runs one repository transaction at a time; the records are
+ * produced inside the transaction by an `AuditEmitter` (storage/repository.ts) and inserted there,
+ * so they commit or roll back with the state change they record. If the transaction fails, the
+ * in-memory chain may have advanced past what was stored, so it is rebuilt from storage (resync).
+ * At start-up the writer resumes from the stored log; the recorder is rebuilt with
+ * `AuditRecorder.replay(policy, key, storedLog)` when a run's policy is first used.
+ */
+export class CoordinatorAudit {
+  private writer: AuditWriter;
+  private rec: AuditRecorder | null = null;
+  private policy: Policy | null = null;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly repo: Repository,
+    private readonly secretKey: Uint8Array,
+    private readonly clock: () => number,
+  ) {
+    this.writer = new AuditWriter(secretKey);
+  }
+
+  static async open(repo: Repository, secretKey: Uint8Array, clock: () => number = Date.now): Promise<CoordinatorAudit> {
+    const a = new CoordinatorAudit(repo, secretKey, clock);
+    await a.resync();
+    return a;
+  }
+
+  private async storedRecords(): Promise<AuditRecord[]> {
+    const out: AuditRecord[] = [];
+    for (;;) {
+      const page = await this.repo.auditEntries(out.length, 10_000);
+      out.push(...page.map((r) => ({ idx: r.idx, prevHash: r.prevHash, entry: r.entry, signature: r.signature })));
+      if (page.length < 10_000) return out;
+    }
+  }
+
+  private exported(records: readonly AuditRecord[]): Uint8Array {
+    return new TextEncoder().encode(records.map(exportLine).join(''));
+  }
+
+  /** Rebuilds the writer (and the recorder, when a policy is in use) from the stored log. */
+  async resync(): Promise<void> {
+    const records = await this.storedRecords();
+    if (this.policy) {
+      this.rec = AuditRecorder.replay(this.policy, this.secretKey, this.exported(records), this.clock);
+      this.writer = this.rec.writer;
+    } else {
+      this.writer = AuditWriter.resume(this.secretKey, records);
+    }
+  }
+
+  /** The recorder for `policy` (replayed from the log the first time a policy is used). */
+  recorderFor(policy: Policy): AuditRecorder {
+    if (this.rec && this.policy && policyHash(this.policy) === policyHash(policy)) return this.rec;
+    this.policy = policy;
+    this.rec = AuditRecorder.replay(policy, this.secretKey, this.exported(this.writer.written()), this.clock);
+    this.writer = this.rec.writer;
+    return this.rec;
+  }
+
+  /** Appends a plain entry (enrolment, token) to the chain; call inside `write`. */
+  append(input: AuditEntryInput): AuditRecord {
+    return this.writer.append(input, this.clock());
+  }
+
+  /** Runs one storage transaction that appends audit records, exclusively; resyncs on failure. */
+  write<T>(fn: () => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      try {
+        return await fn();
+      } catch (e) {
+        await this.resync();
+        throw e;
+      }
+    };
+    const p = this.tail.then(run, run);
+    this.tail = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Chain head (index and hash of the newest entry). */
+  head(): { idx: number; hash: Uint8Array } {
+    return this.writer.head();
+  }
+
+  /** The stored records, in order (what the audit API exports). */
+  records(): readonly AuditRecord[] {
+    return this.writer.written();
+  }
+
+  /** Chain hash of entry `idx`, or null when there is no such entry. */
+  chainHashAt(idx: number): Uint8Array | null {
+    const r = this.writer.written()[idx];
+    return r && r.idx === idx ? auditChainHash(r.idx, r.prevHash, r.entry) : null;
+  }
 }

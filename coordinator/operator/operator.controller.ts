@@ -55,7 +55,9 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
       if (!(request.publicKey instanceof Uint8Array) || request.publicKey.length !== 32) throw invalid(`public_key must be a 32-byte Ed25519 key, got ${request.publicKey?.length ?? 0} bytes`);
       if (request.certSha256 && !/^[0-9a-f]{64}$/.test(request.certSha256)) throw invalid('cert_sha256 must be 64 lowercase hex characters (SHA-256 of the client certificate DER)');
       try {
-        const p = await this.ctx.repo.enrollParticipant({ name: request.name, publicKey: new Uint8Array(request.publicKey), certSha256: request.certSha256 || null }, this.ctx.sealer);
+        const audit = this.ctx.audit;
+        const emit = (row: { name: string; publicKey: Uint8Array; certSha256: string | null }) => [audit.append({ type: 'participant-enrolled', name: row.name, publicKey: Buffer.from(row.publicKey).toString('base64'), certSha256: row.certSha256 })];
+        const p = await audit.write(() => this.ctx.repo.enrollParticipant({ name: request.name, publicKey: new Uint8Array(request.publicKey), certSha256: request.certSha256 || null }, { emit }));
         this.ctx.log(`enrolled party "${p.name}"`);
         return { participant: record(p) };
       } catch (e) {
@@ -112,7 +114,9 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
       if (request.label.length > 200) throw invalid('label is longer than 200 characters');
       const token = newToken();
       const id = `tok-${randomBytes(6).toString('hex')}`;
-      await this.ctx.repo.insertToken({ id, role: 'auditor', tokenHash: tokenSha256(token), label: request.label }, this.ctx.sealer);
+      const audit = this.ctx.audit;
+      const emit = (row: { id: string; role: string; label: string }) => [audit.append({ type: 'token-issued', tokenId: row.id, role: row.role, label: row.label })];
+      await audit.write(() => this.ctx.repo.insertToken({ id, role: 'auditor', tokenHash: tokenSha256(token), label: request.label }, { emit }));
       return { token, tokenId: id, role: 'auditor' };
     });
   }

@@ -25,6 +25,7 @@ import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
 import { answer, callSource, GrpcController } from '../grpc/decorators';
 import { PHASE_ENUM } from '../rounds/rounds.service';
 import type { RoundPhase } from '../rounds/protocol';
+import { acceptReceipt } from '../audit/receipts';
 
 type Call = Pick<ServerSurfaceCall, 'getAuthContext'>;
 
@@ -151,11 +152,13 @@ export class ParticipantController implements Omit<ParticipantServiceController,
     return from(work().catch((e) => this.fail(e))).pipe(mergeMap((chunks) => from(chunks)));
   }
 
-  /** Reserved for the audit issue (receipts over the chain head); authenticated, then UNIMPLEMENTED. */
+  /** A party's receipt over the audit chain head after a completed round (coordinator/audit/receipts.ts). */
   async submitReceipt(request: SignedRequest, _m?: Metadata, call?: Call): Promise<ReceiptAck> {
     try {
-      await this.ctx.auth.authenticate('SubmitReceipt', request, (b) => ReceiptBody.decode(b), call);
-      throw new StatusError(status.UNIMPLEMENTED, 'SubmitReceipt: party receipts are recorded from the audit issue on; nothing was stored');
+      const { party, header, body } = await this.ctx.auth.authenticate('SubmitReceipt', request, (b) => ReceiptBody.decode(b), call);
+      const logIndex = await acceptReceipt(this.ctx, party, header, body);
+      this.ctx.log(`receipt of "${party.name}" for ${header.runId}/${header.round} recorded as audit entry ${logIndex}`);
+      return { logIndex: String(logIndex) };
     } catch (e) {
       this.fail(e);
     }

@@ -9,7 +9,9 @@ import { PhaseEvent, type SignedEvent } from '../../proto/gen/grpc/fedbridge/v1/
 import { signEvent } from '../../shared/proto/envelope';
 import type { CoordinatorMetrics } from '../http/metrics';
 
-export type EventFields = Omit<PhaseEvent, 'sequence' | 'federationId'>;
+type AuditFields = 'auditHead' | 'auditHeadIdx' | 'modelHash';
+/** An event's fields; the audit fields (ROUND_COMPLETED only) default to empty. */
+export type EventFields = Omit<PhaseEvent, 'sequence' | 'federationId' | AuditFields> & Partial<Pick<PhaseEvent, AuditFields>>;
 
 export class EventHub {
   private sequence = 0;
@@ -23,7 +25,7 @@ export class EventHub {
   ) {}
 
   private seal(fields: EventFields): { event: PhaseEvent; signed: SignedEvent } {
-    const event: PhaseEvent = { ...fields, federationId: this.federationId, sequence: String(++this.sequence) };
+    const event: PhaseEvent = { auditHead: new Uint8Array(0), auditHeadIdx: '0', modelHash: new Uint8Array(0), ...fields, federationId: this.federationId, sequence: String(++this.sequence) };
     const body = PhaseEvent.encode(event).finish();
     return { event, signed: signEvent(body, this.secretKey) };
   }

@@ -15,6 +15,14 @@
  * the audit fields (survivor sets, DP parameters, aggregate hash). Pass it to createCoordinator().
  */
 import type { Policy } from '../../shared/policy/schema';
+import type { EntryOf } from '../../shared/audit/entries';
+
+/**
+ * The signed evidence of the current phase's accepted messages, for its audit `round-phase` entry
+ * (shared/audit/evidence.ts): key advertisements, masked-input digests, the survivor list and the
+ * survivors' signatures over it. One item per accepted party, each carrying that party's signature.
+ */
+export type PhaseEvidence = Partial<Pick<EntryOf<'round-phase'>, 'advertisements' | 'maskedInputs' | 'survivors' | 'survivorSignatures'>>;
 
 /** Round phases, in order (DESIGN §4). Same names as shared/secagg's ServerPhase. */
 export type RoundPhase = 'advertise' | 'share' | 'mask' | 'consistency' | 'unmask';
@@ -46,6 +54,8 @@ export interface RoundProtocol {
   closePhase(): ProtocolStep;
   /** Aborts the round (operator, restart, shutdown). */
   abort(reason: string): void;
+  /** The audit evidence of the phase collecting now (call before closePhase); none when the protocol has no signed messages. */
+  evidence?(): PhaseEvidence;
 }
 
 export interface RoundStart {

@@ -31,7 +31,25 @@ import type { CoordinatorMetrics } from '../http/metrics';
 import { checkPolicyAcceptance } from '../policy/signatures';
 import type { AuditSealer, Repository, RunRow } from '../storage/repository';
 import type { EventHub } from './events';
+import type { AuditRecord } from '../../shared/audit/chain';
+import type { Phase as AuditPhase } from '../../shared/audit/entries';
+import type { CoordinatorAudit } from '../audit/log';
+import type { PhaseEvidence } from './protocol';
 import { ROUND_PHASES, type OutgoingPayload, type ProtocolStep, type RoundPhase, type RoundProtocol, type RoundProtocolFactory } from './protocol';
+
+/** A phase that closed: who was accepted, with their signed messages (for its round-phase audit entry). */
+interface ClosedPhase {
+  phase: AuditPhase;
+  parties: string[];
+  evidence: PhaseEvidence;
+}
+
+/** The protocol's evidence for the phase collecting now; none when it has no signed messages. */
+function phaseEvidence(p: RoundProtocol): PhaseEvidence {
+  return p.evidence ? p.evidence() : {};
+}
+
+const PHASES: readonly AuditPhase[] = ['advertise', 'share', 'mask', 'consistency', 'unmask'];
 
 export interface Timers {
   now(): number;
@@ -98,6 +116,8 @@ class Lock {
 export interface RoundsDeps {
   repo: Repository;
   sealer: AuditSealer;
+  /** the audit log writer (every round/run entry goes through its AuditRecorder, in the state change's transaction) */
+  audit: CoordinatorAudit;
   events: EventHub;
   metrics: CoordinatorMetrics;
   factory: RoundProtocolFactory | null;
@@ -164,7 +184,7 @@ export class RoundsService {
     }
   }
 
-  private broadcast(roster: string[], fields: { kind: EventKind; runId: string; round: number; modelVersion?: number; abortReason?: string }): void {
+  private broadcast(roster: string[], fields: { kind: EventKind; runId: string; round: number; modelVersion?: number; abortReason?: string; audit?: { auditHead: Uint8Array; auditHeadIdx: string; modelHash: Uint8Array } }): void {
     for (const p of roster) {
       this.d.events.publish(p, {
         kind: fields.kind,
@@ -176,6 +196,7 @@ export class RoundsService {
         modelVersion: fields.modelVersion ?? 0,
         abortReason: fields.abortReason ?? '',
         payload: new Uint8Array(0),
+        ...fields.audit,
       });
     }
   }
@@ -234,7 +255,9 @@ export class RoundsService {
       const reason = (e as Error).message;
       this.log(`round ${run.id}/${roundNo} cannot start: ${reason}`);
       this.active = null;
-      await this.d.repo.abortRound({ runId: run.id, round: roundNo, reason: `round could not start: ${reason}`, retry: null, abortRun: true, sealer: this.d.sealer });
+      const why = `round could not start: ${reason}`;
+      const sealer = this.abortEmitter(policy, run.id, { reason: why, phase: null, roster: policy.parties.map((p) => p.name) });
+      await this.d.audit.write(() => this.d.repo.abortRound({ runId: run.id, round: roundNo, reason: why, retry: null, abortRun: true, sealer }));
       this.broadcast(policy.parties.map((p) => p.name), { kind: EventKind.EVENT_KIND_RUN_FINISHED, runId: run.id, round: roundNo, abortReason: `round could not start: ${reason}` });
       return reason;
     }
@@ -254,6 +277,8 @@ export class RoundsService {
     const dropped = [...a.expected].filter((p) => !a.accepted.has(p));
     if (dropped.length) this.d.metrics.dropouts.inc({ phase }, dropped.length);
     this.log(`round ${a.runId}/${a.round}: phase ${phase} closed (${why}); ${a.accepted.size} sent, dropped: ${dropped.join(', ') || 'none'}`);
+    // what the phase's audit entry records: the accepted parties and their signed messages
+    const closed: ClosedPhase = { phase, parties: [...a.accepted].sort(), evidence: phaseEvidence(a.protocol) };
     let step: ProtocolStep;
     try {
       step = a.protocol.closePhase();
@@ -265,7 +290,9 @@ export class RoundsService {
     }
     if (step.kind === 'next') {
       const deadline = this.phaseDeadline(a.policy);
-      await this.d.repo.setRoundPhase(a.runId, a.round, { state: 'open', phase }, { state: 'open', phase: step.phase, phaseDeadline: deadline });
+      const rec = this.d.audit.recorderFor(a.policy);
+      const to = { state: 'open', phase: step.phase, phaseDeadline: deadline };
+      await this.d.audit.write(() => this.d.repo.setRoundPhase(a.runId, a.round, { state: 'open', phase }, to, { emit: () => [rec.phase(closed.phase, closed.parties, closed.evidence)] }));
       this.transitionTo(a, [phase], step.phase);
       a.expected = new Set(step.parties);
       a.accepted = new Set();
@@ -279,19 +306,22 @@ export class RoundsService {
       const completed = await this.d.repo.completedRounds(a.runId);
       const more = completed + 1 < a.policy.training.rounds;
       const hash = sodium().crypto_generichash(32, step.model, null);
-      const res = await this.d.repo.completeRound({
+      const sealer = this.completeEmitter(a, closed, step, hash);
+      const res = await this.d.audit.write(() => this.d.repo.completeRound({
         runId: a.runId,
         round: a.round,
         model: { bytes: step.model, hash, protocolState: step.state ?? null },
         audit: { ...step.audit, policyHash: a.policyHash, survivors: step.survivors },
         next: more ? { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(a.policy) } : null,
-        sealer: this.d.sealer,
-      });
+        sealer,
+      }));
       this.transitionTo(a, ['unmask'], 'completed');
       this.consecutiveAborts = 0;
       this.d.metrics.rounds.inc({ outcome: 'completed' });
       this.active = null;
-      this.broadcast(a.roster, { kind: EventKind.EVENT_KIND_ROUND_COMPLETED, runId: a.runId, round: a.round, modelVersion: res.modelVersion });
+      const head = this.d.audit.head();
+      const audit = { auditHead: head.hash, auditHeadIdx: String(head.idx), modelHash: hash };
+      this.broadcast(a.roster, { kind: EventKind.EVENT_KIND_ROUND_COMPLETED, runId: a.runId, round: a.round, modelVersion: res.modelVersion, audit });
       if (res.nextRound !== null) {
         const run = await this.d.repo.run(a.runId);
         await this.openRoundOrAbort(run!, a.policy, res.nextRound, res.modelVersion);
@@ -300,10 +330,55 @@ export class RoundsService {
       }
       return;
     }
-    await this.abortActive(a, step.reason, false);
+    await this.abortActive(a, step.reason, false, closed);
   }
 
-  private async abortActive(a: ActiveRound, reason: string, abortRun: boolean): Promise<void> {
+  /** Audit records of a completed round: its last phase, round-completed, then run-completed or the next round-started. */
+  private completeEmitter(a: ActiveRound, closed: ClosedPhase, step: Extract<ProtocolStep, { kind: 'done' }>, modelHash: Uint8Array) {
+    const rec = this.d.audit.recorderFor(a.policy);
+    // a protocol that does not expose its aggregate (the test-only plain-sum protocol) logs the new model's hash there
+    const given = step.audit.aggregateHash;
+    const aggregateHash = typeof given === 'string' && /^[0-9a-f]{64}$/.test(given) ? given : Buffer.from(modelHash).toString('hex');
+    return {
+      emit: ({ modelVersion, nextRound }: { modelVersion: number; nextRound: number | null }): AuditRecord[] => {
+        const out: AuditRecord[] = [rec.phase(closed.phase, closed.parties, closed.evidence)];
+        out.push(rec.completeRound({ survivors: [...step.survivors].sort(), aggregateHash, modelVersion, modelHash: Buffer.from(modelHash).toString('hex') }));
+        if (nextRound === null) out.push(rec.completeRun(a.runId, modelVersion));
+        else out.push(rec.startRound({ runId: a.runId, round: nextRound, secaggRound: nextRound, baseModelVersion: modelVersion, parties: a.roster }));
+        return out;
+      },
+    };
+  }
+
+  /**
+   * Audit records of an aborted round: the phase that closed (if it did), round-aborted, then the
+   * retry's round-started or run-aborted. A log without the round's round-started (written before
+   * the audit module) gets no round-aborted.
+   */
+  private abortEmitter(policy: Policy, runId: string, o: { reason: string; phase: AuditPhase | null; closed?: ClosedPhase; roster: string[] }) {
+    const rec = this.d.audit.recorderFor(policy);
+    return {
+      emit: ({ baseModelVersion, nextRound }: { baseModelVersion: number; nextRound: number | null }): AuditRecord[] => {
+        const out: AuditRecord[] = [];
+        if (o.closed) out.push(rec.phase(o.closed.phase, o.closed.parties, o.closed.evidence));
+        try {
+          out.push(rec.abortRound(o.reason, o.phase));
+        } catch (e) {
+          if (!(e instanceof RangeError && e.message.startsWith('no round is open'))) throw e;
+        }
+        if (nextRound !== null) out.push(rec.startRound({ runId, round: nextRound, secaggRound: nextRound, baseModelVersion, parties: o.roster }));
+        else out.push(rec.abortRun(runId, o.reason));
+        return out;
+      },
+    };
+  }
+
+  private runAbortEmitter(policy: Policy, runId: string, reason: string) {
+    const rec = this.d.audit.recorderFor(policy);
+    return { emit: (): AuditRecord[] => [rec.abortRun(runId, reason)] };
+  }
+
+  private async abortActive(a: ActiveRound, reason: string, abortRun: boolean, closed?: ClosedPhase): Promise<void> {
     if (a.timer !== undefined) this.timers.clearTimeout(a.timer);
     a.timer = undefined;
     try {
@@ -314,14 +389,15 @@ export class RoundsService {
     this.consecutiveAborts++;
     const giveUp = abortRun || this.consecutiveAborts >= this.d.maxConsecutiveAborts;
     const runReason = abortRun ? reason : giveUp ? `${reason} (${this.consecutiveAborts} consecutive aborted rounds)` : reason;
-    const res = await this.d.repo.abortRound({
+    const sealer = this.abortEmitter(a.policy, a.runId, { reason: runReason, phase: closed ? closed.phase : (a.stage as AuditPhase), closed, roster: a.roster });
+    const res = await this.d.audit.write(() => this.d.repo.abortRound({
       runId: a.runId,
       round: a.round,
       reason: runReason,
       retry: giveUp ? null : { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(a.policy) },
       abortRun: giveUp,
-      sealer: this.d.sealer,
-    });
+      sealer,
+    }));
     this.transitionTo(a, [a.stage], 'aborted');
     this.d.metrics.rounds.inc({ outcome: 'aborted' });
     this.active = null;
@@ -349,18 +425,21 @@ export class RoundsService {
       const round = await this.d.repo.latestRound(run.id);
       const reason = round?.state === 'open' ? `coordinator restarted during round ${round.round} (phase ${round.phase}); its in-memory protocol state is gone` : 'coordinator restarted';
       if (!round || round.state !== 'open') {
-        await this.d.repo.abortRunOnly(run.id, reason, this.d.sealer);
+        await this.d.audit.write(() => this.d.repo.abortRunOnly(run.id, reason, this.runAbortEmitter(policy, run.id, reason)));
         return;
       }
       const giveUp = !this.d.factory;
-      const res = await this.d.repo.abortRound({
+      const why = giveUp ? `${reason}; no round protocol configured` : reason;
+      const phase = (PHASES as readonly string[]).includes(round.phase ?? '') ? (round.phase as AuditPhase) : null;
+      const sealer = this.abortEmitter(policy, run.id, { reason: why, phase, roster: policy.parties.map((p) => p.name) });
+      const res = await this.d.audit.write(() => this.d.repo.abortRound({
         runId: run.id,
         round: round.round,
-        reason: giveUp ? `${reason}; no round protocol configured` : reason,
+        reason: why,
         retry: giveUp ? null : { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(policy) },
         abortRun: giveUp,
-        sealer: this.d.sealer,
-      });
+        sealer,
+      }));
       this.log(`recovered run ${run.id}: ${reason}`);
       if (res.nextRound !== null) await this.openRoundOrAbort(run, policy, res.nextRound, round.baseModelVersion);
     });
@@ -402,7 +481,8 @@ export class RoundsService {
       const running = await this.d.repo.runningRun();
       if (running) throw failedPrecondition(`run ${running.id} is still running; abort it first`);
       const runId = `run-${new Date(this.timers.now()).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${randomBytes(3).toString('hex')}`;
-      const started = await this.d.repo.startRun({
+      const sealer = this.startEmitter(policy, runId, accepted, sodium().crypto_generichash(32, model, null));
+      const started = await this.d.audit.write(() => this.d.repo.startRun({
         runId,
         policyHash: hash,
         canonicalPolicyJson: canonicalPolicyJson(policy),
@@ -410,13 +490,26 @@ export class RoundsService {
         roundsPlanned: policy.training.rounds,
         initialModel: { bytes: model, hash: sodium().crypto_generichash(32, model, null) },
         firstRound: { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(policy) },
-        sealer: this.d.sealer,
-      });
+        sealer,
+      }));
       this.consecutiveAborts = 0;
       const err = await this.openRoundOrAbort(started.run, policy, 1, started.modelVersion);
       if (err) throw failedPrecondition(`run ${started.run.id} was aborted: the round protocol refused to start round 1: ${err}`);
       return this.statusOf(started.run.id);
     });
+  }
+
+  /** Audit records of a new run: policy-registered (first use of the policy), run-started, round 1's round-started. */
+  private startEmitter(policy: Policy, runId: string, signatures: { party: string; publicKey: Uint8Array; signature: Uint8Array }[], initialModelHash: Uint8Array) {
+    const rec = this.d.audit.recorderFor(policy);
+    const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+    return {
+      emit: ({ newPolicy, modelVersion }: { newPolicy: boolean; modelVersion: number }): AuditRecord[] => [
+        ...(newPolicy ? [rec.registerPolicy(signatures.map((s) => ({ party: s.party, publicKey: b64(s.publicKey), signature: b64(s.signature) })))] : []),
+        rec.startRun(runId, modelVersion, Buffer.from(initialModelHash).toString('hex')),
+        rec.startRound({ runId, round: 1, secaggRound: 1, baseModelVersion: modelVersion, parties: policy.parties.map((p) => p.name) }),
+      ],
+    };
   }
 
   async abortRun(runId: string, reason: string): Promise<RunStatus> {
@@ -427,7 +520,10 @@ export class RoundsService {
       const why = `operator: ${reason || 'aborted'}`;
       const a = this.active;
       if (a && a.runId === run.id) await this.abortActive(a, why, true);
-      else await this.d.repo.abortRunOnly(run.id, why, this.d.sealer);
+      else {
+        const sealer = this.runAbortEmitter(await this.loadPolicy(run.policyHash), run.id, why);
+        await this.d.audit.write(() => this.d.repo.abortRunOnly(run.id, why, sealer));
+      }
       return this.statusOf(run.id);
     });
   }

@@ -31,8 +31,9 @@ import { decodeClientMessage, encodeServerMessage } from '../../shared/secagg/wi
 import type { ClientMessage } from '../../shared/secagg/messages';
 import { u32LeBytes } from '../../shared/secagg/messages';
 import { sodium } from '../../shared/crypto/sodium';
+import { advertisementEvidence, maskedInputEvidence, survivorSignatureEvidence } from '../../shared/audit/evidence';
 import { invalid, permissionDenied } from '../grpc/errors';
-import type { ProtocolStep, RoundPhase, RoundProtocol, RoundProtocolFactory, RoundStart } from './protocol';
+import type { PhaseEvidence, ProtocolStep, RoundPhase, RoundProtocol, RoundProtocolFactory, RoundStart } from './protocol';
 
 const STATE_FORMAT = 1;
 
@@ -86,6 +87,10 @@ export class SecAggRoundProtocol implements RoundProtocol {
   private readonly global: Float32Array;
   private readonly rotationSeed: Uint8Array | null;
   private readonly dimension: number;
+  /** audit evidence of the accepted messages, by phase (shared/audit/evidence.ts) */
+  private readonly ads: NonNullable<PhaseEvidence['advertisements']> = [];
+  private readonly masked: NonNullable<PhaseEvidence['maskedInputs']> = [];
+  private readonly sigs: NonNullable<PhaseEvidence['survivorSignatures']> = [];
 
   private readonly optimizerState: ServerOptimizerState;
 
@@ -127,7 +132,32 @@ export class SecAggRoundProtocol implements RoundProtocol {
     const m = decodeClientMessage(payload);
     if (m.type !== TYPE_OF[phase]) throw invalid(`payload is a ${m.type} message, phase ${phase} takes ${TYPE_OF[phase]}`);
     if (m.sender !== party) throw permissionDenied(`payload is from "${m.sender}" but the request was signed by party "${party}"`);
-    return this.server.receive(m);
+    // evidence is taken before the server absorbs the message (it may reuse the vector) and kept only if accepted
+    const add =
+      m.type === 'advertise-keys'
+        ? ((e) => () => this.ads.push(e))(advertisementEvidence(m))
+        : m.type === 'masked-input'
+          ? ((e) => () => this.masked.push(e))(maskedInputEvidence(m))
+          : m.type === 'consistency-signature'
+            ? ((e) => () => this.sigs.push(e))(survivorSignatureEvidence(m))
+            : () => 0;
+    const r = this.server.receive(m);
+    add();
+    return r;
+  }
+
+  evidence(): PhaseEvidence {
+    const byParty = <T extends { party: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.party < b.party ? -1 : a.party > b.party ? 1 : 0));
+    switch (this.server.phase) {
+      case 'advertise':
+        return { advertisements: byParty(this.ads) };
+      case 'mask':
+        return { maskedInputs: byParty(this.masked) };
+      case 'consistency':
+        return { survivors: [...(this.server.survivorsByPhase.U3 ?? [])], survivorSignatures: byParty(this.sigs) };
+      default:
+        return {};
+    }
   }
 
   closePhase(): ProtocolStep {

@@ -10,6 +10,7 @@
  */
 import type { SqlDriver, SqlExecutor, SqlValue } from './sql';
 import { UniqueViolation } from './sql';
+import { AUDIT_GENESIS, auditChainHash, type AuditRecord } from '../../shared/audit/chain';
 
 export interface ParticipantRow {
   name: string;
@@ -81,6 +82,21 @@ export interface AuditSealer {
   readonly genesis: Uint8Array;
 }
 
+/**
+ * The audit path of the coordinator (coordinator/audit/log.ts CoordinatorAudit): instead of the
+ * repository building an entry from fields, `emit` is called INSIDE the transaction with what only
+ * the transaction knows (new model version, next round) and returns the sealed records (shared/audit
+ * AuditRecorder); the repository inserts exactly those bytes after checking that they continue the
+ * stored chain (index and prevHash), so the records and the state change commit or roll back together.
+ */
+export interface AuditEmitter<I = void> {
+  emit(info: I): readonly AuditRecord[];
+}
+
+function isEmitter<I>(s: AuditSealer | AuditEmitter<I> | undefined): s is AuditEmitter<I> {
+  return !!s && typeof (s as AuditEmitter<I>).emit === 'function';
+}
+
 export class ConflictError extends Error {
   constructor(message: string) {
     super(message);
@@ -148,12 +164,13 @@ export class Repository {
   // ------------------------------------------------------------ participants
 
   /** Enrols a party; ConflictError if the name or the key is already enrolled. */
-  async enrollParticipant(p: { name: string; publicKey: Uint8Array; certSha256?: string | null }, sealer?: AuditSealer): Promise<ParticipantRow> {
+  async enrollParticipant(p: { name: string; publicKey: Uint8Array; certSha256?: string | null }, sealer?: AuditSealer | AuditEmitter<ParticipantRow>): Promise<ParticipantRow> {
     const row: ParticipantRow = { name: p.name, publicKey: p.publicKey, certSha256: p.certSha256 || null, enrolledAt: this.now() };
     try {
       await this.db.transaction(async (tx) => {
         await tx.query('INSERT INTO participants (name, public_key, cert_sha256, enrolled_at) VALUES (?, ?, ?, ?)', [row.name, row.publicKey, row.certSha256, row.enrolledAt]);
-        if (sealer) {
+        if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit(row));
+        else if (sealer) {
           await this.appendAudit(tx, sealer, ({ type: 'participant-enrolled', name: row.name, publicKey: Buffer.from(row.publicKey).toString('base64'), certSha256: row.certSha256 }));
         }
       });
@@ -206,16 +223,17 @@ export class Repository {
     roundsPlanned: number;
     initialModel: { bytes: Uint8Array; hash: Uint8Array };
     firstRound: { state: string; phase: string | null; phaseDeadline: number | null };
-    sealer: AuditSealer;
+    sealer: AuditSealer | AuditEmitter<{ newPolicy: boolean; modelVersion: number }>;
   }): Promise<{ run: RunRow; round: RoundRow; modelVersion: number }> {
     const t = this.now();
     return this.db.transaction(async (tx) => {
       const running = await tx.query("SELECT id FROM runs WHERE state = 'running'");
       if (running.length) throw new ConflictError(`run ${String(running[0].id)} is still running; abort it first`);
       const existing = await tx.query('SELECT hash FROM policies WHERE hash = ?', [args.policyHash]);
+      const sealer = args.sealer;
       if (!existing.length) {
         await tx.query('INSERT INTO policies (hash, canonical_json, registered_at) VALUES (?, ?, ?)', [args.policyHash, args.canonicalPolicyJson, t]);
-        await this.appendAudit(tx, args.sealer, ({
+        if (!isEmitter(sealer)) await this.appendAudit(tx, sealer, ({
           type: 'policy-registered',
           policyHash: args.policyHash,
           signatures: args.signatures.map((s) => ({ party: s.party, publicKey: b64(s.publicKey), signature: b64(s.signature) })),
@@ -229,7 +247,8 @@ export class Repository {
       }
       await tx.query('INSERT INTO runs (id, policy_hash, state, rounds_planned, created_at) VALUES (?, ?, ?, ?, ?)', [args.runId, args.policyHash, 'running', args.roundsPlanned, t]);
       const modelVersion = await this.insertModel(tx, { bytes: args.initialModel.bytes, hash: args.initialModel.hash, parent: null, runId: null, round: null });
-      await this.appendAudit(tx, args.sealer, ({ type: 'run-started', runId: args.runId, policyHash: args.policyHash, roundsPlanned: args.roundsPlanned, initialModelVersion: modelVersion, initialModelHash: hex(args.initialModel.hash) }));
+      if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit({ newPolicy: !existing.length, modelVersion }));
+      else await this.appendAudit(tx, sealer, ({ type: 'run-started', runId: args.runId, policyHash: args.policyHash, roundsPlanned: args.roundsPlanned, initialModelVersion: modelVersion, initialModelHash: hex(args.initialModel.hash) }));
       await tx.query('INSERT INTO rounds (run_id, round, state, phase, phase_deadline, base_model_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [
         args.runId, 1, args.firstRound.state, args.firstRound.phase, args.firstRound.phaseDeadline, modelVersion, t,
       ]);
@@ -275,7 +294,7 @@ export class Repository {
    * Moves a round's phase, compare-and-set on its current state and phase (a stale writer changes
    * nothing and gets ConflictError).
    */
-  async setRoundPhase(runId: string, r: number, from: { state: string; phase: string | null }, to: { state: string; phase: string | null; phaseDeadline: number | null }): Promise<void> {
+  async setRoundPhase(runId: string, r: number, from: { state: string; phase: string | null }, to: { state: string; phase: string | null; phaseDeadline: number | null }, audit?: AuditEmitter): Promise<void> {
     await this.db.transaction(async (tx) => {
       const rows = await tx.query('SELECT state, phase FROM rounds WHERE run_id = ? AND round = ?', [runId, r]);
       if (!rows.length) throw new ConflictError(`round ${runId}/${r} does not exist`);
@@ -283,6 +302,7 @@ export class Repository {
         throw new ConflictError(`round ${runId}/${r} is ${String(rows[0].state)}/${String(rows[0].phase)}, expected ${from.state}/${from.phase}`);
       }
       await tx.query('UPDATE rounds SET state = ?, phase = ?, phase_deadline = ? WHERE run_id = ? AND round = ?', [to.state, to.phase, to.phaseDeadline, runId, r]);
+      if (audit) await this.insertAuditRecords(tx, audit.emit());
     });
   }
 
@@ -297,7 +317,7 @@ export class Repository {
     model: { bytes: Uint8Array; hash: Uint8Array; protocolState?: Uint8Array | null };
     audit: Record<string, unknown>;
     next: { state: string; phase: string | null; phaseDeadline: number | null } | null;
-    sealer: AuditSealer;
+    sealer: AuditSealer | AuditEmitter<{ modelVersion: number; parentModelVersion: number; nextRound: number | null }>;
   }): Promise<{ modelVersion: number; nextRound: number | null }> {
     const t = this.now();
     try {
@@ -308,14 +328,16 @@ export class Repository {
         if (cur.state === 'completed' || cur.state === 'aborted') throw new ConflictError(`round ${args.runId}/${args.round} is already ${cur.state}`);
         const version = await this.insertModel(tx, { bytes: args.model.bytes, hash: args.model.hash, parent: cur.baseModelVersion, runId: args.runId, round: args.round, protocolState: args.model.protocolState ?? null });
         await tx.query("UPDATE rounds SET state = 'completed', phase = NULL, phase_deadline = NULL, result_model_version = ?, finished_at = ? WHERE run_id = ? AND round = ?", [version, t, args.runId, args.round]);
-        await this.appendAudit(tx, args.sealer, ({ ...args.audit, type: 'round-completed', runId: args.runId, round: args.round, modelVersion: version, parentModelVersion: cur.baseModelVersion, modelHash: hex(args.model.hash) }));
+        const sealer = args.sealer;
+        if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit({ modelVersion: version, parentModelVersion: cur.baseModelVersion, nextRound: args.next ? args.round + 1 : null }));
+        else await this.appendAudit(tx, sealer, ({ ...args.audit, type: 'round-completed', runId: args.runId, round: args.round, modelVersion: version, parentModelVersion: cur.baseModelVersion, modelHash: hex(args.model.hash) }));
         let nextRound: number | null = null;
         if (args.next) {
           nextRound = args.round + 1;
           await tx.query('INSERT INTO rounds (run_id, round, state, phase, phase_deadline, base_model_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [args.runId, nextRound, args.next.state, args.next.phase, args.next.phaseDeadline, version, t]);
         } else {
           await tx.query("UPDATE runs SET state = 'completed', finished_at = ? WHERE id = ?", [t, args.runId]);
-          await this.appendAudit(tx, args.sealer, ({ type: 'run-completed', runId: args.runId, finalModelVersion: version }));
+          if (!isEmitter(sealer)) await this.appendAudit(tx, sealer, ({ type: 'run-completed', runId: args.runId, finalModelVersion: version }));
         }
         return { modelVersion: version, nextRound };
       });
@@ -335,7 +357,7 @@ export class Repository {
     reason: string;
     retry: { state: string; phase: string | null; phaseDeadline: number | null } | null;
     abortRun: boolean;
-    sealer: AuditSealer;
+    sealer: AuditSealer | AuditEmitter<{ baseModelVersion: number; nextRound: number | null }>;
   }): Promise<{ nextRound: number | null }> {
     const t = this.now();
     return this.db.transaction(async (tx) => {
@@ -344,26 +366,30 @@ export class Repository {
       const cur = round(rows[0]);
       if (cur.state === 'completed' || cur.state === 'aborted') throw new ConflictError(`round ${args.runId}/${args.round} is already ${cur.state}`);
       await tx.query("UPDATE rounds SET state = 'aborted', phase = NULL, phase_deadline = NULL, abort_reason = ?, finished_at = ? WHERE run_id = ? AND round = ?", [args.reason, t, args.runId, args.round]);
-      await this.appendAudit(tx, args.sealer, ({ type: 'round-aborted', runId: args.runId, round: args.round, reason: args.reason, baseModelVersion: cur.baseModelVersion }));
-      if (args.retry && !args.abortRun) {
+      const sealer = args.sealer;
+      const retry = args.retry && !args.abortRun;
+      if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit({ baseModelVersion: cur.baseModelVersion, nextRound: retry ? args.round + 1 : null }));
+      else await this.appendAudit(tx, sealer, ({ type: 'round-aborted', runId: args.runId, round: args.round, reason: args.reason, baseModelVersion: cur.baseModelVersion }));
+      if (args.retry && retry) {
         const next = args.round + 1;
         await tx.query('INSERT INTO rounds (run_id, round, state, phase, phase_deadline, base_model_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [args.runId, next, args.retry.state, args.retry.phase, args.retry.phaseDeadline, cur.baseModelVersion, t]);
         return { nextRound: next };
       }
       await tx.query("UPDATE runs SET state = 'aborted', finished_at = ?, abort_reason = ? WHERE id = ? AND state = 'running'", [t, args.reason, args.runId]);
-      await this.appendAudit(tx, args.sealer, ({ type: 'run-aborted', runId: args.runId, reason: args.reason }));
+      if (!isEmitter(sealer)) await this.appendAudit(tx, sealer, ({ type: 'run-aborted', runId: args.runId, reason: args.reason }));
       return { nextRound: null };
     });
   }
 
   /** Aborts a run whose current round is already finished (or has none open). */
-  async abortRunOnly(runId: string, reason: string, sealer: AuditSealer): Promise<void> {
+  async abortRunOnly(runId: string, reason: string, sealer: AuditSealer | AuditEmitter): Promise<void> {
     const t = this.now();
     await this.db.transaction(async (tx) => {
       const rows = await tx.query("SELECT id FROM runs WHERE id = ? AND state = 'running'", [runId]);
       if (!rows.length) throw new ConflictError(`run ${runId} is not running`);
       await tx.query("UPDATE runs SET state = 'aborted', finished_at = ?, abort_reason = ? WHERE id = ?", [t, reason, runId]);
-      await this.appendAudit(tx, sealer, ({ type: 'run-aborted', runId, reason }));
+      if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit());
+      else await this.appendAudit(tx, sealer, ({ type: 'run-aborted', runId, reason }));
     });
   }
 
@@ -415,17 +441,46 @@ export class Repository {
     return { idx, prevHash, entry, signature, createdAt };
   }
 
+  /**
+   * Inserts sealed records verbatim inside `tx` after checking that they continue the stored chain
+   * (index = last + 1, prevHash = chain hash of the last stored entry); ConflictError otherwise.
+   */
+  async insertAuditRecords(tx: SqlExecutor, records: readonly AuditRecord[]): Promise<void> {
+    const last = await tx.query('SELECT * FROM audit_log ORDER BY idx DESC LIMIT 1');
+    let idx = 0;
+    let head = AUDIT_GENESIS;
+    if (last.length) {
+      const l = audit(last[0]);
+      idx = l.idx + 1;
+      head = auditChainHash(l.idx, l.prevHash, l.entry);
+    }
+    for (const r of records) {
+      if (r.idx !== idx || Buffer.compare(Buffer.from(r.prevHash), Buffer.from(head)) !== 0) {
+        throw new ConflictError(`audit record ${r.idx} does not continue the stored chain (next index ${idx})`);
+      }
+      await tx.query('INSERT INTO audit_log (idx, prev_hash, entry, signature, created_at) VALUES (?, ?, ?, ?, ?)', [r.idx, r.prevHash, r.entry, r.signature, this.now()]);
+      head = auditChainHash(r.idx, r.prevHash, r.entry);
+      idx++;
+    }
+  }
+
+  /** Appends sealed records in a transaction of their own (receipts). */
+  async appendAuditRecords(audit: AuditEmitter): Promise<void> {
+    await this.db.transaction(async (tx) => this.insertAuditRecords(tx, audit.emit()));
+  }
+
   async auditEntries(fromIdx = 0, limit = 10_000): Promise<AuditRow[]> {
     return (await this.db.query('SELECT * FROM audit_log WHERE idx >= ? ORDER BY idx LIMIT ?', [fromIdx, limit])).map(audit);
   }
 
   // ------------------------------------------------------------ tokens
 
-  async insertToken(t: { id: string; role: string; tokenHash: Uint8Array; label: string }, sealer?: AuditSealer): Promise<TokenRow> {
+  async insertToken(t: { id: string; role: string; tokenHash: Uint8Array; label: string }, sealer?: AuditSealer | AuditEmitter<TokenRow>): Promise<TokenRow> {
     const row: TokenRow = { ...t, createdAt: this.now(), revokedAt: null };
     await this.db.transaction(async (tx) => {
       await tx.query('INSERT INTO tokens (id, role, token_hash, label, created_at) VALUES (?, ?, ?, ?, ?)', [row.id, row.role, row.tokenHash, row.label, row.createdAt]);
-      if (sealer) await this.appendAudit(tx, sealer, ({ type: 'token-issued', tokenId: row.id, role: row.role, label: row.label }));
+      if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit(row));
+      else if (sealer) await this.appendAudit(tx, sealer, ({ type: 'token-issued', tokenId: row.id, role: row.role, label: row.label }));
     });
     return row;
   }

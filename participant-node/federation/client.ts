@@ -37,10 +37,12 @@ import {
   Phase,
   PhaseEvent,
   PhaseMessageBody,
+  ReceiptBody,
   SubscribeBody,
   UploadOpenBody,
   type ModelInfo,
   type PhaseAck,
+  type ReceiptAck,
   type SignedEvent,
   type SignedRequest,
   type UploadAck,
@@ -65,6 +67,8 @@ import { saveModel } from '../model/store';
 import { evaluateUsers, sampleUsers } from '../model/pooled';
 import { chargeRound, openLedger, previewCharge } from '../privacy/ledger';
 import { computeLocalUpdate, roundCharge, roundEncodeParams } from './update';
+import { countersignRound, receiptBodyFields } from './receipt';
+import type { Receipt } from '../../shared/audit/entries';
 
 export interface JoinOptions {
   dataDir: string;
@@ -228,6 +232,13 @@ export class FederationClient {
     });
   }
 
+  /** Submits an audit receipt for a completed round (participant-node/federation/receipt.ts). */
+  submitReceipt(r: Receipt, modelVersion: number): Promise<ReceiptAck> {
+    const body = ReceiptBody.encode({ header: this.header('SubmitReceipt', r.runId, r.round), ...receiptBodyFields(r, modelVersion) }).finish();
+    const req = this.sign('SubmitReceipt', body);
+    return new Promise((resolve, reject) => this.client.submitReceipt(req, (e, a) => (e ? reject(e) : resolve(a))));
+  }
+
   /** Downloads a model version (0 = newest); checks the announced hash and size. */
   download(version: number): Promise<{ info: ModelInfo; data: Uint8Array }> {
     const body = DownloadModelBody.encode({ header: this.header('DownloadModel'), version }).finish();
@@ -330,6 +341,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       ds.users.map((u) => u.id),
     );
     lastVersion = info.version;
+    return info;
   };
 
   if (opts.evalSample && opts.holdout !== 'last') throw new UserError('per-round evaluation needs holdout "last" (else the held-out items are trained on)');
@@ -365,7 +377,11 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     if (e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED) {
       const mine = current && current.round === e.round && current.runId === e.runId ? current : null;
       abandon('round completed');
-      await adoptModel(e.modelVersion, e.runId);
+      const info = await adoptModel(e.modelVersion, e.runId);
+      if (mine) {
+        const submit = (r: Receipt, v: number) => fc.submitReceipt(r, v);
+        await countersignRound({ event: e, info, federationId: policy.federationId, policyHash: hash, party: identity.name, secretKey: identity.secretKey, dataDir: opts.dataDir, submit, log });
+      }
       const eps = openLedger(opts.dataDir, { budget, delta: policy.privacy.delta });
       const epsilon = eps.entries.length ? eps.entries[eps.entries.length - 1].epsilonAfter : 0;
       const rep: RoundReport = { runId: e.runId, round: e.round, outcome: 'completed', modelVersion: e.modelVersion, epsilon, encoded: mine?.encoded };

@@ -179,12 +179,19 @@ export interface ModelChunk {
 
 /** Reserved for the audit issue: a party's countersignature over the chain head after a round. */
 export interface ReceiptBody {
-  /** phase = PHASE_RECEIPT */
-  header: PartyHeader | undefined;
+  /** phase = PHASE_RECEIPT; run_id and round = the completed round */
+  header:
+    | PartyHeader
+    | undefined;
+  /** chain hash of audit entry head_idx (32 bytes) */
   chainHead: Uint8Array;
   modelVersion: number;
   /** BLAKE2b-256 */
   modelHash: Uint8Array;
+  /** index of the audit entry whose chain hash is chain_head */
+  headIdx: string;
+  /** Ed25519 over the receipt fields (shared/audit/receipt.ts), 64 bytes */
+  receiptSignature: Uint8Array;
 }
 
 export interface ReceiptAck {
@@ -218,6 +225,13 @@ export interface PhaseEvent {
   payload: Uint8Array;
   /** strictly increasing per coordinator process */
   sequence: string;
+  /**
+   * ROUND_COMPLETED only (audit issue): the audit chain head after the round was recorded, which
+   * the party countersigns in its receipt, and the BLAKE2b-256 of the new model as logged.
+   */
+  auditHead: Uint8Array;
+  auditHeadIdx: string;
+  modelHash: Uint8Array;
 }
 
 export interface EnrollRequest {
@@ -1232,7 +1246,14 @@ export const ModelChunk: MessageFns<ModelChunk> = {
 };
 
 function createBaseReceiptBody(): ReceiptBody {
-  return { header: undefined, chainHead: new Uint8Array(0), modelVersion: 0, modelHash: new Uint8Array(0) };
+  return {
+    header: undefined,
+    chainHead: new Uint8Array(0),
+    modelVersion: 0,
+    modelHash: new Uint8Array(0),
+    headIdx: "0",
+    receiptSignature: new Uint8Array(0),
+  };
 }
 
 export const ReceiptBody: MessageFns<ReceiptBody> = {
@@ -1248,6 +1269,12 @@ export const ReceiptBody: MessageFns<ReceiptBody> = {
     }
     if (message.modelHash.length !== 0) {
       writer.uint32(34).bytes(message.modelHash);
+    }
+    if (message.headIdx !== "0") {
+      writer.uint32(40).uint64(message.headIdx);
+    }
+    if (message.receiptSignature.length !== 0) {
+      writer.uint32(50).bytes(message.receiptSignature);
     }
     return writer;
   },
@@ -1297,6 +1324,22 @@ export const ReceiptBody: MessageFns<ReceiptBody> = {
             message.modelHash = reader.bytes();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.headIdx = reader.uint64().toString();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.receiptSignature = reader.bytes();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1320,6 +1363,8 @@ export const ReceiptBody: MessageFns<ReceiptBody> = {
     message.chainHead = object.chainHead ?? new Uint8Array(0);
     message.modelVersion = object.modelVersion ?? 0;
     message.modelHash = object.modelHash ?? new Uint8Array(0);
+    message.headIdx = object.headIdx ?? "0";
+    message.receiptSignature = object.receiptSignature ?? new Uint8Array(0);
     return message;
   },
 };
@@ -1459,6 +1504,9 @@ function createBasePhaseEvent(): PhaseEvent {
     abortReason: "",
     payload: new Uint8Array(0),
     sequence: "0",
+    auditHead: new Uint8Array(0),
+    auditHeadIdx: "0",
+    modelHash: new Uint8Array(0),
   };
 }
 
@@ -1496,6 +1544,15 @@ export const PhaseEvent: MessageFns<PhaseEvent> = {
     }
     if (message.sequence !== "0") {
       writer.uint32(88).uint64(message.sequence);
+    }
+    if (message.auditHead.length !== 0) {
+      writer.uint32(98).bytes(message.auditHead);
+    }
+    if (message.auditHeadIdx !== "0") {
+      writer.uint32(104).uint64(message.auditHeadIdx);
+    }
+    if (message.modelHash.length !== 0) {
+      writer.uint32(114).bytes(message.modelHash);
     }
     return writer;
   },
@@ -1601,6 +1658,30 @@ export const PhaseEvent: MessageFns<PhaseEvent> = {
             message.sequence = reader.uint64().toString();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.auditHead = reader.bytes();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.auditHeadIdx = reader.uint64().toString();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.modelHash = reader.bytes();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1629,6 +1710,9 @@ export const PhaseEvent: MessageFns<PhaseEvent> = {
     message.abortReason = object.abortReason ?? "";
     message.payload = object.payload ?? new Uint8Array(0);
     message.sequence = object.sequence ?? "0";
+    message.auditHead = object.auditHead ?? new Uint8Array(0);
+    message.auditHeadIdx = object.auditHeadIdx ?? "0";
+    message.modelHash = object.modelHash ?? new Uint8Array(0);
     return message;
   },
 };

@@ -165,12 +165,19 @@ export interface ModelChunk {
 
 /** Reserved for the audit issue: a party's countersignature over the chain head after a round. */
 export interface ReceiptBody {
-  /** phase = PHASE_RECEIPT */
-  header: PartyHeader | undefined;
+  /** phase = PHASE_RECEIPT; run_id and round = the completed round */
+  header:
+    | PartyHeader
+    | undefined;
+  /** chain hash of audit entry head_idx (32 bytes) */
   chainHead: Uint8Array;
   modelVersion: number;
   /** BLAKE2b-256 */
   modelHash: Uint8Array;
+  /** index of the audit entry whose chain hash is chain_head */
+  headIdx: string;
+  /** Ed25519 over the receipt fields (shared/audit/receipt.ts), 64 bytes */
+  receiptSignature: Uint8Array;
 }
 
 export interface ReceiptAck {
@@ -204,6 +211,13 @@ export interface PhaseEvent {
   payload: Uint8Array;
   /** strictly increasing per coordinator process */
   sequence: string;
+  /**
+   * ROUND_COMPLETED only (audit issue): the audit chain head after the round was recorded, which
+   * the party countersigns in its receipt, and the BLAKE2b-256 of the new model as logged.
+   */
+  auditHead: Uint8Array;
+  auditHeadIdx: string;
+  modelHash: Uint8Array;
 }
 
 export interface EnrollRequest {
