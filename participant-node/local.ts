@@ -64,6 +64,12 @@ export interface TrainLocalOptions {
   policy?: string;
   /** user-level DP-SGD instead of plain training: sigma is calibrated to (epsilon, delta) over `steps` */
   dp?: LocalDpOptions;
+  /**
+   * Start from the model saved in DIR/model (e.g. the federated model `node join` saved, with this
+   * party's private embeddings) instead of a fresh one: local personalisation. The result never
+   * leaves the node, so it needs no DP; it replaces DIR/model.
+   */
+  fromSaved?: boolean;
   onProgress?: (p: TrainProgress) => void;
   log?: (msg: string) => void;
 }
@@ -96,12 +102,31 @@ export interface TrainLocalResult {
 export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise<TrainLocalResult> {
   const info = readNodeInfo(dataDir);
   const ds = loadDataset(dataDir);
-  const spec = modelSpec(ds, o.policy);
+  const spec = { ...modelSpec(ds, o.policy) };
   const sel: BackendSelection = await selectBackend(tf, o.backend);
   await sodiumReady(); // CSPRNG for DP sampling and noise
   const seed = o.seed ?? randomInt(0, 2 ** 31);
   const positives = o.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
-  const model = TwoTowerModel.forPolicy(spec.model, spec.vocabularies, ds.users.length, { learningRate: o.learningRate, initSeed: seed });
+  let model = TwoTowerModel.forPolicy(spec.model, spec.vocabularies, ds.users.length, { learningRate: o.learningRate, initSeed: seed });
+  let from: Record<string, unknown> | null = null;
+  if (o.fromSaved) {
+    const saved = loadModel(dataDir);
+    if (saved.meta.catalogueHash !== ds.catalogueHash || saved.userIds.length !== ds.users.length || saved.userIds.some((id, k) => ds.users[k].id !== id)) {
+      saved.model.dispose();
+      model.dispose();
+      throw new UserError(`the saved model in ${dataDir} does not match the imported data (catalogue or users differ); cannot continue from it`, 1);
+    }
+    if ((saved.meta.training.holdout ?? 'none') !== o.holdout) {
+      saved.model.dispose();
+      model.dispose();
+      throw new UserError(`the saved model was trained with holdout ${String(saved.meta.training.holdout)}, not ${o.holdout}: continuing would train on held-out interactions or change the protocol`, 1);
+    }
+    model.dispose();
+    model = saved.model;
+    from = saved.meta.training;
+    spec.model = saved.meta.model;
+    spec.vocabularies = saved.meta.vocabularies;
+  }
   try {
     const f = encodeFeatures(ds, spec.vocabularies);
     model.setFeatures(f.users, f.items);
@@ -129,7 +154,7 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
         catalogueHash: ds.catalogueHash,
         learningRate: o.learningRate,
         initSeed: seed,
-        training: { kind: 'local', backend: sel.backend, epochs: r.epochs, steps: r.steps, batchSize: o.batchSize, negatives: o.negatives, holdout: o.holdout, finalLoss: r.finalLoss, dp: dpInfo ?? null },
+        training: { kind: from ? 'personalised' : 'local', from, backend: sel.backend, epochs: r.epochs, steps: r.steps, batchSize: o.batchSize, negatives: o.negatives, holdout: o.holdout, finalLoss: r.finalLoss, dp: dpInfo ?? null },
       },
       ds.users.map((u) => u.id),
     );

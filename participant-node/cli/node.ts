@@ -68,6 +68,7 @@ export function registerNodeCommands(node: Command): void {
     .option('--seed <n>', 'initialisation/shuffle seed (default: random, printed)')
     .option('--holdout <mode>', "last: hold out each user's latest interaction for `node evaluate`; none: train on all", 'last')
     .option('--policy <file>', 'take model dimensions and vocabularies from the federation policy')
+    .option('--from-saved', 'continue from the saved model (e.g. the federated one: local personalisation, never released)')
     .option('--backend <name>', BACKEND_HELP, 'auto')
     .option('--dp-epsilon <x>', 'train with user-level DP-SGD at this epsilon (sigma is calibrated by the RDP accountant)')
     .option('--dp-delta <x>', 'DP delta', '1e-6')
@@ -89,6 +90,7 @@ export function registerNodeCommands(node: Command): void {
         seed: opts.seed === undefined ? undefined : parseNumberOption('--seed', opts.seed as string, { integer: true, min: 0, max: 2 ** 31 - 1 }),
         holdout: holdout as 'last' | 'none',
         policy: opts.policy as string | undefined,
+        fromSaved: Boolean(opts.fromSaved),
         dp:
           opts.dpEpsilon === undefined
             ? undefined

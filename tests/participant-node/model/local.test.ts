@@ -194,3 +194,30 @@ describe('train-local, evaluate, recommend', () => {
     close();
   });
 });
+
+describe('personalisation from a saved model', () => {
+  test('--from-saved continues the saved model (shared and private parameters) and refuses a holdout mismatch', async () => {
+    const dir = nodeDir('platform');
+    await trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.01, seed: 4, holdout: 'last' });
+    const { loadModel } = await import('../../../participant-node/model/store');
+    const before = loadModel(dir);
+    const sharedBefore = before.model.getSharedFlat();
+    before.model.dispose();
+    const r = await trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.001, seed: 5, holdout: 'last', fromSaved: true });
+    expect(r.epochs).toBe(1);
+    const after = loadModel(dir);
+    expect(after.meta.training.kind).toBe('personalised');
+    const sharedAfter = after.model.getSharedFlat();
+    // continued from the saved weights: near them (a fresh initialisation would be ~sqrt(2) away)
+    let diff = 0;
+    let norm = 0;
+    for (let i = 0; i < sharedAfter.length; i++) {
+      diff += (sharedAfter[i] - sharedBefore[i]) ** 2;
+      norm += sharedBefore[i] ** 2;
+    }
+    expect(Math.sqrt(diff / norm)).toBeGreaterThan(0);
+    expect(Math.sqrt(diff / norm)).toBeLessThan(1);
+    after.model.dispose();
+    await expect(trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.001, holdout: 'none', fromSaved: true })).rejects.toThrow(/trained with holdout last, not none/);
+  });
+});
