@@ -4,11 +4,12 @@
  *   CoreModule (global)   the CTX value: storage, identity, rounds, events, metrics, auth
  *   EnrolmentModule       OperatorService (enrol, runs, tokens) over gRPC
  *   RoundsModule          ParticipantService (subscribe, phases, upload, model download) over gRPC
- *   HttpModule            /healthz, /metrics
+ *   HttpModule            /healthz, /metrics, the read-only audit API and auditor page (/audit/)
  */
 import { Global, Module, type DynamicModule } from '@nestjs/common';
 import { CTX, type CoordinatorContext } from './context';
 import { HealthController } from './http/health.controller';
+import { AuditController } from './http/audit.controller';
 import { OperatorController } from './operator/operator.controller';
 import { ParticipantController } from './participant/participant.controller';
 
@@ -26,7 +27,7 @@ export class EnrolmentModule {}
 @Module({ controllers: [ParticipantController] })
 export class RoundsModule {}
 
-@Module({ controllers: [HealthController] })
+@Module({ controllers: [HealthController, AuditController] })
 export class HttpModule {}
 
 @Module({})

@@ -6,6 +6,9 @@
  * others complete. Round 2: the two survivors complete. Checks, computed here independently of
  * the coordinator: each new global model = FedAvg(base, decoded sum of the survivors' encoded
  * vectors); the nodes adopted it; each node's ledger was charged before it uploaded.
+ * Audit (issue 6): the log exported over the coordinator's HTTP audit API with an auditor token
+ * verifies clean against the policy and the receipts the nodes kept (library and `fedbridge audit
+ * verify`); a one-byte change fails at that entry; the operator token is refused by the audit API.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -26,7 +29,11 @@ import { initSharedParams } from '../../shared/model/init';
 import { modularSum, nextGlobalModel } from '../../shared/fl/aggregate';
 import { newServerState } from '../../shared/fl/server';
 import type { RunningCoordinator } from '../../coordinator/main';
-import { makeEnv, operator, startCoordinator, startRun, unary, type Env } from '../coordinator/helpers/harness';
+import { makeEnv, operator, startCoordinator, startRun, unary, OPERATOR_TOKEN, type Env } from '../coordinator/helpers/harness';
+import { fetchAuditLog, verifyLogFile } from '../../shared/cli/audit';
+import { verifyLog } from '../../shared/audit/verify';
+import { parsePolicyYaml } from '../../shared/policy/schema';
+import { main } from '../../bin/fedbridge';
 
 const PARTIES = ['platform', 'insurer', 'insurer2'];
 
@@ -138,9 +145,80 @@ describe('three real nodes federate through the coordinator', () => {
     expect(readLedger(dirs.insurer2)?.entries.length ?? 0).toBe(0);
     const status = await unary(op.client.getRunStatus.bind(op.client), { runId: run.runId }, op.metadata);
     expect(status.state).toBe('completed');
+
+    // ---- audit: export over HTTP with an auditor token, verify against the policy and the receipts
+    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'integration' }, op.metadata);
+    const http = `http://127.0.0.1:${coord.httpPort}`;
+    const exported = await fetchAuditLog(http, token, { limit: 7 }); // several pages
+    const logFile = path.join(env.dir, 'audit.jsonl');
+    fs.writeFileSync(logFile, exported.bytes);
+    const receiptDirs = ['platform', 'insurer'].map((p) => path.join(dirs[p], 'receipts'));
+    for (const d of receiptDirs) expect(fs.readdirSync(d).sort()).toEqual([expect.stringMatching(/-r1-/), expect.stringMatching(/-r2-/)]);
+    const res = await verifyLogFile(logFile, policyFile, receiptDirs);
+    expect(res.failures).toEqual([]);
+    expect(res.warnings).toEqual([]);
+    expect(res).toMatchObject({ ok: true, entries: exported.entries, rounds: 2, receiptsChecked: 4 });
+    const entries = exported.bytes.toString('utf8').trim().split('\n').map((l) => JSON.parse(l).entry);
+    const types = entries.map((e) => e.type);
+    expect(types.filter((t) => t === 'round-completed')).toHaveLength(2);
+    expect(types.filter((t) => t === 'receipt')).toHaveLength(4);
+    expect(types).toContain('run-completed');
+    const mask1 = entries.find((e) => e.type === 'round-phase' && e.round === 1 && e.phase === 'mask');
+    expect(mask1.parties).toEqual(['insurer', 'platform']); // the leaver sent no masked input
+    expect(mask1.maskedInputs.map((m: { party: string }) => m.party)).toEqual(['insurer', 'platform']);
+    const done2 = entries.find((e) => e.type === 'round-completed' && e.round === 2);
+    expect(Object.keys(done2.epsilon).sort()).toEqual(['insurer', 'platform']);
+    // the logged epsilon is the nodes' own ledger value after the two rounds
+    for (const p of ['platform', 'insurer']) expect(done2.epsilon[p]).toBeCloseTo(readLedger(dirs[p])!.entries[1].epsilonAfter, 9);
+
+    // one byte changed anywhere fails verify at that entry
+    const lines = exported.bytes.toString('utf8').split('\n');
+    const k = types.indexOf('round-completed');
+    const pos = lines.slice(0, k).reduce((n, l) => n + l.length + 1, 0) + Math.floor(lines[k].length / 2);
+    const tampered = Buffer.from(exported.bytes);
+    tampered[pos] = tampered[pos] === 0x30 ? 0x31 : 0x30;
+    const bad = verifyLog(new Uint8Array(tampered), { policy: parsePolicyYaml(fs.readFileSync(policyFile, 'utf8')) });
+    expect(bad.ok).toBe(false);
+    expect(bad.failures[0].entry).toBe(k);
+
+    // the CLI: audit export + audit verify (exit 0 on the real log, 1 on the tampered one)
+    const cliLog = path.join(env.dir, 'cli-audit.jsonl');
+    expect((await cli(['audit', 'export', '--coordinator', http, '--out', cliLog, '--token', token])).code).toBe(0);
+    expect(fs.readFileSync(cliLog).equals(exported.bytes)).toBe(true);
+    const v = await cli(['audit', 'verify', cliLog, '--policy', policyFile, ...receiptDirs.flatMap((d) => ['--receipts', d]), '--json']);
+    expect(v.code).toBe(0);
+    expect(JSON.parse(v.out)).toMatchObject({ ok: true, failures: [] });
+    fs.writeFileSync(cliLog, tampered);
+    expect((await cli(['audit', 'verify', cliLog, '--policy', policyFile])).code).toBe(1);
+
+    // the audit API: operator token and no token refused; bad query 400; OpenAPI served
+    expect((await httpGet(`${http}/audit/v1/log?from=0`, OPERATOR_TOKEN)).status).toBe(401);
+    expect((await httpGet(`${http}/audit/v1/log?from=0`)).status).toBe(401);
+    expect((await httpGet(`${http}/audit/v1/log?from=-1`, token)).status).toBe(400);
+    expect((await httpGet(`${http}/audit/v1/log?from=${exported.entries}`, token)).body).toBe('');
+    const head = await httpGet(`${http}/audit/v1/head`, token);
+    expect(JSON.parse(head.body)).toEqual({ idx: exported.entries - 1, head: res.head });
+    expect((await httpGet(`${http}/audit/openapi.yaml`)).body).toContain('/audit/v1/log');
     op.client.close();
   }, 240_000);
 });
+
+async function cli(args: string[]): Promise<{ code: number; out: string }> {
+  let out = '';
+  const o = jest.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
+  const e = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  try {
+    return { code: await main(args), out };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+async function httpGet(url: string, token?: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+  return { status: res.status, body: await res.text() };
+}
 
 function secretOf(dir: string): Uint8Array {
   return new Uint8Array(Buffer.from(fs.readFileSync(path.join(dir, 'identity.key'), 'utf8').trim(), 'base64'));

@@ -1,0 +1,165 @@
+/**
+ * The read-only audit API and the auditor page (issue 6; proto/fedbridge/v1/audit-api.openapi.yaml),
+ * on the coordinator's HTTP server next to /healthz and /metrics:
+ *
+ *   GET /audit/v1/log?from=N[&limit=M]  auditor bearer token; the stored entries [N, N+M) as export
+ *                                       lines (shared/audit/api.ts: parseLogQuery + auditLogPage),
+ *                                       built from the stored bytes verbatim; 400 on a bad query
+ *   GET /audit/v1/head                  auditor bearer token; {idx, head} of the newest stored entry
+ *   GET /audit/openapi.yaml             the OpenAPI description (no token: it is public)
+ *   GET /audit/, /audit/audit-page.js   the static auditor page (no token: it asks the auditor for
+ *                                       one and verifies the exported log in the browser)
+ *
+ * Tokens: only auditor tokens (issued with `coordinator tokens issue --role auditor`; their SHA-256
+ * is in the tokens table, not revoked) open the API. The operator token (SHA-256 in the config) and
+ * party credentials are refused (401), with the same answer as an unknown token. Nothing here writes.
+ *
+ * The page is built by coordinator/http/audit-page/build.js (esbuild). A prebuilt
+ * `coordinator/http/audit-page/dist/` is served as is; otherwise the coordinator builds it once, on
+ * the first request for the page, into a fresh temporary directory, and serves that.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Controller, Get, Inject, Req, Res } from '@nestjs/common';
+import { AuditApiError, auditLogPage, parseLogQuery } from '../../shared/audit/api';
+import { auditChainHash } from '../../shared/audit/chain';
+import { CTX, type CoordinatorContext } from '../context';
+import { PROTO_ROOT } from '../grpc/options';
+import { bearerToken, tokenSha256 } from '../identity/tokens';
+
+/** The parts of express's Request/Response used here (no @types/express dependency). */
+interface HttpRequest {
+  headers: Record<string, string | string[] | undefined>;
+  query: Record<string, unknown>;
+}
+interface HttpResponse {
+  status(code: number): HttpResponse;
+  setHeader(name: string, value: string): void;
+  send(body: string | Buffer): void;
+}
+
+const PAGE_SRC = path.resolve(__dirname, '..', '..', '..', 'coordinator', 'http', 'audit-page');
+const PAGE_SRC_LOCAL = path.join(__dirname, 'audit-page');
+export const AUDIT_OPENAPI_FILE = path.join(PROTO_ROOT, 'fedbridge', 'v1', 'audit-api.openapi.yaml');
+
+let pageDir: Promise<string> | null = null;
+
+/** The directory holding the built page: a prebuilt dist/, else one build into a temp dir (once per process). */
+function auditPageDir(): Promise<string> {
+  return (pageDir ??= (async () => {
+    const src = fs.existsSync(path.join(PAGE_SRC_LOCAL, 'build.js')) ? PAGE_SRC_LOCAL : PAGE_SRC;
+    const dist = path.join(src, 'dist');
+    if (fs.existsSync(path.join(dist, 'index.html')) && fs.existsSync(path.join(dist, 'audit-page.js'))) return dist;
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-audit-page-'));
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { build } = require(path.join(src, 'build.js')) as { build: (dir: string) => Promise<{ outDir: string }> };
+    await build(out);
+    return out;
+  })().catch((e) => {
+    pageDir = null;
+    throw e;
+  }));
+}
+
+function single(v: unknown): string | null | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'string') return v;
+  return null; // repeated or nested parameters: reported as invalid by parseLogQuery
+}
+
+@Controller('audit')
+export class AuditController {
+  constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {}
+
+  private text(res: HttpResponse, code: number, body: string): void {
+    res.status(code);
+    res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-store');
+    res.send(body + '\n');
+  }
+
+  /** True if the request carries a valid, unrevoked auditor token; answers 401 otherwise. */
+  private async auditor(req: HttpRequest, res: HttpResponse): Promise<boolean> {
+    const h = req.headers.authorization;
+    const token = bearerToken(h === undefined ? [] : Array.isArray(h) ? h : [h]);
+    const row = token ? await this.ctx.repo.tokenByHash(tokenSha256(token)) : null;
+    if (!row || row.role !== 'auditor') {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="fedbridge-audit"');
+      this.text(res, 401, 'an auditor bearer token is required (fedbridge coordinator tokens issue --role auditor)');
+      return false;
+    }
+    return true;
+  }
+
+  @Get('v1/log')
+  async log(@Req() req: HttpRequest, @Res() res: HttpResponse): Promise<void> {
+    if (!(await this.auditor(req, res))) return;
+    let q: { from: number; limit: number };
+    try {
+      const from = single(req.query.from);
+      const limit = single(req.query.limit);
+      if (from === null || limit === null) throw new AuditApiError('"from" and "limit" may be given once each');
+      q = parseLogQuery({ from, limit });
+    } catch (e) {
+      if (e instanceof AuditApiError) return this.text(res, e.httpStatus, e.message);
+      throw e;
+    }
+    const rows = await this.ctx.repo.auditEntries(q.from, q.limit);
+    res.status(200);
+    res.setHeader('Content-Type', 'application/x-ndjson');
+    res.setHeader('Cache-Control', 'no-store');
+    res.send(auditLogPage(rows, q.from));
+  }
+
+  @Get('v1/head')
+  async head(@Req() req: HttpRequest, @Res() res: HttpResponse): Promise<void> {
+    if (!(await this.auditor(req, res))) return;
+    const last = await this.ctx.repo.db.query('SELECT idx FROM audit_log ORDER BY idx DESC LIMIT 1');
+    let body = { idx: -1, head: '0'.repeat(64) };
+    if (last.length) {
+      const [r] = await this.ctx.repo.auditEntries(Number(last[0].idx), 1);
+      body = { idx: r.idx, head: Buffer.from(auditChainHash(r.idx, r.prevHash, r.entry)).toString('hex') };
+    }
+    res.status(200);
+    res.setHeader('Content-Type', 'application/json');
+    res.setHeader('Cache-Control', 'no-store');
+    res.send(JSON.stringify(body));
+  }
+
+  @Get('openapi.yaml')
+  openapi(@Res() res: HttpResponse): void {
+    res.status(200);
+    res.setHeader('Content-Type', 'application/yaml; charset=utf-8');
+    res.send(fs.readFileSync(AUDIT_OPENAPI_FILE));
+  }
+
+  @Get()
+  async page(@Req() req: HttpRequest & { originalUrl?: string }, @Res() res: HttpResponse): Promise<void> {
+    // the page loads its script and the API relative to /audit/: send /audit there
+    if (!/^\/audit\/(\?|$)/.test(req.originalUrl ?? '/audit/')) {
+      res.status(301);
+      res.setHeader('Location', '/audit/');
+      return res.send('');
+    }
+    await this.pageFile(res, 'index.html', 'text/html; charset=utf-8');
+  }
+
+  @Get('audit-page.js')
+  async script(@Res() res: HttpResponse): Promise<void> {
+    await this.pageFile(res, 'audit-page.js', 'text/javascript; charset=utf-8');
+  }
+
+  private async pageFile(res: HttpResponse, name: string, type: string): Promise<void> {
+    let dir: string;
+    try {
+      dir = await auditPageDir();
+    } catch (e) {
+      this.ctx.log(`auditor page build failed: ${(e as Error).message}`);
+      return this.text(res, 503, 'the auditor page could not be built on this coordinator (node coordinator/http/audit-page/build.js)');
+    }
+    res.status(200);
+    res.setHeader('Content-Type', type);
+    res.send(fs.readFileSync(path.join(dir, name)));
+  }
+}
