@@ -1,0 +1,158 @@
+/**
+ * The audit module wired into the coordinator (issue 6), over real gRPC with the secure-aggregation
+ * protocol and MiniNodes: the log of a real round, exported over the HTTP audit API with an auditor
+ * token, verifies with shared/audit's verifyLog (chain, signatures, signed secagg evidence, policy
+ * parameters, epsilon, Merkle roots, receipts). SubmitReceipt records a party's valid receipt and
+ * refuses a receipt signed by another key, over another head, another model, an entry before the
+ * round's completion, a round not completed, or a second one — each with its status and nothing
+ * stored. A restarted coordinator continues the same chain. The auditor page and OpenAPI are served.
+ */
+import { EventKind, ReceiptBody, type PhaseEvent, type ReceiptAck, type SignedRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { encodedDimension } from '../../shared/dp/encode';
+import { policyHash, type Policy } from '../../shared/policy/schema';
+import { signReceipt } from '../../shared/audit/receipt';
+import { verifyLog } from '../../shared/audit/verify';
+import { auditChainHash } from '../../shared/audit/chain';
+import type { Receipt } from '../../shared/audit/entries';
+import { fetchAuditLog } from '../../shared/cli/audit';
+import { receiptBodyFields } from '../../participant-node/federation/receipt';
+import { verifyAuditChain } from '../../coordinator/audit/log';
+import type { RunningCoordinator } from '../../coordinator/main';
+import { FEDERATION, grpc, grpcError, makeEnv, ManualTimers, modelDim, operator, OPERATOR_TOKEN, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { MiniNode } from './helpers/mini-node';
+
+const PARTIES = ['platform', 'insurer', 'insurer2'];
+
+function submit(p: TestParty, runId: string, round: number, r: Receipt, modelVersion: number): Promise<ReceiptAck> {
+  const body = ReceiptBody.encode({ header: p.header('SubmitReceipt', runId, round), ...receiptBodyFields(r, modelVersion) }).finish();
+  const req: SignedRequest = p.sign('SubmitReceipt', body);
+  return new Promise((resolve, reject) => p.client.submitReceipt(req, (e, a) => (e ? reject(e) : resolve(a))));
+}
+
+async function get(url: string, token?: string): Promise<{ status: number; body: string; type: string }> {
+  const res = await fetch(url, { redirect: 'manual', ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
+  return { status: res.status, body: await res.text(), type: res.headers.get('content-type') ?? '' };
+}
+
+describe('audit log of the coordinator', () => {
+  let env: Env;
+  let coord: RunningCoordinator;
+  const timers = new ManualTimers();
+  let parties: TestParty[] = [];
+  let nodes: MiniNode[] = [];
+
+  beforeAll(async () => {
+    env = await makeEnv(PARTIES);
+    coord = await startCoordinator(env, undefined as never, timers);
+  });
+  afterAll(async () => {
+    for (const n of nodes) n.stream.cancel();
+    for (const p of parties) p.close();
+    await coord?.close();
+  });
+
+  test('a real secagg round verifies; receipts checked and logged; restart continues the chain; API and page served', async () => {
+    parties = PARTIES.map((n) => new TestParty(n, env, coord.grpcPort));
+    const op = operator(env, coord.grpcPort);
+    for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+    const policy: Policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
+    policy.secagg.threshold = 2;
+    const dim = modelDim(policy);
+    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
+    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(new Float32Array(dim).fill(0.01).buffer));
+    const runId = st.runId;
+    const done: PhaseEvent = await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED && e.round === 1);
+    await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_RUN_FINISHED);
+    expect(done.auditHead).toHaveLength(32);
+    expect(done.modelHash).toHaveLength(32);
+    const model = await parties[0].download(done.modelVersion);
+    expect(Buffer.from(model.info.modelHash).equals(Buffer.from(done.modelHash))).toBe(true);
+
+    const pHash = policyHash(policy);
+    const headIdx = Number(done.auditHeadIdx);
+    const receiptOf = (p: TestParty, over: Partial<Parameters<typeof signReceipt>[0]> = {}, key = p.keys.secretKey) =>
+      signReceipt({ federationId: FEDERATION, policyHash: pHash, runId, round: 1, party: p.name, headIdx, head: done.auditHead, modelHash: done.modelHash, ...over }, key);
+    const stored = () => coord.ctx.repo.snapshotCounts();
+
+    // refused receipts: precise status, nothing stored
+    const before = await stored();
+    const rows = await coord.ctx.repo.auditEntries();
+    const head0 = auditChainHash(rows[0].idx, rows[0].prevHash, rows[0].entry);
+    const refused: [string, Promise<unknown>, grpc.status][] = [
+      ['signed by another key', submit(parties[0], runId, 1, receiptOf(parties[0], {}, parties[1].keys.secretKey), done.modelVersion), grpc.status.UNAUTHENTICATED],
+      ['another head', submit(parties[0], runId, 1, receiptOf(parties[0], { head: new Uint8Array(32).fill(7) }), done.modelVersion), grpc.status.FAILED_PRECONDITION],
+      ['another model', submit(parties[0], runId, 1, receiptOf(parties[0], { modelHash: new Uint8Array(32).fill(9) }), done.modelVersion), grpc.status.FAILED_PRECONDITION],
+      ['another model version', submit(parties[0], runId, 1, receiptOf(parties[0]), done.modelVersion + 1), grpc.status.FAILED_PRECONDITION],
+      ['an entry before the round completed', submit(parties[0], runId, 1, receiptOf(parties[0], { headIdx: 0, head: head0 }), done.modelVersion), grpc.status.FAILED_PRECONDITION],
+      ['a round that did not complete', submit(parties[0], runId, 2, receiptOf(parties[0], { round: 2 }), done.modelVersion), grpc.status.FAILED_PRECONDITION],
+      ['another run', submit(parties[0], 'run-nope', 1, receiptOf(parties[0], { runId: 'run-nope' }), done.modelVersion), grpc.status.NOT_FOUND],
+    ];
+    for (const [why, call, code] of refused) {
+      const e = await grpcError(call);
+      expect([why, e.code]).toEqual([why, code]);
+    }
+    expect(await stored()).toEqual(before);
+
+    // good receipts are logged; a second one for the same round is refused
+    const acks = [];
+    for (const p of parties) acks.push(await submit(p, runId, 1, receiptOf(p), done.modelVersion));
+    expect(acks.map((a) => Number(a.logIndex))).toEqual([0, 1, 2].map((k) => before.audit_log + k));
+    expect((await grpcError(submit(parties[1], runId, 1, receiptOf(parties[1]), done.modelVersion))).code).toBe(grpc.status.ALREADY_EXISTS);
+
+    // exported over HTTP with an auditor token, the log verifies against the policy and the receipts
+    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'audit-test' }, op.metadata);
+    const http = `http://127.0.0.1:${coord.httpPort}`;
+    const exported = await fetchAuditLog(http, token, { limit: 5 });
+    const receipts = parties.map((p) => ({ source: p.name, receipt: receiptOf(p) }));
+    const res = verifyLog(new Uint8Array(exported.bytes), { policy, receipts });
+    expect(res.failures).toEqual([]);
+    expect(res.warnings).toEqual([]);
+    expect(res.ok).toBe(true);
+    const entries = exported.bytes.toString('utf8').trim().split('\n').map((l) => JSON.parse(l).entry);
+    expect(entries.map((e) => e.type)).toEqual([
+      'participant-enrolled', 'participant-enrolled', 'participant-enrolled',
+      'policy-registered', 'run-started', 'round-started',
+      'round-phase', 'round-phase', 'round-phase', 'round-phase', 'round-phase',
+      'round-completed', 'run-completed', 'receipt', 'receipt', 'receipt', 'token-issued',
+    ]);
+    const advertise = entries.find((e) => e.phase === 'advertise');
+    expect(advertise.advertisements.map((a: { party: string }) => a.party)).toEqual(['insurer', 'insurer2', 'platform']);
+    const completed = entries.find((e) => e.type === 'round-completed');
+    expect(Object.keys(completed.epsilon).sort()).toEqual(['insurer', 'insurer2', 'platform']);
+    expect(completed.merkle).toMatchObject({ from: 5, count: 6 });
+
+    // the operator token and no token are refused; bad queries get 400; head and OpenAPI served
+    expect((await get(`${http}/audit/v1/log?from=0`, OPERATOR_TOKEN)).status).toBe(401);
+    expect((await get(`${http}/audit/v1/log?from=0`)).status).toBe(401);
+    expect((await get(`${http}/audit/v1/head`, OPERATOR_TOKEN)).status).toBe(401);
+    for (const q of ['', '?from=x', '?from=0&limit=0', '?from=0&limit=10001', '?from=0&from=1']) expect([q, (await get(`${http}/audit/v1/log${q}`, token)).status]).toEqual([q, 400]);
+    const page = await get(`${http}/audit/v1/log?from=3&limit=2`, token);
+    expect(page.type).toContain('application/x-ndjson');
+    expect(page.body).toBe(exported.bytes.toString('utf8').split('\n').slice(3, 5).join('\n') + '\n');
+    expect(JSON.parse((await get(`${http}/audit/v1/head`, token)).body)).toEqual({ idx: entries.length - 1, head: res.head });
+    expect((await get(`${http}/audit/openapi.yaml`)).body).toContain('operationId: getAuditLog');
+
+    // a restarted coordinator continues the same chain (the writer and recorder are replayed)
+    await coord.close();
+    coord = await startCoordinator(env, undefined as never, timers);
+    const op2 = operator(env, coord.grpcPort);
+    await unary(op2.client.issueToken.bind(op2.client), { role: 'auditor', label: 'after restart' }, op2.metadata);
+    const after = await fetchAuditLog(`http://127.0.0.1:${coord.httpPort}`, token);
+    expect(after.entries).toBe(exported.entries + 1);
+    expect(after.bytes.subarray(0, exported.bytes.length).equals(exported.bytes)).toBe(true);
+    expect(verifyLog(new Uint8Array(after.bytes), { policy, receipts }).failures).toEqual([]);
+    expect(verifyAuditChain(await coord.ctx.repo.auditEntries(), coord.publicKey).failures).toEqual([]);
+
+    // the auditor page: /audit redirects to /audit/, which loads its script
+    const http2 = `http://127.0.0.1:${coord.httpPort}`;
+    expect((await get(`${http2}/audit`)).status).toBe(301);
+    const html = await get(`${http2}/audit/`);
+    expect(html.status).toBe(200);
+    expect(html.body).toContain('audit-page.js');
+    const js = await get(`${http2}/audit/audit-page.js`);
+    expect(js.status).toBe(200);
+    expect(js.body.length).toBeGreaterThan(10_000);
+    op.client.close();
+    op2.client.close();
+  }, 120_000);
+});
