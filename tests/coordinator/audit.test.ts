@@ -7,7 +7,7 @@
  * round's completion, a round not completed, or a second one — each with its status and nothing
  * stored. A restarted coordinator continues the same chain. The auditor page and OpenAPI are served.
  */
-import { EventKind, ReceiptBody, type PhaseEvent, type ReceiptAck, type SignedRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { EventKind, Phase, ReceiptBody, type PhaseEvent, type ReceiptAck, type SignedRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { encodedDimension } from '../../shared/dp/encode';
 import { policyHash, type Policy } from '../../shared/policy/schema';
 import { signReceipt } from '../../shared/audit/receipt';
@@ -156,3 +156,52 @@ describe('audit log of the coordinator', () => {
     op2.client.close();
   }, 120_000);
 });
+
+describe('audit log of aborted rounds', () => {
+  let env: Env;
+  let coord: RunningCoordinator;
+  const timers = new ManualTimers();
+  let parties: TestParty[] = [];
+  let nodes: MiniNode[] = [];
+
+  beforeAll(async () => {
+    env = await makeEnv(PARTIES);
+    coord = await startCoordinator(env, undefined as never, timers);
+  });
+  afterAll(async () => {
+    for (const n of nodes) n.stream.cancel();
+    for (const p of parties) p.close();
+    await coord?.close();
+  });
+
+  test('two parties vanish at advertise: three aborted rounds, then the run is aborted; the log verifies', async () => {
+    parties = PARTIES.map((n) => new TestParty(n, env, coord.grpcPort));
+    const op = operator(env, coord.grpcPort);
+    for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+    const policy: Policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
+    policy.secagg.threshold = 2;
+    const dim = modelDim(policy);
+    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
+    nodes[1].killAt = { round: 1, phase: Phase.PHASE_ADVERTISE_KEYS };
+    nodes[2].killAt = { round: 1, phase: Phase.PHASE_ADVERTISE_KEYS };
+    await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(new Float32Array(dim).fill(0.01).buffer));
+    for (const round of [1, 2, 3]) {
+      await nodes[0].sentIn(round, Phase.PHASE_ADVERTISE_KEYS);
+      expect(timers.fire()).toBe(1);
+      await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_ROUND_ABORTED && e.round === round);
+    }
+    await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_RUN_FINISHED);
+    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'abort-test' }, op.metadata);
+    const exported = await fetchAuditLog(`http://127.0.0.1:${coord.httpPort}`, token);
+    const res = verifyLog(new Uint8Array(exported.bytes), { policy });
+    expect(res.failures).toEqual([]);
+    expect(res.ok).toBe(true);
+    expect(res.timeline.map((r) => [r.round, r.status, r.phases.advertise])).toEqual([1, 2, 3].map((r) => [r, 'aborted', ['platform']]));
+    expect(res.runs.map((r) => r.status)).toEqual(['aborted']);
+    const entries = exported.bytes.toString('utf8').trim().split('\n').map((l) => JSON.parse(l).entry);
+    const aborted = entries.filter((e) => e.type === 'round-aborted');
+    expect(aborted.map((e) => [e.phase, e.epsilon])).toEqual([1, 2, 3].map(() => ['advertise', {}])); // nobody sent a masked input: nobody charged
+    op.client.close();
+  }, 120_000);
+});
+
