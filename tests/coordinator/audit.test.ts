@@ -158,6 +158,7 @@ describe('audit log of the coordinator', () => {
 });
 
 describe('audit log of aborted rounds', () => {
+  let firstPolicy: Policy | null = null;
   let env: Env;
   let coord: RunningCoordinator;
   const timers = new ManualTimers();
@@ -202,6 +203,35 @@ describe('audit log of aborted rounds', () => {
     const aborted = entries.filter((e) => e.type === 'round-aborted');
     expect(aborted.map((e) => [e.phase, e.epsilon])).toEqual([1, 2, 3].map(() => ['advertise', {}])); // nobody sent a masked input: nobody charged
     op.client.close();
+    firstPolicy = policy;
+  }, 120_000);
+
+  test('a coordinator restarted during masked input aborts the round and retries it; the log of both runs verifies', async () => {
+    const policy = firstPolicy!;
+    for (const n of nodes) n.stream.cancel(); // the first run's nodes
+    nodes = [];
+    const op = operator(env, coord.grpcPort);
+    const ps = parties.map((p) => new TestParty(p.name, env, coord.grpcPort, { keys: p.keys }));
+    const dim = modelDim(policy);
+    const ns = ps.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
+    ns[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT };
+    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(new Float32Array(dim).fill(0.02).buffer));
+    await Promise.all(ns.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_MASKED_INPUT)));
+    for (const n of ns) n.stream.cancel();
+    op.client.close();
+    await coord.close();
+    coord = await startCoordinator(env, undefined as never, timers);
+    const op2 = operator(env, coord.grpcPort);
+    const { token } = await unary(op2.client.issueToken.bind(op2.client), { role: 'auditor', label: 'restart-test' }, op2.metadata);
+    const exported = await fetchAuditLog(`http://127.0.0.1:${coord.httpPort}`, token);
+    const res = verifyLog(new Uint8Array(exported.bytes), { policy });
+    expect(res.failures).toEqual([]);
+    expect(res.runs.map((r) => [r.runId === st.runId, r.status])).toEqual([[false, 'aborted'], [true, 'running']]);
+    const last = res.timeline.filter((r) => r.runId === st.runId);
+    expect(last.map((r) => [r.round, r.status])).toEqual([[1, 'aborted'], [2, 'open']]);
+    expect(last[0].reason).toContain('coordinator restarted during round 1 (phase mask)');
+    for (const p of ps) p.close();
+    op2.client.close();
   }, 120_000);
 });
 
