@@ -51,7 +51,7 @@ export const DEMO_PARAMS = {
   phaseSeconds: 300,
   /** local-only baseline (non-DP) */
   local: { platformEpochs: 1, insurerEpochs: 3, batchSize: 1024, negatives: 4, learningRate: 0.005 },
-  /** pooled ceiling (non-DP, all parties' data in one place) */
+  /** pooled ceiling (non-DP, all parties' data in one place; each party's interactions repeated per epoch as often as its local epochs) */
   pooled: { epochs: 1, batchSize: 1024, negatives: 4, learningRate: 0.005 },
   /** evaluation: users sampled per party (all users when the party has fewer) */
   evalUsers: 2000,
@@ -453,9 +453,19 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     }
     mark('local');
     const pooled = poolDatasets(DEMO_PARTIES.map((p) => datasets[p]));
-    const pt = trainPooled(pooled, { model: policy.model, vocabularies: policy.vocabularies, epochs: P.pooled.epochs, batchSize: P.pooled.batchSize, negatives: P.pooled.negatives, learningRate: P.pooled.learningRate, seed: o.seed });
+    const pt = trainPooled(pooled, {
+      model: policy.model,
+      vocabularies: policy.vocabularies,
+      epochs: P.pooled.epochs,
+      batchSize: P.pooled.batchSize,
+      negatives: P.pooled.negatives,
+      learningRate: P.pooled.learningRate,
+      seed: o.seed,
+      // each party's interactions as often per epoch as in its local-only training
+      repeats: Object.fromEntries(DEMO_PARTIES.map((p) => [p, p === 'platform' ? P.local.platformEpochs : P.local.insurerEpochs])),
+    });
     try {
-      log(`pooled ceiling: ${pooled.ds.users.length} users, ${pt.split.train.user.length} training interactions, ${pt.train.epochs} epoch(s), ${pt.train.steps} steps, ${Math.round(pt.train.samplesPerSecond)} samples/s on ${sel.backend}`);
+      log(`pooled ceiling: ${pooled.ds.users.length} users, ${pt.split.train.user.length} training interactions (each party's repeated as often as in its local training), ${pt.train.epochs} epoch(s), ${pt.train.steps} steps, ${Math.round(pt.train.samplesPerSecond)} samples/s on ${sel.backend}`);
       for (const p of DEMO_PARTIES) {
         const truth = await readGroundTruth(file(p, 'ground_truth.csv'), datasets[p]);
         evals[p].pooled = evaluatePooledParty(pt.model, pooled, pt.split, p, samples[p], { seed: evalSeed, truth });

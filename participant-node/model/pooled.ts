@@ -106,6 +106,34 @@ export interface PooledTrainOptions {
   seed: number;
   /** cap on the number of optimizer steps (time budget) */
   maxSteps?: number;
+  /**
+   * per party: how many times each of its training interactions appears in one epoch (default 1).
+   * The demo passes each party's local-only epoch count, so every interaction is seen as often as
+   * in its party's local training, plus everyone else's data: a fair ceiling, not an under-trained one.
+   */
+  repeats?: Record<string, number>;
+}
+
+/** The training pairs of `train` with party k's pairs repeated repeats[k] times (user order kept). */
+export function repeatByParty(p: PooledDataset, train: Positives, repeats: Record<string, number>): Positives {
+  const times = (u: number) => {
+    const part = p.parts.find((x) => u >= x.offset && u < x.offset + x.count)!;
+    const r = repeats[part.party] ?? 1;
+    if (!Number.isSafeInteger(r) || r < 1) throw new RangeError(`repeats.${part.party} must be a positive integer, got ${r}`);
+    return r;
+  };
+  let n = 0;
+  for (let j = 0; j < train.user.length; j++) n += times(train.user[j]);
+  const user = new Uint32Array(n);
+  const item = new Uint32Array(n);
+  let at = 0;
+  for (let j = 0; j < train.user.length; j++) {
+    for (let r = times(train.user[j]); r > 0; r--) {
+      user[at] = train.user[j];
+      item[at++] = train.item[j];
+    }
+  }
+  return { user, item };
 }
 
 /**
@@ -118,7 +146,8 @@ export function trainPooled(p: PooledDataset, o: PooledTrainOptions): { model: T
   try {
     const f = encodeFeatures(p.ds, o.vocabularies);
     model.setFeatures(f.users, f.items);
-    const train = trainEpochs(model, split.train, domainIndex(p.ds), {
+    const positives = o.repeats ? repeatByParty(p, split.train, o.repeats) : split.train;
+    const train = trainEpochs(model, positives, domainIndex(p.ds), {
       epochs: o.epochs,
       batchSize: o.batchSize,
       negatives: o.negatives,
