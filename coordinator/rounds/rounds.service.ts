@@ -519,7 +519,9 @@ export class RoundsService {
       if (run.state !== 'running') throw failedPrecondition(`run ${run.id} is already ${run.state}`);
       const why = `operator: ${reason || 'aborted'}`;
       const a = this.active;
-      if (a && a.runId === run.id) await this.abortActive(a, why, true);
+      // the phase in progress is logged with the messages accepted so far (a masked input already
+      // received is charged), then the round and the run are aborted
+      if (a && a.runId === run.id) await this.abortActive(a, why, true, { phase: a.stage as AuditPhase, parties: [...a.accepted].sort(), evidence: phaseEvidence(a.protocol) });
       else {
         const sealer = this.runAbortEmitter(await this.loadPolicy(run.policyHash), run.id, why);
         await this.d.audit.write(() => this.d.repo.abortRunOnly(run.id, why, sealer));

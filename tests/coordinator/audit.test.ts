@@ -233,5 +233,34 @@ describe('audit log of aborted rounds', () => {
     for (const p of ps) p.close();
     op2.client.close();
   }, 120_000);
+
+  test('an operator abort during masked input logs the inputs received so far (charged) and verifies', async () => {
+    const policy = firstPolicy!;
+    const op = operator(env, coord.grpcPort);
+    // the run recovered above is still running: abort it first (its retried round has no nodes)
+    await unary(op.client.abortRun.bind(op.client), { runId: '', reason: 'test cleanup' }, op.metadata);
+    const ps = parties.map((p) => new TestParty(p.name, env, coord.grpcPort, { keys: p.keys }));
+    const dim = modelDim(policy);
+    const ns = ps.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
+    ns[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT };
+    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(new Float32Array(dim).fill(0.03).buffer));
+    await Promise.all(ns.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_MASKED_INPUT)));
+    await unary(op.client.abortRun.bind(op.client), { runId: st.runId, reason: 'stop' }, op.metadata);
+    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'operator-abort' }, op.metadata);
+    const exported = await fetchAuditLog(`http://127.0.0.1:${coord.httpPort}`, token);
+    const res = verifyLog(new Uint8Array(exported.bytes), { policy });
+    expect(res.failures).toEqual([]);
+    const entries = exported.bytes.toString('utf8').trim().split('\n').map((l) => JSON.parse(l).entry);
+    const mine = entries.filter((e) => e.runId === st.runId);
+    const mask = mine.find((e) => e.type === 'round-phase' && e.phase === 'mask');
+    expect(mask.parties).toEqual(['insurer', 'platform']);
+    const aborted = mine.find((e) => e.type === 'round-aborted');
+    expect(aborted.phase).toBe('mask');
+    expect(Object.keys(aborted.epsilon).sort()).toEqual(['insurer', 'platform']);
+    expect(mine[mine.length - 1]).toMatchObject({ type: 'run-aborted', reason: 'operator: stop' });
+    for (const n of ns) n.stream.cancel();
+    for (const p of ps) p.close();
+    op.client.close();
+  }, 120_000);
 });
 
