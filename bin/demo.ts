@@ -105,7 +105,7 @@ export interface DemoResult {
   runId: string;
   auditLog: string;
   verified: boolean;
-  audit: { entries: number; rounds: number; failures: unknown[]; error?: string };
+  audit: { entries: number; rounds: number; receipts: number; failures: unknown[]; error?: string };
   policy: string;
   policyHash: string;
   noiseMultiplier: number;
@@ -607,7 +607,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       runId: started.runId,
       auditLog,
       verified: audit.ok === true,
-      audit: { entries: audit.entries, rounds: audit.rounds, failures: audit.failures, ...(audit.error ? { error: audit.error } : {}) },
+      audit: { entries: audit.entries, rounds: audit.rounds, receipts: audit.receipts ?? 0, failures: audit.failures, ...(audit.error ? { error: audit.error } : {}) },
       policy: policyFile,
       policyHash: hash,
       noiseMultiplier: sigma,
@@ -671,7 +671,7 @@ async function main(argv: string[]): Promise<number> {
   process.stdout.write(
     r.audit.error
       ? `audit log: ${r.auditLog}: NOT verified: ${r.audit.error}\n`
-      : `audit log: ${r.auditLog} (${r.audit.entries} entries, ${r.audit.rounds} rounds): ${r.verified ? 'verified, every check passed' : `NOT verified (${r.audit.failures.length} failures)`}\n`,
+      : `audit log: ${r.auditLog} (${r.audit.entries} entries, ${r.audit.rounds} rounds, ${r.audit.receipts} party receipts checked): ${r.verified ? 'verified, every check passed' : `NOT verified (${r.audit.failures.length} failures)`}\n`,
   );
   process.stdout.write(`finished in ${r.wallSeconds.toFixed(0)} s (${Object.entries(r.timings).map(([k, s]) => `${k} ${s.toFixed(0)} s`).join(', ')}); logs and node data under ${path.dirname(r.plot)}\n`);
   if (o.json) process.stdout.write(JSON.stringify(demoJson(r)) + '\n');
