@@ -290,9 +290,9 @@ export class RoundsService {
     }
     if (step.kind === 'next') {
       const deadline = this.phaseDeadline(a.policy);
-      const rec = this.d.audit.recorderFor(a.policy);
       const to = { state: 'open', phase: step.phase, phaseDeadline: deadline };
-      await this.d.audit.write(() => this.d.repo.setRoundPhase(a.runId, a.round, { state: 'open', phase }, to, { emit: () => [rec.phase(closed.phase, closed.parties, closed.evidence)] }));
+      const emit = () => [this.d.audit.recorderFor(a.policy).phase(closed.phase, closed.parties, closed.evidence)];
+      await this.d.audit.write(() => this.d.repo.setRoundPhase(a.runId, a.round, { state: 'open', phase }, to, { emit }));
       this.transitionTo(a, [phase], step.phase);
       a.expected = new Set(step.parties);
       a.accepted = new Set();
@@ -335,12 +335,12 @@ export class RoundsService {
 
   /** Audit records of a completed round: its last phase, round-completed, then run-completed or the next round-started. */
   private completeEmitter(a: ActiveRound, closed: ClosedPhase, step: Extract<ProtocolStep, { kind: 'done' }>, modelHash: Uint8Array) {
-    const rec = this.d.audit.recorderFor(a.policy);
     // a protocol that does not expose its aggregate (the test-only plain-sum protocol) logs the new model's hash there
     const given = step.audit.aggregateHash;
     const aggregateHash = typeof given === 'string' && /^[0-9a-f]{64}$/.test(given) ? given : Buffer.from(modelHash).toString('hex');
     return {
       emit: ({ modelVersion, nextRound }: { modelVersion: number; nextRound: number | null }): AuditRecord[] => {
+        const rec = this.d.audit.recorderFor(a.policy); // resolved inside the write (the recorder may have been rebuilt)
         const out: AuditRecord[] = [rec.phase(closed.phase, closed.parties, closed.evidence)];
         out.push(rec.completeRound({ survivors: [...step.survivors].sort(), aggregateHash, modelVersion, modelHash: Buffer.from(modelHash).toString('hex') }));
         if (nextRound === null) out.push(rec.completeRun(a.runId, modelVersion));
@@ -356,9 +356,9 @@ export class RoundsService {
    * the audit module) gets no round-aborted.
    */
   private abortEmitter(policy: Policy, runId: string, o: { reason: string; phase: AuditPhase | null; closed?: ClosedPhase; roster: string[] }) {
-    const rec = this.d.audit.recorderFor(policy);
     return {
       emit: ({ baseModelVersion, nextRound }: { baseModelVersion: number; nextRound: number | null }): AuditRecord[] => {
+        const rec = this.d.audit.recorderFor(policy);
         const out: AuditRecord[] = [];
         if (o.closed) out.push(rec.phase(o.closed.phase, o.closed.parties, o.closed.evidence));
         try {
@@ -374,8 +374,7 @@ export class RoundsService {
   }
 
   private runAbortEmitter(policy: Policy, runId: string, reason: string) {
-    const rec = this.d.audit.recorderFor(policy);
-    return { emit: (): AuditRecord[] => [rec.abortRun(runId, reason)] };
+    return { emit: (): AuditRecord[] => [this.d.audit.recorderFor(policy).abortRun(runId, reason)] };
   }
 
   private async abortActive(a: ActiveRound, reason: string, abortRun: boolean, closed?: ClosedPhase): Promise<void> {
@@ -501,13 +500,13 @@ export class RoundsService {
 
   /** Audit records of a new run: policy-registered (first use of the policy), run-started, round 1's round-started. */
   private startEmitter(policy: Policy, runId: string, signatures: { party: string; publicKey: Uint8Array; signature: Uint8Array }[], initialModelHash: Uint8Array) {
-    const rec = this.d.audit.recorderFor(policy);
     const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+    const recorder = () => this.d.audit.recorderFor(policy);
     return {
       emit: ({ newPolicy, modelVersion }: { newPolicy: boolean; modelVersion: number }): AuditRecord[] => [
-        ...(newPolicy ? [rec.registerPolicy(signatures.map((s) => ({ party: s.party, publicKey: b64(s.publicKey), signature: b64(s.signature) })))] : []),
-        rec.startRun(runId, modelVersion, Buffer.from(initialModelHash).toString('hex')),
-        rec.startRound({ runId, round: 1, secaggRound: 1, baseModelVersion: modelVersion, parties: policy.parties.map((p) => p.name) }),
+        ...(newPolicy ? [recorder().registerPolicy(signatures.map((s) => ({ party: s.party, publicKey: b64(s.publicKey), signature: b64(s.signature) })))] : []),
+        recorder().startRun(runId, modelVersion, Buffer.from(initialModelHash).toString('hex')),
+        recorder().startRound({ runId, round: 1, secaggRound: 1, baseModelVersion: modelVersion, parties: policy.parties.map((p) => p.name) }),
       ],
     };
   }
