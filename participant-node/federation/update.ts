@@ -76,6 +76,11 @@ export function roundEncodeParams(policy: Policy, runId: string, round: number) 
   };
 }
 
+function roundPrivacy(policy: Policy, enc: { gamma: number; bits: number }, dimension: number, steps: number): RoundPrivacy {
+  const p = policy.privacy;
+  return { mechanism: p.mechanism, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, steps, clipNorm: p.clipNorm, delta: p.delta, gamma: enc.gamma, bits: enc.bits, dimension, noiseMode: p.noiseMode, nMin: p.nMin };
+}
+
 /** The DP trainer with the policy's privacy and training parameters. */
 function policyTrainer(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, policy: Policy, rng: Xoshiro128): DpSgdTrainer {
   const p = policy.privacy;
@@ -132,19 +137,7 @@ function roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: R
   return {
     encoded: encoded.data,
     delta: new Float32Array(0),
-    privacy: {
-      mechanism: p.mechanism,
-      noiseMultiplier: p.noiseMultiplier,
-      samplingRate: p.samplingRate,
-      steps: 1,
-      clipNorm: p.clipNorm,
-      delta: p.delta,
-      gamma: enc.gamma,
-      bits: enc.bits,
-      dimension,
-      noiseMode: p.noiseMode,
-      nMin: p.nMin,
-    },
+    privacy: roundPrivacy(policy, enc, dimension, 1),
     meanLoss: r ? r.loss : NaN,
     sampledUsers: batch.length,
   };
@@ -184,19 +177,7 @@ export function computeLocalUpdate(
   return {
     encoded: encoded.data,
     delta,
-    privacy: {
-      mechanism: p.mechanism,
-      noiseMultiplier: p.noiseMultiplier,
-      samplingRate: p.samplingRate,
-      steps: p.stepsPerRound,
-      clipNorm: p.clipNorm,
-      delta: p.delta,
-      gamma: enc.gamma,
-      bits: enc.bits,
-      dimension,
-      noiseMode: p.noiseMode,
-      nMin: p.nMin,
-    },
+    privacy: roundPrivacy(policy, enc, dimension, p.stepsPerRound),
     meanLoss: lossN ? lossSum / lossN : NaN,
     sampledUsers: sampled,
   };
