@@ -34,6 +34,21 @@ async function get(url: string, token?: string): Promise<{ status: number; body:
   return { status: res.status, body: await res.text(), type: res.headers.get('content-type') ?? '' };
 }
 
+function miniNodes(parties: TestParty[], policy: Policy, coord: RunningCoordinator): MiniNode[] {
+  const length = encodedDimension(modelDim(policy), policy.secagg.rotation === 'hadamard');
+  return parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, length));
+}
+
+/** Enrols the three parties; a 1-round policy with t = 2; MiniNodes subscribed. */
+async function enrolFederation(env: Env, coord: RunningCoordinator) {
+  const parties = PARTIES.map((n) => new TestParty(n, env, coord.grpcPort));
+  const op = operator(env, coord.grpcPort);
+  for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+  const policy: Policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
+  policy.secagg.threshold = 2;
+  return { parties, op, policy, dim: modelDim(policy), nodes: miniNodes(parties, policy, coord) };
+}
+
 describe('audit log of the coordinator', () => {
   let env: Env;
   let coord: RunningCoordinator;
@@ -52,13 +67,9 @@ describe('audit log of the coordinator', () => {
   });
 
   test('a real secagg round verifies; receipts checked and logged; restart continues the chain; API and page served', async () => {
-    parties = PARTIES.map((n) => new TestParty(n, env, coord.grpcPort));
-    const op = operator(env, coord.grpcPort);
-    for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
-    const policy: Policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
-    policy.secagg.threshold = 2;
-    const dim = modelDim(policy);
-    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
+    const fed = await enrolFederation(env, coord);
+    ({ parties, nodes } = fed);
+    const { op, policy, dim } = fed;
     const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(new Float32Array(dim).fill(0.01).buffer));
     const runId = st.runId;
     const done: PhaseEvent = await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED && e.round === 1);
@@ -176,13 +187,9 @@ describe('audit log of aborted rounds', () => {
   });
 
   test('two parties vanish at advertise: three aborted rounds, then the run is aborted; the log verifies', async () => {
-    parties = PARTIES.map((n) => new TestParty(n, env, coord.grpcPort));
-    const op = operator(env, coord.grpcPort);
-    for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
-    const policy: Policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
-    policy.secagg.threshold = 2;
-    const dim = modelDim(policy);
-    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
+    const fed = await enrolFederation(env, coord);
+    ({ parties, nodes } = fed);
+    const { op, policy, dim } = fed;
     nodes[1].killAt = { round: 1, phase: Phase.PHASE_ADVERTISE_KEYS };
     nodes[2].killAt = { round: 1, phase: Phase.PHASE_ADVERTISE_KEYS };
     await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(new Float32Array(dim).fill(0.01).buffer));
@@ -213,7 +220,7 @@ describe('audit log of aborted rounds', () => {
     const op = operator(env, coord.grpcPort);
     const ps = parties.map((p) => new TestParty(p.name, env, coord.grpcPort, { keys: p.keys }));
     const dim = modelDim(policy);
-    const ns = ps.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
+    const ns = miniNodes(ps, policy, coord);
     ns[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT };
     const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(new Float32Array(dim).fill(0.02).buffer));
     await Promise.all(ns.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_MASKED_INPUT)));
@@ -241,7 +248,7 @@ describe('audit log of aborted rounds', () => {
     await unary(op.client.abortRun.bind(op.client), { runId: '', reason: 'test cleanup' }, op.metadata);
     const ps = parties.map((p) => new TestParty(p.name, env, coord.grpcPort, { keys: p.keys }));
     const dim = modelDim(policy);
-    const ns = ps.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
+    const ns = miniNodes(ps, policy, coord);
     ns[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT };
     const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(new Float32Array(dim).fill(0.03).buffer));
     await Promise.all(ns.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_MASKED_INPUT)));
