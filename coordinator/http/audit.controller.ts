@@ -7,7 +7,7 @@
  *                                       built from the stored bytes verbatim; 400 on a bad query
  *   GET /audit/v1/head                  auditor bearer token; {idx, head} of the newest stored entry
  *   GET /audit/openapi.yaml             the OpenAPI description (no token: it is public)
- *   GET /audit/, /audit/audit-page.js   the static auditor page (no token: it asks the auditor for
+ *   GET /audit/ (/audit/index.html), /audit/audit-page.js   the static auditor page (no token: it asks the auditor for
  *                                       one and verifies the exported log in the browser)
  *
  * Tokens: only auditor tokens (issued with `coordinator tokens issue --role auditor`; their SHA-256
@@ -142,6 +142,11 @@ export class AuditController {
       res.setHeader('Location', '/audit/');
       return res.send('');
     }
+    await this.pageFile(res, 'index.html', 'text/html; charset=utf-8');
+  }
+
+  @Get('index.html')
+  async index(@Res() res: HttpResponse): Promise<void> {
     await this.pageFile(res, 'index.html', 'text/html; charset=utf-8');
   }
 

@@ -7,6 +7,8 @@
  * round's completion, a round not completed, or a second one — each with its status and nothing
  * stored. A restarted coordinator continues the same chain. The auditor page and OpenAPI are served.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { EventKind, Phase, ReceiptBody, type PhaseEvent, type ReceiptAck, type SignedRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { encodedDimension } from '../../shared/dp/encode';
 import { policyHash, type Policy } from '../../shared/policy/schema';
@@ -50,6 +52,7 @@ async function enrolFederation(env: Env, coord: RunningCoordinator) {
 }
 
 describe('audit log of the coordinator', () => {
+  let served: { policy: Policy; token: string; entries: number } | null = null;
   let env: Env;
   let coord: RunningCoordinator;
   const timers = new ManualTimers();
@@ -165,6 +168,34 @@ describe('audit log of the coordinator', () => {
     expect(js.body.length).toBeGreaterThan(10_000);
     op.client.close();
     op2.client.close();
+    served = { policy, token, entries: after.entries };
+  }, 120_000);
+
+  test('the auditor page served by the coordinator verifies the real log in headless Chromium', async () => {
+    const { chromium } = await import('playwright-core');
+    const s = served!;
+    const polPath = path.join(env.dir, 'page-policy.yaml');
+    fs.writeFileSync(polPath, policyYaml(s.policy));
+    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`http://127.0.0.1:${coord.httpPort}/audit/`);
+      await page.setInputFiles('#policyFile', polPath);
+      await page.fill('#token', OPERATOR_TOKEN); // operator credentials do not open the audit API
+      await page.click('#verify');
+      await page.locator('#status[data-status="failed"]').waitFor({ timeout: 30_000 });
+      expect(await page.locator('#status').textContent()).toContain('HTTP 401');
+      await page.fill('#token', s.token);
+      await page.click('#verify');
+      await page.locator('#status[data-status="verified"]').waitFor({ timeout: 30_000 });
+      expect(await page.locator('#status').textContent()).toContain(`verified: ${s.entries} entries, 1 rounds`);
+      expect(await page.locator('#timeline tr.round').count()).toBe(1);
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
   }, 120_000);
 });
 
