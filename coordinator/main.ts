@@ -109,14 +109,16 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
       maxSendMessageLength: GRPC_MAX_MESSAGE_BYTES,
     };
     const strategy = new BoundServerGrpc(grpcOptions);
-    app = await NestFactory.create(AppModule.forContext(ctx), { logger: ['error', 'warn'], abortOnError: false });
+    // HTTPS (config http.tls) uses the gRPC server certificate: auditor bearer tokens are never sent in clear
+    const httpsOptions = config.http.tls ? { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } : undefined;
+    app = await NestFactory.create(AppModule.forContext(ctx), { logger: ['error', 'warn'], abortOnError: false, httpsOptions });
     app.connectMicroservice({ strategy }, { inheritAppConfig: true });
     await app.startAllMicroservices();
     const grpcPort = await strategy.boundPort();
     const { host, port } = splitHostPort(config.http.listen);
     await app.listen(port, host);
     const httpPort = (app.getHttpServer().address() as { port: number }).port;
-    log(`federation "${config.federationId}": gRPC (TLS${tls.requireClientCert ? ', mutual' : ''}) on ${splitHostPort(config.grpc.listen).host}:${grpcPort}, HTTP on ${host}:${httpPort}`);
+    log(`federation "${config.federationId}": gRPC (TLS${tls.requireClientCert ? ', mutual' : ''}) on ${splitHostPort(config.grpc.listen).host}:${grpcPort}, HTTP${config.http.tls ? 'S' : ''} on ${host}:${httpPort}`);
     const started = app;
     let closing: Promise<void> | null = null;
     return {

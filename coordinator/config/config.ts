@@ -7,7 +7,7 @@
  *   federationId: demo
  *   grpc: { listen: "127.0.0.1:7443", tls: { cert: certs/server.crt, key: certs/server.key,
  *           ca: certs/ca.crt, requireClientCert: true } }
- *   http: { listen: "127.0.0.1:7480" }
+ *   http: { listen: "127.0.0.1:7480" }      # tls: true = HTTPS with the gRPC certificate
  *   storage: { dataDir: data }            # SQLite file data/coordinator.sqlite
  *   # storage: { databaseUrl: "postgres://..." }   (or env DATABASE_URL)
  *   identity: { keyFile: coordinator.key }
@@ -46,7 +46,11 @@ export const configSchema = z
         clockSkewSeconds: z.number().int().min(1).max(3600).default(300),
       })
       .strict(),
-    http: z.object({ listen: hostPort }).strict(),
+    /**
+     * `tls: true` serves HTTP over TLS with the gRPC server certificate (grpc.tls.cert/key): the
+     * audit API's bearer tokens then never cross the network in clear. Off by default (loopback).
+     */
+    http: z.object({ listen: hostPort, tls: z.boolean().optional() }).strict(),
     storage: z
       .object({
         dataDir: z.string().min(1),

@@ -302,3 +302,25 @@ describe('audit log of aborted rounds', () => {
   }, 120_000);
 });
 
+
+describe('audit API over HTTPS (config http.tls)', () => {
+  test('the log is exported over TLS with the gRPC certificate; plain HTTP is not served', async () => {
+    const env = await makeEnv(PARTIES);
+    env.configInput.http = { ...env.configInput.http, tls: true };
+    const coord = await startCoordinator(env, null);
+    try {
+      const op = operator(env, coord.grpcPort);
+      const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'tls' }, op.metadata);
+      op.client.close();
+      const base = `https://127.0.0.1:${coord.httpPort}`;
+      const got = await fetchAuditLog(base, token, { ca: fs.readFileSync(env.certs.ca) });
+      expect(got.entries).toBe(1);
+      expect(JSON.parse(got.bytes.toString('utf8')).entry).toMatchObject({ type: 'token-issued', label: 'tls' });
+      // without the CA the server certificate is not trusted; plain HTTP gets no answer
+      await expect(fetchAuditLog(base, token)).rejects.toThrow();
+      await expect(fetch(`http://127.0.0.1:${coord.httpPort}/audit/v1/log?from=0`, { headers: { authorization: `Bearer ${token}` } })).rejects.toThrow();
+    } finally {
+      await coord.close();
+    }
+  }, 60_000);
+});
