@@ -119,8 +119,9 @@ export function registerCoordinatorCommands(coord: Command): void {
     .option('--parties <list>', 'comma-separated party names to make client certificates for', 'platform,insurer')
     .option('--grpc-listen <host:port>', 'gRPC listen address', '127.0.0.1:7443')
     .option('--http-listen <host:port>', 'HTTP listen address', '127.0.0.1:7480')
+    .option('--http-tls', 'serve HTTP (/healthz, /metrics, the audit API) over TLS with the gRPC server certificate')
     .option('--json', 'print the result as one JSON object')
-    .action(async (o: { dir: string; federation: string; parties: string; grpcListen: string; httpListen: string; json?: boolean }) => {
+    .action(async (o: { dir: string; federation: string; parties: string; grpcListen: string; httpListen: string; httpTls?: boolean; json?: boolean }) => {
       if (fs.existsSync(o.dir) && fs.readdirSync(o.dir).length) throw new UserError(`--dir ${o.dir} is not empty; refusing to overwrite a coordinator`);
       const parties = o.parties.split(',').map((s) => s.trim()).filter(Boolean);
       const [{ makeCerts }, { loadCoordinatorKey }, { newToken, tokenSha256Hex }, { writeFileAtomic }, { stringify }, { validateConfig }] = await Promise.all([
@@ -144,7 +145,7 @@ export function registerCoordinatorCommands(coord: Command): void {
       const config = {
         federationId: o.federation,
         grpc: { listen: o.grpcListen, tls: { cert: 'certs/server.crt', key: 'certs/server.key', ca: 'certs/ca.crt', requireClientCert: true } },
-        http: { listen: o.httpListen },
+        http: { listen: o.httpListen, ...(o.httpTls ? { tls: true } : {}) },
         storage: { dataDir: 'data' },
         identity: { keyFile: 'coordinator.key' },
         operator: { tokenSha256: tokenSha256Hex(token) },
