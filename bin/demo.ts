@@ -51,6 +51,11 @@ export const DEMO_PARAMS = {
   phaseSeconds: 300,
   /** local-only baseline (non-DP) */
   local: { platformEpochs: 1, insurerEpochs: 3, batchSize: 1024, negatives: 4, learningRate: 0.005 },
+  /**
+   * federated + local personalisation: each party continues training the final federated model on
+   * its own data (non-DP: the result never leaves the node); null to skip this column
+   */
+  personalise: { platformEpochs: 1, insurerEpochs: 3 } as { platformEpochs: number; insurerEpochs: number } | null,
   /** pooled ceiling (non-DP, all parties' data in one place; each party's interactions repeated per epoch as often as its local epochs) */
   pooled: { epochs: 1, batchSize: 1024, negatives: 4, learningRate: 0.005 },
   /** evaluation: users sampled per party (all users when the party has fewer) */
@@ -77,6 +82,8 @@ export interface DemoOptions {
   /** progress lines (default: stderr) */
   log?: (line: string) => void;
   backend?: string;
+  /** stop: every child process is terminated and runDemo rejects */
+  signal?: AbortSignal;
 }
 
 export interface Metrics {
@@ -87,10 +94,12 @@ export interface Metrics {
 export interface PartyResult {
   local: Metrics;
   federated: Metrics;
+  /** the federated model fine-tuned on the party's own data (null when DEMO_PARAMS.personalise is null) */
+  personalised: Metrics | null;
   pooled: Metrics;
   popularity: Metrics;
-  crossDomain: { local: Metrics; federated: Metrics; pooled: Metrics; popularity: Metrics } | null;
-  byDomain: Record<string, { count: number; local: Metrics; federated: Metrics; pooled: Metrics; popularity: Metrics }>;
+  crossDomain: { local: Metrics; federated: Metrics; personalised: Metrics | null; pooled: Metrics; popularity: Metrics } | null;
+  byDomain: Record<string, { count: number; local: Metrics; federated: Metrics; personalised: Metrics | null; pooled: Metrics; popularity: Metrics }>;
   epsilon: number;
   budget: number;
   /** users evaluated / party users; held-out items and cross-domain cases scored */
@@ -131,6 +140,7 @@ class Children {
   add(c: ChildProcess): ChildProcess {
     this.live.add(c);
     c.once('exit', () => this.live.delete(c));
+    c.on('error', () => this.live.delete(c)); // could not start: exitOf() reports it
     return c;
   }
   /** SIGTERM to every child this demo started and that still runs. */
@@ -143,9 +153,13 @@ function lastLines(s: string, n = 6): string {
   return s.trim().split('\n').slice(-n).join('\n');
 }
 
+/** Resolves when the child exits; a child that could not be started counts as exit code 127. */
 function exitOf(c: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve({ code: c.exitCode, signal: c.signalCode });
-  return new Promise((resolve) => c.once('exit', (code, signal) => resolve({ code, signal })));
+  return new Promise((resolve) => {
+    c.once('exit', (code, signal) => resolve({ code, signal }));
+    c.once('error', () => resolve({ code: c.exitCode ?? 127, signal: null }));
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,6 +172,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const log = o.log ?? ((m: string) => process.stderr.write(`[demo] ${m}\n`));
   const spawnCli = o.spawnCli ?? defaultSpawnCli;
   const children = new Children();
+  const onAbort = () => children.killAll();
+  if (o.signal?.aborted) throw new Error('aborted');
+  o.signal?.addEventListener('abort', onAbort, { once: true });
   const t0 = Date.now();
   const timings: Record<string, number> = {};
   let tStep = Date.now();
@@ -437,7 +454,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const datasets = Object.fromEntries(DEMO_PARTIES.map((p) => [p, loadDataset(dirs.nodes[p])]));
     const samples = Object.fromEntries(DEMO_PARTIES.map((p) => [p, sampleUsers(datasets[p].users.length, evalN, evalSeed)]));
     type Ev = Awaited<ReturnType<typeof evaluateSavedModel>>;
-    const evals: Record<string, { federated: Ev; local: Ev; pooled?: ReturnType<typeof evaluatePooledParty> }> = {};
+    const evals: Record<string, { federated: Ev; personalised?: Ev; local: Ev; pooled?: ReturnType<typeof evaluatePooledParty> }> = {};
     for (const p of DEMO_PARTIES) {
       const fed = await evaluateSavedModel(dirs.nodes[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
       if (fed.training.kind !== 'federated') throw new Error(`${p}: the saved model is not the federated one (${String(fed.training.kind)})`);
@@ -445,6 +462,15 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       evals[p] = { federated: fed } as never;
     }
     mark('evaluate-federated');
+    if (P.personalise) {
+      for (const p of DEMO_PARTIES) {
+        const epochs = p === 'platform' ? P.personalise.platformEpochs : P.personalise.insurerEpochs;
+        await trainLocal(dirs.nodes[p], { backend: (o.backend ?? 'auto') as never, epochs, batchSize: P.local.batchSize, negatives: P.local.negatives, learningRate: P.local.learningRate, seed: o.seed, holdout: 'last', policy: policyFile, fromSaved: true });
+        evals[p].personalised = await evaluateSavedModel(dirs.nodes[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
+      }
+      log(`federated + local personalisation: each party trained the federated model further on its own data (${P.personalise.platformEpochs} / ${P.personalise.insurerEpochs} epochs)`);
+      mark('personalise');
+    }
     for (const p of DEMO_PARTIES) {
       const epochs = p === 'platform' ? P.local.platformEpochs : P.local.insurerEpochs;
       const tr = await trainLocal(dirs.nodes[p], { backend: (o.backend ?? 'auto') as never, epochs, batchSize: P.local.batchSize, negatives: P.local.negatives, learningRate: P.local.learningRate, seed: o.seed, holdout: 'last', policy: policyFile });
@@ -492,15 +518,18 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       }
       const domains = Object.keys(e.local.loo.byDomain).sort();
       const cd = e.local.crossDomain && e.federated.crossDomain && e.pooled!.crossDomain;
+      const pers = e.personalised;
       parties[p] = {
         local: sampleMetrics(e.local.loo.metrics),
         federated: sampleMetrics(e.federated.loo.metrics),
+        personalised: pers ? sampleMetrics(pers.loo.metrics) : null,
         pooled: sampleMetrics(e.pooled!.loo.metrics),
         popularity: sampleMetrics(e.local.loo.baseline.popularity),
         crossDomain: cd
           ? {
               local: sampleMetrics(e.local.crossDomain!.overall),
               federated: sampleMetrics(e.federated.crossDomain!.overall),
+              personalised: pers?.crossDomain ? sampleMetrics(pers.crossDomain.overall) : null,
               pooled: sampleMetrics(e.pooled!.crossDomain!.overall),
               popularity: sampleMetrics(e.local.crossDomain!.baseline.popularity),
             }
@@ -512,6 +541,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
               count: e.local.loo.byDomain[d].count,
               local: sampleMetrics(e.local.loo.byDomain[d]),
               federated: sampleMetrics(e.federated.loo.byDomain[d] ?? { 'hr@10': NaN, 'ndcg@10': NaN }),
+              personalised: pers ? sampleMetrics(pers.loo.byDomain[d] ?? { 'hr@10': NaN, 'ndcg@10': NaN }) : null,
               pooled: sampleMetrics(e.pooled!.loo.byDomain[d] ?? { 'hr@10': NaN, 'ndcg@10': NaN }),
               popularity: sampleMetrics(e.local.loo.baseline.popularity.byDomain[d]),
             },
@@ -530,17 +560,17 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const { demoPlotSvg } = await import('../participant-node/report/plot');
     const sampled = DEMO_PARTIES.some((p) => parties[p].evaluated.users < parties[p].evaluated.totalUsers);
     const rows: { party: string; metric: string; values: (number | null)[] }[] = [];
-    const v = (m: Metrics | undefined, k: keyof Metrics) => (m && Number.isFinite(m[k]) ? m[k] : null);
+    const v = (m: Metrics | null | undefined, k: keyof Metrics) => (m && Number.isFinite(m[k]) ? m[k] : null);
+    const withPers = P.personalise !== null;
+    const cols = (m: { local?: Metrics | null; federated?: Metrics | null; personalised?: Metrics | null; pooled?: Metrics | null; popularity?: Metrics | null } | null, k: keyof Metrics) =>
+      [v(m?.local, k), v(m?.federated, k), ...(withPers ? [v(m?.personalised, k)] : []), v(m?.pooled, k), v(m?.popularity, k)];
     for (const p of DEMO_PARTIES) {
       const r = parties[p];
-      rows.push({ party: p, metric: 'HR@10', values: [v(r.local, 'hr@10'), v(r.federated, 'hr@10'), v(r.pooled, 'hr@10'), v(r.popularity, 'hr@10')] });
-      rows.push({ party: p, metric: 'NDCG@10', values: [v(r.local, 'ndcg@10'), v(r.federated, 'ndcg@10'), v(r.pooled, 'ndcg@10'), v(r.popularity, 'ndcg@10')] });
-      for (const [d, m] of Object.entries(r.byDomain)) {
-        rows.push({ party: p, metric: `HR@10 ${d} (n=${m.count})`, values: [v(m.local, 'hr@10'), v(m.federated, 'hr@10'), v(m.pooled, 'hr@10'), v(m.popularity, 'hr@10')] });
-      }
-      const c = r.crossDomain;
-      rows.push({ party: p, metric: 'cross-domain HR@10', values: [v(c?.local, 'hr@10'), v(c?.federated, 'hr@10'), v(c?.pooled, 'hr@10'), v(c?.popularity, 'hr@10')] });
-      rows.push({ party: p, metric: 'cross-domain NDCG@10', values: [v(c?.local, 'ndcg@10'), v(c?.federated, 'ndcg@10'), v(c?.pooled, 'ndcg@10'), v(c?.popularity, 'ndcg@10')] });
+      rows.push({ party: p, metric: 'HR@10', values: cols(r, 'hr@10') });
+      rows.push({ party: p, metric: 'NDCG@10', values: cols(r, 'ndcg@10') });
+      for (const [d, m] of Object.entries(r.byDomain)) rows.push({ party: p, metric: `HR@10 ${d} (n=${m.count})`, values: cols(m, 'hr@10') });
+      rows.push({ party: p, metric: 'cross-domain HR@10', values: cols(r.crossDomain, 'hr@10') });
+      rows.push({ party: p, metric: 'cross-domain NDCG@10', values: cols(r.crossDomain, 'ndcg@10') });
     }
     const table = formatResultsTable(
       {
@@ -550,16 +580,18 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
           sampled
             ? `evaluated on a fixed seeded sample of ${evalN} users per party (the same users, held-out items and negatives for every column); '*' = best trained model`
             : `evaluated on every user of each party; '*' = best trained model`,
-          `local = each party alone (no DP), federated = the run's final global model with each party's private embeddings (DP, eps below), pooled = all data in one place (no DP; the ceiling)`,
+          `local = each party alone (no DP); federated = the run's final global model with each party's private embeddings (DP, eps below);`,
+          ...(withPers ? ['fed+local = the federated model trained further on the party\'s own data (never released, so no further DP);'] : []),
+          `pooled = all data in one place (no DP; the ceiling a federation cannot beat); popularity = most-taken-up items of the party`,
         ],
-        columns: ['local', 'federated', 'pooled', 'popularity'],
+        columns: ['local', 'federated', ...(withPers ? ['fed+local'] : []), 'pooled', 'popularity'],
         rows,
         footer: [
           'privacy spent (user-level, from each node\'s ledger):',
           ...DEMO_PARTIES.map((p) => `  ${p.padEnd(10)} epsilon ${parties[p].epsilon.toFixed(3)} of budget ${parties[p].budget} (delta ${P.delta}), ${parties[p].completedRounds} rounds completed`),
         ],
       },
-      { markBest: [0, 1, 2] },
+      { markBest: withPers ? [0, 1, 2, 3] : [0, 1, 2] },
     );
     const plotFile = path.join(work, 'demo-plot.svg');
     fs.writeFileSync(
@@ -621,6 +653,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     fs.writeFileSync(path.join(work, 'results.json'), JSON.stringify({ ...result, table: undefined }, null, 2) + '\n');
     return result;
   } finally {
+    o.signal?.removeEventListener('abort', onAbort);
     children.killAll();
     coordinator = null;
   }
@@ -630,7 +663,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 export function demoJson(r: DemoResult) {
   return {
     parties: Object.fromEntries(
-      Object.entries(r.parties).map(([p, x]) => [p, { local: x.local, federated: x.federated, pooled: x.pooled, popularity: x.popularity, crossDomain: x.crossDomain, epsilon: x.epsilon, budget: x.budget }]),
+      Object.entries(r.parties).map(([p, x]) => [p, { local: x.local, federated: x.federated, pooled: x.pooled, personalised: x.personalised, popularity: x.popularity, crossDomain: x.crossDomain, epsilon: x.epsilon, budget: x.budget }]),
     ),
     rounds: r.rounds,
     auditLog: r.auditLog,
@@ -658,7 +691,12 @@ async function main(argv: string[]): Promise<number> {
   program.parse(argv, { from: 'user' });
   const o = program.opts<{ scale: string; seed: string; rounds?: string; evalUsers?: string; work: string; backend: string; json?: boolean }>();
   if (!['small', 'default', 'large'].includes(o.scale)) throw new UserError(`--scale must be small, default or large, got "${o.scale}"`);
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   const r = await runDemo({
+    signal: ac.signal,
     scale: o.scale as DemoOptions['scale'],
     seed: parseNumberOption('--seed', o.seed, { integer: true, min: 0, max: 2 ** 31 - 1 }),
     rounds: o.rounds === undefined ? undefined : parseNumberOption('--rounds', o.rounds, { integer: true, min: 1, max: 1000 }),
@@ -680,9 +718,8 @@ async function main(argv: string[]): Promise<number> {
 
 if (require.main === module) {
   let stopping = false;
-  process.once('SIGINT', () => {
-    stopping = true;
-  });
+  process.once('SIGINT', () => (stopping = true));
+  process.once('SIGTERM', () => (stopping = true));
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

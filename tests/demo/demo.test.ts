@@ -52,10 +52,11 @@ describe('npm run demo (small scale, 2 rounds)', () => {
       expect(r.rounds.map((x) => x.round)).toEqual([1, 2]);
       expect(r.rounds[1].epsilon).toBeGreaterThan(r.rounds[0].epsilon);
       for (const x of r.rounds) expect(x['hr@10']).toBeGreaterThanOrEqual(0);
-      for (const col of ['local', 'federated', 'pooled', 'popularity'] as const) {
-        expect(r[col]['hr@10']).toBeGreaterThanOrEqual(0);
-        expect(r[col]['hr@10']).toBeLessThanOrEqual(1);
-        expect(r[col]['ndcg@10']).toBeLessThanOrEqual(r[col]['hr@10']);
+      for (const col of ['local', 'federated', 'personalised', 'pooled', 'popularity'] as const) {
+        const m = r[col]!;
+        expect(m['hr@10']).toBeGreaterThanOrEqual(0);
+        expect(m['hr@10']).toBeLessThanOrEqual(1);
+        expect(m['ndcg@10']).toBeLessThanOrEqual(m['hr@10']);
       }
       expect(r.crossDomain).not.toBeNull();
       expect(r.evaluated.heldOut).toBeGreaterThan(0);
@@ -79,7 +80,7 @@ describe('npm run demo (small scale, 2 rounds)', () => {
   });
 
   test('table, plot and results file are written', () => {
-    expect(result.table).toMatch(/party\s+metric\s+local\s+federated\s+pooled\s+popularity/);
+    expect(result.table).toMatch(/party\s+metric\s+local\s+federated\s+fed\+local\s+pooled\s+popularity/);
     for (const p of DEMO_PARTIES) expect(result.table).toMatch(new RegExp(`^${p}\\s+HR@10\\s`, 'm'));
     expect(result.table).toMatch(/cross-domain HR@10/);
     expect(result.table).toMatch(/insurer2\s+epsilon \d+\.\d{3} of budget 8/);
