@@ -166,7 +166,8 @@ export function openLedger(dataDir: string, opts: { budget: number; delta: numbe
     throw new UserError(
       `the privacy ledger ${ledgerFile(dataDir)} is missing, but this node has taken part in rounds before ` +
         `(${participationMarker(dataDir)} or receipts exist): its spent budget is unknown, so it refuses to start. ` +
-        `Restore privacy/ledger.json from a backup (accepting the spend recorded in the federation's audit log is not supported yet).`,
+        `Restore privacy/ledger.json from a backup, or accept the spend recorded in the federation's audit log: ` +
+        `'fedbridge node privacy --data-dir ${dataDir} --restore-from-audit LOG.jsonl --policy POLICY.yaml'.`,
       1,
     );
   }
@@ -283,6 +284,19 @@ export function chargeRound(dataDir: string, charge: RoundCharge, opts: { budget
     }
     writeFileAtomic(ledgerFile(dataDir), JSON.stringify(next, null, 2) + '\n', 0o600);
     return entry;
+  });
+}
+
+/**
+ * Writes a ledger rebuilt from the verified audit log (restore.ts). Only when no ledger exists;
+ * validated like any ledger; written atomically under the lock.
+ */
+export function writeRestoredLedger(dataDir: string, ledger: Ledger): void {
+  const r = ledgerSchema.safeParse(ledger);
+  if (!r.success) throw new UserError(`restored ledger is invalid: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, 1);
+  withLock(dataDir, () => {
+    if (readLedger(dataDir)) throw new UserError(`${ledgerFile(dataDir)} exists; refusing to overwrite it`, 1);
+    writeFileAtomic(ledgerFile(dataDir), JSON.stringify(r.data, null, 2) + '\n', 0o600);
   });
 }
 

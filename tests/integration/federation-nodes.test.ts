@@ -18,7 +18,8 @@ import { initNode, loadIdentity } from '../../participant-node/identity';
 import { importCsv } from '../../participant-node/data/import';
 import { joinFederation, type JoinSummary, type RoundReport } from '../../participant-node/federation/client';
 import { roundEncodeParams } from '../../participant-node/federation/update';
-import { readLedger } from '../../participant-node/privacy/ledger';
+import { openLedger, readLedger } from '../../participant-node/privacy/ledger';
+import { restoreLedgerFromAudit } from '../../participant-node/privacy/restore';
 import { readModelMeta } from '../../participant-node/model/store';
 import { loadDataset } from '../../participant-node/data/store';
 import { defaultPolicy } from '../../shared/policy/defaults';
@@ -170,6 +171,14 @@ describe('three real nodes federate through the coordinator', () => {
     expect(Object.keys(done2.epsilon).sort()).toEqual(['insurer', 'platform']);
     // the logged epsilon is the nodes' own ledger value after the two rounds
     for (const p of ['platform', 'insurer']) expect(done2.epsilon[p]).toBeCloseTo(readLedger(dirs[p])!.entries[1].epsilonAfter, 9);
+    // a node that lost its ledger can accept the spend recorded in the verified audit log (issue 4)
+    const original = readLedger(dirs.insurer)!;
+    fs.renameSync(path.join(dirs.insurer, 'privacy', 'ledger.json'), path.join(env.dir, 'insurer-ledger.bak'));
+    expect(() => openLedger(dirs.insurer, { budget: 50, delta: policy.privacy.delta })).toThrow(/ledger .* is missing, but this node has taken part in rounds before/);
+    const restored = restoreLedgerFromAudit(dirs.insurer, 'insurer', parsePolicyYaml(fs.readFileSync(policyFile, 'utf8')), res);
+    expect(restored.rounds).toBe(2);
+    expect(readLedger(dirs.insurer)!.entries.map((e) => [e.round, e.epsilonAfter])).toEqual(original.entries.map((e) => [e.round, expect.closeTo(e.epsilonAfter, 9)]));
+    expect(() => restoreLedgerFromAudit(dirs.insurer, 'insurer', parsePolicyYaml(fs.readFileSync(policyFile, 'utf8')), res)).toThrow(/already has a privacy ledger/);
 
     // one byte changed anywhere fails verify at that entry
     const lines = exported.bytes.toString('utf8').split('\n');

@@ -1,0 +1,55 @@
+/**
+ * Restoring a lost privacy ledger from the federation's audit log (issue 4 "Ledger and
+ * enforcement": a node whose ledger is missing refuses to start until the operator restores it or
+ * ACCEPTS THE SPEND RECORDED IN THE AUDIT LOG — this is the second way).
+ *
+ * The operator exports the log (`fedbridge audit export`) and runs
+ * `fedbridge node privacy --data-dir DIR --restore-from-audit log.jsonl --policy policy.yaml
+ * [--receipts DIR]`. Rules:
+ *   - only when the ledger is missing (an existing ledger is never replaced or merged);
+ *   - the log must verify clean against the policy (chain, signatures, round parameters, epsilon
+ *     recomputed by the accountant), with this node's own receipts when given;
+ *   - every round the log charges this party is re-entered with the parameters the policy fixes
+ *     (the verifier has checked the log's parameters equal them), and the lifetime epsilon the ledger
+ *     computes after each round must equal the epsilon the log recorded for this party.
+ * The restored ledger can only under-count rounds the coordinator never logged (e.g. a coordinator
+ * restart inside an open masked-input phase); the command says so.
+ */
+import { UserError } from '../../shared/cli/errors';
+import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
+import type { Policy } from '../../shared/policy/schema';
+import type { VerifyResult } from '../../shared/audit/verify';
+import { roundCharge } from '../federation/update';
+import { LEDGER_FORMAT, previewCharge, readLedger, writeRestoredLedger, type Ledger, type LedgerEntry } from './ledger';
+
+export interface RestoreResult {
+  rounds: number;
+  epsilon: number;
+}
+
+export function restoreLedgerFromAudit(dataDir: string, party: string, policy: Policy, verified: VerifyResult): RestoreResult {
+  if (readLedger(dataDir)) throw new UserError(`${dataDir} already has a privacy ledger; restoring from the audit log only replaces a MISSING ledger`, 1);
+  if (!verified.ok) {
+    const f = verified.failures.slice(0, 3).map((x) => `entry ${x.entry} ${x.field}: expected ${JSON.stringify(x.expected)}, found ${JSON.stringify(x.found)}`);
+    throw new UserError(`the audit log does not verify (${verified.failures.length} failure(s): ${f.join('; ')}); refusing to restore from it`, 1);
+  }
+  const me = policy.parties.find((p) => p.name === party);
+  if (!me) throw new UserError(`party "${party}" is not in the policy`, 1);
+  const budget = me.epsilonBudget ?? policy.privacy.epsilonBudget;
+  const dimension = layoutSize(sharedParameterLayout(policy.model, policy.vocabularies));
+  let ledger: Ledger = { format: LEDGER_FORMAT, budget, delta: policy.privacy.delta, createdAt: new Date().toISOString(), entries: [] };
+  for (const r of verified.timeline) {
+    const logged = r.epsilon[party];
+    if (logged === undefined) continue;
+    const charge = roundCharge(policy, r.runId, r.round, dimension);
+    const p = previewCharge(ledger, charge, budget);
+    if (Math.abs(p.epsilonAfter - logged) > 1e-6 * Math.max(1, logged)) {
+      throw new UserError(`round ${r.round} of run ${r.runId}: the log records epsilon ${logged} for ${party}, the policy's parameters give ${p.epsilonAfter}; refusing to restore`, 1);
+    }
+    const entry = { ...charge, chargedAt: new Date().toISOString(), epsilonAfter: p.epsilonAfter, order: p.order } as LedgerEntry;
+    ledger = { ...ledger, entries: [...ledger.entries, entry] };
+  }
+  writeRestoredLedger(dataDir, ledger);
+  const last = ledger.entries[ledger.entries.length - 1];
+  return { rounds: ledger.entries.length, epsilon: last ? last.epsilonAfter : 0 };
+}
