@@ -253,7 +253,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       (
         await cli('coordinator-init', [
           'coordinator', 'init', '--dir', dirs.coordinator, '--federation', 'fedbridge-demo', '--parties', DEMO_PARTIES.join(','),
-          '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--json',
+          '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--http-tls', '--json',
         ])
       ).stdout,
     ) as { config: string; coordinatorPublicKey: string; operatorTokenFile: string; certs: { ca: string; clients: Record<string, { cert: string; key: string }> } };
@@ -268,7 +268,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       c.stderr!.on('data', (d: Buffer) => {
         coordLog.write(d);
         buf += d.toString('utf8');
-        const m = /gRPC \(TLS[^)]*\) on [^\s]+:(\d+), HTTP on [^\s]+:(\d+)/.exec(buf);
+        const m = /gRPC \(TLS[^)]*\) on [^\s]+:(\d+), HTTPS? on [^\s]+:(\d+)/.exec(buf);
         if (m) {
           clearTimeout(timer);
           resolve({ grpc: Number(m[1]), http: Number(m[2]) });
@@ -280,7 +280,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       });
     });
     const grpcAddr = `127.0.0.1:${ports.grpc}`;
-    log(`coordinator running (pid ${coordinator.pid}): gRPC with mutual TLS on ${grpcAddr}, HTTP on 127.0.0.1:${ports.http}`);
+    log(`coordinator running (pid ${coordinator.pid}): gRPC with mutual TLS on ${grpcAddr}, HTTPS (health, metrics, audit API) on 127.0.0.1:${ports.http}`);
     const operatorConn = ['--coordinator', grpcAddr, '--ca', certs.ca, '--token-file', init.operatorTokenFile, '--tls-cert', certs.clients.operator.cert, '--tls-key', certs.clients.operator.key];
     mark('coordinator');
 
@@ -619,7 +619,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     let audit: { ok: boolean; entries: number; rounds: number; failures: unknown[]; receipts?: number; error?: string };
     try {
       const token = (jsonOut((await cli('operator', ['coordinator', 'tokens', 'issue', ...operatorConn, '--role', 'auditor', '--label', 'demo', '--json'])).stdout) as { token: string }).token;
-      await cli('audit', ['audit', 'export', '--coordinator', `http://127.0.0.1:${ports.http}`, '--out', auditLog, '--json'], { FEDBRIDGE_AUDITOR_TOKEN: token });
+      // over TLS (the coordinator's certificate, from the federation CA): the bearer token never travels in clear
+      await cli('audit', ['audit', 'export', '--coordinator', `https://127.0.0.1:${ports.http}`, '--ca', certs.ca, '--out', auditLog, '--json'], { FEDBRIDGE_AUDITOR_TOKEN: token });
       const receiptDirs = DEMO_PARTIES.map((p) => path.join(dirs.nodes[p], 'receipts')).filter((d) => fs.existsSync(d));
       const ver = await cli('audit', ['audit', 'verify', auditLog, '--policy', policyFile, ...receiptDirs.flatMap((d) => ['--receipts', d]), '--json'], undefined, true);
       audit = jsonOut(ver.stdout) as typeof audit;
