@@ -23,6 +23,7 @@
  */
 import { encodedDimension } from '../../shared/dp/encode';
 import { nextGlobalModel } from '../../shared/fl/aggregate';
+import { noiseFloorViolation } from '../../shared/fl/noise-floor';
 import { publicRoundSeed } from '../../shared/fl/seeds';
 import { newServerState, type ServerOptimizerState } from '../../shared/fl/server';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
@@ -164,6 +165,13 @@ export class SecAggRoundProtocol implements RoundProtocol {
     const step = this.server.deadlinePassed();
     if (step.kind === 'aborted') return step;
     if (step.kind === 'send') {
+      if (step.phase === 'consistency') {
+        const floor = noiseFloorViolation(this.start.policy, this.server.survivorsByPhase.U3?.length ?? 0);
+        if (floor) {
+          this.server.abort(floor);
+          return { kind: 'aborted', reason: floor };
+        }
+      }
       const encoded = new Map<unknown, Uint8Array>();
       const messages = step.messages.map(({ to, message }) => {
         let payload = encoded.get(message);

@@ -52,6 +52,7 @@ import { UserError } from '../../shared/cli/errors';
 import { sodium, sodiumReady } from '../../shared/crypto/sodium';
 import { encodedDimension } from '../../shared/dp/encode';
 import { publicRoundSeed } from '../../shared/fl/seeds';
+import { noiseFloorViolation } from '../../shared/fl/noise-floor';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
 import { parsePolicyYaml, policyHash, PolicyError, type Policy } from '../../shared/policy/schema';
 import { newHeader, signRequest, verifyEvent, type PartyMethod } from '../../shared/proto/envelope';
@@ -442,6 +443,10 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       const masked = st.client.handle(msg, st.encoded);
       await fc.upload(e.runId, e.round, encodeClientMessage(masked));
     } else if (e.phase === Phase.PHASE_CONSISTENCY_CHECK) {
+      if (msg.type === 'consistency-request') {
+        const floor = noiseFloorViolation(policy, msg.survivors.length);
+        if (floor) throw new UserError(`refusing to sign the survivor list of round ${e.round}: ${floor}`, 1);
+      }
       await fc.phase('ConsistencyCheck', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
     } else if (e.phase === Phase.PHASE_UNMASKING) {
       await fc.phase('Unmasking', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));

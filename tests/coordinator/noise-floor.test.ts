@@ -1,0 +1,67 @@
+/**
+ * Distributed noise (round-noise, noiseMode distributed): each party adds sigma^2/n_min, so a round
+ * whose masked inputs come from fewer than n_min parties must never be unmasked. The coordinator
+ * aborts it when masked input closes; the pure rule is also checked on its own.
+ */
+import { EventKind, Phase } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { encodedDimension } from '../../shared/dp/encode';
+import { noiseFloorViolation } from '../../shared/fl/noise-floor';
+import { defaultPolicy } from '../../shared/policy/defaults';
+import type { RunningCoordinator } from '../../coordinator/main';
+import { makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { MiniNode } from './helpers/mini-node';
+
+describe('distributed-noise floor', () => {
+  test('the rule: only round-noise + distributed, and only below n_min', () => {
+    const key = (c: string) => c.repeat(43) + '=';
+    const p = defaultPolicy({
+      federationId: 'fb-test',
+      coordinator: { name: 'coordinator', publicKey: key('C') },
+      parties: ['A', 'B', 'D'].map((c, k) => ({ name: `p${k}`, publicKey: key(c) })),
+      catalogue: { hash: 'ab'.repeat(32), numItems: 10 },
+    });
+    const base = { ...p, privacy: { ...p.privacy, mechanism: 'round-noise' as const, noiseMode: 'distributed' as const, nMin: 3 } };
+    expect(noiseFloorViolation(base, 2)).toMatch(/at least n_min = 3 parties .* only 2 sent a masked input/);
+    expect(noiseFloorViolation(base, 3)).toBeNull();
+    expect(noiseFloorViolation({ ...base, privacy: { ...base.privacy, noiseMode: 'per-party' } }, 1)).toBeNull();
+    expect(noiseFloorViolation({ ...base, privacy: { ...base.privacy, mechanism: 'local-dpsgd' } }, 1)).toBeNull();
+  });
+
+  describe('over gRPC', () => {
+    let env: Env;
+    let coord: RunningCoordinator;
+    const timers = new ManualTimers();
+    let parties: TestParty[] = [];
+    let nodes: MiniNode[] = [];
+    beforeAll(async () => {
+      env = await makeEnv(['platform', 'insurer', 'insurer2']);
+      coord = await startCoordinator(env, undefined as never, timers);
+    });
+    afterAll(async () => {
+      for (const n of nodes) n.stream.cancel();
+      for (const p of parties) p.close();
+      await coord?.close();
+    });
+
+    test('a party dropping in masked input leaves 2 < n_min = 3 inputs: the round aborts, nothing is unmasked', async () => {
+      parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
+      const op = operator(env, coord.grpcPort);
+      for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+      const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
+      policy.secagg.threshold = 2;
+      policy.privacy = { ...policy.privacy, mechanism: 'round-noise', noiseMode: 'distributed', nMin: 3 };
+      const vectorLength = encodedDimension(modelDim(policy), policy.secagg.rotation === 'hadamard');
+      nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, vectorLength));
+      nodes[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT };
+      await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(modelDim(policy) * 4));
+      await Promise.all(nodes.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_MASKED_INPUT)));
+      expect(timers.fire()).toBe(1); // the masked-input deadline passes without insurer2
+      const ab = await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_ROUND_ABORTED && e.round === 1);
+      expect(ab.abortReason).toMatch(/n_min = 3 .* only 2 sent a masked input/);
+      // no consistency or unmask phase was ever opened for round 1
+      expect(nodes[0].stream.events.some((e) => e.kind === EventKind.EVENT_KIND_PHASE_STARTED && e.round === 1 && e.phase === Phase.PHASE_UNMASKING)).toBe(false);
+      expect(nodes[0].stream.events.some((e) => e.kind === EventKind.EVENT_KIND_PHASE_STARTED && e.round === 1 && e.phase === Phase.PHASE_CONSISTENCY_CHECK)).toBe(false);
+      op.client.close();
+    });
+  });
+});
