@@ -22,11 +22,11 @@
  * the encoder and trainer use.
  */
 import type { Policy } from '../../shared/policy/schema';
-import { DEFAULT_BETA, encodeUpdate, encodeContributions, assertNoWrapAround, type EncodeParams } from '../../shared/dp/encode';
-import { localDpsgdCharge, roundNoiseCharge } from '../privacy/charge';
-import type { RoundCharge } from '../privacy/ledger';
+import { encodeUpdate, encodeContributions, assertNoWrapAround } from '../../shared/dp/encode';
+import { roundCharge, roundEncodeParams, roundNoiseEncodeParams } from '../privacy/round';
+
+export { roundCharge, roundEncodeParams, roundNoiseEncodeParams };
 import { perUserGradients, poissonSample } from '../model/dpsgd';
-import { publicRoundSeed } from '../../shared/fl/seeds';
 import type { Xoshiro128 } from '../../shared/util/prng';
 import { DpSgdTrainer, clippedUserGradientSum } from '../model/dpsgd';
 import type { TwoTowerModel } from '../model/twotower';
@@ -65,17 +65,6 @@ export interface LocalUpdate {
   sampledUsers: number;
 }
 
-/** Encoder parameters of a round, identical on every party and the coordinator. */
-export function roundEncodeParams(policy: Policy, runId: string, round: number) {
-  return {
-    clip: policy.secagg.updateClip,
-    gamma: policy.secagg.scale,
-    bits: policy.secagg.bitWidth,
-    rotationSeed: policy.secagg.rotation === 'hadamard' ? publicRoundSeed('rotation', policy.federationId, runId, round) : null,
-    beta: DEFAULT_BETA,
-  };
-}
-
 function roundPrivacy(policy: Policy, enc: { gamma: number; bits: number }, dimension: number, steps: number): RoundPrivacy {
   const p = policy.privacy;
   return { mechanism: p.mechanism, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, steps, clipNorm: p.clipNorm, delta: p.delta, gamma: enc.gamma, bits: enc.bits, dimension, noiseMode: p.noiseMode, nMin: p.nMin };
@@ -91,25 +80,6 @@ function policyTrainer(model: TwoTowerModel, positives: Positives, domains: Retu
     { clipNorm: p.clipNorm, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, maxInteractionsPerUser: p.maxInteractionsPerUser, negatives: policy.training.negativesPerPositive, learningRate: policy.training.learningRate },
     rng,
   );
-}
-
-/** The encoder parameters of a round-noise round (noise included). */
-export function roundNoiseEncodeParams(policy: Policy, runId: string, round: number): EncodeParams {
-  const p = policy.privacy;
-  return {
-    ...roundEncodeParams(policy, runId, round),
-    clip: p.clipNorm,
-    noise: { sigma: p.noiseMultiplier * p.clipNorm, mode: p.noiseMode, nMin: p.nMin },
-  };
-}
-
-/** What this round costs this party, exactly as the trainer and encoder run it. */
-export function roundCharge(policy: Policy, runId: string, round: number, dimension: number): RoundCharge {
-  const p = policy.privacy;
-  if (p.mechanism === 'round-noise') {
-    return roundNoiseCharge({ round, encode: roundNoiseEncodeParams(policy, runId, round), dimension, q: p.samplingRate, steps: 1, delta: p.delta, federationId: policy.federationId, runId });
-  }
-  return localDpsgdCharge({ round, federationId: policy.federationId, runId, noiseMultiplier: p.noiseMultiplier, q: p.samplingRate, steps: p.stepsPerRound, clip: p.clipNorm, delta: p.delta, gamma: policy.secagg.scale, dimension });
 }
 
 function roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, input: RoundInput, rng: Xoshiro128): LocalUpdate {

@@ -19,7 +19,7 @@ import { UserError } from '../../shared/cli/errors';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
 import type { Policy } from '../../shared/policy/schema';
 import type { VerifyResult } from '../../shared/audit/verify';
-import { roundCharge } from '../federation/update';
+import { roundCharge } from './round';
 import { LEDGER_FORMAT, previewCharge, readLedger, writeRestoredLedger, type Ledger, type LedgerEntry } from './ledger';
 
 export interface RestoreResult {
