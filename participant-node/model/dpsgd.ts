@@ -5,7 +5,7 @@
  * ## Privacy unit and sensitivity (the argument the tests check)
  * The unit is one end user of this party, with ALL of that user's interactions. At each step:
  *   1. every user is included independently with probability q (Poisson sampling, bits from
- *      libsodium's CSPRNG — never Math.random);
+ *      libsodium's CSPRNG — never the JS engine's non-cryptographic RNG);
  *   2. a sampled user u contributes at most `maxInteractionsPerUser` positives (contribution
  *      bounding), each with K sampled negatives; its loss is the mean over those examples;
  *   3. g_u = gradient of u's loss with respect to the SHARED parameters only (towers f, g, item

@@ -12,7 +12,7 @@
  * - `ScriptedBitSource` replays a fixed bit string and throws `BitsExhausted` when the sampler wants
  *   more; the exactness tests enumerate every bit string to compute output probabilities exactly.
  *
- * Nothing here touches Math.random.
+ * Nothing here touches the JS engine's non-cryptographic RNG.
  */
 import { aint } from '../util/check';
 import { randomBytes, sodium } from '../crypto/sodium';

@@ -1,6 +1,6 @@
 /**
  * Continuous Gaussian noise from libsodium's CSPRNG, for DP-SGD inside local training (the tfjs
- * path adds it as a tensor; tf.randomNormal is never used, it is seeded from Math.random).
+ * path adds it as a tensor; tf.randomNormal is never used: it is seeded from the JS engine's non-cryptographic RNG).
  *
  * Method: Box-Muller on 53-bit uniforms. Each pair of outputs consumes four 32-bit CSPRNG words
  * (u1 in (0,1], u2 in [0,1), 53 bits each); z0 = r cos(2 pi u2), z1 = r sin(2 pi u2) with
