@@ -15,25 +15,16 @@
  * Nothing here touches the JS engine's non-cryptographic RNG.
  */
 import { aint } from '../util/check';
-import { randomBytes, sodium } from '../crypto/sodium';
+import { randomBytes } from '../crypto/sodium';
 
 /**
- * `n` bytes from libsodium's CSPRNG, fast: a fresh 256-bit key from `randombytes_buf` (libsodium's
- * system CSPRNG), expanded with `randombytes_buf_deterministic` (ChaCha20 keystream under that
- * key), key wiped after use. Why not `randombytes_buf(n)` directly: in libsodium-wrappers' wasm
- * build it calls back into the JavaScript host RNG for every 4 bytes, measured here at about
- * 120 KB/s, while the ChaCha20 expansion runs at about 120 MB/s. A stream cipher keyed from the
- * system CSPRNG is how libsodium's own native randombytes works, so the guarantee is unchanged.
- * Requires `await sodiumReady()`.
+ * `n` bytes from libsodium's CSPRNG (shared/crypto/sodium.ts `randomBytes`: a fresh 256-bit key from
+ * `randombytes_buf` expanded with ChaCha20 by `randombytes_buf_deterministic`; libsodium-wrappers'
+ * plain randombytes_buf runs at ~120 KB/s in wasm). Requires `await sodiumReady()`.
  */
 export function csprngBytes(n: number): Uint8Array {
   aint('n', n, 0, 2 ** 30);
-  const key = randomBytes(32);
-  try {
-    return sodium().randombytes_buf_deterministic(n, key);
-  } finally {
-    key.fill(0);
-  }
+  return randomBytes(n);
 }
 
 export interface BitSource {
