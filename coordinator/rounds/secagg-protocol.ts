@@ -12,10 +12,10 @@
  * bad message.
  *
  * Round parameters are derived from the policy and public values only, exactly as the nodes derive
- * them (participant-node/federation/update.ts `roundEncodeParams`; the two must stay identical):
+ * them (both call shared/fl/round-params.ts `roundEncodeParams`):
  *   secagg params  {threshold, degree = neighbourDegree, bits = bitWidth}
  *   graph seed     publicRoundSeed('graph', federationId, runId, round)
- *   rotation seed  publicRoundSeed('rotation', ...) when secagg.rotation = hadamard, else none
+ *   rotation seed  shared/fl/round-params.ts roundEncodeParams (the nodes' encoder uses the same function)
  *   vector length  encodedDimension(shared parameter count, rotated)
  * The server optimizer's state (FedAdam moments, step count) is protocol state stored with each
  * model version (`encodeOptimizerState`); a round starts from the state stored with its base model,
@@ -24,6 +24,7 @@
 import { encodedDimension } from '../../shared/dp/encode';
 import { nextGlobalModel } from '../../shared/fl/aggregate';
 import { noiseFloorViolation } from '../../shared/fl/noise-floor';
+import { roundEncodeParams } from '../../shared/fl/round-params';
 import { publicRoundSeed } from '../../shared/fl/seeds';
 import { newServerState, type ServerOptimizerState } from '../../shared/fl/server';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
@@ -106,7 +107,7 @@ export class SecAggRoundProtocol implements RoundProtocol {
     const b = start.baseModel.bytes;
     if (b.length !== this.dimension * 4) throw invalid(`base model has ${b.length} bytes, the policy's model needs ${this.dimension * 4}`);
     this.global = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
-    this.rotationSeed = p.secagg.rotation === 'hadamard' ? publicRoundSeed('rotation', p.federationId, start.runId, start.round) : null;
+    this.rotationSeed = roundEncodeParams(p, start.runId, start.round).rotationSeed;
     const peers: Record<string, Uint8Array> = {};
     for (const party of p.parties) peers[party.name] = new Uint8Array(Buffer.from(party.publicKey, 'base64'));
     this.server = new SecAggServer({
@@ -187,7 +188,7 @@ export class SecAggRoundProtocol implements RoundProtocol {
       this.global,
       step.sum,
       step.survivors.length,
-      { gamma: p.secagg.scale, bits: p.secagg.bitWidth, rotationSeed: this.rotationSeed },
+      roundEncodeParams(p, this.start.runId, this.start.round),
       opt.type === 'fedavg' ? { type: 'fedavg', learningRate: opt.learningRate } : { type: 'fedadam', learningRate: opt.learningRate, beta1: opt.beta1, beta2: opt.beta2, tau: opt.tau },
       this.optimizerState,
     );

@@ -4,21 +4,12 @@
  * training path share one definition.
  */
 import type { Policy } from '../../shared/policy/schema';
-import { DEFAULT_BETA, type EncodeParams } from '../../shared/dp/encode';
-import { publicRoundSeed } from '../../shared/fl/seeds';
+import type { EncodeParams } from '../../shared/dp/encode';
+import { roundEncodeParams } from '../../shared/fl/round-params';
 import { localDpsgdCharge, roundNoiseCharge } from './charge';
 import type { RoundCharge } from './ledger';
 
-/** Encoder parameters of a round, identical on every party and the coordinator. */
-export function roundEncodeParams(policy: Policy, runId: string, round: number) {
-  return {
-    clip: policy.secagg.updateClip,
-    gamma: policy.secagg.scale,
-    bits: policy.secagg.bitWidth,
-    rotationSeed: policy.secagg.rotation === 'hadamard' ? publicRoundSeed('rotation', policy.federationId, runId, round) : null,
-    beta: DEFAULT_BETA,
-  };
-}
+export { roundEncodeParams };
 
 /** The encoder parameters of a round-noise round (noise included). */
 export function roundNoiseEncodeParams(policy: Policy, runId: string, round: number): EncodeParams {
