@@ -102,6 +102,12 @@ export interface JoinOptions {
    * to DIR/federation/rounds.jsonl (local file; nothing is sent)
    */
   evalSample?: { users: number; seed: number };
+  /**
+   * tests/diagnostics: @grpc/grpc-js client interceptors and/or a channel factory for the client
+   * this node creates (e.g. the wire test records every serialized message); the node's own TLS
+   * credentials, target and channel options are still used. Default: none.
+   */
+  grpcClient?: Pick<grpc.ClientOptions, 'interceptors' | 'channelFactoryOverride'>;
 }
 
 export interface RoundReport {
@@ -174,6 +180,7 @@ export class FederationClient {
       'grpc.ssl_target_name_override': serverName,
       'grpc.default_authority': serverName,
       'grpc.max_receive_message_length': 8 * 1024 * 1024,
+      ...opts.grpcClient,
     });
   }
 
