@@ -15,32 +15,40 @@
  * A mask mod 2^b (8 <= b <= 32) takes the low b bits of each word, which is uniform on [0, 2^b)
  * because 2^b divides 2^32. Masks are added into an accumulator in place, one 64 KiB keystream
  * block at a time: no copy of the vector, memory O(block). `MaskAccumulator` keeps the vector
- * inside the kernel's WebAssembly memory, so a mask costs one keystream copy and one SIMD pass;
- * `addMask` works on any Uint32Array (each block is copied into wasm memory and back).
+ * inside the kernel's WebAssembly memory and adds a whole sum of masks in one cache-blocked pass
+ * (`addMasks`); `addMask` works on any Uint32Array (each block is copied into wasm memory and back).
  *
- * The modular add runs in a 181-byte WebAssembly SIMD kernel (i32x4.add / i32x4.sub, then
- * v128.and with the mask; source below), about 4x faster than the scalar JavaScript loop, which
- * remains the fallback where WebAssembly SIMD is missing or the host is big-endian. Both paths are
- * checked against libsodium's ChaCha20 for every b in tests/shared/crypto/kat.test.ts.
+ * The modular add runs in a WebAssembly SIMD kernel, about 4x faster than the scalar JavaScript
+ * loop, which remains the fallback where WebAssembly SIMD is missing or the host is big-endian.
+ * Both paths are checked against libsodium's ChaCha20 for every b in
+ * tests/shared/crypto/kat.test.ts. Its functions addK / subK (K in 1, 2, 4) add or subtract the
+ * sum of K keystream slots, each BLOCK_BYTES apart, in one pass over the accumulator:
  *
- *   (func $add (param $acc i32) (param $ks i32) (param $bytes i32) (param $mask i32)
+ *   (func $addK (param $acc i32) (param $ks i32) (param $bytes i32) (param $mask i32)
+ *     (local $end i32) (local $m v128)
+ *     (local.set $end (i32.add (local.get $acc) (local.get $bytes)))   ;; bytes: a multiple of 32
+ *     (local.set $m (i32x4.splat (local.get $mask)))
  *     (block (loop
- *       (br_if 1 (i32.eqz (local.get $bytes)))
- *       (v128.store (local.get $acc)
- *         (v128.and (i32x4.add (v128.load (local.get $acc)) (v128.load (local.get $ks)))
- *                   (i32x4.splat (local.get $mask))))
- *       (local.set $acc (i32.add (local.get $acc) (i32.const 16)))
- *       (local.set $ks (i32.add (local.get $ks) (i32.const 16)))
- *       (local.set $bytes (i32.sub (local.get $bytes) (i32.const 16)))
+ *       (br_if 1 (i32.ge_u (local.get $acc) (local.get $end)))
+ *       ;; two lanes, at memarg offsets o = 0 and o = 16:
+ *       (v128.store offset=o (local.get $acc)
+ *         (v128.and (local.get $m)
+ *           (i32x4.add (v128.load offset=o (local.get $acc))     ;; i32x4.sub in $subK
+ *             (i32x4.add ... (i32x4.add (v128.load offset=o (local.get $ks))
+ *                                       (v128.load offset=o+BLOCK_BYTES (local.get $ks))) ...))))
+ *       (local.set $acc (i32.add (local.get $acc) (i32.const 32)))
+ *       (local.set $ks (i32.add (local.get $ks) (i32.const 32)))
  *       (br 0))))
- *   $sub: the same with i32x4.sub. Memory: 2 pages; [0, 64K) accumulator block, [64K, 128K) keystream.
+ *
+ * Memory: [0, 4 * 64K) four keystream slots, then the accumulator (MaskAccumulator) or one block
+ * of a JavaScript vector (addMask); it grows to fit the vector.
  *
  * Note: OpenSSL keeps its own copy of the key inside the cipher context, which Node frees when the
  * cipher object is collected; we cannot wipe that copy (callers wipe their seeds).
  */
 import { createCipheriv } from 'node:crypto';
 import { endianness } from 'node:os';
-import { abytes, aint, au32 } from '../util/check';
+import { abytes, aint, au32, describe } from '../util/check';
 
 export const PRG_SEED_LENGTH = 32;
 const BLOCK_BYTES = 1 << 16; // 64 KiB of keystream per update
@@ -81,53 +89,83 @@ export function chacha20Keystream(key: Uint8Array, nonce: Uint8Array, counter: n
   return out;
 }
 
+/** Unsigned LEB128 (WebAssembly indices, sizes and memarg offsets). */
+function leb(n: number): number[] {
+  const o: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    o.push(b);
+  } while (n);
+  return o;
+}
+
+/** Signed LEB128 (i32.const immediates). */
+function sleb(n: number): number[] {
+  const o: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) return [...o, b];
+    o.push(b | 0x80);
+  }
+}
+
+/** Bytes the kernel handles per loop iteration (2 x v128); callers pass multiples of it. */
+const KERNEL_STEP = 32;
+/** Words below this count at the end of a block go through the scalar loop. */
+const STEP_WORDS = KERNEL_STEP / 4;
+/** Keystream slots in the kernel's memory: addK / subK sum up to this many per pass. */
+const SLOTS = 4;
+const SCRATCH_BYTES = SLOTS * BLOCK_BYTES;
+const GROUP_SIZES = [4, 2, 1] as const;
+type GroupSize = (typeof GROUP_SIZES)[number];
+
 /** Assembles the SIMD kernel module (see the module doc for its text form). */
 function kernelBytes(): Uint8Array<ArrayBuffer> {
-  const leb = (n: number): number[] => {
-    const o: number[] = [];
-    do {
-      let b = n & 0x7f;
-      n >>>= 7;
-      if (n) b |= 0x80;
-      o.push(b);
-    } while (n);
-    return o;
-  };
   const section = (id: number, bytes: number[]) => [id, ...leb(bytes.length), ...bytes];
   const name = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
-  const body = (op: number[]) => {
+  const get = (i: number) => [0x20, i];
+  const set = (i: number) => [0x21, i];
+  const load = (base: number, off: number) => [...get(base), 0xfd, 0x00, 4, ...leb(off)];
+  const ADD = [0xfd, 0xae, 0x01]; // i32x4.add
+  const SUB = [0xfd, 0xb1, 0x01]; // i32x4.sub
+  const lane = (op: number[], k: number, off: number) => {
+    const sum = [...load(1, off)];
+    for (let j = 1; j < k; j++) sum.push(...load(1, off + j * BLOCK_BYTES), ...ADD);
+    // store(acc + off, (load(acc + off) op sum) & m)
+    return [...get(0), ...load(0, off), ...sum, ...op, ...get(5), 0xfd, 0x4e, 0xfd, 0x0b, 4, ...leb(off)];
+  };
+  const body = (op: number[], k: number) => {
     const code = [
+      ...get(0), ...get(2), 0x6a, ...set(4), // end = acc + bytes
+      ...get(3), 0xfd, 0x11, ...set(5), // m = i32x4.splat(mask)
       0x02, 0x40, 0x03, 0x40, // block, loop
-      0x20, 2, 0x45, 0x0d, 1, // br_if 1 (bytes == 0)
-      0x20, 0, 0x20, 0, 0xfd, 0x00, 4, 0, 0x20, 1, 0xfd, 0x00, 4, 0, // acc, load acc, load ks
-      ...op, 0x20, 3, 0xfd, 0x11, 0xfd, 0x4e, 0xfd, 0x0b, 4, 0, // add|sub, splat mask, and, store
-      0x20, 0, 0x41, 0x10, 0x6a, 0x21, 0, // acc += 16
-      0x20, 1, 0x41, 0x10, 0x6a, 0x21, 1, // ks += 16
-      0x20, 2, 0x41, 0x10, 0x6b, 0x21, 2, // bytes -= 16
+      ...get(0), ...get(4), 0x4f, 0x0d, 1, // br_if 1 (acc >= end)
+      ...lane(op, k, 0), ...lane(op, k, 16),
+      ...get(0), 0x41, ...sleb(KERNEL_STEP), 0x6a, ...set(0), // acc += 32
+      ...get(1), 0x41, ...sleb(KERNEL_STEP), 0x6a, ...set(1), // ks += 32
       0x0c, 0, 0x0b, 0x0b, 0x0b, // br 0, end loop, end block, end func
     ];
-    const b = [0, ...code]; // no extra locals
+    const b = [2, 1, 0x7f, 1, 0x7b, ...code]; // locals: $end i32, $m v128
     return [...leb(b.length), ...b];
   };
+  const fns = GROUP_SIZES.flatMap((k) => [{ name: `add${k}`, op: ADD, k }, { name: `sub${k}`, op: SUB, k }]);
+  const pages = SCRATCH_BYTES / 65536 + 1;
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
     ...section(1, [1, 0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 0]), // type (i32 x4) -> ()
-    ...section(3, [2, 0, 0]), // two functions of type 0
-    ...section(5, [1, 0, 2]), // memory, 2 pages
-    ...section(7, [3, ...name('add'), 0, 0, ...name('sub'), 0, 1, ...name('mem'), 2, 0]),
-    ...section(10, [2, ...body([0xfd, 0xae, 0x01]), ...body([0xfd, 0xb1, 0x01])]), // i32x4.add, i32x4.sub
+    ...section(3, [fns.length, ...fns.map(() => 0)]), // functions of type 0
+    ...section(5, [1, 0, ...leb(pages)]), // memory: the slots and one more page
+    ...section(7, [fns.length + 1, ...fns.flatMap((f, i) => [...name(f.name), 0, i]), ...name('mem'), 2, 0]),
+    ...section(10, [fns.length, ...fns.flatMap((f) => body(f.op, f.k))]),
   ]);
 }
 
-interface Kernel {
-  add: (acc: number, ks: number, bytes: number, mask: number) => void;
-  sub: (acc: number, ks: number, bytes: number, mask: number) => void;
-  mem: Uint8Array;
-}
+type KernelFn = (acc: number, ks: number, bytes: number, mask: number) => void;
 
-interface KernelExports {
-  add: Kernel['add'];
-  sub: Kernel['sub'];
+interface KernelExports extends Record<`${'add' | 'sub'}${GroupSize}`, KernelFn> {
   mem: WebAssembly.Memory;
 }
 
@@ -147,17 +185,18 @@ function instantiate(): KernelExports {
   return new WebAssembly.Instance(KERNEL_MODULE!, {}).exports as unknown as KernelExports;
 }
 
-function loadKernel(): Kernel | null {
+/** The instance `addMask` on JavaScript vectors uses (slot 0: keystream, slot 1: vector block). */
+function loadKernel(): KernelExports | null {
   if (!KERNEL_MODULE) return null;
   try {
-    const e = instantiate();
-    return { add: e.add, sub: e.sub, mem: new Uint8Array(e.mem.buffer) };
+    return instantiate();
   } catch {
     return null;
   }
 }
 
 const KERNEL = loadKernel();
+const KERNEL_MEM = KERNEL ? new Uint8Array(KERNEL.mem.buffer) : new Uint8Array(0);
 
 /** Which implementation adds masks: 'wasm-simd' or 'js' (for benchmarks and tests). */
 export const MASK_KERNEL: 'wasm-simd' | 'js' = KERNEL ? 'wasm-simd' : 'js';
@@ -172,6 +211,12 @@ function words(ks: Uint8Array, nWords: number): Uint32Array {
   const dv = new DataView(ks.buffer, ks.byteOffset, ks.byteLength);
   for (let i = 0; i < nWords; i++) w[i] = dv.getUint32(4 * i, true);
   return w;
+}
+
+/** a[off + i] <- (a[off + i] + sign * w[i]) & mask for i in [from, to) (scalar; exact mod 2^32 via ToUint32). */
+function addScalar(a: Uint32Array, off: number, w: Uint32Array, from: number, to: number, sign: 1 | -1, mask: number): void {
+  if (sign === 1) for (let i = from; i < to; i++) a[off + i] = (a[off + i] + w[i]) & mask;
+  else for (let i = from; i < to; i++) a[off + i] = (a[off + i] - w[i]) & mask;
 }
 
 /**
@@ -193,28 +238,19 @@ export function addMask(acc: Uint32Array, seed: Uint8Array, sign: 1 | -1, bits =
   for (let off = 0; off < m; off += blockWords) {
     const n = Math.min(blockWords, m - off);
     const ks = c.update(ZEROS.subarray(0, 4 * n));
+    let done = 0;
     if (useKernel) {
       const k = KERNEL!;
-      const simdWords = n & ~3;
-      k.mem.set(ks, BLOCK_BYTES);
-      k.mem.set(accBytes.subarray(4 * off, 4 * (off + simdWords)), 0);
-      (sign === 1 ? k.add : k.sub)(0, BLOCK_BYTES, 4 * simdWords, mask | 0);
-      accBytes.set(k.mem.subarray(0, 4 * simdWords), 4 * off);
-      if (simdWords === n) continue;
-      const w = words(ks, n);
-      for (let i = simdWords; i < n; i++) acc[off + i] = (sign === 1 ? acc[off + i] + w[i] : acc[off + i] - w[i]) & mask;
-      continue;
+      const mem = KERNEL_MEM;
+      done = n & ~(STEP_WORDS - 1);
+      mem.set(ks, 0);
+      mem.set(accBytes.subarray(4 * off, 4 * (off + done)), BLOCK_BYTES);
+      (sign === 1 ? k.add1 : k.sub1)(BLOCK_BYTES, 0, 4 * done, mask | 0);
+      accBytes.set(mem.subarray(BLOCK_BYTES, BLOCK_BYTES + 4 * done), 4 * off);
+      if (done === n) continue;
     }
-    const w = words(ks, n);
-    if (bits === 32) {
-      // Uint32Array stores wrap mod 2^32 (ToUint32), so plain += / -= is exact modular arithmetic.
-      if (sign === 1) for (let i = 0; i < n; i++) acc[off + i] += w[i];
-      else for (let i = 0; i < n; i++) acc[off + i] -= w[i];
-    } else if (sign === 1) {
-      for (let i = 0; i < n; i++) acc[off + i] = (acc[off + i] + w[i]) & mask;
-    } else {
-      for (let i = 0; i < n; i++) acc[off + i] = (acc[off + i] - w[i]) & mask;
-    }
+    // Uint32Array stores wrap mod 2^32 (ToUint32), so the scalar loop is exact modular arithmetic.
+    addScalar(acc, off, words(ks, n), done, n, sign, mask);
   }
 }
 
@@ -227,21 +263,61 @@ export function expandMask(seed: Uint8Array, length: number, bits = 32, forceJs 
 }
 
 /** Most words a MaskAccumulator keeps in WebAssembly memory (4 GiB wasm32 limit, minus scratch). */
-const WASM_MAX_WORDS = (65536 * 65536 - 2 * BLOCK_BYTES) / 4;
+const WASM_MAX_WORDS = (65536 * 65536 - SCRATCH_BYTES - 65536) / 4;
+
+/** One term of a sum of masks: `sign * PRG(seed)`. */
+export interface MaskTerm {
+  seed: Uint8Array;
+  sign: 1 | -1;
+}
+
+function checkTerms(terms: readonly MaskTerm[]): void {
+  if (!Array.isArray(terms)) throw new TypeError(`"terms" expected an array of { seed, sign }, got ${describe(terms)}`);
+  terms.forEach((t: unknown, i) => {
+    if (typeof t !== 'object' || t === null) throw new TypeError(`"terms[${i}]" expected { seed, sign }, got ${describe(t)}`);
+    const { seed, sign } = t as MaskTerm;
+    abytes(`terms[${i}].seed`, seed, PRG_SEED_LENGTH);
+    if (sign !== 1 && sign !== -1) throw new RangeError(`"terms[${i}].sign" expected 1 or -1, got ${String(sign)}`);
+  });
+}
+
+/**
+ * Splits terms into groups of one sign, each of GROUP_SIZES entries (4 first), that the kernel's
+ * addK / subK add in one pass. Any split gives the same sum; fewer groups mean fewer passes.
+ */
+function groupTerms(terms: readonly MaskTerm[]): { sign: 1 | -1; seeds: Uint8Array[] }[] {
+  const groups: { sign: 1 | -1; seeds: Uint8Array[] }[] = [];
+  for (const sign of [1, -1] as const) {
+    const seeds = terms.filter((t) => t.sign === sign).map((t) => t.seed);
+    let i = 0;
+    for (const k of GROUP_SIZES) for (; seeds.length - i >= k; i += k) groups.push({ sign, seeds: seeds.slice(i, i + k) });
+  }
+  return groups;
+}
 
 /**
  * A vector mod 2^bits that masks and vectors are added into, kept in its own WebAssembly memory
- * so each mask costs one keystream copy and one SIMD pass (no copy of the accumulator in and out,
- * unlike `addMask` on a JavaScript array). Used by the client (y_u) and the coordinator (the sum).
- * Falls back to a plain Uint32Array with the scalar path where the kernel is unavailable or the
- * vector exceeds wasm32 memory. Call `wipe()` when the contents are secret.
+ * (no copy of the vector in and out per mask, unlike `addMask` on a JavaScript array). Used by the
+ * client (y_u) and the coordinator (the sum). Falls back to a plain Uint32Array with the scalar
+ * path where the kernel is unavailable or the vector exceeds wasm32 memory. Call `wipe()` when the
+ * contents are secret.
+ *
+ * `addMasks` adds a whole sum of masks in one cache-blocked pass. Each term gets one ChaCha20
+ * cipher, streamed across blocks, so its keystream is exactly the one `addMask` draws. For each
+ * 64 KiB block of the vector it draws that block of every term's keystream, copies up to four of
+ * them (one sign) into the kernel's slots, and adds their sum in one SIMD pass while the vector
+ * block is hot in L1/L2. A 1e6-word vector does not fit in cache once keystream generation has
+ * run over it, and fetching it from memory costs about as much as the add itself
+ * (bench/secagg.ts), so it now travels to the core once per call instead of once per mask.
+ * For b < 32 only the last pass over a block reduces mod 2^b, the others add mod 2^32: exact,
+ * because 2^b divides 2^32, so reducing once at the end leaves the same residue.
  */
 export class MaskAccumulator {
   readonly length: number;
   readonly bits: number;
   private readonly mask: number;
   private readonly view: Uint32Array;
-  private readonly bytes: Uint8Array; // the whole wasm memory (scratch at 0, vector at BLOCK_BYTES)
+  private readonly bytes: Uint8Array; // the whole wasm memory (slots at 0, vector at SCRATCH_BYTES)
   private readonly kernel: KernelExports | null;
 
   constructor(length: number, bits = 32, forceJs = false) {
@@ -250,12 +326,12 @@ export class MaskAccumulator {
     this.mask = modMask(bits);
     if (KERNEL_MODULE && !forceJs && length <= WASM_MAX_WORDS) {
       const k = instantiate();
-      const need = Math.ceil((BLOCK_BYTES + 4 * length) / 65536);
+      const need = Math.ceil((SCRATCH_BYTES + 4 * length) / 65536);
       const have = k.mem.buffer.byteLength / 65536;
       if (need > have) k.mem.grow(need - have);
       this.kernel = k;
       this.bytes = new Uint8Array(k.mem.buffer);
-      this.view = new Uint32Array(k.mem.buffer, BLOCK_BYTES, length);
+      this.view = new Uint32Array(k.mem.buffer, SCRATCH_BYTES, length);
     } else {
       this.kernel = null;
       this.view = new Uint32Array(length);
@@ -274,50 +350,81 @@ export class MaskAccumulator {
     return this.view.slice();
   }
 
-  /** Overwrites the contents (and the kernel's keystream scratch) with zeros. */
+  /** Overwrites the contents (and the kernel's keystream slots) with zeros. */
   wipe(): void {
     this.view.fill(0);
-    if (this.kernel) this.bytes.fill(0, 0, BLOCK_BYTES);
+    if (this.kernel) this.bytes.fill(0, 0, SCRATCH_BYTES);
   }
 
   /** this <- this + sign * PRG(seed) mod 2^bits (see addMask). */
   addMask(seed: Uint8Array, sign: 1 | -1): void {
     abytes('seed', seed, PRG_SEED_LENGTH);
     if (sign !== 1 && sign !== -1) throw new RangeError(`"sign" expected 1 or -1, got ${String(sign)}`);
-    if (!this.kernel) return addMask(this.view, seed, sign, this.bits, true);
-    const c = keystreamCipher(seed);
-    this.blocks((off, n) => c.update(ZEROS.subarray(0, 4 * n)), sign);
+    this.addMasks([{ seed, sign }]);
+  }
+
+  /**
+   * this <- this + sum_j terms[j].sign * PRG(terms[j].seed) mod 2^bits, in one cache-blocked
+   * pass (see the class doc); equal to calling addMask for each term, in any order. Every term is
+   * checked before the contents change.
+   */
+  addMasks(terms: readonly MaskTerm[]): void {
+    checkTerms(terms);
+    if (terms.length === 0) return;
+    if (!this.kernel) {
+      for (const t of terms) addMask(this.view, t.seed, t.sign, this.bits, true);
+      return;
+    }
+    const k = this.kernel;
+    const groups = groupTerms(terms).map((g) => ({
+      sign: g.sign,
+      ciphers: g.seeds.map(keystreamCipher),
+      fn: k[`${g.sign === 1 ? 'add' : 'sub'}${g.seeds.length as GroupSize}`],
+    }));
+    const last = groups.length - 1;
+    const blockWords = BLOCK_BYTES / 4;
+    const bytes = this.bytes;
+    const a = this.view;
+    const mask = this.mask;
+    const ks: Uint8Array[] = [];
+    for (let off = 0; off < this.length; off += blockWords) {
+      const n = Math.min(blockWords, this.length - off);
+      const simd = n & ~(STEP_WORDS - 1);
+      const zeros = ZEROS.subarray(0, 4 * n);
+      for (let g = 0; g <= last; g++) {
+        const { sign, ciphers, fn } = groups[g];
+        for (let j = 0; j < ciphers.length; j++) {
+          ks[j] = ciphers[j].update(zeros);
+          bytes.set(ks[j], j * BLOCK_BYTES);
+        }
+        // mod 2^32 for every pass but the block's last, which reduces mod 2^bits
+        const m = g === last ? mask : 0xffffffff;
+        fn(SCRATCH_BYTES + 4 * off, 0, 4 * simd, m | 0);
+        if (simd === n) continue;
+        for (let j = 0; j < ciphers.length; j++) addScalar(a, off, words(ks[j], n), simd, n, sign, j === ciphers.length - 1 ? m : 0xffffffff);
+      }
+    }
   }
 
   /** this <- this + v mod 2^bits, for a vector with entries < 2^bits. */
   addVector(v: Uint32Array): void {
     au32('v', v, this.length);
+    const a = this.view;
+    const mask = this.mask;
     if (!this.kernel) {
-      const a = this.view;
-      const mask = this.mask;
       for (let i = 0; i < v.length; i++) a[i] = (a[i] + v[i]) & mask;
       return;
     }
+    const k = this.kernel;
     const vb = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-    this.blocks((off, n) => vb.subarray(4 * off, 4 * (off + n)), 1);
-  }
-
-  /** Feeds `length` words in blocks: source(off, n) gives n words (as bytes) to add at `off`. */
-  private blocks(source: (off: number, n: number) => Uint8Array, sign: 1 | -1): void {
-    const k = this.kernel!;
-    const fn = sign === 1 ? k.add : k.sub;
     const blockWords = BLOCK_BYTES / 4;
-    const mask = this.mask;
     for (let off = 0; off < this.length; off += blockWords) {
       const n = Math.min(blockWords, this.length - off);
-      const src = source(off, n);
+      const src = vb.subarray(4 * off, 4 * (off + n));
       this.bytes.set(src, 0);
-      const simd = n & ~3;
-      fn(BLOCK_BYTES + 4 * off, 0, 4 * simd, mask | 0);
-      if (simd === n) continue;
-      const w = words(src, n);
-      const a = this.view;
-      for (let i = simd; i < n; i++) a[off + i] = (sign === 1 ? a[off + i] + w[i] : a[off + i] - w[i]) & mask;
+      const simd = n & ~(STEP_WORDS - 1);
+      k.add1(SCRATCH_BYTES + 4 * off, 0, 4 * simd, mask | 0);
+      if (simd < n) addScalar(a, off, words(src, n), simd, n, 1, mask);
     }
   }
 }
