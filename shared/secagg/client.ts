@@ -28,7 +28,7 @@
  */
 import { abytes, au32 } from '../util/check';
 import { wipe } from '../crypto/hash';
-import { MaskAccumulator } from '../crypto/prg';
+import { MaskAccumulator, type MaskTerm } from '../crypto/prg';
 import { shamirSplit } from '../crypto/shamir';
 import { randomBytes } from '../crypto/sodium';
 import { ED25519_SECRET_KEY_LENGTH, ed25519Verify } from '../crypto/sign';
@@ -303,12 +303,17 @@ export class SecAggClient {
     }
     const acc = new MaskAccumulator(input.length, bits);
     acc.set(input);
-    acc.addMask(this.selfSeed!, 1);
     const sharers = [...got.keys()].sort();
-    for (const v of sharers) {
-      const seed = this.ctx.pairSeed(this.sKeys!.secretKey, this.partyId, v, this.peerKeys.get(v)!.sPk);
-      acc.addMask(seed, RoundContext.pairSign(this.partyId, v));
-      wipe(seed);
+    // y_u = x_u + PRG(b_u) + sum_v sign(u, v) * PRG(s_uv), all masks in one cache-blocked pass
+    const pairTerms: MaskTerm[] = [];
+    try {
+      for (const v of sharers) {
+        const seed = this.ctx.pairSeed(this.sKeys!.secretKey, this.partyId, v, this.peerKeys.get(v)!.sPk);
+        pairTerms.push({ seed, sign: RoundContext.pairSign(this.partyId, v) });
+      }
+      acc.addMasks([{ seed: this.selfSeed!, sign: 1 }, ...pairTerms]);
+    } finally {
+      for (const t of pairTerms) wipe(t.seed);
     }
     const y = acc.read();
     acc.wipe(); // it held x plus partial masks

@@ -38,7 +38,7 @@
  */
 import { abytes, aint } from '../util/check';
 import { equalBytes, wipe } from '../crypto/hash';
-import { MaskAccumulator } from '../crypto/prg';
+import { MaskAccumulator, type MaskTerm } from '../crypto/prg';
 import { shamirCombine, type Share } from '../crypto/shamir';
 import { ED25519_SECRET_KEY_LENGTH } from '../crypto/sign';
 import { x25519PublicKey } from '../crypto/x25519';
@@ -411,17 +411,22 @@ export class SecAggServer {
       }
       keys.push([v, sSk]);
     }
-    for (const [, b] of selfSeeds) sum.addMask(b, -1);
-    for (const [v, sSk] of keys) {
-      for (const w of this.ctx.neighbours.get(v)!) {
-        if (!U3.has(w)) continue;
-        const seed = this.ctx.pairSeed(sSk, v, w, this.ads.get(w)!.sPk);
-        // y_w contains sign(w, v) * PRG(s_wv); remove it.
-        sum.addMask(seed, RoundContext.pairSign(w, v) === 1 ? -1 : 1);
-        wipe(seed);
+    // Every mask to remove, then one cache-blocked pass over the sum.
+    const terms: MaskTerm[] = selfSeeds.map(([, b]) => ({ seed: b, sign: -1 }));
+    const pairTerms: MaskTerm[] = [];
+    try {
+      for (const [v, sSk] of keys) {
+        for (const w of this.ctx.neighbours.get(v)!) {
+          if (!U3.has(w)) continue;
+          // y_w contains sign(w, v) * PRG(s_wv); remove it.
+          pairTerms.push({ seed: this.ctx.pairSeed(sSk, v, w, this.ads.get(w)!.sPk), sign: RoundContext.pairSign(w, v) === 1 ? -1 : 1 });
+        }
       }
+      sum.addMasks([...terms, ...pairTerms]);
+    } finally {
+      for (const t of pairTerms) wipe(t.seed);
+      cleanup();
     }
-    cleanup();
     this.transitionTo(['unmask'], 'done');
     const out = sum.read();
     sum.wipe();
