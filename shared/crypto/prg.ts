@@ -21,21 +21,24 @@
  * The modular add runs in a WebAssembly SIMD kernel, about 4x faster than the scalar JavaScript
  * loop, which remains the fallback where WebAssembly SIMD is missing or the host is big-endian.
  * Both paths are checked against libsodium's ChaCha20 for every b in
- * tests/shared/crypto/kat.test.ts. Its functions addK / subK (K in 1, 2, 4) add or subtract the
- * sum of K keystream slots, each BLOCK_BYTES apart, in one pass over the accumulator:
+ * tests/shared/crypto/kat.test.ts. Its function kKpP (1 <= K <= 4, 0 <= P <= K) adds the first
+ * P of K keystream slots, each BLOCK_BYTES apart, and subtracts the others, in one pass over the
+ * accumulator:
  *
- *   (func $addK (param $acc i32) (param $ks i32) (param $bytes i32) (param $mask i32)
- *     (local $end i32) (local $m v128)
+ *   (func $kKpP (param $acc i32) (param $ks i32) (param $bytes i32) (param $mask i32)
+ *     (local $m v128) (local $end i32)
  *     (local.set $end (i32.add (local.get $acc) (local.get $bytes)))   ;; bytes: a multiple of 32
  *     (local.set $m (i32x4.splat (local.get $mask)))
  *     (block (loop
  *       (br_if 1 (i32.ge_u (local.get $acc) (local.get $end)))
- *       ;; two lanes, at memarg offsets o = 0 and o = 16:
+ *       ;; two lanes, at memarg offsets o = 0 and o = 16 (S = BLOCK_BYTES):
  *       (v128.store offset=o (local.get $acc)
  *         (v128.and (local.get $m)
- *           (i32x4.add (v128.load offset=o (local.get $acc))     ;; i32x4.sub in $subK
- *             (i32x4.add ... (i32x4.add (v128.load offset=o (local.get $ks))
- *                                       (v128.load offset=o+BLOCK_BYTES (local.get $ks))) ...))))
+ *           (i32x4.sub                                                ;; slots P..K-1: i32x4.sub
+ *             (i32x4.add (i32x4.add (v128.load offset=o (local.get $acc)) ;; slots 0..P-1: i32x4.add
+ *                                   (v128.load offset=o (local.get $ks)))
+ *                        (v128.load offset=o+S (local.get $ks)))
+ *             (v128.load offset=o+(K-1)S (local.get $ks)))))
  *       (local.set $acc (i32.add (local.get $acc) (i32.const 32)))
  *       (local.set $ks (i32.add (local.get $ks) (i32.const 32)))
  *       (br 0))))
@@ -116,11 +119,9 @@ function sleb(n: number): number[] {
 const KERNEL_STEP = 32;
 /** Words below this count at the end of a block go through the scalar loop. */
 const STEP_WORDS = KERNEL_STEP / 4;
-/** Keystream slots in the kernel's memory: addK / subK sum up to this many per pass. */
+/** Keystream slots in the kernel's memory: kKpP adds up to this many per pass. */
 const SLOTS = 4;
 const SCRATCH_BYTES = SLOTS * BLOCK_BYTES;
-const GROUP_SIZES = [4, 2, 1] as const;
-type GroupSize = (typeof GROUP_SIZES)[number];
 
 /** Assembles the SIMD kernel module (see the module doc for its text form). */
 function kernelBytes(): Uint8Array<ArrayBuffer> {
@@ -131,43 +132,48 @@ function kernelBytes(): Uint8Array<ArrayBuffer> {
   const load = (base: number, off: number) => [...get(base), 0xfd, 0x00, 4, ...leb(off)];
   const ADD = [0xfd, 0xae, 0x01]; // i32x4.add
   const SUB = [0xfd, 0xb1, 0x01]; // i32x4.sub
-  const lane = (op: number[], k: number, off: number) => {
-    const sum = [...load(1, off)];
-    for (let j = 1; j < k; j++) sum.push(...load(1, off + j * BLOCK_BYTES), ...ADD);
-    // store(acc + off, (load(acc + off) op sum) & m)
-    return [...get(0), ...load(0, off), ...sum, ...op, ...get(5), 0xfd, 0x4e, 0xfd, 0x0b, 4, ...leb(off)];
+  // store(acc + off, (load(acc + off) + slot_0 + ... + slot_{p-1} - slot_p - ... - slot_{k-1}) & m)
+  const lane = (k: number, p: number, off: number) => {
+    const chain: number[] = [];
+    for (let j = 0; j < k; j++) chain.push(...load(1, off + j * BLOCK_BYTES), ...(j < p ? ADD : SUB));
+    return [...get(0), ...load(0, off), ...chain, ...get(5), 0xfd, 0x4e, 0xfd, 0x0b, 4, ...leb(off)];
   };
-  const body = (op: number[], k: number) => {
+  const body = (k: number, p: number) => {
     const code = [
       ...get(0), ...get(2), 0x6a, ...set(4), // end = acc + bytes
       ...get(3), 0xfd, 0x11, ...set(5), // m = i32x4.splat(mask)
       0x02, 0x40, 0x03, 0x40, // block, loop
       ...get(0), ...get(4), 0x4f, 0x0d, 1, // br_if 1 (acc >= end)
-      ...lane(op, k, 0), ...lane(op, k, 16),
+      ...lane(k, p, 0), ...lane(k, p, 16),
       ...get(0), 0x41, ...sleb(KERNEL_STEP), 0x6a, ...set(0), // acc += 32
       ...get(1), 0x41, ...sleb(KERNEL_STEP), 0x6a, ...set(1), // ks += 32
       0x0c, 0, 0x0b, 0x0b, 0x0b, // br 0, end loop, end block, end func
     ];
-    const b = [2, 1, 0x7f, 1, 0x7b, ...code]; // locals: $end i32, $m v128
+    const b = [2, 1, 0x7f, 1, 0x7b, ...code]; // locals: $end i32 (4), $m v128 (5)
     return [...leb(b.length), ...b];
   };
-  const fns = GROUP_SIZES.flatMap((k) => [{ name: `add${k}`, op: ADD, k }, { name: `sub${k}`, op: SUB, k }]);
+  const fns: { k: number; p: number }[] = [];
+  for (let k = 1; k <= SLOTS; k++) for (let p = 0; p <= k; p++) fns.push({ k, p });
   const pages = SCRATCH_BYTES / 65536 + 1;
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
     ...section(1, [1, 0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 0]), // type (i32 x4) -> ()
     ...section(3, [fns.length, ...fns.map(() => 0)]), // functions of type 0
     ...section(5, [1, 0, ...leb(pages)]), // memory: the slots and one more page
-    ...section(7, [fns.length + 1, ...fns.flatMap((f, i) => [...name(f.name), 0, i]), ...name('mem'), 2, 0]),
-    ...section(10, [fns.length, ...fns.flatMap((f) => body(f.op, f.k))]),
+    ...section(7, [fns.length + 1, ...fns.flatMap((f, i) => [...name(kernelName(f.k, f.p)), 0, i]), ...name('mem'), 2, 0]),
+    ...section(10, [fns.length, ...fns.flatMap((f) => body(f.k, f.p))]),
   ]);
 }
 
 type KernelFn = (acc: number, ks: number, bytes: number, mask: number) => void;
+type KernelName = `k${number}p${number}`;
 
-interface KernelExports extends Record<`${'add' | 'sub'}${GroupSize}`, KernelFn> {
-  mem: WebAssembly.Memory;
+/** The kernel adding k slots, the first p of them with + and the rest with -. */
+function kernelName(k: number, p: number): KernelName {
+  return `k${k}p${p}`;
 }
+
+type KernelExports = Record<KernelName, KernelFn> & { mem: WebAssembly.Memory };
 
 function compileKernel(): WebAssembly.Module | null {
   if (!LITTLE_ENDIAN || typeof WebAssembly !== 'object') return null;
@@ -245,7 +251,7 @@ export function addMask(acc: Uint32Array, seed: Uint8Array, sign: 1 | -1, bits =
       done = n & ~(STEP_WORDS - 1);
       mem.set(ks, 0);
       mem.set(accBytes.subarray(4 * off, 4 * (off + done)), BLOCK_BYTES);
-      (sign === 1 ? k.add1 : k.sub1)(BLOCK_BYTES, 0, 4 * done, mask | 0);
+      k[kernelName(1, sign === 1 ? 1 : 0)](BLOCK_BYTES, 0, 4 * done, mask | 0);
       accBytes.set(mem.subarray(BLOCK_BYTES, BLOCK_BYTES + 4 * done), 4 * off);
       if (done === n) continue;
     }
@@ -282,16 +288,14 @@ function checkTerms(terms: readonly MaskTerm[]): void {
 }
 
 /**
- * Splits terms into groups of one sign, each of GROUP_SIZES entries (4 first), that the kernel's
- * addK / subK add in one pass. Any split gives the same sum; fewer groups mean fewer passes.
+ * Splits terms into groups of at most SLOTS, positive terms first, so the kernel adds each group
+ * in one pass (k{K}p{P}: the first P slots added, the other K - P subtracted): ceil(terms / 4)
+ * passes in all. Any split gives the same sum.
  */
-function groupTerms(terms: readonly MaskTerm[]): { sign: 1 | -1; seeds: Uint8Array[] }[] {
-  const groups: { sign: 1 | -1; seeds: Uint8Array[] }[] = [];
-  for (const sign of [1, -1] as const) {
-    const seeds = terms.filter((t) => t.sign === sign).map((t) => t.seed);
-    let i = 0;
-    for (const k of GROUP_SIZES) for (; seeds.length - i >= k; i += k) groups.push({ sign, seeds: seeds.slice(i, i + k) });
-  }
+function groupTerms(terms: readonly MaskTerm[]): MaskTerm[][] {
+  const sorted = [...terms.filter((t) => t.sign === 1), ...terms.filter((t) => t.sign === -1)];
+  const groups: MaskTerm[][] = [];
+  for (let i = 0; i < sorted.length; i += SLOTS) groups.push(sorted.slice(i, i + SLOTS));
   return groups;
 }
 
@@ -304,11 +308,13 @@ function groupTerms(terms: readonly MaskTerm[]): { sign: 1 | -1; seeds: Uint8Arr
  *
  * `addMasks` adds a whole sum of masks in one cache-blocked pass. Each term gets one ChaCha20
  * cipher, streamed across blocks, so its keystream is exactly the one `addMask` draws. For each
- * 64 KiB block of the vector it draws that block of every term's keystream, copies up to four of
- * them (one sign) into the kernel's slots, and adds their sum in one SIMD pass while the vector
- * block is hot in L1/L2. A 1e6-word vector does not fit in cache once keystream generation has
- * run over it, and fetching it from memory costs about as much as the add itself
- * (bench/secagg.ts), so it now travels to the core once per call instead of once per mask.
+ * 64 KiB block of the vector it draws that block of every term's keystream, copies them four at a
+ * time into the kernel's slots, and adds (or subtracts) the four in one SIMD pass while the vector
+ * block is hot in L1/L2. A 1e6-word vector is no longer in cache once keystream generation has run
+ * (Node allocates every keystream block afresh and frees them in batches of tens of MB), and
+ * fetching it from memory makes an add pass 2-3x slower than with the vector in cache (about 0.3-0.45
+ * vs 0.13 ms per 4 MB where this was measured, against about 1.1 ms for the keystream itself); with
+ * addMasks the vector travels to the core once per call instead of once per mask.
  * For b < 32 only the last pass over a block reduces mod 2^b, the others add mod 2^32: exact,
  * because 2^b divides 2^32, so reducing once at the end leaves the same residue.
  */
@@ -377,9 +383,9 @@ export class MaskAccumulator {
     }
     const k = this.kernel;
     const groups = groupTerms(terms).map((g) => ({
-      sign: g.sign,
-      ciphers: g.seeds.map(keystreamCipher),
-      fn: k[`${g.sign === 1 ? 'add' : 'sub'}${g.seeds.length as GroupSize}`],
+      signs: g.map((t) => t.sign),
+      ciphers: g.map((t) => keystreamCipher(t.seed)),
+      fn: k[kernelName(g.length, g.filter((t) => t.sign === 1).length)],
     }));
     const last = groups.length - 1;
     const blockWords = BLOCK_BYTES / 4;
@@ -392,7 +398,7 @@ export class MaskAccumulator {
       const simd = n & ~(STEP_WORDS - 1);
       const zeros = ZEROS.subarray(0, 4 * n);
       for (let g = 0; g <= last; g++) {
-        const { sign, ciphers, fn } = groups[g];
+        const { signs, ciphers, fn } = groups[g];
         for (let j = 0; j < ciphers.length; j++) {
           ks[j] = ciphers[j].update(zeros);
           bytes.set(ks[j], j * BLOCK_BYTES);
@@ -401,7 +407,7 @@ export class MaskAccumulator {
         const m = g === last ? mask : 0xffffffff;
         fn(SCRATCH_BYTES + 4 * off, 0, 4 * simd, m | 0);
         if (simd === n) continue;
-        for (let j = 0; j < ciphers.length; j++) addScalar(a, off, words(ks[j], n), simd, n, sign, j === ciphers.length - 1 ? m : 0xffffffff);
+        for (let j = 0; j < ciphers.length; j++) addScalar(a, off, words(ks[j], n), simd, n, signs[j], j === ciphers.length - 1 ? m : 0xffffffff);
       }
     }
   }
@@ -423,7 +429,7 @@ export class MaskAccumulator {
       const src = vb.subarray(4 * off, 4 * (off + n));
       this.bytes.set(src, 0);
       const simd = n & ~(STEP_WORDS - 1);
-      k.add1(SCRATCH_BYTES + 4 * off, 0, 4 * simd, mask | 0);
+      k.k1p1(SCRATCH_BYTES + 4 * off, 0, 4 * simd, mask | 0);
       if (simd < n) addScalar(a, off, words(src, n), simd, n, 1, mask);
     }
   }

@@ -3,7 +3,8 @@
  * reduction mod 2^b per block) must equal the simple reference — every keystream drawn
  * independently by libsodium-wrappers-sumo and added one term at a time mod 2^b — at lengths that
  * are odd, below one kernel step, and not a multiple of the 64 KiB block, for b in {8, 20, 31, 32},
- * for every group split (4 / 2 / 1 terms of one sign), on the wasm and the JavaScript paths.
+ * for every mix of signs within and across groups of up to 4 terms, on the wasm and the JavaScript
+ * paths.
  */
 import sumo from 'libsodium-wrappers-sumo';
 import fc from 'fast-check';
@@ -53,7 +54,7 @@ describe('MaskAccumulator.addMasks (fused, cache-blocked)', () => {
   // lengths: empty, below one 8-word kernel step, odd, block boundaries +- a few, several blocks plus a tail
   const lengths = [0, 1, 7, 8, 9, 33, BLOCK_WORDS - 1, BLOCK_WORDS, BLOCK_WORDS + 1, BLOCK_WORDS + 7, 3 * BLOCK_WORDS + 5];
   for (const bits of [20, 32]) {
-    test(`equals the term-by-term libsodium reference at edge lengths, b=${bits}, signs + + - + - - + (groups 4/2/1 of each sign)`, () => {
+    test(`equals the term-by-term libsodium reference at edge lengths, b=${bits}, signs + + - + - - + (groups of 4 and 3, mixed signs)`, () => {
       const signs: (1 | -1)[] = [1, 1, -1, 1, -1, -1, 1];
       for (const m of lengths) {
         const terms = signs.map((sign, i) => ({ seed: seedOf(i, m), sign }));
