@@ -26,7 +26,7 @@
  * accumulator:
  *
  *   (func $kKpP (param $acc i32) (param $ks i32) (param $bytes i32) (param $mask i32)
- *     (local $m v128) (local $end i32)
+ *     (local $end i32) (local $m v128)
  *     (local.set $end (i32.add (local.get $acc) (local.get $bytes)))   ;; bytes: a multiple of 32
  *     (local.set $m (i32x4.splat (local.get $mask)))
  *     (block (loop
@@ -43,8 +43,9 @@
  *       (local.set $ks (i32.add (local.get $ks) (i32.const 32)))
  *       (br 0))))
  *
- * Memory: [0, 4 * 64K) four keystream slots, then the accumulator (MaskAccumulator) or one block
- * of a JavaScript vector (addMask); it grows to fit the vector.
+ * Memory: [0, 4 * 64K) four keystream slots, then (MaskAccumulator) the accumulator, grown to fit.
+ * `addMask` on a JavaScript vector uses slot 0 for the keystream and slot 1 for the vector block,
+ * and zeroes both when done.
  *
  * Note: OpenSSL keeps its own copy of the key inside the cipher context, which Node frees when the
  * cipher object is collected; we cannot wipe that copy (callers wipe their seeds).
@@ -257,6 +258,12 @@ export function addMask(acc: Uint32Array, seed: Uint8Array, sign: 1 | -1, bits =
     }
     // Uint32Array stores wrap mod 2^32 (ToUint32), so the scalar loop is exact modular arithmetic.
     addScalar(acc, off, words(ks, n), done, n, sign, mask);
+  }
+  if (useKernel) {
+    // keystream and vector blocks (mask material) do not outlive the call in the shared instance
+    const used = 4 * Math.min(m, blockWords);
+    KERNEL_MEM.fill(0, 0, used);
+    KERNEL_MEM.fill(0, BLOCK_BYTES, BLOCK_BYTES + used);
   }
 }
 
