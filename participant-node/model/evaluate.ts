@@ -2,8 +2,14 @@
  * Offline evaluation (DESIGN §5).
  *
  * - Leave-one-out HR@10 and NDCG@10 with 100 sampled negatives (the NCF protocol of He et al.
- *   2017). Negatives are drawn uniformly from the held-out item's own domain, excluding every item
- *   the user interacted with, so a model cannot score by telling courses from insurance products.
+ *   2017). Negatives are drawn uniformly from the held-out item's own CANDIDATE GROUP: the offers of
+ *   the same provider in the same domain (items.csv `provider` and `domain`), excluding every item
+ *   the user interacted with. So a model cannot score by telling courses from insurance products,
+ *   nor by telling one insurer's catalogue from another's: a party recommends its own offers in its
+ *   own domain (it does not sell a competitor's policies), and a node whose users only ever took up
+ *   its own insurer's products would otherwise win every case in which a negative is the other
+ *   insurer's product, a shortcut that says nothing about ranking. When the catalogue has no
+ *   provider column, or a group has fewer than 101 items, the pool is the whole domain.
  * - Full-catalogue recall@50: the held-out item's rank among every item the user has not
  *   interacted with in training.
  * - Per domain (of the held-out item), and a popularity baseline (items ranked by their interaction
@@ -120,14 +126,34 @@ interface Case {
   negatives: Uint32Array;
 }
 
-function buildCases(test: Positives, seen: Map<number, Set<number>>, byDomain: Map<string, Uint32Array>, domainOf: string[], rng: Xoshiro128): Case[] {
+/**
+ * The negative pool of every item: the items of the same provider and domain when the catalogue
+ * names providers and that group has more than 100 items, else every item of the item's domain.
+ */
+export function candidatePools(ds: NodeDataset): Uint32Array[] {
+  const { byDomain, domainOf } = domainIndex(ds);
+  const groups = new Map<string, number[]>();
+  const keyOf = ds.items.map((it, k) => `${it.provider ?? ''}\u0000${domainOf[k]}`);
+  keyOf.forEach((key, k) => {
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = []));
+    g.push(k);
+  });
+  const pools = new Map([...groups].map(([key, l]) => [key, Uint32Array.from(l)]));
+  return ds.items.map((it, k) => {
+    const g = pools.get(keyOf[k])!;
+    return it.provider && g.length > 100 ? g : byDomain.get(domainOf[k])!;
+  });
+}
+
+function buildCases(test: Positives, seen: Map<number, Set<number>>, poolOf: Uint32Array[], rng: Xoshiro128): Case[] {
   const cases: Case[] = [];
   for (let j = 0; j < test.user.length; j++) {
     const u = test.user[j];
     const t = test.item[j];
     const exclude = new Set(seen.get(u) ?? []);
     exclude.add(t);
-    cases.push({ user: u, target: t, negatives: sampleNegatives(byDomain.get(domainOf[t])!, exclude, 100, rng) });
+    cases.push({ user: u, target: t, negatives: sampleNegatives(poolOf[t], exclude, 100, rng) });
   }
   return cases;
 }
@@ -166,9 +192,9 @@ function runCases(
 
 /** Leave-one-out evaluation of `model` (and the popularity baseline) on the split's held-out items. */
 export function evaluateModel(model: TwoTowerModel, ds: NodeDataset, split: Split, seed = 1): EvalReport {
-  const { byDomain, domainOf } = domainIndex(ds);
+  const { domainOf } = domainIndex(ds);
   const trainSeen = userItemSets(split.train);
-  const cases = buildCases(split.test, trainSeen, byDomain, domainOf, new Xoshiro128(seed));
+  const cases = buildCases(split.test, trainSeen, candidatePools(ds), new Xoshiro128(seed));
   const m = runCases(cases, modelScorer(model), domainOf, trainSeen);
   const p = runCases(cases, popularityScorer(popularityScores(split.train, ds.items.length, seed)), domainOf, trainSeen);
   const perDomain = (x: Map<string, Acc>) => Object.fromEntries([...x].sort().map(([d, a]) => [d, a.withRecall()]));
@@ -181,10 +207,12 @@ export function evaluateModel(model: TwoTowerModel, ds: NodeDataset, split: Spli
 
 /**
  * Cross-domain quality: every (user, item) of the hidden ground truth, ranked against 100 negatives
- * of the item's domain that the user did not interact with and that are not in the user's ground truth.
+ * from the item's candidate group (same provider and domain, see candidatePools) that the user did
+ * not interact with and that are not in the user's ground truth.
  */
 export function evaluateCrossDomain(model: TwoTowerModel, ds: NodeDataset, split: Split, truth: Positives, seed = 2): CrossDomainReport {
-  const { byDomain, domainOf } = domainIndex(ds);
+  const { domainOf } = domainIndex(ds);
+  const poolOf = candidatePools(ds);
   const seen = userItemSets({ user: Uint32Array.from([...split.train.user, ...split.test.user]), item: Uint32Array.from([...split.train.item, ...split.test.item]) });
   const truthSets = userItemSets(truth);
   const rng = new Xoshiro128(seed);
@@ -192,7 +220,7 @@ export function evaluateCrossDomain(model: TwoTowerModel, ds: NodeDataset, split
   for (let j = 0; j < truth.user.length; j++) {
     const u = truth.user[j];
     const exclude = new Set([...(seen.get(u) ?? []), ...(truthSets.get(u) ?? [])]);
-    cases.push({ user: u, target: truth.item[j], negatives: sampleNegatives(byDomain.get(domainOf[truth.item[j]])!, exclude, 100, rng) });
+    cases.push({ user: u, target: truth.item[j], negatives: sampleNegatives(poolOf[truth.item[j]], exclude, 100, rng) });
   }
   const m = runCases(cases, modelScorer(model), domainOf, null);
   const p = runCases(cases, popularityScorer(popularityScores(split.train, ds.items.length, seed)), domainOf, null);
