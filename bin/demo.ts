@@ -306,10 +306,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       composeEpsilon(Array.from({ length: rounds }, (_, k) => localDpsgdCharge({ round: k + 1, noiseMultiplier: s, q: P.samplingRate, steps: P.stepsPerRound, clip: P.clipNorm, delta: P.delta })), P.delta).epsilon;
     while (runEps(sigma) > P.epsilon) sigma *= 1 + 1e-6;
     const base = validatePolicy(parseYaml(fs.readFileSync(policyFile, 'utf8')));
+    const { offerRanges } = await import('../shared/fl/offers');
     const policy = validatePolicy({
       ...base,
+      // each party trains (and noises) only its own offers; items' rows are averaged over their provider
+      catalogue: { ...base.catalogue, offers: offerRanges(dsMeta.items) },
       model: { ...base.model, embeddingDim: P.embeddingDim, hiddenDim: P.hiddenDim },
-      training: { ...base.training, rounds, localSteps: P.stepsPerRound, learningRate: P.learningRate, negativesPerPositive: P.local.negatives, serverOptimizer: P.serverOptimizer },
+      training: { ...base.training, rounds, localSteps: P.stepsPerRound, learningRate: P.learningRate, negativesPerPositive: P.local.negatives, serverOptimizer: P.serverOptimizer, offerScope: 'own' },
       secagg: { ...base.secagg, threshold: 2 },
       privacy: {
         ...base.privacy,
@@ -489,6 +492,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       seed: o.seed,
       // each party's interactions as often per epoch as in its local-only training
       repeats: Object.fromEntries(DEMO_PARTIES.map((p) => [p, p === 'platform' ? P.local.platformEpochs : P.local.insurerEpochs])),
+      // negatives as the parties draw them under the policy's offer scope
+      offerNegatives: policy.training.offerScope === 'own',
     });
     try {
       log(`pooled ceiling: ${pooled.ds.users.length} users, ${pt.split.train.user.length} training interactions (each party's repeated as often as in its local training), ${pt.train.epochs} epoch(s), ${pt.train.steps} steps, ${Math.round(pt.train.samplesPerSecond)} samples/s on ${sel.backend}`);

@@ -7,6 +7,8 @@
  * Every command exits non-zero with a one-line reason on bad input (UserError), and prints one JSON
  * object on stdout with `--json`.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../shared/cli/errors';
 import { registerNodeCommands } from '../participant-node/cli/node';
@@ -35,8 +37,15 @@ export function buildProgram(): Command {
     readNodeInfo: async (dir) => (await import('../participant-node/identity')).readNodeInfo(dir),
     loadNodeIdentity: async (dir) => (await import('../participant-node/identity')).loadIdentity(dir),
     readCatalogue: async (dir) => {
-      const meta = (await import('../participant-node/data/store')).readDatasetMeta(dir);
-      return { hash: meta.catalogueHash, numItems: meta.counts.items };
+      const store = await import('../participant-node/data/store');
+      const meta = store.readDatasetMeta(dir);
+      // the offers come from the imported catalogue when it is there (every node re-checks them
+      // against its own catalogue before it trains)
+      const itemsFile = path.join(store.datasetDir(dir), 'items.json');
+      if (!fs.existsSync(itemsFile)) return { hash: meta.catalogueHash, numItems: meta.counts.items };
+      const items = JSON.parse(fs.readFileSync(itemsFile, 'utf8')) as Array<{ provider?: string }>;
+      if (!Array.isArray(items) || items.length !== meta.counts.items) throw new Error(`${itemsFile}: expected ${meta.counts.items} items`);
+      return { hash: meta.catalogueHash, numItems: meta.counts.items, offers: (await import('../shared/fl/offers')).offerRanges(items) };
     },
   });
   registerAuditCommands(program.command('audit').description('auditor: export the coordinator audit log, verify it against the policy and receipts'));

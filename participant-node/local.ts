@@ -17,10 +17,10 @@ import { readGroundTruth } from './data/import';
 import type { NodeDataset } from './data/dataset';
 import { selectBackend, type BackendChoice, type BackendSelection } from './model/backend';
 import { TwoTowerModel } from './model/twotower';
-import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives, trainEpochs, type TrainProgress } from './model/train';
+import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives, trainEpochs, ownOfferPools, type NegativePools, type TrainProgress } from './model/train';
 import { evaluateCrossDomain, evaluateModel, type CrossDomainReport, type EvalReport } from './model/evaluate';
 import { loadModel, saveModel } from './model/store';
-import { DpSgdTrainer } from './model/dpsgd';
+import { DpSgdTrainer, offerScope, type OfferScope } from './model/dpsgd';
 import { calibrateSigma, DEFAULT_ORDERS, epsilonFromRdp, rdpSampledGaussian } from '../shared/dp/rdp';
 import type { TrainResult } from './model/train';
 import { Recommender } from './serve/recommend';
@@ -28,6 +28,8 @@ import { Recommender } from './serve/recommend';
 export interface ModelSpec {
   model: ModelConfig;
   vocabularies: Vocabularies;
+  /** the policy's offers when its training.offerScope is `own` (train on the party's own offers) */
+  offers?: Record<string, Array<[number, number]>>;
 }
 
 /** Model dimensions and vocabularies: from the policy when given, else the defaults. */
@@ -43,7 +45,7 @@ export function modelSpec(ds: NodeDataset, policyFile?: string): ModelSpec {
     if (policy.catalogue.hash !== ds.catalogueHash) {
       throw new UserError(`the imported catalogue (hash ${ds.catalogueHash.slice(0, 16)}…) is not the policy's catalogue (${policy.catalogue.hash.slice(0, 16)}…)`);
     }
-    return { model: policy.model, vocabularies: policy.vocabularies };
+    return { model: policy.model, vocabularies: policy.vocabularies, offers: policy.training.offerScope === 'own' ? policy.catalogue.offers : undefined };
   }
   return {
     model: { architecture: 'two-tower-v1', embeddingDim: 32, hiddenDim: 64, numItems: ds.items.length },
@@ -106,7 +108,25 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
   const sel: BackendSelection = await selectBackend(tf, o.backend);
   await sodiumReady(); // CSPRNG for DP sampling and noise
   const seed = o.seed ?? randomInt(0, 2 ** 31);
-  const positives = o.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
+  let positives = o.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
+  // the policy trains each party on its own offers: the same examples here (positives of its own
+  // offers, negatives from them), so local-only and federated models are trained alike
+  let pools: NegativePools = domainIndex(ds);
+  if (spec.offers) {
+    let scope;
+    try {
+      scope = offerScope(info.name, spec.offers, ds.items);
+    } catch (e) {
+      throw new UserError(`${o.policy}: ${(e as Error).message}`);
+    }
+    pools = ownOfferPools(pools, scope.own);
+    const keep = Array.from(positives.item, (i) => scope.own[i] === 1);
+    const dropped = keep.filter((k) => !k).length;
+    if (dropped > 0) {
+      o.log?.(`offer scope: ${dropped} interaction(s) with other providers' items are not used`);
+      positives = { user: positives.user.filter((_, j) => keep[j]), item: positives.item.filter((_, j) => keep[j]) };
+    }
+  }
   let model = TwoTowerModel.forPolicy(spec.model, spec.vocabularies, ds.users.length, { learningRate: o.learningRate, initSeed: seed });
   let from: Record<string, unknown> | null = null;
   if (o.fromSaved) {
@@ -134,11 +154,11 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
     let dpInfo: TrainLocalResult['dp'];
     const r = o.dp
       ? (() => {
-          const res = trainDp(model, positives, domainIndex(ds), o.dp!, o.negatives, new Xoshiro128(seed ^ 0x2545f491), o.onProgress);
+          const res = trainDp(model, positives, domainIndex(ds), o.dp!, o.negatives, new Xoshiro128(seed ^ 0x2545f491), o.onProgress, spec.offers ? offerScope(info.name, spec.offers, ds.items) : null);
           dpInfo = res.dp;
           return res.train;
         })()
-      : trainEpochs(model, positives, domainIndex(ds), {
+      : trainEpochs(model, positives, pools, {
           epochs: o.epochs,
           batchSize: o.batchSize,
           negatives: o.negatives,
@@ -189,9 +209,10 @@ function trainDp(
   negatives: number,
   rng: Xoshiro128,
   onProgress?: (p: TrainProgress) => void,
+  scope: OfferScope | null = null,
 ): { train: TrainResult; dp: NonNullable<TrainLocalResult['dp']> } {
   const sigma = calibrateSigma(dp.epsilon, dp.delta, dp.samplingRate, dp.steps);
-  const trainer = new DpSgdTrainer(model, positives, domains, { clipNorm: dp.clipNorm, noiseMultiplier: sigma, samplingRate: dp.samplingRate, maxInteractionsPerUser: dp.maxInteractionsPerUser, negatives, learningRate: dp.learningRate }, rng);
+  const trainer = new DpSgdTrainer(model, positives, domains, { clipNorm: dp.clipNorm, noiseMultiplier: sigma, samplingRate: dp.samplingRate, maxInteractionsPerUser: dp.maxInteractionsPerUser, negatives, learningRate: dp.learningRate, scope }, rng);
   const t0 = process.hrtime.bigint();
   let samples = 0;
   let lossSum = 0;

@@ -23,6 +23,7 @@
  */
 import { encodedDimension } from '../../shared/dp/encode';
 import { nextGlobalModel } from '../../shared/fl/aggregate';
+import { averagingDivisors } from '../../shared/fl/offers';
 import { noiseFloorViolation } from '../../shared/fl/noise-floor';
 import { roundEncodeParams } from '../../shared/fl/round-params';
 import { publicRoundSeed } from '../../shared/fl/seeds';
@@ -191,6 +192,8 @@ export class SecAggRoundProtocol implements RoundProtocol {
       roundEncodeParams(p, this.start.runId, this.start.round),
       opt.type === 'fedavg' ? { type: 'fedavg', learningRate: opt.learningRate } : { type: 'fedadam', learningRate: opt.learningRate, beta1: opt.beta1, beta2: opt.beta2, tau: opt.tau },
       this.optimizerState,
+      // offer scope: each item's rows averaged over its provider alone, the towers over every survivor
+      p.training.offerScope === 'own' ? averagingDivisors(sharedParameterLayout(p.model, p.vocabularies), p.catalogue.offers!, step.survivors.map(String)) : undefined,
     );
     const sets = this.server.survivorsByPhase;
     return {

@@ -68,6 +68,7 @@ import { saveModel } from '../model/store';
 import { evaluateUsers, sampleUsers } from '../model/pooled';
 import { chargeRound, openLedger, previewCharge } from '../privacy/ledger';
 import { computeLocalUpdate, roundCharge, roundEncodeParams } from './update';
+import { offerScope, type OfferScope } from '../model/dpsgd';
 import { countersignRound, receiptBodyFields } from './receipt';
 import type { Receipt } from '../../shared/audit/entries';
 
@@ -310,6 +311,17 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
   model.setFeatures(f.users, f.items);
   const positives = opts.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
   const domains = domainIndex(ds);
+  let scope: OfferScope | null = null;
+  if (policy.training.offerScope === 'own') {
+    try {
+      scope = offerScope(identity.name, policy.catalogue.offers ?? {}, ds.items);
+    } catch (err) {
+      throw new UserError(`${(err as Error).message}`);
+    }
+    let outside = 0;
+    for (const i of positives.item) if (!scope.own[i]) outside++;
+    if (outside > 0) log(`offer scope: ${outside} training interaction(s) with other providers' items are not used (the policy trains each party on its own offers)`);
+  }
   const rng = new Xoshiro128(sodium().randombytes_buf(16));
   const fc = new FederationClient(opts, policy, identity);
   const hash = policyHash(policy);
@@ -421,7 +433,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       const { data } = await fc.download(e.modelVersion);
       const global = toFloat32(data, dimension, `model v${e.modelVersion}`);
       const t0 = Date.now();
-      const up = computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global }, rng);
+      const up = computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global, scope }, rng);
       log(`round ${e.round}: ${policy.privacy.mechanism} update (${up.privacy.steps} step${up.privacy.steps > 1 ? 's' : ''}, ${up.sampledUsers} user samples, loss ${up.meanLoss.toFixed(4)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       const enc = roundEncodeParams(policy, e.runId, e.round);
       const client = new SecAggClient({

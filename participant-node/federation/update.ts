@@ -28,7 +28,7 @@ import { roundCharge, roundEncodeParams, roundNoiseEncodeParams } from '../priva
 export { roundCharge, roundEncodeParams, roundNoiseEncodeParams };
 import { perUserGradients, poissonSample } from '../model/dpsgd';
 import type { Xoshiro128 } from '../../shared/util/prng';
-import { DpSgdTrainer, clippedUserGradientSum } from '../model/dpsgd';
+import { DpSgdTrainer, clippedUserGradientSum, type OfferScope } from '../model/dpsgd';
 import type { TwoTowerModel } from '../model/twotower';
 import type { domainIndex, Positives } from '../model/train';
 
@@ -38,6 +38,8 @@ export interface RoundInput {
   round: number;
   /** the global shared parameters this round starts from */
   global: Float32Array;
+  /** this party's offers when the policy's training.offerScope is `own` (see model/dpsgd.ts) */
+  scope?: OfferScope | null;
 }
 
 /** What the accountant and the audit log need to know about this party's round. */
@@ -71,13 +73,14 @@ function roundPrivacy(policy: Policy, enc: { gamma: number; bits: number }, dime
 }
 
 /** The DP trainer with the policy's privacy and training parameters. */
-function policyTrainer(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, policy: Policy, rng: Xoshiro128): DpSgdTrainer {
+function policyTrainer(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, policy: Policy, rng: Xoshiro128, scope: OfferScope | null | undefined): DpSgdTrainer {
   const p = policy.privacy;
+  if (policy.training.offerScope === 'own' && !scope) throw new Error(`the policy's training.offerScope is "own" but no offer scope was given`);
   return new DpSgdTrainer(
     model,
     positives,
     domains,
-    { clipNorm: p.clipNorm, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, maxInteractionsPerUser: p.maxInteractionsPerUser, negatives: policy.training.negativesPerPositive, learningRate: policy.training.learningRate },
+    { clipNorm: p.clipNorm, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, maxInteractionsPerUser: p.maxInteractionsPerUser, negatives: policy.training.negativesPerPositive, learningRate: policy.training.learningRate, scope: policy.training.offerScope === 'own' ? scope : null },
     rng,
   );
 }
@@ -89,7 +92,7 @@ function roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: R
   const enc = roundNoiseEncodeParams(policy, input.runId, input.round);
   model.setSharedFlat(input.global);
   model.resetOptimizer();
-  const trainer = policyTrainer(model, positives, domains, policy, rng);
+  const trainer = policyTrainer(model, positives, domains, policy, rng, input.scope);
   // deterministic wrap-around bound: every user of the party could be sampled
   assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: enc.noise, contributionsPerParty: Math.max(1, trainer.population.length), maxProbability: policy.secagg.maxWrapProbability });
   const sampled = poissonSample(trainer.population, p.samplingRate);
@@ -128,7 +131,7 @@ export function computeLocalUpdate(
   model.setSharedFlat(input.global);
   model.resetOptimizer();
   const p = policy.privacy;
-  const trainer = policyTrainer(model, positives, domains, policy, rng);
+  const trainer = policyTrainer(model, positives, domains, policy, rng, input.scope);
   let lossSum = 0;
   let lossN = 0;
   let sampled = 0;

@@ -18,6 +18,20 @@
  * parameters fixed before the step). So each step is the Poisson-subsampled Gaussian mechanism with
  * sensitivity C and noise multiplier sigma; the RDP accountant composes steps (and rounds) adaptively.
  *
+ * ## Offer scope (public sparsity of the update)
+ * Items are product offers, and the catalogue says which party offers each one (items.csv
+ * `provider`). With an offer scope (`offerScope`, policy `training.offerScope: own`), a party trains
+ * only on its own offers: positives with another provider's item are dropped before sampling (the
+ * count is reported), and every negative is drawn from the party's own offers (the positive's
+ * domain, and the one catalogue-wide negative from all its offers). Every example of every user then
+ * lies in the party's own offers, so any user's g_u is zero outside the fixed coordinate set
+ *   S_p = towers ∪ rows (e_i, b_i) of the party's own offers,
+ * which the public catalogue determines, not the data. The noise is added on exactly S_p; outside
+ * S_p the released vector is identically zero for EVERY dataset, so it reveals nothing, and on S_p
+ * the step is the same Poisson-subsampled Gaussian mechanism (sensitivity C, multiplier sigma): the
+ * accountant's charge is unchanged. What changes is the utility: a party no longer adds noise to
+ * (and no longer perturbs) the other parties' item rows, on which it has no signal.
+ *
  * ## Private embeddings
  * e_u is updated from u's own (unclipped, un-noised) gradient and is never released: it leaves the
  * node neither in an update nor anywhere else. It influences only u's own future g_u, which is clipped
@@ -38,8 +52,10 @@ import * as tf from '@tensorflow/tfjs';
 import { randomBytes } from '../../shared/crypto/sodium';
 import { gaussianNoise } from '../../shared/dp/gaussian';
 import { layoutSize, type ParamSpec } from '../../shared/model/layout';
+import { ownOfferMask, type OfferRanges } from '../../shared/fl/offers';
 import type { Xoshiro128 } from '../../shared/util/prng';
 import { segmentSumRows, type SparseRows, type TwoTowerModel } from './twotower';
+import { ownOfferPools } from './train';
 
 export interface UserExamples {
   user: number;
@@ -370,7 +386,48 @@ export class DenseAdam {
   }
 }
 
+/** The party's own offers: `own[i]` = 1 when catalogue item i is offered by this party. */
+export interface OfferScope {
+  party: string;
+  own: Uint8Array;
+}
+
+/**
+ * The offer scope of `party` from the policy's `catalogue.offers`, checked against the node's own
+ * catalogue (in dataset order): every item the policy assigns to `party` must name it as provider and
+ * no other item may. The catalogue hash already pins the provider column; a mismatch means the policy
+ * was written from another catalogue, and training must not start on it.
+ */
+export function offerScope(party: string, offers: OfferRanges, items: ReadonlyArray<{ id?: string; provider?: string }>): OfferScope {
+  const own = ownOfferMask(offers, party, items.length);
+  for (let i = 0; i < items.length; i++) {
+    if ((own[i] === 1) !== (items[i].provider === party)) {
+      throw new RangeError(`the policy's offers of "${party}" disagree with the catalogue at item ${i}${items[i].id ? ` (${items[i].id})` : ''}: the policy says ${own[i] ? '' : 'not '}"${party}", items.csv says "${items[i].provider ?? ''}"`);
+    }
+  }
+  return { party, own };
+}
+
+/** Coordinates of the shared vector a scoped party's update can touch: towers and its own rows. */
+export function scopeSupport(layout: ParamSpec[], scope: OfferScope): Uint8Array {
+  const D = layoutSize(layout);
+  const m = new Uint8Array(D).fill(1);
+  const emb = layout.find((p) => p.name === 'item_embedding');
+  const bias = layout.find((p) => p.name === 'item_bias');
+  if (!emb || !bias) throw new Error('offer scope needs a layout with item_embedding and item_bias');
+  const d = emb.shape[1];
+  if (emb.shape[0] !== scope.own.length || bias.size !== scope.own.length) throw new RangeError(`offer scope covers ${scope.own.length} items, the layout ${emb.shape[0]}`);
+  for (let i = 0; i < scope.own.length; i++) {
+    if (scope.own[i]) continue;
+    m.fill(0, emb.offset + i * d, emb.offset + (i + 1) * d);
+    m[bias.offset + i] = 0;
+  }
+  return m;
+}
+
 export interface DpSgdConfig {
+  /** restrict training (examples, noise) to the party's own offers; null/absent = whole catalogue */
+  scope?: OfferScope | null;
   clipNorm: number;
   noiseMultiplier: number;
   samplingRate: number;
@@ -397,6 +454,14 @@ export class DpSgdTrainer {
   private readonly candidates: Uint32Array;
   private readonly adam: DenseAdam;
   readonly expectedBatch: number;
+  /** positives dropped by the offer scope (another provider's item) */
+  readonly droppedOutOfScope: number = 0;
+  /** per shared coordinate: 1 where noise is added (all ones without a scope) */
+  private readonly support: Uint8Array | null = null;
+  private readonly supportSize: number;
+  /** negative pools: per domain, and the catalogue-wide pool (own offers only under a scope) */
+  private readonly negByDomain: Map<string, Uint32Array>;
+  private readonly negAll: Uint32Array | null;
 
   constructor(
     private readonly model: TwoTowerModel,
@@ -405,12 +470,37 @@ export class DpSgdTrainer {
     readonly cfg: DpSgdConfig,
     private readonly rng: Xoshiro128,
   ) {
+    const scope = cfg.scope ?? null;
     const lists = new Map<number, number[]>();
+    let dropped = 0;
     for (let j = 0; j < positives.user.length; j++) {
       const u = positives.user[j];
+      if (scope && !scope.own[positives.item[j]]) {
+        dropped++;
+        continue;
+      }
       if (!lists.has(u)) lists.set(u, []);
       lists.get(u)!.push(positives.item[j]);
     }
+    this.droppedOutOfScope = dropped;
+    const D = model.getSharedFlat().length;
+    if (scope) {
+      if (!model.layout) throw new Error('an offer scope needs a model with the shared layout (TwoTowerModel.forPolicy)');
+      if (scope.own.length !== domains.domainOf.length) throw new RangeError(`offer scope covers ${scope.own.length} items, the catalogue has ${domains.domainOf.length}`);
+      this.support = scopeSupport(model.layout, scope);
+      const pools = ownOfferPools(domains, scope.own);
+      this.negByDomain = pools.byDomain;
+      this.negAll = pools.all ?? null;
+    } else {
+      this.negByDomain = domains.byDomain;
+      this.negAll = null;
+    }
+    let sup = D;
+    if (this.support) {
+      sup = 0;
+      for (let i = 0; i < D; i++) sup += this.support[i];
+    }
+    this.supportSize = sup;
     for (const [u, l] of lists) this.byUser.set(u, Uint32Array.from(l));
     this.candidates = Uint32Array.from([...this.byUser.keys()].sort((a, b) => a - b));
     this.expectedBatch = cfg.samplingRate * this.candidates.length;
@@ -445,8 +535,12 @@ export class DpSgdTrainer {
       const o = k * (1 + K);
       items[o] = it;
       labels[o] = 1;
-      const pool = this.domains.byDomain.get(this.domains.domainOf[it])!;
-      for (let q = 1; q <= K; q++) items[o + q] = q === K && K > 1 ? this.rng.nextInt(this.domains.domainOf.length) : pool[this.rng.nextInt(pool.length)];
+      const pool = this.negByDomain.get(this.domains.domainOf[it])!;
+      const all = this.negAll;
+      for (let q = 1; q <= K; q++) {
+        if (q === K && K > 1) items[o + q] = all ? all[this.rng.nextInt(all.length)] : this.rng.nextInt(this.domains.domainOf.length);
+        else items[o + q] = pool[this.rng.nextInt(pool.length)];
+      }
     });
     return { user: u, items, labels };
   }
@@ -470,9 +564,20 @@ export class DpSgdTrainer {
       for (const n of r.norms) if (n > this.cfg.clipNorm) clipped++;
       userRows.push(r.userGrads);
     }
-    const noise = gaussianNoise(D, this.cfg.noiseMultiplier * this.cfg.clipNorm);
+    // noise on every coordinate of the support (all of them without a scope); outside it the
+    // clipped sum is exactly zero by construction (asserted: a scope bug must not go unnoticed)
+    const noise = gaussianNoise(this.supportSize, this.cfg.noiseMultiplier * this.cfg.clipNorm);
     const inv = 1 / this.expectedBatch;
-    for (let i = 0; i < D; i++) grad[i] = (grad[i] + noise[i]) * inv;
+    const sup = this.support;
+    if (!sup) {
+      for (let i = 0; i < D; i++) grad[i] = (grad[i] + noise[i]) * inv;
+    } else {
+      let k = 0;
+      for (let i = 0; i < D; i++) {
+        if (sup[i]) grad[i] = (grad[i] + noise[k++]) * inv;
+        else if (grad[i] !== 0) throw new Error(`offer scope violated: a user's gradient touches coordinate ${i} outside the party's offers`);
+      }
+    }
     const userGrads: SparseRows = {
       rows: Uint32Array.from(userRows.flatMap((r) => Array.from(r.rows))),
       values: Float32Array.from(userRows.flatMap((r) => Array.from(r.values))),

@@ -24,7 +24,7 @@ import { Xoshiro128 } from '../../shared/util/prng';
 import type { NodeDataset } from '../data/dataset';
 import { evaluateCrossDomain, evaluateModel, type CrossDomainReport, type EvalReport } from './evaluate';
 import { TwoTowerModel } from './twotower';
-import { domainIndex, encodeFeatures, leaveOneOutSplit, trainEpochs, type Positives, type Split, type TrainResult } from './train';
+import { domainIndex, encodeFeatures, leaveOneOutSplit, offerGroupPools, trainEpochs, type Positives, type Split, type TrainResult } from './train';
 
 export interface PooledPart {
   party: string;
@@ -112,6 +112,8 @@ export interface PooledTrainOptions {
    * in its party's local training, plus everyone else's data: a fair ceiling, not an under-trained one.
    */
   repeats?: Record<string, number>;
+  /** negatives from the positive's provider and domain (offerGroupPools), as parties training on their own offers draw them */
+  offerNegatives?: boolean;
 }
 
 /** The training pairs of `train` with party k's pairs repeated repeats[k] times (user order kept). */
@@ -147,7 +149,7 @@ export function trainPooled(p: PooledDataset, o: PooledTrainOptions): { model: T
     const f = encodeFeatures(p.ds, o.vocabularies);
     model.setFeatures(f.users, f.items);
     const positives = o.repeats ? repeatByParty(p, split.train, o.repeats) : split.train;
-    const train = trainEpochs(model, positives, domainIndex(p.ds), {
+    const train = trainEpochs(model, positives, o.offerNegatives ? offerGroupPools(p.ds) : domainIndex(p.ds), {
       epochs: o.epochs,
       batchSize: o.batchSize,
       negatives: o.negatives,

@@ -75,6 +75,46 @@ export function encodeFeatures(ds: NodeDataset, vocab: Vocabularies): { users: F
 }
 
 /** Item indices grouped by domain, and each item's domain index. */
+/**
+ * Where negatives come from: per domain (`byDomain`, indexed by the positive's domain) and, for the
+ * one catalogue-wide negative, `all` (every catalogue item when absent).
+ */
+export interface NegativePools {
+  byDomain: Map<string, Uint32Array>;
+  domainOf: string[];
+  all?: Uint32Array;
+}
+
+/**
+ * The negative pools restricted to the items with own[i] = 1 (a party's own offers): each domain's
+ * pool and the catalogue-wide pool keep only those items.
+ */
+export function ownOfferPools(domains: NegativePools, own: Uint8Array): NegativePools {
+  if (own.length !== domains.domainOf.length) throw new RangeError(`"own" covers ${own.length} items, the catalogue has ${domains.domainOf.length}`);
+  return {
+    byDomain: new Map([...domains.byDomain].map(([d, l]) => [d, l.filter((i) => own[i] === 1)])),
+    domainOf: domains.domainOf,
+    all: Uint32Array.from(domains.domainOf.map((_, i) => i).filter((i) => own[i] === 1)),
+  };
+}
+
+/**
+ * Negative pools keyed by (provider, domain) of the positive: every negative of a positive comes from
+ * the same provider's offers in the same domain (the catalogue-wide one from the whole catalogue).
+ * For one party training on its own offers this equals ownOfferPools; on a pooled dataset it gives
+ * each party's users the negatives their own node would draw.
+ */
+export function offerGroupPools(ds: NodeDataset): NegativePools {
+  const domainOf = ds.items.map((it) => `${it.provider ?? ''}\u0000${it.domain}`);
+  const lists = new Map<string, number[]>();
+  domainOf.forEach((k, i) => {
+    let l = lists.get(k);
+    if (!l) lists.set(k, (l = []));
+    l.push(i);
+  });
+  return { byDomain: new Map([...lists].map(([k, l]) => [k, Uint32Array.from(l)])), domainOf };
+}
+
 export function domainIndex(ds: NodeDataset): { byDomain: Map<string, Uint32Array>; domainOf: string[] } {
   const lists = new Map<string, number[]>();
   const domainOf: string[] = [];
@@ -129,7 +169,7 @@ export function makeBatch(
   start: number,
   count: number,
   negatives: number,
-  domains: { byDomain: Map<string, Uint32Array>; domainOf: string[] },
+  domains: NegativePools,
   rng: Xoshiro128,
 ): { users: Uint32Array; items: Uint32Array; labels: Float32Array } {
   const per = 1 + negatives;
@@ -149,13 +189,14 @@ export function makeBatch(
       users[o + q] = u;
       // the last negative comes from the whole catalogue, so the model also learns which domains a
       // party's users do not take up; the others are same-domain "hard" negatives
-      items[o + q] = q === negatives && negatives > 1 ? rng.nextInt(domains.domainOf.length) : pool[rng.nextInt(pool.length)];
+      if (q === negatives && negatives > 1) items[o + q] = domains.all ? domains.all[rng.nextInt(domains.all.length)] : rng.nextInt(domains.domainOf.length);
+      else items[o + q] = pool[rng.nextInt(pool.length)];
     }
   }
   return { users, items, labels };
 }
 
-export function trainEpochs(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, opts: TrainOptions): TrainResult {
+export function trainEpochs(model: TwoTowerModel, positives: Positives, domains: NegativePools, opts: TrainOptions): TrainResult {
   const n = positives.user.length;
   if (n === 0) throw new RangeError('no training interactions');
   const perBatch = Math.max(1, Math.floor(opts.batchSize / (1 + opts.negatives)));

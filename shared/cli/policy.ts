@@ -28,7 +28,7 @@ export interface PolicyCliDeps {
   /** the node's identity key pair (refuses unsafe key files) */
   loadNodeIdentity(dataDir: string): Promise<{ name: string; publicKey: Uint8Array; secretKey: Uint8Array }>;
   /** hash and size of the catalogue a node imported (for --catalogue-from) */
-  readCatalogue?(dataDir: string): Promise<{ hash: string; numItems: number }>;
+  readCatalogue?(dataDir: string): Promise<{ hash: string; numItems: number; offers?: Record<string, Array<[number, number]>> }>;
 }
 
 async function readPolicy(file: string) {
@@ -89,7 +89,7 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
     .option('--json', 'print {"policyHash","out"}')
     .action(async (o: { out: string; federation: string; coordinatorKey: string; coordinatorName: string; party: string[]; nodeDir: string[]; catalogueHash?: string; numItems?: string; catalogueFrom?: string; force?: boolean; json?: boolean }) => {
       const { defaultPolicy } = await import('../policy/defaults');
-      const { policyHash, PolicyError } = await import('../policy/schema');
+      const { policyHash, PolicyError, validatePolicy } = await import('../policy/schema');
       const { stringify } = await import('yaml');
       const { sodiumReady } = await import('../crypto/sodium');
       const { writeFileAtomic } = await import('../util/atomic');
@@ -106,10 +106,11 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
       if (parties.length < 2) throw new UserError('a policy needs at least 2 parties (--party NAME=KEY or --node-dir DIR)');
       let catalogueHash = o.catalogueHash;
       let numItems = o.numItems === undefined ? undefined : Number(o.numItems);
+      let offers: Record<string, Array<[number, number]>> | undefined;
       if (o.catalogueFrom) {
         if (catalogueHash !== undefined || numItems !== undefined) throw new UserError('give --catalogue-from DIR or --catalogue-hash with --num-items, not both');
         if (!deps.readCatalogue) throw new UserError('--catalogue-from is not available in this build');
-        ({ hash: catalogueHash, numItems } = await deps.readCatalogue(o.catalogueFrom));
+        ({ hash: catalogueHash, numItems, offers } = await deps.readCatalogue(o.catalogueFrom));
       }
       if (catalogueHash === undefined || numItems === undefined) throw new UserError('the catalogue is needed: --catalogue-from NODE_DIR, or --catalogue-hash HEX with --num-items N');
       if (!Number.isSafeInteger(numItems) || numItems < 1) throw new UserError(`--num-items expects a positive integer, got "${o.numItems}"`);
@@ -117,6 +118,11 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
       let p;
       try {
         p = defaultPolicy({ federationId: o.federation, coordinator: { name: o.coordinatorName, publicKey: o.coordinatorKey }, parties, catalogue: { hash: catalogueHash, numItems } });
+        // the catalogue names every party's offers: train each party on its own offers (schema: training.offerScope)
+        if (offers && parties.every((x) => offers![x.name]?.length)) {
+          const own = Object.fromEntries(parties.map((x) => [x.name, offers![x.name]]));
+          p = validatePolicy({ ...p, catalogue: { ...p.catalogue, offers: own }, training: { ...p.training, offerScope: 'own' } });
+        }
       } catch (e) {
         if (e instanceof PolicyError) throw new UserError(e.message);
         throw e;

@@ -1,7 +1,8 @@
 /**
  * The coordinator's side of a round after secure aggregation (DESIGN §4 step 5): decode the
- * unmasked sum of the survivors' encoded updates, average with uniform weights, apply the server
- * optimizer. Pure: the same function serves the gRPC coordinator and in-process simulations.
+ * unmasked sum of the survivors' encoded updates, average with uniform weights (or, under the
+ * policy's offer scope, over the parties that can touch each coordinate: shared/fl/offers.ts), apply
+ * the server optimizer. Pure: the same function serves the gRPC coordinator and in-process simulations.
  */
 import { decodeAggregate } from '../dp/encode';
 import { applyServerUpdate, type ServerOptimizerConfig, type ServerOptimizerState } from './server';
@@ -19,8 +20,12 @@ export function nextGlobalModel(
   enc: AggregateParams,
   optimizer: ServerOptimizerConfig,
   state: ServerOptimizerState,
+  /** per-coordinate divisors (averagingDivisors) instead of the survivor count */
+  divisors?: Float64Array,
 ): Float32Array {
-  const avg = decodeAggregate(sum, enc, global.length, survivors);
+  if (divisors && divisors.length !== global.length) throw new RangeError(`"divisors" expected length ${global.length}, got ${divisors.length}`);
+  const avg = decodeAggregate(sum, enc, global.length, divisors ? 1 : survivors);
+  if (divisors) for (let i = 0; i < avg.length; i++) avg[i] /= divisors[i];
   return applyServerUpdate(global, avg, optimizer, state);
 }
 

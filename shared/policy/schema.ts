@@ -40,6 +40,15 @@ export const trainingSchema = z
     learningRate: z.number().positive().max(100),
     negativesPerPositive: z.number().int().min(1).max(100),
     serverOptimizer: serverOptimizerSchema,
+    /**
+     * What a party's training may touch. `own`: only the towers and the rows of the party's own
+     * offers (items.csv provider = the party's name): examples outside its offers are dropped,
+     * negatives come from its offers, and DP noise is added on exactly those coordinates (the update
+     * is identically zero elsewhere, for every dataset). The coordinator then averages each item's
+     * rows over the parties that can touch them (its provider), the towers over every survivor.
+     * `catalogue`: every party trains and noises every item row; plain uniform FedAvg.
+     */
+    offerScope: z.enum(['own', 'catalogue']).default('catalogue'),
   })
   .strict();
 
@@ -97,7 +106,19 @@ export const policySchema = z
     parties: z
       .array(z.object({ name, publicKey: base64Key32, epsilonBudget: z.number().positive().optional() }).strict())
       .min(2),
-    catalogue: z.object({ hash: hex32, numItems: z.number().int().min(1) }).strict(),
+    catalogue: z
+      .object({
+        hash: hex32,
+        numItems: z.number().int().min(1),
+        /**
+         * Which party offers which items (public: items.csv's provider column of the hashed
+         * catalogue), as half-open index ranges [start, end) in catalogue order. Needed by
+         * training.offerScope `own`: each party trains and noises only its own offers' rows, and the
+         * coordinator averages each item's rows over its provider alone.
+         */
+        offers: z.record(z.string(), z.array(z.tuple([z.number().int().min(0), z.number().int().min(1)])).min(1)).optional(),
+      })
+      .strict(),
     vocabularies: vocabulariesSchema,
     model: modelConfigSchema,
     training: trainingSchema,
@@ -118,6 +139,26 @@ export const policySchema = z
     });
     if (p.model.numItems !== p.catalogue.numItems) {
       ctx.addIssue({ code: 'custom', path: ['model', 'numItems'], message: `must equal catalogue.numItems (${p.catalogue.numItems}), got ${p.model.numItems}` });
+    }
+    const offers = p.catalogue.offers;
+    if (offers) {
+      const spans: Array<[number, number, string]> = [];
+      for (const [party, ranges] of Object.entries(offers)) {
+        if (!names.has(party)) ctx.addIssue({ code: 'custom', path: ['catalogue', 'offers', party], message: `"${party}" is not one of the policy's parties` });
+        ranges.forEach(([a, b], k) => {
+          if (!(a < b) || b > p.catalogue.numItems) ctx.addIssue({ code: 'custom', path: ['catalogue', 'offers', party, k], message: `range [${a}, ${b}) must satisfy start < end <= numItems (${p.catalogue.numItems})` });
+          spans.push([a, b, party]);
+        });
+      }
+      spans.sort((x, y) => x[0] - y[0]);
+      for (let k = 1; k < spans.length; k++) {
+        if (spans[k][0] < spans[k - 1][1]) ctx.addIssue({ code: 'custom', path: ['catalogue', 'offers', spans[k][2]], message: `range [${spans[k][0]}, ${spans[k][1]}) overlaps [${spans[k - 1][0]}, ${spans[k - 1][1]}) of "${spans[k - 1][2]}"` });
+      }
+    }
+    if (p.training.offerScope === 'own') {
+      for (const party of p.parties) {
+        if (!offers?.[party.name]) ctx.addIssue({ code: 'custom', path: ['catalogue', 'offers'], message: `training.offerScope "own" needs the offers of every party; "${party.name}" has none` });
+      }
     }
     if (p.secagg.threshold > n) {
       ctx.addIssue({ code: 'custom', path: ['secagg', 'threshold'], message: `threshold ${p.secagg.threshold} exceeds the number of parties (${n})` });

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TwoTowerModel } from '../../../participant-node/model/twotower';
-import { clippedUserGradientSum, DpSgdTrainer, perUserGradients, poissonSample, type UserExamples } from '../../../participant-node/model/dpsgd';
+import { clippedUserGradientSum, DpSgdTrainer, offerScope, perUserGradients, poissonSample, scopeSupport, type UserExamples } from '../../../participant-node/model/dpsgd';
 import { DEFAULT_VOCABULARIES, itemFeatureDim, userFeatureDim } from '../../../shared/data/vocab';
 import { layoutSize } from '../../../shared/model/layout';
 import { sodiumReady } from '../../../shared/crypto/sodium';
@@ -131,6 +131,41 @@ describe('per-user clipped gradient sum', () => {
     let unchanged = 0;
     for (let i = 0; i < after.length; i++) if (after[i] === before[i]) unchanged++;
     expect(unchanged).toBe(0);
+    m.dispose();
+  });
+
+  test('offer scope: examples only from own offers, noise exactly on towers + own rows, zero elsewhere', () => {
+    const m = model(8);
+    const rng = new Xoshiro128(3);
+    // items 0-14 offered by "insurer", 15-39 by "platform"; two domains, each mixing both providers
+    const catalogue = Array.from({ length: NI }, (_, i) => ({ id: `it${i}`, provider: i < 15 ? 'insurer' : 'platform' }));
+    const domainOf = Array.from({ length: NI }, (_, i) => (i % 2 ? 'insurance' : 'finance'));
+    const byDomain = new Map(['insurance', 'finance'].map((d) => [d, Uint32Array.from(domainOf.flatMap((x, i) => (x === d ? [i] : [])))]));
+    const scope = offerScope('insurer', { insurer: [[0, 15]], platform: [[15, 40]] }, catalogue);
+    // positives: mostly own offers, some of another provider (must be dropped before sampling)
+    const users = Uint32Array.from({ length: 240 }, (_, j) => j % NU);
+    const items = Uint32Array.from({ length: 240 }, (_, j) => (j % 6 === 5 ? 15 + rng.nextInt(25) : rng.nextInt(15)));
+    const tr = new DpSgdTrainer(m, { user: users, item: items }, { byDomain, domainOf }, { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.7, maxInteractionsPerUser: 8, negatives: 3, learningRate: 0.01, scope }, rng);
+    expect(tr.droppedOutOfScope).toBe(40);
+    for (const u of tr.population) {
+      const ex = tr.examplesOf(u);
+      for (const it of ex.items) expect(scope.own[it]).toBe(1);
+    }
+    const support = scopeSupport(m.layout!, scope);
+    const { grad } = tr.noisyGradient();
+    let inside = 0;
+    for (let i = 0; i < grad.length; i++) {
+      if (support[i]) {
+        if (grad[i] !== 0) inside++;
+      } else expect(grad[i]).toBe(0);
+    }
+    let supportSize = 0;
+    for (const x of support) supportSize += x;
+    expect(inside).toBe(supportSize); // noise lands on every coordinate of the support
+    expect(supportSize).toBe(grad.length - 25 * 7); // 25 foreign items x (6 embedding + 1 bias)
+    // a policy whose offers disagree with the catalogue's provider column is refused
+    expect(() => offerScope('insurer', { insurer: [[0, 16]], platform: [[16, 40]] }, catalogue)).toThrow(/disagree with the catalogue at item 15 \(it15\)/);
+    expect(() => offerScope('insurer2', { insurer: [[0, 15]] }, catalogue)).toThrow(/no offers for party "insurer2"/);
     m.dispose();
   });
 

@@ -121,6 +121,15 @@ describe('fedbridge policy init | sign | verify', () => {
     const p = parsePolicyYaml(fs.readFileSync(out, 'utf8'));
     expect(p.catalogue).toEqual({ hash: '12'.repeat(32), numItems: 77 });
     expect(p.model.numItems).toBe(77);
+    // with the imported catalogue's provider column: each party's offers, and training on own offers
+    const items = Array.from({ length: 77 }, (_, k) => ({ id: `i${k}`, provider: k < 40 ? 'platform' : 'insurer' }));
+    fs.writeFileSync(path.join(a, 'data', 'items.json'), JSON.stringify(items));
+    r = await run(['policy', 'init', '--out', out, '--force', '--federation', 'demo', '--coordinator-key', coordPk, '--node-dir', a, '--node-dir', path.join(root, 'insurer'), '--catalogue-from', a]);
+    expect(r.err).toBe('');
+    const q = parsePolicyYaml(fs.readFileSync(out, 'utf8'));
+    expect(q.catalogue.offers).toEqual({ platform: [[0, 40]], insurer: [[40, 77]] });
+    expect(q.training.offerScope).toBe('own');
+    fs.rmSync(path.join(a, 'data', 'items.json'));
     r = await run(['policy', 'init', '--out', out, '--force', '--federation', 'demo', '--coordinator-key', coordPk, '--node-dir', a, '--node-dir', path.join(root, 'insurer'), '--catalogue-from', a, '--num-items', '5']);
     expect(r.err).toMatch(/not both/);
     r = await run(['policy', 'init', '--out', out, '--force', '--federation', 'demo', '--coordinator-key', coordPk, '--node-dir', a, '--node-dir', path.join(root, 'insurer')]);
