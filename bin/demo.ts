@@ -53,9 +53,11 @@ export const DEMO_PARAMS = {
   local: { platformEpochs: 1, insurerEpochs: 3, batchSize: 1024, negatives: 4, learningRate: 0.005 },
   /**
    * federated + local personalisation: each party continues training the final federated model on
-   * its own data (non-DP: the result never leaves the node); null to skip this column
+   * its own data (non-DP: the result never leaves the node) at a small learning rate, so the local
+   * data adapts the federated model instead of overwriting it (measured on seed 1, insurer HR@10:
+   * lr 0.001 x 3 epochs 0.497, lr 0.005 x 1 epoch 0.472, lr 0.005 x 3 epochs 0.439); null to skip this column
    */
-  personalise: { platformEpochs: 1, insurerEpochs: 3 } as { platformEpochs: number; insurerEpochs: number } | null,
+  personalise: { platformEpochs: 1, insurerEpochs: 3, learningRate: 0.001 } as { platformEpochs: number; insurerEpochs: number; learningRate: number } | null,
   /** pooled ceiling (non-DP, all parties' data in one place; each party's interactions repeated per epoch as often as its local epochs) */
   pooled: { epochs: 1, batchSize: 1024, negatives: 4, learningRate: 0.005 },
   /** evaluation: users sampled per party (all users when the party has fewer) */
@@ -468,7 +470,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     if (P.personalise) {
       for (const p of DEMO_PARTIES) {
         const epochs = p === 'platform' ? P.personalise.platformEpochs : P.personalise.insurerEpochs;
-        await trainLocal(dirs.nodes[p], { backend: (o.backend ?? 'auto') as never, epochs, batchSize: P.local.batchSize, negatives: P.local.negatives, learningRate: P.local.learningRate, seed: o.seed, holdout: 'last', policy: policyFile, fromSaved: true });
+        await trainLocal(dirs.nodes[p], { backend: (o.backend ?? 'auto') as never, epochs, batchSize: P.local.batchSize, negatives: P.local.negatives, learningRate: P.personalise.learningRate, seed: o.seed, holdout: 'last', policy: policyFile, fromSaved: true });
         evals[p].personalised = await evaluateSavedModel(dirs.nodes[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
       }
       log(`federated + local personalisation: each party trained the federated model further on its own data (${P.personalise.platformEpochs} / ${P.personalise.insurerEpochs} epochs)`);

@@ -130,7 +130,7 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
   let model = TwoTowerModel.forPolicy(spec.model, spec.vocabularies, ds.users.length, { learningRate: o.learningRate, initSeed: seed });
   let from: Record<string, unknown> | null = null;
   if (o.fromSaved) {
-    const saved = loadModel(dataDir);
+    const saved = loadModel(dataDir, { learningRate: o.learningRate }); // continue at the requested rate
     if (saved.meta.catalogueHash !== ds.catalogueHash || saved.userIds.length !== ds.users.length || saved.userIds.some((id, k) => ds.users[k].id !== id)) {
       saved.model.dispose();
       model.dispose();

@@ -72,11 +72,14 @@ export function readModelMeta(dataDir: string): ModelMeta {
   return meta;
 }
 
-/** Loads the saved model (tfjs backend must already be selected). */
-export function loadModel(dataDir: string): { model: TwoTowerModel; meta: ModelMeta; userIds: string[] } {
+/**
+ * Loads the saved model (tfjs backend must already be selected). Its optimizers use the saved
+ * learning rate unless `learningRate` is given (continuing training at another rate).
+ */
+export function loadModel(dataDir: string, o: { learningRate?: number } = {}): { model: TwoTowerModel; meta: ModelMeta; userIds: string[] } {
   const meta = readModelMeta(dataDir);
   const dir = modelDir(dataDir);
-  const model = TwoTowerModel.forPolicy(meta.model, meta.vocabularies, meta.numUsers, { learningRate: meta.learningRate, initSeed: meta.initSeed });
+  const model = TwoTowerModel.forPolicy(meta.model, meta.vocabularies, meta.numUsers, { learningRate: o.learningRate ?? meta.learningRate, initSeed: meta.initSeed });
   try {
     const layoutLen = model.getSharedFlat().length;
     model.setSharedFlat(readF32(path.join(dir, 'shared.f32'), layoutLen));

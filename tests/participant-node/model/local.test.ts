@@ -217,7 +217,16 @@ describe('personalisation from a saved model', () => {
     }
     expect(Math.sqrt(diff / norm)).toBeGreaterThan(0);
     expect(Math.sqrt(diff / norm)).toBeLessThan(1);
+    expect(after.meta.learningRate).toBe(0.001);
     after.model.dispose();
+    // the continuation trains at the requested rate, not at the saved model's: a tiny rate barely moves it
+    await trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 1e-7, seed: 6, holdout: 'last', fromSaved: true });
+    const tiny = loadModel(dir);
+    const sharedTiny = tiny.model.getSharedFlat();
+    tiny.model.dispose();
+    let moved = 0;
+    for (let i = 0; i < sharedTiny.length; i++) moved += (sharedTiny[i] - sharedAfter[i]) ** 2;
+    expect(Math.sqrt(moved / norm)).toBeLessThan(1e-4);
     await expect(trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.001, holdout: 'none', fromSaved: true })).rejects.toThrow(/trained with holdout last, not none/);
   });
 });
