@@ -8,18 +8,16 @@
  *  - no party's unmasked input appears on the wire: distinctive 16-byte canaries planted in each
  *    input, and 32-byte slices of the inputs, are absent from every captured byte string.
  */
-import * as path from 'node:path';
-import * as protobuf from 'protobufjs';
 import * as grpc from '@grpc/grpc-js';
 import { EventKind, Phase } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { encodedDimension } from '../../shared/dp/encode';
 import { modularSum } from '../../shared/fl/aggregate';
 import { randomBytes, sodiumReady } from '../../shared/crypto/sodium';
-import { PROTO_ROOT } from '../../coordinator/grpc/options';
 import type { RunningCoordinator } from '../../coordinator/main';
 import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
 import { makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
+import { BODY_OF, protoRoot, walkFields } from '../integration/wire-tap';
 
 interface Captured {
   party: string;
@@ -28,42 +26,9 @@ interface Captured {
   bytes: Uint8Array;
 }
 
-const root = protobuf.loadSync([path.join(PROTO_ROOT, 'fedbridge/v1/federation.proto'), path.join(PROTO_ROOT, 'fedbridge/v1/secagg.proto')]);
-root.resolveAll();
-
-const BODY_OF: Record<string, string> = {
-  Subscribe: 'SubscribeBody',
-  AdvertiseKeys: 'PhaseMessageBody',
-  ShareKeys: 'PhaseMessageBody',
-  ConsistencyCheck: 'PhaseMessageBody',
-  Unmasking: 'PhaseMessageBody',
-  UploadMaskedInput: 'UploadOpenBody',
-  DownloadModel: 'DownloadModelBody',
-  SubmitReceipt: 'ReceiptBody',
-};
-
-/** Walks raw protobuf bytes against the declared schema; returns the fields seen, throws on unknown ones. */
-function walk(bytes: Uint8Array, typeName: string, where: string, seen: Set<string>, nested: (field: string) => string | null): void {
-  const type = root.lookupType(`fedbridge.v1.${typeName}`);
-  const r = protobuf.Reader.create(bytes);
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    const id = tag >>> 3;
-    const wt = tag & 7;
-    const field = type.fieldsById[id];
-    if (!field) throw new Error(`${where}: field number ${id} is not declared in ${typeName}`);
-    const name = `${typeName}.${field.name}`;
-    seen.add(name);
-    if (field.resolvedType instanceof protobuf.Type && wt === 2) {
-      walk(r.bytes(), field.resolvedType.name, `${where}.${field.name}`, seen, nested);
-    } else if (wt === 2 && nested(name)) {
-      const sub = r.bytes();
-      if (sub.length) walk(sub, nested(name)!, `${where}.${field.name}`, seen, nested);
-    } else {
-      r.skipType(wt);
-    }
-  }
-}
+const root = protoRoot;
+/** The strict schema walk of the real-node wire test (declared field numbers and wire types). */
+const walk = walkFields;
 
 /** Records the metadata a party sends and receives (initial metadata and trailers). */
 function metadataOf(party: string, metadata: { party: string; keys: string[] }[]): grpc.Interceptor {

@@ -22,12 +22,13 @@ import { openLedger, readLedger } from '../../participant-node/privacy/ledger';
 import { restoreLedgerFromAudit } from '../../participant-node/privacy/restore';
 import { readModelMeta } from '../../participant-node/model/store';
 import { loadDataset } from '../../participant-node/data/store';
-import { defaultPolicy } from '../../shared/policy/defaults';
+import { smallPolicy } from './policy';
 import { policyHash } from '../../shared/policy/schema';
 import { signPolicyHash } from '../../shared/policy/sign';
 import { sharedParameterLayout, layoutSize } from '../../shared/model/layout';
 import { initSharedParams } from '../../shared/model/init';
 import { modularSum, nextGlobalModel } from '../../shared/fl/aggregate';
+import { averagingDivisors } from '../../shared/fl/offers';
 import { newServerState } from '../../shared/fl/server';
 import type { RunningCoordinator } from '../../coordinator/main';
 import { makeEnv, operator, startCoordinator, startRun, unary, OPERATOR_TOKEN, type Env } from '../coordinator/helpers/harness';
@@ -62,20 +63,7 @@ describe('three real nodes federate through the coordinator', () => {
       keys[p] = (await loadIdentity(dirs[p])).publicKey;
     }
     const ds = loadDataset(dirs.platform);
-    const base = defaultPolicy({
-      federationId: 'fb-test',
-      coordinator: { name: 'coordinator', publicKey: Buffer.from(coord.publicKey).toString('base64') },
-      parties: PARTIES.map((p) => ({ name: p, publicKey: Buffer.from(keys[p]).toString('base64') })),
-      catalogue: { hash: ds.catalogueHash, numItems: ds.items.length },
-    });
-    const policy = {
-      ...base,
-      model: { ...base.model, embeddingDim: 8, hiddenDim: 8 },
-      training: { ...base.training, rounds: 2 },
-      secagg: { ...base.secagg, threshold: 2 },
-      privacy: { ...base.privacy, samplingRate: 0.25, stepsPerRound: 2, maxInteractionsPerUser: 4, epsilonBudget: 50 },
-      timeouts: { ...base.timeouts, phaseSeconds: 20 },
-    };
+    const policy = smallPolicy({ ds, parties: PARTIES, coordinatorKey: coord.publicKey, keys, samplingRate: 0.25, phaseSeconds: 20 });
     const policyFile = path.join(env.dir, 'policy.yaml');
     fs.writeFileSync(policyFile, stringify(policy));
     const hash = policyHash(policy);
@@ -125,7 +113,9 @@ describe('three real nodes federate through the coordinator', () => {
       const survivors = [reports.platform, reports.insurer].map((rs) => rs.find((r) => r.round === round)!.encoded!);
       const sum = modularSum(survivors, policy.secagg.bitWidth);
       const enc = roundEncodeParams(policy, run.runId, round);
-      global = nextGlobalModel(global, sum, 2, { gamma: enc.gamma, bits: enc.bits, rotationSeed: enc.rotationSeed }, { type: 'fedavg', learningRate: 1 }, state);
+      // offer scope: an item's rows averaged over its provider, the towers over both survivors
+      const divisors = averagingDivisors(sharedParameterLayout(policy.model, policy.vocabularies), policy.catalogue.offers, ['platform', 'insurer']);
+      global = nextGlobalModel(global, sum, 2, { gamma: enc.gamma, bits: enc.bits, rotationSeed: enc.rotationSeed }, { type: 'fedavg', learningRate: 1 }, state, divisors);
     }
     // the nodes saved exactly that model (shared parameters), version 3 = initial + 2 rounds
     for (const p of ['platform', 'insurer']) {

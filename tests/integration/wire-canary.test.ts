@@ -46,7 +46,7 @@ import { importCsv } from '../../participant-node/data/import';
 import { loadDataset } from '../../participant-node/data/store';
 import { joinFederation, type JoinSummary, type RoundReport } from '../../participant-node/federation/client';
 import { TwoTowerModel } from '../../participant-node/model/twotower';
-import { defaultPolicy } from '../../shared/policy/defaults';
+import { smallPolicy } from './policy';
 import { policyHash } from '../../shared/policy/schema';
 import { signPolicyHash } from '../../shared/policy/sign';
 import { sharedParameterLayout } from '../../shared/model/layout';
@@ -54,7 +54,7 @@ import { initSharedParams } from '../../shared/model/init';
 import { randomBytes, sodiumReady } from '../../shared/crypto/sodium';
 import type { RunningCoordinator } from '../../coordinator/main';
 import { makeEnv, operator, startCoordinator, startRun, unary, type Env } from '../coordinator/helpers/harness';
-import { countingInterceptor, encodingsOf, NeedleSearch, protoRoot, tapChannelFactory, walkFields, type WireLog } from './wire-tap';
+import { BODY_OF, countingInterceptor, encodingsOf, NeedleSearch, protoRoot, tapChannelFactory, walkFields, type WireLog } from './wire-tap';
 
 const PARTIES = ['platform', 'insurer', 'insurer2'];
 const SERVICE = 'fedbridge.v1.ParticipantService';
@@ -66,17 +66,6 @@ const CANARY_ROWS = [1, 7, 13];
  */
 const ALLOWED_METADATA = new Set(['content-type', 'date', 'grpc-accept-encoding', 'grpc-encoding', 'user-agent']);
 
-/** Which message an opaque `bytes` field holds, per RPC (federation.proto comments). */
-const BODY_OF: Record<string, string> = {
-  Subscribe: 'SubscribeBody',
-  AdvertiseKeys: 'PhaseMessageBody',
-  ShareKeys: 'PhaseMessageBody',
-  ConsistencyCheck: 'PhaseMessageBody',
-  Unmasking: 'PhaseMessageBody',
-  UploadMaskedInput: 'UploadOpenBody',
-  DownloadModel: 'DownloadModelBody',
-  SubmitReceipt: 'ReceiptBody',
-};
 const nestedFor =
   (rpc: string) =>
   (f: string): string | null =>
@@ -176,20 +165,7 @@ describe('wire canaries with real nodes', () => {
       for (const r of rows) canaries[p].euRows.set(r, Buffer.concat([floatCanary(), floatCanary()]));
     }
     const ds0 = loadDataset(dirs.platform);
-    const base = defaultPolicy({
-      federationId: 'fb-test',
-      coordinator: { name: 'coordinator', publicKey: Buffer.from(coord.publicKey).toString('base64') },
-      parties: PARTIES.map((p) => ({ name: p, publicKey: Buffer.from(keys[p]).toString('base64') })),
-      catalogue: { hash: ds0.catalogueHash, numItems: ds0.items.length },
-    });
-    const policy = {
-      ...base,
-      model: { ...base.model, embeddingDim: 8, hiddenDim: 8 },
-      training: { ...base.training, rounds: 2 },
-      secagg: { ...base.secagg, threshold: 2 },
-      privacy: { ...base.privacy, samplingRate: 0.5, stepsPerRound: 2, maxInteractionsPerUser: 4, epsilonBudget: 50 },
-      timeouts: { ...base.timeouts, phaseSeconds: 30 },
-    };
+    const policy = smallPolicy({ ds: ds0, parties: PARTIES, coordinatorKey: coord.publicKey, keys, samplingRate: 0.5, phaseSeconds: 30 });
     const d = policy.model.embeddingDim;
     expect((d * 4) % 16).toBe(0); // a row is a whole number of 16-byte canaries
     const policyFile = path.join(env.dir, 'policy.yaml');

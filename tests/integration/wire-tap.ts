@@ -149,6 +149,18 @@ function expectedWireTypes(field: protobuf.Field): number[] {
   return field.repeated && scalar !== undefined ? [base, 2] : [base];
 }
 
+/** Which message an opaque `bytes` field holds, per RPC (federation.proto comments). */
+export const BODY_OF: Record<string, string> = {
+  Subscribe: 'SubscribeBody',
+  AdvertiseKeys: 'PhaseMessageBody',
+  ShareKeys: 'PhaseMessageBody',
+  ConsistencyCheck: 'PhaseMessageBody',
+  Unmasking: 'PhaseMessageBody',
+  UploadMaskedInput: 'UploadOpenBody',
+  DownloadModel: 'DownloadModelBody',
+  SubmitReceipt: 'ReceiptBody',
+};
+
 /**
  * Walks `bytes` as a `typeName` message: every field number must be declared in that type and use
  * its declared wire type (throws naming `where` otherwise); records `Type.field` in `seen`.
