@@ -18,8 +18,11 @@
  *    established buy premium cover), plus a little popularity-only exploration. Sampling is exact
  *    via per-topic alias tables, O(1) per draw, so `large` stays linear in the output size.
  *  - The same taste -> topic mapping drives every domain: course behaviour on the platform teaches
- *    which topic tags go with which user features, which the sparse insurer side benefits from;
- *    users whose taste leans to topics that both domains share have cross-domain affinity.
+ *    which topic tags go with which user features; users whose taste leans to topics that both
+ *    domains share have cross-domain affinity. Measured (session 2, README): a model that sees both
+ *    parties' data ranks the OTHER domain's offers far better (cross-domain HR@10 0.29 -> 0.47 for
+ *    the insurer), but on the insurer's own offers even the pooled model does not beat the
+ *    insurer's local-only one: at --scale default its 20k users carry enough in-domain signal.
  *  - Hidden ground truth (ground_truth.csv, never in interactions.csv): for every user, a handful
  *    of the OTHER parties' items drawn from the same model restricted to those parties' offers.
  *
