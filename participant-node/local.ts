@@ -72,6 +72,12 @@ export interface TrainLocalOptions {
    * leaves the node, so it needs no DP; it replaces DIR/model.
    */
   fromSaved?: boolean;
+  /**
+   * with fromSaved: keep the saved model's feature towers f, g fixed and adapt only the item rows
+   * and the private user embeddings to this party's data (keeps what the towers learnt from the
+   * federation, e.g. cross-domain taste, while fitting the party's own offers)
+   */
+  freezeTowers?: boolean;
   onProgress?: (p: TrainProgress) => void;
   log?: (msg: string) => void;
 }
@@ -108,6 +114,8 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
   const sel: BackendSelection = await selectBackend(tf, o.backend);
   await sodiumReady(); // CSPRNG for DP sampling and noise
   const seed = o.seed ?? randomInt(0, 2 ** 31);
+  if (o.freezeTowers && !o.fromSaved) throw new UserError('--freeze-towers needs --from-saved: a fresh model has no trained towers to keep');
+  if (o.freezeTowers && o.dp) throw new UserError('--freeze-towers applies to non-DP personalisation, not to --dp-epsilon training');
   let positives = o.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
   // the policy trains each party on its own offers: the same examples here (positives of its own
   // offers, negatives from them), so local-only and federated models are trained alike
@@ -164,6 +172,7 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
           negatives: o.negatives,
           rng: new Xoshiro128(seed ^ 0x2545f491),
           onProgress: o.onProgress,
+          freezeTowers: o.freezeTowers,
         });
     saveModel(
       dataDir,
@@ -174,7 +183,7 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
         catalogueHash: ds.catalogueHash,
         learningRate: o.learningRate,
         initSeed: seed,
-        training: { kind: from ? 'personalised' : 'local', from, backend: sel.backend, epochs: r.epochs, steps: r.steps, batchSize: o.batchSize, negatives: o.negatives, holdout: o.holdout, finalLoss: r.finalLoss, dp: dpInfo ?? null },
+        training: { kind: from ? 'personalised' : 'local', from, freezeTowers: Boolean(o.freezeTowers), backend: sel.backend, epochs: r.epochs, steps: r.steps, batchSize: o.batchSize, negatives: o.negatives, holdout: o.holdout, finalLoss: r.finalLoss, dp: dpInfo ?? null },
       },
       ds.users.map((u) => u.id),
     );

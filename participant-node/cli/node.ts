@@ -69,6 +69,7 @@ export function registerNodeCommands(node: Command): void {
     .option('--holdout <mode>', "last: hold out each user's latest interaction for `node evaluate`; none: train on all", 'last')
     .option('--policy <file>', 'take model dimensions and vocabularies from the federation policy')
     .option('--from-saved', 'continue from the saved model (e.g. the federated one: local personalisation, never released)')
+    .option('--freeze-towers', 'with --from-saved: keep the feature towers, adapt only item rows and user embeddings')
     .option('--backend <name>', BACKEND_HELP, 'auto')
     .option('--dp-epsilon <x>', 'train with user-level DP-SGD at this epsilon (sigma is calibrated by the RDP accountant)')
     .option('--dp-delta <x>', 'DP delta', '1e-6')
@@ -91,6 +92,7 @@ export function registerNodeCommands(node: Command): void {
         holdout: holdout as 'last' | 'none',
         policy: opts.policy as string | undefined,
         fromSaved: Boolean(opts.fromSaved),
+        freezeTowers: Boolean(opts.freezeTowers),
         dp:
           opts.dpEpsilon === undefined
             ? undefined

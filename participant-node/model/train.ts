@@ -143,6 +143,8 @@ export interface TrainOptions {
   rng: Xoshiro128;
   /** at most this many training steps in total (federated rounds train a fixed number of local steps) */
   maxSteps?: number;
+  /** keep the feature towers f, g fixed (personalising a federated model) */
+  freezeTowers?: boolean;
   onProgress?: (p: TrainProgress) => void;
   /** every example the trainer sees, for tests that check what reaches training */
   onExamples?: (users: Uint32Array, items: Uint32Array, labels: Float32Array) => void;
@@ -218,7 +220,7 @@ export function trainEpochs(model: TwoTowerModel, positives: Positives, domains:
       const count = Math.min(perBatch, n - start);
       const batch = makeBatch(positives, order, start, count, opts.negatives, domains, opts.rng);
       opts.onExamples?.(batch.users, batch.items, batch.labels);
-      const loss = model.trainBatch(batch.users, batch.items, batch.labels);
+      const loss = model.trainBatch(batch.users, batch.items, batch.labels, { updateTowers: !opts.freezeTowers });
       steps++;
       samples += batch.users.length;
       lossSum += loss;

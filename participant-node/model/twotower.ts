@@ -358,9 +358,9 @@ export class TwoTowerModel {
   }
 
   /** Applies gradients: dense Adam on the towers, lazy Adam on touched embedding rows only. */
-  applyGradients(g: Omit<BatchGradients, 'loss'>, opts: { updateUserEmbedding?: boolean } = {}): void {
+  applyGradients(g: Omit<BatchGradients, 'loss'>, opts: { updateUserEmbedding?: boolean; updateTowers?: boolean } = {}): void {
     this.assertLive();
-    if (this.shape.towers && g.tower.size > 0) {
+    if (this.shape.towers && g.tower.size > 0 && opts.updateTowers !== false) {
       const named: Record<string, tf.Tensor> = {};
       for (const name of TOWER_NAMES) {
         const v = this.vars.get(name)!;
@@ -374,10 +374,13 @@ export class TwoTowerModel {
     if (opts.updateUserEmbedding !== false) this.adamUserEmb.apply(this.userEmbedding, g.userEmbedding);
   }
 
-  /** One optimisation step; returns the batch loss. */
-  trainBatch(users: Uint32Array, items: Uint32Array, labels: Float32Array): number {
+  /**
+   * One optimisation step; returns the batch loss. `updateTowers: false` keeps f and g fixed (local
+   * personalisation of a federated model: only e_i, b_i and the private e_u adapt).
+   */
+  trainBatch(users: Uint32Array, items: Uint32Array, labels: Float32Array, opts: { updateTowers?: boolean } = {}): number {
     const g = this.computeGradients(users, items, labels);
-    this.applyGradients(g);
+    this.applyGradients(g, opts);
     return g.loss;
   }
 

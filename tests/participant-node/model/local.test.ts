@@ -227,6 +227,20 @@ describe('personalisation from a saved model', () => {
     let moved = 0;
     for (let i = 0; i < sharedTiny.length; i++) moved += (sharedTiny[i] - sharedAfter[i]) ** 2;
     expect(Math.sqrt(moved / norm)).toBeLessThan(1e-4);
+    // --freeze-towers: the towers f, g stay exactly as saved, the item rows and private e_u adapt
+    const pre = loadModel(dir);
+    const towersPre = pre.model.towerValues();
+    const itemsPre = Float32Array.from(pre.model.itemEmbedding);
+    const usersPre = Float32Array.from(pre.model.userEmbedding);
+    pre.model.dispose();
+    await trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.01, seed: 7, holdout: 'last', fromSaved: true, freezeTowers: true });
+    const post = loadModel(dir);
+    for (const [name, v] of post.model.towerValues()) expect(v).toEqual(towersPre.get(name));
+    expect(post.model.itemEmbedding).not.toEqual(itemsPre);
+    expect(post.model.userEmbedding).not.toEqual(usersPre);
+    expect(post.meta.training.freezeTowers).toBe(true);
+    post.model.dispose();
+    await expect(trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.01, holdout: 'last', freezeTowers: true })).rejects.toThrow(/--freeze-towers needs --from-saved/);
     await expect(trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.001, holdout: 'none', fromSaved: true })).rejects.toThrow(/trained with holdout last, not none/);
   });
 });
