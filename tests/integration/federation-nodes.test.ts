@@ -22,7 +22,7 @@ import { openLedger, readLedger } from '../../participant-node/privacy/ledger';
 import { restoreLedgerFromAudit } from '../../participant-node/privacy/restore';
 import { readModelMeta } from '../../participant-node/model/store';
 import { loadDataset } from '../../participant-node/data/store';
-import { smallPolicy } from './policy';
+import { nodeConnection, smallPolicy } from './policy';
 import { policyHash } from '../../shared/policy/schema';
 import { signPolicyHash } from '../../shared/policy/sign';
 import { sharedParameterLayout, layoutSize } from '../../shared/model/layout';
@@ -76,15 +76,8 @@ describe('three real nodes federate through the coordinator', () => {
     const chargedAtUpload: Record<string, number> = {};
     const joins: Promise<JoinSummary>[] = PARTIES.map((p) =>
       joinFederation({
-        dataDir: dirs[p],
-        coordinator: `127.0.0.1:${coord.grpcPort}`,
-        policyFile,
-        caFile: env.certs.ca,
-        certFile: env.certs.clients[p].cert,
-        keyFile: env.certs.clients[p].key,
-        backend: 'cpu',
+        ...nodeConnection(env, coord.grpcPort, dirs[p], p, policyFile),
         holdout: 'last',
-        maxReconnects: 2,
         signal: p === 'insurer2' ? leaver.signal : undefined,
         onPhase: (round, phase) => {
           if (p === 'insurer2' && round === 1 && phase === 'mask') leaver.abort();

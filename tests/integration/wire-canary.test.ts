@@ -46,7 +46,7 @@ import { importCsv } from '../../participant-node/data/import';
 import { loadDataset } from '../../participant-node/data/store';
 import { joinFederation, type JoinSummary, type RoundReport } from '../../participant-node/federation/client';
 import { TwoTowerModel } from '../../participant-node/model/twotower';
-import { smallPolicy } from './policy';
+import { nodeConnection, smallPolicy } from './policy';
 import { policyHash } from '../../shared/policy/schema';
 import { signPolicyHash } from '../../shared/policy/sign';
 import { sharedParameterLayout } from '../../shared/model/layout';
@@ -200,15 +200,8 @@ describe('wire canaries with real nodes', () => {
       building = p; // the joins are started one at a time, so each model is attributed to its party
       const ready = new Promise<void>((r) => (built = r));
       const join = joinFederation({
-        dataDir: dirs[p],
-        coordinator: `127.0.0.1:${coord.grpcPort}`,
-        policyFile,
-        caFile: env.certs.ca,
-        certFile: env.certs.clients[p].cert,
-        keyFile: env.certs.clients[p].key,
-        backend: 'cpu',
+        ...nodeConnection(env, coord.grpcPort, dirs[p], p, policyFile),
         holdout: 'none',
-        maxReconnects: 2,
         grpcClient: { interceptors: [countingInterceptor(p, counted)], channelFactoryOverride: tapChannelFactory(p, log) },
         onPhase: (round, phase) => snapshots[p].push({ at: `r${round} ${phase}`, eu: models[p].userEmbedding.slice() }),
         onRound: (r) => reports[p].push(r),
