@@ -585,7 +585,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       {
         title: [
           `fedbridge demo: ${DEMO_PARTIES.length} parties, ${status.roundsCompleted} federated rounds (secure aggregation + user-level DP-SGD), ${o.scale} data, seed ${o.seed}, backend ${sel.backend}`,
-          `leave-one-out HR@10 / NDCG@10 (100 sampled same-domain negatives) and cross-domain quality against the generator's hidden ground truth;`,
+          `leave-one-out HR@10 / NDCG@10 (100 sampled negatives from the target's own provider and domain) and cross-domain quality against the generator's hidden ground truth;`,
           sampled
             ? `evaluated on a fixed seeded sample of ${evalN} users per party (the same users, held-out items and negatives for every column); '*' = best trained model`
             : `evaluated on every user of each party; '*' = best trained model`,
