@@ -52,8 +52,7 @@ export function averagingDivisors(layout: ParamSpec[], offers: OfferRanges, surv
   if (!emb || !bias) throw new Error('averagingDivisors: the layout has no item_embedding / item_bias');
   const d = emb.shape[1];
   const n = emb.shape[0];
-  for (const [party, ranges] of Object.entries(offers)) {
-    void party;
+  for (const ranges of Object.values(offers)) {
     for (const [a, b] of ranges) {
       if (!(0 <= a && a < b && b <= n)) throw new RangeError(`offer range [${a}, ${b}) is outside the catalogue (${n} items)`);
       div.fill(1, emb.offset + a * d, emb.offset + b * d);
