@@ -23,7 +23,7 @@
 import type { NodeDataset } from '../data/dataset';
 import { Xoshiro128 } from '../../shared/util/prng';
 import type { TwoTowerModel } from './twotower';
-import { domainIndex, type Positives, type Split } from './train';
+import { domainIndex, offerGroupPools, type Positives, type Split } from './train';
 
 export interface RankMetrics {
   'hr@10': number;
@@ -132,16 +132,9 @@ interface Case {
  */
 export function candidatePools(ds: NodeDataset): Uint32Array[] {
   const { byDomain, domainOf } = domainIndex(ds);
-  const groups = new Map<string, number[]>();
-  const keyOf = ds.items.map((it, k) => `${it.provider ?? ''}\u0000${domainOf[k]}`);
-  keyOf.forEach((key, k) => {
-    let g = groups.get(key);
-    if (!g) groups.set(key, (g = []));
-    g.push(k);
-  });
-  const pools = new Map([...groups].map(([key, l]) => [key, Uint32Array.from(l)]));
+  const groups = offerGroupPools(ds);
   return ds.items.map((it, k) => {
-    const g = pools.get(keyOf[k])!;
+    const g = groups.byDomain.get(groups.domainOf[k])!;
     return it.provider && g.length > 100 ? g : byDomain.get(domainOf[k])!;
   });
 }
