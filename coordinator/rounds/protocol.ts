@@ -50,12 +50,30 @@ export interface RoundProtocol {
    * `code` (StatusError / SecAggError) for a bad or out-of-phase message, changing no state.
    */
   receive(party: string, phase: RoundPhase, payload: Uint8Array): { complete: boolean };
+  /**
+   * Optional two-step form of `receive`, so the caller can make a message durable before the
+   * protocol absorbs it (rounds.service.ts: a masked input is stored, then acknowledged).
+   * `stage` runs the checks that need no state change and returns the audit evidence the message
+   * will add to its phase's round-phase entry (null when the protocol has none for this phase);
+   * it changes NO state. `apply()` then does exactly what `receive` does (it may still throw,
+   * changing no state); call it at most once, before any other call on the protocol.
+   */
+  stage?(party: string, phase: RoundPhase, payload: Uint8Array): StagedMessage;
   /** Closes the current phase (all sent, or deadline): parties that did not send are dropped. */
   closePhase(): ProtocolStep;
   /** Aborts the round (operator, restart, shutdown). */
   abort(reason: string): void;
   /** The audit evidence of the phase collecting now (call before closePhase); none when the protocol has no signed messages. */
   evidence?(): PhaseEvidence;
+}
+
+/** One masked-input evidence item, exactly as a `mask` round-phase entry's `maskedInputs` carries it. */
+export type MaskedInputEvidence = NonNullable<PhaseEvidence['maskedInputs']>[number];
+
+export interface StagedMessage {
+  /** for a `mask` message, the item `evidence().maskedInputs` will hold for it once applied */
+  evidence: MaskedInputEvidence | null;
+  apply(): { complete: boolean };
 }
 
 export interface RoundStart {

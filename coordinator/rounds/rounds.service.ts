@@ -15,7 +15,9 @@
  * that did not send are dropped (metrics: dropouts). An aborted round is retried from the same
  * model as the next round number, up to `maxConsecutiveAborts`, then the run is aborted.
  * A restarted coordinator cannot resume a round in flight (the protocol's secrets lived in memory):
- * `recover()` aborts it cleanly with a reason and retries from the same model.
+ * `recover()` aborts it cleanly with a reason and retries from the same model. What must survive
+ * the restart does: a masked input is acknowledged only after its audit evidence is stored
+ * (acceptMaskedInput), and recover() logs those inputs (charging their parties) before the abort.
  *
  * All mutations are serialized through one async lock, so a deadline and the last message of a
  * phase cannot both close it. A rejected message (wrong run/round/phase, not expected, protocol
@@ -29,16 +31,16 @@ import { sodium } from '../../shared/crypto/sodium';
 import { failedPrecondition, invalid, permissionDenied, StatusError, status } from '../grpc/errors';
 import type { CoordinatorMetrics } from '../http/metrics';
 import { checkPolicyAcceptance } from '../policy/signatures';
-import type { AuditSealer, Repository, RunRow } from '../storage/repository';
+import { ConflictError, type AuditSealer, type MaskedInputRow, type Repository, type RunRow } from '../storage/repository';
 import type { EventHub } from './events';
 import type { AuditRecord } from '../../shared/audit/chain';
 import type { Phase as AuditPhase } from '../../shared/audit/entries';
 import type { CoordinatorAudit } from '../audit/log';
-import type { PhaseEvidence } from './protocol';
+import type { MaskedInputEvidence, PhaseEvidence, StagedMessage } from './protocol';
 import { ROUND_PHASES, type OutgoingPayload, type ProtocolStep, type RoundPhase, type RoundProtocol, type RoundProtocolFactory } from './protocol';
 
 /** A phase that closed: who was accepted, with their signed messages (for its round-phase audit entry). */
-interface ClosedPhase {
+export interface ClosedPhase {
   phase: AuditPhase;
   parties: string[];
   evidence: PhaseEvidence;
@@ -50,6 +52,19 @@ function phaseEvidence(p: RoundProtocol): PhaseEvidence {
 }
 
 const PHASES: readonly AuditPhase[] = ['advertise', 'share', 'mask', 'consistency', 'unmask'];
+
+/**
+ * The `mask` phase as a restarted coordinator finds it stored (repository.storeMaskedInput): the
+ * parties sorted, and their evidence items sorted by party, exactly as the protocol's `evidence()`
+ * would have given them at the phase close. None when no input was stored. A protocol without
+ * signed evidence stored none (null): the entry then carries parties only, as it would have.
+ */
+export function closedFromStored(rows: readonly MaskedInputRow[]): ClosedPhase | undefined {
+  if (!rows.length) return undefined;
+  const sorted = [...rows].sort((x, y) => (x.party < y.party ? -1 : x.party > y.party ? 1 : 0));
+  const items = sorted.filter((r) => r.evidence !== null).map((r) => r.evidence as unknown as MaskedInputEvidence);
+  return { phase: 'mask', parties: sorted.map((r) => r.party), evidence: items.length ? { maskedInputs: items } : {} };
+}
 
 export interface Timers {
   now(): number;
@@ -415,6 +430,14 @@ export class RoundsService {
    * At start-up: a run left `running` by a previous process has its open round aborted
    * ("coordinator restarted") and retried from the same model, or is aborted when no protocol is
    * configured. Nothing stored is lost or duplicated: completed rounds and their model versions stay.
+   *
+   * Privacy charges: if the round was open in phase `mask`, the masked inputs accepted before the
+   * restart (stored rows, acceptMaskedInput) are first logged as the `mask` round-phase entry, so
+   * the recorder charges exactly those parties and round-aborted lists their epsilon; all in the
+   * abort's one transaction, which also deletes the rows. No row: as before. A round found in a
+   * later phase already has its mask entry: it was written in the same transaction that moved the
+   * stored phase off `mask` (and deleted the rows), so a crash between the phase closing in memory
+   * and that commit leaves phase `mask` with the rows, and this path logs them.
    */
   async recover(): Promise<void> {
     await this.lock.run(async () => {
@@ -430,7 +453,10 @@ export class RoundsService {
       const giveUp = !this.d.factory;
       const why = giveUp ? `${reason}; no round protocol configured` : reason;
       const phase = (PHASES as readonly string[]).includes(round.phase ?? '') ? (round.phase as AuditPhase) : null;
-      const sealer = this.abortEmitter(policy, run.id, { reason: why, phase, roster: policy.parties.map((p) => p.name) });
+      // masked inputs accepted (and acknowledged) before the restart: logged as the mask phase, so they are charged
+      const closed = round.phase === 'mask' ? closedFromStored(await this.d.repo.maskedInputs(run.id, round.round)) : undefined;
+      if (closed) this.log(`recovering run ${run.id}: round ${round.round} had accepted the masked inputs of ${closed.parties.join(', ')}; logging them (charged) before the abort`);
+      const sealer = this.abortEmitter(policy, run.id, { reason: why, phase, closed, roster: policy.parties.map((p) => p.name) });
       const res = await this.d.audit.write(() => this.d.repo.abortRound({
         runId: run.id,
         round: round.round,
@@ -586,12 +612,16 @@ export class RoundsService {
     if (a.accepted.has(party)) throw failedPrecondition(`party "${party}" already sent its ${phase} message for round ${a.round}`);
   }
 
-  /** Hands one authenticated message to the protocol; closes the phase early when all have sent. */
+  /**
+   * Hands one authenticated message to the protocol; closes the phase early when all have sent.
+   * A masked input is made durable first (acceptMaskedInput): it is acknowledged only once its
+   * evidence is stored.
+   */
   async submit(party: string, phase: RoundPhase, runId: string, round: number, payload: Uint8Array): Promise<{ accepted: number }> {
     return this.lock.run(async () => {
       this.checkBinding(party, phase, runId, round);
       const a = this.active!;
-      const r = a.protocol.receive(party, phase, payload);
+      const r = phase === 'mask' ? await this.acceptMaskedInput(a, party, payload) : a.protocol.receive(party, phase, payload);
       a.accepted.add(party);
       this.d.metrics.bytesReceived.inc({ kind: `phase-${phase}` }, payload.length);
       const accepted = a.accepted.size;
@@ -601,6 +631,60 @@ export class RoundsService {
       }
       return { accepted };
     });
+  }
+
+  /**
+   * A masked input, accepted durably (DESIGN §4: the party's budget is charged when its masked
+   * input is sent, so the log must charge every input the coordinator acknowledged, even if the
+   * coordinator restarts before the mask phase closes):
+   *
+   *   1. the protocol stages the message: transport checks and its `maskedInputs` evidence item,
+   *      no state change (RoundProtocol.stage; a protocol without it stages with no evidence);
+   *   2. ONE storage transaction: the round must be open in phase mask, the row (party, evidence)
+   *      is inserted (primary key: one per party and round), then the protocol absorbs the message
+   *      (`apply`), then commit; only after the commit is the message acknowledged.
+   *
+   * Outcomes: the protocol refuses the message -> its error, nothing stored; the insert fails ->
+   * UNAVAILABLE ("send it again"), the protocol never saw it, nothing stored or counted; a second
+   * input of the party -> FAILED_PRECONDITION (checkBinding, and the primary key behind it).
+   * The one case that cannot be rolled back is a commit that fails AFTER the protocol absorbed the
+   * input (the in-memory sum now contains it but the store does not): the round is aborted at once
+   * with the mask phase's in-memory evidence, so the party is charged in the log, and the node gets
+   * UNAVAILABLE. recover() completes the picture: rows still stored when a restarted coordinator
+   * finds the round open in phase mask are logged as the mask round-phase entry before round-aborted.
+   */
+  private async acceptMaskedInput(a: ActiveRound, party: string, payload: Uint8Array): Promise<{ complete: boolean }> {
+    const staged: StagedMessage = a.protocol.stage ? a.protocol.stage(party, 'mask', payload) : { evidence: null, apply: () => a.protocol.receive(party, 'mask', payload) };
+    const st: { absorbed: boolean; refusal: { error: unknown } | null } = { absorbed: false, refusal: null };
+    const apply = () => {
+      try {
+        const r = staged.apply();
+        st.absorbed = true;
+        return r;
+      } catch (e) {
+        st.refusal = { error: e };
+        throw e;
+      }
+    };
+    try {
+      return await this.d.repo.storeMaskedInput({ runId: a.runId, round: a.round, party, evidence: staged.evidence }, apply);
+    } catch (e) {
+      if (st.refusal && st.refusal.error === e) throw e; // the protocol refused it; the row rolled back
+      if (e instanceof ConflictError) throw e; // FAILED_PRECONDITION: a second input, or the round left its mask phase
+      this.log(`round ${a.runId}/${a.round}: storing the masked input of ${party} failed: ${(e as Error)?.stack ?? String(e)}`);
+      if (!st.absorbed) {
+        throw new StatusError(status.UNAVAILABLE, `the coordinator could not store the masked input of "${party}" for round ${a.round}; it was not accepted and nothing changed: send it again`);
+      }
+      // the commit failed after the protocol absorbed the input: abort the round, charging the party
+      a.accepted.add(party);
+      const why = `the masked input of "${party}" could not be stored after the protocol accepted it`;
+      try {
+        await this.abortActive(a, why, false, { phase: 'mask', parties: [...a.accepted].sort(), evidence: phaseEvidence(a.protocol) });
+      } catch (e2) {
+        this.log(`round ${a.runId}/${a.round}: aborting after a failed masked-input commit failed too (recovered at the next start): ${(e2 as Error)?.message ?? String(e2)}`);
+      }
+      throw new StatusError(status.UNAVAILABLE, `the coordinator could not store the masked input of "${party}" for round ${a.round}; the round was aborted (it is retried from the same model)`);
+    }
   }
 
   /** The first event of a Subscribe stream for `party`. */

@@ -36,7 +36,7 @@ import { u32LeBytes } from '../../shared/secagg/messages';
 import { sodium } from '../../shared/crypto/sodium';
 import { advertisementEvidence, maskedInputEvidence, survivorSignatureEvidence } from '../../shared/audit/evidence';
 import { invalid, permissionDenied } from '../grpc/errors';
-import type { PhaseEvidence, ProtocolStep, RoundPhase, RoundProtocol, RoundProtocolFactory, RoundStart } from './protocol';
+import type { PhaseEvidence, ProtocolStep, RoundPhase, RoundProtocol, RoundProtocolFactory, RoundStart, StagedMessage } from './protocol';
 
 const STATE_FORMAT = 1;
 
@@ -132,21 +132,40 @@ export class SecAggRoundProtocol implements RoundProtocol {
   }
 
   receive(party: string, phase: RoundPhase, payload: Uint8Array): { complete: boolean } {
+    return this.stage(party, phase, payload).apply();
+  }
+
+  /**
+   * Decodes and checks the transport binding (type, sender) and takes the message's evidence,
+   * changing no state; `apply()` hands it to the server state machine (which checks signature,
+   * round, shapes and ranges, and throws with no state change on a bad message) and keeps the
+   * evidence only if the server accepted it.
+   */
+  stage(party: string, phase: RoundPhase, payload: Uint8Array): StagedMessage {
     const m = decodeClientMessage(payload);
     if (m.type !== TYPE_OF[phase]) throw invalid(`payload is a ${m.type} message, phase ${phase} takes ${TYPE_OF[phase]}`);
     if (m.sender !== party) throw permissionDenied(`payload is from "${m.sender}" but the request was signed by party "${party}"`);
     // evidence is taken before the server absorbs the message (it may reuse the vector) and kept only if accepted
+    const masked = m.type === 'masked-input' ? maskedInputEvidence(m) : null;
     const add =
       m.type === 'advertise-keys'
         ? ((e) => () => this.ads.push(e))(advertisementEvidence(m))
-        : m.type === 'masked-input'
-          ? ((e) => () => this.masked.push(e))(maskedInputEvidence(m))
+        : masked
+          ? () => this.masked.push(masked)
           : m.type === 'consistency-signature'
             ? ((e) => () => this.sigs.push(e))(survivorSignatureEvidence(m))
             : () => 0;
-    const r = this.server.receive(m);
-    add();
-    return r;
+    let applied = false;
+    return {
+      evidence: masked ? { ...masked } : null,
+      apply: () => {
+        if (applied) throw new Error('a staged message is applied at most once');
+        applied = true;
+        const r = this.server.receive(m);
+        add();
+        return r;
+      },
+    };
   }
 
   evidence(): PhaseEvidence {

@@ -97,6 +97,27 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE model_versions ADD COLUMN protocol_state BLOB`,
     ],
   },
+  {
+    version: 3,
+    name: 'masked inputs accepted in the open round',
+    statements: [
+      // one row per masked input the coordinator accepted (and acknowledged) while the round's
+      // mask phase is open: what that phase's audit entry will record for the party, so a restart
+      // inside the phase can still log (and charge) it. Written before the acknowledgement, in the
+      // transaction that accepts the input; deleted in the transaction that writes the mask
+      // round-phase entry (phase close, or round abort). `evidence` is the JSON of the party's
+      // maskedInputs item (shared/audit/entries.ts), NULL for a protocol without signed evidence.
+      `CREATE TABLE round_masked_inputs (
+        run_id TEXT NOT NULL,
+        round BIGINT NOT NULL,
+        party TEXT NOT NULL,
+        evidence TEXT,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (run_id, round, party),
+        FOREIGN KEY (run_id, round) REFERENCES rounds(run_id, round)
+      )`,
+    ],
+  },
 ];
 
 const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -6,7 +6,11 @@
  * after a crash cannot break them either):
  * - a model version and the audit entry that records it are written in one transaction;
  * - a round produces at most one model version (UNIQUE(run_id, round)); versions are dense 1, 2, ...;
- * - audit entries are only ever inserted, with index = previous index + 1 (PRIMARY KEY idx).
+ * - audit entries are only ever inserted, with index = previous index + 1 (PRIMARY KEY idx);
+ * - a masked input is stored (round_masked_inputs, one row per party and round) in the transaction
+ *   that accepts it, and its rows are deleted in the transaction that writes the round's `mask`
+ *   round-phase entry (phase move off mask, round abort, round completion): rows exist for a round
+ *   exactly while its accepted masked inputs are in no audit entry yet.
  */
 import type { SqlDriver, SqlExecutor, SqlValue } from './sql';
 import { UniqueViolation } from './sql';
@@ -71,6 +75,19 @@ export interface TokenRow {
   label: string;
   createdAt: number;
   revokedAt: number | null;
+}
+
+/**
+ * A masked input the coordinator accepted while its round's mask phase is open (table
+ * round_masked_inputs): the party and the evidence the phase's `mask` round-phase entry will carry
+ * for it, exactly as `maskedInputs` holds it (null for a protocol without signed evidence).
+ */
+export interface MaskedInputRow {
+  runId: string;
+  round: number;
+  party: string;
+  evidence: Record<string, unknown> | null;
+  receivedAt: number;
 }
 
 /** Signs an audit entry given its index and the previous chain hash (coordinator/audit/log.ts). */
@@ -147,6 +164,14 @@ function model(r: Record<string, unknown>): ModelVersionRow {
     round: numOrNull(r.round),
     createdAt: Number(r.created_at),
   };
+}
+function maskedInput(r: Record<string, unknown>): MaskedInputRow {
+  let evidence: Record<string, unknown> | null = null;
+  if (r.evidence !== null && r.evidence !== undefined) {
+    const v: unknown = JSON.parse(String(r.evidence));
+    evidence = typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : { invalid: v };
+  }
+  return { runId: String(r.run_id), round: Number(r.round), party: String(r.party), evidence, receivedAt: Number(r.received_at) };
 }
 function audit(r: Record<string, unknown>): AuditRow {
   return { idx: Number(r.idx), prevHash: u8(r.prev_hash), entry: u8(r.entry), signature: u8(r.signature), createdAt: Number(r.created_at) };
@@ -302,8 +327,44 @@ export class Repository {
         throw new ConflictError(`round ${runId}/${r} is ${String(rows[0].state)}/${String(rows[0].phase)}, expected ${from.state}/${from.phase}`);
       }
       await tx.query('UPDATE rounds SET state = ?, phase = ?, phase_deadline = ? WHERE run_id = ? AND round = ?', [to.state, to.phase, to.phaseDeadline, runId, r]);
+      // leaving the mask phase: its round-phase entry (emitted here) now records the masked inputs
+      if (from.phase === 'mask' && to.phase !== 'mask') await this.deleteMaskedInputs(tx, runId, r);
       if (audit) await this.insertAuditRecords(tx, audit.emit());
     });
+  }
+
+  /**
+   * Accepts one masked input durably: in ONE transaction, checks the round is open in phase
+   * `mask`, stores the row (party, evidence), then runs `accept` (the protocol absorbing the
+   * input). Any failure rolls the row back: a refused insert (ConflictError for a second input of
+   * the party, or a round not in its mask phase; a storage error as thrown) means `accept` never
+   * ran; an error thrown by `accept` is rethrown as is, with no row stored.
+   */
+  async storeMaskedInput<T>(row: { runId: string; round: number; party: string; evidence: Record<string, unknown> | null }, accept: () => T): Promise<T> {
+    const t = this.now();
+    try {
+      return await this.db.transaction(async (tx) => {
+        const rows = await tx.query('SELECT state, phase FROM rounds WHERE run_id = ? AND round = ?', [row.runId, row.round]);
+        if (!rows.length) throw new ConflictError(`round ${row.runId}/${row.round} does not exist`);
+        if (rows[0].state !== 'open' || rows[0].phase !== 'mask') throw new ConflictError(`round ${row.runId}/${row.round} is ${String(rows[0].state)}/${String(rows[0].phase)}, not collecting masked inputs`);
+        await tx.query('INSERT INTO round_masked_inputs (run_id, round, party, evidence, received_at) VALUES (?, ?, ?, ?, ?)', [
+          row.runId, row.round, row.party, row.evidence === null ? null : JSON.stringify(row.evidence), t,
+        ]);
+        return accept();
+      });
+    } catch (e) {
+      if (e instanceof UniqueViolation) throw new ConflictError(`party "${row.party}" already sent its masked input for round ${row.round}`);
+      throw e;
+    }
+  }
+
+  /** The masked inputs stored for a round whose mask phase has not been logged yet, by party name. */
+  async maskedInputs(runId: string, r: number): Promise<MaskedInputRow[]> {
+    return (await this.db.query('SELECT * FROM round_masked_inputs WHERE run_id = ? AND round = ? ORDER BY party', [runId, r])).map(maskedInput);
+  }
+
+  private async deleteMaskedInputs(tx: SqlExecutor, runId: string, r: number): Promise<void> {
+    await tx.query('DELETE FROM round_masked_inputs WHERE run_id = ? AND round = ?', [runId, r]);
   }
 
   /**
@@ -328,6 +389,7 @@ export class Repository {
         if (cur.state === 'completed' || cur.state === 'aborted') throw new ConflictError(`round ${args.runId}/${args.round} is already ${cur.state}`);
         const version = await this.insertModel(tx, { bytes: args.model.bytes, hash: args.model.hash, parent: cur.baseModelVersion, runId: args.runId, round: args.round, protocolState: args.model.protocolState ?? null });
         await tx.query("UPDATE rounds SET state = 'completed', phase = NULL, phase_deadline = NULL, result_model_version = ?, finished_at = ? WHERE run_id = ? AND round = ?", [version, t, args.runId, args.round]);
+        await this.deleteMaskedInputs(tx, args.runId, args.round);
         const sealer = args.sealer;
         if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit({ modelVersion: version, parentModelVersion: cur.baseModelVersion, nextRound: args.next ? args.round + 1 : null }));
         else await this.appendAudit(tx, sealer, ({ ...args.audit, type: 'round-completed', runId: args.runId, round: args.round, modelVersion: version, parentModelVersion: cur.baseModelVersion, modelHash: hex(args.model.hash) }));
@@ -366,6 +428,8 @@ export class Repository {
       const cur = round(rows[0]);
       if (cur.state === 'completed' || cur.state === 'aborted') throw new ConflictError(`round ${args.runId}/${args.round} is already ${cur.state}`);
       await tx.query("UPDATE rounds SET state = 'aborted', phase = NULL, phase_deadline = NULL, abort_reason = ?, finished_at = ? WHERE run_id = ? AND round = ?", [args.reason, t, args.runId, args.round]);
+      // the emitter logs the mask phase's inputs (accepted so far) before round-aborted, in this transaction
+      await this.deleteMaskedInputs(tx, args.runId, args.round);
       const sealer = args.sealer;
       const retry = args.retry && !args.abortRun;
       if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit({ baseModelVersion: cur.baseModelVersion, nextRound: retry ? args.round + 1 : null }));
@@ -493,7 +557,7 @@ export class Repository {
   /** Row counts per table: tests use it to prove a rejected request changed nothing. */
   async snapshotCounts(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
-    for (const t of ['participants', 'policies', 'policy_signatures', 'runs', 'rounds', 'model_versions', 'audit_log', 'tokens']) {
+    for (const t of ['participants', 'policies', 'policy_signatures', 'runs', 'rounds', 'model_versions', 'audit_log', 'tokens', 'round_masked_inputs']) {
       const rows = await this.db.query(`SELECT COUNT(*) AS n FROM ${t}`);
       out[t] = Number(rows[0].n);
     }
