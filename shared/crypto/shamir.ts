@@ -13,6 +13,12 @@
  * coefficients), so the loop branches on the public factor's bits only. JavaScript gives no hard
  * constant-time guarantee; this avoids the obvious cache-timing leak of log/exp tables.
  * Polynomial coefficients come from libsodium's CSPRNG (or the injected `rng`) and are wiped.
+ *
+ * Wrong shares. `shamirCombine` cannot tell a wrong share from a right one; callers compare its
+ * result with a commitment. `shamirDisagreeing` names the shares that disagree with the
+ * polynomials through the first t, and `shamirDecode` corrects and locates wrong shares (see its
+ * doc comment: Reed-Solomon decoding, Gao 2003). What is constant-time there and what is not is
+ * stated at `shamirDecode`.
  */
 import { abytes, aint } from '../util/check';
 import { randomBytes } from './sodium';
@@ -126,6 +132,26 @@ export function shamirSplit(secret: Uint8Array, t: number, xs: readonly number[]
   return shares;
 }
 
+/** Noble-style checks of share objects: {x: distinct integers in 1..255, y: 32 bytes}. */
+function checkShares(shares: readonly Share[]): void {
+  const seen = new Set<number>();
+  for (const s of shares) {
+    if (typeof s !== 'object' || s === null) throw new TypeError('"shares[i]" expected {x, y}');
+    aint('shares[i].x', s.x, 1, 255);
+    abytes('shares[i].y', s.y, SHAMIR_SECRET_LENGTH);
+    if (seen.has(s.x)) throw new RangeError(`"shares" has duplicate point ${s.x}`);
+    seen.add(s.x);
+  }
+}
+
+/** Checks the arguments of the functions that take m >= t shares (all of them are validated). */
+function checkAll(shares: readonly Share[], t: number): void {
+  if (!Array.isArray(shares)) throw new TypeError('"shares" expected an array of shares');
+  aint('t', t, 1, SHAMIR_MAX_SHARES);
+  if (shares.length < t) throw new RangeError(`"shares" expected at least t=${t} shares, got ${shares.length}`);
+  checkShares(shares);
+}
+
 /**
  * Lagrange interpolation at 0 of the first `t` shares (exactly the ones given are used when
  * t === shares.length). Requires distinct x in 1..255 and 32-byte y. Returns a fresh secret the
@@ -137,14 +163,7 @@ export function shamirCombine(shares: readonly Share[], t: number = shares.lengt
   aint('t', t, 1, SHAMIR_MAX_SHARES);
   if (shares.length < t) throw new RangeError(`"shares" expected at least t=${t} shares, got ${shares.length}`);
   const use = shares.slice(0, t);
-  const seen = new Set<number>();
-  for (const s of use) {
-    if (typeof s !== 'object' || s === null) throw new TypeError('"shares[i]" expected {x, y}');
-    aint('shares[i].x', s.x, 1, 255);
-    abytes('shares[i].y', s.y, SHAMIR_SECRET_LENGTH);
-    if (seen.has(s.x)) throw new RangeError(`"shares" has duplicate point ${s.x}`);
-    seen.add(s.x);
-  }
+  checkShares(use);
   // Lagrange basis at 0 in characteristic 2: l_j(0) = prod_{m != j} x_m / (x_m - x_j) = prod x_m / (x_m ^ x_j)
   const W = SHAMIR_SECRET_LENGTH / 4;
   const acc = new Int32Array(W);
@@ -166,4 +185,262 @@ export function shamirCombine(shares: readonly Share[], t: number = shares.lengt
   acc.fill(0);
   yw.fill(0);
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wrong shares: detection and error-correcting reconstruction
+// ---------------------------------------------------------------------------------------------
+
+let INV_PUB: Uint8Array | undefined;
+
+/**
+ * Inverse of a PUBLIC nonzero field element (share points, their differences, products of those)
+ * from a 256-entry table. Never call it on a value derived from a share or a secret: use gfInv.
+ */
+function invPub(a: number): number {
+  if (!INV_PUB) {
+    INV_PUB = new Uint8Array(256);
+    for (let v = 1; v < 256; v++) INV_PUB[v] = gfInv(v);
+  }
+  return INV_PUB[a];
+}
+
+/**
+ * The points x of the shares that disagree with the polynomials through the first `t` shares
+ * (in any of the 32 byte columns), ascending; [] when all m >= t shares lie on one set of
+ * polynomials of degree < t. The first t shares define the polynomials, so only shares t..m-1 can
+ * be reported: a wrong share among the first t shows up as disagreement of (nearly) all the others
+ * or as a reconstruction that fails its commitment. Cost: t(m - t) word products of a share value
+ * by a public Lagrange coefficient l_j(x_k) = prod_{i != j} (x_k - x_i) / (x_j - x_i), i < t.
+ * Shares are combined with the same table-free arithmetic as `shamirCombine`; which shares
+ * disagree is the output, so the comparison's result is not hidden.
+ */
+export function shamirDisagreeing(shares: readonly Share[], t: number): number[] {
+  checkAll(shares, t);
+  const m = shares.length;
+  if (m === t) return [];
+  const W = SHAMIR_SECRET_LENGTH / 4;
+  // barycentric weights of the first t points: w_j = 1 / prod_{i != j} (x_j - x_i)
+  const w = new Uint8Array(t);
+  for (let j = 0; j < t; j++) {
+    let d = 1;
+    for (let i = 0; i < t; i++) if (i !== j) d = gfMul(d, shares[i].x ^ shares[j].x);
+    w[j] = invPub(d);
+  }
+  const yw = new Int32Array(t * W);
+  for (let j = 0; j < t; j++) loadWords(shares[j].y, 0, yw.subarray(j * W, (j + 1) * W));
+  const acc = new Int32Array(W);
+  const got = new Int32Array(W);
+  const out: number[] = [];
+  for (let q = t; q < m; q++) {
+    const xq = shares[q].x;
+    let P = 1;
+    for (let i = 0; i < t; i++) P = gfMul(P, xq ^ shares[i].x);
+    acc.fill(0);
+    for (let j = 0; j < t; j++) {
+      const l = gfMul(gfMul(P, invPub(xq ^ shares[j].x)), w[j]);
+      for (let k = 0; k < W; k++) acc[k] ^= mulPub4(yw[j * W + k], l);
+    }
+    loadWords(shares[q].y, 0, got);
+    let diff = 0;
+    for (let k = 0; k < W; k++) diff |= acc[k] ^ got[k];
+    if (diff !== 0) out.push(xq);
+  }
+  yw.fill(0);
+  acc.fill(0);
+  got.fill(0);
+  return out.sort((a, b) => a - b);
+}
+
+/** Result of `shamirDecode`: the secret and the points of the wrong shares, or why it failed. */
+export type ShamirDecoding =
+  | { ok: true; secret: Uint8Array; wrong: number[] }
+  | { ok: false; reason: string };
+
+/** Degree of p looking down from index `from` (-1 for the zero polynomial). */
+function degree(p: Uint8Array, from: number): number {
+  let d = from;
+  while (d >= 0 && p[d] === 0) d--;
+  return d;
+}
+
+/** Quotient and remainder of a (degree da) by b (degree db >= 0) over GF(2^8). */
+function polyDivmod(a: Uint8Array, da: number, b: Uint8Array, db: number): { q: Uint8Array; r: Uint8Array; dr: number } {
+  const r = a.slice(0, Math.max(da + 1, 1));
+  const q = new Uint8Array(Math.max(da - db + 1, 1));
+  const inv = gfInv(b[db]);
+  for (let i = da; i >= db; i--) {
+    const c = gfMul(r[i], inv);
+    q[i - db] = c;
+    for (let j = 0; j <= db; j++) r[i - db + j] ^= gfMul(c, b[j]);
+  }
+  return { q, r, dr: degree(r, Math.min(da, db - 1)) };
+}
+
+/**
+ * Gao's decoder for one byte column (see `shamirDecode`): g0 (degree m), g1 (the interpolant of
+ * the column, degree < m). Returns the t coefficients of f, or null when no polynomial of degree
+ * < t is within floor((m - t)/2) of the column. Intermediates are wiped.
+ */
+function gaoColumn(g0: Uint8Array, g1: Uint8Array, m: number, t: number): Uint8Array | null {
+  let r0: Uint8Array = g0.slice();
+  let d0 = m;
+  let r1: Uint8Array = g1.slice();
+  let d1 = degree(r1, m - 1);
+  let v0: Uint8Array = new Uint8Array(1); // 0
+  let v1: Uint8Array = Uint8Array.of(1);
+  const scratch: Uint8Array[] = [];
+  // Stop at the first remainder of degree < (m + t)/2.
+  while (2 * d1 >= m + t) {
+    const { q, r, dr } = polyDivmod(r0, d0, r1, d1);
+    // v_next = v0 - q v1 (characteristic 2: minus is xor)
+    const vn = new Uint8Array(Math.max(v0.length, q.length + v1.length - 1));
+    vn.set(v0);
+    for (let i = 0; i < q.length; i++) for (let j = 0; j < v1.length; j++) vn[i + j] ^= gfMul(q[i], v1[j]);
+    scratch.push(r0, v0, q);
+    r0 = r1;
+    d0 = d1;
+    r1 = r;
+    d1 = dr;
+    v0 = v1;
+    v1 = vn;
+  }
+  const dv = degree(v1, v1.length - 1);
+  let f: Uint8Array | null = null;
+  if (d1 < 0) {
+    f = new Uint8Array(t); // g = 0: the column is all zeros on the decoded polynomial f = 0
+  } else if (d1 >= dv) {
+    const { q, r, dr } = polyDivmod(r1, d1, v1, dv);
+    if (dr < 0 && degree(q, q.length - 1) < t) {
+      f = new Uint8Array(t);
+      f.set(q.subarray(0, Math.min(q.length, t)));
+    }
+    scratch.push(q, r);
+  }
+  for (const a of [...scratch, r0, r1, v0, v1]) a.fill(0);
+  return f;
+}
+
+/**
+ * Error-correcting reconstruction: the secret and the points of the wrong shares from m >= t
+ * shares with distinct points, whenever at most e = floor((m - t)/2) of them are wrong (any bytes
+ * of a wrong share may be wrong); otherwise `{ ok: false }` with the reason. Never throws on share
+ * VALUES; bad arguments (types, lengths, ranges, duplicate points) throw like `shamirCombine`.
+ *
+ * The math. Fix a byte column c (0..31). The dealer's polynomial f_c has degree < t, so the column
+ * of m right shares (f_c(x_1), ..., f_c(x_m)) is a codeword of the Reed-Solomon code RS[m, t]
+ * over GF(2^8) at the points x_i, whose minimum distance is d = m - t + 1 (two different
+ * polynomials of degree < t agree on at most t - 1 points). A wrong share i has y_i[c] != f_c(x_i)
+ * in at least one column; the set E of wrong shares is the union of the per-column error sets.
+ *  - If |E| <= e = floor((d - 1)/2), every column is within e of exactly one codeword, so decoding
+ *    each column on its own returns every f_c, and the shares disagreeing with (f_0..f_31) are
+ *    exactly E: the secret f_c(0) and E are both exact.
+ *  - If a column cannot be decoded within e, or the union of the disagreements exceeds e, then no
+ *    32 polynomials of degree < t disagree with at most e shares (if they did, each column would
+ *    be within e of them and, by uniqueness, be decoded to them, with a union <= e): failure.
+ *  - With more than e wrong shares the word may still lie within e of ANOTHER codeword; then a
+ *    wrong secret and wrong blame come back as a success. Callers must check the secret against
+ *    its commitment (secagg: H(b_u), or the advertised public key) before using it or the blame.
+ *
+ * Per column, Gao's algorithm (S. Gao, "A New Algorithm for Decoding Reed-Solomon Codes", 2003,
+ * §3): g0 = prod_i (X - x_i); g1 = the interpolant of degree < m through (x_i, y_i[c]) (the
+ * Lagrange basis polynomials depend on the public points only and are computed once for all
+ * columns); run the extended Euclidean algorithm on (g0, g1) and stop at the first remainder
+ * g = u g0 + v g1 with deg g < (m + t)/2; then f = g / v if the division is exact and deg f < t,
+ * else failure. (With error locator L = prod_{i in E_c} (X - x_i), Gao's Theorem 3.1 gives
+ * g = L f up to a constant when |E_c| <= e.) The disagreements are then counted over all columns.
+ * Cost O(m^2) field products per column (32 columns), on the slow path only.
+ *
+ * Constant time: what is and what is not. Every product involving share data is table-free
+ * (bitwise gfMul, and mulPub4 by public Lagrange coefficients), inverses of share-derived values
+ * use gfInv (a fixed square-and-multiply chain), and the inverse table is indexed by public
+ * points only. But the decoder necessarily BRANCHES on the share values: the number of Euclid
+ * steps and the degrees met depend on how many shares are wrong and where, and the comparison
+ * that names the wrong shares is the output. That is acceptable where it is used: at unmask the
+ * share holders reveal these shares TO the coordinator, in the clear, precisely so that it
+ * reconstructs the secret, so timing tells the coordinator nothing it does not already hold; an
+ * outside observer of its timing learns at most that (and roughly where) shares were wrong, which
+ * the round's outcome reports anyway. Do not use this decoder where the shares must stay hidden
+ * from the machine that runs it. Intermediates derived from the shares are wiped.
+ */
+export function shamirDecode(shares: readonly Share[], t: number): ShamirDecoding {
+  checkAll(shares, t);
+  const m = shares.length;
+  const e = Math.floor((m - t) / 2);
+  const L = SHAMIR_SECRET_LENGTH;
+  const W = L / 4;
+  const xs = shares.map((s) => s.x);
+  // g0 = prod (X - x_i), coefficients low to high (public)
+  const g0 = new Uint8Array(m + 1);
+  g0[0] = 1;
+  for (let i = 0; i < m; i++) {
+    for (let d = i + 1; d >= 1; d--) g0[d] = g0[d - 1] ^ gfMul(g0[d], xs[i]);
+    g0[0] = gfMul(g0[0], xs[i]);
+  }
+  // g1 words: G[d*W + k] = sum_i Y_i[k] * Lb_i[d], Lb_i = g0 / (X - x_i) / prod_{j != i} (x_i - x_j) (public)
+  const G = new Int32Array(m * W);
+  const yw = new Int32Array(W);
+  const basis = new Uint8Array(m);
+  for (let i = 0; i < m; i++) {
+    // synthetic division of g0 by (X - x_i): b_{m-1} = g0[m], b_{d-1} = g0[d] + x_i b_d
+    basis[m - 1] = g0[m];
+    for (let d = m - 1; d >= 1; d--) basis[d - 1] = g0[d] ^ gfMul(xs[i], basis[d]);
+    let den = 1;
+    for (let j = 0; j < m; j++) if (j !== i) den = gfMul(den, xs[i] ^ xs[j]);
+    const wi = invPub(den);
+    loadWords(shares[i].y, 0, yw);
+    for (let d = 0; d < m; d++) {
+      const c = gfMul(basis[d], wi);
+      if (c === 0) continue; // public coefficient
+      for (let k = 0; k < W; k++) G[d * W + k] ^= mulPub4(yw[k], c);
+    }
+  }
+  // decode each column; F[d*W + k] packs the decoded coefficients like the shares
+  const F = new Int32Array(t * W);
+  const g1 = new Uint8Array(m);
+  let failedColumn = -1;
+  for (let c = 0; c < L && failedColumn < 0; c++) {
+    const k = c >> 2;
+    const sh = 8 * (c & 3);
+    for (let d = 0; d < m; d++) g1[d] = (G[d * W + k] >>> sh) & 0xff;
+    const f = gaoColumn(g0, g1, m, t);
+    if (!f) {
+      failedColumn = c;
+      break;
+    }
+    for (let d = 0; d < t; d++) F[d * W + k] |= f[d] << sh;
+    f.fill(0);
+  }
+  g1.fill(0);
+  G.fill(0);
+  const tooMany = `more than floor((m - t)/2) = ${e} of the m = ${m} shares are wrong (t = ${t}), so they cannot be located`;
+  if (failedColumn >= 0) {
+    F.fill(0);
+    yw.fill(0);
+    return { ok: false, reason: tooMany };
+  }
+  // evaluate the decoded polynomials at every point (Horner, public x) and compare
+  const wrong: number[] = [];
+  const acc = new Int32Array(W);
+  for (let i = 0; i < m; i++) {
+    for (let k = 0; k < W; k++) {
+      let a = 0;
+      for (let d = t - 1; d >= 1; d--) a = mulPub4(a ^ F[d * W + k], xs[i]);
+      acc[k] = a ^ F[k];
+    }
+    loadWords(shares[i].y, 0, yw);
+    let diff = 0;
+    for (let k = 0; k < W; k++) diff |= acc[k] ^ yw[k];
+    if (diff !== 0) wrong.push(xs[i]);
+  }
+  acc.fill(0);
+  yw.fill(0);
+  if (wrong.length > e) {
+    F.fill(0);
+    return { ok: false, reason: tooMany };
+  }
+  const secret = new Uint8Array(L);
+  storeWords(F.subarray(0, W), secret);
+  F.fill(0);
+  return { ok: true, secret, wrong: wrong.sort((a, b) => a - b) };
 }
