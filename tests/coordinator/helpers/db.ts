@@ -57,3 +57,26 @@ export function requirePgInCi(): void {
     if (!PG_URL) throw new Error('CI=true but neither FEDBRIDGE_TEST_PG_URL nor DATABASE_URL is set: .ci/run must start PostgreSQL');
   }
 }
+
+/**
+ * A PostgreSQL URL whose sessions use a fresh schema (search_path in the URL's `options`), for a
+ * whole coordinator started with DATABASE_URL; `drop` removes the schema.
+ */
+export async function pgSchemaUrl(url: string, prefix: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const schema = `t_${prefix}_${randomBytes(4).toString('hex')}`;
+  const d = await PostgresDriver.connect(url, { schema });
+  await d.close();
+  const u = new URL(url);
+  u.searchParams.set('options', `-c search_path=${schema}`);
+  return {
+    url: u.toString(),
+    drop: async () => {
+      const c = await PostgresDriver.connect(url);
+      try {
+        await c.execScript(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await c.close();
+      }
+    },
+  };
+}

@@ -25,6 +25,9 @@ export class MiniNode {
   dead = false;
   killAt: { round: number; phase: Phase } | null = null;
   errors: Error[] = [];
+  /** the reply to this phase is computed but not sent until `release` (what the coordinator holds when) */
+  holdAt: { round: number; phase: Phase } | null = null;
+  readonly held = new Map<string, Uint8Array>(); // `${round}/${phase}` -> the reply's bytes
   /** optional input generator (else a fixed small-integer pattern) */
   makeInput: ((round: number) => Uint32Array) | null = null;
 
@@ -80,9 +83,34 @@ export class MiniNode {
     if (!client) throw new Error(`${this.party.name}: no client for round ${e.round}`);
     const reply = client.handle(decodeServerMessage(e.payload), this.input(e.round));
     const bytes = encodeClientMessage(reply);
+    if (this.holdAt && this.holdAt.round === e.round && this.holdAt.phase === e.phase) {
+      this.held.set(`${e.round}/${e.phase}`, bytes);
+      return;
+    }
     const send = e.phase === Phase.PHASE_MASKED_INPUT ? this.party.upload(e.runId, e.round, bytes) : this.party.phase(METHOD[e.phase], e.runId, e.round, bytes);
     this.sent.set(`${e.round}/${e.phase}`, send);
     await send;
+  }
+
+  /** The held reply of (round, phase), once computed. */
+  async heldReply(round: number, phase: Phase, timeoutMs = 20_000): Promise<Uint8Array> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const b = this.held.get(`${round}/${phase}`);
+      if (b) return b;
+      if (this.errors.length) throw this.errors[0];
+      if (Date.now() > deadline) throw new Error(`${this.party.name} computed no reply in round ${round} phase ${phase}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** Sends the held reply of (round, phase) (again, when called twice); resolves with the ack. */
+  release(round: number, phase: Phase, runId: string): Promise<unknown> {
+    const bytes = this.held.get(`${round}/${phase}`);
+    if (!bytes) throw new Error(`${this.party.name} holds no reply for round ${round} phase ${phase}`);
+    const send = phase === Phase.PHASE_MASKED_INPUT ? this.party.upload(runId, round, bytes) : this.party.phase(METHOD[phase], runId, round, bytes);
+    this.sent.set(`${round}/${phase}`, send);
+    return send;
   }
 
   async sentIn(round: number, phase: Phase, timeoutMs = 20_000): Promise<void> {
