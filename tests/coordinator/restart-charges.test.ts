@@ -88,6 +88,22 @@ async function begin(f: Fed): Promise<string> {
   }
 }
 
+/**
+ * Runs `body` on a fresh federation whose nodes hold their round-1 reply to `hold` (computed, not
+ * sent); the run is started and every held reply computed before `body` runs.
+ */
+async function withRound(backend: 'sqlite' | 'postgres', hold: Phase, body: (f: Fed, runId: string, held: Uint8Array[]) => Promise<void>): Promise<void> {
+  const f = await federation(backend);
+  try {
+    for (const n of f.nodes) n.holdAt = { round: 1, phase: hold };
+    const runId = await begin(f);
+    const held = await Promise.all(f.nodes.map((n) => n.heldReply(1, hold)));
+    await body(f, runId, held);
+  } finally {
+    await f.cleanup();
+  }
+}
+
 /** The coordinator process goes away (its in-memory round state with it); a fresh one starts on the same store; the nodes reconnect. */
 async function restart(f: Fed): Promise<void> {
   for (const n of f.nodes) n.stream.cancel();
@@ -131,12 +147,8 @@ const shape = (es: Entry[]) => es.map((e) => `${e.type}${e.phase ? `/${e.phase}`
 
 for (const backend of PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] as const)) {
   describe(`privacy charges across a coordinator restart (${backend})`, () => {
-    test('restart with 2 of 3 masked inputs accepted (the third one refused by storage): exactly those 2 are logged and charged, the log verifies, the retried round completes', async () => {
-      const f = await federation(backend);
-      try {
-        for (const n of f.nodes) n.holdAt = { round: 1, phase: MASK };
-        const runId = await begin(f);
-        const held = await Promise.all(f.nodes.map((n) => n.heldReply(1, MASK)));
+    test('restart with 2 of 3 masked inputs accepted (the third one refused by storage): exactly those 2 are logged and charged, the log verifies, the retried round completes', () =>
+      withRound(backend, MASK, async (f, runId, held) => {
         await f.nodes[0].release(1, MASK, runId); // platform: acknowledged
         await f.nodes[1].release(1, MASK, runId); // insurer: acknowledged
         const repo = f.coord.ctx.repo;
@@ -186,17 +198,10 @@ for (const backend of PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] a
         const two = nodeEpsilon(f, runId, [1, 2]);
         expectEpsilon(completed.epsilon, { insurer: two, platform: two, insurer2: one });
         expect(await f.coord.ctx.repo.snapshotCounts()).toMatchObject({ round_masked_inputs: 0 });
-      } finally {
-        await f.cleanup();
-      }
-    }, 120_000);
+      }), 120_000);
 
-    test('a masked input whose insert failed changed nothing: the same bytes sent again are accepted once, and the round completes', async () => {
-      const f = await federation(backend);
-      try {
-        for (const n of f.nodes) n.holdAt = { round: 1, phase: MASK };
-        const runId = await begin(f);
-        const held = await Promise.all(f.nodes.map((n) => n.heldReply(1, MASK)));
+    test('a masked input whose insert failed changed nothing: the same bytes sent again are accepted once, and the round completes', () =>
+      withRound(backend, MASK, async (f, runId, held) => {
         await f.nodes[0].release(1, MASK, runId);
         const repo = f.coord.ctx.repo;
         const counts = await repo.snapshotCounts();
@@ -220,17 +225,11 @@ for (const backend of PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] a
         const one = nodeEpsilon(f, runId, [1]);
         expectEpsilon(r1.find((e) => e.type === 'round-completed')!.epsilon, { insurer: one, insurer2: one, platform: one });
         expect(await repo.maskedInputs(runId, 1)).toEqual([]);
-      } finally {
-        await f.cleanup();
-      }
-    }, 120_000);
+      }), 120_000);
 
-    test('restart after the mask phase closed: its entry was written with the phase move, no second one; round-aborted charges all three', async () => {
-      const f = await federation(backend);
-      try {
-        for (const n of f.nodes) n.holdAt = { round: 1, phase: CONSISTENCY };
-        const runId = await begin(f);
-        await Promise.all(f.nodes.map((n) => n.heldReply(1, CONSISTENCY))); // every masked input went, the phase moved on
+    test('restart after the mask phase closed: its entry was written with the phase move, no second one; round-aborted charges all three', () =>
+      withRound(backend, CONSISTENCY, async (f, runId) => {
+        // every masked input went and the phase moved on (the nodes hold their consistency replies)
         expect(await f.coord.ctx.repo.maskedInputs(runId, 1)).toEqual([]); // deleted in the phase move's transaction
         await restart(f);
         const log = await logOf(f.coord);
@@ -239,17 +238,10 @@ for (const backend of PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] a
         expect(shape(r1)).toEqual(['round-started', 'round-phase/advertise', 'round-phase/share', 'round-phase/mask', 'round-aborted/consistency']);
         const one = nodeEpsilon(f, runId, [1]);
         expectEpsilon(r1[4].epsilon, { insurer: one, insurer2: one, platform: one });
-      } finally {
-        await f.cleanup();
-      }
-    }, 120_000);
+      }), 120_000);
 
-    test('a commit that fails after the protocol absorbed the input aborts the round at once, charging that party; the retry completes', async () => {
-      const f = await federation(backend);
-      try {
-        for (const n of f.nodes) n.holdAt = { round: 1, phase: MASK };
-        const runId = await begin(f);
-        await Promise.all(f.nodes.map((n) => n.heldReply(1, MASK)));
+    test('a commit that fails after the protocol absorbed the input aborts the round at once, charging that party; the retry completes', () =>
+      withRound(backend, MASK, async (f, runId) => {
         await f.nodes[0].release(1, MASK, runId);
         const db = f.coord.ctx.repo.db;
         const real = db.transaction.bind(db);
@@ -274,10 +266,7 @@ for (const backend of PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] a
         const done = ofRound(log.entries, runId, 2).find((e) => e.type === 'round-completed')!;
         const two = nodeEpsilon(f, runId, [1, 2]);
         expectEpsilon(done.epsilon, { insurer: two, platform: two, insurer2: one });
-      } finally {
-        await f.cleanup();
-      }
-    }, 120_000);
+      }), 120_000);
   });
 }
 
