@@ -100,7 +100,7 @@ export class SecAggRoundProtocol implements RoundProtocol {
   constructor(
     private readonly start: RoundStart,
     coordinatorSecretKey: Uint8Array,
-    log?: (line: string) => void,
+    private readonly log?: (line: string) => void,
   ) {
     const p = start.policy;
     this.dimension = layoutSize(sharedParameterLayout(p.model, p.vocabularies));
@@ -202,6 +202,13 @@ export class SecAggRoundProtocol implements RoundProtocol {
       return { kind: 'next', phase: step.phase as RoundPhase, parties: this.server.waitingFor.sort(), messages };
     }
     this.lastSum = step.sum;
+    // Wrong unmask shares were corrected (the sum is exact); name their senders, one line each. No
+    // secret and no share value is logged; the audit format is unchanged.
+    for (const w of step.wrongShares) {
+      this.log?.(
+        `secagg round ${this.start.round}: party ${w.holder} sent a wrong share of the ${w.kind === 'self' ? 'self-mask seed' : 'mask key'} of ${w.owner} at unmask; it was corrected by decoding the other shares`,
+      );
+    }
     const p = this.start.policy;
     const opt = p.training.serverOptimizer;
     const next = nextGlobalModel(

@@ -34,12 +34,34 @@
  *   sum_{u in U3} PRG(b_u)  and, for each dropped v and survivor w in N(v), sign(w,v)·PRG(s_wv).
  * The masked inputs are summed as they arrive (memory O(m), no per-party copies).
  *
+ * Wrong shares (a faulty or malicious share holder). For each secret, with its m revealed shares
+ * (holders in U5, in sorted order) and threshold t:
+ *   1. fast path: s = shamirCombine(first t shares); if s passes the commitment AND every one of
+ *      the m shares lies on the polynomials through the first t (shamirDisagreeing), s is used;
+ *   2. otherwise (the commitment fails, or some share disagrees, even one the fast path did not
+ *      use): s = shamirDecode(all m shares), Reed-Solomon decoding that corrects and locates up to
+ *      e = floor((m - t)/2) wrong shares; if it succeeds AND s passes the commitment, s is used and
+ *      the holders of the shares that disagree with the decoded polynomials are reported;
+ *   3. otherwise the secret cannot be recovered: more than e shares are wrong (or, when decoding
+ *      succeeded but failed the commitment, so many that the shares lie near another sharing).
+ * Every secret is handled this way before the round decides, so the decision names everyone it
+ * can. If all secrets are recovered the round completes: `done` carries `wrongShares`
+ * ({holder, owner, kind}: holder sent a wrong share of owner's self-mask seed or mask key) and the
+ * sum is exact (each secret used passed its commitment). Otherwise it aborts with a reason naming
+ * the secrets that could not be recovered and the holders identified for the others.
+ * Blame is exact when at most e of a secret's shares are wrong: the right shares then fix the
+ * decoded polynomials uniquely, and a commitment-checked secret shows the decoding was not fooled.
+ * With more than e wrong shares a coalition could make the decoder land on another sharing of the
+ * same secret and blame honest holders; the sum is still exact (commitment), the blame is not
+ * (H(b_u) fixes b_u; the public key fixes s_sk_v up to the 5 bits X25519 clamps, which yield the
+ * same pair seeds).
+ *
  * Bad messages throw SecAggError and change no state.
  */
 import { abytes, aint } from '../util/check';
 import { equalBytes, wipe } from '../crypto/hash';
 import { MaskAccumulator, type MaskTerm } from '../crypto/prg';
-import { shamirCombine, type Share } from '../crypto/shamir';
+import { shamirCombine, shamirDecode, shamirDisagreeing, type Share } from '../crypto/shamir';
 import { ED25519_SECRET_KEY_LENGTH } from '../crypto/sign';
 import { x25519PublicKey } from '../crypto/x25519';
 import { SecAggError } from './errors';
@@ -77,9 +99,17 @@ export interface SecAggServerOptions extends RoundInfo {
   log?: (line: string) => void;
 }
 
+/** `holder` revealed a share of `owner`'s self-mask seed b_u (`self`) or mask key s_sk_v (`key`) that was wrong. */
+export interface WrongShare {
+  holder: string;
+  owner: string;
+  kind: 'self' | 'key';
+}
+
 export type ServerStep =
   | { kind: 'send'; phase: ServerPhase; messages: { to: string; message: ServerMessage }[] }
-  | { kind: 'done'; sum: Uint32Array; survivors: string[] }
+  /** wrongShares: sorted by holder, owner, kind; empty when every revealed share was right */
+  | { kind: 'done'; sum: Uint32Array; survivors: string[]; wrongShares: WrongShare[] }
   | { kind: 'aborted'; reason: string };
 
 const PHASE_OF: Record<ClientMessage['type'], ServerPhase> = {
@@ -375,15 +405,19 @@ export class SecAggServer {
       const c = this.ctx.neighbours.get(v)!.filter((w) => U5.has(w)).length;
       if (c < t) return this.abort(`R5 after unmask-shares: dropped party ${v} has ${c} surviving share holders, fewer than t=${t}`);
     }
-    const collect = (owner: string, kind: 'self' | 'key'): Share[] => {
+    const collect = (owner: string, kind: 'self' | 'key'): { holders: string[]; shares: Share[] } => {
+      const holders: string[] = [];
       const shares: Share[] = [];
       for (const w of this.setsByPhase.U5!) {
         const msg = this.unmask.get(w)!;
         const list = kind === 'self' ? msg.selfMaskShares : msg.keyShares;
         const s = list.find((x) => x.owner === owner);
-        if (s) shares.push({ x: this.ctx.sharePoint(w), y: s.share });
+        if (s) {
+          holders.push(w);
+          shares.push({ x: this.ctx.sharePoint(w), y: s.share });
+        }
       }
-      return shares;
+      return { holders, shares };
     };
     const sum = (this.sum ??= new MaskAccumulator(this.ctx.vectorLength, this.ctx.params.bits));
     // Reconstruct and verify every secret before touching the sum, so a bad share aborts cleanly.
@@ -393,23 +427,50 @@ export class SecAggServer {
       for (const [, s] of selfSeeds) wipe(s);
       for (const [, s] of keys) wipe(s);
     };
-    for (const u of this.setsByPhase.U3!) {
-      const b = shamirCombine(collect(u, 'self'), t);
-      if (!equalBytes(this.ctx.selfMaskCommitment(u, b), this.ads.get(u)!.selfMaskCommitment)) {
-        wipe(b);
-        cleanup();
-        return this.abort(`shares of the self-mask seed of ${u} do not match its signed commitment (a share holder sent a wrong share)`);
+    const wrongShares: WrongShare[] = [];
+    const unrecovered: string[] = [];
+    /** The secret (fast path, else decoded), or null after recording why it cannot be recovered. */
+    const recover = (owner: string, kind: 'self' | 'key', matches: (s: Uint8Array) => boolean): Uint8Array | null => {
+      const { holders, shares } = collect(owner, kind);
+      const fast = shamirCombine(shares, t);
+      if (matches(fast) && shamirDisagreeing(shares, t).length === 0) return fast;
+      wipe(fast);
+      const dec = shamirDecode(shares, t);
+      if (dec.ok && matches(dec.secret)) {
+        for (const x of dec.wrong) wrongShares.push({ holder: holders[shares.findIndex((s) => s.x === x)], owner, kind });
+        return dec.secret;
       }
-      selfSeeds.push([u, b]);
+      const e = Math.floor((shares.length - t) / 2);
+      const what = kind === 'self' ? `the self-mask seed of ${owner}` : `the mask key of dropped party ${owner}`;
+      const check = kind === 'self' ? 'its signed commitment' : 'its advertised public key';
+      if (dec.ok) {
+        wipe(dec.secret);
+        unrecovered.push(`${what}: its ${shares.length} shares decode to a value that does not match ${check}, so more than floor((m - t)/2) = ${e} of them are wrong (t = ${t}) and none can be identified`);
+      } else {
+        const spare = shares.length - t;
+        unrecovered.push(`${what}: ${dec.reason}${e === 0 ? ` (with ${spare} spare share${spare === 1 ? '' : 's'} beyond t, a wrong share can at most be detected, not located)` : ''}`);
+      }
+      return null;
+    };
+    for (const u of this.setsByPhase.U3!) {
+      const commitment = this.ads.get(u)!.selfMaskCommitment;
+      const b = recover(u, 'self', (s) => equalBytes(this.ctx.selfMaskCommitment(u, s), commitment));
+      if (b) selfSeeds.push([u, b]);
     }
     for (const v of affected) {
-      const sSk = shamirCombine(collect(v, 'key'), t);
-      if (!equalBytes(x25519PublicKey(sSk), this.ads.get(v)!.sPk)) {
-        wipe(sSk);
-        cleanup();
-        return this.abort(`shares of the mask key of dropped party ${v} do not match its advertised public key (a share holder sent a wrong share)`);
-      }
-      keys.push([v, sSk]);
+      const sPk = this.ads.get(v)!.sPk;
+      const sSk = recover(v, 'key', (s) => equalBytes(x25519PublicKey(s), sPk));
+      if (sSk) keys.push([v, sSk]);
+    }
+    const by = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    wrongShares.sort((a, b) => by(a.holder, b.holder) || by(a.owner, b.owner) || by(a.kind, b.kind));
+    const named = wrongShares.map((w) => `${w.holder} (${w.kind === 'self' ? 'self-mask' : 'key'} share of ${w.owner})`);
+    if (unrecovered.length > 0) {
+      cleanup();
+      return this.abort(
+        `wrong unmask shares: cannot recover ${unrecovered.join('; ')}. ` +
+          (named.length > 0 ? `Holders identified as sending wrong shares: ${named.join(', ')}` : 'No holder could be identified'),
+      );
     }
     // Every mask to remove, then one cache-blocked pass over the sum.
     const terms: MaskTerm[] = selfSeeds.map(([, b]) => ({ seed: b, sign: -1 }));
@@ -431,6 +492,6 @@ export class SecAggServer {
     const out = sum.read();
     sum.wipe();
     this.sum = undefined;
-    return { kind: 'done', sum: out, survivors: [...this.setsByPhase.U3!] };
+    return { kind: 'done', sum: out, survivors: [...this.setsByPhase.U3!], wrongShares };
   }
 }
