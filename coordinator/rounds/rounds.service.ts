@@ -34,7 +34,7 @@ import { checkPolicyAcceptance } from '../policy/signatures';
 import { ConflictError, type AuditSealer, type MaskedInputRow, type Repository, type RunRow } from '../storage/repository';
 import type { EventHub } from './events';
 import type { AuditRecord } from '../../shared/audit/chain';
-import type { Phase as AuditPhase } from '../../shared/audit/entries';
+import { maskedInputSchema, type Phase as AuditPhase } from '../../shared/audit/entries';
 import type { CoordinatorAudit } from '../audit/log';
 import type { MaskedInputEvidence, PhaseEvidence, StagedMessage } from './protocol';
 import { ROUND_PHASES, type OutgoingPayload, type ProtocolStep, type RoundPhase, type RoundProtocol, type RoundProtocolFactory } from './protocol';
@@ -58,12 +58,22 @@ const PHASES: readonly AuditPhase[] = ['advertise', 'share', 'mask', 'consistenc
  * parties sorted, and their evidence items sorted by party, exactly as the protocol's `evidence()`
  * would have given them at the phase close. None when no input was stored. A protocol without
  * signed evidence stored none (null): the entry then carries parties only, as it would have.
+ * A stored item that is not a valid maskedInputs item of its party (a damaged store) is left out
+ * and named in `invalid`; its party is still listed, so still charged (the auditor's verifier then
+ * reports the missing evidence instead of the coordinator refusing to start).
  */
-export function closedFromStored(rows: readonly MaskedInputRow[]): ClosedPhase | undefined {
+export function closedFromStored(rows: readonly MaskedInputRow[]): (ClosedPhase & { invalid: string[] }) | undefined {
   if (!rows.length) return undefined;
   const sorted = [...rows].sort((x, y) => (x.party < y.party ? -1 : x.party > y.party ? 1 : 0));
-  const items = sorted.filter((r) => r.evidence !== null).map((r) => r.evidence as unknown as MaskedInputEvidence);
-  return { phase: 'mask', parties: sorted.map((r) => r.party), evidence: items.length ? { maskedInputs: items } : {} };
+  const items: MaskedInputEvidence[] = [];
+  const invalid: string[] = [];
+  for (const r of sorted) {
+    if (r.evidence === null) continue;
+    const ok = maskedInputSchema.safeParse(r.evidence);
+    if (ok.success && ok.data.party === r.party) items.push(ok.data);
+    else invalid.push(r.party);
+  }
+  return { phase: 'mask', parties: sorted.map((r) => r.party), evidence: items.length || invalid.length ? { maskedInputs: items } : {}, invalid };
 }
 
 export interface Timers {
@@ -455,7 +465,7 @@ export class RoundsService {
       const phase = (PHASES as readonly string[]).includes(round.phase ?? '') ? (round.phase as AuditPhase) : null;
       // masked inputs accepted (and acknowledged) before the restart: logged as the mask phase, so they are charged
       const closed = round.phase === 'mask' ? closedFromStored(await this.d.repo.maskedInputs(run.id, round.round)) : undefined;
-      if (closed) this.log(`recovering run ${run.id}: round ${round.round} had accepted the masked inputs of ${closed.parties.join(', ')}; logging them (charged) before the abort`);
+      if (closed) this.log(`recovering run ${run.id}: round ${round.round} had accepted the masked inputs of ${closed.parties.join(', ')}; logging them (charged) before the abort${closed.invalid.length ? `; the stored evidence of ${closed.invalid.join(', ')} is damaged and left out` : ''}`);
       const sealer = this.abortEmitter(policy, run.id, { reason: why, phase, closed, roster: policy.parties.map((p) => p.name) });
       const res = await this.d.audit.write(() => this.d.repo.abortRound({
         runId: run.id,

@@ -240,6 +240,23 @@ for (const backend of PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] a
         expectEpsilon(r1[4].epsilon, { insurer: one, insurer2: one, platform: one });
       }), 120_000);
 
+    test('damaged stored evidence: the restarted coordinator still starts and charges the party; the verifier names the entry', () =>
+      withRound(backend, MASK, async (f, runId, held) => {
+        await f.nodes[0].release(1, MASK, runId);
+        await f.nodes[1].release(1, MASK, runId);
+        await f.coord.ctx.repo.db.query("UPDATE round_masked_inputs SET evidence = ? WHERE party = 'insurer'", ['{"party":"insurer","digest":"not hex"}']);
+        await restart(f);
+        const log = await logOf(f.coord);
+        const r1 = ofRound(log.entries, runId, 1);
+        expect(shape(r1)).toEqual(['round-started', 'round-phase/advertise', 'round-phase/share', 'round-phase/mask', 'round-aborted/mask']);
+        expect(r1[3].parties).toEqual(['insurer', 'platform']);
+        expect(r1[3].maskedInputs).toEqual([evidenceOf(held[0])]);
+        const one = nodeEpsilon(f, runId, [1]);
+        expectEpsilon(r1[4].epsilon, { insurer: one, platform: one });
+        const res = verifyLog(log.bytes, { policy: f.policy });
+        expect(res.failures.map((x) => [x.entry, x.field])).toEqual([[r1[3].idx, 'entry.maskedInputs']]);
+      }), 120_000);
+
     test('a commit that fails after the protocol absorbed the input aborts the round at once, charging that party; the retry completes', () =>
       withRound(backend, MASK, async (f, runId) => {
         await f.nodes[0].release(1, MASK, runId);
@@ -298,8 +315,11 @@ for (const backend of backends()) {
         expect(ran).toBe(2);
         const rows = await repo.maskedInputs('r', 1);
         expect(rows.map((r) => [r.party, r.evidence, r.receivedAt])).toEqual([['a', null, 1000], ['b', ev('b'), 1000]]);
-        expect(closedFromStored(rows)).toEqual({ phase: 'mask', parties: ['a', 'b'], evidence: { maskedInputs: [ev('b')] } });
+        expect(closedFromStored(rows)).toEqual({ phase: 'mask', parties: ['a', 'b'], evidence: { maskedInputs: [ev('b')] }, invalid: [] });
         expect(closedFromStored([])).toBeUndefined();
+        // damaged stored evidence (wrong party, bad digest): left out and named, the party still listed (charged)
+        const damaged = [{ ...rows[1], evidence: ev('z') }, { ...rows[1], party: 'c', evidence: { ...ev('c'), digest: 'xyz' } }, { ...rows[1], party: 'd', evidence: ev('d') }];
+        expect(closedFromStored(damaged)).toEqual({ phase: 'mask', parties: ['b', 'c', 'd'], evidence: { maskedInputs: [ev('d')] }, invalid: ['b', 'c'] });
         // the phase move off mask (which writes the mask entry) deletes them in its transaction
         await repo.setRoundPhase('r', 1, { state: 'open', phase: 'mask' }, { state: 'open', phase: 'consistency', phaseDeadline: null });
         expect(await repo.maskedInputs('r', 1)).toEqual([]);
