@@ -168,7 +168,13 @@ function model(r: Record<string, unknown>): ModelVersionRow {
 function maskedInput(r: Record<string, unknown>): MaskedInputRow {
   let evidence: Record<string, unknown> | null = null;
   if (r.evidence !== null && r.evidence !== undefined) {
-    const v: unknown = JSON.parse(String(r.evidence));
+    // a damaged value is returned as such (the caller validates the item): reading never throws
+    let v: unknown;
+    try {
+      v = JSON.parse(String(r.evidence));
+    } catch {
+      v = String(r.evidence);
+    }
     evidence = typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : { invalid: v };
   }
   return { runId: String(r.run_id), round: Number(r.round), party: String(r.party), evidence, receivedAt: Number(r.received_at) };

@@ -244,7 +244,7 @@ for (const backend of PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] a
       withRound(backend, MASK, async (f, runId, held) => {
         await f.nodes[0].release(1, MASK, runId);
         await f.nodes[1].release(1, MASK, runId);
-        await f.coord.ctx.repo.db.query("UPDATE round_masked_inputs SET evidence = ? WHERE party = 'insurer'", ['{"party":"insurer","digest":"not hex"}']);
+        await f.coord.ctx.repo.db.query("UPDATE round_masked_inputs SET evidence = ? WHERE party = 'insurer'", ['{"party":"insurer","digest":"not hex"']); // not even JSON
         await restart(f);
         const log = await logOf(f.coord);
         const r1 = ofRound(log.entries, runId, 1);
