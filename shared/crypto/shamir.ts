@@ -323,7 +323,8 @@ function gaoColumn(g0: Uint8Array, g1: Uint8Array, m: number, t: number): Uint8A
 
 /**
  * Error-correcting reconstruction: the secret and the points of the wrong shares from m >= t
- * shares with distinct points, whenever at most e = floor((m - t)/2) of them are wrong (any bytes
+ * shares with distinct points, whenever at most e = floor((m - t)/2) of them are wrong (with
+ * `known`, see below: floor((m - t + 1)/2)) (any bytes
  * of a wrong share may be wrong); otherwise `{ ok: false }` with the reason. Never throws on share
  * VALUES; bad arguments (types, lengths, ranges, duplicate points) throw like `shamirCombine`.
  *
@@ -351,6 +352,13 @@ function gaoColumn(g0: Uint8Array, g1: Uint8Array, m: number, t: number): Uint8A
  * g = L f up to a constant when |E_c| <= e.) The disagreements are then counted over all columns.
  * Cost O(m^2) field products per column (32 columns), on the slow path only.
  *
+ * With `known` (the secret, ALREADY verified by the caller against its commitment) the point
+ * (0, s) is one more right value: f(X) = s + X g(X) with deg g < t - 1, so the values
+ * (y_i - s) / x_i form a codeword of RS[m, t - 1] and up to floor((m - t + 1)/2) wrong shares are
+ * located (one more than without `known` when m - t is odd; all of them when t = 1). The secret
+ * returned is a copy of `known`. A `known` that is not the dealer's secret gives meaningless blame:
+ * pass only a secret that passed its commitment.
+ *
  * Constant time: what is and what is not. Every product involving share data is table-free
  * (bitwise gfMul, and mulPub4 by public Lagrange coefficients), inverses of share-derived values
  * use gfInv (a fixed square-and-multiply chain), and the inverse table is indexed by public
@@ -363,13 +371,65 @@ function gaoColumn(g0: Uint8Array, g1: Uint8Array, m: number, t: number): Uint8A
  * the round's outcome reports anyway. Do not use this decoder where the shares must stay hidden
  * from the machine that runs it. Intermediates derived from the shares are wiped.
  */
-export function shamirDecode(shares: readonly Share[], t: number): ShamirDecoding {
+export function shamirDecode(shares: readonly Share[], t: number, known?: Uint8Array): ShamirDecoding {
   checkAll(shares, t);
+  if (known !== undefined) abytes('known', known, SHAMIR_SECRET_LENGTH);
   const m = shares.length;
+  const W = SHAMIR_SECRET_LENGTH / 4;
+  const xs = shares.map((s) => s.x);
+  const Y = new Int32Array(m * W);
+  for (let i = 0; i < m; i++) loadWords(shares[i].y, 0, Y.subarray(i * W, (i + 1) * W));
+  if (known === undefined) {
+    const e = Math.floor((m - t) / 2);
+    const r = decodeWords(xs, Y, t);
+    Y.fill(0);
+    if (!r) return { ok: false, reason: `more than floor((m - t)/2) = ${e} of the m = ${m} shares are wrong (t = ${t}), so they cannot be located` };
+    const secret = new Uint8Array(SHAMIR_SECRET_LENGTH);
+    storeWords(r.F.subarray(0, W), secret);
+    r.F.fill(0);
+    return { ok: true, secret, wrong: r.wrong };
+  }
+  // f(X) = s + X g(X) with deg g < t - 1: the shares (y_i - s) / x_i are a codeword of RS[m, t - 1]
+  const S = new Int32Array(W);
+  loadWords(known, 0, S);
+  for (let i = 0; i < m; i++) {
+    const inv = invPub(xs[i]);
+    for (let k = 0; k < W; k++) Y[i * W + k] = mulPub4(Y[i * W + k] ^ S[k], inv);
+  }
+  S.fill(0);
+  let wrong: number[] | null;
+  if (t === 1) {
+    // g = 0: every share must equal the secret
+    wrong = [];
+    for (let i = 0; i < m; i++) {
+      let diff = 0;
+      for (let k = 0; k < W; k++) diff |= Y[i * W + k];
+      if (diff !== 0) wrong.push(xs[i]);
+    }
+    wrong.sort((a, b) => a - b);
+  } else {
+    const r = decodeWords(xs, Y, t - 1);
+    if (r) r.F.fill(0);
+    wrong = r ? r.wrong : null;
+  }
+  Y.fill(0);
+  if (!wrong) {
+    const e = Math.floor((m - t + 1) / 2);
+    return { ok: false, reason: `more than floor((m - t + 1)/2) = ${e} of the m = ${m} shares are wrong (t = ${t}, secret known), so they cannot be located` };
+  }
+  return { ok: true, secret: known.slice(), wrong };
+}
+
+/**
+ * The decoder of `shamirDecode` on packed words: Y[i*W + k] is word k of the value at xs[i]; k-dim
+ * code (polynomials of degree < k, k >= 1). Returns the decoded coefficients F[d*W + k] (caller
+ * wipes) and the points that disagree, ascending, or null when more than floor((m - k)/2) are wrong.
+ */
+function decodeWords(xs: readonly number[], Y: Int32Array, t: number): { F: Int32Array; wrong: number[] } | null {
+  const m = xs.length;
   const e = Math.floor((m - t) / 2);
   const L = SHAMIR_SECRET_LENGTH;
   const W = L / 4;
-  const xs = shares.map((s) => s.x);
   // g0 = prod (X - x_i), coefficients low to high (public)
   const g0 = new Uint8Array(m + 1);
   g0[0] = 1;
@@ -379,7 +439,6 @@ export function shamirDecode(shares: readonly Share[], t: number): ShamirDecodin
   }
   // g1 words: G[d*W + k] = sum_i Y_i[k] * Lb_i[d], Lb_i = g0 / (X - x_i) / prod_{j != i} (x_i - x_j) (public)
   const G = new Int32Array(m * W);
-  const yw = new Int32Array(W);
   const basis = new Uint8Array(m);
   for (let i = 0; i < m; i++) {
     // synthetic division of g0 by (X - x_i): b_{m-1} = g0[m], b_{d-1} = g0[d] + x_i b_d
@@ -388,24 +447,23 @@ export function shamirDecode(shares: readonly Share[], t: number): ShamirDecodin
     let den = 1;
     for (let j = 0; j < m; j++) if (j !== i) den = gfMul(den, xs[i] ^ xs[j]);
     const wi = invPub(den);
-    loadWords(shares[i].y, 0, yw);
     for (let d = 0; d < m; d++) {
       const c = gfMul(basis[d], wi);
       if (c === 0) continue; // public coefficient
-      for (let k = 0; k < W; k++) G[d * W + k] ^= mulPub4(yw[k], c);
+      for (let k = 0; k < W; k++) G[d * W + k] ^= mulPub4(Y[i * W + k], c);
     }
   }
   // decode each column; F[d*W + k] packs the decoded coefficients like the shares
   const F = new Int32Array(t * W);
   const g1 = new Uint8Array(m);
-  let failedColumn = -1;
-  for (let c = 0; c < L && failedColumn < 0; c++) {
+  let failed = false;
+  for (let c = 0; c < L; c++) {
     const k = c >> 2;
     const sh = 8 * (c & 3);
     for (let d = 0; d < m; d++) g1[d] = (G[d * W + k] >>> sh) & 0xff;
     const f = gaoColumn(g0, g1, m, t);
     if (!f) {
-      failedColumn = c;
+      failed = true;
       break;
     }
     for (let d = 0; d < t; d++) F[d * W + k] |= f[d] << sh;
@@ -413,34 +471,24 @@ export function shamirDecode(shares: readonly Share[], t: number): ShamirDecodin
   }
   g1.fill(0);
   G.fill(0);
-  const tooMany = `more than floor((m - t)/2) = ${e} of the m = ${m} shares are wrong (t = ${t}), so they cannot be located`;
-  if (failedColumn >= 0) {
+  if (failed) {
     F.fill(0);
-    yw.fill(0);
-    return { ok: false, reason: tooMany };
+    return null;
   }
   // evaluate the decoded polynomials at every point (Horner, public x) and compare
   const wrong: number[] = [];
-  const acc = new Int32Array(W);
   for (let i = 0; i < m; i++) {
+    let diff = 0;
     for (let k = 0; k < W; k++) {
       let a = 0;
       for (let d = t - 1; d >= 1; d--) a = mulPub4(a ^ F[d * W + k], xs[i]);
-      acc[k] = a ^ F[k];
+      diff |= a ^ F[k] ^ Y[i * W + k];
     }
-    loadWords(shares[i].y, 0, yw);
-    let diff = 0;
-    for (let k = 0; k < W; k++) diff |= acc[k] ^ yw[k];
     if (diff !== 0) wrong.push(xs[i]);
   }
-  acc.fill(0);
-  yw.fill(0);
   if (wrong.length > e) {
     F.fill(0);
-    return { ok: false, reason: tooMany };
+    return null;
   }
-  const secret = new Uint8Array(L);
-  storeWords(F.subarray(0, W), secret);
-  F.fill(0);
-  return { ok: true, secret, wrong: wrong.sort((a, b) => a - b) };
+  return { F, wrong: wrong.sort((a, b) => a - b) };
 }

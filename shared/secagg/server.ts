@@ -42,15 +42,22 @@
  *      use): s = shamirDecode(all m shares), Reed-Solomon decoding that corrects and locates up to
  *      e = floor((m - t)/2) wrong shares; if it succeeds AND s passes the commitment, s is used and
  *      the holders of the shares that disagree with the decoded polynomials are reported;
- *   3. otherwise the secret cannot be recovered: more than e shares are wrong (or, when decoding
- *      succeeded but failed the commitment, so many that the shares lie near another sharing).
+ *   2'. self-mask seeds only: H(b_u) fixes b_u exactly, so once a candidate passes it (the fast
+ *      path, or — when m - t is odd, decoding failed and m <= ERASURE_SEARCH_MAX_SHARES — decoding
+ *      with one share left out at a time) the shares are decoded with b_u known, which locates
+ *      floor((m - t + 1)/2) wrong shares (n = 5, t = 3 with a dropout: 1 instead of 0). Mask keys
+ *      never take this step: s_pk_v fixes s_sk_v only up to the bits X25519 clamps;
+ *   3. otherwise the secret cannot be recovered: more than that many shares are wrong (or, when
+ *      decoding succeeded but failed the commitment, so many that the shares lie near another
+ *      sharing). A seed that passed its commitment but whose wrong shares cannot be located also
+ *      aborts: the coordinator does not complete a round while it cannot say who sent what.
  * Every secret is handled this way before the round decides, so the decision names everyone it
  * can. If all secrets are recovered the round completes: `done` carries `wrongShares`
  * ({holder, owner, kind}: holder sent a wrong share of owner's self-mask seed or mask key) and the
  * sum is exact (each secret used passed its commitment). Otherwise it aborts with a reason naming
  * the secrets that could not be recovered and the holders identified for the others.
- * Blame is exact when at most e of a secret's shares are wrong: the right shares then fix the
- * decoded polynomials uniquely, and a commitment-checked secret shows the decoding was not fooled.
+ * Blame is exact when at most e (2': floor((m - t + 1)/2)) of a secret's shares are wrong: the
+ * right shares then fix the decoded polynomials uniquely.
  * With more than e wrong shares a coalition could make the decoder land on another sharing of the
  * same secret and blame honest holders; the sum is still exact (commitment), the blame is not
  * (H(b_u) fixes b_u; the public key fixes s_sk_v up to the 5 bits X25519 clamps, which yield the
@@ -81,6 +88,16 @@ import {
 } from './messages';
 import { isConnectedWithin } from './graph';
 import { RoundContext, type RoundInfo } from './round';
+
+/**
+ * Largest number of revealed shares of one self-mask seed for which, when m - t is odd and
+ * decoding cannot locate the wrong shares, the seed is searched for by leaving out one share at a
+ * time (m decodings of m - 1 shares, each O(m^2) per byte column: under 1 ms each at m = 16).
+ * It gains one locatable share — for n = 5, t = 3 with one dropout (m = 4) the difference between
+ * naming a faulty holder and aborting — and is bounded so that holders cannot make the coordinator
+ * spend O(m^3) per secret on large federations.
+ */
+export const ERASURE_SEARCH_MAX_SHARES = 16;
 
 export type ServerPhase = 'advertise' | 'share' | 'mask' | 'consistency' | 'unmask' | 'done' | 'aborted';
 
@@ -432,24 +449,55 @@ export class SecAggServer {
     /** The secret (fast path, else decoded), or null after recording why it cannot be recovered. */
     const recover = (owner: string, kind: 'self' | 'key', matches: (s: Uint8Array) => boolean): Uint8Array | null => {
       const { holders, shares } = collect(owner, kind);
+      const m = shares.length;
+      const blame = (wrong: number[]) => {
+        for (const x of wrong) wrongShares.push({ holder: holders[shares.findIndex((s) => s.x === x)], owner, kind });
+      };
+      // A self-mask seed that passed H(b_u) is THE seed: decoding with it known locates
+      // floor((m - t + 1)/2) wrong shares. Found by the fast path, else (m - t odd, m small) by leaving
+      // out one share at a time. A key is fixed by s_pk only up to X25519's clamped bits: never "known".
+      const withKnown = kind === 'self' && (m - t) % 2 === 1;
       const fast = shamirCombine(shares, t);
-      if (matches(fast) && shamirDisagreeing(shares, t).length === 0) return fast;
-      wipe(fast);
-      const dec = shamirDecode(shares, t);
-      if (dec.ok && matches(dec.secret)) {
-        for (const x of dec.wrong) wrongShares.push({ holder: holders[shares.findIndex((s) => s.x === x)], owner, kind });
-        return dec.secret;
+      const fastOk = matches(fast);
+      if (fastOk && shamirDisagreeing(shares, t).length === 0) return fast;
+      let known: Uint8Array | null = fastOk && kind === 'self' ? fast : null;
+      if (!known) {
+        wipe(fast);
+        const dec = shamirDecode(shares, t);
+        if (dec.ok && matches(dec.secret)) {
+          blame(dec.wrong);
+          return dec.secret;
+        }
+        if (dec.ok) wipe(dec.secret);
+        if (withKnown && m <= ERASURE_SEARCH_MAX_SHARES) {
+          for (let j = 0; j < m && !known; j++) {
+            const d = shamirDecode([...shares.slice(0, j), ...shares.slice(j + 1)], t);
+            if (d.ok && matches(d.secret)) known = d.secret;
+            else if (d.ok) wipe(d.secret);
+          }
+        }
+        if (!known) {
+          const e = Math.floor((m - t) / 2);
+          const bound = withKnown && m <= ERASURE_SEARCH_MAX_SHARES ? `floor((m - t + 1)/2) = ${(m - t + 1) / 2}` : `floor((m - t)/2) = ${e}`;
+          const what = kind === 'self' ? `the self-mask seed of ${owner}` : `the mask key of dropped party ${owner}`;
+          const spare = m - t;
+          const hint = bound.endsWith('= 0') ? ` (with ${spare} spare share${spare === 1 ? '' : 's'} beyond t, a wrong share can at most be detected, not located)` : '';
+          unrecovered.push(
+            dec.ok
+              ? `${what}: its ${m} shares decode to a value that does not match ${kind === 'self' ? 'its signed commitment' : 'its advertised public key'}, so more than ${bound} of them are wrong (t = ${t}) and none can be identified`
+              : `${what}: more than ${bound} of the m = ${m} shares are wrong (t = ${t}), so they cannot be located${hint}`,
+          );
+          return null;
+        }
       }
-      const e = Math.floor((shares.length - t) / 2);
-      const what = kind === 'self' ? `the self-mask seed of ${owner}` : `the mask key of dropped party ${owner}`;
-      const check = kind === 'self' ? 'its signed commitment' : 'its advertised public key';
+      const dec = shamirDecode(shares, t, known);
       if (dec.ok) {
         wipe(dec.secret);
-        unrecovered.push(`${what}: its ${shares.length} shares decode to a value that does not match ${check}, so more than floor((m - t)/2) = ${e} of them are wrong (t = ${t}) and none can be identified`);
-      } else {
-        const spare = shares.length - t;
-        unrecovered.push(`${what}: ${dec.reason}${e === 0 ? ` (with ${spare} spare share${spare === 1 ? '' : 's'} beyond t, a wrong share can at most be detected, not located)` : ''}`);
+        blame(dec.wrong);
+        return known;
       }
+      wipe(known);
+      unrecovered.push(`the self-mask seed of ${owner} (it matches its commitment, but the shares disagree): ${dec.reason}`);
       return null;
     };
     for (const u of this.setsByPhase.U3!) {

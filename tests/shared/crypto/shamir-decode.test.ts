@@ -155,6 +155,38 @@ describe('shamirDecode', () => {
     );
   });
 
+  test('with the verified secret known: up to floor((m - t + 1)/2) wrong shares, exactly located', () => {
+    fc.assert(
+      fc.property(setupArb(60), fc.nat(), ({ t, xs, secret, pick, corruption }, eSeed) => {
+        const m = xs.length;
+        const e = t === 1 ? m : Math.floor((m - t + 1) / 2);
+        const errors = eSeed % (e + 1);
+        const shares = shamirSplit(secret, t, xs);
+        const which = chooseIndices(m, errors, pick);
+        const got = shamirDecode(corrupt(shares, which, corruption), t, secret);
+        expect(got.ok).toBe(true);
+        if (!got.ok) return;
+        expect(hex(got.secret)).toBe(hex(secret));
+        expect(got.wrong).toEqual(which.map((i) => xs[i]).sort((a, b) => a - b));
+      }),
+      { numRuns: 120 },
+    );
+  });
+
+  test('m = t + 1 with one wrong share: located only when the secret is known', () => {
+    const secret = new Uint8Array(32).fill(0x3c);
+    const shares = shamirSplit(secret, 3, [11, 22, 33, 44]);
+    shares[1].y[9] ^= 0x04;
+    const blind = shamirDecode(shares, 3);
+    expect(blind).toEqual({ ok: false, reason: 'more than floor((m - t)/2) = 0 of the m = 4 shares are wrong (t = 3), so they cannot be located' });
+    expect(shamirDecode(shares, 3, secret)).toEqual({ ok: true, secret, wrong: [22] });
+    shares[2].y[0] ^= 0x01; // a second wrong share is beyond floor(2/2) = 1
+    expect(shamirDecode(shares, 3, secret)).toEqual({
+      ok: false,
+      reason: 'more than floor((m - t + 1)/2) = 1 of the m = 4 shares are wrong (t = 3, secret known), so they cannot be located',
+    });
+  });
+
   test('hostile arguments are refused with the argument named', () => {
     const y = new Uint8Array(32);
     expect(() => shamirDecode('x' as unknown as Share[], 1)).toThrow(TypeError);
@@ -164,6 +196,8 @@ describe('shamirDecode', () => {
     expect(() => shamirDecode([{ x: 0, y }], 1)).toThrow(/"shares\[i\].x"/);
     expect(() => shamirDecode([{ x: 1, y: new Uint8Array(31) }], 1)).toThrow(/"shares\[i\].y" expected Uint8Array of length 32/);
     expect(() => shamirDecode([null as unknown as Share], 1)).toThrow(TypeError);
+    expect(() => shamirDecode([{ x: 1, y }], 1, new Uint8Array(16))).toThrow(/"known" expected Uint8Array of length 32/);
+    expect(() => shamirDecode([{ x: 1, y }], 1, 'k' as unknown as Uint8Array)).toThrow(TypeError);
     expect(() => shamirDisagreeing([{ x: 2, y }, { x: 2, y }], 1)).toThrow(/duplicate point 2/);
     expect(() => shamirDisagreeing([{ x: 2, y }], 3)).toThrow(/at least t=3/);
   });

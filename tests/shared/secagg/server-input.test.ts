@@ -96,26 +96,35 @@ test('hostile messages in every phase are refused precisely and change nothing',
   if (out.kind === 'done') expect(Array.from(out.sum)).toEqual(Array.from(modSum([...inputs.values()], m, bits)));
 });
 
-test('a wrong share is detected by the commitment and aborts the round; no wrong sum is output', () => {
+test.each([
+  [[0], 'done'],
+  [[0, 3], 'aborted'],
+] as const)('wrong self-mask shares from holders %j (n = 4, t = 3): %s; a wrong share is never used for the sum', (badHolders, outcome) => {
   const fed = makeFederation(4, 'wrong');
   const m = 8;
   const inputs = new Map(fed.ids.map((id) => [id, new Uint32Array(m).fill(1)]));
   const d = new RoundDriver({ fed, params: { threshold: 3, degree: 0, bits: 32 }, m, inputs });
   d.runUntil('unmask');
   if (d.step.kind !== 'send') throw new Error('unexpected');
+  const bad = badHolders.map((i) => fed.ids[i]);
   for (const { to, message } of d.step.messages) {
     let reply = d.clients.get(to)!.handle(message) as UnmaskShares;
-    if (to === fed.ids[0]) {
-      const bad = reply.selfMaskShares.map((s) => ({ owner: s.owner, share: s.share.map((b, i) => (i === 0 ? b ^ 1 : b)) }));
-      reply = resign(fed, reply, { selfMaskShares: bad });
+    if (bad.includes(to)) {
+      const wrong = reply.selfMaskShares.map((s) => ({ owner: s.owner, share: s.share.map((b, i) => (i === 0 ? b ^ 1 : b)) }));
+      reply = resign(fed, reply, { selfMaskShares: wrong });
     }
     d.server.receive(reply);
   }
   const out = d.server.deadlinePassed();
-  expect(out.kind).toBe('aborted');
-  // n = 4, t = 3: each seed has 4 shares, 1 spare: a wrong one is detected but cannot be located
-  // (wrong-shares.test.ts covers the cases where it can)
-  if (out.kind === 'aborted') expect(out.reason).toMatch(/cannot recover the self-mask seed of party-000: more than floor\(\(m - t\)\/2\) = 0 of the m = 4 shares are wrong .* No holder could be identified$/);
+  expect(out.kind).toBe(outcome);
+  // 4 shares per seed, 1 spare: one wrong share is located with the seed known (H(b_u) fixes it), two are not
+  if (out.kind === 'done') {
+    expect(Array.from(out.sum)).toEqual(new Array(m).fill(4));
+    expect(out.wrongShares).toEqual(fed.ids.map((owner) => ({ holder: fed.ids[0], owner, kind: 'self' })));
+  }
+  if (out.kind === 'aborted') {
+    expect(out.reason).toMatch(/^wrong unmask shares: cannot recover the self-mask seed of party-000: more than floor\(\(m - t \+ 1\)\/2\) = 1 of the m = 4 shares are wrong .* No holder could be identified$/);
+  }
 });
 
 test('an injected clock closes phases at their deadline (no timers inside)', () => {

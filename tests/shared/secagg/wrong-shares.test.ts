@@ -6,7 +6,7 @@
  */
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { signMessage, type UnmaskShares } from '../../../shared/secagg/messages';
-import type { ServerStep } from '../../../shared/secagg/server';
+import { ERASURE_SEARCH_MAX_SHARES, type ServerStep } from '../../../shared/secagg/server';
 import { makeFederation, modSum, randomInput, RoundDriver, seededRng } from './harness';
 
 beforeAll(() => sodiumReady());
@@ -88,6 +88,34 @@ describe('n = 5, t = 3 (full graph): one wrong share is named and corrected', ()
   });
 });
 
+describe('the self-mask seed is fixed by H(b_u): one more wrong share is located when m - t is odd', () => {
+  // n = 5, t = 3, party-004 drops after share-keys: each survivor's seed has m = 4 shares (1 spare);
+  // decoding alone locates floor(1/2) = 0 wrong shares, with the seed known floor(2/2) = 1.
+  const drops = new Map([['party-004', 3]]);
+  test('wrong share outside the fast path (the fast path finds the seed) -> done, named', () => {
+    const r = roundWithWrongShares(5, 3, (holder, kind, owner) => (holder === 'party-003' && kind === 'self' && owner === 'party-001' ? 4 : undefined), drops, 'wd5');
+    expect(expectDone(r).wrongShares).toEqual([{ holder: 'party-003', owner: 'party-001', kind: 'self' }]);
+  });
+
+  test('wrong share inside the fast path (found by leaving out one share at a time) -> done, named', () => {
+    const r = roundWithWrongShares(5, 3, (holder, kind, owner) => (holder === 'party-000' && kind === 'self' && owner === 'party-002' ? 30 : undefined), drops, 'wd5b');
+    expect(expectDone(r).wrongShares).toEqual([{ holder: 'party-000', owner: 'party-002', kind: 'self' }]);
+  });
+
+  test(`beyond ${ERASURE_SEARCH_MAX_SHARES} shares the search is not run: n = 19, t = 10, five wrong shares are named only if the fast path finds the seed`, () => {
+    // m = 19, m - t = 9: decoding locates 4, with the seed known 5. Each holder errs in its own byte
+    // (equal errors in one byte could cancel in the fast path's Lagrange sum).
+    const byteOf = (holder: string) => Number(holder.slice(6));
+    const late = ['party-010', 'party-012', 'party-014', 'party-016', 'party-018'];
+    const ok = roundWithWrongShares(19, 10, (holder, kind, owner) => (late.includes(holder) && kind === 'self' && owner === 'party-005' ? byteOf(holder) : undefined), new Map(), 'w19');
+    expect(expectDone(ok).wrongShares).toEqual(late.map((holder) => ({ holder, owner: 'party-005', kind: 'self' })));
+    const early = ['party-000', 'party-002', 'party-004', 'party-006', 'party-008'];
+    const no = roundWithWrongShares(19, 10, (holder, kind, owner) => (early.includes(holder) && kind === 'self' && owner === 'party-005' ? byteOf(holder) : undefined), new Map(), 'w19');
+    expect(no.result.kind).toBe('aborted');
+    if (no.result.kind === 'aborted') expect(no.result.reason).toMatch(/self-mask seed of party-005: more than floor\(\(m - t\)\/2\) = 4 of the m = 19 shares are wrong/);
+  });
+});
+
 describe('a wrong key share of a dropped party', () => {
   test('n = 7, t = 4, party-006 drops after share-keys (6 key holders, 1 correctable) -> done, exact sum, holder named', () => {
     const drops = new Map([['party-006', 3]]);
@@ -132,7 +160,9 @@ describe('too many wrong shares: abort, naming what can be named', () => {
 
   test('every holder but one wrong: nothing recovered, nobody named, no sum', () => {
     const r = roundWithWrongShares(5, 3, (holder, kind, owner) => (kind === 'self' && owner === 'party-000' && holder !== 'party-001' ? 1 : undefined));
-    expect(r.result).toEqual({ kind: 'aborted', reason: expect.stringMatching(/^wrong unmask shares: cannot recover the self-mask seed of party-000: .* No holder could be identified$/) });
+    // (the fast path's three shares, at x = 1, 2, 3, carry the same error with Lagrange weights 1 and 1 for
+    // x = 1 and 3: it cancels, the seed passes H(b_u), and the shares still cannot be attributed)
+    expect(r.result).toEqual({ kind: 'aborted', reason: expect.stringMatching(/^wrong unmask shares: cannot recover the self-mask seed of party-000 .* No holder could be identified$/) });
   });
 
   test('wrong shares that together form ANOTHER sharing decode, fail the commitment, and abort without blaming the honest holder', () => {
@@ -157,7 +187,7 @@ describe('too many wrong shares: abort, naming what can be named', () => {
     const out = d.server.deadlinePassed();
     expect(out.kind).toBe('aborted');
     if (out.kind !== 'aborted') return;
-    expect(out.reason).toMatch(/cannot recover the self-mask seed of party-003: its 5 shares decode to a value that does not match its signed commitment, so more than floor\(\(m - t\)\/2\) = 1 of them are wrong/);
+    expect(out.reason).toMatch(/cannot recover the self-mask seed of party-003: its 5 shares decode to a value that does not match its signed commitment, so more than floor\(\(m - t\)\/2\) = 1 of them are wrong \(t = 3\) and none can be identified/);
     expect(out.reason).toMatch(/No holder could be identified$/);
     expect(out.reason).not.toMatch(/party-004 \(/);
   });
