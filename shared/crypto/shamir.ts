@@ -191,18 +191,63 @@ export function shamirCombine(shares: readonly Share[], t: number = shares.lengt
 // Wrong shares: detection and error-correcting reconstruction
 // ---------------------------------------------------------------------------------------------
 
-let INV_PUB: Uint8Array | undefined;
+let LOG_PUB: Uint8Array | undefined;
+let EXP_PUB: Uint8Array | undefined;
+
+/**
+ * log/exp tables of GF(2^8) (generator 3), for PUBLIC field elements only: share points, their
+ * differences and the Lagrange coefficients built from them. A share value or a secret never
+ * indexes a table (cache timing); those go through gfMul / mulPub4 / mulBits4.
+ */
+function pubTables(): { LOG: Uint8Array; EXP: Uint8Array } {
+  if (!LOG_PUB || !EXP_PUB) {
+    const LOG = new Uint8Array(256);
+    const EXP = new Uint8Array(510);
+    let v = 1;
+    for (let i = 0; i < 255; i++) {
+      EXP[i] = EXP[i + 255] = v;
+      LOG[v] = i;
+      v = gfMul(v, 3);
+    }
+    LOG_PUB = LOG;
+    EXP_PUB = EXP;
+  }
+  return { LOG: LOG_PUB, EXP: EXP_PUB };
+}
 
 /**
  * Inverse of a PUBLIC nonzero field element (share points, their differences, products of those)
- * from a 256-entry table. Never call it on a value derived from a share or a secret: use gfInv.
+ * from the tables. Never call it on a value derived from a share or a secret: use gfInv.
  */
 function invPub(a: number): number {
-  if (!INV_PUB) {
-    INV_PUB = new Uint8Array(256);
-    for (let v = 1; v < 256; v++) INV_PUB[v] = gfInv(v);
+  const { LOG, EXP } = pubTables();
+  return EXP[255 - LOG[a]];
+}
+
+/**
+ * The 8 "bit images" c_i = c * 2^i of a public element c: then for 4 byte lanes v,
+ * v * c = XOR_i ((v >> i) & 0x01010101) * c_i, lane by lane (each lane's bit times c_i < 256 stays
+ * in its lane). No branch and no table on v's bits; `mulBits4` does the product.
+ */
+function bitImages(c: number, out: Int32Array, off: number): void {
+  for (let i = 0; i < 8; i++) {
+    out[off + i] = c;
+    c = ((c << 1) ^ (-((c >> 7) & 1) & 0x1b)) & 0xff;
   }
-  return INV_PUB[a];
+}
+
+function mulBits4(v: number, ci: Int32Array, off: number): number {
+  // each product is below 2^32 (lanes of 0/1 times c_i < 256): Math.imul's low 32 bits are exact
+  return (
+    Math.imul(v & 0x01010101, ci[off]) ^
+    Math.imul((v >>> 1) & 0x01010101, ci[off + 1]) ^
+    Math.imul((v >>> 2) & 0x01010101, ci[off + 2]) ^
+    Math.imul((v >>> 3) & 0x01010101, ci[off + 3]) ^
+    Math.imul((v >>> 4) & 0x01010101, ci[off + 4]) ^
+    Math.imul((v >>> 5) & 0x01010101, ci[off + 5]) ^
+    Math.imul((v >>> 6) & 0x01010101, ci[off + 6]) ^
+    Math.imul((v >>> 7) & 0x01010101, ci[off + 7])
+  );
 }
 
 /**
@@ -211,35 +256,39 @@ function invPub(a: number): number {
  * polynomials of degree < t. The first t shares define the polynomials, so only shares t..m-1 can
  * be reported: a wrong share among the first t shows up as disagreement of (nearly) all the others
  * or as a reconstruction that fails its commitment. Cost: t(m - t) word products of a share value
- * by a public Lagrange coefficient l_j(x_k) = prod_{i != j} (x_k - x_i) / (x_j - x_i), i < t.
- * Shares are combined with the same table-free arithmetic as `shamirCombine`; which shares
- * disagree is the output, so the comparison's result is not hidden.
+ * by a public Lagrange coefficient l_j(x_k) = prod_{i != j} (x_k - x_i) / (x_j - x_i), i < t
+ * (coefficients from the public log tables; products by their bit images, branch-free in the share
+ * values). Which shares disagree is the output, so the comparison's result is not hidden.
  */
 export function shamirDisagreeing(shares: readonly Share[], t: number): number[] {
   checkAll(shares, t);
   const m = shares.length;
   if (m === t) return [];
+  const { LOG, EXP } = pubTables();
   const W = SHAMIR_SECRET_LENGTH / 4;
-  // barycentric weights of the first t points: w_j = 1 / prod_{i != j} (x_j - x_i)
-  const w = new Uint8Array(t);
+  // log of the barycentric weights of the first t points: w_j = 1 / prod_{i != j} (x_j - x_i)
+  const logW = new Int32Array(t);
   for (let j = 0; j < t; j++) {
-    let d = 1;
-    for (let i = 0; i < t; i++) if (i !== j) d = gfMul(d, shares[i].x ^ shares[j].x);
-    w[j] = invPub(d);
+    let d = 0;
+    for (let i = 0; i < t; i++) if (i !== j) d += LOG[shares[i].x ^ shares[j].x];
+    logW[j] = 255 - (d % 255);
   }
   const yw = new Int32Array(t * W);
   for (let j = 0; j < t; j++) loadWords(shares[j].y, 0, yw.subarray(j * W, (j + 1) * W));
+  const ci = new Int32Array(8);
   const acc = new Int32Array(W);
   const got = new Int32Array(W);
   const out: number[] = [];
   for (let q = t; q < m; q++) {
     const xq = shares[q].x;
-    let P = 1;
-    for (let i = 0; i < t; i++) P = gfMul(P, xq ^ shares[i].x);
+    let logP = 0;
+    for (let i = 0; i < t; i++) logP += LOG[xq ^ shares[i].x];
+    logP %= 255;
     acc.fill(0);
     for (let j = 0; j < t; j++) {
-      const l = gfMul(gfMul(P, invPub(xq ^ shares[j].x)), w[j]);
-      for (let k = 0; k < W; k++) acc[k] ^= mulPub4(yw[j * W + k], l);
+      // l_j(x_q) = P / (x_q - x_j) * w_j
+      bitImages(EXP[(logP + 255 - LOG[xq ^ shares[j].x] + logW[j]) % 255], ci, 0);
+      for (let k = 0; k < W; k++) acc[k] ^= mulBits4(yw[j * W + k], ci, 0);
     }
     loadWords(shares[q].y, 0, got);
     let diff = 0;
