@@ -14,11 +14,12 @@ export function registerDataCommands(data: Command): void {
     )
     .requiredOption('--out <dir>', 'output directory (one sub-folder per party)')
     .option('--seed <n>', 'PRNG seed (same seed => byte-identical files)', '1')
-    .option('--scale <scale>', 'small (~300 users/party) | default (~20k users, 2k items per party) | large (10x default)', 'default')
+    .option('--scale <scale>', 'small (300 users/party) | default (platform 20k users, each insurer 2k; 2k items per party) | large (10x default)', 'default')
     .option('--parties <list>', 'comma-separated parties: platform, insurer, insurer2, ...', 'platform,insurer')
+    .option('--party-users <list>', 'users of particular parties, overriding the scale, e.g. insurer=2000,insurer2=2000')
     .option('--json', 'print the manifest as one JSON object')
-    .action(async (opts: { out: string; seed: string; scale: string; parties: string; json?: boolean }) => {
-      const { generateSynthetic, parseParties, parseScale } = await import('../data/generate');
+    .action(async (opts: { out: string; seed: string; scale: string; parties: string; partyUsers?: string; json?: boolean }) => {
+      const { generateSynthetic, parseParties, parsePartyUsers, parseScale } = await import('../data/generate');
       const seed = parseNumberOption('--seed', opts.seed, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER });
       const scale = parseScale(opts.scale);
       const parties = parseParties(opts.parties);
@@ -28,6 +29,7 @@ export function registerDataCommands(data: Command): void {
         seed,
         scale,
         parties,
+        partyUsers: opts.partyUsers === undefined ? undefined : parsePartyUsers(opts.partyUsers),
         onProgress: (m) => process.stderr.write(`${m}\n`),
       });
       if (opts.json) printJson(manifest);

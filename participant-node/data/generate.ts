@@ -19,10 +19,16 @@
  *    via per-topic alias tables, O(1) per draw, so `large` stays linear in the output size.
  *  - The same taste -> topic mapping drives every domain: course behaviour on the platform teaches
  *    which topic tags go with which user features; users whose taste leans to topics that both
- *    domains share have cross-domain affinity. Measured (session 2, README): a model that sees both
- *    parties' data ranks the OTHER domain's offers far better (cross-domain HR@10 0.29 -> 0.47 for
- *    the insurer), but on the insurer's own offers even the pooled model does not beat the
- *    insurer's local-only one: at --scale default its 20k users carry enough in-domain signal.
+ *    domains share have cross-domain affinity.
+ *  - Sizes: at the default and large scales each insurer has a tenth of the platform's users (2k vs
+ *    20k at default): the insurer is the data-poor party, as in the federation's premise (a course
+ *    platform's many dense learners, an insurer's few digital customers with 1-4 products each).
+ *    This matters for what federation can do (README, "What the demo measured"): a model that sees
+ *    every party's data ranks the OTHER domain's offers far better at any size; on the insurer's
+ *    own offers, with insurers as large as the platform (`--party-users insurer=20000,insurer2=20000`)
+ *    neither federation nor pooling beats the insurer's local-only model (its 20k users carry
+ *    enough in-domain signal), while with 2k users the federated model fine-tuned on the insurer's
+ *    own data does, in every seed measured.
  *  - Hidden ground truth (ground_truth.csv, never in interactions.csv): for every user, a handful
  *    of the OTHER parties' items drawn from the same model restricted to those parties' offers.
  *
@@ -141,10 +147,15 @@ export class AliasTable {
 // ---------------------------------------------------------------------------------------------
 
 export type Scale = 'small' | 'default' | 'large';
-export const SCALES: Record<Scale, { usersPerParty: number; itemsPerParty: number }> = {
-  small: { usersPerParty: 300, itemsPerParty: 100 },
-  default: { usersPerParty: 20_000, itemsPerParty: 2_000 },
-  large: { usersPerParty: 200_000, itemsPerParty: 20_000 },
+/**
+ * Sizes per scale. `usersPerParty` is the platform's user count; an insurer has `insurerUsers`
+ * (a tenth at default and large scale: the insurer is the data-poor party, see the module doc).
+ * The `usersPerParty` option sets every party's users (tests); `partyUsers` sets particular ones.
+ */
+export const SCALES: Record<Scale, { usersPerParty: number; insurerUsers: number; itemsPerParty: number }> = {
+  small: { usersPerParty: 300, insurerUsers: 300, itemsPerParty: 100 },
+  default: { usersPerParty: 20_000, insurerUsers: 2_000, itemsPerParty: 2_000 },
+  large: { usersPerParty: 200_000, insurerUsers: 20_000, itemsPerParty: 20_000 },
 };
 
 /** Interactions per user, inclusive ranges: the platform dense, insurers sparse. */
@@ -178,6 +189,33 @@ export function parseParties(list: string): string[] {
   return parties;
 }
 
+/**
+ * Parses `--party-users` ("insurer=2000,insurer2=2000"): users per listed party, overriding the
+ * scale's users per party for those parties only.
+ */
+export function parsePartyUsers(list: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of list.split(',').map((s) => s.trim()).filter((s) => s.length > 0)) {
+    const m = /^([a-z0-9]+)=([0-9]+)$/.exec(part);
+    if (!m) throw new UserError(`--party-users: expected PARTY=USERS (e.g. insurer=2000), got "${part}"`);
+    if (m[1] in out) throw new UserError(`--party-users: party "${m[1]}" listed twice`);
+    out[m[1]] = Number(m[2]);
+  }
+  if (Object.keys(out).length === 0) throw new UserError('--party-users expects PARTY=USERS pairs, e.g. insurer=2000,insurer2=2000');
+  return out;
+}
+
+function checkPartyUsers(partyUsers: Record<string, number> | undefined, parties: string[]): Record<string, number> | undefined {
+  if (partyUsers === undefined) return undefined;
+  const out: Record<string, number> = {};
+  for (const [party, n] of Object.entries(partyUsers)) {
+    if (!parties.includes(party)) throw new UserError(`--party-users: "${party}" is not one of the generated parties (${parties.join(', ')})`);
+    if (!Number.isSafeInteger(n) || n < 1 || n > 10_000_000) throw new UserError(`--party-users: ${party} needs between 1 and 10000000 users, got ${n}`);
+    out[party] = n;
+  }
+  return out;
+}
+
 export function parseScale(s: string): Scale {
   if (s === 'small' || s === 'default' || s === 'large') return s;
   throw new UserError(`--scale must be small, default or large, got "${s}"`);
@@ -191,6 +229,11 @@ export interface GenerateOptions {
   /** overrides of the scale's sizes (tests) */
   usersPerParty?: number;
   itemsPerParty?: number;
+  /**
+   * users of particular parties (overrides usersPerParty for them). Users are drawn in sequence
+   * from the party's own stream, so N users are exactly the first N of any larger run.
+   */
+  partyUsers?: Record<string, number>;
   onProgress?: (message: string) => void;
 }
 
@@ -207,7 +250,7 @@ export interface SyntheticManifest {
   seed: number;
   scale: Scale;
   parties: string[];
-  sizes: { usersPerParty: number; itemsPerParty: number };
+  sizes: { usersPerParty: number; insurerUsers: number; itemsPerParty: number; partyUsers?: Record<string, number> };
   catalogue: { hash: string; numItems: number; perProvider: Record<string, number>; perDomain: Record<string, number> };
   counts: Record<string, PartyCounts>;
   files: Record<string, string[]>;
@@ -549,9 +592,11 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
   if (!Number.isSafeInteger(seed) || seed < 0) throw new UserError(`--seed must be a non-negative integer, got ${seed}`);
   const parties = parseParties(opts.parties.join(','));
   const sizes = { ...SCALES[parseScale(scale)] };
-  if (opts.usersPerParty !== undefined) sizes.usersPerParty = opts.usersPerParty;
+  if (opts.usersPerParty !== undefined) sizes.usersPerParty = sizes.insurerUsers = opts.usersPerParty;
   if (opts.itemsPerParty !== undefined) sizes.itemsPerParty = opts.itemsPerParty;
-  if (!(sizes.usersPerParty >= 1 && sizes.itemsPerParty >= 2)) throw new UserError('need at least 1 user and 2 items per party');
+  if (!(sizes.usersPerParty >= 1 && sizes.insurerUsers >= 1 && sizes.itemsPerParty >= 2)) throw new UserError('need at least 1 user and 2 items per party');
+  const partyUsers = checkPartyUsers(opts.partyUsers, parties);
+  const usersOf = (party: string) => partyUsers?.[party] ?? (partyKind(party) === 'platform' ? sizes.usersPerParty : sizes.insurerUsers);
   const progress = opts.onProgress ?? (() => undefined);
 
   await sodiumReady();
@@ -594,7 +639,8 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
     try {
       const taste = new Float64Array(T);
       const theta = new Float64Array(T);
-      for (let u = 0; u < sizes.usersPerParty; u++) {
+      const nUsers = usersOf(party);
+      for (let u = 0; u < nUsers; u++) {
         const userId = `${party}-u${String(u + 1).padStart(7, '0')}`;
         const age = ageTable.sample(rng);
         const life = lifeTables[age].sample(rng);
@@ -633,7 +679,7 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
           const gt = drawDistinct(GROUND_TRUTH_PER_USER, others, restrictedCum(theta, others), cat, life, gtRng);
           for (const i of gt) sinks.groundTruth.row([userId, cat.items[i].id]);
         }
-        if ((u + 1) % 50_000 === 0) progress(`${party}: ${u + 1}/${sizes.usersPerParty} users`);
+        if ((u + 1) % 50_000 === 0) progress(`${party}: ${u + 1}/${nUsers} users`);
       }
       for (const s of Object.values(sinks)) s.close();
     } catch (e) {
@@ -656,7 +702,7 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
     seed,
     scale,
     parties,
-    sizes,
+    sizes: partyUsers ? { ...sizes, partyUsers } : sizes,
     catalogue: { hash, numItems: cat.items.length, perProvider, perDomain },
     counts,
     files,

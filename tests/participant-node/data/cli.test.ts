@@ -38,7 +38,7 @@ describe('fedbridge data generate / node import (CLI)', () => {
   it('--help works for both commands and names every option', async () => {
     const g = await run(['data', 'generate', '--help']);
     expect(g.code).toBe(0);
-    for (const opt of ['--out', '--seed', '--scale', '--parties', '--json']) expect(g.out).toContain(opt);
+    for (const opt of ['--out', '--seed', '--scale', '--parties', '--party-users', '--json']) expect(g.out).toContain(opt);
     const i = await run(['node', 'import', '--help']);
     expect(i.code).toBe(0);
     for (const opt of ['--data-dir', '--users', '--items', '--interactions', '--mapping', '--json']) expect(i.out).toContain(opt);
@@ -55,6 +55,8 @@ describe('fedbridge data generate / node import (CLI)', () => {
       [['data', 'generate', '--out', out, '--seed', 'abc'], /--seed expects a number, got "abc"/],
       [['data', 'generate', '--out', out, '--seed', '-3'], /--seed must be >= 0/],
       [['data', 'generate'], /required option '--out <dir>' not specified/],
+      [['data', 'generate', '--out', out, '--party-users', 'insurer2=100'], /--party-users: "insurer2" is not one of the generated parties \(platform, insurer\)/],
+      [['data', 'generate', '--out', out, '--party-users', 'insurer=lots'], /--party-users: expected PARTY=USERS \(e.g. insurer=2000\), got "insurer=lots"/],
     ];
     for (const [argv, msg] of cases) {
       const r = await run(argv);

@@ -8,7 +8,9 @@ import {
   streamRng,
   generateSynthetic,
   parseParties,
+  parsePartyUsers,
   parseScale,
+  SCALES,
   type SyntheticManifest,
 } from '../../../participant-node/data/generate';
 import { catalogueHash } from '../../../shared/data/catalogue';
@@ -26,7 +28,7 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-async function gen(name: string, seed: number, parties = ['platform', 'insurer'], extra: { usersPerParty?: number; itemsPerParty?: number } = {}) {
+async function gen(name: string, seed: number, parties = ['platform', 'insurer'], extra: { usersPerParty?: number; itemsPerParty?: number; partyUsers?: Record<string, number> } = {}) {
   const out = path.join(root, name);
   const manifest = await generateSynthetic({ out, seed, scale: 'small', parties, ...extra });
   return { out, manifest };
@@ -99,6 +101,50 @@ describe('option parsing', () => {
     expect(() => parseParties('')).toThrow(UserError);
     expect(parseScale('large')).toBe('large');
     expect(() => parseScale('huge')).toThrow(/--scale/);
+  });
+
+  it('validates --party-users', () => {
+    expect(parsePartyUsers('insurer=2000, insurer2=15')).toEqual({ insurer: 2000, insurer2: 15 });
+    expect(() => parsePartyUsers('insurer:2000')).toThrow(/expected PARTY=USERS .* got "insurer:2000"/);
+    expect(() => parsePartyUsers('insurer=-3')).toThrow(UserError);
+    expect(() => parsePartyUsers('insurer=1,insurer=2')).toThrow(/"insurer" listed twice/);
+    expect(() => parsePartyUsers(' , ')).toThrow(/expects PARTY=USERS/);
+  });
+
+  it('the default and large scales make each insurer a tenth of the platform (the data-poor party)', () => {
+    expect(SCALES.default).toEqual({ usersPerParty: 20_000, insurerUsers: 2_000, itemsPerParty: 2_000 });
+    expect(SCALES.large.insurerUsers * 10).toBe(SCALES.large.usersPerParty);
+    expect(SCALES.small.insurerUsers).toBe(SCALES.small.usersPerParty);
+  });
+});
+
+describe('generateSynthetic: users per party', () => {
+  it('partyUsers sets the listed parties\' users; N users are exactly the first N of a larger run', async () => {
+    const big = await gen('pu-big', 9, ['platform', 'insurer'], { usersPerParty: 40, itemsPerParty: 20 });
+    const few = await gen('pu-few', 9, ['platform', 'insurer'], { usersPerParty: 40, itemsPerParty: 20, partyUsers: { insurer: 7 } });
+    expect(few.manifest.counts.insurer.users).toBe(7);
+    expect(few.manifest.counts.platform.users).toBe(40);
+    expect(few.manifest.sizes.partyUsers).toEqual({ insurer: 7 });
+    expect(big.manifest.sizes.partyUsers).toBeUndefined();
+    // the platform is untouched, the insurer's files are a prefix (users, their interactions, their ground truth)
+    for (const f of FILES) expect(fs.readFileSync(path.join(few.out, 'platform', f)).equals(fs.readFileSync(path.join(big.out, 'platform', f)))).toBe(true);
+    const users = readCsv(path.join(few.out, 'insurer', 'users.csv'));
+    expect(users).toEqual(readCsv(path.join(big.out, 'insurer', 'users.csv')).slice(0, 7));
+    const ids = new Set(users.map((u) => u.user_id));
+    for (const f of ['interactions.csv', 'ground_truth.csv']) {
+      const rows = readCsv(path.join(few.out, 'insurer', f));
+      expect(rows.length).toBeGreaterThan(0);
+      expect(rows).toEqual(readCsv(path.join(big.out, 'insurer', f)).filter((r) => ids.has(r.user_id)));
+    }
+  });
+
+  it('refuses partyUsers for a party not generated or with a bad count, before writing anything', async () => {
+    const out = path.join(root, 'pu-bad');
+    await expect(generateSynthetic({ out, seed: 1, scale: 'small', parties: ['platform', 'insurer'], partyUsers: { insurer2: 5 } })).rejects.toThrow(
+      /--party-users: "insurer2" is not one of the generated parties \(platform, insurer\)/,
+    );
+    await expect(generateSynthetic({ out, seed: 1, scale: 'small', parties: ['platform', 'insurer'], partyUsers: { insurer: 0 } })).rejects.toThrow(/insurer needs between 1 and 10000000 users, got 0/);
+    expect(fs.existsSync(out)).toBe(false);
   });
 });
 
