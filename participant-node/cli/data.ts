@@ -14,7 +14,7 @@ export function registerDataCommands(data: Command): void {
     )
     .requiredOption('--out <dir>', 'output directory (one sub-folder per party)')
     .option('--seed <n>', 'PRNG seed (same seed => byte-identical files)', '1')
-    .option('--scale <scale>', 'small (300 users/party) | default (platform 20k users, each insurer 2k; 2k items per party) | large (10x default)', 'default')
+    .option('--scale <scale>', 'small (300 users/party) | default (20k users, 2k items per party) | large (10x default)', 'default')
     .option('--parties <list>', 'comma-separated parties: platform, insurer, insurer2, ...', 'platform,insurer')
     .option('--party-users <list>', 'users of particular parties, overriding the scale, e.g. insurer=2000,insurer2=2000')
     .option('--json', 'print the manifest as one JSON object')

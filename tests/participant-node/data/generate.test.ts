@@ -10,7 +10,6 @@ import {
   parseParties,
   parsePartyUsers,
   parseScale,
-  SCALES,
   type SyntheticManifest,
 } from '../../../participant-node/data/generate';
 import { catalogueHash } from '../../../shared/data/catalogue';
@@ -109,12 +108,6 @@ describe('option parsing', () => {
     expect(() => parsePartyUsers('insurer=-3')).toThrow(UserError);
     expect(() => parsePartyUsers('insurer=1,insurer=2')).toThrow(/"insurer" listed twice/);
     expect(() => parsePartyUsers(' , ')).toThrow(/expects PARTY=USERS/);
-  });
-
-  it('the default and large scales make each insurer a tenth of the platform (the data-poor party)', () => {
-    expect(SCALES.default).toEqual({ usersPerParty: 20_000, insurerUsers: 2_000, itemsPerParty: 2_000 });
-    expect(SCALES.large.insurerUsers * 10).toBe(SCALES.large.usersPerParty);
-    expect(SCALES.small.insurerUsers).toBe(SCALES.small.usersPerParty);
   });
 });
 
