@@ -10,7 +10,9 @@
  *       encode the delta -> SecAggClient.start() -> AdvertiseKeys
  *   PHASE_STARTED share   (payload ServerKeys)        -> ShareKeys
  *   PHASE_STARTED mask    (payload ServerShares)      -> CHARGE THE LEDGER, then upload the masked
- *                                                        input in chunks (UploadMaskedInput)
+ *                                                        input in chunks (UploadMaskedInput); the
+ *                                                        same bytes are sent again on UNAVAILABLE
+ *                                                        (uploadWithRetry)
  *   PHASE_STARTED consistency (ConsistencyRequest)    -> ConsistencyCheck
  *   PHASE_STARTED unmask  (UnmaskRequest)             -> Unmasking
  *   ROUND_COMPLETED (model v')                        -> download v', adopt its shared parameters
@@ -109,6 +111,41 @@ export interface JoinOptions {
    * credentials, target and channel options are still used. Default: none.
    */
   grpcClient?: Pick<grpc.ClientOptions, 'interceptors' | 'channelFactoryOverride'>;
+  /** waits before each resend of a masked input refused with UNAVAILABLE (default UPLOAD_RETRY_DELAYS_MS) */
+  uploadRetryDelaysMs?: readonly number[];
+}
+
+/** Waits before the 1st, 2nd and 3rd resend of a masked input the coordinator answered UNAVAILABLE. */
+export const UPLOAD_RETRY_DELAYS_MS: readonly number[] = [500, 1000, 2000];
+
+/**
+ * Uploads a masked input with `send`, and sends it again after each of `delaysMs` while the
+ * answer is UNAVAILABLE: the coordinator says so when it could not store the input ("it was not
+ * accepted and nothing changed: send it again"), and grpc-js when the channel was briefly down.
+ * `send` must upload the SAME masked vector every time (the caller encodes it once): a resend
+ * reveals nothing the first attempt did not, and the ledger was charged once, before the first
+ * attempt. Any other error, or UNAVAILABLE after the last wait, is thrown (the party drops out of
+ * the round, as before). If an UNAVAILABLE hid an input that WAS stored (its acknowledgement lost),
+ * the resend is refused as a duplicate and thrown too: the coordinator then drops the party at the
+ * consistency check; nothing is charged twice.
+ */
+export async function uploadWithRetry<T>(
+  send: () => Promise<T>,
+  delaysMs: readonly number[],
+  onRetry: (attempt: number, err: grpc.ServiceError, waitMs: number) => void,
+  signal?: AbortSignal,
+): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send();
+    } catch (e) {
+      const err = e as grpc.ServiceError;
+      if (err?.code !== grpc.status.UNAVAILABLE || attempt >= delaysMs.length || signal?.aborted) throw e;
+      const wait = delaysMs[attempt];
+      onRetry(attempt + 1, err, wait);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
 }
 
 export interface RoundReport {
@@ -459,8 +496,13 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       // charge BEFORE the masked input leaves the node (refusal: the party drops out here)
       chargeRound(opts.dataDir, charge(e.runId, e.round), { budget, delta: policy.privacy.delta });
       st.charged = true;
-      const masked = st.client.handle(msg, st.encoded);
-      await fc.upload(e.runId, e.round, encodeClientMessage(masked));
+      const masked = encodeClientMessage(st.client.handle(msg, st.encoded));
+      await uploadWithRetry(
+        () => fc.upload(e.runId, e.round, masked),
+        opts.uploadRetryDelaysMs ?? UPLOAD_RETRY_DELAYS_MS,
+        (attempt, err, wait) => log(`round ${e.round}: masked input not accepted (UNAVAILABLE: ${err.details}); sending the same bytes again in ${wait} ms (attempt ${attempt + 1})`),
+        opts.signal,
+      );
     } else if (e.phase === Phase.PHASE_CONSISTENCY_CHECK) {
       if (msg.type === 'consistency-request') {
         const floor = noiseFloorViolation(policy, msg.survivors.length);

@@ -3,7 +3,9 @@
  * NestJS coordinator with the secure-aggregation protocol and three REAL participant nodes
  * (`joinFederation`: generated data, import, DP-SGD training, encoding, SecAggClient, chunked
  * upload, model adoption, privacy ledger). Round 1: insurer2 leaves when masked input opens; the
- * others complete. Round 2: the two survivors complete. Checks, computed here independently of
+ * others complete. Round 2: the coordinator's storage refuses the insurer's first masked input
+ * (a SQLite trigger: a real storage fault, answered UNAVAILABLE) and the node sends the same bytes
+ * again (uploadWithRetry); the two survivors complete. Checks, computed here independently of
  * the coordinator: each new global model = FedAvg(base, decoded sum of the survivors' encoded
  * vectors); the nodes adopted it; each node's ledger was charged before it uploaded.
  * Audit (issue 6): the log exported over the coordinator's HTTP audit API with an auditor token
@@ -71,6 +73,12 @@ describe('three real nodes federate through the coordinator', () => {
     const op = operator(env, coord.grpcPort);
     for (const p of PARTIES) await unary(op.client.enroll.bind(op.client), { name: p, publicKey: keys[p], certSha256: env.certs.clients[p].sha256 }, op.metadata);
 
+    // storage fault: the insurer's round-2 masked input cannot be stored until the node has
+    // reported a resend; the trigger is dropped then, so the resend is stored
+    const db = coord.ctx.repo.db;
+    await db.query(`CREATE TRIGGER fault_insurer_r2 BEFORE INSERT ON round_masked_inputs WHEN NEW.party = 'insurer' AND NEW.round = 2 BEGIN SELECT RAISE(ABORT, 'injected storage fault'); END`);
+    const resends: string[] = [];
+    let dropped: Promise<unknown> | null = null;
     const leaver = new AbortController();
     const reports: Record<string, RoundReport[]> = Object.fromEntries(PARTIES.map((p) => [p, []]));
     const chargedAtUpload: Record<string, number> = {};
@@ -79,6 +87,13 @@ describe('three real nodes federate through the coordinator', () => {
         ...nodeConnection(env, coord.grpcPort, dirs[p], p, policyFile),
         holdout: 'last',
         signal: p === 'insurer2' ? leaver.signal : undefined,
+        uploadRetryDelaysMs: [1000],
+        log: (line) => {
+          if (p === 'insurer' && line.includes('masked input not accepted (UNAVAILABLE')) {
+            resends.push(line);
+            dropped ??= db.query('DROP TRIGGER fault_insurer_r2');
+          }
+        },
         onPhase: (round, phase) => {
           if (p === 'insurer2' && round === 1 && phase === 'mask') leaver.abort();
           if (phase === 'consistency') chargedAtUpload[`${p}:${round}`] = readLedger(dirs[p])?.entries.length ?? 0;
@@ -98,6 +113,9 @@ describe('three real nodes federate through the coordinator', () => {
     const [plat, ins] = await Promise.all([joins[0], joins[1]]);
     expect(plat.rounds.map((r) => [r.round, r.outcome])).toEqual([[1, 'completed'], [2, 'completed']]);
     expect(ins.rounds.map((r) => [r.round, r.outcome])).toEqual([[1, 'completed'], [2, 'completed']]);
+    // the fault happened (once), the resend was stored: round 2 completed with the insurer in it
+    await dropped;
+    expect(resends).toEqual([expect.stringMatching(/^round 2: masked input not accepted \(UNAVAILABLE: the coordinator could not store the masked input of "insurer" for round 2; .*send it again\); sending the same bytes again in 1000 ms \(attempt 2\)$/)]);
 
     // recompute each global model from the survivors' encoded vectors (what SecAgg must sum)
     const state = newServerState();
@@ -147,6 +165,8 @@ describe('three real nodes federate through the coordinator', () => {
     expect(types.filter((t) => t === 'round-completed')).toHaveLength(2);
     expect(types.filter((t) => t === 'receipt')).toHaveLength(4);
     expect(types).toContain('run-completed');
+    const mask2 = entries.find((e) => e.type === 'round-phase' && e.round === 2 && e.phase === 'mask');
+    expect(mask2.parties).toEqual(['insurer', 'platform']); // the resent input, stored once
     const mask1 = entries.find((e) => e.type === 'round-phase' && e.round === 1 && e.phase === 'mask');
     expect(mask1.parties).toEqual(['insurer', 'platform']); // the leaver sent no masked input
     expect(mask1.maskedInputs.map((m: { party: string }) => m.party)).toEqual(['insurer', 'platform']);
