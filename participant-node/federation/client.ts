@@ -51,7 +51,7 @@ import {
   type UploadChunk,
 } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { UserError } from '../../shared/cli/errors';
-import { sodium, sodiumReady } from '../../shared/crypto/sodium';
+import { randomBytes, sodium, sodiumReady } from '../../shared/crypto/sodium';
 import { encodedDimension } from '../../shared/dp/encode';
 import { publicRoundSeed } from '../../shared/fl/seeds';
 import { noiseFloorViolation } from '../../shared/fl/noise-floor';
@@ -343,7 +343,11 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
   await selectBackend(tf, opts.backend, { ...(await import('../model/backend')).defaultBackendDeps, log });
   const layout = sharedParameterLayout(policy.model, policy.vocabularies);
   const dimension = layoutSize(layout);
-  const model = TwoTowerModel.forPolicy(policy.model, policy.vocabularies, ds.users.length, { learningRate: policy.training.learningRate, initSeed: 1 });
+  // The shared parameters come from the global model; only the private embeddings e_u keep this
+  // initialisation, so each node draws its own seed (a fixed one gave every node the same rows).
+  const seedBytes = randomBytes(4);
+  const initSeed = new DataView(seedBytes.buffer, seedBytes.byteOffset, 4).getUint32(0, true);
+  const model = TwoTowerModel.forPolicy(policy.model, policy.vocabularies, ds.users.length, { learningRate: policy.training.learningRate, initSeed });
   const f = encodeFeatures(ds, policy.vocabularies);
   model.setFeatures(f.users, f.items);
   const positives = opts.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
@@ -392,7 +396,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
         vocabularies: policy.vocabularies,
         catalogueHash: ds.catalogueHash,
         learningRate: policy.training.learningRate,
-        initSeed: 1,
+        initSeed,
         training: { kind: 'federated', federationId: policy.federationId, runId, modelVersion: info.version, modelHash: Buffer.from(info.modelHash).toString('hex'), holdout: opts.holdout },
       },
       ds.users.map((u) => u.id),

@@ -128,6 +128,8 @@ describe('three real nodes federate through the coordinator', () => {
       const divisors = averagingDivisors(sharedParameterLayout(policy.model, policy.vocabularies), policy.catalogue.offers, ['platform', 'insurer']);
       global = nextGlobalModel(global, sum, 2, { gamma: enc.gamma, bits: enc.bits, rotationSeed: enc.rotationSeed }, { type: 'fedavg', learningRate: 1 }, state, divisors);
     }
+    // each node drew its own initialisation of the private embeddings (never a shared fixed seed)
+    expect(readModelMeta(dirs.platform).initSeed).not.toBe(readModelMeta(dirs.insurer).initSeed);
     // the nodes saved exactly that model (shared parameters), version 3 = initial + 2 rounds
     for (const p of ['platform', 'insurer']) {
       const meta = readModelMeta(dirs[p]);
