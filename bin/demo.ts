@@ -60,10 +60,7 @@ export const DEMO_PARAMS = {
    * 1,000 users; local-only 0.493 / 0.278): towers fixed lr 0.005 x 3 epochs 0.503 / 0.452, lr 0.01
    * 0.495 / 0.445, lr 0.001 0.481 / 0.458; towers trained lr 0.001 0.508 / 0.425. null to skip this column.
    */
-  personalise: {
-    platform: { epochs: 1, learningRate: 0.005, freezeTowers: true },
-    insurer: { epochs: 3, learningRate: 0.005, freezeTowers: true },
-  } as Record<'platform' | 'insurer', { epochs: number; learningRate: number; freezeTowers: boolean }> | null,
+  personalise: { platformEpochs: 1, insurerEpochs: 3, learningRate: 0.005, freezeTowers: true } as { platformEpochs: number; insurerEpochs: number; learningRate: number; freezeTowers: boolean } | null,
   /** pooled ceiling (non-DP, all parties' data in one place; each party's interactions repeated per epoch as often as its local epochs) */
   pooled: { epochs: 1, batchSize: 1024, negatives: 4, learningRate: 0.005 },
   /** evaluation: users sampled per party (all users when the party has fewer) */
@@ -477,11 +474,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     mark('evaluate-federated');
     if (P.personalise) {
       for (const p of DEMO_PARTIES) {
-        const pp = P.personalise[p === 'platform' ? 'platform' : 'insurer'];
-        await trainLocal(dirs.nodes[p], { backend: (o.backend ?? 'auto') as never, epochs: pp.epochs, batchSize: P.local.batchSize, negatives: P.local.negatives, learningRate: pp.learningRate, seed: o.seed, holdout: 'last', policy: policyFile, fromSaved: true, freezeTowers: pp.freezeTowers });
+        const epochs = p === 'platform' ? P.personalise.platformEpochs : P.personalise.insurerEpochs;
+        await trainLocal(dirs.nodes[p], { backend: (o.backend ?? 'auto') as never, epochs, batchSize: P.local.batchSize, negatives: P.local.negatives, learningRate: P.personalise.learningRate, seed: o.seed, holdout: 'last', policy: policyFile, fromSaved: true, freezeTowers: P.personalise.freezeTowers });
         evals[p].personalised = await evaluateSavedModel(dirs.nodes[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
       }
-      log(`federated + local personalisation: each party trained the federated model further on its own data (platform ${P.personalise.platform.epochs} epoch(s), insurers ${P.personalise.insurer.epochs})`);
+      log(`federated + local personalisation: each party trained the federated model further on its own data (${P.personalise.platformEpochs} / ${P.personalise.insurerEpochs} epochs)`);
       mark('personalise');
     }
     for (const p of DEMO_PARTIES) {
