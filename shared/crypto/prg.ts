@@ -88,7 +88,9 @@ export function chacha20Keystream(key: Uint8Array, nonce: Uint8Array, counter: n
   const out = new Uint8Array(length);
   for (let off = 0; off < length; off += BLOCK_BYTES) {
     const n = Math.min(BLOCK_BYTES, length - off);
-    out.set(c.update(ZEROS.subarray(0, n)), off);
+    const ks = c.update(ZEROS.subarray(0, n));
+    out.set(ks, off);
+    ks.fill(0);
   }
   return out;
 }
@@ -220,6 +222,13 @@ function words(ks: Uint8Array, nWords: number): Uint32Array {
   return w;
 }
 
+/** addScalar over a keystream block `ks` of n words; a word copy made for alignment/endianness is wiped after. */
+function addKeystreamScalar(a: Uint32Array, off: number, ks: Uint8Array, n: number, from: number, sign: 1 | -1, mask: number): void {
+  const w = words(ks, n);
+  addScalar(a, off, w, from, n, sign, mask);
+  if (w.buffer !== ks.buffer) w.fill(0);
+}
+
 /** a[off + i] <- (a[off + i] + sign * w[i]) & mask for i in [from, to) (scalar; exact mod 2^32 via ToUint32). */
 function addScalar(a: Uint32Array, off: number, w: Uint32Array, from: number, to: number, sign: 1 | -1, mask: number): void {
   if (sign === 1) for (let i = from; i < to; i++) a[off + i] = (a[off + i] + w[i]) & mask;
@@ -254,10 +263,10 @@ export function addMask(acc: Uint32Array, seed: Uint8Array, sign: 1 | -1, bits =
       mem.set(accBytes.subarray(4 * off, 4 * (off + done)), BLOCK_BYTES);
       k[kernelName(1, sign === 1 ? 1 : 0)](BLOCK_BYTES, 0, 4 * done, mask | 0);
       accBytes.set(mem.subarray(BLOCK_BYTES, BLOCK_BYTES + 4 * done), 4 * off);
-      if (done === n) continue;
     }
     // Uint32Array stores wrap mod 2^32 (ToUint32), so the scalar loop is exact modular arithmetic.
-    addScalar(acc, off, words(ks, n), done, n, sign, mask);
+    if (done < n) addKeystreamScalar(acc, off, ks, n, done, sign, mask);
+    ks.fill(0); // keystream is mask material: wiped, not left to the garbage collector
   }
   if (useKernel) {
     // keystream and vector blocks (mask material) do not outlive the call in the shared instance
@@ -413,8 +422,9 @@ export class MaskAccumulator {
         // mod 2^32 for every pass but the block's last, which reduces mod 2^bits
         const m = g === last ? mask : 0xffffffff;
         fn(SCRATCH_BYTES + 4 * off, 0, 4 * simd, m | 0);
-        if (simd === n) continue;
-        for (let j = 0; j < ciphers.length; j++) addScalar(a, off, words(ks[j], n), simd, n, signs[j], j === ciphers.length - 1 ? m : 0xffffffff);
+        if (simd < n) for (let j = 0; j < ciphers.length; j++) addKeystreamScalar(a, off, ks[j], n, simd, signs[j], j === ciphers.length - 1 ? m : 0xffffffff);
+        // keystream is mask material: wiped, not left to the garbage collector
+        for (let j = 0; j < ciphers.length; j++) ks[j].fill(0);
       }
     }
   }
