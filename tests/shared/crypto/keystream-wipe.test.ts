@@ -72,7 +72,7 @@ describe('keystream blocks are wiped after use', () => {
   });
 
   test('expandMask returns the mask and leaves no keystream block behind', () => {
-    let mask = new Uint32Array(0);
+    let mask: Uint32Array = new Uint32Array(0);
     const seen = recordUpdates(() => {
       mask = expandMask(randomBytes(32), 70_000);
     });
