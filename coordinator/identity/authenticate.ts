@@ -15,12 +15,21 @@
  *
  * Binding to the open run/round/phase is checked next by RoundsService.checkBinding.
  * Nothing here writes to storage.
+ *
+ * The one exception to step 8 (issue #5, an acknowledgement lost in transit): UploadMaskedInput,
+ * and only it, may ask for `replay: 'report'`. A seen nonce is then not refused here but reported
+ * (`replayed: true`, the nonce keeps its first expiry); steps 1..7 still apply in full (the
+ * replayed open must still verify, be bound to this federation and phase, and be inside the
+ * clock-skew window). The caller must then refuse it with `replayError` unless the upload turns out
+ * to be a byte-identical resend of a masked input already accepted from that party in the round
+ * that is still open (RoundsService.checkMaskedUpload / submitMaskedInput), which is answered with
+ * the first acknowledgement and changes nothing. Every other RPC refuses a replay here, as before.
  */
 import { createHash } from 'node:crypto';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
 import type { PartyHeader, SignedRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { METHOD_PHASE, NONCE_LENGTH, verifyRequest, type PartyMethod } from '../../shared/proto/envelope';
-import { alreadyExists, failedPrecondition, invalid, permissionDenied, unauthenticated } from '../grpc/errors';
+import { alreadyExists, failedPrecondition, invalid, permissionDenied, unauthenticated, type StatusError } from '../grpc/errors';
 import type { ParticipantRow, Repository } from '../storage/repository';
 
 const NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
@@ -29,6 +38,13 @@ export interface Authenticated<T> {
   party: ParticipantRow;
   header: PartyHeader;
   body: T;
+  /** the nonce was seen before; only ever true for a caller that asked for `replay: 'report'` */
+  replayed: boolean;
+}
+
+/** The ALREADY_EXISTS refusal of a replayed request (step 8). */
+export function replayError(method: PartyMethod, party: string): StatusError {
+  return alreadyExists(`${method}: replayed request (nonce already used by party "${party}")`);
 }
 
 export interface AuthOptions {
@@ -55,7 +71,9 @@ export class PartyAuthenticator {
     req: SignedRequest | null | undefined,
     decode: (bytes: Uint8Array) => T,
     call?: Pick<ServerSurfaceCall, 'getAuthContext'>,
+    opts: { replay?: 'refuse' | 'report' } = {},
   ): Promise<Authenticated<T>> {
+    if (opts.replay === 'report' && method !== 'UploadMaskedInput') throw new Error(`${method}: only UploadMaskedInput may have a replayed nonce reported instead of refused`);
     if (!req || !(req.body instanceof Uint8Array) || req.body.length === 0) throw invalid(`${method}: request body is empty`);
     if (req.body.length > this.opts.maxBodyBytes) throw invalid(`${method}: request body is ${req.body.length} bytes, the limit is ${this.opts.maxBodyBytes}`);
     if (!(req.signature instanceof Uint8Array) || req.signature.length !== 64) throw invalid(`${method}: signature must be 64 bytes (Ed25519), got ${req.signature?.length ?? 0}`);
@@ -86,9 +104,12 @@ export class PartyAuthenticator {
     }
     this.expireNonces(now);
     const key = `${h.party}|${Buffer.from(h.nonce).toString('hex')}`;
-    if (this.seen.has(key)) throw alreadyExists(`${method}: replayed request (nonce already used by party "${h.party}")`);
+    if (this.seen.has(key)) {
+      if (opts.replay !== 'report') throw replayError(method, h.party);
+      return { party, header: h, body, replayed: true };
+    }
     this.seen.set(key, now + 2 * this.opts.clockSkewMs);
-    return { party, header: h, body };
+    return { party, header: h, body, replayed: false };
   }
 
   private checkClientCert(method: string, party: ParticipantRow, call?: Pick<ServerSurfaceCall, 'getAuthContext'>): void {

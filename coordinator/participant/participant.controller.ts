@@ -26,6 +26,7 @@ import { answer, callSource, GrpcController } from '../grpc/decorators';
 import { PHASE_ENUM } from '../rounds/rounds.service';
 import type { RoundPhase } from '../rounds/protocol';
 import { acceptReceipt } from '../audit/receipts';
+import { replayError } from '../identity/authenticate';
 
 type Call = Pick<ServerSurfaceCall, 'getAuthContext'>;
 
@@ -96,28 +97,46 @@ export class ParticipantController implements Omit<ParticipantServiceController,
    * grpc.maxChunkBytes. Checked as it arrives (RESOURCE_EXHAUSTED for an oversize chunk or total,
    * INVALID_ARGUMENT for a gap, an extra chunk, a size or hash mismatch); the round sees the data
    * only after the whole upload checked out, so a rejected upload changes nothing.
+   *
+   * Idempotent (issue #5): a masked input sent again after its acknowledgement was lost gets the
+   * same UploadAck (run_id, round, received_bytes) and changes nothing, whether it comes under a
+   * freshly signed open or as a replay of the same signed open (the one RPC whose replayed nonce
+   * the authenticator reports instead of refusing). The resend runs every check above: only a
+   * complete stream that matches its signed hash reaches RoundsService.submitMaskedInput, which
+   * compares the BLAKE2b-256 of the whole payload with the accepted input's (identical: the same
+   * ack; different: ALREADY_EXISTS). A replayed open that is not such a resend is refused
+   * ALREADY_EXISTS as before. See RoundsService.checkMaskedUpload for the window and the outcomes.
    */
   uploadMaskedInput(call: ServerReadableStream<UploadChunk, UploadAck>, callback: sendUnaryData<UploadAck>): Promise<void> {
     const cfg = this.ctx.config.grpc;
-    let bound: { party: string; runId: string; round: number } | null = null;
+    let bound: { party: string; runId: string; round: number; replayed: StatusError | null } | null = null;
     const done = consumeChunkStream<UploadChunk, UploadAck>(
       callSource(call),
       {
         onFirst: async (msg) => {
           if (!msg.open) throw invalid('UploadMaskedInput: the first message must carry `open` (a signed UploadOpenBody)');
           if (msg.data && msg.data.length) throw invalid('UploadMaskedInput: the open message must not carry data');
-          const { party, header, body } = await this.ctx.auth.authenticate('UploadMaskedInput', msg.open, (b) => UploadOpenBody.decode(b), call);
-          this.ctx.rounds.checkBinding(party.name, 'mask', header.runId, header.round);
+          const { party, header, body, replayed } = await this.ctx.auth.authenticate('UploadMaskedInput', msg.open, (b) => UploadOpenBody.decode(b), call, { replay: 'report' });
+          const replay = replayed ? replayError('UploadMaskedInput', party.name) : null;
+          // binding, or an early refusal of what cannot be an identical resend (decided for good in onEnd)
+          this.ctx.rounds.checkMaskedUpload(party.name, header.runId, header.round, body.dataHash, replay);
           const total = Number(body.totalBytes);
           if (total === 0) throw invalid('UploadMaskedInput: total_bytes must be positive');
-          bound = { party: party.name, runId: header.runId, round: header.round };
+          bound = { party: party.name, runId: header.runId, round: header.round, replayed: replay };
           return new ChunkAssembler('UploadMaskedInput', total, body.chunkCount, body.dataHash, cfg.maxChunkBytes, cfg.maxUploadBytes);
         },
         chunk: (msg) => ({ index: msg.index, data: msg.data, hasOpen: !!msg.open }),
         onEnd: async (data) => {
           const b = bound!;
-          this.ctx.metrics.bytesReceived.inc({ kind: 'upload' }, data.length);
-          await this.ctx.rounds.submit(b.party, 'mask', b.runId, b.round, data);
+          let resent = false;
+          try {
+            resent = (await this.ctx.rounds.submitMaskedInput(b.party, b.runId, b.round, data, b.replayed)).resent;
+          } finally {
+            // an identical resend's bytes are counted apart, so `upload` counts each input once; a
+            // replayed open that is no resend is refused, uncounted, as it was when step 8 refused it
+            if (resent) this.ctx.metrics.bytesReceived.inc({ kind: 'upload-resend' }, data.length);
+            else if (!b.replayed) this.ctx.metrics.bytesReceived.inc({ kind: 'upload' }, data.length);
+          }
           return { runId: b.runId, round: b.round, receivedBytes: String(data.length) };
         },
       },

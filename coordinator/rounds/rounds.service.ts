@@ -21,14 +21,16 @@
  *
  * All mutations are serialized through one async lock, so a deadline and the last message of a
  * phase cannot both close it. A rejected message (wrong run/round/phase, not expected, protocol
- * error) throws before anything is stored or counted.
+ * error) throws before anything is stored or counted. A masked input sent again byte-identical
+ * while its round is open (its acknowledgement was lost) gets the same acknowledgement and changes
+ * nothing (checkMaskedUpload / submitMaskedInput).
  */
 import { randomBytes } from 'node:crypto';
 import { EventKind, Phase, type RoundStatus, type RunStatus } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { parsePolicyYaml, canonicalPolicyJson, policyHash, PolicyError, type Policy } from '../../shared/policy/schema';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
 import { sodium } from '../../shared/crypto/sodium';
-import { failedPrecondition, invalid, permissionDenied, StatusError, status } from '../grpc/errors';
+import { alreadyExists, failedPrecondition, invalid, permissionDenied, StatusError, status } from '../grpc/errors';
 import type { CoordinatorMetrics } from '../http/metrics';
 import { checkPolicyAcceptance } from '../policy/signatures';
 import { ConflictError, type AuditSealer, type MaskedInputRow, type Repository, type RunRow } from '../storage/repository';
@@ -74,6 +76,10 @@ export function closedFromStored(rows: readonly MaskedInputRow[]): (ClosedPhase 
     else invalid.push(r.party);
   }
   return { phase: 'mask', parties: sorted.map((r) => r.party), evidence: items.length || invalid.length ? { maskedInputs: items } : {}, invalid };
+}
+
+function sameBytes(x: Uint8Array, y: Uint8Array): boolean {
+  return x.length === y.length && Buffer.compare(Buffer.from(x.buffer, x.byteOffset, x.length), Buffer.from(y.buffer, y.byteOffset, y.length)) === 0;
 }
 
 export interface Timers {
@@ -127,6 +133,12 @@ interface ActiveRound {
   timer: unknown;
   roster: string[];
   baseModelVersion: number;
+  /**
+   * BLAKE2b-256 of the whole payload of each masked input accepted in this round, by party (set
+   * once its row committed; see submitMaskedInput). Lives as long as the round: gone when it
+   * completes or aborts.
+   */
+  maskDigests: Map<string, Uint8Array>;
 }
 
 class Lock {
@@ -260,6 +272,7 @@ export class RoundsService {
       timer: undefined,
       roster,
       baseModelVersion,
+      maskDigests: new Map(),
     };
     this.active = a;
     this.d.events.clearLatest();
@@ -625,22 +638,112 @@ export class RoundsService {
   /**
    * Hands one authenticated message to the protocol; closes the phase early when all have sent.
    * A masked input is made durable first (acceptMaskedInput): it is acknowledged only once its
-   * evidence is stored.
+   * evidence is stored; it goes through submitMaskedInput (an identical resend changes nothing).
    */
   async submit(party: string, phase: RoundPhase, runId: string, round: number, payload: Uint8Array): Promise<{ accepted: number }> {
+    if (phase === 'mask') return this.submitMaskedInput(party, runId, round, payload, null);
+    return this.lock.run(() => this.submitLocked(party, phase, runId, round, payload));
+  }
+
+  private async submitLocked(party: string, phase: RoundPhase, runId: string, round: number, payload: Uint8Array): Promise<{ accepted: number }> {
+    this.checkBinding(party, phase, runId, round);
+    const a = this.active!;
+    const r = phase === 'mask' ? await this.acceptMaskedInput(a, party, payload) : a.protocol.receive(party, phase, payload);
+    // the input committed: remember its digest, so that a resend of it is recognised (submitMaskedInput)
+    if (phase === 'mask') a.maskDigests.set(party, sodium().crypto_generichash(32, payload, null));
+    a.accepted.add(party);
+    this.d.metrics.bytesReceived.inc({ kind: `phase-${phase}` }, payload.length);
+    const accepted = a.accepted.size;
+    if (r.complete) {
+      const key = `${a.runId}/${a.round}/${a.stage}`;
+      setImmediate(() => void this.lock.run(() => this.closeIfCurrent(key, 'complete')).catch((e) => this.log(`closing phase failed: ${(e as Error).stack}`)));
+    }
+    return { accepted };
+  }
+
+  // ---------------------------------------------------------------- idempotent masked-input upload
+
+  /**
+   * Idempotent masked-input upload (issue #5). A node whose acknowledgement was lost after the
+   * coordinator committed its input (connection cut after the commit, a deadline, a proxy reset)
+   * sends the same masked input again; it gets the same acknowledgement and NOTHING changes.
+   *
+   * Identity: a resend is identical when the BLAKE2b-256 of its WHOLE payload (every byte handed
+   * to the protocol; for secure aggregation the complete masked-input message, its whole vector and
+   * the party's signature inside it) equals the digest of the input accepted from the same party in
+   * the same run and round. That digest is taken here over the payload handed to the protocol, once its row committed
+   * (`ActiveRound.maskDigests`), and taken again over the resend's payload after the whole stream was
+   * reassembled and verified; no header field or announced value alone decides. The stored evidence
+   * (round_masked_inputs) cannot serve: its digest covers the vector only, it is null for a protocol
+   * without signed evidence, and the rows are deleted when the phase leaves mask, which is exactly
+   * when the last party's resend arrives (its input closed the phase early). The transport envelope
+   * may differ: a resend under a freshly signed open (new nonce: participant-node's uploadWithRetry)
+   * and a replay of the very same signed open (same nonce, reported by PartyAuthenticator with
+   * `replay: 'report'`, `replayed` here) are both resends of the same input.
+   *
+   * Window: while that round is open, in phase mask or a later phase of the same round. When the
+   * round completes or aborts the digests go with it, and a resend gets what it got before
+   * (FAILED_PRECONDITION for a round that is not open, ALREADY_EXISTS for a replayed nonce). A
+   * restarted coordinator aborts the round in flight (recover()), so memory is enough.
+   *
+   * For a party with an accepted input in the open round:
+   *   identical payload  -> the first acknowledgement again (the caller builds the same UploadAck);
+   *                         no row, no audit entry, no protocol call, the party not counted again
+   *                         (accepted set, phase bytes); the caller counts its bytes apart
+   *                         (bytes_received{kind="upload-resend"})
+   *   different payload  -> ALREADY_EXISTS naming the party, run and round; nothing changes
+   * For a party without one: a replayed nonce -> `replayed` (its ALREADY_EXISTS, as before); else the
+   * ordinary path (checkBinding, then acceptMaskedInput).
+   *
+   * Checked twice: at the open (checkMaskedUpload: an announced hash that is not the accepted
+   * input's is refused before any chunk is read, and so is a replayed nonce without an accepted
+   * input unless the round is in phase mask and still expects the party: its first attempt may
+   * still be committing), then decisively on the complete, verified payload (submitMaskedInput,
+   * under the lock, so a resend racing its own first attempt is recognised whichever commits first;
+   * a replayed open is never taken as a new input).
+   */
+  checkMaskedUpload(party: string, runId: string, round: number, announcedHash: Uint8Array, replayed: StatusError | null): 'resend' | 'new' {
+    const a = this.active;
+    const prior = this.acceptedDigest(party, runId, round);
+    if (prior && a) {
+      if (!sameBytes(prior, announcedHash)) throw this.differentInput(a, party);
+      return 'resend';
+    }
+    if (replayed) {
+      // its first attempt may still be committing: decided on the complete payload (submitMaskedInput)
+      if (a && a.runId === runId && a.round === round && a.stage === 'mask' && a.expected.has(party)) return 'resend';
+      throw replayed;
+    }
+    this.checkBinding(party, 'mask', runId, round);
+    return 'new';
+  }
+
+  /**
+   * The complete, verified masked-input payload of an upload (see checkMaskedUpload): an identical
+   * resend is answered `resent: true` with nothing changed; anything else takes the ordinary path,
+   * except an upload whose open was a replay (`replayed`), which is refused with that error.
+   */
+  async submitMaskedInput(party: string, runId: string, round: number, payload: Uint8Array, replayed: StatusError | null): Promise<{ accepted: number; resent: boolean }> {
     return this.lock.run(async () => {
-      this.checkBinding(party, phase, runId, round);
-      const a = this.active!;
-      const r = phase === 'mask' ? await this.acceptMaskedInput(a, party, payload) : a.protocol.receive(party, phase, payload);
-      a.accepted.add(party);
-      this.d.metrics.bytesReceived.inc({ kind: `phase-${phase}` }, payload.length);
-      const accepted = a.accepted.size;
-      if (r.complete) {
-        const key = `${a.runId}/${a.round}/${a.stage}`;
-        setImmediate(() => void this.lock.run(() => this.closeIfCurrent(key, 'complete')).catch((e) => this.log(`closing phase failed: ${(e as Error).stack}`)));
+      const a = this.active;
+      const prior = this.acceptedDigest(party, runId, round);
+      if (prior && a) {
+        if (!sameBytes(prior, sodium().crypto_generichash(32, payload, null))) throw this.differentInput(a, party);
+        this.log(`round ${a.runId}/${a.round}: the masked input of ${party} was sent again, byte-identical to the one accepted (its acknowledgement was lost?); acknowledged again, nothing changed`);
+        return { accepted: a.maskDigests.size, resent: true };
       }
-      return { accepted };
+      if (replayed) throw replayed;
+      return { ...(await this.submitLocked(party, 'mask', runId, round, payload)), resent: false };
     });
+  }
+
+  private acceptedDigest(party: string, runId: string, round: number): Uint8Array | undefined {
+    const a = this.active;
+    return a && a.runId === runId && a.round === round ? a.maskDigests.get(party) : undefined;
+  }
+
+  private differentInput(a: ActiveRound, party: string): StatusError {
+    return alreadyExists(`party "${party}" already had a masked input accepted for round ${a.round} of run ${a.runId}; a different one is refused (one masked input per party and round)`);
   }
 
   /**
@@ -656,7 +759,9 @@ export class RoundsService {
    *
    * Outcomes: the protocol refuses the message -> its error, nothing stored; the insert fails ->
    * UNAVAILABLE ("send it again"), the protocol never saw it, nothing stored or counted; a second
-   * input of the party -> FAILED_PRECONDITION (checkBinding, and the primary key behind it).
+   * input of the party never gets here (submitMaskedInput: the first acknowledgement again for a
+   * byte-identical resend, ALREADY_EXISTS for a different one; checkBinding and the primary key
+   * stay behind it as FAILED_PRECONDITION).
    * The one case that cannot be rolled back is a commit that fails AFTER the protocol absorbed the
    * input (the in-memory sum now contains it but the store does not): the round is aborted at once
    * with the mask phase's in-memory evidence, so the party is charged in the log, and the node gets

@@ -11,8 +11,9 @@
  *   PHASE_STARTED share   (payload ServerKeys)        -> ShareKeys
  *   PHASE_STARTED mask    (payload ServerShares)      -> CHARGE THE LEDGER, then upload the masked
  *                                                        input in chunks (UploadMaskedInput); the
- *                                                        same bytes are sent again on UNAVAILABLE
- *                                                        (uploadWithRetry)
+ *                                                        same bytes are sent again on UNAVAILABLE,
+ *                                                        DEADLINE_EXCEEDED or CANCELLED (uploadWithRetry;
+ *                                                        the coordinator acks an identical resend once more)
  *   PHASE_STARTED consistency (ConsistencyRequest)    -> ConsistencyCheck
  *   PHASE_STARTED unmask  (UnmaskRequest)             -> Unmasking
  *   ROUND_COMPLETED (model v')                        -> download v', adopt its shared parameters
@@ -111,23 +112,38 @@ export interface JoinOptions {
    * credentials, target and channel options are still used. Default: none.
    */
   grpcClient?: Pick<grpc.ClientOptions, 'interceptors' | 'channelFactoryOverride'>;
-  /** waits before each resend of a masked input refused with UNAVAILABLE (default UPLOAD_RETRY_DELAYS_MS) */
+  /** waits before each resend of a masked input whose upload ended in a RESEND_CODES status (default UPLOAD_RETRY_DELAYS_MS) */
   uploadRetryDelaysMs?: readonly number[];
 }
 
-/** Waits before the 1st, 2nd and 3rd resend of a masked input the coordinator answered UNAVAILABLE. */
+/** Waits before the 1st, 2nd and 3rd resend of a masked input whose upload ended in a RESEND_CODES status. */
 export const UPLOAD_RETRY_DELAYS_MS: readonly number[] = [500, 1000, 2000];
 
 /**
+ * The statuses after which a masked input is sent again: each can end an upload whether or not the
+ * coordinator stored it, and a resend is safe either way (see uploadWithRetry).
+ *   UNAVAILABLE        the coordinator could not store it ("nothing changed: send it again"), or the
+ *                      channel/connection went down, possibly after the commit (ack lost)
+ *   DEADLINE_EXCEEDED  a deadline (a proxy's, or a caller's) passed, possibly between the commit
+ *                      and the ack: the coordinator does not undo a committed input then
+ *   CANCELLED          the stream was reset (HTTP/2 RST_STREAM CANCEL, e.g. by a proxy or a
+ *                      connection teardown), again possibly after the commit; never resent once
+ *                      the node itself is leaving (`signal` aborted)
+ * Every other status is a verdict on the input (refused, wrong phase, bad request): no resend.
+ */
+export const RESEND_CODES: readonly grpc.status[] = [grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED];
+
+/**
  * Uploads a masked input with `send`, and sends it again after each of `delaysMs` while the
- * answer is UNAVAILABLE: the coordinator says so when it could not store the input ("it was not
- * accepted and nothing changed: send it again"), and grpc-js when the channel was briefly down.
- * `send` must upload the SAME masked vector every time (the caller encodes it once): a resend
- * reveals nothing the first attempt did not, and the ledger was charged once, before the first
- * attempt. Any other error, or UNAVAILABLE after the last wait, is thrown (the party drops out of
- * the round, as before). If an UNAVAILABLE hid an input that WAS stored (its acknowledgement lost),
- * the resend is refused as a duplicate and thrown too: the coordinator then drops the party at the
- * consistency check; nothing is charged twice.
+ * upload ends in one of RESEND_CODES. `send` must upload the SAME masked input every time (the
+ * caller encodes it once): a resend reveals nothing the first attempt did not, and the ledger was
+ * charged once, before the first attempt. The coordinator's upload is idempotent (issue #5): if the
+ * failed attempt was not stored, the resend is accepted as the input; if it WAS stored (only its
+ * acknowledgement was lost), the byte-identical resend gets the same acknowledgement and changes
+ * nothing there (no second row, audit entry or charge), even when it arrives after the mask phase
+ * closed, as long as the round is open. So the party keeps its round either way. Any other error,
+ * or a resend status after the last wait, is thrown (the party drops out of the round, as before);
+ * so is the resend's own refusal, e.g. FAILED_PRECONDITION once the round is over.
  */
 export async function uploadWithRetry<T>(
   send: () => Promise<T>,
@@ -140,7 +156,7 @@ export async function uploadWithRetry<T>(
       return await send();
     } catch (e) {
       const err = e as grpc.ServiceError;
-      if (err?.code !== grpc.status.UNAVAILABLE || attempt >= delaysMs.length || signal?.aborted) throw e;
+      if (!RESEND_CODES.includes(err?.code) || attempt >= delaysMs.length || signal?.aborted) throw e;
       const wait = delaysMs[attempt];
       onRetry(attempt + 1, err, wait);
       await new Promise((r) => setTimeout(r, wait));
@@ -504,7 +520,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       await uploadWithRetry(
         () => fc.upload(e.runId, e.round, masked),
         opts.uploadRetryDelaysMs ?? UPLOAD_RETRY_DELAYS_MS,
-        (attempt, err, wait) => log(`round ${e.round}: masked input not accepted (UNAVAILABLE: ${err.details}); sending the same bytes again in ${wait} ms (attempt ${attempt + 1})`),
+        (attempt, err, wait) => log(`round ${e.round}: masked input not accepted (${grpc.status[err.code]}: ${err.details}); sending the same bytes again in ${wait} ms (attempt ${attempt + 1})`),
         opts.signal,
       );
     } else if (e.phase === Phase.PHASE_CONSISTENCY_CHECK) {

@@ -1,7 +1,8 @@
 /**
- * uploadWithRetry (participant-node/federation/client.ts): a masked input refused with UNAVAILABLE
- * is sent again (the same bytes: the caller's `send` closes over one encoded message); any other
- * status, or UNAVAILABLE after the last wait, is thrown. The real-node path (a storage fault in the
+ * uploadWithRetry (participant-node/federation/client.ts): a masked input whose upload ended in
+ * UNAVAILABLE, DEADLINE_EXCEEDED or CANCELLED is sent again (the same bytes: the caller's `send`
+ * closes over one encoded message); any other status, or a resend status after the last wait, is
+ * thrown. The coordinator's side of an identical resend is in tests/coordinator/upload-idempotent.test.ts. The real-node path (a storage fault in the
  * coordinator, answered UNAVAILABLE, then a stored resend) is in tests/integration/federation-nodes.test.ts.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -39,8 +40,17 @@ describe('uploadWithRetry', () => {
     for (const b of s.sent) expect(b).toBe(payload);
   });
 
+  it('also resends after DEADLINE_EXCEEDED and CANCELLED (each can hide a stored input; the coordinator acks an identical resend again)', async () => {
+    const s = sender([statusError(grpc.status.DEADLINE_EXCEEDED, 'deadline'), statusError(grpc.status.CANCELLED, 'reset by peer')], payload);
+    const retries: [number, grpc.status][] = [];
+    await expect(uploadWithRetry(s.send, [1, 1, 1], (a, e) => retries.push([a, e.code]))).resolves.toEqual({ ok: true });
+    expect(retries).toEqual([[1, grpc.status.DEADLINE_EXCEEDED], [2, grpc.status.CANCELLED]]);
+    expect(s.sent).toHaveLength(3);
+    for (const b of s.sent) expect(b).toBe(payload);
+  });
+
   it('throws any other status at once, without a resend', async () => {
-    for (const code of [grpc.status.FAILED_PRECONDITION, grpc.status.INVALID_ARGUMENT, grpc.status.UNAUTHENTICATED, grpc.status.DEADLINE_EXCEEDED]) {
+    for (const code of [grpc.status.FAILED_PRECONDITION, grpc.status.INVALID_ARGUMENT, grpc.status.UNAUTHENTICATED, grpc.status.ALREADY_EXISTS, grpc.status.PERMISSION_DENIED, grpc.status.INTERNAL]) {
       const s = sender([statusError(code, 'no')], payload);
       const onRetry = jest.fn();
       await expect(uploadWithRetry(s.send, [1, 1], onRetry)).rejects.toMatchObject({ code });
@@ -67,5 +77,8 @@ describe('uploadWithRetry', () => {
     const s = sender([statusError(grpc.status.UNAVAILABLE, 'x')], payload);
     await expect(uploadWithRetry(s.send, [1, 1], () => undefined, ac.signal)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
     expect(s.sent).toHaveLength(1);
+    const own = sender([statusError(grpc.status.CANCELLED, 'cancelled on the client')], payload);
+    await expect(uploadWithRetry(own.send, [1, 1], () => undefined, ac.signal)).rejects.toMatchObject({ code: grpc.status.CANCELLED });
+    expect(own.sent).toHaveLength(1);
   });
 });
