@@ -1,59 +1,125 @@
 /**
  * `npm run bench -- gpu`: the GPU check of the training path (STACK.md). On the first GPU backend
- * that initialises (tfjs-node-gpu with CUDA, else WebGPU on Dawn with a hardware adapter):
- *   - one training step's gradients on the MF reference config (6,000 x 32 users, 4,000 x 32 items,
- *     batch 1,024) compared with the cpu backend from the same initial model and batch
- *     (max relative error per parameter group);
- *   - a few hundred training steps: samples/s and the loss going down;
- *   - the adapter that ran it.
+ * that initialises (tfjs-node-gpu with CUDA, else WebGPU on Dawn with a hardware adapter), against
+ * the cpu backend from the same initial model and the same batch:
+ *   1. MF reference config (6,000 x 32 users, 4,000 x 32 items, batch 1,024): one batch's gradients
+ *      per parameter group, then a few hundred training steps (samples/s, loss going down);
+ *   2. the DEFAULT two-tower model as the demo trains it (TwoTowerModel.forPolicy with the policy
+ *      defaults embeddingDim 32, hiddenDim 64, the default vocabularies' feature widths, 6,000 items =
+ *      3 parties x 2,000, 20,000 users per party): one batch's gradients for every parameter group,
+ *      then training steps (samples/s, loss, tensors left over);
+ *   3. one DP-SGD chunk (256 sampled users, up to 4 positives x (1 + 4 negatives) each, C = 1): the
+ *      clipped per-user gradient sum per parameter group, the per-user norms and clipping decisions
+ *      (clippedUserGradientSum), and users/s over a q*N = 1,000-user step.
+ * Errors: maxRel = max_i |gpu_i - cpu_i| / max_i |cpu_i| per group (bench/parity.ts), relL2 alongside.
+ *
+ * All GPU-side reads are asynchronous (the *Async forms, participant-node/model/reads.ts): tfjs's
+ * webgpu backend cannot read synchronously in Node. The training step is our own code path
+ * (computeGradientsAsync + applyGradients = trainBatch with async reads).
+ *
  * Without a GPU backend it says why and records nothing (it never reports a CPU figure as GPU).
- * FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU=1 accepts a software adapter (lavapipe) to exercise the code path;
- * such figures say nothing about a GPU and are labelled `software: true`.
+ * FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU=1 accepts a software adapter (lavapipe: bench/setup-lavapipe.sh) to
+ * exercise the code path; every record then carries `software: true` and the adapter string, and its
+ * speeds say nothing about a GPU. The cpu-backend speed recorded alongside is labelled `backend: cpu`.
  * The WebGPU packages are not in `npm ci`: `npm install --no-save webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0`.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BenchContext } from './lib';
+import { parityError, maxElementRelError } from './parity';
 import { defaultBackendDeps, selectBackend, type BackendSelection } from '../participant-node/model/backend';
-import { TwoTowerModel, type BatchGradients } from '../participant-node/model/twotower';
+import { TwoTowerModel, type BatchGradients, type TwoTowerShape } from '../participant-node/model/twotower';
+import { clippedUserGradientSum, clippedUserGradientSumAsync, type ClippedSum, type UserExamples } from '../participant-node/model/dpsgd';
+import { DEFAULT_VOCABULARIES, DOMAINS, encodeItemFeatures, encodeUserFeatures, itemFeatureDim, userFeatureDim } from '../shared/data/vocab';
+import type { ModelConfig } from '../shared/model/layout';
 import { Xoshiro128 } from '../shared/util/prng';
 
-const SHAPE = { numUsers: 6000, numItems: 4000, embeddingDim: 32, hiddenDim: 0, userFeatureDim: 1, itemFeatureDim: 1, towers: false };
 const B = 1024;
+const MF: TwoTowerShape = { numUsers: 6000, numItems: 4000, embeddingDim: 32, hiddenDim: 0, userFeatureDim: 1, itemFeatureDim: 1, towers: false };
+/** the demo's model: policy defaults (shared/policy/defaults.ts, bin/demo.ts DEMO_PARAMS) at the default data scale */
+const TT_MODEL: ModelConfig = { architecture: 'two-tower-v1', embeddingDim: 32, hiddenDim: 64, numItems: 3 * 2000 };
+const TT_USERS = 20_000;
+const DP = { chunk: 256, stepUsers: 1000, maxPositives: 4, negatives: 4, clip: 1 };
+const OPTS = { learningRate: 0.01, initSeed: 7 };
 
-function batch(rng: Xoshiro128) {
+interface Batch {
+  users: Uint32Array;
+  items: Uint32Array;
+  labels: Float32Array;
+}
+
+function batch(rng: Xoshiro128, numUsers: number, numItems: number): Batch {
   const users = new Uint32Array(B);
   const items = new Uint32Array(B);
   const labels = new Float32Array(B);
   for (let j = 0; j < B; j++) {
-    users[j] = rng.nextInt(SHAPE.numUsers);
-    items[j] = rng.nextInt(SHAPE.numItems);
+    users[j] = rng.nextInt(numUsers);
+    items[j] = rng.nextInt(numItems);
     labels[j] = j % 5 === 0 ? 1 : 0;
   }
   return { users, items, labels };
 }
 
-function gradsOn(b: ReturnType<typeof batch>): BatchGradients {
-  const m = new TwoTowerModel(SHAPE, { learningRate: 0.01, initSeed: 7 });
-  try {
-    return m.computeGradients(b.users, b.items, b.labels);
-  } finally {
-    m.dispose();
-  }
+function pick<T>(rng: Xoshiro128, xs: readonly T[]): T {
+  return xs[rng.nextInt(xs.length)];
 }
 
-function maxRelErr(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
+/** Encoded features drawn from the default vocabularies (one-hot bands, 1-3 topics). */
+function features(seed: number): { users: Float32Array; items: Float32Array } {
+  const v = DEFAULT_VOCABULARIES;
+  const rng = new Xoshiro128(seed);
+  const topics = () => Array.from(new Set(Array.from({ length: 1 + rng.nextInt(3) }, () => pick(rng, v.topics))));
+  const du = userFeatureDim(v);
+  const di = itemFeatureDim(v);
+  const users = new Float32Array(TT_USERS * du);
+  for (let u = 0; u < TT_USERS; u++) {
+    encodeUserFeatures(v, { ageBand: pick(rng, v.ageBand), region: pick(rng, v.region), lifeStage: pick(rng, v.lifeStage), interests: topics() }, users, u * du);
   }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+  const items = new Float32Array(TT_MODEL.numItems * di);
+  for (let i = 0; i < TT_MODEL.numItems; i++) {
+    encodeItemFeatures(v, { domain: pick(rng, DOMAINS), priceBand: pick(rng, v.priceBand), topics: topics() }, items, i * di);
+  }
+  return { users, items };
+}
+
+function twoTower(feats: { users: Float32Array; items: Float32Array }): TwoTowerModel {
+  const m = TwoTowerModel.forPolicy(TT_MODEL, DEFAULT_VOCABULARIES, TT_USERS, OPTS);
+  m.setFeatures(feats.users, feats.items);
+  return m;
+}
+
+/** The gradient groups of one batch, flat, by name. */
+function groups(g: BatchGradients): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, v] of g.tower) out.set(name, v);
+  out.set('item_embedding', g.itemEmbedding.values);
+  out.set('item_bias', g.itemBias.values);
+  out.set('user_embedding (private)', g.userEmbedding.values);
+  return out;
+}
+
+function dpBatch(rng: Xoshiro128, numUsers: number, numItems: number, n: number): UserExamples[] {
+  const seen = new Set<number>();
+  const out: UserExamples[] = [];
+  while (out.length < n) {
+    const user = rng.nextInt(numUsers);
+    if (seen.has(user)) continue;
+    seen.add(user);
+    const pos = 1 + rng.nextInt(DP.maxPositives);
+    const items = new Uint32Array(pos * (1 + DP.negatives));
+    const labels = new Float32Array(items.length);
+    for (let j = 0; j < items.length; j++) {
+      items[j] = rng.nextInt(numItems);
+      labels[j] = j % (1 + DP.negatives) === 0 ? 1 : 0;
+    }
+    out.push({ user, items, labels });
+  }
+  return out;
 }
 
 export async function run(ctx: BenchContext): Promise<void> {
   const allowSoftware = process.env.FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU === '1';
-  const deps = { ...defaultBackendDeps, log: ctx.log, allowSoftwareAdapter: allowSoftware };
+  // every read below is asynchronous, so a backend that cannot read synchronously (webgpu in Node) is fine here
+  const deps = { ...defaultBackendDeps, log: ctx.log, allowSoftwareAdapter: allowSoftware, asyncReadsOnly: true };
   let sel: BackendSelection | null = null;
   const reasons: string[] = [];
   for (const b of ['gpu', 'webgpu'] as const) {
@@ -68,30 +134,157 @@ export async function run(ctx: BenchContext): Promise<void> {
     ctx.log(`no GPU backend on this machine, nothing measured: ${reasons.join(' | ')}`);
     return;
   }
-  const software = /llvmpipe|lavapipe|swiftshader|software/i.test(sel.adapter ?? '');
+  const gpu = sel.tfBackend;
+  const software = /llvmpipe|lavapipe|swiftshader|software|softpipe/i.test(sel.adapter ?? '');
+  const base = { backend: sel.backend, adapter: sel.adapter, software };
+  const on = async <T>(backend: string, fn: () => Promise<T>): Promise<T> => {
+    if (!(await tf.setBackend(backend))) throw new Error(`could not switch to the ${backend} backend`);
+    return fn();
+  };
+  const recordParity = (model: string, gGpu: Map<string, Float32Array>, gCpu: Map<string, Float32Array>, params: Record<string, unknown>) => {
+    let worst = 0;
+    for (const [group, ref] of gCpu) {
+      const got = gGpu.get(group);
+      if (!got) throw new Error(`${model}: group ${group} missing on ${gpu}`);
+      const e = parityError(got, ref);
+      worst = Number.isNaN(e.maxRel) ? NaN : Math.max(worst, e.maxRel);
+      ctx.record('grad_max_rel_err', e.maxRel, 'ratio', { ...params, model, group, relL2: e.relL2, maxAbs: e.maxAbs, n: e.n });
+    }
+    ctx.record('grad_max_rel_err_all_groups', worst, 'ratio', { ...params, model, groups: gCpu.size });
+  };
   const rng = new Xoshiro128(3);
-  const b = batch(rng);
-  const onGpu = gradsOn(b);
-  await selectBackend(tf, 'cpu', deps);
-  const onCpu = gradsOn(b);
-  await selectBackend(tf, sel.backend, deps);
-  const params = { backend: sel.backend, adapter: sel.adapter, software, batch: B, users: SHAPE.numUsers, items: SHAPE.numItems, dim: SHAPE.embeddingDim };
-  ctx.record('grad_rel_err_item_embedding', maxRelErr(onGpu.itemEmbedding.values, onCpu.itemEmbedding.values), 'ratio', params);
-  ctx.record('grad_rel_err_user_embedding', maxRelErr(onGpu.userEmbedding.values, onCpu.userEmbedding.values), 'ratio', params);
-  ctx.record('grad_rel_err_item_bias', maxRelErr(onGpu.itemBias.values, onCpu.itemBias.values), 'ratio', params);
-  const m = new TwoTowerModel(SHAPE, { learningRate: 0.01, initSeed: 7 });
-  const steps = 300;
-  const batches = Array.from({ length: 20 }, () => batch(rng));
-  const first = m.trainBatch(batches[0].users, batches[0].items, batches[0].labels);
-  const t0 = process.hrtime.bigint();
-  let last = first;
-  for (let s = 0; s < steps; s++) {
-    const x = batches[s % batches.length];
-    last = m.trainBatch(x.users, x.items, x.labels);
+
+  // 1. MF reference config
+  {
+    const b0 = batch(rng, MF.numUsers, MF.numItems);
+    const grads = async () => {
+      const m = new TwoTowerModel(MF, OPTS);
+      try {
+        return groups(await m.computeGradientsAsync(b0.users, b0.items, b0.labels));
+      } finally {
+        m.dispose();
+      }
+    };
+    const gGpu = await on(gpu, grads);
+    const gCpu = await on('cpu', grads);
+    recordParity('mf', gGpu, gCpu, { ...base, batch: B, users: MF.numUsers, items: MF.numItems, dim: MF.embeddingDim });
+    await on(gpu, async () => {
+      const m = new TwoTowerModel(MF, OPTS);
+      const steps = 300;
+      const batches = Array.from({ length: 20 }, () => batch(rng, MF.numUsers, MF.numItems));
+      const first = await trainStep(m, batches[0]);
+      const t0 = process.hrtime.bigint();
+      let last = first;
+      for (let s = 0; s < steps; s++) last = await trainStep(m, batches[s % batches.length]);
+      const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+      m.dispose();
+      const params = { ...base, model: 'mf', batch: B, users: MF.numUsers, items: MF.numItems, dim: MF.embeddingDim };
+      ctx.record('train_samples_per_s', Math.round((steps * B) / secs), 'samples/s', { ...params, steps });
+      ctx.record('train_loss_first', first, 'bce', params);
+      ctx.record('train_loss_last', last, 'bce', { ...params, steps });
+    });
   }
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  m.dispose();
-  ctx.record('mf_samples_per_s', Math.round((steps * B) / secs), 'samples/s', { ...params, steps });
-  ctx.record('mf_loss_first', first, 'bce', params);
-  ctx.record('mf_loss_last', last, 'bce', { ...params, steps });
+
+  // 2. the default two-tower model
+  const feats = features(11);
+  const ttDims = {
+    users: TT_USERS,
+    items: TT_MODEL.numItems,
+    dim: TT_MODEL.embeddingDim,
+    hidden: TT_MODEL.hiddenDim,
+    userFeatureDim: userFeatureDim(DEFAULT_VOCABULARIES),
+    itemFeatureDim: itemFeatureDim(DEFAULT_VOCABULARIES),
+  };
+  const ttParams = { ...base, ...ttDims, batch: B };
+  const cpuRef = { backend: 'cpu', adapter: 'CPU (plain JavaScript)', reference: true };
+  {
+    const b0 = batch(rng, TT_USERS, TT_MODEL.numItems);
+    const grads = async () => {
+      const m = twoTower(feats);
+      try {
+        return groups(await m.computeGradientsAsync(b0.users, b0.items, b0.labels));
+      } finally {
+        m.dispose();
+      }
+    };
+    const gGpu = await on(gpu, grads);
+    const gCpu = await on('cpu', grads);
+    recordParity('two-tower', gGpu, gCpu, ttParams);
+    const batches = Array.from({ length: 20 }, () => batch(rng, TT_USERS, TT_MODEL.numItems));
+    const train = async (backend: string, steps: number) =>
+      on(backend, async () => {
+        const m = twoTower(feats);
+        const first = await trainStep(m, batches[0]);
+        const tensors0 = tf.memory().numTensors;
+        const t0 = process.hrtime.bigint();
+        let last = first;
+        for (let s = 0; s < steps; s++) last = await trainStep(m, batches[s % batches.length]);
+        const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+        const leaked = tf.memory().numTensors - tensors0;
+        m.dispose();
+        return { samplesPerS: Math.round((steps * B) / secs), first, last, leaked, steps };
+      });
+    const g = await train(gpu, 100);
+    ctx.record('train_samples_per_s', g.samplesPerS, 'samples/s', { ...ttParams, model: 'two-tower', steps: g.steps });
+    ctx.record('train_loss_first', g.first, 'bce', { ...ttParams, model: 'two-tower' });
+    ctx.record('train_loss_last', g.last, 'bce', { ...ttParams, model: 'two-tower', steps: g.steps });
+    ctx.record('train_tensors_left_over', g.leaked, 'tensors', { ...ttParams, model: 'two-tower', steps: g.steps });
+    const c = await train('cpu', 20);
+    ctx.record('train_samples_per_s', c.samplesPerS, 'samples/s', { ...cpuRef, ...ttDims, batch: B, model: 'two-tower', steps: c.steps });
+  }
+
+  // 3. one DP-SGD chunk on the two-tower model
+  {
+    const users = dpBatch(rng, TT_USERS, TT_MODEL.numItems, DP.stepUsers);
+    const chunk = users.slice(0, DP.chunk);
+    const dp = (sync: boolean) => async (): Promise<ClippedSum> => {
+      const m = twoTower(feats);
+      try {
+        return sync ? clippedUserGradientSum(m, chunk, DP.clip) : await clippedUserGradientSumAsync(m, chunk, DP.clip);
+      } finally {
+        m.dispose();
+      }
+    };
+    const rGpu = await on(gpu, dp(false));
+    const rCpu = await on('cpu', dp(true));
+    const dpDims = { ...ttDims, sampledUsers: DP.chunk, examples: chunk.reduce((a, u) => a + u.items.length, 0), clip: DP.clip };
+    const dpParams = { ...base, ...dpDims };
+    const m = twoTower(feats);
+    const layout = m.layout!;
+    m.dispose();
+    const split = (flat: Float32Array) => new Map(layout.map((p) => [p.name, flat.subarray(p.offset, p.offset + p.size)] as const));
+    recordParity('dp-sgd clipped sum', split(rGpu.sum), split(rCpu.sum), dpParams);
+    ctx.record('dp_norm_max_rel_err', maxElementRelError(rGpu.norms, rCpu.norms, 1e-12), 'ratio', dpParams);
+    let flips = 0;
+    let clippedCpu = 0;
+    for (let k = 0; k < rCpu.norms.length; k++) {
+      if (rCpu.norms[k] > DP.clip) clippedCpu++;
+      if (rGpu.norms[k] > DP.clip !== rCpu.norms[k] > DP.clip) flips++;
+    }
+    ctx.record('dp_clip_decisions_differing', flips, 'users', { ...dpParams, clippedOnCpu: clippedCpu });
+    ctx.record('dp_private_user_grad_max_rel_err', parityError(rGpu.userGrads.values, rCpu.userGrads.values).maxRel, 'ratio', dpParams);
+    ctx.record('dp_loss_abs_diff', Math.abs(rGpu.loss - rCpu.loss), 'bce', { ...dpParams, lossCpu: rCpu.loss });
+    // one q*N-user step in chunks, as DpSgdTrainer.noisyGradient computes it
+    const stepDims = { ...dpDims, sampledUsers: users.length, chunk: DP.chunk, examples: users.reduce((a, u) => a + u.items.length, 0) };
+    const usersPerS = (backend: string, sync: boolean) =>
+      on(backend, async () => {
+        const model = twoTower(feats);
+        const sumOf = (part: UserExamples[]) => (sync ? Promise.resolve(clippedUserGradientSum(model, part, DP.clip)) : clippedUserGradientSumAsync(model, part, DP.clip));
+        await sumOf(chunk); // warm-up (shader compilation on a GPU)
+        const t0 = process.hrtime.bigint();
+        for (let s = 0; s < users.length; s += DP.chunk) await sumOf(users.slice(s, s + DP.chunk));
+        const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+        model.dispose();
+        return Math.round(users.length / secs);
+      });
+    ctx.record('dp_clipped_sum_users_per_s', await usersPerS(gpu, false), 'users/s', { ...base, ...stepDims });
+    ctx.record('dp_clipped_sum_users_per_s', await usersPerS('cpu', true), 'users/s', { ...cpuRef, ...stepDims });
+  }
+}
+
+/** trainBatch with asynchronous reads: the same two calls (gradients, then the optimizers). */
+async function trainStep(m: TwoTowerModel, b: Batch): Promise<number> {
+  const g = await m.computeGradientsAsync(b.users, b.items, b.labels);
+  m.applyGradients(g);
+  return g.loss;
 }

@@ -5,7 +5,10 @@
  *   gpu     @tensorflow/tfjs-node-gpu (CUDA libtensorflow), only if it loads AND a CUDA GPU is visible
  *   webgpu  @tensorflow/tfjs-backend-webgpu on Dawn (npm `webgpu`), only with a hardware adapter
  *           (software adapters such as lavapipe/llvmpipe/SwiftShader are refused: they are slower
- *           than wasm and say nothing about a GPU)
+ *           than wasm and say nothing about a GPU), and only if it can read tensors synchronously:
+ *           training reads with dataSync(), which tfjs-backend-webgpu 4.22 cannot do in Node (its
+ *           readSync needs the browser's OffscreenCanvas). A probe read decides; callers that read
+ *           only asynchronously (reads.ts runAsync, bench/gpu.ts) set `asyncReadsOnly`.
  *   node    @tensorflow/tfjs-node (CPU libtensorflow)
  *   wasm    @tensorflow/tfjs-backend-wasm (SIMD; single-threaded on Node)
  *   cpu     plain-JS reference backend
@@ -33,6 +36,11 @@ export interface BackendDeps {
   log(msg: string): void;
   /** accept a software WebGPU adapter (lavapipe, SwiftShader): only for checking the WebGPU code path */
   allowSoftwareAdapter?: boolean;
+  /**
+   * the caller reads tensors only asynchronously (reads.ts runAsync): accept a backend whose
+   * synchronous reads fail (webgpu in Node). The training loops read synchronously and never set it.
+   */
+  asyncReadsOnly?: boolean;
 }
 
 export interface Attempt {
@@ -68,6 +76,24 @@ function errMsg(e: unknown): string {
   return (err?.message ?? String(e)).split('\n')[0];
 }
 
+/**
+ * Why a synchronous read of a result computed on the active backend fails, or null if it works.
+ * The result has 4,096 elements: above tfjs-backend-webgpu's CPU-forwarding threshold (1,000), so it
+ * really lives on the device.
+ */
+function syncReadFailure(tf: Tf): string | null {
+  const t = tf.tidy(() => tf.matMul(tf.fill([64, 64], 0.5), tf.fill([64, 64], 2)));
+  try {
+    const v = t.dataSync();
+    if (v.length !== 4096 || v[0] !== 64 || v[4095] !== 64) return `probe read returned wrong values (${v[0]}, ${v[4095]})`;
+    return null;
+  } catch (e) {
+    return errMsg(e);
+  } finally {
+    t.dispose();
+  }
+}
+
 async function tryBackend(tf: Tf, b: ConcreteBackend, deps: BackendDeps): Promise<{ tfBackend: string; adapter?: string }> {
   switch (b) {
     case 'gpu': {
@@ -92,6 +118,10 @@ async function tryBackend(tf: Tf, b: ConcreteBackend, deps: BackendDeps): Promis
       if ((adapter.isFallbackAdapter || SOFTWARE_ADAPTER.test(desc)) && !deps.allowSoftwareAdapter) throw new Error(`only a software WebGPU adapter is available (${desc})`);
       deps.require('@tensorflow/tfjs-backend-webgpu');
       if (!(await tf.setBackend('webgpu'))) throw new Error("tfjs-backend-webgpu did not initialise the 'webgpu' backend");
+      if (!deps.asyncReadsOnly) {
+        const why = syncReadFailure(tf);
+        if (why) throw new Error(`tfjs-backend-webgpu cannot read tensors synchronously here (${why}), and training reads with dataSync (adapter ${desc})`);
+      }
       return { tfBackend: 'webgpu', adapter: desc };
     }
     case 'node': {
@@ -141,9 +171,12 @@ export async function selectBackend(tf: Tf, choice: BackendChoice = 'auto', deps
   }
   const why = attempts.map((a) => `${a.backend}: ${a.reason}`).join('; ');
   if (choice !== 'auto') {
+    const missing = attempts.some((a) => /Cannot find module/.test(a.reason ?? ''));
     const hint =
       choice === 'webgpu'
-        ? " (install with 'npm install --no-save webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0')"
+        ? missing
+          ? " (install with 'npm install --no-save webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0')"
+          : ''
         : choice === 'gpu'
           ? ' (needs @tensorflow/tfjs-node-gpu installed with CUDA libraries and an NVIDIA GPU)'
           : '';

@@ -56,6 +56,7 @@ import { ownOfferMask, type OfferRanges } from '../../shared/fl/offers';
 import type { Xoshiro128 } from '../../shared/util/prng';
 import { segmentSumRows, type SparseRows, type TwoTowerModel } from './twotower';
 import { ownOfferPools } from './train';
+import { runAsync, runSync, type Reads } from './reads';
 
 export interface UserExamples {
   user: number;
@@ -132,6 +133,15 @@ export function writeUserGradient(layout: ParamSpec[], g: UserGradientParts, out
 }
 
 export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples[], clip: number, onUser?: (k: number, g: UserGradientParts) => void): ClippedSum {
+  return runSync(clippedSumSteps(model, batch, clip, onUser));
+}
+
+/** `clippedUserGradientSum` reading tensors asynchronously: the form that works on webgpu in Node (reads.ts). */
+export function clippedUserGradientSumAsync(model: TwoTowerModel, batch: UserExamples[], clip: number, onUser?: (k: number, g: UserGradientParts) => void): Promise<ClippedSum> {
+  return runAsync(clippedSumSteps(model, batch, clip, onUser));
+}
+
+function* clippedSumSteps(model: TwoTowerModel, batch: UserExamples[], clip: number, onUser?: (k: number, g: UserGradientParts) => void): Reads<ClippedSum> {
   const layout = model.layout;
   if (!layout) throw new Error('clippedUserGradientSum needs a model with the shared layout (TwoTowerModel.forPolicy)');
   if (!(clip > 0)) throw new RangeError(`"clip" expected > 0, got ${clip}`);
@@ -197,13 +207,7 @@ export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples
   });
 
   try {
-    const au1 = fwd.Au1.dataSync() as Float32Array;
-    const ai1 = fwd.Ai1.dataSync() as Float32Array;
-    const dIArr = fwd.dI.dataSync() as Float32Array;
-    const dUArr = fwd.dU.dataSync() as Float32Array;
-    const d1uArr = fwd.d1u.dataSync() as Float32Array;
-    const d1iArr = fwd.d1i.dataSync() as Float32Array;
-    const eArr = fwd.E.dataSync() as Float32Array;
+    const [au1, ai1, dIArr, dUArr, d1uArr, d1iArr, eArr, lossArr] = yield [fwd.Au1, fwd.Ai1, fwd.dI, fwd.dU, fwd.d1u, fwd.d1i, fwd.E, fwd.lossPerUser];
     // Per-user squared norms over the shared parameters.
     //  user tower: one input per user, so each gradient is an outer product a (x) b with norm |a||b|;
     //  item tower: sum over the user's examples of x_j (x) d1_j and b1_j (x) d2_j, materialised in JS
@@ -296,8 +300,13 @@ export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples
       };
       return out;
     });
-    for (const [name, t] of Object.entries(sums)) sum.set(t.dataSync() as Float32Array, spec(layout, name).offset);
-    tf.dispose(Object.values(sums));
+    try {
+      const names = Object.keys(sums);
+      const vals = yield names.map((n) => sums[n]);
+      names.forEach((name, k) => sum.set(vals[k], spec(layout, name).offset));
+    } finally {
+      tf.dispose(Object.values(sums));
+    }
     // clipped embedding rows
     const pe = spec(layout, 'item_embedding');
     const pb = spec(layout, 'item_bias');
@@ -312,7 +321,6 @@ export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples
     const order = batch.map((b, k) => [b.user, k] as const).sort((a, b2) => a[0] - b2[0]);
     const userGrads: SparseRows = { rows: Uint32Array.from(order.map((o) => o[0])), values: new Float32Array(U * d), width: d };
     order.forEach(([, k], r) => userGrads.values.set(dUArr.subarray(k * d, (k + 1) * d), r * d));
-    const lossArr = fwd.lossPerUser.dataSync() as Float32Array;
     let loss = 0;
     for (let k = 0; k < U; k++) loss += lossArr[k];
     return { sum, norms, userGrads, loss: loss / U };

@@ -19,6 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { sharedParameterLayout, type ParamSpec, type ModelConfig, layoutSize } from '../../shared/model/layout';
 import { itemFeatureDim, userFeatureDim, type Vocabularies } from '../../shared/data/vocab';
 import { Xoshiro128 } from '../../shared/util/prng';
+import { runAsync, runSync, type Reads } from './reads';
 
 export interface TwoTowerShape {
   numUsers: number;
@@ -307,6 +308,15 @@ export class TwoTowerModel {
    * `weights` (optional, per example) reweights each example's loss term (used for per-user clipping).
    */
   computeGradients(users: Uint32Array, items: Uint32Array, labels: Float32Array, weights?: Float32Array): BatchGradients {
+    return runSync(this.gradientSteps(users, items, labels, weights));
+  }
+
+  /** `computeGradients` reading tensors asynchronously: the form that works on webgpu in Node (reads.ts). */
+  computeGradientsAsync(users: Uint32Array, items: Uint32Array, labels: Float32Array, weights?: Float32Array): Promise<BatchGradients> {
+    return runAsync(this.gradientSteps(users, items, labels, weights));
+  }
+
+  private *gradientSteps(users: Uint32Array, items: Uint32Array, labels: Float32Array, weights?: Float32Array): Reads<BatchGradients> {
     this.assertLive();
     const B = users.length;
     if (items.length !== B || labels.length !== B) throw new RangeError(`batch arrays differ in length (users=${B}, items=${items.length}, labels=${labels.length})`);
@@ -336,19 +346,20 @@ export class TwoTowerModel {
           }),
         [eu, ei, bi, ...towerVars],
       );
-      const loss = (value.dataSync() as Float32Array)[0];
-      const [gEu, gEi, gBi, ...gTower] = grads;
-      const tower = new Map<string, Float32Array>();
-      gTower.forEach((g, k) => tower.set(TOWER_NAMES[k], g.dataSync() as Float32Array));
-      const out: BatchGradients = {
-        loss,
-        tower,
-        userEmbedding: segmentSumRows(users, gEu.dataSync() as Float32Array, d),
-        itemEmbedding: segmentSumRows(items, gEi.dataSync() as Float32Array, d),
-        itemBias: segmentSumRows(items, gBi.dataSync() as Float32Array, 1),
-      };
-      tf.dispose([value, ...grads]);
-      return out;
+      try {
+        const [lossArr, gEu, gEi, gBi, ...gTower] = yield [value, ...grads];
+        const tower = new Map<string, Float32Array>();
+        gTower.forEach((g, k) => tower.set(TOWER_NAMES[k], g));
+        return {
+          loss: lossArr[0],
+          tower,
+          userEmbedding: segmentSumRows(users, gEu, d),
+          itemEmbedding: segmentSumRows(items, gEi, d),
+          itemBias: segmentSumRows(items, gBi, 1),
+        };
+      } finally {
+        tf.dispose([value, ...grads]);
+      }
     } finally {
       tf.dispose([eu, ei, bi, y]);
       if (xu) xu.dispose();

@@ -56,6 +56,56 @@ describe('backend selection', () => {
     await expect(selectBackend(tf, 'webgpu', deps({ present: { webgpu: fakeWebgpu } }))).rejects.toThrow(/only a software WebGPU adapter is available \(mesa llvmpipe/);
   });
 
+  describe('a hardware WebGPU adapter whose backend cannot read synchronously (tfjs-backend-webgpu in Node)', () => {
+    // A stand-in 'webgpu' backend: the cpu backend and its kernels under that name, with the
+    // synchronous read failing the way tfjs-backend-webgpu 4.22 fails in Node.
+    const hardware = {
+      globals: {},
+      create: () => ({ requestAdapter: async () => ({ info: { vendor: 'nvidia', architecture: 'ampere', device: '', description: 'NVIDIA A10G' } }) }),
+    };
+    let syncReadWorks = false;
+    const copied: string[] = [];
+    beforeAll(() => {
+      const cpuFactory = tf.findBackendFactory('cpu')!;
+      tf.registerBackend('webgpu', () => {
+        const b = cpuFactory() as tf.KernelBackend;
+        const readSync = b.readSync.bind(b);
+        b.readSync = (dataId: object) => {
+          if (!syncReadWorks) throw new ReferenceError('OffscreenCanvas is not defined');
+          return readSync(dataId);
+        };
+        return b;
+      });
+      for (const k of tf.getKernelsForBackend('cpu')) {
+        tf.registerKernel({ ...k, backendName: 'webgpu' });
+        copied.push(k.kernelName);
+      }
+    });
+    afterAll(async () => {
+      await tf.setBackend('cpu');
+      tf.removeBackend('webgpu');
+      for (const name of copied) tf.unregisterKernel(name, 'webgpu');
+    });
+    const present = { webgpu: hardware, '@tensorflow/tfjs-backend-webgpu': {} };
+
+    test('is refused for training (which reads with dataSync), explicitly and under auto, with the reason', async () => {
+      syncReadWorks = false;
+      const explicit = selectBackend(tf, 'webgpu', deps({ present }));
+      await expect(explicit).rejects.toThrow(/backend "webgpu" is not available: webgpu: tfjs-backend-webgpu cannot read tensors synchronously here \(OffscreenCanvas is not defined\), and training reads with dataSync \(adapter nvidia ampere NVIDIA A10G\)$/);
+      const sel = await selectBackend(tf, 'auto', deps({ present }));
+      expect(sel.backend).toBe('wasm');
+      expect(sel.attempts[1]).toEqual({ backend: 'webgpu', ok: false, reason: expect.stringMatching(/cannot read tensors synchronously/) });
+    });
+
+    test('is accepted by a caller that reads only asynchronously, and by training once synchronous reads work', async () => {
+      syncReadWorks = false;
+      const sel = await selectBackend(tf, 'webgpu', { ...deps({ present }), asyncReadsOnly: true });
+      expect(sel).toMatchObject({ backend: 'webgpu', tfBackend: 'webgpu', adapter: 'nvidia ampere NVIDIA A10G' });
+      syncReadWorks = true;
+      expect((await selectBackend(tf, 'auto', deps({ present }))).backend).toBe('webgpu');
+    });
+  });
+
   test('an explicit backend that is absent is an error with an install hint, not a fallback', async () => {
     await expect(selectBackend(tf, 'webgpu', deps())).rejects.toThrow(UserError);
     await expect(selectBackend(tf, 'webgpu', deps())).rejects.toThrow(/backend "webgpu" is not available: webgpu: Cannot find module 'webgpu'.*npm install --no-save webgpu@0.6.2/);
