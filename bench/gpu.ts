@@ -10,7 +10,7 @@
  *      then training steps (samples/s, loss, tensors left over);
  *   3. one DP-SGD chunk (256 sampled users, up to 4 positives x (1 + 4 negatives) each, C = 1): the
  *      clipped per-user gradient sum per parameter group, the per-user norms and clipping decisions
- *      (clippedUserGradientSum), and users/s over a q*N = 1,000-user step.
+ *      (clippedUserGradientSum), and users/s over a q*N = 1,000-user step (median of 3).
  * Errors: maxRel = max_i |gpu_i - cpu_i| / max_i |cpu_i| per group (bench/parity.ts), relL2 alongside.
  *
  * All GPU-side reads are asynchronous (the *Async forms, participant-node/model/reads.ts): tfjs's
@@ -24,7 +24,7 @@
  * The WebGPU packages are not in `npm ci`: `npm install --no-save webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0`.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { BenchContext } from './lib';
+import { median, type BenchContext } from './lib';
 import { parityError, maxElementRelError } from './parity';
 import { defaultBackendDeps, selectBackend, type BackendSelection } from '../participant-node/model/backend';
 import { TwoTowerModel, type BatchGradients, type TwoTowerShape } from '../participant-node/model/twotower';
@@ -271,14 +271,19 @@ export async function run(ctx: BenchContext): Promise<void> {
         const model = twoTower(feats);
         const sumOf = (part: UserExamples[]) => (sync ? Promise.resolve(clippedUserGradientSum(model, part, DP.clip)) : clippedUserGradientSumAsync(model, part, DP.clip));
         await sumOf(chunk); // warm-up (shader compilation on a GPU)
-        const t0 = process.hrtime.bigint();
-        for (let s = 0; s < users.length; s += DP.chunk) await sumOf(users.slice(s, s + DP.chunk));
-        const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+        const runs: number[] = [];
+        for (let r = 0; r < 3; r++) {
+          const t0 = process.hrtime.bigint();
+          for (let s = 0; s < users.length; s += DP.chunk) await sumOf(users.slice(s, s + DP.chunk));
+          runs.push(Math.round(users.length / (Number(process.hrtime.bigint() - t0) / 1e9)));
+        }
         model.dispose();
-        return Math.round(users.length / secs);
+        return runs;
       });
-    ctx.record('dp_clipped_sum_users_per_s', await usersPerS(gpu, false), 'users/s', { ...base, ...stepDims });
-    ctx.record('dp_clipped_sum_users_per_s', await usersPerS('cpu', true), 'users/s', { ...cpuRef, ...stepDims });
+    const g = await usersPerS(gpu, false);
+    ctx.record('dp_clipped_sum_users_per_s', median(g), 'users/s', { ...base, ...stepDims, runs: g });
+    const c = await usersPerS('cpu', true);
+    ctx.record('dp_clipped_sum_users_per_s', median(c), 'users/s', { ...cpuRef, ...stepDims, runs: c });
   }
 }
 

@@ -5,9 +5,9 @@
 # Mesa 22.3 is rejected by the Dawn of npm `webgpu@0.6.2`; Mesa 25 from backports works.
 #
 # Usage:   bash bench/setup-lavapipe.sh [PREFIX]          (PREFIX defaults to /tmp/lavapipe)
-#          eval "$(bash bench/setup-lavapipe.sh | grep ^export)"
+#          eval "$(bash bench/setup-lavapipe.sh)"        (stdout: only the export lines)
 # Then:    npm install --no-save webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0
-#          npm run build && FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU=1 npm run bench -- gpu
+#          FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU=1 npm run bench -- gpu
 #
 # Idempotent: a second run finds the unpacked driver and only prints the env lines.
 # Needs: Debian 12 (bookworm) with apt, network access to the Debian mirror. No root needed (apt's
