@@ -13,9 +13,9 @@
  *      (clippedUserGradientSum), and users/s over a q*N = 1,000-user step (median of 3).
  * Errors: maxRel = max_i |gpu_i - cpu_i| / max_i |cpu_i| per group (bench/parity.ts), relL2 alongside.
  *
- * All GPU-side reads are asynchronous (the *Async forms, participant-node/model/reads.ts): tfjs's
- * webgpu backend cannot read synchronously in Node. The training step is our own code path
- * (computeGradientsAsync + applyGradients = trainBatch with async reads).
+ * The calls are the product's own (computeGradients, trainBatch, clippedUserGradientSum): they read
+ * with the driver the backend allows (participant-node/model/reads.ts), asynchronously on webgpu in
+ * Node (tfjs's webgpu backend cannot read synchronously there), synchronously on cpu.
  *
  * Without a GPU backend it says why and records nothing (it never reports a CPU figure as GPU).
  * FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU=1 accepts a software adapter (lavapipe: bench/setup-lavapipe.sh) to
@@ -28,7 +28,7 @@ import { median, type BenchContext } from './lib';
 import { parityError, maxElementRelError } from './parity';
 import { defaultBackendDeps, selectBackend, type BackendSelection } from '../participant-node/model/backend';
 import { TwoTowerModel, type BatchGradients, type TwoTowerShape } from '../participant-node/model/twotower';
-import { clippedUserGradientSum, clippedUserGradientSumAsync, type ClippedSum, type UserExamples } from '../participant-node/model/dpsgd';
+import { clippedUserGradientSum, type ClippedSum, type UserExamples } from '../participant-node/model/dpsgd';
 import { DEFAULT_VOCABULARIES, DOMAINS, encodeItemFeatures, encodeUserFeatures, itemFeatureDim, userFeatureDim } from '../shared/data/vocab';
 import type { ModelConfig } from '../shared/model/layout';
 import { Xoshiro128 } from '../shared/util/prng';
@@ -118,8 +118,7 @@ function dpBatch(rng: Xoshiro128, numUsers: number, numItems: number, n: number)
 
 export async function run(ctx: BenchContext): Promise<void> {
   const allowSoftware = process.env.FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU === '1';
-  // every read below is asynchronous, so a backend that cannot read synchronously (webgpu in Node) is fine here
-  const deps = { ...defaultBackendDeps, log: ctx.log, allowSoftwareAdapter: allowSoftware, asyncReadsOnly: true };
+  const deps = { ...defaultBackendDeps, log: ctx.log, allowSoftwareAdapter: allowSoftware };
   let sel: BackendSelection | null = null;
   const reasons: string[] = [];
   for (const b of ['gpu', 'webgpu'] as const) {
@@ -160,7 +159,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     const grads = async () => {
       const m = new TwoTowerModel(MF, OPTS);
       try {
-        return groups(await m.computeGradientsAsync(b0.users, b0.items, b0.labels));
+        return groups(await m.computeGradients(b0.users, b0.items, b0.labels));
       } finally {
         m.dispose();
       }
@@ -202,7 +201,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     const grads = async () => {
       const m = twoTower(feats);
       try {
-        return groups(await m.computeGradientsAsync(b0.users, b0.items, b0.labels));
+        return groups(await m.computeGradients(b0.users, b0.items, b0.labels));
       } finally {
         m.dispose();
       }
@@ -237,16 +236,16 @@ export async function run(ctx: BenchContext): Promise<void> {
   {
     const users = dpBatch(rng, TT_USERS, TT_MODEL.numItems, DP.stepUsers);
     const chunk = users.slice(0, DP.chunk);
-    const dp = (sync: boolean) => async (): Promise<ClippedSum> => {
+    const dp = async (): Promise<ClippedSum> => {
       const m = twoTower(feats);
       try {
-        return sync ? clippedUserGradientSum(m, chunk, DP.clip) : await clippedUserGradientSumAsync(m, chunk, DP.clip);
+        return await clippedUserGradientSum(m, chunk, DP.clip);
       } finally {
         m.dispose();
       }
     };
-    const rGpu = await on(gpu, dp(false));
-    const rCpu = await on('cpu', dp(true));
+    const rGpu = await on(gpu, dp);
+    const rCpu = await on('cpu', dp);
     const dpDims = { ...ttDims, sampledUsers: DP.chunk, examples: chunk.reduce((a, u) => a + u.items.length, 0), clip: DP.clip };
     const dpParams = { ...base, ...dpDims };
     const m = twoTower(feats);
@@ -266,10 +265,10 @@ export async function run(ctx: BenchContext): Promise<void> {
     ctx.record('dp_loss_abs_diff', Math.abs(rGpu.loss - rCpu.loss), 'bce', { ...dpParams, lossCpu: rCpu.loss });
     // one q*N-user step in chunks, as DpSgdTrainer.noisyGradient computes it
     const stepDims = { ...dpDims, sampledUsers: users.length, chunk: DP.chunk, examples: users.reduce((a, u) => a + u.items.length, 0) };
-    const usersPerS = (backend: string, sync: boolean) =>
+    const usersPerS = (backend: string) =>
       on(backend, async () => {
         const model = twoTower(feats);
-        const sumOf = (part: UserExamples[]) => (sync ? Promise.resolve(clippedUserGradientSum(model, part, DP.clip)) : clippedUserGradientSumAsync(model, part, DP.clip));
+        const sumOf = (part: UserExamples[]) => clippedUserGradientSum(model, part, DP.clip);
         await sumOf(chunk); // warm-up (shader compilation on a GPU)
         const runs: number[] = [];
         for (let r = 0; r < 3; r++) {
@@ -280,16 +279,14 @@ export async function run(ctx: BenchContext): Promise<void> {
         model.dispose();
         return runs;
       });
-    const g = await usersPerS(gpu, false);
+    const g = await usersPerS(gpu);
     ctx.record('dp_clipped_sum_users_per_s', median(g), 'users/s', { ...base, ...stepDims, runs: g });
-    const c = await usersPerS('cpu', true);
+    const c = await usersPerS('cpu');
     ctx.record('dp_clipped_sum_users_per_s', median(c), 'users/s', { ...cpuRef, ...stepDims, runs: c });
   }
 }
 
-/** trainBatch with asynchronous reads: the same two calls (gradients, then the optimizers). */
-async function trainStep(m: TwoTowerModel, b: Batch): Promise<number> {
-  const g = await m.computeGradientsAsync(b.users, b.items, b.labels);
-  m.applyGradients(g);
-  return g.loss;
+/** One training step of the product (TwoTowerModel.trainBatch). */
+function trainStep(m: TwoTowerModel, b: Batch): Promise<number> {
+  return m.trainBatch(b.users, b.items, b.labels);
 }

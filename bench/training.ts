@@ -4,7 +4,9 @@
  *   - the STACK.md reference MF config: 6,000 users x 32, 4,000 items x 32, batch 1,024, Adam
  *     (sparse rows: JS gather, tfjs loss/grad on the batch, lazy Adam on touched rows);
  *   - the default two-tower model (embedding 32, hidden 64, DEFAULT_VOCABULARIES features).
- * Each figure is the median of 5 timed repetitions of STEPS steps after a warm-up.
+ * Each figure is the median of 5 timed repetitions of STEPS steps after a warm-up. Each step is one
+ * `await model.trainBatch(...)`: the product's step, with the reads the backend allows (synchronous
+ * on cpu/wasm/tfjs-node; asynchronous on webgpu, with FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU=1 for lavapipe).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BenchContext } from './lib';
@@ -44,12 +46,12 @@ async function measure(ctx: BenchContext, backend: ConcreteBackend, adapter: str
   model.setFeatures(uf, itf);
   const steps = backend === 'cpu' ? 10 : 50;
   const batches = randomBatches(rng, steps, shape.numUsers, shape.numItems);
-  for (let w = 0; w < 3; w++) model.trainBatch(batches[w].users, batches[w].items, batches[w].labels);
+  for (let w = 0; w < 3; w++) await model.trainBatch(batches[w].users, batches[w].items, batches[w].labels);
   const tensorsBefore = tf.memory().numTensors;
   const rates: number[] = [];
   for (let rep = 0; rep < 5; rep++) {
     const t0 = process.hrtime.bigint();
-    for (const b of batches) model.trainBatch(b.users, b.items, b.labels);
+    for (const b of batches) await model.trainBatch(b.users, b.items, b.labels);
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     rates.push((steps * B) / secs);
   }

@@ -464,7 +464,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const datasets = Object.fromEntries(DEMO_PARTIES.map((p) => [p, loadDataset(dirs.nodes[p])]));
     const samples = Object.fromEntries(DEMO_PARTIES.map((p) => [p, sampleUsers(datasets[p].users.length, evalN, evalSeed)]));
     type Ev = Awaited<ReturnType<typeof evaluateSavedModel>>;
-    const evals: Record<string, { federated: Ev; personalised?: Ev; local: Ev; pooled?: ReturnType<typeof evaluatePooledParty> }> = {};
+    const evals: Record<string, { federated: Ev; personalised?: Ev; local: Ev; pooled?: Awaited<ReturnType<typeof evaluatePooledParty>> }> = {};
     for (const p of DEMO_PARTIES) {
       const fed = await evaluateSavedModel(dirs.nodes[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
       if (fed.training.kind !== 'federated') throw new Error(`${p}: the saved model is not the federated one (${String(fed.training.kind)})`);
@@ -489,7 +489,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     }
     mark('local');
     const pooled = poolDatasets(DEMO_PARTIES.map((p) => datasets[p]));
-    const pt = trainPooled(pooled, {
+    const pt = await trainPooled(pooled, {
       model: policy.model,
       vocabularies: policy.vocabularies,
       epochs: P.pooled.epochs,
@@ -506,7 +506,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       log(`pooled ceiling: ${pooled.ds.users.length} users, ${pt.split.train.user.length} training interactions (each party's repeated as often as in its local training), ${pt.train.epochs} epoch(s), ${pt.train.steps} steps, ${Math.round(pt.train.samplesPerSecond)} samples/s on ${sel.backend}`);
       for (const p of DEMO_PARTIES) {
         const truth = await readGroundTruth(file(p, 'ground_truth.csv'), datasets[p]);
-        evals[p].pooled = evaluatePooledParty(pt.model, pooled, pt.split, p, samples[p], { seed: evalSeed, truth });
+        evals[p].pooled = await evaluatePooledParty(pt.model, pooled, pt.split, p, samples[p], { seed: evalSeed, truth });
       }
     } finally {
       pt.model.dispose();

@@ -161,12 +161,12 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
     o.log?.(`training ${info.name}: ${ds.users.length} users, ${positives.user.length} interactions, ${ds.items.length} items, backend ${sel.backend}${o.dp ? `, user-level DP-SGD (epsilon ${o.dp.epsilon}, delta ${o.dp.delta})` : ''}`);
     let dpInfo: TrainLocalResult['dp'];
     const r = o.dp
-      ? (() => {
-          const res = trainDp(model, positives, domainIndex(ds), o.dp!, o.negatives, new Xoshiro128(seed ^ 0x2545f491), o.onProgress, spec.offers ? offerScope(info.name, spec.offers, ds.items) : null);
+      ? await (async () => {
+          const res = await trainDp(model, positives, domainIndex(ds), o.dp!, o.negatives, new Xoshiro128(seed ^ 0x2545f491), o.onProgress, spec.offers ? offerScope(info.name, spec.offers, ds.items) : null);
           dpInfo = res.dp;
           return res.train;
         })()
-      : trainEpochs(model, positives, pools, {
+      : await trainEpochs(model, positives, pools, {
           epochs: o.epochs,
           batchSize: o.batchSize,
           negatives: o.negatives,
@@ -174,7 +174,7 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
           onProgress: o.onProgress,
           freezeTowers: o.freezeTowers,
         });
-    saveModel(
+    await saveModel(
       dataDir,
       model,
       {
@@ -210,7 +210,7 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
  * subsampled Gaussian steps at rate q within (epsilon, delta) (RDP accountant, shared/dp/rdp.ts);
  * the epsilon reported is recomputed from the steps actually taken.
  */
-function trainDp(
+async function trainDp(
   model: TwoTowerModel,
   positives: { user: Uint32Array; item: Uint32Array },
   domains: ReturnType<typeof domainIndex>,
@@ -219,7 +219,7 @@ function trainDp(
   rng: Xoshiro128,
   onProgress?: (p: TrainProgress) => void,
   scope: OfferScope | null = null,
-): { train: TrainResult; dp: NonNullable<TrainLocalResult['dp']> } {
+): Promise<{ train: TrainResult; dp: NonNullable<TrainLocalResult['dp']> }> {
   const sigma = calibrateSigma(dp.epsilon, dp.delta, dp.samplingRate, dp.steps);
   const trainer = new DpSgdTrainer(model, positives, domains, { clipNorm: dp.clipNorm, noiseMultiplier: sigma, samplingRate: dp.samplingRate, maxInteractionsPerUser: dp.maxInteractionsPerUser, negatives, learningRate: dp.learningRate, scope }, rng);
   const t0 = process.hrtime.bigint();
@@ -227,7 +227,7 @@ function trainDp(
   let lossSum = 0;
   let finalLoss = NaN;
   for (let s = 1; s <= dp.steps; s++) {
-    const info = trainer.step();
+    const info = await trainer.step();
     samples += info.examples;
     if (!Number.isNaN(info.loss)) {
       finalLoss = info.loss;
@@ -278,11 +278,11 @@ export async function evaluateLocal(dataDir: string, o: { backend: BackendChoice
       throw new UserError(`the model in ${dataDir} was trained on every interaction (holdout ${String(meta.training.holdout)}), so a leave-one-out evaluation would score items it has seen; retrain with --holdout last`, 1);
     }
     const split = leaveOneOutSplit(ds);
-    const rep = evaluateModel(model, ds, split, o.seed ?? 1);
+    const rep = await evaluateModel(model, ds, split, o.seed ?? 1);
     const out: EvaluateResult = { party: info.name, ...rep };
     if (o.groundTruth) {
       const truth = await readGroundTruth(o.groundTruth, ds);
-      out.crossDomain = evaluateCrossDomain(model, ds, split, truth, (o.seed ?? 1) + 1);
+      out.crossDomain = await evaluateCrossDomain(model, ds, split, truth, (o.seed ?? 1) + 1);
     }
     return out;
   } finally {
@@ -292,5 +292,10 @@ export async function evaluateLocal(dataDir: string, o: { backend: BackendChoice
 
 export async function openRecommender(dataDir: string, backend: BackendChoice): Promise<{ rec: Recommender; close: () => void; party: string }> {
   const { info, ds, model, meta } = await openModel(dataDir, backend);
-  return { rec: new Recommender(model, ds, meta.vocabularies), close: () => model.dispose(), party: info.name };
+  try {
+    return { rec: await Recommender.open(model, ds, meta.vocabularies), close: () => model.dispose(), party: info.name };
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
 }

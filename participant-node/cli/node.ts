@@ -167,7 +167,7 @@ export function registerNodeCommands(node: Command): void {
       const features = opts.features ? parseFeatureSpec(opts.features) : undefined;
       const { rec, close } = await openRecommender(opts.dataDir, opts.backend as BackendChoice);
       try {
-        const out = rec.recommend({ userId: opts.user, features, k, domain: opts.domain as never });
+        const out = await rec.recommend({ userId: opts.user, features, k, domain: opts.domain as never });
         if (opts.json) printJson(out);
         else process.stdout.write(out.items.map((it, n) => `${String(n + 1).padStart(3)}. ${it.itemId.padEnd(22)} ${it.domain.padEnd(10)} ${it.score.toFixed(4)}`).join('\n') + '\n');
       } finally {

@@ -404,7 +404,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
   const adoptModel = async (version: number, runId: string) => {
     const { info, data } = await fc.download(version);
     model.setSharedFlat(toFloat32(data, dimension, `model v${info.version}`));
-    saveModel(
+    await saveModel(
       opts.dataDir,
       model,
       {
@@ -424,8 +424,8 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
   if (opts.evalSample && opts.holdout !== 'last') throw new UserError('per-round evaluation needs holdout "last" (else the held-out items are trained on)');
   const evalUsers = opts.evalSample ? sampleUsers(ds.users.length, Math.min(1000, opts.evalSample.users), opts.evalSample.seed) : null;
   const evalSplit = opts.evalSample ? leaveOneOutSplit(ds) : null;
-  const recordRoundQuality = (round: number, modelVersion: number, epsilon: number) => {
-    const r = evaluateUsers(model, ds, evalSplit!, evalUsers!, { seed: opts.evalSample!.seed });
+  const recordRoundQuality = async (round: number, modelVersion: number, epsilon: number) => {
+    const r = await evaluateUsers(model, ds, evalSplit!, evalUsers!, { seed: opts.evalSample!.seed });
     const line = { round, modelVersion, 'hr@10': r.loo.metrics['hr@10'], 'ndcg@10': r.loo.metrics['ndcg@10'], users: r.loo.metrics.count, epsilon };
     fs.mkdirSync(path.join(opts.dataDir, 'federation'), { recursive: true });
     fs.appendFileSync(path.join(opts.dataDir, 'federation', 'rounds.jsonl'), JSON.stringify(line) + '\n');
@@ -465,7 +465,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       reports.push(rep);
       opts.onRound?.(rep);
       completed++;
-      if (opts.evalSample) recordRoundQuality(e.round, e.modelVersion, epsilon);
+      if (opts.evalSample) await recordRoundQuality(e.round, e.modelVersion, epsilon);
       log(`round ${e.round} completed: model v${e.modelVersion}${mine ? '' : ' (without this party)'}; lifetime epsilon ${epsilon.toFixed(3)}`);
       return;
     }
@@ -490,7 +490,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       const { data } = await fc.download(e.modelVersion);
       const global = toFloat32(data, dimension, `model v${e.modelVersion}`);
       const t0 = Date.now();
-      const up = computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global, scope }, rng);
+      const up = await computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global, scope }, rng);
       log(`round ${e.round}: ${policy.privacy.mechanism} update (${up.privacy.steps} step${up.privacy.steps > 1 ? 's' : ''}, ${up.sampledUsers} user samples, loss ${up.meanLoss.toFixed(4)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       const enc = roundEncodeParams(policy, e.runId, e.round);
       const client = new SecAggClient({

@@ -20,15 +20,19 @@
  *                embeddings of the sampled users take one local step on their own gradient.
  * The ledger charge of either mechanism comes from `roundCharge`, built from the same parameters
  * the encoder and trainer use.
+ *
+ * The whole update is one reads.ts computation: synchronous tensor reads where the backend allows
+ * them, asynchronous ones on webgpu in Node.
  */
 import type { Policy } from '../../shared/policy/schema';
-import { encodeUpdate, encodeContributions, assertNoWrapAround } from '../../shared/dp/encode';
+import { encodeUpdate, encodedDimension, finishEncoding, quantizeContribution, assertNoWrapAround } from '../../shared/dp/encode';
 import { roundCharge, roundEncodeParams, roundNoiseEncodeParams } from '../privacy/round';
 
 export { roundCharge, roundEncodeParams, roundNoiseEncodeParams };
-import { perUserGradients, poissonSample } from '../model/dpsgd';
+import { perUserGradientsReads, poissonSample } from '../model/dpsgd';
 import type { Xoshiro128 } from '../../shared/util/prng';
-import { DpSgdTrainer, clippedUserGradientSum, type OfferScope } from '../model/dpsgd';
+import { DpSgdTrainer, clippedUserGradientSumReads, type OfferScope } from '../model/dpsgd';
+import { run, type Reads } from '../model/reads';
 import type { TwoTowerModel } from '../model/twotower';
 import type { domainIndex, Positives } from '../model/train';
 
@@ -85,7 +89,7 @@ function policyTrainer(model: TwoTowerModel, positives: Positives, domains: Retu
   );
 }
 
-function roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, input: RoundInput, rng: Xoshiro128): LocalUpdate {
+function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, input: RoundInput, rng: Xoshiro128): Reads<LocalUpdate> {
   const { policy } = input;
   const p = policy.privacy;
   const dimension = input.global.length;
@@ -97,15 +101,16 @@ function roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: R
   assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: enc.noise, contributionsPerParty: Math.max(1, trainer.population.length), maxProbability: policy.secagg.maxWrapProbability });
   const sampled = poissonSample(trainer.population, p.samplingRate);
   const batch = Array.from(sampled, (u) => trainer.examplesOf(u));
-  const contributions = (function* () {
-    for (const g of perUserGradients(model, batch)) {
-      for (let i = 0; i < g.length; i++) g[i] = -g[i];
-      yield g;
-    }
-  })();
-  const encoded = encodeContributions(contributions, dimension, enc);
+  // each user's contribution c_u = -g_u clipped, rotated, scaled and rounded on its own, summed
+  // (shared/dp/encode.ts encodeContributions, fed one user at a time as the gradients are read)
+  const acc = new Float64Array(encodedDimension(dimension, enc.rotationSeed !== null));
+  yield* perUserGradientsReads(model, batch, (g) => {
+    for (let i = 0; i < g.length; i++) g[i] = -g[i];
+    quantizeContribution(g, enc, acc);
+  });
+  const encoded = finishEncoding(acc, enc);
   // private embeddings: one local step for the sampled users (never released)
-  const r = batch.length ? clippedUserGradientSum(model, batch, Infinity) : null;
+  const r = batch.length ? yield* clippedUserGradientSumReads(model, batch, Infinity) : null;
   if (r) model.applyUserEmbeddingGradient(r.userGrads);
   return {
     encoded: encoded.data,
@@ -122,9 +127,19 @@ export function computeLocalUpdate(
   domains: ReturnType<typeof domainIndex>,
   input: RoundInput,
   rng: Xoshiro128,
-): LocalUpdate {
+): Promise<LocalUpdate> {
+  return run(computeLocalUpdateReads(model, positives, domains, input, rng));
+}
+
+export function* computeLocalUpdateReads(
+  model: TwoTowerModel,
+  positives: Positives,
+  domains: ReturnType<typeof domainIndex>,
+  input: RoundInput,
+  rng: Xoshiro128,
+): Reads<LocalUpdate> {
   const { policy } = input;
-  if (policy.privacy.mechanism === 'round-noise') return roundNoiseUpdate(model, positives, domains, input, rng);
+  if (policy.privacy.mechanism === 'round-noise') return yield* roundNoiseUpdate(model, positives, domains, input, rng);
   const dimension = input.global.length;
   const enc = roundEncodeParams(policy, input.runId, input.round);
   assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: null, maxProbability: policy.secagg.maxWrapProbability });
@@ -136,14 +151,14 @@ export function computeLocalUpdate(
   let lossN = 0;
   let sampled = 0;
   for (let s = 0; s < p.stepsPerRound; s++) {
-    const info = trainer.step();
+    const info = yield* trainer.stepReads();
     sampled += info.sampledUsers;
     if (!Number.isNaN(info.loss)) {
       lossSum += info.loss;
       lossN++;
     }
   }
-  const local = model.getSharedFlat();
+  const local = yield* model.sharedFlatReads();
   const delta = new Float32Array(dimension);
   for (let i = 0; i < dimension; i++) delta[i] = local[i] - input.global[i];
   const encoded = encodeUpdate(delta, { ...enc, noise: null });

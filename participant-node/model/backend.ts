@@ -4,15 +4,16 @@
  * Choices: `auto | gpu | webgpu | node | wasm | cpu`.
  *   gpu     @tensorflow/tfjs-node-gpu (CUDA libtensorflow), only if it loads AND a CUDA GPU is visible
  *   webgpu  @tensorflow/tfjs-backend-webgpu on Dawn (npm `webgpu`), only with a hardware adapter
- *           (software adapters such as lavapipe/llvmpipe/SwiftShader are refused: they are slower
- *           than wasm and say nothing about a GPU), and only if it can read tensors synchronously:
- *           training reads with dataSync(), which tfjs-backend-webgpu 4.22 cannot do in Node (its
- *           readSync needs the browser's OffscreenCanvas). A probe read decides; callers that read
- *           only asynchronously (reads.ts runAsync, bench/gpu.ts) set `asyncReadsOnly`.
+ *           (software adapters such as lavapipe/llvmpipe/SwiftShader are refused unless
+ *           FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU=1: they are slower than wasm and say nothing about a GPU).
+ *           tfjs-backend-webgpu 4.22 cannot read tensors synchronously in Node (its readSync needs
+ *           the browser's OffscreenCanvas); training, evaluation and serving then read with `data()`
+ *           (reads.ts `run`).
  *   node    @tensorflow/tfjs-node (CPU libtensorflow)
  *   wasm    @tensorflow/tfjs-backend-wasm (SIMD; single-threaded on Node)
  *   cpu     plain-JS reference backend
- * `auto` tries them in that order and takes the first that works. An explicit choice that is not
+ * `auto` tries them in that order and takes the first that works. On the backend it activates, a probe
+ * read decides whether computations read synchronously or asynchronously (reads.ts), and the log says which. An explicit choice that is not
  * available is an error naming the reason, never a silent fallback. The choice, the adapter and
  * every refused candidate are logged.
  *
@@ -21,6 +22,7 @@
  */
 import * as fs from 'node:fs';
 import { UserError } from '../../shared/cli/errors';
+import { probeReadMode, type ReadMode } from './reads';
 
 export const BACKEND_CHOICES = ['auto', 'gpu', 'webgpu', 'node', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
@@ -36,11 +38,6 @@ export interface BackendDeps {
   log(msg: string): void;
   /** accept a software WebGPU adapter (lavapipe, SwiftShader): only for checking the WebGPU code path */
   allowSoftwareAdapter?: boolean;
-  /**
-   * the caller reads tensors only asynchronously (reads.ts runAsync): accept a backend whose
-   * synchronous reads fail (webgpu in Node). The training loops read synchronously and never set it.
-   */
-  asyncReadsOnly?: boolean;
 }
 
 export interface Attempt {
@@ -55,6 +52,8 @@ export interface BackendSelection {
   /** tfjs's registered backend name (tensorflow, webgpu, wasm, cpu) */
   tfBackend: string;
   adapter?: string;
+  /** how computations read tensors on it (reads.ts): 'async' where a synchronous read fails (webgpu in Node) */
+  reads: ReadMode;
   attempts: Attempt[];
 }
 
@@ -68,30 +67,15 @@ export const defaultBackendDeps: BackendDeps = {
     return fs.existsSync('/proc/driver/nvidia/version') || fs.existsSync('/dev/nvidia0');
   },
   log: (msg) => process.stderr.write(`[backend] ${msg}\n`),
+  get allowSoftwareAdapter() {
+    return process.env.FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU === '1';
+  },
 };
 
 function errMsg(e: unknown): string {
   const err = e as { code?: string; message?: string };
   if (err?.code === 'MODULE_NOT_FOUND') return `${(err.message ?? '').split('\n')[0]}`;
   return (err?.message ?? String(e)).split('\n')[0];
-}
-
-/**
- * Why a synchronous read of a result computed on the active backend fails, or null if it works.
- * The result has 4,096 elements: above tfjs-backend-webgpu's CPU-forwarding threshold (1,000), so it
- * really lives on the device.
- */
-function syncReadFailure(tf: Tf): string | null {
-  const t = tf.tidy(() => tf.matMul(tf.fill([64, 64], 0.5), tf.fill([64, 64], 2)));
-  try {
-    const v = t.dataSync();
-    if (v.length !== 4096 || v[0] !== 64 || v[4095] !== 64) return `probe read returned wrong values (${v[0]}, ${v[4095]})`;
-    return null;
-  } catch (e) {
-    return errMsg(e);
-  } finally {
-    t.dispose();
-  }
 }
 
 async function tryBackend(tf: Tf, b: ConcreteBackend, deps: BackendDeps): Promise<{ tfBackend: string; adapter?: string }> {
@@ -118,10 +102,6 @@ async function tryBackend(tf: Tf, b: ConcreteBackend, deps: BackendDeps): Promis
       if ((adapter.isFallbackAdapter || SOFTWARE_ADAPTER.test(desc)) && !deps.allowSoftwareAdapter) throw new Error(`only a software WebGPU adapter is available (${desc})`);
       deps.require('@tensorflow/tfjs-backend-webgpu');
       if (!(await tf.setBackend('webgpu'))) throw new Error("tfjs-backend-webgpu did not initialise the 'webgpu' backend");
-      if (!deps.asyncReadsOnly) {
-        const why = syncReadFailure(tf);
-        if (why) throw new Error(`tfjs-backend-webgpu cannot read tensors synchronously here (${why}), and training reads with dataSync (adapter ${desc})`);
-      }
       return { tfBackend: 'webgpu', adapter: desc };
     }
     case 'node': {
@@ -162,9 +142,11 @@ export async function selectBackend(tf: Tf, choice: BackendChoice = 'auto', deps
     try {
       const r = await tryBackend(tf, b, deps);
       await tf.ready();
+      const probe = probeReadMode();
       attempts.push({ backend: b, ok: true });
-      deps.log(`using ${b} (tfjs '${r.tfBackend}', ${r.adapter ?? 'no adapter info'})` + (attempts.length > 1 ? `; skipped: ${attempts.filter((a) => !a.ok).map((a) => `${a.backend} (${a.reason})`).join(', ')}` : ''));
-      return { backend: b, tfBackend: r.tfBackend, adapter: r.adapter, attempts };
+      const reads = probe.mode === 'sync' ? 'synchronous reads' : `asynchronous reads (a synchronous read fails: ${probe.reason})`;
+      deps.log(`using ${b} (tfjs '${r.tfBackend}', ${r.adapter ?? 'no adapter info'}; ${reads})` + (attempts.length > 1 ? `; skipped: ${attempts.filter((a) => !a.ok).map((a) => `${a.backend} (${a.reason})`).join(', ')}` : ''));
+      return { backend: b, tfBackend: r.tfBackend, adapter: r.adapter, reads: probe.mode, attempts };
     } catch (e) {
       attempts.push({ backend: b, ok: false, reason: errMsg(e) });
     }

@@ -47,6 +47,10 @@
  * item tower's per-user gradient is a batched matMul over the user's padded examples. Embedding rows
  * of one user that hit the same item are summed before squaring. A test checks norms and the clipped
  * sum against a naive loop of per-user autodiff (TwoTowerModel.computeGradients).
+ *
+ * Reading tensors: every computation here is a reads.ts generator (`xReads`), run with the driver the
+ * backend allows (synchronous on cpu/wasm/tfjs-node, asynchronous on webgpu in Node); the public
+ * forms return promises. The numbers are the same either way.
  */
 import * as tf from '@tensorflow/tfjs';
 import { randomBytes } from '../../shared/crypto/sodium';
@@ -56,7 +60,7 @@ import { ownOfferMask, type OfferRanges } from '../../shared/fl/offers';
 import type { Xoshiro128 } from '../../shared/util/prng';
 import { segmentSumRows, type SparseRows, type TwoTowerModel } from './twotower';
 import { ownOfferPools } from './train';
-import { runAsync, runSync, type Reads } from './reads';
+import { run, type Reads } from './reads';
 
 export interface UserExamples {
   user: number;
@@ -132,16 +136,11 @@ export function writeUserGradient(layout: ParamSpec[], g: UserGradientParts, out
   });
 }
 
-export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples[], clip: number, onUser?: (k: number, g: UserGradientParts) => void): ClippedSum {
-  return runSync(clippedSumSteps(model, batch, clip, onUser));
+export function clippedUserGradientSum(model: TwoTowerModel, batch: UserExamples[], clip: number, onUser?: (k: number, g: UserGradientParts) => void): Promise<ClippedSum> {
+  return run(clippedUserGradientSumReads(model, batch, clip, onUser));
 }
 
-/** `clippedUserGradientSum` reading tensors asynchronously: the form that works on webgpu in Node (reads.ts). */
-export function clippedUserGradientSumAsync(model: TwoTowerModel, batch: UserExamples[], clip: number, onUser?: (k: number, g: UserGradientParts) => void): Promise<ClippedSum> {
-  return runAsync(clippedSumSteps(model, batch, clip, onUser));
-}
-
-function* clippedSumSteps(model: TwoTowerModel, batch: UserExamples[], clip: number, onUser?: (k: number, g: UserGradientParts) => void): Reads<ClippedSum> {
+export function* clippedUserGradientSumReads(model: TwoTowerModel, batch: UserExamples[], clip: number, onUser?: (k: number, g: UserGradientParts) => void): Reads<ClippedSum> {
   const layout = model.layout;
   if (!layout) throw new Error('clippedUserGradientSum needs a model with the shared layout (TwoTowerModel.forPolicy)');
   if (!(clip > 0)) throw new RangeError(`"clip" expected > 0, got ${clip}`);
@@ -330,19 +329,24 @@ function* clippedSumSteps(model: TwoTowerModel, batch: UserExamples[], clip: num
 }
 
 /**
- * Per-user gradient vectors over the shared parameters (unclipped), one flat vector per user, in
- * batch order: the contributions of the `round-noise` mechanism, which the encoder clips, rounds and
- * sums one by one. Computed `chunk` users at a time (memory: chunk x dimension floats).
+ * Per-user gradient vectors over the shared parameters (unclipped), one flat vector per user, handed
+ * to `each` in batch order: the contributions of the `round-noise` mechanism, which the encoder
+ * clips, rounds and sums one by one. Computed `chunk` users at a time (memory: chunk x dimension
+ * floats); `each` may keep or change the vector it is given.
  */
-export function* perUserGradients(model: TwoTowerModel, batch: UserExamples[], chunk = 64): Generator<Float32Array> {
+export function perUserGradients(model: TwoTowerModel, batch: UserExamples[], each: (g: Float32Array, k: number) => void, chunk = 64): Promise<void> {
+  return run(perUserGradientsReads(model, batch, each, chunk));
+}
+
+export function* perUserGradientsReads(model: TwoTowerModel, batch: UserExamples[], each: (g: Float32Array, k: number) => void, chunk = 64): Reads<void> {
   const layout = model.layout;
   if (!layout) throw new Error('perUserGradients needs a model with the shared layout');
   const D = layoutSize(layout);
   for (let s = 0; s < batch.length; s += chunk) {
     const part = batch.slice(s, s + chunk);
     const vecs = part.map(() => new Float32Array(D));
-    clippedUserGradientSum(model, part, Infinity, (k, g) => writeUserGradient(layout, g, vecs[k]));
-    for (const v of vecs) yield v;
+    yield* clippedUserGradientSumReads(model, part, Infinity, (k, g) => writeUserGradient(layout, g, vecs[k]));
+    vecs.forEach((v, k) => each(v, s + k));
   }
 }
 
@@ -491,7 +495,7 @@ export class DpSgdTrainer {
       lists.get(u)!.push(positives.item[j]);
     }
     this.droppedOutOfScope = dropped;
-    const D = model.getSharedFlat().length;
+    const D = model.sharedSize();
     if (scope) {
       if (!model.layout) throw new Error('an offer scope needs a model with the shared layout (TwoTowerModel.forPolicy)');
       if (scope.own.length !== domains.domainOf.length) throw new RangeError(`offer scope covers ${scope.own.length} items, the catalogue has ${domains.domainOf.length}`);
@@ -513,7 +517,7 @@ export class DpSgdTrainer {
     this.candidates = Uint32Array.from([...this.byUser.keys()].sort((a, b) => a - b));
     this.expectedBatch = cfg.samplingRate * this.candidates.length;
     if (this.expectedBatch <= 0) throw new RangeError('DP-SGD needs at least one user with interactions');
-    this.adam = new DenseAdam(model.getSharedFlat().length, cfg.learningRate);
+    this.adam = new DenseAdam(D, cfg.learningRate);
   }
 
   /** Users with at least one training interaction (the Poisson sampling population). */
@@ -554,11 +558,15 @@ export class DpSgdTrainer {
   }
 
   /** The noised, normalised clipped sum of one step (without applying it). */
-  noisyGradient(): { grad: Float32Array; info: DpStepInfo; userGrads: SparseRows } {
+  noisyGradient(): Promise<{ grad: Float32Array; info: DpStepInfo; userGrads: SparseRows }> {
+    return run(this.noisyGradientReads());
+  }
+
+  *noisyGradientReads(): Reads<{ grad: Float32Array; info: DpStepInfo; userGrads: SparseRows }> {
     const sampled = poissonSample(this.candidates, this.cfg.samplingRate);
     const batch = Array.from(sampled, (u) => this.examplesOf(u));
     // bounded memory: process the sampled users in chunks; sums are additive
-    const D = this.model.getSharedFlat().length;
+    const D = this.model.sharedSize();
     const grad = new Float32Array(D);
     let loss = 0;
     let clipped = 0;
@@ -566,7 +574,7 @@ export class DpSgdTrainer {
     const chunk = 256;
     for (let s = 0; s < batch.length; s += chunk) {
       const part = batch.slice(s, s + chunk);
-      const r = clippedUserGradientSum(this.model, part, this.cfg.clipNorm);
+      const r = yield* clippedUserGradientSumReads(this.model, part, this.cfg.clipNorm);
       for (let i = 0; i < D; i++) grad[i] += r.sum[i];
       loss += r.loss * part.length;
       for (const n of r.norms) if (n > this.cfg.clipNorm) clipped++;
@@ -595,9 +603,13 @@ export class DpSgdTrainer {
   }
 
   /** One DP-SGD step: noisy gradient, dense Adam on the shared parameters, lazy Adam on private e_u. */
-  step(): DpStepInfo {
-    const { grad, userGrads, info } = this.noisyGradient();
-    const w = this.model.getSharedFlat();
+  step(): Promise<DpStepInfo> {
+    return run(this.stepReads());
+  }
+
+  *stepReads(): Reads<DpStepInfo> {
+    const { grad, userGrads, info } = yield* this.noisyGradientReads();
+    const w = yield* this.model.sharedFlatReads();
     this.adam.step(w, grad);
     this.model.setSharedFlat(w);
     if (userGrads.rows.length) {

@@ -24,6 +24,7 @@ import type { NodeDataset } from '../data/dataset';
 import { Xoshiro128 } from '../../shared/util/prng';
 import type { TwoTowerModel } from './twotower';
 import { domainIndex, offerGroupPools, type Positives, type Split } from './train';
+import { run, type Reads } from './reads';
 
 export interface RankMetrics {
   'hr@10': number;
@@ -43,8 +44,8 @@ export interface CrossDomainReport {
   baseline: { popularity: RankMetrics };
 }
 
-/** scores[c] for candidate items of one user */
-export type Scorer = (userIndices: Uint32Array) => { scores: Float32Array; stride: number };
+/** scores[c] for candidate items of one user (a computation that may read tensors, reads.ts) */
+export type Scorer = (userIndices: Uint32Array) => Reads<{ scores: Float32Array; stride: number }>;
 
 class Acc {
   hr = 0;
@@ -107,13 +108,16 @@ export function popularityScores(train: Positives, numItems: number, seed: numbe
 }
 
 /** A scorer backed by the model: one matMul of the users' vectors against every item. */
-export function modelScorer(model: TwoTowerModel): Scorer {
-  const itemVecs = model.itemVectors();
-  return (users) => ({ scores: model.scoreAll(model.userVectors(users), itemVecs), stride: model.shape.numItems });
+export function* modelScorerReads(model: TwoTowerModel): Reads<Scorer> {
+  const itemVecs = yield* model.itemVectorsReads();
+  return function* (users) {
+    const userVecs = yield* model.userVectorsReads(users);
+    return { scores: yield* model.scoreAllReads(userVecs, itemVecs), stride: model.shape.numItems };
+  };
 }
 
 function popularityScorer(pop: Float32Array): Scorer {
-  return (users) => {
+  return function* (users) {
     const out = new Float32Array(users.length * pop.length);
     for (let k = 0; k < users.length; k++) out.set(pop, k * pop.length);
     return { scores: out, stride: pop.length };
@@ -151,18 +155,18 @@ function buildCases(test: Positives, seen: Map<number, Set<number>>, poolOf: Uin
   return cases;
 }
 
-function runCases(
+function* runCases(
   cases: Case[],
   scorer: Scorer,
   domainOf: string[],
   trainSeen: Map<number, Set<number>> | null,
-): { all: Acc; byDomain: Map<string, Acc> } {
+): Reads<{ all: Acc; byDomain: Map<string, Acc> }> {
   const all = new Acc();
   const byDomain = new Map<string, Acc>();
   const chunk = 256;
   for (let s = 0; s < cases.length; s += chunk) {
     const part = cases.slice(s, s + chunk);
-    const { scores, stride } = scorer(Uint32Array.from(part.map((c) => c.user)));
+    const { scores, stride } = yield* scorer(Uint32Array.from(part.map((c) => c.user)));
     part.forEach((c, k) => {
       const row = scores.subarray(k * stride, (k + 1) * stride);
       const ts = row[c.target];
@@ -184,12 +188,16 @@ function runCases(
 }
 
 /** Leave-one-out evaluation of `model` (and the popularity baseline) on the split's held-out items. */
-export function evaluateModel(model: TwoTowerModel, ds: NodeDataset, split: Split, seed = 1): EvalReport {
+export function evaluateModel(model: TwoTowerModel, ds: NodeDataset, split: Split, seed = 1): Promise<EvalReport> {
+  return run(evaluateModelReads(model, ds, split, seed));
+}
+
+export function* evaluateModelReads(model: TwoTowerModel, ds: NodeDataset, split: Split, seed = 1): Reads<EvalReport> {
   const { domainOf } = domainIndex(ds);
   const trainSeen = userItemSets(split.train);
   const cases = buildCases(split.test, trainSeen, candidatePools(ds), new Xoshiro128(seed));
-  const m = runCases(cases, modelScorer(model), domainOf, trainSeen);
-  const p = runCases(cases, popularityScorer(popularityScores(split.train, ds.items.length, seed)), domainOf, trainSeen);
+  const m = yield* runCases(cases, yield* modelScorerReads(model), domainOf, trainSeen);
+  const p = yield* runCases(cases, popularityScorer(popularityScores(split.train, ds.items.length, seed)), domainOf, trainSeen);
   const perDomain = (x: Map<string, Acc>) => Object.fromEntries([...x].sort().map(([d, a]) => [d, a.withRecall()]));
   return {
     metrics: m.all.withRecall(),
@@ -203,7 +211,11 @@ export function evaluateModel(model: TwoTowerModel, ds: NodeDataset, split: Spli
  * from the item's candidate group (same provider and domain, see candidatePools) that the user did
  * not interact with and that are not in the user's ground truth.
  */
-export function evaluateCrossDomain(model: TwoTowerModel, ds: NodeDataset, split: Split, truth: Positives, seed = 2): CrossDomainReport {
+export function evaluateCrossDomain(model: TwoTowerModel, ds: NodeDataset, split: Split, truth: Positives, seed = 2): Promise<CrossDomainReport> {
+  return run(evaluateCrossDomainReads(model, ds, split, truth, seed));
+}
+
+export function* evaluateCrossDomainReads(model: TwoTowerModel, ds: NodeDataset, split: Split, truth: Positives, seed = 2): Reads<CrossDomainReport> {
   const { domainOf } = domainIndex(ds);
   const poolOf = candidatePools(ds);
   const seen = userItemSets({ user: Uint32Array.from([...split.train.user, ...split.test.user]), item: Uint32Array.from([...split.train.item, ...split.test.item]) });
@@ -215,8 +227,8 @@ export function evaluateCrossDomain(model: TwoTowerModel, ds: NodeDataset, split
     const exclude = new Set([...(seen.get(u) ?? []), ...(truthSets.get(u) ?? [])]);
     cases.push({ user: u, target: truth.item[j], negatives: sampleNegatives(poolOf[truth.item[j]], exclude, 100, rng) });
   }
-  const m = runCases(cases, modelScorer(model), domainOf, null);
-  const p = runCases(cases, popularityScorer(popularityScores(split.train, ds.items.length, seed)), domainOf, null);
+  const m = yield* runCases(cases, yield* modelScorerReads(model), domainOf, null);
+  const p = yield* runCases(cases, popularityScorer(popularityScores(split.train, ds.items.length, seed)), domainOf, null);
   return {
     overall: m.all.rank(),
     byDomain: Object.fromEntries([...m.byDomain].sort().map(([d, a]) => [d, a.rank()])),

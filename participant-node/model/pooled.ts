@@ -142,14 +142,14 @@ export function repeatByParty(p: PooledDataset, train: Positives, repeats: Recor
  * Trains one model (plain, non-DP) on the pooled training interactions (every user's latest
  * interaction held out). The tfjs backend must already be selected; the caller disposes the model.
  */
-export function trainPooled(p: PooledDataset, o: PooledTrainOptions): { model: TwoTowerModel; split: Split; train: TrainResult } {
+export async function trainPooled(p: PooledDataset, o: PooledTrainOptions): Promise<{ model: TwoTowerModel; split: Split; train: TrainResult }> {
   const split = leaveOneOutSplit(p.ds);
   const model = TwoTowerModel.forPolicy(o.model, o.vocabularies, p.ds.users.length, { learningRate: o.learningRate, initSeed: o.seed });
   try {
     const f = encodeFeatures(p.ds, o.vocabularies);
     model.setFeatures(f.users, f.items);
     const positives = o.repeats ? repeatByParty(p, split.train, o.repeats) : split.train;
-    const train = trainEpochs(model, positives, o.offerNegatives ? offerGroupPools(p.ds) : domainIndex(p.ds), {
+    const train = await trainEpochs(model, positives, o.offerNegatives ? offerGroupPools(p.ds) : domainIndex(p.ds), {
       epochs: o.epochs,
       batchSize: o.batchSize,
       negatives: o.negatives,
@@ -211,21 +211,21 @@ export interface PartyEvaluation {
  * items (leave-one-out, `split.test`) and, when `truth` is given (user indices of `ds`), their hidden
  * cross-domain take-ups. Same seed and same user set = same candidates for every model.
  */
-export function evaluateUsers(
+export async function evaluateUsers(
   model: TwoTowerModel,
   ds: NodeDataset,
   split: Split,
   users: Uint32Array,
   o: { seed: number; truth?: Positives; totalUsers?: number },
-): PartyEvaluation {
+): Promise<PartyEvaluation> {
   const set = new Set<number>(users);
   const test = restrictPositives(split.test, set);
   if (test.user.length === 0) throw new UserError(`none of the ${users.length} evaluated users of "${ds.party}" has a held-out interaction (users need at least 2 interactions)`);
-  const loo = evaluateModel(model, ds, { train: split.train, test }, o.seed);
+  const loo = await evaluateModel(model, ds, { train: split.train, test }, o.seed);
   const out: PartyEvaluation = { loo, users: users.length, totalUsers: o.totalUsers ?? ds.users.length };
   if (o.truth) {
     const truth = restrictPositives(o.truth, set);
-    if (truth.user.length > 0) out.crossDomain = evaluateCrossDomain(model, ds, { train: split.train, test }, truth, o.seed + 1);
+    if (truth.user.length > 0) out.crossDomain = await evaluateCrossDomain(model, ds, { train: split.train, test }, truth, o.seed + 1);
   }
   return out;
 }
@@ -234,14 +234,14 @@ export function evaluateUsers(
  * Evaluates the pooled model for one party: the party's sampled users (indices in the party's own
  * dataset) are shifted to their pooled rows; `truth` is in the party's own user indices.
  */
-export function evaluatePooledParty(
+export async function evaluatePooledParty(
   model: TwoTowerModel,
   p: PooledDataset,
   split: Split,
   party: string,
   partyUsers: Uint32Array,
   o: { seed: number; truth?: Positives },
-): PartyEvaluation {
+): Promise<PartyEvaluation> {
   const part = pooledPart(p, party);
   for (const u of partyUsers) if (u >= part.count) throw new RangeError(`user index ${u} is outside party "${party}" (${part.count} users)`);
   const shifted = Uint32Array.from(partyUsers, (u) => u + part.offset);
@@ -264,7 +264,7 @@ export async function evaluateSavedModel(dataDir: string, users: Uint32Array, o:
     const f = encodeFeatures(ds, meta.vocabularies);
     model.setFeatures(f.users, f.items);
     const truth = o.groundTruth ? await readGroundTruth(o.groundTruth, ds) : undefined;
-    return { ...evaluateUsers(model, ds, leaveOneOutSplit(ds), users, { seed: o.seed, truth }), training: meta.training };
+    return { ...(await evaluateUsers(model, ds, leaveOneOutSplit(ds), users, { seed: o.seed, truth })), training: meta.training };
   } finally {
     model.dispose();
   }

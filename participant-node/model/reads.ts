@@ -14,10 +14,18 @@
  *   runSync(steps())         // dataSync: cpu, wasm, tfjs-node
  *   await runAsync(steps())  // data(): every backend, webgpu included
  *
- * The generator owns its tensors (disposes them in `finally`); a failed read is thrown into the
- * generator at its `yield`, so its `finally` blocks still run.
+ * The generator owns its tensors (disposes them in `finally`; `tf.tidy` cannot span a `yield`); a
+ * failed read is thrown into the generator at its `yield`, so its `finally` blocks still run.
+ * Computations compose with `yield*` (an epoch loop yields what each batch's gradient needs), so a
+ * whole training run is ONE generator.
+ *
+ * `run(g)` chooses the driver from the active backend: `dataSync` where a synchronous read works (no
+ * promise per read: cpu, wasm and tfjs-node keep their speed and their exact numbers, the values
+ * read are the same either way), `data()` where it does not. Whether it works is probed once per
+ * backend (a read of a result computed on the device; `selectBackend` probes when it activates a
+ * backend, `run` on first use otherwise).
  */
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 
 /** A computation that reads tensors: yields the tensors to read, receives their values. */
 export type Reads<R> = Generator<tf.Tensor[], R, Float32Array[]>;
@@ -56,4 +64,55 @@ export async function runAsync<R>(g: Reads<R>): Promise<R> {
     step = g.next(vals);
   }
   return step.value;
+}
+
+export type ReadMode = 'sync' | 'async';
+
+/** read mode per tfjs backend name (probed) */
+const modes = new Map<string, ReadMode>();
+
+function message(e: unknown): string {
+  return ((e as Error)?.message ?? String(e)).split('\n')[0];
+}
+
+/**
+ * Why a synchronous read of a result computed on the ACTIVE backend fails, or null if it works.
+ * The result has 4,096 elements: above tfjs-backend-webgpu's CPU-forwarding threshold (1,000), so it
+ * really lives on the device.
+ */
+export function syncReadFailure(): string | null {
+  const t = tf.tidy(() => tf.matMul(tf.fill([64, 64], 0.5), tf.fill([64, 64], 2)));
+  try {
+    const v = t.dataSync();
+    if (v.length !== 4096 || v[0] !== 64 || v[4095] !== 64) return `probe read returned wrong values (${v[0]}, ${v[4095]})`;
+    return null;
+  } catch (e) {
+    return message(e);
+  } finally {
+    t.dispose();
+  }
+}
+
+/**
+ * Probes the active backend and records how `run` reads on it from now on: 'sync' when a
+ * synchronous read works, else 'async' (with the reason).
+ */
+export function probeReadMode(): { mode: ReadMode; reason?: string } {
+  const why = syncReadFailure();
+  modes.set(tf.getBackend(), why ? 'async' : 'sync');
+  return why ? { mode: 'async', reason: why } : { mode: 'sync' };
+}
+
+/** How `run` reads on the active backend (probed on first use). */
+export function readMode(): ReadMode {
+  const m = modes.get(tf.getBackend());
+  return m ?? probeReadMode().mode;
+}
+
+/**
+ * Runs `g` with the driver the active backend allows: `runSync` where synchronous reads work, else
+ * `runAsync`. Errors (also from the synchronous driver) reject the promise.
+ */
+export async function run<R>(g: Reads<R>): Promise<R> {
+  return readMode() === 'sync' ? runSync(g) : runAsync(g);
 }

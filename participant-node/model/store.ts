@@ -46,14 +46,15 @@ function readF32(file: string, expected: number): Float32Array {
   return out;
 }
 
-export function saveModel(dataDir: string, model: TwoTowerModel, meta: Omit<ModelMeta, 'format' | 'savedAt' | 'numUsers'>, userIds: string[]): void {
+export async function saveModel(dataDir: string, model: TwoTowerModel, meta: Omit<ModelMeta, 'format' | 'savedAt' | 'numUsers'>, userIds: string[]): Promise<void> {
   if (userIds.length !== model.shape.numUsers) throw new RangeError(`userIds has ${userIds.length} entries, model has ${model.shape.numUsers} users`);
+  const shared = await model.getSharedFlat(); // read before staging: nothing is written if the read fails
   const target = modelDir(dataDir);
   const staged = path.join(dataDir, `.model-staging-${randomBytes(4).toString('hex')}`);
   fs.mkdirSync(staged, { recursive: true });
   try {
     const full: ModelMeta = { format: MODEL_FORMAT, ...meta, numUsers: model.shape.numUsers, savedAt: new Date().toISOString() };
-    writeFileAtomic(path.join(staged, 'shared.f32'), toBytes(model.getSharedFlat()));
+    writeFileAtomic(path.join(staged, 'shared.f32'), toBytes(shared));
     writeFileAtomic(path.join(staged, 'user_embedding.f32'), toBytes(model.userEmbedding), 0o600);
     writeFileAtomic(path.join(staged, 'users.json'), JSON.stringify(userIds), 0o600);
     writeFileAtomic(path.join(staged, 'meta.json'), JSON.stringify(full, null, 2) + '\n');
@@ -81,7 +82,7 @@ export function loadModel(dataDir: string, o: { learningRate?: number } = {}): {
   const dir = modelDir(dataDir);
   const model = TwoTowerModel.forPolicy(meta.model, meta.vocabularies, meta.numUsers, { learningRate: o.learningRate ?? meta.learningRate, initSeed: meta.initSeed });
   try {
-    const layoutLen = model.getSharedFlat().length;
+    const layoutLen = model.sharedSize();
     model.setSharedFlat(readF32(path.join(dir, 'shared.f32'), layoutLen));
     model.userEmbedding.set(readF32(path.join(dir, 'user_embedding.f32'), meta.numUsers * meta.model.embeddingDim));
     const userIds = JSON.parse(fs.readFileSync(path.join(dir, 'users.json'), 'utf8')) as string[];

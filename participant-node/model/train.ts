@@ -7,6 +7,7 @@ import type { NodeDataset } from '../data/dataset';
 import { encodeItemFeatures, encodeUserFeatures, itemFeatureDim, userFeatureDim, type Vocabularies } from '../../shared/data/vocab';
 import { Xoshiro128 } from '../../shared/util/prng';
 import type { TwoTowerModel } from './twotower';
+import { run, type Reads } from './reads';
 
 export interface Positives {
   user: Uint32Array;
@@ -198,7 +199,16 @@ export function makeBatch(
   return { users, items, labels };
 }
 
-export function trainEpochs(model: TwoTowerModel, positives: Positives, domains: NegativePools, opts: TrainOptions): TrainResult {
+/**
+ * Trains `opts.epochs` epochs (or `maxSteps` steps) of shuffled batches. One run of the reads.ts
+ * driver the backend allows: synchronous reads throughout on cpu/wasm/tfjs-node, asynchronous on
+ * webgpu in Node, with the same examples and updates either way.
+ */
+export function trainEpochs(model: TwoTowerModel, positives: Positives, domains: NegativePools, opts: TrainOptions): Promise<TrainResult> {
+  return run(trainEpochsReads(model, positives, domains, opts));
+}
+
+export function* trainEpochsReads(model: TwoTowerModel, positives: Positives, domains: NegativePools, opts: TrainOptions): Reads<TrainResult> {
   const n = positives.user.length;
   if (n === 0) throw new RangeError('no training interactions');
   const perBatch = Math.max(1, Math.floor(opts.batchSize / (1 + opts.negatives)));
@@ -220,7 +230,7 @@ export function trainEpochs(model: TwoTowerModel, positives: Positives, domains:
       const count = Math.min(perBatch, n - start);
       const batch = makeBatch(positives, order, start, count, opts.negatives, domains, opts.rng);
       opts.onExamples?.(batch.users, batch.items, batch.labels);
-      const loss = model.trainBatch(batch.users, batch.items, batch.labels, { updateTowers: !opts.freezeTowers });
+      const loss = yield* model.trainBatchReads(batch.users, batch.items, batch.labels, { updateTowers: !opts.freezeTowers });
       steps++;
       samples += batch.users.length;
       lossSum += loss;

@@ -14,12 +14,17 @@
  * per-example row gradients are then summed per unique row in JS (a scatter-add, exact) and only the
  * touched rows are updated, by a lazy (row-sparse) Adam as in TF's LazyAdamOptimizer. The gradient
  * equals the dense tf.gather gradient restricted to touched rows (tests/participant-node/model).
+ *
+ * Every method that reads tensors back into JS exists twice over ONE implementation (reads.ts):
+ * `xReads()` is the generator (composable with `yield*`), `x()` runs it with the driver the backend
+ * allows (synchronous reads on cpu/wasm/tfjs-node, asynchronous on webgpu in Node) and returns a
+ * promise.
  */
 import * as tf from '@tensorflow/tfjs';
 import { sharedParameterLayout, type ParamSpec, type ModelConfig, layoutSize } from '../../shared/model/layout';
 import { itemFeatureDim, userFeatureDim, type Vocabularies } from '../../shared/data/vocab';
 import { Xoshiro128 } from '../../shared/util/prng';
-import { runAsync, runSync, type Reads } from './reads';
+import { run, type Reads } from './reads';
 
 export interface TwoTowerShape {
   numUsers: number;
@@ -255,14 +260,25 @@ export class TwoTowerModel {
     });
   }
 
+  /** Length of the shared vector (layout order). */
+  sharedSize(): number {
+    return layoutSize(this.requireLayout());
+  }
+
   /** The shared parameters flattened in layout order (the vector secure aggregation sums). */
-  getSharedFlat(): Float32Array {
+  getSharedFlat(): Promise<Float32Array> {
+    return run(this.sharedFlatReads());
+  }
+
+  *sharedFlatReads(): Reads<Float32Array> {
     const layout = this.requireLayout();
     const out = new Float32Array(layoutSize(layout));
+    const towers = layout.filter((p) => p.name !== 'item_embedding' && p.name !== 'item_bias');
+    const vals = towers.length ? yield towers.map((p) => this.vars.get(p.name)!) : [];
+    towers.forEach((p, k) => out.set(vals[k], p.offset));
     for (const p of layout) {
       if (p.name === 'item_embedding') out.set(this.itemEmbedding, p.offset);
       else if (p.name === 'item_bias') out.set(this.itemBias, p.offset);
-      else out.set(this.vars.get(p.name)!.dataSync() as Float32Array, p.offset);
     }
     return out;
   }
@@ -307,16 +323,11 @@ export class TwoTowerModel {
    * Gradients of the embedding tables are returned row-sparse (touched rows only).
    * `weights` (optional, per example) reweights each example's loss term (used for per-user clipping).
    */
-  computeGradients(users: Uint32Array, items: Uint32Array, labels: Float32Array, weights?: Float32Array): BatchGradients {
-    return runSync(this.gradientSteps(users, items, labels, weights));
+  computeGradients(users: Uint32Array, items: Uint32Array, labels: Float32Array, weights?: Float32Array): Promise<BatchGradients> {
+    return run(this.gradientReads(users, items, labels, weights));
   }
 
-  /** `computeGradients` reading tensors asynchronously: the form that works on webgpu in Node (reads.ts). */
-  computeGradientsAsync(users: Uint32Array, items: Uint32Array, labels: Float32Array, weights?: Float32Array): Promise<BatchGradients> {
-    return runAsync(this.gradientSteps(users, items, labels, weights));
-  }
-
-  private *gradientSteps(users: Uint32Array, items: Uint32Array, labels: Float32Array, weights?: Float32Array): Reads<BatchGradients> {
+  *gradientReads(users: Uint32Array, items: Uint32Array, labels: Float32Array, weights?: Float32Array): Reads<BatchGradients> {
     this.assertLive();
     const B = users.length;
     if (items.length !== B || labels.length !== B) throw new RangeError(`batch arrays differ in length (users=${B}, items=${items.length}, labels=${labels.length})`);
@@ -389,14 +400,22 @@ export class TwoTowerModel {
    * One optimisation step; returns the batch loss. `updateTowers: false` keeps f and g fixed (local
    * personalisation of a federated model: only e_i, b_i and the private e_u adapt).
    */
-  trainBatch(users: Uint32Array, items: Uint32Array, labels: Float32Array, opts: { updateTowers?: boolean } = {}): number {
-    const g = this.computeGradients(users, items, labels);
+  trainBatch(users: Uint32Array, items: Uint32Array, labels: Float32Array, opts: { updateTowers?: boolean } = {}): Promise<number> {
+    return run(this.trainBatchReads(users, items, labels, opts));
+  }
+
+  *trainBatchReads(users: Uint32Array, items: Uint32Array, labels: Float32Array, opts: { updateTowers?: boolean } = {}): Reads<number> {
+    const g = yield* this.gradientReads(users, items, labels);
     this.applyGradients(g, opts);
     return g.loss;
   }
 
   /** g(x_i) + e_i for every item, [numItems * d] (row-major), computed in chunks. */
-  itemVectors(): Float32Array {
+  itemVectors(): Promise<Float32Array> {
+    return run(this.itemVectorsReads());
+  }
+
+  *itemVectorsReads(): Reads<Float32Array> {
     this.assertLive();
     const { numItems, embeddingDim: d, itemFeatureDim: di } = this.shape;
     if (!this.shape.towers) return Float32Array.from(this.itemEmbedding);
@@ -408,8 +427,12 @@ export class TwoTowerModel {
         const x = tf.tensor2d(this.itemFeatures.subarray(s * di, (s + n) * di), [n, di]);
         return this.tower('item_tower', x);
       });
-      out.set(vals.dataSync() as Float32Array, s * d);
-      vals.dispose();
+      try {
+        const [v] = yield [vals];
+        out.set(v, s * d);
+      } finally {
+        vals.dispose();
+      }
     }
     for (let i = 0; i < out.length; i++) out[i] += this.itemEmbedding[i];
     return out;
@@ -419,7 +442,11 @@ export class TwoTowerModel {
    * f(x_u) + e_u for users given by index (their stored features and private embedding) or, for a
    * cold-start user, by an encoded feature row alone (e_u = 0).
    */
-  userVectors(users: Uint32Array | { features: Float32Array }): Float32Array {
+  userVectors(users: Uint32Array | { features: Float32Array }): Promise<Float32Array> {
+    return run(this.userVectorsReads(users));
+  }
+
+  *userVectorsReads(users: Uint32Array | { features: Float32Array }): Reads<Float32Array> {
     this.assertLive();
     const { embeddingDim: d, userFeatureDim: du } = this.shape;
     if ('features' in users) {
@@ -427,23 +454,33 @@ export class TwoTowerModel {
       const n = users.features.length / du;
       if (!this.shape.towers) return new Float32Array(n * d);
       const v = tf.tidy(() => this.tower('user_tower', tf.tensor2d(users.features, [n, du])));
-      const out = Float32Array.from(v.dataSync() as Float32Array);
-      v.dispose();
-      return out;
+      try {
+        const [vals] = yield [v];
+        return Float32Array.from(vals);
+      } finally {
+        v.dispose();
+      }
     }
     const n = users.length;
     const out = gatherRows(this.userEmbedding, users, d);
     if (this.shape.towers) {
       const v = tf.tidy(() => this.tower('user_tower', tf.tensor2d(gatherRows(this.userFeatures, users, du), [n, du])));
-      const f = v.dataSync() as Float32Array;
-      for (let i = 0; i < out.length; i++) out[i] += f[i];
-      v.dispose();
+      try {
+        const [f] = yield [v];
+        for (let i = 0; i < out.length; i++) out[i] += f[i];
+      } finally {
+        v.dispose();
+      }
     }
     return out;
   }
 
   /** Scores (logits) of `userVecs` [n, d] against all items: [n, numItems], via one matMul per chunk. */
-  scoreAll(userVecs: Float32Array, itemVecs: Float32Array): Float32Array {
+  scoreAll(userVecs: Float32Array, itemVecs: Float32Array): Promise<Float32Array> {
+    return run(this.scoreAllReads(userVecs, itemVecs));
+  }
+
+  *scoreAllReads(userVecs: Float32Array, itemVecs: Float32Array): Reads<Float32Array> {
     const { numItems, embeddingDim: d } = this.shape;
     const n = userVecs.length / d;
     const res = tf.tidy(() => {
@@ -451,9 +488,12 @@ export class TwoTowerModel {
       const I = tf.tensor2d(itemVecs, [numItems, d]);
       return tf.add(tf.matMul(U, I, false, true), tf.tensor1d(this.itemBias));
     });
-    const out = res.dataSync() as Float32Array;
-    res.dispose();
-    return out;
+    try {
+      const [out] = yield [res];
+      return out;
+    } finally {
+      res.dispose();
+    }
   }
 
   /** A tower variable by layout name (for code that computes per-user gradients by hand). */
@@ -474,10 +514,14 @@ export class TwoTowerModel {
   }
 
   /** Tower variable values by layout name (copies). */
-  towerValues(): Map<string, Float32Array> {
-    const out = new Map<string, Float32Array>();
-    for (const [name, v] of this.vars) out.set(name, Float32Array.from(v.dataSync() as Float32Array));
-    return out;
+  towerValues(): Promise<Map<string, Float32Array>> {
+    return run(this.towerValuesReads());
+  }
+
+  *towerValuesReads(): Reads<Map<string, Float32Array>> {
+    const entries = [...this.vars];
+    const vals = entries.length ? yield entries.map(([, v]) => v) : [];
+    return new Map(entries.map(([name], k) => [name, Float32Array.from(vals[k])]));
   }
 
   dispose(): void {

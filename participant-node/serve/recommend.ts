@@ -4,6 +4,9 @@
  * interacted with are not recommended again. Cross-domain works by construction: the item tower and
  * item embeddings cover the whole shared catalogue, so a platform user is scored against insurance
  * and finance offers too (`domain` filters the result).
+ *
+ * Scoring reads tensors: synchronously where the backend allows, asynchronously on webgpu in Node
+ * (model/reads.ts), so opening and recommending return promises.
  */
 import { DOMAINS, encodeUserFeatures, userFeatureDim, type Domain, type UserFeatures, type Vocabularies } from '../../shared/data/vocab';
 import { UserError } from '../../shared/cli/errors';
@@ -24,16 +27,20 @@ export interface RecommendRequest {
 }
 
 export class Recommender {
-  private readonly itemVecs: Float32Array;
   private readonly userRow = new Map<string, number>();
   private readonly seen = new Map<number, Set<number>>();
 
-  constructor(
+  /** A recommender over `model` (item vectors g(x_i) + e_i computed once here). */
+  static async open(model: TwoTowerModel, ds: NodeDataset, vocab: Vocabularies): Promise<Recommender> {
+    return new Recommender(model, ds, vocab, await model.itemVectors());
+  }
+
+  private constructor(
     private readonly model: TwoTowerModel,
     private readonly ds: NodeDataset,
     private readonly vocab: Vocabularies,
+    private readonly itemVecs: Float32Array,
   ) {
-    this.itemVecs = model.itemVectors();
     ds.users.forEach((u, k) => this.userRow.set(u.id, k));
     const { user, item } = ds.interactions;
     for (let j = 0; j < user.length; j++) {
@@ -47,7 +54,7 @@ export class Recommender {
     return this.userRow.has(id);
   }
 
-  recommend(req: RecommendRequest): { userId?: string; coldStart: boolean; items: Recommendation[] } {
+  async recommend(req: RecommendRequest): Promise<{ userId?: string; coldStart: boolean; items: Recommendation[] }> {
     if (!Number.isInteger(req.k) || req.k < 1 || req.k > 1000) throw new UserError(`k must be an integer in [1, 1000], got ${req.k}`);
     if (req.domain !== undefined && !DOMAINS.includes(req.domain)) throw new UserError(`domain must be one of ${DOMAINS.join('|')}, got "${req.domain}"`);
     let userVec: Float32Array;
@@ -55,7 +62,7 @@ export class Recommender {
     let coldStart = false;
     const row = req.userId !== undefined ? this.userRow.get(req.userId) : undefined;
     if (row !== undefined) {
-      userVec = this.model.userVectors(Uint32Array.of(row));
+      userVec = await this.model.userVectors(Uint32Array.of(row));
       exclude = this.seen.get(row);
     } else if (req.features) {
       const x = new Float32Array(userFeatureDim(this.vocab));
@@ -64,14 +71,14 @@ export class Recommender {
       } catch (e) {
         throw new UserError(`cold-start features: ${(e as Error).message}`);
       }
-      userVec = this.model.userVectors({ features: x });
+      userVec = await this.model.userVectors({ features: x });
       coldStart = true;
     } else if (req.userId !== undefined) {
       throw new UserError(`unknown user "${req.userId}": give the user's features (age_band, region, life_stage, interests) for a cold-start recommendation`);
     } else {
       throw new UserError('give a user id or cold-start features');
     }
-    const scores = this.model.scoreAll(userVec, this.itemVecs);
+    const scores = await this.model.scoreAll(userVec, this.itemVecs);
     const cand: number[] = [];
     for (let i = 0; i < this.ds.items.length; i++) {
       if (exclude?.has(i)) continue;

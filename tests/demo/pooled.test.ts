@@ -94,14 +94,14 @@ describe('pooled dataset and sampled evaluation', () => {
       const fs2 = encodeFeatures(ds.insurer, DEFAULT_VOCABULARIES);
       small.setFeatures(fs2.users, fs2.items);
       // the insurer's rows of the pooled model = the party model
-      small.setSharedFlat(big.getSharedFlat());
+      small.setSharedFlat(await big.getSharedFlat());
       const d = small.shape.embeddingDim;
       const off = pooled.parts[1].offset;
       small.userEmbedding.set(big.userEmbedding.subarray(off * d, (off + ds.insurer.users.length) * d));
       const truth = await readGroundTruth(path.join(dir, 'gen', 'insurer', 'ground_truth.csv'), ds.insurer);
       const users = sampleUsers(ds.insurer.users.length, 40, 11);
-      const own = evaluateUsers(small, ds.insurer, leaveOneOutSplit(ds.insurer), users, { seed: 11, truth });
-      const viaPool = evaluatePooledParty(big, pooled, leaveOneOutSplit(pooled.ds), 'insurer', users, { seed: 11, truth });
+      const own = await evaluateUsers(small, ds.insurer, leaveOneOutSplit(ds.insurer), users, { seed: 11, truth });
+      const viaPool = await evaluatePooledParty(big, pooled, leaveOneOutSplit(pooled.ds), 'insurer', users, { seed: 11, truth });
       expect(viaPool.loo.metrics.count).toBe(own.loo.metrics.count);
       expect(viaPool.loo.metrics['hr@10']).toBeCloseTo(own.loo.metrics['hr@10'], 10);
       expect(viaPool.loo.metrics['ndcg@10']).toBeCloseTo(own.loo.metrics['ndcg@10'], 10);
@@ -109,7 +109,7 @@ describe('pooled dataset and sampled evaluation', () => {
       expect(viaPool.crossDomain!.overall.count).toBe(own.crossDomain!.overall.count);
       expect(viaPool.totalUsers).toBe(ds.insurer.users.length);
       // a user outside the party is refused
-      expect(() => evaluatePooledParty(big, pooled, leaveOneOutSplit(pooled.ds), 'insurer', Uint32Array.of(ds.insurer.users.length), { seed: 1 })).toThrow(RangeError);
+      await expect(evaluatePooledParty(big, pooled, leaveOneOutSplit(pooled.ds), 'insurer', Uint32Array.of(ds.insurer.users.length), { seed: 1 })).rejects.toThrow(RangeError);
     } finally {
       big.dispose();
       small.dispose();

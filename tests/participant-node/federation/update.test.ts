@@ -51,13 +51,13 @@ beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 
-test('encode -> modular sum -> decode returns the average delta; private embeddings stay out', () => {
+test('encode -> modular sum -> decode returns the average delta; private embeddings stay out', async () => {
   const pol = policy();
   const layout = sharedParameterLayout(pol.model, pol.vocabularies);
   const global = initSharedParams(layout, 7);
   const parties = [party(1, pol), party(2, pol)];
   const userEmbBefore = parties.map((p) => Float32Array.from(p.m.userEmbedding));
-  const ups = parties.map((p) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'r1', round: 1, global }, p.rng));
+  const ups = await Promise.all(parties.map((p) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'r1', round: 1, global }, p.rng)));
   for (const u of ups) {
     expect(u.delta.length).toBe(global.length); // shared parameters only: no user rows
     expect(u.privacy).toMatchObject({ mechanism: 'local-dpsgd', steps: 3, samplingRate: 0.3, gamma: pol.secagg.scale, bits: 32 });
@@ -77,7 +77,7 @@ test('encode -> modular sum -> decode returns the average delta; private embeddi
   parties.forEach((p) => p.m.dispose());
 });
 
-test('round-noise: per-user contributions clipped, summed, ONE discrete Gaussian draw; noise variance as charged', () => {
+test('round-noise: per-user contributions clipped, summed, ONE discrete Gaussian draw; noise variance as charged', async () => {
   const base = policy();
   const pol = {
     ...base,
@@ -89,18 +89,18 @@ test('round-noise: per-user contributions clipped, summed, ONE discrete Gaussian
   const parties = [party(5, pol), party(6, pol)];
   // the contributions each party will submit, recomputed here with the same examples (same seed)
   const expected = new Float64Array(global.length);
-  parties.forEach((p, k) => {
+  for (const [k, p] of parties.entries()) {
     p.m.setSharedFlat(global);
     const tr = new DpSgdTrainer(p.m, p.positives, p.domains, { clipNorm: 0.5, noiseMultiplier: 2, samplingRate: 1, maxInteractionsPerUser: 4, negatives: pol.training.negativesPerPositive, learningRate: 0.01 }, new Xoshiro128(50 + k));
     const batch = Array.from(tr.population, (u) => tr.examplesOf(u));
-    for (const g of perUserGradients(p.m, batch)) {
+    await perUserGradients(p.m, batch, (g) => {
       let n = 0;
       for (const x of g) n += x * x;
       const c = Math.min(1, 0.5 / Math.sqrt(n));
       for (let i = 0; i < g.length; i++) expected[i] += -g[i] * c;
-    }
-  });
-  const ups = parties.map((p, k) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'rn', round: 1, global }, new Xoshiro128(50 + k)));
+    });
+  }
+  const ups = await Promise.all(parties.map((p, k) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'rn', round: 1, global }, new Xoshiro128(50 + k))));
   for (const u of ups) expect(u.privacy).toMatchObject({ mechanism: 'round-noise', steps: 1, samplingRate: 1, gamma: 4096 });
   const enc = roundEncodeParams(pol, 'rn', 1);
   const avg = decodeAggregate(modularSum(ups.map((u) => u.encoded), 32), enc, global.length, 2);

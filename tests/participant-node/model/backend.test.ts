@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend, type BackendDeps } from '../../../participant-node/model/backend';
+import { defaultBackendDeps, selectBackend, type BackendDeps } from '../../../participant-node/model/backend';
+import { readMode } from '../../../participant-node/model/reads';
 import { UserError } from '../../../shared/cli/errors';
 
 function deps(over: Partial<BackendDeps> & { present?: Record<string, unknown> } = {}): BackendDeps & { logs: string[] } {
@@ -70,6 +71,7 @@ describe('backend selection', () => {
       tf.registerBackend('webgpu', () => {
         const b = cpuFactory() as tf.KernelBackend;
         const readSync = b.readSync.bind(b);
+        b.read = async (dataId: object) => readSync(dataId); // the cpu backend's read() goes through readSync
         b.readSync = (dataId: object) => {
           if (!syncReadWorks) throw new ReferenceError('OffscreenCanvas is not defined');
           return readSync(dataId);
@@ -88,21 +90,48 @@ describe('backend selection', () => {
     });
     const present = { webgpu: hardware, '@tensorflow/tfjs-backend-webgpu': {} };
 
-    test('is refused for training (which reads with dataSync), explicitly and under auto, with the reason', async () => {
+    test('is used, explicitly and under auto, with asynchronous reads (the probe picks the driver), and the log says why', async () => {
       syncReadWorks = false;
-      const explicit = selectBackend(tf, 'webgpu', deps({ present }));
-      await expect(explicit).rejects.toThrow(/backend "webgpu" is not available: webgpu: tfjs-backend-webgpu cannot read tensors synchronously here \(OffscreenCanvas is not defined\), and training reads with dataSync \(adapter nvidia ampere NVIDIA A10G\)$/);
-      const sel = await selectBackend(tf, 'auto', deps({ present }));
-      expect(sel.backend).toBe('wasm');
-      expect(sel.attempts[1]).toEqual({ backend: 'webgpu', ok: false, reason: expect.stringMatching(/cannot read tensors synchronously/) });
+      const d = deps({ present });
+      const sel = await selectBackend(tf, 'webgpu', d);
+      expect(sel).toMatchObject({ backend: 'webgpu', tfBackend: 'webgpu', adapter: 'nvidia ampere NVIDIA A10G', reads: 'async' });
+      expect(readMode()).toBe('async');
+      expect(d.logs.join('\n')).toMatch(/using webgpu \(tfjs 'webgpu', nvidia ampere NVIDIA A10G; asynchronous reads \(a synchronous read fails: OffscreenCanvas is not defined\)\)/);
+      const auto = await selectBackend(tf, 'auto', deps({ present }));
+      expect(auto).toMatchObject({ backend: 'webgpu', reads: 'async' });
+      expect(auto.attempts.map((a) => [a.backend, a.ok])).toEqual([
+        ['gpu', false],
+        ['webgpu', true],
+      ]);
     });
 
-    test('is accepted by a caller that reads only asynchronously, and by training once synchronous reads work', async () => {
+    test('reads synchronously once a synchronous read works (the probe runs on every selection)', async () => {
       syncReadWorks = false;
-      const sel = await selectBackend(tf, 'webgpu', { ...deps({ present }), asyncReadsOnly: true });
-      expect(sel).toMatchObject({ backend: 'webgpu', tfBackend: 'webgpu', adapter: 'nvidia ampere NVIDIA A10G' });
+      await selectBackend(tf, 'webgpu', deps({ present }));
+      expect(readMode()).toBe('async');
       syncReadWorks = true;
-      expect((await selectBackend(tf, 'auto', deps({ present }))).backend).toBe('webgpu');
+      const sel = await selectBackend(tf, 'auto', deps({ present }));
+      expect(sel).toMatchObject({ backend: 'webgpu', reads: 'sync' });
+      expect(readMode()).toBe('sync');
+    });
+
+    test('a software adapter stays opt-in: FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU=1 through the default deps', async () => {
+      const software = {
+        globals: {},
+        create: () => ({ requestAdapter: async () => ({ info: { vendor: 'mesa', architecture: '', device: '', description: 'llvmpipe (LLVM 15, 256 bits)' } }) }),
+      };
+      const saved = process.env.FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU;
+      const swDeps = () => ({ ...deps({ present: { webgpu: software, '@tensorflow/tfjs-backend-webgpu': {} } }), allowSoftwareAdapter: defaultBackendDeps.allowSoftwareAdapter });
+      try {
+        delete process.env.FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU;
+        await expect(selectBackend(tf, 'webgpu', swDeps())).rejects.toThrow(/only a software WebGPU adapter is available \(mesa llvmpipe/);
+        process.env.FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU = '1';
+        syncReadWorks = false;
+        expect(await selectBackend(tf, 'webgpu', swDeps())).toMatchObject({ backend: 'webgpu', adapter: 'mesa llvmpipe (LLVM 15, 256 bits)', reads: 'async' });
+      } finally {
+        if (saved === undefined) delete process.env.FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU;
+        else process.env.FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU = saved;
+      }
     });
   });
 
@@ -113,7 +142,7 @@ describe('backend selection', () => {
   });
 
   test('explicit cpu and the FEDBRIDGE_BACKEND override', async () => {
-    expect((await selectBackend(tf, 'cpu', deps())).backend).toBe('cpu');
+    expect(await selectBackend(tf, 'cpu', deps())).toMatchObject({ backend: 'cpu', reads: 'sync' });
     process.env.FEDBRIDGE_BACKEND = 'wasm';
     expect((await selectBackend(tf, 'auto', deps())).backend).toBe('wasm');
     process.env.FEDBRIDGE_BACKEND = 'tpu';

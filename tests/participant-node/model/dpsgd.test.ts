@@ -34,8 +34,8 @@ function randomBatch(rng: Xoshiro128, users: number[]): UserExamples[] {
 }
 
 /** naive: per-user autodiff through TwoTowerModel.computeGradients, flattened in layout order */
-function naivePerUser(m: TwoTowerModel, ex: UserExamples): Float32Array {
-  const g = m.computeGradients(new Uint32Array(ex.items.length).fill(ex.user), ex.items, ex.labels);
+async function naivePerUser(m: TwoTowerModel, ex: UserExamples): Promise<Float32Array> {
+  const g = await m.computeGradients(new Uint32Array(ex.items.length).fill(ex.user), ex.items, ex.labels);
   const flat = new Float32Array(layoutSize(m.layout!));
   for (const p of m.layout!) {
     if (p.name === 'item_embedding') g.itemEmbedding.rows.forEach((r, k) => flat.set(g.itemEmbedding.values.subarray(k * 6, k * 6 + 6), p.offset + r * 6));
@@ -58,13 +58,13 @@ beforeAll(async () => {
 });
 
 describe('per-user clipped gradient sum', () => {
-  test('norms and clipped sum equal a naive per-user autodiff loop', () => {
+  test('norms and clipped sum equal a naive per-user autodiff loop', async () => {
     const m = model();
     const rng = new Xoshiro128(9);
     const batch = randomBatch(rng, [0, 3, 7, 8, 15, 29]);
-    const naive = batch.map((ex) => naivePerUser(m, ex));
+    const naive = await Promise.all(batch.map((ex) => naivePerUser(m, ex)));
     const C = 0.5 * Math.min(...naive.map(norm)) + 0.5 * Math.max(...naive.map(norm)); // some clipped, some not
-    const r = clippedUserGradientSum(m, batch, C);
+    const r = await clippedUserGradientSum(m, batch, C);
     naive.forEach((g, k) => expect(Math.abs(r.norms[k] - norm(g)) / norm(g)).toBeLessThan(1e-5));
     const expected = new Float32Array(g0len(m));
     naive.forEach((g) => {
@@ -77,23 +77,24 @@ describe('per-user clipped gradient sum', () => {
     m.dispose();
   });
 
-  test('per-user gradient vectors (round-noise contributions) equal per-user autodiff', () => {
+  test('per-user gradient vectors (round-noise contributions) equal per-user autodiff', async () => {
     const m = model(8);
     const batch = randomBatch(new Xoshiro128(4), [1, 4, 9, 10, 22]);
-    const got = [...perUserGradients(m, batch, 2)].map((v) => Float32Array.from(v));
+    const got: Float32Array[] = [];
+    await perUserGradients(m, batch, (v) => got.push(Float32Array.from(v)), 2);
     expect(got).toHaveLength(5);
-    batch.forEach((ex, k) => expect(relErr(got[k], naivePerUser(m, ex))).toBeLessThan(1e-5));
+    for (const [k, ex] of batch.entries()) expect(relErr(got[k], await naivePerUser(m, ex))).toBeLessThan(1e-5);
     m.dispose();
   });
 
-  test('removing any one user changes the clipped sum by at most C (sensitivity)', () => {
+  test('removing any one user changes the clipped sum by at most C (sensitivity)', async () => {
     const m = model(5);
     const rng = new Xoshiro128(3);
     for (const C of [0.01, 0.1, 10]) {
       const batch = randomBatch(rng, Array.from({ length: 12 }, (_, k) => k * 2));
-      const full = clippedUserGradientSum(m, batch, C).sum;
+      const full = (await clippedUserGradientSum(m, batch, C)).sum;
       for (let k = 0; k < batch.length; k++) {
-        const without = clippedUserGradientSum(m, batch.filter((_, j) => j !== k), C).sum;
+        const without = (await clippedUserGradientSum(m, batch.filter((_, j) => j !== k), C)).sum;
         const diff = Float32Array.from(full, (x, i) => x - without[i]);
         expect(norm(diff)).toBeLessThanOrEqual(C * (1 + 1e-4));
       }
@@ -101,32 +102,32 @@ describe('per-user clipped gradient sum', () => {
     m.dispose();
   });
 
-  test('the private user embedding is not part of the shared gradient', () => {
+  test('the private user embedding is not part of the shared gradient', async () => {
     const m = model(6);
     const batch = randomBatch(new Xoshiro128(1), [2]);
-    const a = clippedUserGradientSum(m, batch, Infinity);
+    const a = await clippedUserGradientSum(m, batch, Infinity);
     m.userEmbedding.fill(0, 2 * 6, 3 * 6); // change e_u of user 2: its own gradient rows change ...
-    const b = clippedUserGradientSum(m, batch, Infinity);
+    const b = await clippedUserGradientSum(m, batch, Infinity);
     expect(a.userGrads.rows).toEqual(Uint32Array.of(2));
     expect(a.sum.length).toBe(layoutSize(m.layout!)); // ... but no coordinate of the shared vector is e_u
     expect(relErr(a.userGrads.values, b.userGrads.values)).toBeGreaterThan(0);
     m.dispose();
   });
 
-  test('a DP-SGD step samples users with the CSPRNG, noises every shared coordinate, keeps tensors flat', () => {
+  test('a DP-SGD step samples users with the CSPRNG, noises every shared coordinate, keeps tensors flat', async () => {
     const m = model(7);
     const rng = new Xoshiro128(2);
     const users = Uint32Array.from({ length: 200 }, (_, j) => j % NU);
     const items = Uint32Array.from({ length: 200 }, () => rng.nextInt(NI));
     const domains = { byDomain: new Map([['course', Uint32Array.from({ length: NI }, (_, i) => i)]]), domainOf: Array(NI).fill('course') };
     const tr = new DpSgdTrainer(m, { user: users, item: items }, domains, { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.5, maxInteractionsPerUser: 3, negatives: 2, learningRate: 0.01 }, rng);
-    const before = m.getSharedFlat();
-    tr.step();
+    const before = await m.getSharedFlat();
+    await tr.step();
     const t0 = tf.memory().numTensors;
-    const info = tr.step();
+    const info = await tr.step();
     expect(tf.memory().numTensors).toBe(t0);
     expect(info.sampledUsers).toBeGreaterThan(0);
-    const after = m.getSharedFlat();
+    const after = await m.getSharedFlat();
     // dense noise: every shared coordinate moved, including item rows no user touched
     let unchanged = 0;
     for (let i = 0; i < after.length; i++) if (after[i] === before[i]) unchanged++;
@@ -134,7 +135,7 @@ describe('per-user clipped gradient sum', () => {
     m.dispose();
   });
 
-  test('offer scope: examples only from own offers, noise exactly on towers + own rows, zero elsewhere', () => {
+  test('offer scope: examples only from own offers, noise exactly on towers + own rows, zero elsewhere', async () => {
     const m = model(8);
     const rng = new Xoshiro128(3);
     // items 0-14 offered by "insurer", 15-39 by "platform"; two domains, each mixing both providers
@@ -152,7 +153,7 @@ describe('per-user clipped gradient sum', () => {
       for (const it of ex.items) expect(scope.own[it]).toBe(1);
     }
     const support = scopeSupport(m.layout!, scope);
-    const { grad } = tr.noisyGradient();
+    const { grad } = await tr.noisyGradient();
     let inside = 0;
     for (let i = 0; i < grad.length; i++) {
       if (support[i]) {

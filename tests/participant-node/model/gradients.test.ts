@@ -34,7 +34,7 @@ function makeBatch(rng: Xoshiro128, B: number, nu: number, ni: number) {
 }
 
 describe('sparse embedding gradients', () => {
-  test.each([true, false])('match the dense tf.gather reference (towers=%s)', (towers) => {
+  test.each([true, false])('match the dense tf.gather reference (towers=%s)', async (towers) => {
     const shape = { numUsers: 40, numItems: 30, embeddingDim: 8, hiddenDim: 6, userFeatureDim: 5, itemFeatureDim: 4, towers };
     const m = new TwoTowerModel(shape, { learningRate: 0.01, initSeed: 7 });
     const rng = new Xoshiro128(11);
@@ -43,9 +43,9 @@ describe('sparse embedding gradients', () => {
     m.setFeatures(uf, itf);
     // repeated users and items in one batch exercise the scatter-add
     const { users, items, labels } = makeBatch(rng, 64, 40, 30);
-    const sparse = m.computeGradients(users, items, labels);
+    const sparse = await m.computeGradients(users, items, labels);
 
-    const towerVals = m.towerValues();
+    const towerVals = await m.towerValues();
     const E_u = tf.variable(tf.tensor2d(m.userEmbedding, [40, 8]));
     const E_i = tf.variable(tf.tensor2d(m.itemEmbedding, [30, 8]));
     const b_i = tf.variable(tf.tensor1d(m.itemBias));
@@ -93,7 +93,7 @@ describe('sparse embedding gradients', () => {
     m.dispose();
   });
 
-  test('only touched rows change in a training step', () => {
+  test('only touched rows change in a training step', async () => {
     const shape = { numUsers: 20, numItems: 50, embeddingDim: 4, hiddenDim: 4, userFeatureDim: 3, itemFeatureDim: 3, towers: true };
     const m = new TwoTowerModel(shape, { learningRate: 0.05, initSeed: 1 });
     m.setFeatures(new Float32Array(60).fill(1), new Float32Array(150).fill(1));
@@ -101,7 +101,7 @@ describe('sparse embedding gradients', () => {
     const beforeU = Float32Array.from(m.userEmbedding);
     const users = Uint32Array.from([1, 2, 2]);
     const items = Uint32Array.from([3, 7, 3]);
-    m.trainBatch(users, items, Float32Array.from([1, 0, 1]));
+    await m.trainBatch(users, items, Float32Array.from([1, 0, 1]));
     for (let r = 0; r < 50; r++) {
       const changed = beforeI.subarray(r * 4, r * 4 + 4).some((x, k) => x !== m.itemEmbedding[r * 4 + k]);
       expect(changed).toBe(r === 3 || r === 7);

@@ -51,7 +51,7 @@ function newModel(ds: NodeDataset, seed = 3): TwoTowerModel {
 }
 
 describe('leave-one-out split and training data', () => {
-  test("held-out interactions never reach training", () => {
+  test("held-out interactions never reach training", async () => {
     const ds = loadDataset(nodeDir('platform'));
     const split = leaveOneOutSplit(ds);
     expect(split.test.user.length).toBeGreaterThan(250);
@@ -72,7 +72,7 @@ describe('leave-one-out split and training data', () => {
     // and nothing the trainer is fed as a positive is a held-out pair
     const m = newModel(ds);
     let positivesSeen = 0;
-    trainEpochs(m, split.train, domainIndex(ds), {
+    await trainEpochs(m, split.train, domainIndex(ds), {
       epochs: 1,
       batchSize: 256,
       negatives: 3,
@@ -89,13 +89,13 @@ describe('leave-one-out split and training data', () => {
     m.dispose();
   });
 
-  test('an untrained model scores HR@10 near 10/101 (chance)', () => {
+  test('an untrained model scores HR@10 near 10/101 (chance)', async () => {
     const ds = loadDataset(nodeDir('platform'));
     const split = leaveOneOutSplit(ds);
     const hrs: number[] = [];
     for (const seed of [1, 2, 3]) {
       const m = newModel(ds, seed);
-      hrs.push(evaluateModel(m, ds, split, seed).metrics['hr@10']);
+      hrs.push((await evaluateModel(m, ds, split, seed)).metrics['hr@10']);
       m.dispose();
     }
     const mean = hrs.reduce((a, b) => a + b, 0) / hrs.length;
@@ -103,18 +103,18 @@ describe('leave-one-out split and training data', () => {
     expect(Math.abs(mean - 10 / 101)).toBeLessThan(0.04);
   });
 
-  test('tf.memory().numTensors does not grow across epochs, evaluation or serving', () => {
+  test('tf.memory().numTensors does not grow across epochs, evaluation or serving', async () => {
     const ds = loadDataset(nodeDir('insurer'));
     const split = leaveOneOutSplit(ds);
     const m = newModel(ds);
     const dom = domainIndex(ds);
     const opts = { epochs: 1, batchSize: 128, negatives: 2, rng: new Xoshiro128(2) };
-    trainEpochs(m, split.train, dom, opts); // burn-in: optimizer slots are created here
+    await trainEpochs(m, split.train, dom, opts); // burn-in: optimizer slots are created here
     const before = tf.memory().numTensors;
-    for (let e = 0; e < 3; e++) trainEpochs(m, split.train, dom, opts);
-    evaluateModel(m, ds, split);
-    m.getSharedFlat();
-    m.setSharedFlat(m.getSharedFlat());
+    for (let e = 0; e < 3; e++) await trainEpochs(m, split.train, dom, opts);
+    await evaluateModel(m, ds, split);
+    await m.getSharedFlat();
+    m.setSharedFlat(await m.getSharedFlat());
     tf.dispose(m.sharedParameters().map((p) => p.tensor));
     expect(tf.memory().numTensors).toBe(before);
     m.dispose();
@@ -150,17 +150,17 @@ describe('train-local, evaluate, recommend', () => {
     const uid = ds.users[0].id;
     const seen = new Set<string>();
     for (let j = 0; j < ds.interactions.user.length; j++) if (ds.interactions.user[j] === 0) seen.add(ds.items[ds.interactions.item[j]].id);
-    const top = rec.recommend({ userId: uid, k: 20 });
+    const top = await rec.recommend({ userId: uid, k: 20 });
     expect(top.items).toHaveLength(20);
     for (const it of top.items) expect(seen.has(it.itemId)).toBe(false);
     for (let k = 1; k < 20; k++) expect(top.items[k].score).toBeLessThanOrEqual(top.items[k - 1].score);
-    const ins = rec.recommend({ userId: uid, k: 5, domain: 'insurance' });
+    const ins = await rec.recommend({ userId: uid, k: 5, domain: 'insurance' });
     expect(ins.items.map((i) => i.domain)).toEqual(Array(5).fill('insurance'));
-    const cold = rec.recommend({ features: { ageBand: '25-34', region: 'north', lifeStage: 'student', interests: ['programming'] }, k: 3, domain: 'finance' });
+    const cold = await rec.recommend({ features: { ageBand: '25-34', region: 'north', lifeStage: 'student', interests: ['programming'] }, k: 3, domain: 'finance' });
     expect(cold.coldStart).toBe(true);
     expect(cold.items.map((i) => i.domain)).toEqual(['finance', 'finance', 'finance']);
-    expect(() => rec.recommend({ userId: 'nobody', k: 3 })).toThrow(/unknown user "nobody"/);
-    expect(() => rec.recommend({ features: { ageBand: '200+', region: 'north', lifeStage: 'student', interests: [] }, k: 3 })).toThrow(/unknown age_band "200\+"/);
+    await expect(rec.recommend({ userId: 'nobody', k: 3 })).rejects.toThrow(/unknown user "nobody"/);
+    await expect(rec.recommend({ features: { ageBand: '200+', region: 'north', lifeStage: 'student', interests: [] }, k: 3 })).rejects.toThrow(/unknown age_band "200\+"/);
     close();
   });
 
@@ -201,13 +201,13 @@ describe('personalisation from a saved model', () => {
     await trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.01, seed: 4, holdout: 'last' });
     const { loadModel } = await import('../../../participant-node/model/store');
     const before = loadModel(dir);
-    const sharedBefore = before.model.getSharedFlat();
+    const sharedBefore = await before.model.getSharedFlat();
     before.model.dispose();
     const r = await trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.001, seed: 5, holdout: 'last', fromSaved: true });
     expect(r.epochs).toBe(1);
     const after = loadModel(dir);
     expect(after.meta.training.kind).toBe('personalised');
-    const sharedAfter = after.model.getSharedFlat();
+    const sharedAfter = await after.model.getSharedFlat();
     // continued from the saved weights: near them (a fresh initialisation would be ~sqrt(2) away)
     let diff = 0;
     let norm = 0;
@@ -222,20 +222,20 @@ describe('personalisation from a saved model', () => {
     // the continuation trains at the requested rate, not at the saved model's: a tiny rate barely moves it
     await trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 1e-7, seed: 6, holdout: 'last', fromSaved: true });
     const tiny = loadModel(dir);
-    const sharedTiny = tiny.model.getSharedFlat();
+    const sharedTiny = await tiny.model.getSharedFlat();
     tiny.model.dispose();
     let moved = 0;
     for (let i = 0; i < sharedTiny.length; i++) moved += (sharedTiny[i] - sharedAfter[i]) ** 2;
     expect(Math.sqrt(moved / norm)).toBeLessThan(1e-4);
     // --freeze-towers: the towers f, g stay exactly as saved, the item rows and private e_u adapt
     const pre = loadModel(dir);
-    const towersPre = pre.model.towerValues();
+    const towersPre = await pre.model.towerValues();
     const itemsPre = Float32Array.from(pre.model.itemEmbedding);
     const usersPre = Float32Array.from(pre.model.userEmbedding);
     pre.model.dispose();
     await trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.01, seed: 7, holdout: 'last', fromSaved: true, freezeTowers: true });
     const post = loadModel(dir);
-    for (const [name, v] of post.model.towerValues()) expect(v).toEqual(towersPre.get(name));
+    for (const [name, v] of await post.model.towerValues()) expect(v).toEqual(towersPre.get(name));
     expect(post.model.itemEmbedding).not.toEqual(itemsPre);
     expect(post.model.userEmbedding).not.toEqual(usersPre);
     expect(post.meta.training.freezeTowers).toBe(true);

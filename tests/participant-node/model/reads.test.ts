@@ -1,13 +1,26 @@
 /**
- * One implementation, two ways of reading (participant-node/model/reads.ts): the asynchronous forms
- * that the webgpu backend needs must give exactly what the synchronous training path computes, and
- * a failed read must still release the generator's tensors.
+ * One implementation, two ways of reading (participant-node/model/reads.ts): the asynchronous driver
+ * that the webgpu backend needs must give exactly what the synchronous driver computes, a failed
+ * read must still release the generator's tensors, and `run` must pick the asynchronous driver on a
+ * backend whose synchronous reads fail. That last part runs the product's training, DP-SGD,
+ * federated update, evaluation and serving paths on a stand-in backend (the cpu backend and its
+ * kernels, with the synchronous read throwing the way tfjs-backend-webgpu 4.22 does in Node) and
+ * compares every number with the same calls on cpu.
  */
 import * as tf from '@tensorflow/tfjs';
-import { runAsync, runSync, type Reads } from '../../../participant-node/model/reads';
+import { readMode, run, runAsync, runSync, type Reads } from '../../../participant-node/model/reads';
 import { TwoTowerModel } from '../../../participant-node/model/twotower';
-import { clippedUserGradientSum, clippedUserGradientSumAsync, type UserExamples } from '../../../participant-node/model/dpsgd';
-import { DEFAULT_VOCABULARIES, itemFeatureDim, userFeatureDim } from '../../../shared/data/vocab';
+import { clippedUserGradientSumReads, DpSgdTrainer, type UserExamples } from '../../../participant-node/model/dpsgd';
+import { domainIndex, encodeFeatures, leaveOneOutSplit, trainEpochs, type TrainResult } from '../../../participant-node/model/train';
+import { evaluateCrossDomain, evaluateModel } from '../../../participant-node/model/evaluate';
+import { evaluateUsers } from '../../../participant-node/model/pooled';
+import { computeLocalUpdate } from '../../../participant-node/federation/update';
+import { Recommender } from '../../../participant-node/serve/recommend';
+import type { NodeDataset } from '../../../participant-node/data/dataset';
+import { DEFAULT_VOCABULARIES, DOMAINS, itemFeatureDim, userFeatureDim } from '../../../shared/data/vocab';
+import { defaultPolicy } from '../../../shared/policy/defaults';
+import { initSharedParams } from '../../../shared/model/init';
+import { sodiumReady } from '../../../shared/crypto/sodium';
 import { Xoshiro128 } from '../../../shared/util/prng';
 
 const NU = 25;
@@ -24,6 +37,7 @@ function model(): TwoTowerModel {
 }
 
 beforeAll(async () => {
+  await sodiumReady();
   await tf.setBackend('cpu');
 });
 
@@ -82,8 +96,8 @@ describe('reads: sync and async drivers of one computation', () => {
   });
 });
 
-describe('asynchronous forms of the training computations', () => {
-  test('computeGradientsAsync equals computeGradients exactly (towers, sparse rows, loss), with and without weights', async () => {
+describe('both drivers of the training computations give identical numbers', () => {
+  test('gradients of a batch (towers, sparse rows, loss), with and without weights', async () => {
     const m = model();
     const rng = new Xoshiro128(8);
     const B = 40;
@@ -93,8 +107,8 @@ describe('asynchronous forms of the training computations', () => {
     const weights = Float32Array.from({ length: B }, () => rng.nextFloat());
     for (const w of [undefined, weights]) {
       const before = tf.memory().numTensors;
-      const s = m.computeGradients(users, items, labels, w);
-      const a = await m.computeGradientsAsync(users, items, labels, w);
+      const s = runSync(m.gradientReads(users, items, labels, w));
+      const a = await runAsync(m.gradientReads(users, items, labels, w));
       expect(tf.memory().numTensors).toBe(before);
       expect(a.loss).toBe(s.loss);
       expect([...a.tower.keys()]).toEqual([...s.tower.keys()]);
@@ -105,23 +119,25 @@ describe('asynchronous forms of the training computations', () => {
         expect(a[k].values).toEqual(s[k].values);
       }
       expect(s.itemEmbedding.values.some((x) => x !== 0)).toBe(true);
+      expect(await m.computeGradients(users, items, labels, w)).toEqual(s); // run(): the sync driver on cpu
     }
-    await expect(m.computeGradientsAsync(users, items.subarray(1), labels)).rejects.toThrow(/batch arrays differ in length/);
+    await expect(runAsync(m.gradientReads(users, items.subarray(1), labels))).rejects.toThrow(/batch arrays differ in length/);
+    await expect(m.computeGradients(users, items.subarray(1), labels)).rejects.toThrow(/batch arrays differ in length/);
     m.dispose();
   });
 
-  test('clippedUserGradientSumAsync equals clippedUserGradientSum exactly (sum, norms, private rows, loss)', async () => {
+  test('the per-user clipped gradient sum (sum, norms, private rows, loss)', async () => {
     const m = model();
     const rng = new Xoshiro128(12);
     const batch: UserExamples[] = [0, 4, 9, 13, 24].map((user) => {
       const n = 1 + rng.nextInt(6);
       return { user, items: Uint32Array.from({ length: n }, () => rng.nextInt(NI)), labels: Float32Array.from({ length: n }, () => rng.nextInt(2)) };
     });
-    const ref = clippedUserGradientSum(m, batch, Infinity);
+    const ref = runSync(clippedUserGradientSumReads(m, batch, Infinity));
     const C = 0.5 * (Math.min(...ref.norms) + Math.max(...ref.norms)); // some users clipped, some not
     const before = tf.memory().numTensors;
-    const s = clippedUserGradientSum(m, batch, C);
-    const a = await clippedUserGradientSumAsync(m, batch, C);
+    const s = runSync(clippedUserGradientSumReads(m, batch, C));
+    const a = await runAsync(clippedUserGradientSumReads(m, batch, C));
     expect(tf.memory().numTensors).toBe(before);
     expect(a.sum).toEqual(s.sum);
     expect(a.norms).toEqual(s.norms);
@@ -129,7 +145,186 @@ describe('asynchronous forms of the training computations', () => {
     expect(a.userGrads.values).toEqual(s.userGrads.values);
     expect(a.loss).toBe(s.loss);
     expect(s.sum).not.toEqual(ref.sum); // clipping took effect
-    await expect(clippedUserGradientSumAsync(m, batch, 0)).rejects.toThrow(/"clip" expected > 0/);
+    await expect(runAsync(clippedUserGradientSumReads(m, batch, 0))).rejects.toThrow(/"clip" expected > 0/);
     m.dispose();
+  });
+});
+
+/** A small two-party-free dataset: 3 domains, users with 3-6 interactions sorted by time. */
+function dataset(): NodeDataset {
+  const v = DEFAULT_VOCABULARIES;
+  const rng = new Xoshiro128(21);
+  const pick = <T>(xs: readonly T[]) => xs[rng.nextInt(xs.length)];
+  const items = Array.from({ length: DS_ITEMS }, (_, i) => ({ id: `i${i}`, domain: DOMAINS[i % 3], priceBand: pick(v.priceBand), topics: [pick(v.topics)], provider: 'p' }));
+  const users = Array.from({ length: DS_USERS }, (_, u) => ({ id: `u${u}`, ageBand: pick(v.ageBand), region: pick(v.region), lifeStage: pick(v.lifeStage), interests: [pick(v.topics)] }));
+  const us: number[] = [];
+  const is: number[] = [];
+  const ts: number[] = [];
+  for (let u = 0; u < DS_USERS; u++) {
+    const n = 3 + rng.nextInt(4);
+    for (let k = 0; k < n; k++) {
+      us.push(u);
+      is.push(rng.nextInt(DS_ITEMS));
+      ts.push(k);
+    }
+  }
+  return { party: 'p', items, catalogueHash: 'ab'.repeat(32), users, interactions: { user: Uint32Array.from(us), item: Uint32Array.from(is), timestamp: Float64Array.from(ts) } };
+}
+const DS_USERS = 40;
+const DS_ITEMS = 60;
+
+/** a training result without its timings */
+const numbersOf = (r: TrainResult) => ({ epochs: r.epochs, steps: r.steps, samples: r.samples, finalLoss: r.finalLoss, epochLosses: r.epochLosses });
+
+/**
+ * The product's calls, as the node makes them, on the ACTIVE backend (same seeds every time). DP
+ * noise and Poisson sampling come from the CSPRNG, so the DP trainer runs with q = 1 and sigma = 0
+ * here (every user, no noise: deterministic) to compare numbers; the federated update runs with the
+ * policy's noise and is compared on what is deterministic.
+ */
+async function scenario() {
+  const ds = dataset();
+  const split = leaveOneOutSplit(ds);
+  const pol = defaultPolicy({
+    federationId: 'fb-test',
+    coordinator: { name: 'coordinator', publicKey: 'C'.repeat(43) + '=' },
+    parties: [
+      { name: 'p', publicKey: 'P'.repeat(43) + '=' },
+      { name: 'q', publicKey: 'Q'.repeat(43) + '=' },
+    ],
+    catalogue: { hash: ds.catalogueHash, numItems: DS_ITEMS },
+  });
+  const policy = { ...pol, model: { ...pol.model, embeddingDim: 6, hiddenDim: 5 }, privacy: { ...pol.privacy, samplingRate: 0.5, stepsPerRound: 2, maxInteractionsPerUser: 3 } };
+  const m = TwoTowerModel.forPolicy(policy.model, DEFAULT_VOCABULARIES, DS_USERS, { learningRate: 0.02, initSeed: 3 });
+  try {
+    const f = encodeFeatures(ds, DEFAULT_VOCABULARIES);
+    m.setFeatures(f.users, f.items);
+    const dom = domainIndex(ds);
+    const opts = { epochs: 1, batchSize: 24, negatives: 2, rng: new Xoshiro128(5) };
+    const burnIn = await trainEpochs(m, split.train, dom, opts); // optimizer slots are created here
+    const tensors = tf.memory().numTensors;
+    const train = await trainEpochs(m, split.train, dom, { ...opts, epochs: 3 });
+    const dp = new DpSgdTrainer(m, split.train, dom, { clipNorm: 0.5, noiseMultiplier: 0, samplingRate: 1, maxInteractionsPerUser: 3, negatives: 2, learningRate: 0.01 }, new Xoshiro128(6));
+    const dpSteps = [await dp.step(), await dp.step()];
+    const shared = await m.getSharedFlat();
+    const userEmbedding = Float32Array.from(m.userEmbedding);
+    const towers = await m.towerValues();
+    const loo = await evaluateModel(m, ds, split, 7);
+    const truth = { user: Uint32Array.from([0, 1, 2, 3]), item: Uint32Array.from([5, 6, 7, 8]) };
+    const cross = await evaluateCrossDomain(m, ds, split, truth, 8);
+    const sample = await evaluateUsers(m, ds, split, Uint32Array.from([1, 3, 5, 7, 9, 11]), { seed: 9, truth });
+    const rec = await Recommender.open(m, ds, DEFAULT_VOCABULARIES);
+    const known = await rec.recommend({ userId: 'u4', k: 5 });
+    const cold = await rec.recommend({ features: { ageBand: DEFAULT_VOCABULARIES.ageBand[0], region: DEFAULT_VOCABULARIES.region[0], lifeStage: DEFAULT_VOCABULARIES.lifeStage[0], interests: [] }, k: 3, domain: 'finance' });
+    const leftOver = tf.memory().numTensors - tensors;
+    // the federated round update, both mechanisms, from a global model (noise: CSPRNG); each
+    // starts by dropping the tower optimizer's slots (resetOptimizer)
+    const global = initSharedParams(m.layout!, 4);
+    const dpsgd = await computeLocalUpdate(m, split.train, dom, { policy, runId: 'r', round: 1, global }, new Xoshiro128(10));
+    const afterRound = tf.memory().numTensors;
+    const roundNoise = await computeLocalUpdate(m, split.train, dom, { policy: { ...policy, privacy: { ...policy.privacy, mechanism: 'round-noise' as const, samplingRate: 1 } }, runId: 'r', round: 2, global }, new Xoshiro128(11));
+    const leftOverRound = tf.memory().numTensors - afterRound;
+    return { burnIn, train, dpSteps, shared, userEmbedding, towers, loo, cross, sample, known, cold, dpsgd, roundNoise, leftOver, leftOverRound, dim: global.length };
+  } finally {
+    m.dispose();
+  }
+}
+
+describe('run() picks the driver from the backend: a backend without synchronous reads trains, evaluates and serves', () => {
+  // stand-in for tfjs-backend-webgpu in Node: the cpu backend and its kernels under another name,
+  // whose synchronous read throws as webgpu's does ("OffscreenCanvas is not defined")
+  const NAME = 'cpu-async-only';
+  const copied: string[] = [];
+  let syncReads = 0;
+  beforeAll(() => {
+    const cpuFactory = tf.findBackendFactory('cpu')!;
+    tf.registerBackend(NAME, () => {
+      const b = cpuFactory() as tf.KernelBackend;
+      const readSync = b.readSync.bind(b);
+      b.read = async (dataId: object) => readSync(dataId); // the cpu backend's read() goes through readSync
+      b.readSync = () => {
+        syncReads++;
+        throw new ReferenceError('OffscreenCanvas is not defined');
+      };
+      return b;
+    });
+    for (const k of tf.getKernelsForBackend('cpu')) {
+      tf.registerKernel({ ...k, backendName: NAME });
+      copied.push(k.kernelName);
+    }
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+    tf.removeBackend(NAME);
+    for (const name of copied) tf.unregisterKernel(name, NAME);
+  });
+
+  test('every number equals the cpu run with synchronous reads; tensors stay flat', async () => {
+    await tf.setBackend('cpu');
+    expect(readMode()).toBe('sync');
+    const ref = await scenario();
+
+    expect(await tf.setBackend(NAME)).toBe(true);
+    const t = tf.tensor1d([1, 2, 3]);
+    expect(() => t.dataSync()).toThrow(/OffscreenCanvas is not defined/); // no synchronous read here
+    t.dispose();
+    expect(readMode()).toBe('async');
+    const probeReads = syncReads;
+    const got = await scenario();
+    expect(syncReads).toBe(probeReads); // no path fell back to a synchronous read
+    expect(tf.getBackend()).toBe(NAME);
+
+    expect([got.leftOver, got.leftOverRound, ref.leftOver, ref.leftOverRound]).toEqual([0, 0, 0, 0]);
+    expect(got.train.steps).toBeGreaterThan(0);
+    expect(got.train.epochLosses[2]).toBeLessThan(got.burnIn.epochLosses[0]); // it learns
+    expect(numbersOf(got.burnIn)).toEqual(numbersOf(ref.burnIn));
+    expect(numbersOf(got.train)).toEqual(numbersOf(ref.train));
+    expect(got.dpSteps).toEqual(ref.dpSteps);
+    expect(got.dpSteps[0].sampledUsers).toBe(DS_USERS);
+    expect(got.shared).toEqual(ref.shared);
+    expect(got.userEmbedding).toEqual(ref.userEmbedding);
+    expect(got.towers).toEqual(ref.towers);
+    expect(got.loo).toEqual(ref.loo);
+    expect(got.loo.metrics.count).toBeGreaterThan(30);
+    expect(got.cross).toEqual(ref.cross);
+    expect(got.sample).toEqual(ref.sample);
+    expect(got.known).toEqual(ref.known);
+    expect(got.known.items).toHaveLength(5);
+    expect(got.cold).toEqual(ref.cold);
+    expect(got.cold.items.every((i) => i.domain === 'finance')).toBe(true);
+    // federated update: the DP-SGD delta carries CSPRNG noise (and the private embeddings it trains
+    // feed the round-noise loss); what is deterministic must match
+    for (const u of [got.dpsgd, got.roundNoise]) {
+      expect(u.encoded.length).toBeGreaterThanOrEqual(got.dim);
+      expect(u.meanLoss).toBeGreaterThan(0);
+    }
+    expect(got.dpsgd.delta.length).toBe(got.dim);
+    expect(got.dpsgd.delta.some((x) => x !== 0)).toBe(true);
+    expect(got.dpsgd.sampledUsers).toBeGreaterThan(0);
+    expect(got.roundNoise.sampledUsers).toBe(ref.roundNoise.sampledUsers);
+    expect(got.roundNoise.privacy).toEqual(ref.roundNoise.privacy);
+  });
+
+  test('a read that fails on the asynchronous driver reaches the caller and frees the tensors', async () => {
+    expect(await tf.setBackend(NAME)).toBe(true);
+    const m = model();
+    const before = tf.memory().numTensors;
+    const users = Uint32Array.of(0, 1);
+    const items = Uint32Array.of(2, 3);
+    const labels = Float32Array.of(1, 0);
+    const original = tf.Tensor.prototype.data;
+    tf.Tensor.prototype.data = function () {
+      return Promise.reject(new Error('device lost'));
+    };
+    try {
+      await expect(m.trainBatch(users, items, labels)).rejects.toThrow(/device lost/);
+      await expect(run(m.itemVectorsReads())).rejects.toThrow(/device lost/);
+    } finally {
+      tf.Tensor.prototype.data = original;
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    expect(await m.trainBatch(users, items, labels)).toBeGreaterThan(0);
+    m.dispose();
+    await tf.setBackend('cpu');
   });
 });
