@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { writeFileAtomic } from '../shared/util/atomic';
 
 export interface BenchRecord {
   bench: string;
@@ -60,7 +61,25 @@ export async function runBench(name: string, mod: BenchModule, resultsDir: strin
   };
   await mod.run(ctx);
   fs.mkdirSync(resultsDir, { recursive: true });
+  const file = path.join(resultsDir, `${name}.json`);
+  // A run that measured nothing (e.g. the gpu bench on a machine without a GPU) must not wipe the
+  // figures an earlier run measured where it could: the previous file is kept.
+  const previous = records.length === 0 ? previousRecords(file) : null;
+  if (previous) {
+    ctx.log(`measured nothing here; kept ${file} (${previous.count} figure(s) measured at ${previous.measuredAt})`);
+    return records;
+  }
   const out = { bench: name, measuredAt: new Date().toISOString(), machine: machineInfo(), records };
-  fs.writeFileSync(path.join(resultsDir, `${name}.json`), JSON.stringify(out, null, 2) + '\n');
+  writeFileAtomic(file, JSON.stringify(out, null, 2) + '\n');
   return records;
+}
+
+/** The figures an existing results file holds, or null when there is none (or it is unreadable). */
+function previousRecords(file: string): { count: number; measuredAt: string } | null {
+  try {
+    const old = JSON.parse(fs.readFileSync(file, 'utf8')) as { records?: unknown[]; measuredAt?: string };
+    return Array.isArray(old.records) && old.records.length > 0 ? { count: old.records.length, measuredAt: String(old.measuredAt) } : null;
+  } catch {
+    return null;
+  }
 }
