@@ -57,6 +57,15 @@ export interface BackendSelection {
   attempts: Attempt[];
 }
 
+interface DawnGpu {
+  requestAdapter(): Promise<null | { info?: Record<string, string>; isFallbackAdapter?: boolean; requestAdapterInfo?: () => Promise<Record<string, string>> }>;
+}
+interface DawnModule {
+  create(opts: string[]): unknown;
+  globals: Record<string, unknown>;
+}
+const dawnInstances = new WeakMap<DawnModule, DawnGpu>();
+
 const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|software|softpipe/i;
 
 export const defaultBackendDeps: BackendDeps = {
@@ -87,9 +96,15 @@ async function tryBackend(tf: Tf, b: ConcreteBackend, deps: BackendDeps): Promis
       return { tfBackend: 'tensorflow', adapter: 'CUDA (libtensorflow)' };
     }
     case 'webgpu': {
-      const webgpu = deps.require('webgpu') as { create(opts: string[]): unknown; globals: Record<string, unknown> };
-      Object.assign(globalThis, webgpu.globals);
-      const gpu = webgpu.create([]) as { requestAdapter(): Promise<null | { info?: Record<string, string>; isFallbackAdapter?: boolean; requestAdapterInfo?: () => Promise<Record<string, string>> }> };
+      const webgpu = deps.require('webgpu') as DawnModule;
+      // one Dawn instance per process: tfjs's webgpu backend keeps the device it made from the first
+      // one, and a second instance (a later selection, e.g. the demo's trainings) hangs its reads
+      let gpu = dawnInstances.get(webgpu);
+      if (!gpu) {
+        Object.assign(globalThis, webgpu.globals);
+        gpu = webgpu.create([]) as DawnGpu;
+        dawnInstances.set(webgpu, gpu);
+      }
       if (!(globalThis as { navigator?: unknown }).navigator) {
         Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
       } else {

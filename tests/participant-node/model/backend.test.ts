@@ -105,6 +105,18 @@ describe('backend selection', () => {
       ]);
     });
 
+    test('one Dawn instance per process: selecting webgpu again reuses it (a second instance hangs tfjs reads)', async () => {
+      let created = 0;
+      const counting = { globals: {}, create: () => (created++, hardware.create()) };
+      const d = deps({ present: { webgpu: counting, '@tensorflow/tfjs-backend-webgpu': {} } });
+      syncReadWorks = false;
+      for (let k = 0; k < 3; k++) expect(await selectBackend(tf, 'webgpu', d)).toMatchObject({ backend: 'webgpu', reads: 'async' });
+      expect(created).toBe(1);
+      const x = tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]));
+      expect((await x.data())[0]).toBe(64);
+      x.dispose();
+    });
+
     test('reads synchronously once a synchronous read works (the probe runs on every selection)', async () => {
       syncReadWorks = false;
       await selectBackend(tf, 'webgpu', deps({ present }));
