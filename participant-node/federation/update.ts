@@ -25,7 +25,7 @@
  * them, asynchronous ones on webgpu in Node.
  */
 import type { Policy } from '../../shared/policy/schema';
-import { encodeUpdate, encodedDimension, finishEncoding, quantizeContribution, assertNoWrapAround } from '../../shared/dp/encode';
+import { encodeUpdate, ContributionEncoder, assertNoWrapAround } from '../../shared/dp/encode';
 import { roundCharge, roundEncodeParams, roundNoiseEncodeParams } from '../privacy/round';
 
 export { roundCharge, roundEncodeParams, roundNoiseEncodeParams };
@@ -102,13 +102,13 @@ function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: 
   const sampled = poissonSample(trainer.population, p.samplingRate);
   const batch = Array.from(sampled, (u) => trainer.examplesOf(u));
   // each user's contribution c_u = -g_u clipped, rotated, scaled and rounded on its own, summed
-  // (shared/dp/encode.ts encodeContributions, fed one user at a time as the gradients are read)
-  const acc = new Float64Array(encodedDimension(dimension, enc.rotationSeed !== null));
+  // (shared/dp/encode.ts ContributionEncoder: encodeContributions fed one user at a time as the gradients are read)
+  const encoder = new ContributionEncoder(dimension, enc);
   yield* perUserGradientsReads(model, batch, (g) => {
     for (let i = 0; i < g.length; i++) g[i] = -g[i];
-    quantizeContribution(g, enc, acc);
+    encoder.add(g);
   });
-  const encoded = finishEncoding(acc, enc);
+  const encoded = encoder.finish();
   // private embeddings: one local step for the sampled users (never released)
   const r = batch.length ? yield* clippedUserGradientSumReads(model, batch, Infinity) : null;
   if (r) model.applyUserEmbeddingGradient(r.userGrads);

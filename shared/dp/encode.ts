@@ -320,20 +320,47 @@ export function encodeContributions(
   dimension: number,
   p: EncodeParams,
 ): EncodedUpdate & { contributions: number; maxL2Norm: number } {
-  checkEncodeParams(p);
-  const dd = encodedDimension(dimension, p.rotationSeed !== null);
-  const acc = new Float64Array(dd);
-  let count = 0;
-  let maxL2Norm = 0;
-  for (const c of contributions) {
-    if (c === null || typeof c !== 'object' || c.length !== dimension) {
-      throw new RangeError(`contribution ${count} expected length ${dimension}, got ${c === null || typeof c !== 'object' ? String(c) : `length=${c.length}`}`);
-    }
-    const q = quantizeContribution(c, p, acc);
-    if (q.l2Norm > maxL2Norm) maxL2Norm = q.l2Norm;
-    count++;
+  const enc = new ContributionEncoder(dimension, p);
+  for (const c of contributions) enc.add(c);
+  return enc.finish();
+}
+
+/**
+ * encodeContributions one contribution at a time, for callers that produce them as they read
+ * tensors (participant-node's round-noise update): same checks, same arithmetic, one noise draw at
+ * `finish()`, which may be called once.
+ */
+export class ContributionEncoder {
+  private readonly acc: Float64Array;
+  private count = 0;
+  private maxL2Norm = 0;
+  private done = false;
+
+  constructor(
+    private readonly dimension: number,
+    private readonly p: EncodeParams,
+  ) {
+    checkEncodeParams(p);
+    this.acc = new Float64Array(encodedDimension(dimension, p.rotationSeed !== null));
   }
-  return { ...finishEncoding(acc, p), contributions: count, maxL2Norm };
+
+  /** Clips, rotates, scales and conditionally rounds one user's contribution into the sum. */
+  add(c: ArrayLike<number>): void {
+    if (this.done) throw new Error('ContributionEncoder: add() after finish()');
+    if (c === null || typeof c !== 'object' || c.length !== this.dimension) {
+      throw new RangeError(`contribution ${this.count} expected length ${this.dimension}, got ${c === null || typeof c !== 'object' ? String(c) : `length=${c.length}`}`);
+    }
+    const q = quantizeContribution(c, this.p, this.acc);
+    if (q.l2Norm > this.maxL2Norm) this.maxL2Norm = q.l2Norm;
+    this.count++;
+  }
+
+  /** Adds the noise (once) and reduces mod 2^bits. */
+  finish(): EncodedUpdate & { contributions: number; maxL2Norm: number } {
+    if (this.done) throw new Error('ContributionEncoder: finish() called twice');
+    this.done = true;
+    return { ...finishEncoding(this.acc, this.p), contributions: this.count, maxL2Norm: this.maxL2Norm };
+  }
 }
 
 /**
