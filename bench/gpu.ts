@@ -152,18 +152,20 @@ export async function run(ctx: BenchContext): Promise<void> {
     ctx.record('grad_max_rel_err_all_groups', worst, 'ratio', { ...params, model, groups: gCpu.size });
   };
   const rng = new Xoshiro128(3);
+  // one batch's gradients of a fresh model, by parameter group (run on the backend `on` selects)
+  const gradGroups = (make: () => TwoTowerModel, b0: ReturnType<typeof batch>) => async () => {
+    const m = make();
+    try {
+      return groups(await m.computeGradients(b0.users, b0.items, b0.labels));
+    } finally {
+      m.dispose();
+    }
+  };
 
   // 1. MF reference config
   {
     const b0 = batch(rng, MF.numUsers, MF.numItems);
-    const grads = async () => {
-      const m = new TwoTowerModel(MF, OPTS);
-      try {
-        return groups(await m.computeGradients(b0.users, b0.items, b0.labels));
-      } finally {
-        m.dispose();
-      }
-    };
+    const grads = gradGroups(() => new TwoTowerModel(MF, OPTS), b0);
     const gGpu = await on(gpu, grads);
     const gCpu = await on('cpu', grads);
     recordParity('mf', gGpu, gCpu, { ...base, batch: B, users: MF.numUsers, items: MF.numItems, dim: MF.embeddingDim });
@@ -198,14 +200,7 @@ export async function run(ctx: BenchContext): Promise<void> {
   const cpuRef = { backend: 'cpu', adapter: 'CPU (plain JavaScript)', reference: true };
   {
     const b0 = batch(rng, TT_USERS, TT_MODEL.numItems);
-    const grads = async () => {
-      const m = twoTower(feats);
-      try {
-        return groups(await m.computeGradients(b0.users, b0.items, b0.labels));
-      } finally {
-        m.dispose();
-      }
-    };
+    const grads = gradGroups(() => twoTower(feats), b0);
     const gGpu = await on(gpu, grads);
     const gCpu = await on('cpu', grads);
     recordParity('two-tower', gGpu, gCpu, ttParams);
