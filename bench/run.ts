@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   dp: () => import('./dp'),
   coordinator: () => import('./coordinator'),
   audit: () => import('./audit'),
+  ceiling: () => import('./ceiling'),
 };
 
 async function main(): Promise<void> {

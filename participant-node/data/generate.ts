@@ -228,7 +228,29 @@ export interface GenerateOptions {
    * from the party's own stream, so N users are exactly the first N of any larger run.
    */
   partyUsers?: Record<string, number>;
+  /** analyses only (bench/ceiling.ts): sees the hidden latent variables; nothing it sees is written to a file */
+  latent?: LatentObserver;
   onProgress?: (message: string) => void;
+}
+
+/** The catalogue's hidden variables, in catalogue (items.csv) order. */
+export interface LatentCatalogue {
+  popularity: Float64Array;
+  /** index into the price band vocabulary */
+  priceBand: Uint8Array;
+  /** topic indices of each item */
+  topics: Uint8Array[];
+  provider: string[];
+}
+
+/**
+ * Receives the generator's hidden variables, for analyses of what any model could learn (the
+ * Bayes ceiling): the catalogue once, then every user as it is generated.
+ */
+export interface LatentObserver {
+  catalogue?(c: LatentCatalogue): void;
+  /** `index` is the user's row in the party's users.csv; `theta` (topic mixture) is a copy */
+  user?(party: string, index: number, theta: Float64Array, lifeStage: number): void;
 }
 
 export interface PartyCounts {
@@ -578,6 +600,114 @@ function ensureOutDir(out: string, parties: string[]): void {
 }
 
 /**
+ * The generator's own take-up weights of `party`'s offers for a user with topic mixture `theta` and
+ * life stage `lifeStage`: proportional to the probability that one draw of the interaction model
+ * (drawItem) picks item i and accepts it, i.e.
+ *   ( EXPLORE * pop_i / sum_own pop + (1 - EXPLORE) * sum_{t in topics(i)} theta'_t pop_i / Z_t ) * accept(life, price_i)
+ * with theta' the mixture restricted to topics the party offers (renormalised) and Z_t the popularity
+ * of the party's offers tagged t. Ranking a user's unseen offers by it is the Bayes-optimal ranking
+ * of the next take-up (up to drawItem's 30-attempt cap). Items of other providers get 0.
+ */
+export function takeUpWeights(cat: LatentCatalogue, party: string, theta: ArrayLike<number>, lifeStage: number): Float64Array {
+  const n = cat.popularity.length;
+  const Z = new Float64Array(T);
+  let popSum = 0;
+  for (let i = 0; i < n; i++) {
+    if (cat.provider[i] !== party) continue;
+    popSum += cat.popularity[i];
+    for (const t of cat.topics[i]) Z[t] += cat.popularity[i];
+  }
+  let thetaSum = 0;
+  for (let t = 0; t < T; t++) if (Z[t] > 0) thetaSum += theta[t];
+  const w = new Float64Array(n);
+  if (popSum === 0) return w;
+  for (let i = 0; i < n; i++) {
+    if (cat.provider[i] !== party) continue;
+    let topical = 0;
+    for (const t of cat.topics[i]) topical += theta[t] / thetaSum / Z[t];
+    w[i] = (EXPLORE / popSum + (1 - EXPLORE) * topical) * cat.popularity[i] * PRICE_ACCEPT[lifeStage][cat.priceBand[i]];
+  }
+  return w;
+}
+
+/**
+ * The best prediction of a user's next take-up of `party`'s offers that a model could make with
+ * UNLIMITED population data: from the user's features, declared interests and own earlier take-ups,
+ * but not the user's hidden taste. `prior` holds hidden topic mixtures of OTHER users with the same
+ * age band, life stage and region (samples of the taste prior given those features); each is
+ * weighted by the likelihood of the user's interests (approximated as independent draws with the
+ * generator's interest noise) and of the user's `history` (catalogue indices, under the interaction
+ * model with its normalisation computed exactly). Returns the posterior predictive take-up weights
+ * (proportional to the probability of each offer being the next draw; other providers' items 0).
+ * A feasible predictor, so its HR@10 is a lower bound on the unlimited-data ceiling.
+ */
+export function posteriorTakeUpWeights(
+  cat: LatentCatalogue,
+  party: string,
+  prior: readonly Float64Array[],
+  lifeStage: number,
+  interests: readonly number[],
+  history: readonly number[],
+): Float64Array {
+  const n = cat.popularity.length;
+  const accept = PRICE_ACCEPT[lifeStage];
+  const Z = new Float64Array(T);
+  const At = new Float64Array(T);
+  let popSum = 0;
+  let popAcc = 0;
+  for (let i = 0; i < n; i++) {
+    if (cat.provider[i] !== party) continue;
+    const pa = cat.popularity[i] * accept[cat.priceBand[i]];
+    popSum += cat.popularity[i];
+    popAcc += pa;
+    for (const t of cat.topics[i]) {
+      Z[t] += cat.popularity[i];
+      At[t] += pa;
+    }
+  }
+  const out = new Float64Array(n);
+  if (popSum === 0 || prior.length === 0) return out;
+  for (let t = 0; t < T; t++) if (Z[t] > 0) At[t] /= Z[t];
+  const logW = new Float64Array(prior.length);
+  const norms = new Float64Array(prior.length);
+  const restricted = prior.map((theta, v) => {
+    let sum = 0;
+    for (let t = 0; t < T; t++) if (Z[t] > 0) sum += theta[t];
+    const r = new Float64Array(T);
+    let norm = (EXPLORE * popAcc) / popSum;
+    for (let t = 0; t < T; t++) {
+      if (Z[t] > 0) r[t] = theta[t] / sum;
+      norm += (1 - EXPLORE) * r[t] * At[t];
+    }
+    norms[v] = norm;
+    let lw = 0;
+    for (const t of interests) lw += Math.log((1 - INTEREST_NOISE) * theta[t] + INTEREST_NOISE / T);
+    for (const j of history) {
+      let topical = 0;
+      for (const t of cat.topics[j]) topical += r[t] / Z[t];
+      lw += Math.log(((EXPLORE / popSum + (1 - EXPLORE) * topical) * cat.popularity[j] * accept[cat.priceBand[j]]) / norm);
+    }
+    logW[v] = lw;
+    return r;
+  });
+  const maxW = Math.max(...logW);
+  const eff = new Float64Array(T);
+  let c = 0;
+  restricted.forEach((r, v) => {
+    const w = Math.exp(logW[v] - maxW) / norms[v];
+    c += w;
+    for (let t = 0; t < T; t++) eff[t] += w * r[t];
+  });
+  for (let i = 0; i < n; i++) {
+    if (cat.provider[i] !== party) continue;
+    let topical = 0;
+    for (const t of cat.topics[i]) topical += eff[t] / Z[t];
+    out[i] = ((EXPLORE * c) / popSum + (1 - EXPLORE) * topical) * cat.popularity[i] * accept[cat.priceBand[i]];
+  }
+  return out;
+}
+
+/**
  * Generates the synthetic federation data set into `opts.out` and returns the manifest (also
  * written to `out/manifest.json`). Deterministic for (seed, scale, parties, sizes).
  */
@@ -598,6 +728,7 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
   const cat = buildCatalogue(seed, parties, sizes.itemsPerParty);
   const hash = catalogueHash(cat.items);
   ensureOutDir(opts.out, parties);
+  opts.latent?.catalogue?.({ popularity: Float64Array.from(cat.popularity), priceBand: Uint8Array.from(cat.price), topics: cat.topicIdx.map((t) => Uint8Array.from(t)), provider: [...cat.provider] });
 
   // items.csv: one string (the catalogue is small), identical bytes in every party folder
   const itemsCsv = stringify([ITEMS_HEADER, ...cat.items.map((it) => [it.id, it.provider, it.domain, it.priceBand, it.topics.join('|')])]);
@@ -657,6 +788,7 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
           for (let t = 0; t < T; t++) thetaCum[t] = acc += interestSet.has(t) ? 0 : theta[t];
           interestSet.add(rng.nextFloat() < INTEREST_NOISE ? rng.nextInt(T) : sampleCum(thetaCum, rng));
         }
+        opts.latent?.user?.(party, u, Float64Array.from(theta), life);
         const interests = [...interestSet].sort((a, b) => a - b).map((t) => TOPICS[t]);
         sinks.users.row([userId, V.ageBand[age], V.region[region], V.lifeStage[life], interests.join('|')]);
 

@@ -207,6 +207,22 @@ export function* evaluateModelReads(model: TwoTowerModel, ds: NodeDataset, split
 }
 
 /**
+ * Leave-one-out evaluation of any scorer (e.g. an oracle built from the generator's hidden variables)
+ * on exactly the candidates evaluateModel draws for the same split and seed.
+ */
+export function evaluateScorer(ds: NodeDataset, split: Split, scorer: Scorer, seed = 1): Promise<RankMetrics & { 'recall@50': number; byDomain: Record<string, RankMetrics & { 'recall@50': number }> }> {
+  return run(
+    (function* () {
+      const { domainOf } = domainIndex(ds);
+      const trainSeen = userItemSets(split.train);
+      const cases = buildCases(split.test, trainSeen, candidatePools(ds), new Xoshiro128(seed));
+      const m = yield* runCases(cases, scorer, domainOf, trainSeen);
+      return { ...m.all.withRecall(), byDomain: Object.fromEntries([...m.byDomain].sort().map(([d, a]) => [d, a.withRecall()])) };
+    })(),
+  );
+}
+
+/**
  * Cross-domain quality: every (user, item) of the hidden ground truth, ranked against 100 negatives
  * from the item's candidate group (same provider and domain, see candidatePools) that the user did
  * not interact with and that are not in the user's ground truth.

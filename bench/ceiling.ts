@@ -1,0 +1,177 @@
+/**
+ * `npm run bench -- ceiling`: how much could ANY model gain on a party's own offers? (issue 5's
+ * criterion "federated beats local-only on the insurer's HR@10".)
+ *
+ * For each seed (FEDBRIDGE_BENCH_SEEDS, default 1,2,3) it generates the demo's data world
+ * (`--scale default`, platform + insurer + insurer2) and, for the insurer and the platform, scores
+ * the same leave-one-out cases (every user with a held-out take-up, 100 negatives from the same
+ * provider and domain: the demo's protocol, evaluate.ts) with:
+ *   - popularity:     training interaction counts (the demo's baseline);
+ *   - local_only:     the demo's local-only model (DEMO_PARAMS.local, own offers, wasm);
+ *   - cell_oracle:    the generator's own take-up weights (generate.ts takeUpWeights) with the user's
+ *                     topic mixture replaced by the MEAN mixture of the party's users in the same
+ *                     (age band, life stage, region) cell, computed from the hidden truth of all of
+ *                     them: the best any model can do from those three features with unlimited data
+ *                     (it ignores the declared interests and the user's own history);
+ *   - posterior_oracle: what a model with UNLIMITED population data could do (generate.ts
+ *                     posteriorTakeUpWeights): the posterior predictive given the user's features,
+ *                     declared interests and own training take-ups, the prior being the hidden tastes
+ *                     of the other generated users (all parties) in the same cell. A feasible
+ *                     predictor: a lower bound on that ceiling. Federation (or pooling) can add to a
+ *                     party's own offers at most what separates local_only from this ceiling;
+ *   - oracle:         the take-up weights with the user's own hidden topic mixture: the Bayes ceiling.
+ * Each party's users are distinct people, so other parties' data can only teach a party's model the
+ * population-level mapping from features to taste (what the cell oracle knows, and more through
+ * interests), never a user's individual taste. The gap oracle - local_only that individual taste
+ * leaves is closed by nobody else's data.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { BenchContext } from './lib';
+import { parse } from 'csv-parse/sync';
+import { generateSynthetic, posteriorTakeUpWeights, takeUpWeights, type LatentCatalogue } from '../participant-node/data/generate';
+import { importCsv } from '../participant-node/data/import';
+import { loadDataset } from '../participant-node/data/store';
+import { initNode } from '../participant-node/identity';
+import { selectBackend } from '../participant-node/model/backend';
+import { TwoTowerModel } from '../participant-node/model/twotower';
+import { domainIndex, encodeFeatures, leaveOneOutSplit, ownOfferPools, trainEpochs } from '../participant-node/model/train';
+import { evaluateModel, evaluateScorer, type Scorer } from '../participant-node/model/evaluate';
+import { offerRanges, ownOfferMask } from '../shared/fl/offers';
+import { DEFAULT_VOCABULARIES as V } from '../shared/data/vocab';
+import { Xoshiro128 } from '../shared/util/prng';
+import { DEMO_PARAMS, DEMO_PARTIES } from '../bin/demo';
+
+const PARTIES = ['insurer', 'platform'];
+
+function seeds(): number[] {
+  const s = process.env.FEDBRIDGE_BENCH_SEEDS ?? '1,2,3';
+  const out = s.split(',').map((x) => Number(x.trim()));
+  if (out.some((x) => !Number.isSafeInteger(x) || x < 0)) throw new Error(`FEDBRIDGE_BENCH_SEEDS expects comma-separated non-negative integers, got "${s}"`);
+  return out;
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  await selectBackend(tf as never, 'wasm');
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-bench-ceiling-'));
+  try {
+    for (const seed of seeds()) {
+      const out = path.join(root, `s${seed}`);
+      let cat: LatentCatalogue | undefined;
+      const latentUsers = new Map<string, Array<{ theta: Float64Array; life: number }>>(DEMO_PARTIES.map((p) => [p, []]));
+      await generateSynthetic({
+        out, seed, scale: 'default', parties: DEMO_PARTIES,
+        latent: {
+          catalogue: (c) => (cat = c),
+          user: (party, u, theta, life) => {
+            const list = latentUsers.get(party);
+            if (list) list[u] = { theta, life };
+          },
+        },
+      });
+      // prior samples of taste per (age band, life stage, region) cell: every generated user's hidden mixture
+      const pools = new Map<string, Float64Array[]>();
+      for (const party of DEMO_PARTIES) {
+        const rows = parse(fs.readFileSync(path.join(out, party, 'users.csv')), { columns: true }) as Array<Record<string, string>>;
+        rows.forEach((r, u) => {
+          const key = `${r.age_band}|${r.life_stage}|${r.region}`;
+          (pools.get(key) ?? pools.set(key, []).get(key)!).push(latentUsers.get(party)![u].theta);
+        });
+      }
+      for (const party of PARTIES) {
+        const dir = path.join(root, `s${seed}-${party}`);
+        await initNode(dir, party);
+        const f = (x: string) => path.join(out, party, x);
+        await importCsv({ dataDir: dir, users: f('users.csv'), items: f('items.csv'), interactions: f('interactions.csv') });
+        const ds = loadDataset(dir);
+        const split = leaveOneOutSplit(ds);
+        const evalSeed = seed + 1000;
+        const params = { seed, party, users: ds.users.length, heldOut: split.test.user.length, protocol: 'leave-one-out, 100 negatives from the same provider and domain' };
+
+        // the demo's local-only model: own offers only, DEMO_PARAMS.local
+        const L = DEMO_PARAMS.local;
+        const own = ownOfferMask(offerRanges(ds.items), party, ds.items.length);
+        const keep = Array.from(split.train.item, (i) => own[i] === 1);
+        const positives = { user: split.train.user.filter((_, j) => keep[j]), item: split.train.item.filter((_, j) => keep[j]) };
+        const model = TwoTowerModel.forPolicy({ architecture: 'two-tower-v1', embeddingDim: DEMO_PARAMS.embeddingDim, hiddenDim: DEMO_PARAMS.hiddenDim, numItems: ds.items.length }, V, ds.users.length, { learningRate: L.learningRate, initSeed: seed });
+        let local;
+        try {
+          const enc = encodeFeatures(ds, V);
+          model.setFeatures(enc.users, enc.items);
+          const epochs = party === 'platform' ? L.platformEpochs : L.insurerEpochs;
+          await trainEpochs(model, positives, ownOfferPools(domainIndex(ds), own), { epochs, batchSize: L.batchSize, negatives: L.negatives, rng: new Xoshiro128(seed ^ 0x2545f491) });
+          local = await evaluateModel(model, ds, split, evalSeed);
+        } finally {
+          model.dispose();
+        }
+
+        // oracles from the hidden truth, on the same cases
+        const catalogue = cat!;
+        const latent = latentUsers.get(party)!;
+        const userRow = ds.users.map((u) => Number(/-u(\d+)$/.exec(u.id)![1]) - 1);
+        const itemRow = (() => {
+          const byId = new Map<string, number>();
+          fs.readFileSync(f('items.csv'), 'utf8').split('\n').slice(1).forEach((line, k) => line && byId.set(line.slice(0, line.indexOf(',')), k));
+          return ds.items.map((it) => byId.get(it.id)!);
+        })();
+        const cellOf = (k: number) => `${ds.users[k].ageBand}|${ds.users[k].lifeStage}|${ds.users[k].region}`;
+        const cellMean = new Map<string, Float64Array>();
+        const cellCount = new Map<string, number>();
+        ds.users.forEach((_, k) => {
+          const c = cellOf(k);
+          const m = cellMean.get(c) ?? cellMean.set(c, new Float64Array(V.topics.length)).get(c)!;
+          latent[userRow[k]].theta.forEach((x, t) => (m[t] += x));
+          cellCount.set(c, (cellCount.get(c) ?? 0) + 1);
+        });
+        for (const [c, m] of cellMean) m.forEach((x, t) => (m[t] = x / cellCount.get(c)!));
+        const oracle = (thetaOf: (k: number) => Float64Array): Scorer =>
+          function* (users) {
+            const stride = ds.items.length;
+            const scores = new Float32Array(users.length * stride);
+            users.forEach((k, r) => {
+              const w = takeUpWeights(catalogue, party, thetaOf(k), latent[userRow[k]].life);
+              for (let i = 0; i < stride; i++) scores[r * stride + i] = w[itemRow[i]];
+            });
+            return { scores, stride };
+          };
+        const history = new Map<number, number[]>();
+        for (let j = 0; j < split.train.user.length; j++) {
+          const k = split.train.user[j];
+          (history.get(k) ?? history.set(k, []).get(k)!).push(itemRow[split.train.item[j]]);
+        }
+        // unlimited population data: the posterior given features, interests and the user's own
+        // training take-ups, over OTHER users' hidden tastes in the same cell
+        const posterior: Scorer = function* (users) {
+          const stride = ds.items.length;
+          const scores = new Float32Array(users.length * stride);
+          users.forEach((k, r) => {
+            const own = latent[userRow[k]].theta;
+            const prior = pools.get(cellOf(k))!.filter((th) => th !== own);
+            const interests = ds.users[k].interests.map((t) => V.topics.indexOf(t));
+            const w = posteriorTakeUpWeights(catalogue, party, prior, latent[userRow[k]].life, interests, history.get(k) ?? []);
+            for (let i = 0; i < stride; i++) scores[r * stride + i] = w[itemRow[i]];
+          });
+          return { scores, stride };
+        };
+        const post = await evaluateScorer(ds, split, posterior, evalSeed);
+        const cell = await evaluateScorer(ds, split, oracle((k) => cellMean.get(cellOf(k))!), evalSeed);
+        const full = await evaluateScorer(ds, split, oracle((k) => latent[userRow[k]].theta), evalSeed);
+        const figures: Array<[string, number]> = [
+          ['popularity', local.baseline.popularity['hr@10']],
+          ['local_only', local.metrics['hr@10']],
+          ['cell_oracle', cell['hr@10']],
+          ['posterior_oracle', post['hr@10']],
+          ['oracle', full['hr@10']],
+        ];
+        for (const [name, v] of figures) ctx.record(`${party}_${name}_hr_at_10`, Math.round(v * 10000) / 10000, 'HR@10', params);
+        ctx.log(`seed ${seed} ${party}: ${figures.map(([n, v]) => `${n} ${v.toFixed(4)}`).join(', ')}`);
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
