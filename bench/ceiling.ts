@@ -12,7 +12,8 @@
  *                     topic mixture replaced by the MEAN mixture of the party's users in the same
  *                     (age band, life stage, region) cell, computed from the hidden truth of all of
  *                     them: the best any model can do from those three features with unlimited data
- *                     (it ignores the declared interests and the user's own history);
+ *                     (it ignores the declared interests and the user's own history; the mean includes
+ *                     the user's own taste, one of about 200 in a cell);
  *   - posterior_oracle: what a model with UNLIMITED population data could do (generate.ts
  *                     posteriorTakeUpWeights): the posterior predictive given the user's features,
  *                     declared interests and own training take-ups, the prior being the hidden tastes
