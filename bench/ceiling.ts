@@ -32,14 +32,14 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { BenchContext } from './lib';
 import { parse } from 'csv-parse/sync';
-import { generateSynthetic, posteriorTakeUpWeights, takeUpWeights, type LatentCatalogue } from '../participant-node/data/generate';
+import { generateSynthetic, posteriorTakeUpWeights, takeUpWeights, type LatentCatalogue, type LatentUser } from '../participant-node/data/generate';
 import { importCsv } from '../participant-node/data/import';
 import { loadDataset } from '../participant-node/data/store';
 import { initNode } from '../participant-node/identity';
 import { selectBackend } from '../participant-node/model/backend';
 import { TwoTowerModel } from '../participant-node/model/twotower';
 import { domainIndex, encodeFeatures, leaveOneOutSplit, ownOfferPools, trainEpochs } from '../participant-node/model/train';
-import { evaluateModel, evaluateScorer, type Scorer } from '../participant-node/model/evaluate';
+import { evaluateModel, evaluateScorer, weightsScorer } from '../participant-node/model/evaluate';
 import { offerRanges, ownOfferMask } from '../shared/fl/offers';
 import { DEFAULT_VOCABULARIES as V } from '../shared/data/vocab';
 import { Xoshiro128 } from '../shared/util/prng';
@@ -61,25 +61,17 @@ export async function run(ctx: BenchContext): Promise<void> {
     for (const seed of seeds()) {
       const out = path.join(root, `s${seed}`);
       let cat: LatentCatalogue | undefined;
-      const latentUsers = new Map<string, Array<{ theta: Float64Array; life: number }>>(DEMO_PARTIES.map((p) => [p, []]));
-      await generateSynthetic({
-        out, seed, scale: 'default', parties: DEMO_PARTIES,
-        latent: {
-          catalogue: (c) => (cat = c),
-          user: (party, u, theta, life) => {
-            const list = latentUsers.get(party);
-            if (list) list[u] = { theta, life };
-          },
-        },
-      });
+      const latent = new Map<string, LatentUser>(); // by user id (ids carry the party)
+      await generateSynthetic({ out, seed, scale: 'default', parties: DEMO_PARTIES, latent: { catalogue: (c) => (cat = c), user: (u) => latent.set(u.id, u) } });
+      const catalogue = cat!;
       // prior samples of taste per (age band, life stage, region) cell: every generated user's hidden mixture
       const pools = new Map<string, Float64Array[]>();
       for (const party of DEMO_PARTIES) {
         const rows = parse(fs.readFileSync(path.join(out, party, 'users.csv')), { columns: true }) as Array<Record<string, string>>;
-        rows.forEach((r, u) => {
+        for (const r of rows) {
           const key = `${r.age_band}|${r.life_stage}|${r.region}`;
-          (pools.get(key) ?? pools.set(key, []).get(key)!).push(latentUsers.get(party)![u].theta);
-        });
+          (pools.get(key) ?? pools.set(key, []).get(key)!).push(latent.get(r.user_id)!.theta);
+        }
       }
       for (const party of PARTIES) {
         const dir = path.join(root, `s${seed}-${party}`);
@@ -109,34 +101,20 @@ export async function run(ctx: BenchContext): Promise<void> {
         }
 
         // oracles from the hidden truth, on the same cases
-        const catalogue = cat!;
-        const latent = latentUsers.get(party)!;
-        const userRow = ds.users.map((u) => Number(/-u(\d+)$/.exec(u.id)![1]) - 1);
-        const itemRow = (() => {
-          const byId = new Map<string, number>();
-          fs.readFileSync(f('items.csv'), 'utf8').split('\n').slice(1).forEach((line, k) => line && byId.set(line.slice(0, line.indexOf(',')), k));
-          return ds.items.map((it) => byId.get(it.id)!);
-        })();
+        const user = ds.users.map((u) => latent.get(u.id)!);
+        const catalogueRow = new Map(catalogue.ids.map((id, k) => [id, k]));
+        const itemRow = ds.items.map((it) => catalogueRow.get(it.id)!);
         const cellOf = (k: number) => `${ds.users[k].ageBand}|${ds.users[k].lifeStage}|${ds.users[k].region}`;
         const cellMean = new Map<string, Float64Array>();
         const cellCount = new Map<string, number>();
         ds.users.forEach((_, k) => {
           const c = cellOf(k);
           const m = cellMean.get(c) ?? cellMean.set(c, new Float64Array(V.topics.length)).get(c)!;
-          latent[userRow[k]].theta.forEach((x, t) => (m[t] += x));
+          user[k].theta.forEach((x, t) => (m[t] += x));
           cellCount.set(c, (cellCount.get(c) ?? 0) + 1);
         });
         for (const [c, m] of cellMean) m.forEach((x, t) => (m[t] = x / cellCount.get(c)!));
-        const oracle = (thetaOf: (k: number) => Float64Array): Scorer =>
-          function* (users) {
-            const stride = ds.items.length;
-            const scores = new Float32Array(users.length * stride);
-            users.forEach((k, r) => {
-              const w = takeUpWeights(catalogue, party, thetaOf(k), latent[userRow[k]].life);
-              for (let i = 0; i < stride; i++) scores[r * stride + i] = w[itemRow[i]];
-            });
-            return { scores, stride };
-          };
+        const oracle = (thetaOf: (k: number) => Float64Array) => weightsScorer(itemRow, (k) => takeUpWeights(catalogue, party, thetaOf(k), user[k].lifeStage));
         const history = new Map<number, number[]>();
         for (let j = 0; j < split.train.user.length; j++) {
           const k = split.train.user[j];
@@ -144,21 +122,14 @@ export async function run(ctx: BenchContext): Promise<void> {
         }
         // unlimited population data: the posterior given features, interests and the user's own
         // training take-ups, over OTHER users' hidden tastes in the same cell
-        const posterior: Scorer = function* (users) {
-          const stride = ds.items.length;
-          const scores = new Float32Array(users.length * stride);
-          users.forEach((k, r) => {
-            const own = latent[userRow[k]].theta;
-            const prior = pools.get(cellOf(k))!.filter((th) => th !== own);
-            const interests = ds.users[k].interests.map((t) => V.topics.indexOf(t));
-            const w = posteriorTakeUpWeights(catalogue, party, prior, latent[userRow[k]].life, interests, history.get(k) ?? []);
-            for (let i = 0; i < stride; i++) scores[r * stride + i] = w[itemRow[i]];
-          });
-          return { scores, stride };
-        };
+        const posterior = weightsScorer(itemRow, (k) => {
+          const prior = pools.get(cellOf(k))!.filter((th) => th !== user[k].theta);
+          const interests = ds.users[k].interests.map((t) => V.topics.indexOf(t));
+          return posteriorTakeUpWeights(catalogue, party, prior, user[k].lifeStage, interests, history.get(k) ?? []);
+        });
         const post = await evaluateScorer(ds, split, posterior, evalSeed);
         const cell = await evaluateScorer(ds, split, oracle((k) => cellMean.get(cellOf(k))!), evalSeed);
-        const full = await evaluateScorer(ds, split, oracle((k) => latent[userRow[k]].theta), evalSeed);
+        const full = await evaluateScorer(ds, split, oracle((k) => user[k].theta), evalSeed);
         const figures: Array<[string, number]> = [
           ['popularity', local.baseline.popularity['hr@10']],
           ['local_only', local.metrics['hr@10']],

@@ -235,6 +235,8 @@ export interface GenerateOptions {
 
 /** The catalogue's hidden variables, in catalogue (items.csv) order. */
 export interface LatentCatalogue {
+  /** item ids (items.csv item_id) */
+  ids: string[];
   popularity: Float64Array;
   /** index into the price band vocabulary */
   priceBand: Uint8Array;
@@ -249,8 +251,18 @@ export interface LatentCatalogue {
  */
 export interface LatentObserver {
   catalogue?(c: LatentCatalogue): void;
-  /** `index` is the user's row in the party's users.csv; `theta` (topic mixture) is a copy */
-  user?(party: string, index: number, theta: Float64Array, lifeStage: number): void;
+  user?(u: LatentUser): void;
+}
+
+/** One generated user's hidden variables; `index` is the user's row in the party's users.csv. */
+export interface LatentUser {
+  party: string;
+  index: number;
+  id: string;
+  /** the topic mixture (a copy) */
+  theta: Float64Array;
+  /** index into the life stage vocabulary */
+  lifeStage: number;
 }
 
 export interface PartyCounts {
@@ -599,6 +611,61 @@ function ensureOutDir(out: string, parties: string[]): void {
   for (const p of parties) fs.mkdirSync(path.join(out, p), { recursive: true });
 }
 
+/** Sums over `party`'s offers that the interaction model's probabilities need (see takeUpWeights). */
+interface OfferSums {
+  accept: number[];
+  /** Z[t]: popularity of the party's offers tagged t */
+  Z: Float64Array;
+  /** At[t]: acceptance-weighted popularity of the offers tagged t, over Z[t] */
+  At: Float64Array;
+  popSum: number;
+  /** sum of popularity x acceptance over the party's offers */
+  popAcc: number;
+}
+
+function offerSums(cat: LatentCatalogue, party: string, lifeStage: number): OfferSums {
+  const accept = PRICE_ACCEPT[lifeStage];
+  const Z = new Float64Array(T);
+  const At = new Float64Array(T);
+  let popSum = 0;
+  let popAcc = 0;
+  for (let i = 0; i < cat.popularity.length; i++) {
+    if (cat.provider[i] !== party) continue;
+    const pa = cat.popularity[i] * accept[cat.priceBand[i]];
+    popSum += cat.popularity[i];
+    popAcc += pa;
+    for (const t of cat.topics[i]) {
+      Z[t] += cat.popularity[i];
+      At[t] += pa;
+    }
+  }
+  for (let t = 0; t < T; t++) if (Z[t] > 0) At[t] /= Z[t];
+  return { accept, Z, At, popSum, popAcc };
+}
+
+/** theta restricted to the topics the party offers, renormalised (the generator's restrictedCum). */
+function restrictTheta(s: OfferSums, theta: ArrayLike<number>): Float64Array {
+  let sum = 0;
+  for (let t = 0; t < T; t++) if (s.Z[t] > 0) sum += theta[t];
+  const r = new Float64Array(T);
+  for (let t = 0; t < T; t++) if (s.Z[t] > 0) r[t] = theta[t] / sum;
+  return r;
+}
+
+/** (explore * pop_i / popSum + (1 - explore) * sum_{t in topics(i)} mix_t pop_i / Z_t) * accept_i for one offer. */
+function offerWeight(cat: LatentCatalogue, s: OfferSums, i: number, mix: Float64Array, explore: number): number {
+  let topical = 0;
+  for (const t of cat.topics[i]) topical += mix[t] / s.Z[t];
+  return (explore / s.popSum + (1 - EXPLORE) * topical) * cat.popularity[i] * s.accept[cat.priceBand[i]];
+}
+
+function offerWeights(cat: LatentCatalogue, party: string, s: OfferSums, mix: Float64Array, explore: number): Float64Array {
+  const w = new Float64Array(cat.popularity.length);
+  if (s.popSum === 0) return w;
+  for (let i = 0; i < w.length; i++) if (cat.provider[i] === party) w[i] = offerWeight(cat, s, i, mix, explore);
+  return w;
+}
+
 /**
  * The generator's own take-up weights of `party`'s offers for a user with topic mixture `theta` and
  * life stage `lifeStage`: proportional to the probability that one draw of the interaction model
@@ -609,25 +676,8 @@ function ensureOutDir(out: string, parties: string[]): void {
  * of the next take-up (up to drawItem's 30-attempt cap). Items of other providers get 0.
  */
 export function takeUpWeights(cat: LatentCatalogue, party: string, theta: ArrayLike<number>, lifeStage: number): Float64Array {
-  const n = cat.popularity.length;
-  const Z = new Float64Array(T);
-  let popSum = 0;
-  for (let i = 0; i < n; i++) {
-    if (cat.provider[i] !== party) continue;
-    popSum += cat.popularity[i];
-    for (const t of cat.topics[i]) Z[t] += cat.popularity[i];
-  }
-  let thetaSum = 0;
-  for (let t = 0; t < T; t++) if (Z[t] > 0) thetaSum += theta[t];
-  const w = new Float64Array(n);
-  if (popSum === 0) return w;
-  for (let i = 0; i < n; i++) {
-    if (cat.provider[i] !== party) continue;
-    let topical = 0;
-    for (const t of cat.topics[i]) topical += theta[t] / thetaSum / Z[t];
-    w[i] = (EXPLORE / popSum + (1 - EXPLORE) * topical) * cat.popularity[i] * PRICE_ACCEPT[lifeStage][cat.priceBand[i]];
-  }
-  return w;
+  const s = offerSums(cat, party, lifeStage);
+  return offerWeights(cat, party, s, restrictTheta(s, theta), EXPLORE);
 }
 
 /**
@@ -637,9 +687,11 @@ export function takeUpWeights(cat: LatentCatalogue, party: string, theta: ArrayL
  * age band, life stage and region (samples of the taste prior given those features); each is
  * weighted by the likelihood of the user's interests (approximated as independent draws with the
  * generator's interest noise) and of the user's `history` (catalogue indices, under the interaction
- * model with its normalisation computed exactly). Returns the posterior predictive take-up weights
- * (proportional to the probability of each offer being the next draw; other providers' items 0).
- * A feasible predictor, so its HR@10 is a lower bound on the unlimited-data ceiling.
+ * model: one draw's weight over the sum of all offers' weights, norm(theta)). The posterior
+ * predictive is sum_v w_v weight_i(theta_v) / norm(theta_v); weight_i is linear in theta', so it is
+ * offerWeights with the mixture sum_v w_v theta'_v / norm_v and the explore term scaled by
+ * sum_v w_v / norm_v. Proportional to the probability of each offer being the next draw (other
+ * providers' items 0). A feasible predictor, so its HR@10 is a lower bound on the unlimited-data ceiling.
  */
 export function posteriorTakeUpWeights(
   cat: LatentCatalogue,
@@ -649,62 +701,31 @@ export function posteriorTakeUpWeights(
   interests: readonly number[],
   history: readonly number[],
 ): Float64Array {
-  const n = cat.popularity.length;
-  const accept = PRICE_ACCEPT[lifeStage];
-  const Z = new Float64Array(T);
-  const At = new Float64Array(T);
-  let popSum = 0;
-  let popAcc = 0;
-  for (let i = 0; i < n; i++) {
-    if (cat.provider[i] !== party) continue;
-    const pa = cat.popularity[i] * accept[cat.priceBand[i]];
-    popSum += cat.popularity[i];
-    popAcc += pa;
-    for (const t of cat.topics[i]) {
-      Z[t] += cat.popularity[i];
-      At[t] += pa;
-    }
-  }
-  const out = new Float64Array(n);
-  if (popSum === 0 || prior.length === 0) return out;
-  for (let t = 0; t < T; t++) if (Z[t] > 0) At[t] /= Z[t];
+  const s = offerSums(cat, party, lifeStage);
+  if (s.popSum === 0 || prior.length === 0) return new Float64Array(cat.popularity.length);
   const logW = new Float64Array(prior.length);
   const norms = new Float64Array(prior.length);
+  let maxW = -Infinity;
   const restricted = prior.map((theta, v) => {
-    let sum = 0;
-    for (let t = 0; t < T; t++) if (Z[t] > 0) sum += theta[t];
-    const r = new Float64Array(T);
-    let norm = (EXPLORE * popAcc) / popSum;
-    for (let t = 0; t < T; t++) {
-      if (Z[t] > 0) r[t] = theta[t] / sum;
-      norm += (1 - EXPLORE) * r[t] * At[t];
-    }
+    const r = restrictTheta(s, theta);
+    let norm = (EXPLORE * s.popAcc) / s.popSum;
+    for (let t = 0; t < T; t++) norm += (1 - EXPLORE) * r[t] * s.At[t];
     norms[v] = norm;
     let lw = 0;
     for (const t of interests) lw += Math.log((1 - INTEREST_NOISE) * theta[t] + INTEREST_NOISE / T);
-    for (const j of history) {
-      let topical = 0;
-      for (const t of cat.topics[j]) topical += r[t] / Z[t];
-      lw += Math.log(((EXPLORE / popSum + (1 - EXPLORE) * topical) * cat.popularity[j] * accept[cat.priceBand[j]]) / norm);
-    }
+    for (const j of history) lw += Math.log(offerWeight(cat, s, j, r, EXPLORE) / norm);
     logW[v] = lw;
+    if (lw > maxW) maxW = lw;
     return r;
   });
-  const maxW = Math.max(...logW);
-  const eff = new Float64Array(T);
+  const mix = new Float64Array(T);
   let c = 0;
   restricted.forEach((r, v) => {
     const w = Math.exp(logW[v] - maxW) / norms[v];
     c += w;
-    for (let t = 0; t < T; t++) eff[t] += w * r[t];
+    for (let t = 0; t < T; t++) mix[t] += w * r[t];
   });
-  for (let i = 0; i < n; i++) {
-    if (cat.provider[i] !== party) continue;
-    let topical = 0;
-    for (const t of cat.topics[i]) topical += eff[t] / Z[t];
-    out[i] = ((EXPLORE * c) / popSum + (1 - EXPLORE) * topical) * cat.popularity[i] * accept[cat.priceBand[i]];
-  }
-  return out;
+  return offerWeights(cat, party, s, mix, EXPLORE * c);
 }
 
 /**
@@ -728,7 +749,7 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
   const cat = buildCatalogue(seed, parties, sizes.itemsPerParty);
   const hash = catalogueHash(cat.items);
   ensureOutDir(opts.out, parties);
-  opts.latent?.catalogue?.({ popularity: Float64Array.from(cat.popularity), priceBand: Uint8Array.from(cat.price), topics: cat.topicIdx.map((t) => Uint8Array.from(t)), provider: [...cat.provider] });
+  opts.latent?.catalogue?.({ ids: cat.items.map((it) => it.id), popularity: Float64Array.from(cat.popularity), priceBand: Uint8Array.from(cat.price), topics: cat.topicIdx.map((t) => Uint8Array.from(t)), provider: [...cat.provider] });
 
   // items.csv: one string (the catalogue is small), identical bytes in every party folder
   const itemsCsv = stringify([ITEMS_HEADER, ...cat.items.map((it) => [it.id, it.provider, it.domain, it.priceBand, it.topics.join('|')])]);
@@ -788,7 +809,7 @@ export async function generateSynthetic(opts: GenerateOptions): Promise<Syntheti
           for (let t = 0; t < T; t++) thetaCum[t] = acc += interestSet.has(t) ? 0 : theta[t];
           interestSet.add(rng.nextFloat() < INTEREST_NOISE ? rng.nextInt(T) : sampleCum(thetaCum, rng));
         }
-        opts.latent?.user?.(party, u, Float64Array.from(theta), life);
+        opts.latent?.user?.({ party, index: u, id: userId, theta: Float64Array.from(theta), lifeStage: life });
         const interests = [...interestSet].sort((a, b) => a - b).map((t) => TOPICS[t]);
         sinks.users.row([userId, V.ageBand[age], V.region[region], V.lifeStage[life], interests.join('|')]);
 

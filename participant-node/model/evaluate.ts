@@ -116,7 +116,7 @@ export function* modelScorerReads(model: TwoTowerModel): Reads<Scorer> {
   };
 }
 
-function popularityScorer(pop: Float32Array): Scorer {
+export function popularityScorer(pop: Float32Array): Scorer {
   return function* (users) {
     const out = new Float32Array(users.length * pop.length);
     for (let k = 0; k < users.length; k++) out.set(pop, k * pop.length);
@@ -192,34 +192,48 @@ export function evaluateModel(model: TwoTowerModel, ds: NodeDataset, split: Spli
   return run(evaluateModelReads(model, ds, split, seed));
 }
 
-export function* evaluateModelReads(model: TwoTowerModel, ds: NodeDataset, split: Split, seed = 1): Reads<EvalReport> {
+type LooMetrics = RankMetrics & { 'recall@50': number; byDomain: Record<string, RankMetrics & { 'recall@50': number }> };
+
+/** The leave-one-out cases of a split for a seed, and a runner that ranks any scorer on exactly them. */
+function looCases(ds: NodeDataset, split: Split, seed: number): (scorer: Scorer) => Reads<LooMetrics> {
   const { domainOf } = domainIndex(ds);
   const trainSeen = userItemSets(split.train);
   const cases = buildCases(split.test, trainSeen, candidatePools(ds), new Xoshiro128(seed));
-  const m = yield* runCases(cases, yield* modelScorerReads(model), domainOf, trainSeen);
-  const p = yield* runCases(cases, popularityScorer(popularityScores(split.train, ds.items.length, seed)), domainOf, trainSeen);
-  const perDomain = (x: Map<string, Acc>) => Object.fromEntries([...x].sort().map(([d, a]) => [d, a.withRecall()]));
-  return {
-    metrics: m.all.withRecall(),
-    byDomain: perDomain(m.byDomain),
-    baseline: { popularity: { ...p.all.withRecall(), byDomain: perDomain(p.byDomain) } },
+  return function* (scorer) {
+    const m = yield* runCases(cases, scorer, domainOf, trainSeen);
+    return { ...m.all.withRecall(), byDomain: Object.fromEntries([...m.byDomain].sort().map(([d, a]) => [d, a.withRecall()])) };
   };
+}
+
+export function* evaluateModelReads(model: TwoTowerModel, ds: NodeDataset, split: Split, seed = 1): Reads<EvalReport> {
+  const rank = looCases(ds, split, seed);
+  const { byDomain, ...metrics } = yield* rank(yield* modelScorerReads(model));
+  const popularity = yield* rank(popularityScorer(popularityScores(split.train, ds.items.length, seed)));
+  return { metrics, byDomain, baseline: { popularity } };
 }
 
 /**
  * Leave-one-out evaluation of any scorer (e.g. an oracle built from the generator's hidden variables)
  * on exactly the candidates evaluateModel draws for the same split and seed.
  */
-export function evaluateScorer(ds: NodeDataset, split: Split, scorer: Scorer, seed = 1): Promise<RankMetrics & { 'recall@50': number; byDomain: Record<string, RankMetrics & { 'recall@50': number }> }> {
-  return run(
-    (function* () {
-      const { domainOf } = domainIndex(ds);
-      const trainSeen = userItemSets(split.train);
-      const cases = buildCases(split.test, trainSeen, candidatePools(ds), new Xoshiro128(seed));
-      const m = yield* runCases(cases, scorer, domainOf, trainSeen);
-      return { ...m.all.withRecall(), byDomain: Object.fromEntries([...m.byDomain].sort().map(([d, a]) => [d, a.withRecall()])) };
-    })(),
-  );
+export function evaluateScorer(ds: NodeDataset, split: Split, scorer: Scorer, seed = 1): Promise<LooMetrics> {
+  return run(looCases(ds, split, seed)(scorer));
+}
+
+/**
+ * A scorer from per-user weights in another item order: weightsOf(u)[itemRow[i]] scores the
+ * dataset's item i (e.g. oracle weights in the generator's catalogue order).
+ */
+export function weightsScorer(itemRow: ArrayLike<number>, weightsOf: (user: number) => ArrayLike<number>): Scorer {
+  return function* (users) {
+    const stride = itemRow.length;
+    const scores = new Float32Array(users.length * stride);
+    users.forEach((u, r) => {
+      const w = weightsOf(u);
+      for (let i = 0; i < stride; i++) scores[r * stride + i] = w[itemRow[i]];
+    });
+    return { scores, stride };
+  };
 }
 
 /**

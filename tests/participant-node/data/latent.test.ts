@@ -6,12 +6,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { generateSynthetic, posteriorTakeUpWeights, takeUpWeights, type LatentCatalogue } from '../../../participant-node/data/generate';
+import { generateSynthetic, posteriorTakeUpWeights, takeUpWeights, type LatentCatalogue, type LatentUser } from '../../../participant-node/data/generate';
 import { importCsv } from '../../../participant-node/data/import';
 import { loadDataset } from '../../../participant-node/data/store';
 import { initNode } from '../../../participant-node/identity';
 import { leaveOneOutSplit } from '../../../participant-node/model/train';
-import { evaluateScorer, popularityScores, type Scorer } from '../../../participant-node/model/evaluate';
+import { evaluateScorer, popularityScorer, popularityScores, weightsScorer } from '../../../participant-node/model/evaluate';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { DEFAULT_VOCABULARIES as V } from '../../../shared/data/vocab';
 import { dirFingerprint, readCsv, tempDir } from './helpers';
@@ -37,8 +37,9 @@ test('the latent observer sees the catalogue and every user, and changes no outp
     out: path.join(root, 'observed'),
     latent: {
       catalogue: (c) => (cat = c),
-      user: (party, u, theta, life) => {
+      user: ({ party, index: u, id, theta, lifeStage: life }) => {
         seen[party].push(u);
+        expect(id).toBe(`${party}-u${String(u + 1).padStart(7, '0')}`);
         expect(theta.length).toBe(V.topics.length);
         expect(theta.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
         expect(life).toBeGreaterThanOrEqual(0);
@@ -52,6 +53,7 @@ test('the latent observer sees the catalogue and every user, and changes no outp
   for (const p of ['platform', 'insurer']) expect(seen[p]).toEqual(Array.from({ length: plain.counts[p].users }, (_, u) => u));
   const items = readCsv(path.join(root, 'plain', 'insurer', 'items.csv'));
   items.forEach((it, k) => {
+    expect(cat!.ids[k]).toBe(it.item_id);
     expect(cat!.provider[k]).toBe(it.provider);
     expect(V.priceBand[cat!.priceBand[k]]).toBe(it.price_band);
     expect(Array.from(cat!.topics[k], (t) => V.topics[t]).join('|')).toBe(it.topics);
@@ -61,7 +63,7 @@ test('the latent observer sees the catalogue and every user, and changes no outp
 test('posteriorTakeUpWeights with the user\'s own taste as the only prior sample ranks like takeUpWeights', async () => {
   let cat: LatentCatalogue | undefined;
   const thetas: Float64Array[] = [];
-  await generateSynthetic({ out: path.join(root, 'one'), seed: 5, scale: 'small', parties: ['platform', 'insurer'], latent: { catalogue: (c) => (cat = c), user: (p, u, th) => p === 'insurer' && (thetas[u] = th) } });
+  await generateSynthetic({ out: path.join(root, 'one'), seed: 5, scale: 'small', parties: ['platform', 'insurer'], latent: { catalogue: (c) => (cat = c), user: (u) => u.party === 'insurer' && (thetas[u.index] = u.theta) } });
   const a = takeUpWeights(cat!, 'insurer', thetas[0], 3);
   const b = posteriorTakeUpWeights(cat!, 'insurer', [thetas[0]], 3, [1, 2], [cat!.provider.indexOf('insurer')]);
   let ratio: number | undefined;
@@ -76,11 +78,10 @@ test('posteriorTakeUpWeights with the user\'s own taste as the only prior sample
 test('the oracles are the interaction model: true taste >> features, interests and history >> popularity; a wrong user\'s taste does not help', async () => {
   const out = path.join(root, 'eval');
   let cat: LatentCatalogue | undefined;
-  const thetas: Float64Array[] = [];
-  const lifes: number[] = [];
+  const latent = new Map<string, LatentUser>();
   await generateSynthetic({
     out, seed: 6, scale: 'small', parties: ['platform', 'insurer'], usersPerParty: 3000, itemsPerParty: 400,
-    latent: { catalogue: (c) => (cat = c), user: (p, u, th, life) => { if (p === 'insurer') { thetas[u] = th; lifes[u] = life; } } },
+    latent: { catalogue: (c) => (cat = c), user: (u) => latent.set(u.id, u) },
   });
   const dir = path.join(root, 'eval-node');
   await initNode(dir, 'insurer');
@@ -88,35 +89,20 @@ test('the oracles are the interaction model: true taste >> features, interests a
   await importCsv({ dataDir: dir, users: f('users.csv'), items: f('items.csv'), interactions: f('interactions.csv') });
   const ds = loadDataset(dir);
   const split = leaveOneOutSplit(ds);
-  const row = ds.users.map((u) => Number(/-u(\d+)$/.exec(u.id)![1]) - 1);
-  const order = readCsv(f('items.csv')).map((r) => r.item_id);
-  const itemRow = ds.items.map((it) => order.indexOf(it.id));
-  const scorer = (weights: (k: number) => Float64Array): Scorer =>
-    function* (users) {
-      const stride = ds.items.length;
-      const scores = new Float32Array(users.length * stride);
-      users.forEach((k, r) => {
-        const w = weights(k);
-        for (let i = 0; i < stride; i++) scores[r * stride + i] = w[itemRow[i]];
-      });
-      return { scores, stride };
-    };
-  const pop = popularityScores(split.train, ds.items.length, 7);
-  const popularity = await evaluateScorer(ds, split, function* (users) {
-    const scores = new Float32Array(users.length * pop.length);
-    users.forEach((_, r) => scores.set(pop, r * pop.length));
-    return { scores, stride: pop.length };
-  }, 7);
-  const oracle = await evaluateScorer(ds, split, scorer((k) => takeUpWeights(cat!, 'insurer', thetas[row[k]], lifes[row[k]])), 7);
-  const wrong = await evaluateScorer(ds, split, scorer((k) => takeUpWeights(cat!, 'insurer', thetas[(row[k] + 1) % thetas.length], lifes[row[k]])), 7);
+  const user = ds.users.map((u) => latent.get(u.id)!);
+  const itemRow = ds.items.map((it) => cat!.ids.indexOf(it.id));
+  const popularity = await evaluateScorer(ds, split, popularityScorer(popularityScores(split.train, ds.items.length, 7)), 7);
+  const oracle = await evaluateScorer(ds, split, weightsScorer(itemRow, (k) => takeUpWeights(cat!, 'insurer', user[k].theta, user[k].lifeStage)), 7);
+  const other = (k: number) => user[(k + 1) % user.length];
+  const wrong = await evaluateScorer(ds, split, weightsScorer(itemRow, (k) => takeUpWeights(cat!, 'insurer', other(k).theta, user[k].lifeStage)), 7);
   const cellOf = (k: number) => `${ds.users[k].ageBand}|${ds.users[k].lifeStage}|${ds.users[k].region}`;
   const pools = new Map<string, Float64Array[]>();
-  ds.users.forEach((_, k) => (pools.get(cellOf(k)) ?? pools.set(cellOf(k), []).get(cellOf(k))!).push(thetas[row[k]]));
+  ds.users.forEach((_, k) => (pools.get(cellOf(k)) ?? pools.set(cellOf(k), []).get(cellOf(k))!).push(user[k].theta));
   const hist = new Map<number, number[]>();
   split.train.user.forEach((k, j) => (hist.get(k) ?? hist.set(k, []).get(k)!).push(itemRow[split.train.item[j]]));
   const posterior = await evaluateScorer(
     ds, split,
-    scorer((k) => posteriorTakeUpWeights(cat!, 'insurer', pools.get(cellOf(k))!.filter((th) => th !== thetas[row[k]]), lifes[row[k]], ds.users[k].interests.map((t) => V.topics.indexOf(t)), hist.get(k) ?? [])),
+    weightsScorer(itemRow, (k) => posteriorTakeUpWeights(cat!, 'insurer', pools.get(cellOf(k))!.filter((th) => th !== user[k].theta), user[k].lifeStage, ds.users[k].interests.map((t) => V.topics.indexOf(t)), hist.get(k) ?? [])),
     7,
   );
   expect(oracle.count).toBeGreaterThan(1000);
