@@ -84,8 +84,11 @@ function userItemSets(p: Positives): Map<number, Set<number>> {
  * candidates, but never against items of another domain.
  */
 function sampleNegatives(pool: Uint32Array, exclude: Set<number>, k: number, rng: Xoshiro128): Uint32Array {
-  const eligible = Array.from(pool).filter((i) => !exclude.has(i));
-  if (eligible.length <= k) return Uint32Array.from(eligible);
+  // at least pool.length - exclude.size items are eligible: only a pool that may have <= k needs the scan
+  if (pool.length - exclude.size <= k) {
+    const eligible = Array.from(pool).filter((i) => !exclude.has(i));
+    if (eligible.length <= k) return Uint32Array.from(eligible);
+  }
   const out = new Uint32Array(k);
   const chosen = new Set<number>();
   let n = 0;
@@ -166,8 +169,12 @@ function* runCases(
   const chunk = 256;
   for (let s = 0; s < cases.length; s += chunk) {
     const part = cases.slice(s, s + chunk);
-    const { scores, stride } = yield* scorer(Uint32Array.from(part.map((c) => c.user)));
-    part.forEach((c, k) => {
+    // one score row per distinct user of the chunk (cross-domain cases repeat a user per ground-truth item)
+    const rowOf = new Map<number, number>();
+    for (const c of part) if (!rowOf.has(c.user)) rowOf.set(c.user, rowOf.size);
+    const { scores, stride } = yield* scorer(Uint32Array.from(rowOf.keys()));
+    part.forEach((c) => {
+      const k = rowOf.get(c.user)!;
       const row = scores.subarray(k * stride, (k + 1) * stride);
       const ts = row[c.target];
       let rank = 0;
