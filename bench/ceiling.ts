@@ -20,7 +20,18 @@
  *                     of the other generated users (all parties) in the same cell. A feasible
  *                     predictor: a lower bound on that ceiling. Federation (or pooling) can add to a
  *                     party's own offers at most what separates local_only from this ceiling;
- *   - oracle:         the take-up weights with the user's own hidden topic mixture: the Bayes ceiling.
+ *   - oracle:         the take-up weights with the user's own hidden topic mixture: the Bayes ceiling;
+ *   - pooled_insurers, pooled_all: what other parties' RAW data add to the product's model (no DP,
+ *                     no federation: the ceiling of what federation could bring): one model trained
+ *                     as the demo's pooled column is (DEMO_PARAMS.pooled, each party's interactions
+ *                     repeated as often as in its local-only training, negatives from the target's
+ *                     provider and domain) on insurer + insurer2, and on all three parties; evaluated
+ *                     on the party's every user with evaluatePooledParty (the demo's protocol: same
+ *                     held-out items, negatives drawn for the pooled rows). pooled_insurers for the
+ *                     insurer only (the platform has no second platform).
+ * The posterior row's lead over local_only is NOT a bound on what other parties' data add: most of
+ * it is the two-tower model's misspecification, which more of the party's own users repair as well
+ * (session 6); the pooled rows measure what the other parties' data add to this model.
  * Each party's users are distinct people, so other parties' data can only teach a party's model the
  * population-level mapping from features to taste (what the cell oracle knows, and more through
  * interests), never a user's individual taste. The gap oracle - local_only that individual taste
@@ -44,6 +55,8 @@ import { offerRanges, ownOfferMask } from '../shared/fl/offers';
 import { DEFAULT_VOCABULARIES as V } from '../shared/data/vocab';
 import { Xoshiro128 } from '../shared/util/prng';
 import { DEMO_PARAMS, DEMO_PARTIES } from '../bin/demo';
+import { evaluatePooledParty, poolDatasets, sampleUsers, trainPooled } from '../participant-node/model/pooled';
+import type { NodeDataset } from '../participant-node/data/dataset';
 
 const PARTIES = ['insurer', 'platform'];
 
@@ -73,12 +86,18 @@ export async function run(ctx: BenchContext): Promise<void> {
           (pools.get(key) ?? pools.set(key, []).get(key)!).push(latent.get(r.user_id)!.theta);
         }
       }
-      for (const party of PARTIES) {
+      const datasets: Record<string, NodeDataset> = {};
+      for (const party of DEMO_PARTIES) {
         const dir = path.join(root, `s${seed}-${party}`);
         await initNode(dir, party);
         const f = (x: string) => path.join(out, party, x);
         await importCsv({ dataDir: dir, users: f('users.csv'), items: f('items.csv'), interactions: f('interactions.csv') });
-        const ds = loadDataset(dir);
+        datasets[party] = loadDataset(dir);
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+      const pooledRows = await pooledFigures(seed, datasets);
+      for (const party of PARTIES) {
+        const ds = datasets[party];
         const split = leaveOneOutSplit(ds);
         const evalSeed = seed + 1000;
         const params = { seed, party, users: ds.users.length, heldOut: split.test.user.length, protocol: 'leave-one-out, 100 negatives from the same provider and domain' };
@@ -137,13 +156,51 @@ export async function run(ctx: BenchContext): Promise<void> {
           ['posterior_oracle', post['hr@10']],
           ['oracle', full['hr@10']],
         ];
+        for (const [name, v] of pooledRows[party] ?? []) figures.push([name, v]);
         for (const [name, v] of figures) ctx.record(`${party}_${name}_hr_at_10`, Math.round(v * 10000) / 10000, 'HR@10', params);
         ctx.log(`seed ${seed} ${party}: ${figures.map(([n, v]) => `${n} ${v.toFixed(4)}`).join(', ')}`);
-        fs.rmSync(dir, { recursive: true, force: true });
       }
       fs.rmSync(out, { recursive: true, force: true });
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
+}
+
+/**
+ * HR@10 of the demo's pooled model (DEMO_PARAMS.pooled, non-DP) trained on insurer + insurer2 and
+ * on all parties, for each party of PARTIES on every one of its users: [row name, HR@10] per party.
+ */
+async function pooledFigures(seed: number, datasets: Record<string, NodeDataset>): Promise<Record<string, Array<[string, number]>>> {
+  const L = DEMO_PARAMS.local;
+  const P = DEMO_PARAMS.pooled;
+  const out: Record<string, Array<[string, number]>> = {};
+  const sets: Array<[string, string[]]> = [
+    ['pooled_insurers', ['insurer', 'insurer2']],
+    ['pooled_all', DEMO_PARTIES],
+  ];
+  for (const [name, parties] of sets) {
+    const pooled = poolDatasets(parties.map((p) => datasets[p]));
+    const pt = await trainPooled(pooled, {
+      model: { architecture: 'two-tower-v1', embeddingDim: DEMO_PARAMS.embeddingDim, hiddenDim: DEMO_PARAMS.hiddenDim, numItems: pooled.ds.items.length },
+      vocabularies: V,
+      epochs: P.epochs,
+      batchSize: P.batchSize,
+      negatives: P.negatives,
+      learningRate: P.learningRate,
+      seed,
+      repeats: Object.fromEntries(parties.map((p) => [p, p === 'platform' ? L.platformEpochs : L.insurerEpochs])),
+      offerNegatives: true,
+    });
+    try {
+      for (const party of PARTIES.filter((p) => parties.includes(p))) {
+        const users = sampleUsers(datasets[party].users.length, Math.max(1, datasets[party].users.length), 0);
+        const r = await evaluatePooledParty(pt.model, pooled, pt.split, party, users, { seed: seed + 1000 });
+        (out[party] ??= []).push([name, r.loo.metrics['hr@10']]);
+      }
+    } finally {
+      pt.model.dispose();
+    }
+  }
+  return out;
 }

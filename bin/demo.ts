@@ -15,12 +15,13 @@
  *   5. three `fedbridge node join` CHILD PROCESSES; once all are subscribed, `coordinator runs
  *      start` with the signed policy and a seeded initial model; SecAgg + DP rounds run until the
  *      run finishes (logs under WORK/logs, one progress line per round);
- *   6. baselines in this process: local-only (each party alone, non-DP, its model never leaves the
- *      node) and pooled (one model on the union of all parties' data: the ceiling for one shared
- *      model, which a per-party fine-tuned model can exceed);
- *   7. evaluation of local / federated / pooled per party on the same (seeded, sampled at default
- *      scale) users, held-out items and negatives: HR@10, NDCG@10, per domain, cross-domain against
- *      the generator's hidden ground truth; epsilon per party from each node's privacy ledger;
+ *   6. baselines: local-only (each party alone, non-DP, its model never leaves the node; trained by
+ *      `fedbridge node train-local` child processes in copies of the node dirs, alongside this
+ *      process's training), fed+local personalisation, and pooled (one model on the union of all
+ *      parties' data: the ceiling for one shared model, which a per-party fine-tuned model can exceed);
+ *   7. evaluation of local / federated / pooled per party on the same users (a seeded sample of
+ *      2,000 per party by default; every user with --eval-users all), held-out items and negatives:
+ *      HR@10, NDCG@10, per domain, cross-domain against the generator's hidden ground truth; epsilon per party from each node's privacy ledger;
  *   8. one table, an SVG plot (quality and epsilon per round), results.json;
  *   9. `coordinator tokens issue --role auditor`, `audit export`, `audit verify --json`;
  *  10. the coordinator is stopped; exit 0 only if every step worked.
@@ -63,8 +64,15 @@ export const DEMO_PARAMS = {
   personalise: { platformEpochs: 1, insurerEpochs: 3, learningRate: 0.005, freezeTowers: true } as { platformEpochs: number; insurerEpochs: number; learningRate: number; freezeTowers: boolean } | null,
   /** pooled ceiling (non-DP, all parties' data in one place; each party's interactions repeated per epoch as often as its local epochs) */
   pooled: { epochs: 1, batchSize: 1024, negatives: 4, learningRate: 0.005 },
-  /** evaluation: users sampled per party (all users when the party has fewer) */
-  evalUsers: 2000,
+  /**
+   * evaluation: a seeded sample of N users per party (all users when the party has fewer), or
+   * 'all' (`--eval-users all`). A 2,000-user sample has a binomial standard error of about 0.011 on
+   * an HR@10 near 0.5, which inflates the spread across seeds to 0.02-0.04; all ~15k insurer users
+   * with a held-out take-up bring it to about 0.004, but each evaluation pass over every user of the
+   * three parties costs about 50 s on a slow 2-core machine (seed 1, session 7: 821 s for the whole
+   * demo, sequential baselines), so the default keeps the sample to stay under 10 minutes.
+   */
+  evalUsers: 2000 as number | 'all',
   /** per-round federated quality: users sampled per party (<= 1000; a prefix of the sample above) */
   roundEvalUsers: 500,
 };
@@ -72,6 +80,13 @@ export const DEMO_PARAMS = {
 export const DEMO_PARTIES = ['platform', 'insurer', 'insurer2'];
 
 export type SpawnCli = (args: string[], env?: NodeJS.ProcessEnv) => ChildProcess;
+
+/** `--eval-users`: "all" or a positive integer (undefined: the default). */
+export function parseEvalUsers(raw: string | undefined): number | 'all' | undefined {
+  if (raw === undefined || raw === 'all') return raw;
+  if (!/^\s*\d+\s*$/.test(raw)) throw new UserError(`--eval-users expects "all" or a positive integer, got "${raw}"`);
+  return parseNumberOption('--eval-users', raw, { integer: true, min: 1 });
+}
 
 export interface DemoOptions {
   scale: 'small' | 'default' | 'large';
@@ -83,7 +98,8 @@ export interface DemoOptions {
   itemsPerParty?: number;
   /** users of particular parties (`--party-users`), overriding the scale for them */
   partyUsers?: Record<string, number>;
-  evalUsers?: number;
+  /** users evaluated per party: a number (seeded sample) or 'all' (default DEMO_PARAMS.evalUsers) */
+  evalUsers?: number | 'all';
   /** how to run `fedbridge ARGS...` as a child process (default: node dist/bin/fedbridge.js) */
   spawnCli?: SpawnCli;
   /** progress lines (default: stderr) */
@@ -462,7 +478,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const sel = await selectBackend(tf, (o.backend ?? 'auto') as never);
     const evalN = o.evalUsers ?? P.evalUsers;
     const datasets = Object.fromEntries(DEMO_PARTIES.map((p) => [p, loadDataset(dirs.nodes[p])]));
-    const samples = Object.fromEntries(DEMO_PARTIES.map((p) => [p, sampleUsers(datasets[p].users.length, evalN, evalSeed)]));
+    const samples = Object.fromEntries(DEMO_PARTIES.map((p) => [p, sampleUsers(datasets[p].users.length, evalN === 'all' ? Math.max(1, datasets[p].users.length) : evalN, evalSeed)]));
     type Ev = Awaited<ReturnType<typeof evaluateSavedModel>>;
     const evals: Record<string, { federated: Ev; personalised?: Ev; local: Ev; pooled?: Awaited<ReturnType<typeof evaluatePooledParty>> }> = {};
     for (const p of DEMO_PARTIES) {
@@ -472,6 +488,25 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       evals[p] = { federated: fed } as never;
     }
     mark('evaluate-federated');
+    // The local-only baselines train in child processes (`fedbridge node train-local`, as each party
+    // would run it) while this process personalises and trains the pooled model: on 2 cores the
+    // two streams of training overlap (tfjs-wasm is single-threaded on Node). Each trains in a copy
+    // of its node's data directory (data and identity only), so it cannot overwrite the federated
+    // model that personalisation continues from. Same seeds and options as in this process: the
+    // same models.
+    const localDirs = Object.fromEntries(DEMO_PARTIES.map((p) => [p, path.join(work, 'local-only', p)])) as Record<string, string>;
+    const skip = new Set(['model', 'model-federated', 'federation', 'privacy', 'receipts', '.participated']);
+    for (const p of DEMO_PARTIES) fs.cpSync(dirs.nodes[p], localDirs[p], { recursive: true, filter: (src) => !skip.has(path.relative(dirs.nodes[p], src).split(path.sep)[0]) });
+    const localTrained: Record<string, Record<string, unknown>> = {};
+    const localChain = (async () => {
+      for (const p of DEMO_PARTIES) {
+        const epochs = p === 'platform' ? P.local.platformEpochs : P.local.insurerEpochs;
+        const L = P.local;
+        const args = ['node', 'train-local', '--data-dir', localDirs[p], '--epochs', String(epochs), '--batch-size', String(L.batchSize), '--negatives', String(L.negatives), '--lr', String(L.learningRate), '--seed', String(o.seed), '--holdout', 'last', '--policy', policyFile, '--backend', o.backend ?? 'auto', '--json'];
+        localTrained[p] = jsonOut((await cli(`local-only-${p}`, args)).stdout);
+      }
+    })();
+    localChain.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled meanwhile
     if (P.personalise) {
       for (const p of DEMO_PARTIES) {
         const epochs = p === 'platform' ? P.personalise.platformEpochs : P.personalise.insurerEpochs;
@@ -481,13 +516,6 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       log(`federated + local personalisation: each party trained the federated model further on its own data (${P.personalise.platformEpochs} / ${P.personalise.insurerEpochs} epochs)`);
       mark('personalise');
     }
-    for (const p of DEMO_PARTIES) {
-      const epochs = p === 'platform' ? P.local.platformEpochs : P.local.insurerEpochs;
-      const tr = await trainLocal(dirs.nodes[p], { backend: (o.backend ?? 'auto') as never, epochs, batchSize: P.local.batchSize, negatives: P.local.negatives, learningRate: P.local.learningRate, seed: o.seed, holdout: 'last', policy: policyFile });
-      log(`local-only ${p}: ${epochs} epoch(s), ${tr.steps} steps, ${Math.round(tr.samplesPerSecond)} samples/s on ${tr.backend}`);
-      evals[p].local = await evaluateSavedModel(dirs.nodes[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
-    }
-    mark('local');
     const pooled = poolDatasets(DEMO_PARTIES.map((p) => datasets[p]));
     const pt = await trainPooled(pooled, {
       model: policy.model,
@@ -512,6 +540,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       pt.model.dispose();
     }
     mark('pooled');
+    await localChain;
+    for (const p of DEMO_PARTIES) {
+      const tr = localTrained[p] as { epochs: number; steps: number; samplesPerSecond: number; backend: string };
+      log(`local-only ${p}: ${tr.epochs} epoch(s), ${tr.steps} steps, ${Math.round(tr.samplesPerSecond)} samples/s on ${tr.backend} (child process, alongside the training above)`);
+      evals[p].local = await evaluateSavedModel(localDirs[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
+    }
+    mark('local');
 
     // ---- results -----------------------------------------------------------------------------
     const parties: Record<string, PartyResult> = {};
@@ -697,7 +732,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--seed <n>', 'data / initial model / evaluation seed', '1')
     .option('--rounds <n>', `federated rounds (default ${DEMO_PARAMS.rounds})`)
     .option('--party-users <list>', 'users of particular parties, overriding the scale, e.g. insurer=2000,insurer2=2000')
-    .option('--eval-users <n>', `users evaluated per party (default ${DEMO_PARAMS.evalUsers})`)
+    .option('--eval-users <n|all>', `users evaluated per party: all, or a seeded sample of n (default ${DEMO_PARAMS.evalUsers})`)
     .option('--work <dir>', 'working directory (wiped first)', '.fedbridge-demo')
     .option('--backend <name>', 'tfjs backend for every training: auto|gpu|webgpu|node|wasm|cpu', 'auto')
     .option('--json', 'end with one JSON line of the results (DESIGN §8)')
@@ -716,7 +751,7 @@ async function main(argv: string[]): Promise<number> {
     seed: parseNumberOption('--seed', o.seed, { integer: true, min: 0, max: 2 ** 31 - 1 }),
     rounds: o.rounds === undefined ? undefined : parseNumberOption('--rounds', o.rounds, { integer: true, min: 1, max: 1000 }),
     partyUsers,
-    evalUsers: o.evalUsers === undefined ? undefined : parseNumberOption('--eval-users', o.evalUsers, { integer: true, min: 1 }),
+    evalUsers: parseEvalUsers(o.evalUsers),
     work: o.work,
     backend: o.backend,
   });

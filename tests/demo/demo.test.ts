@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { parse as parseYaml } from 'yaml';
-import { DEMO_PARTIES, demoJson, runDemo, type DemoResult } from '../../bin/demo';
+import { DEMO_PARAMS, DEMO_PARTIES, demoJson, parseEvalUsers, runDemo, type DemoResult } from '../../bin/demo';
+import { UserError } from '../../shared/cli/errors';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const HOOK = path.join(__dirname, 'ts-hook.js');
@@ -60,6 +61,8 @@ describe('npm run demo (small scale, 2 rounds)', () => {
       }
       expect(r.crossDomain).not.toBeNull();
       expect(r.evaluated.heldOut).toBeGreaterThan(0);
+      // 150 users per party, under the default sample of 2,000: every user is evaluated
+      expect(r.evaluated.users).toBe(r.evaluated.totalUsers);
     }
     expect(lines.some((l) => /round 2\/2 done/.test(l))).toBe(true);
   });
@@ -100,5 +103,18 @@ describe('npm run demo (small scale, 2 rounds)', () => {
     expect(result.audit.receipts).toBeGreaterThanOrEqual(2 * DEMO_PARTIES.length);
     expect(result.audit.failures).toEqual([]);
     expect(result.verified).toBe(true);
+  });
+});
+
+describe('demo --eval-users', () => {
+  test('"all" or a positive integer (default 2000); anything else is refused with the flag named', () => {
+    expect(DEMO_PARAMS.evalUsers).toBe(2000);
+    expect(parseEvalUsers(undefined)).toBeUndefined();
+    expect(parseEvalUsers('all')).toBe('all');
+    expect(parseEvalUsers('2000')).toBe(2000);
+    for (const bad of ['0', '-5', '1.5', 'ALL', 'some', '']) {
+      expect(() => parseEvalUsers(bad)).toThrow(UserError);
+      expect(() => parseEvalUsers(bad)).toThrow(/--eval-users/);
+    }
   });
 });
