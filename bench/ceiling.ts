@@ -18,8 +18,9 @@
  *                     posteriorTakeUpWeights): the posterior predictive given the user's features,
  *                     declared interests and own training take-ups, the prior being the hidden tastes
  *                     of the other generated users (all parties) in the same cell. A feasible
- *                     predictor: a lower bound on that ceiling. Federation (or pooling) can add to a
- *                     party's own offers at most what separates local_only from this ceiling;
+ *                     predictor: a lower bound on that ceiling, which knows the generator's model
+ *                     family (so its lead over local_only mixes the value of population data with
+ *                     the two-tower model's misspecification, see below);
  *   - oracle:         the take-up weights with the user's own hidden topic mixture: the Bayes ceiling;
  *   - pooled_insurers, pooled_all: what other parties' RAW data add to the product's model (no DP,
  *                     no federation: the ceiling of what federation could bring): one model trained
