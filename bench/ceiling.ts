@@ -56,7 +56,7 @@ import { offerRanges, ownOfferMask } from '../shared/fl/offers';
 import { DEFAULT_VOCABULARIES as V } from '../shared/data/vocab';
 import { Xoshiro128 } from '../shared/util/prng';
 import { DEMO_PARAMS, DEMO_PARTIES } from '../bin/demo';
-import { evaluatePooledParty, poolDatasets, sampleUsers, trainPooled } from '../participant-node/model/pooled';
+import { evaluatePooledParty, poolDatasets, trainPooled } from '../participant-node/model/pooled';
 import type { NodeDataset } from '../participant-node/data/dataset';
 
 const PARTIES = ['insurer', 'platform'];
@@ -195,7 +195,7 @@ async function pooledFigures(seed: number, datasets: Record<string, NodeDataset>
     });
     try {
       for (const party of PARTIES.filter((p) => parties.includes(p))) {
-        const users = sampleUsers(datasets[party].users.length, Math.max(1, datasets[party].users.length), 0);
+        const users = Uint32Array.from({ length: datasets[party].users.length }, (_, k) => k); // every user
         const r = await evaluatePooledParty(pt.model, pooled, pt.split, party, users, { seed: seed + 1000 });
         (out[party] ??= []).push([name, r.loo.metrics['hr@10']]);
       }

@@ -21,7 +21,8 @@
  *      parties' data: the ceiling for one shared model, which a per-party fine-tuned model can exceed);
  *   7. evaluation of local / federated / pooled per party on the same users (a seeded sample of
  *      2,000 per party by default; every user with --eval-users all), held-out items and negatives:
- *      HR@10, NDCG@10, per domain, cross-domain against the generator's hidden ground truth; epsilon per party from each node's privacy ledger;
+ *      HR@10, NDCG@10, per domain, cross-domain against the generator's hidden ground truth;
+ *      epsilon per party from each node's privacy ledger;
  *   8. one table, an SVG plot (quality and epsilon per round), results.json;
  *   9. `coordinator tokens issue --role auditor`, `audit export`, `audit verify --json`;
  *  10. the coordinator is stopped; exit 0 only if every step worked.
@@ -498,10 +499,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const skip = new Set(['model', 'model-federated', 'federation', 'privacy', 'receipts', '.participated']);
     for (const p of DEMO_PARTIES) fs.cpSync(dirs.nodes[p], localDirs[p], { recursive: true, filter: (src) => !skip.has(path.relative(dirs.nodes[p], src).split(path.sep)[0]) });
     const localTrained: Record<string, Record<string, unknown>> = {};
+    const L = P.local;
     const localChain = (async () => {
       for (const p of DEMO_PARTIES) {
-        const epochs = p === 'platform' ? P.local.platformEpochs : P.local.insurerEpochs;
-        const L = P.local;
+        const epochs = p === 'platform' ? L.platformEpochs : L.insurerEpochs;
         const args = ['node', 'train-local', '--data-dir', localDirs[p], '--epochs', String(epochs), '--batch-size', String(L.batchSize), '--negatives', String(L.negatives), '--lr', String(L.learningRate), '--seed', String(o.seed), '--holdout', 'last', '--policy', policyFile, '--backend', o.backend ?? 'auto', '--json'];
         localTrained[p] = jsonOut((await cli(`local-only-${p}`, args)).stdout);
       }
