@@ -55,7 +55,7 @@ import { evaluateModel, evaluateScorer, weightsScorer } from '../participant-nod
 import { offerRanges, ownOfferMask } from '../shared/fl/offers';
 import { DEFAULT_VOCABULARIES as V } from '../shared/data/vocab';
 import { Xoshiro128 } from '../shared/util/prng';
-import { DEMO_PARAMS, DEMO_PARTIES } from '../bin/demo';
+import { DEMO_PARAMS, DEMO_PARTIES, demoPooledOptions } from '../bin/demo';
 import { evaluatePooledParty, poolDatasets, trainPooled } from '../participant-node/model/pooled';
 import type { NodeDataset } from '../participant-node/data/dataset';
 
@@ -173,8 +173,6 @@ export async function run(ctx: BenchContext): Promise<void> {
  * on all parties, for each party of PARTIES on every one of its users: [row name, HR@10] per party.
  */
 async function pooledFigures(seed: number, datasets: Record<string, NodeDataset>): Promise<Record<string, Array<[string, number]>>> {
-  const L = DEMO_PARAMS.local;
-  const P = DEMO_PARAMS.pooled;
   const out: Record<string, Array<[string, number]>> = {};
   const sets: Array<[string, string[]]> = [
     ['pooled_insurers', ['insurer', 'insurer2']],
@@ -182,17 +180,8 @@ async function pooledFigures(seed: number, datasets: Record<string, NodeDataset>
   ];
   for (const [name, parties] of sets) {
     const pooled = poolDatasets(parties.map((p) => datasets[p]));
-    const pt = await trainPooled(pooled, {
-      model: { architecture: 'two-tower-v1', embeddingDim: DEMO_PARAMS.embeddingDim, hiddenDim: DEMO_PARAMS.hiddenDim, numItems: pooled.ds.items.length },
-      vocabularies: V,
-      epochs: P.epochs,
-      batchSize: P.batchSize,
-      negatives: P.negatives,
-      learningRate: P.learningRate,
-      seed,
-      repeats: Object.fromEntries(parties.map((p) => [p, p === 'platform' ? L.platformEpochs : L.insurerEpochs])),
-      offerNegatives: true,
-    });
+    const model = { architecture: 'two-tower-v1' as const, embeddingDim: DEMO_PARAMS.embeddingDim, hiddenDim: DEMO_PARAMS.hiddenDim, numItems: pooled.ds.items.length };
+    const pt = await trainPooled(pooled, demoPooledOptions(parties, model, V, seed, true));
     try {
       for (const party of PARTIES.filter((p) => parties.includes(p))) {
         const users = Uint32Array.from({ length: datasets[party].users.length }, (_, k) => k); // every user

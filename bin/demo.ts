@@ -34,6 +34,9 @@ import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Command } from 'commander';
 import { parseNumberOption, UserError } from '../shared/cli/errors';
+import type { Vocabularies } from '../shared/data/vocab';
+import type { ModelConfig } from '../shared/model/layout';
+import type { PooledTrainOptions } from '../participant-node/model/pooled';
 
 /** The demo's federation parameters (the lead tunes these; the policy carries them). */
 export const DEMO_PARAMS = {
@@ -79,6 +82,23 @@ export const DEMO_PARAMS = {
 };
 
 export const DEMO_PARTIES = ['platform', 'insurer', 'insurer2'];
+
+/**
+ * The demo's pooled training (DEMO_PARAMS.pooled, non-DP) over `parties`: each party's interactions
+ * repeated per epoch as often as in its local-only training (a fair ceiling, not an under-trained
+ * one). Shared with the ceiling bench.
+ */
+export function demoPooledOptions(parties: readonly string[], model: ModelConfig, vocabularies: Vocabularies, seed: number, offerNegatives: boolean): PooledTrainOptions {
+  const L = DEMO_PARAMS.local;
+  return {
+    model,
+    vocabularies,
+    ...DEMO_PARAMS.pooled,
+    seed,
+    repeats: Object.fromEntries(parties.map((p) => [p, p === 'platform' ? L.platformEpochs : L.insurerEpochs])),
+    offerNegatives,
+  };
+}
 
 export type SpawnCli = (args: string[], env?: NodeJS.ProcessEnv) => ChildProcess;
 
@@ -479,7 +499,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const sel = await selectBackend(tf, (o.backend ?? 'auto') as never);
     const evalN = o.evalUsers ?? P.evalUsers;
     const datasets = Object.fromEntries(DEMO_PARTIES.map((p) => [p, loadDataset(dirs.nodes[p])]));
-    const samples = Object.fromEntries(DEMO_PARTIES.map((p) => [p, sampleUsers(datasets[p].users.length, evalN === 'all' ? Math.max(1, datasets[p].users.length) : evalN, evalSeed)]));
+    const samples = Object.fromEntries(DEMO_PARTIES.map((p) => [p, sampleUsers(datasets[p].users.length, evalN === 'all' ? Number.MAX_SAFE_INTEGER : evalN, evalSeed)]));
     type Ev = Awaited<ReturnType<typeof evaluateSavedModel>>;
     const evals: Record<string, { federated: Ev; personalised?: Ev; local: Ev; pooled?: Awaited<ReturnType<typeof evaluatePooledParty>> }> = {};
     for (const p of DEMO_PARTIES) {
@@ -492,12 +512,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     // The local-only baselines train in child processes (`fedbridge node train-local`, as each party
     // would run it) while this process personalises and trains the pooled model: on 2 cores the
     // two streams of training overlap (tfjs-wasm is single-threaded on Node). Each trains in a copy
-    // of its node's data directory (data and identity only), so it cannot overwrite the federated
-    // model that personalisation continues from. Same seeds and options as in this process: the
+    // of what train-local reads from its node's directory (node.json and data/: no keys, ledger or
+    // models), so it cannot overwrite the federated model that personalisation continues from. Same seeds and options as in this process: the
     // same models.
     const localDirs = Object.fromEntries(DEMO_PARTIES.map((p) => [p, path.join(work, 'local-only', p)])) as Record<string, string>;
-    const skip = new Set(['model', 'model-federated', 'federation', 'privacy', 'receipts', '.participated']);
-    for (const p of DEMO_PARTIES) fs.cpSync(dirs.nodes[p], localDirs[p], { recursive: true, filter: (src) => !skip.has(path.relative(dirs.nodes[p], src).split(path.sep)[0]) });
+    for (const p of DEMO_PARTIES) for (const f of ['node.json', 'data']) fs.cpSync(path.join(dirs.nodes[p], f), path.join(localDirs[p], f), { recursive: true });
     const localTrained: Record<string, Record<string, unknown>> = {};
     const L = P.local;
     const localChain = (async () => {
@@ -518,19 +537,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       mark('personalise');
     }
     const pooled = poolDatasets(DEMO_PARTIES.map((p) => datasets[p]));
-    const pt = await trainPooled(pooled, {
-      model: policy.model,
-      vocabularies: policy.vocabularies,
-      epochs: P.pooled.epochs,
-      batchSize: P.pooled.batchSize,
-      negatives: P.pooled.negatives,
-      learningRate: P.pooled.learningRate,
-      seed: o.seed,
-      // each party's interactions as often per epoch as in its local-only training
-      repeats: Object.fromEntries(DEMO_PARTIES.map((p) => [p, p === 'platform' ? P.local.platformEpochs : P.local.insurerEpochs])),
-      // negatives as the parties draw them under the policy's offer scope
-      offerNegatives: policy.training.offerScope === 'own',
-    });
+    // negatives as the parties draw them under the policy's offer scope
+    const pt = await trainPooled(pooled, demoPooledOptions(DEMO_PARTIES, policy.model, policy.vocabularies, o.seed, policy.training.offerScope === 'own'));
     try {
       log(`pooled ceiling: ${pooled.ds.users.length} users, ${pt.split.train.user.length} training interactions (each party's repeated as often as in its local training), ${pt.train.epochs} epoch(s), ${pt.train.steps} steps, ${Math.round(pt.train.samplesPerSecond)} samples/s on ${sel.backend}`);
       for (const p of DEMO_PARTIES) {
