@@ -17,6 +17,7 @@ import { CoordinatorAudit, coordinatorSealer } from './audit/log';
 import type { CoordinatorConfig } from './config/config';
 import type { CoordinatorContext } from './context';
 import { BoundServerGrpc } from './grpc/bound-server';
+import { guardRequestDeserializers, malformedRequestInterceptor } from './grpc/malformed';
 import { FEDERATION_PROTO, GRPC_MAX_MESSAGE_BYTES, LOADER_OPTIONS, PROTO_PACKAGE, PROTO_ROOT } from './grpc/options';
 import { CoordinatorMetrics } from './http/metrics';
 import { PartyAuthenticator } from './identity/authenticate';
@@ -107,8 +108,17 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
       loader: { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] },
       maxReceiveMessageLength: GRPC_MAX_MESSAGE_BYTES,
       maxSendMessageLength: GRPC_MAX_MESSAGE_BYTES,
+      // undecodable protobuf -> INVALID_ARGUMENT, not grpc-js's INTERNAL (grpc/malformed.ts)
+      onLoadPackageDefinition: (def) => {
+        guardRequestDeserializers(def);
+      },
     };
-    const strategy = new BoundServerGrpc(grpcOptions);
+    const strategy = new BoundServerGrpc(grpcOptions, [
+      malformedRequestInterceptor((method, m) => {
+        metrics.rejected.inc({ code: 'INVALID_ARGUMENT' });
+        log(`refused ${method}: ${m.details}`);
+      }),
+    ]);
     // HTTPS (config http.tls) uses the gRPC server certificate: auditor bearer tokens are never sent in clear
     const httpsOptions = config.http.tls ? { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } : undefined;
     app = await NestFactory.create(AppModule.forContext(ctx), { logger: ['error', 'warn'], abortOnError: false, httpsOptions });

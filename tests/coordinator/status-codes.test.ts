@@ -4,7 +4,7 @@
  * still completes afterwards. Over real gRPC with mutual TLS on loopback.
  */
 import { ed25519Keygen } from '../../shared/crypto/sign';
-import { EventKind, PhaseMessageBody, SubscribeBody, UploadOpenBody } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { EventKind, PhaseMessageBody, SubscribeBody, UploadChunk, UploadOpenBody } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import type { RunningCoordinator } from '../../coordinator/main';
 import { PlainSumFactory } from './helpers/plain-protocol';
 import { grpc, grpcError, makeEnv, ManualTimers, modelDim, OPERATOR_TOKEN, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
@@ -25,6 +25,7 @@ describe('status codes of rejected requests (nothing stored, honest round comple
 
   const counts = () => coord.ctx.repo.snapshotCounts();
   const received = () => JSON.stringify(factory.protocols.map((p) => p.received));
+  const rejectedInvalid = async () => (await coord.ctx.metrics.rejected.get()).values.find((v) => v.labels.code === 'INVALID_ARGUMENT')?.value ?? 0;
 
   /** Runs `bad`, expects `code` and a message matching `msg`, and that nothing was stored. */
   async function rejects(bad: () => Promise<unknown>, code: grpc.status, msg: RegExp) {
@@ -146,6 +147,18 @@ describe('status codes of rejected requests (nothing stored, honest round comple
       /signature does not verify/,
     );
 
+    // a frame that is no protobuf message, after a valid signed open and a first chunk: refused
+    // INVALID_ARGUMENT (not grpc-js's INTERNAL), the handler's partial upload is dropped
+    const chunks = platform.uploadChunks(runId, 1, good(0), { chunkBytes: 4096 });
+    const frames = chunks.map((c) => UploadChunk.encode(c).finish());
+    await rejects(
+      () => platform.streamBytes('UploadMaskedInput', [frames[0], frames[1], Uint8Array.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), ...frames.slice(2)]),
+      status.INVALID_ARGUMENT,
+      /^malformed request: the bytes are not a valid fedbridge\.v1\.UploadChunk protobuf message \(/,
+    );
+    // an undecodable first frame
+    await rejects(() => platform.streamBytes('UploadMaskedInput', [Uint8Array.from([0xff])]), status.INVALID_ARGUMENT, /not a valid fedbridge\.v1\.UploadChunk protobuf message/);
+
     // honest uploads complete the phase and the round
     await Promise.all([platform, insurer, insurer2].map((p, k) => p.upload(runId, 1, good(k), { chunkBytes: CHUNK })));
     for (const [m, ph] of [['ConsistencyCheck', 5], ['Unmasking', 6]] as const) {
@@ -159,29 +172,32 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     expect(got[3]).toBeCloseTo(((3 % 5) * 0.01 * (1 + 2 + 3)) / 3, 6);
   });
 
-  test('malformed protobuf bytes on every unary party RPC: an error status, nothing stored, the server keeps serving', async () => {
+  test('malformed protobuf bytes on every unary and server-streaming party RPC: INVALID_ARGUMENT naming the message type, nothing stored, the server keeps serving', async () => {
     const fs = await import('node:fs');
     const creds = grpc.credentials.createSsl(fs.readFileSync(env.certs.ca), fs.readFileSync(env.certs.clients.platform.key), fs.readFileSync(env.certs.clients.platform.cert));
     const raw = new grpc.Client(`127.0.0.1:${coord.grpcPort}`, creds, { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
     const id = (b: Buffer) => b;
     const before = await counts();
-    for (const m of ['Subscribe', 'AdvertiseKeys', 'ShareKeys', 'ConsistencyCheck', 'Unmasking', 'DownloadModel', 'SubmitReceipt']) {
-      const code = await new Promise<number>((resolve) => {
+    const rejectedBefore = await rejectedInvalid();
+    const METHODS = ['Subscribe', 'AdvertiseKeys', 'ShareKeys', 'ConsistencyCheck', 'Unmasking', 'DownloadModel', 'SubmitReceipt'];
+    for (const m of METHODS) {
+      const got = await new Promise<{ code: number; details: string }>((resolve) => {
+        const fail = (e: grpc.ServiceError | null) => resolve(e ? { code: e.code, details: e.details } : { code: -1, details: '' });
         if (m === 'Subscribe' || m === 'DownloadModel') {
           const call = raw.makeServerStreamRequest(`/fedbridge.v1.ParticipantService/${m}`, id, id, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), new grpc.Metadata(), {});
           call.on('data', () => undefined);
-          call.on('error', (e: grpc.ServiceError) => resolve(e.code));
-          call.on('end', () => resolve(-1));
+          call.on('error', fail);
+          call.on('end', () => fail(null));
         } else {
-          raw.makeUnaryRequest(`/fedbridge.v1.ParticipantService/${m}`, id, id, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), (e) => resolve(e ? e.code : -1));
+          raw.makeUnaryRequest(`/fedbridge.v1.ParticipantService/${m}`, id, id, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), fail);
         }
       });
-      expect([m, code]).toEqual([m, expect.any(Number)]);
-      expect(code).not.toBe(-1);
-      expect(code).not.toBe(grpc.status.OK);
+      expect([m, got]).toEqual([m, { code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^malformed request: the bytes are not a valid fedbridge\.v1\.SignedRequest protobuf message \(.+\)$/) }]);
     }
     raw.close();
     expect(await counts()).toEqual(before);
+    // each refusal is counted in fedbridge_rejected_requests_total
+    expect((await rejectedInvalid()) - rejectedBefore).toBe(METHODS.length);
     // still serving: a well-formed request gets its normal answer
     const s = parties[0].subscribe(coord.publicKey);
     await s.next(() => true);
@@ -209,6 +225,20 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     expect(shortKey.code).toBe(status.INVALID_ARGUMENT);
     const role = await grpcError(unary(op.client.issueToken.bind(op.client), { role: 'operator', label: '' }, op.metadata));
     expect(role.code).toBe(status.INVALID_ARGUMENT);
+    // undecodable bytes on a unary and the client-streaming operator RPC
+    const id = (b: Buffer) => b;
+    const junk = Buffer.from([0xff, 0x01]); // field 31 with wire type 7, which does not exist
+    const enrollJunk = await grpcError(new Promise((resolve, reject) => op.client.makeUnaryRequest('/fedbridge.v1.OperatorService/Enroll', id, id, junk, op.metadata, (e, r) => (e ? reject(e) : resolve(r)))));
+    expect({ code: enrollJunk.code, details: enrollJunk.details }).toEqual({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^malformed request: the bytes are not a valid fedbridge\.v1\.EnrollRequest protobuf message/) });
+    const startJunk = await grpcError(
+      new Promise((resolve, reject) => {
+        const call = op.client.makeClientStreamRequest('/fedbridge.v1.OperatorService/StartRun', id, id, op.metadata, {}, (e, r) => (e ? reject(e) : resolve(r)));
+        call.on('error', () => undefined);
+        call.write(junk);
+        call.end();
+      }),
+    );
+    expect({ code: startJunk.code, details: startJunk.details }).toEqual({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/not a valid fedbridge\.v1\.StartRunChunk protobuf message/) });
     expect(await counts()).toEqual(before);
     // a policy nobody signed cannot start a run
     const policy = testPolicy(parties, coord.publicKey, { numItems: 50 });

@@ -228,13 +228,8 @@ export class TestParty {
     const body = PhaseMessageBody.encode({ header: this.header(method, runId, round, over), payload }).finish();
     return this.rawPhase(method, this.sign(method, body));
   }
-  /** Streams `data` in chunks; `mutate` may alter the chunk list before sending (tests of bad uploads). */
-  upload(
-    runId: string,
-    round: number,
-    data: Uint8Array,
-    opts: { chunkBytes?: number; mutate?: (chunks: UploadChunk[]) => UploadChunk[]; over?: Partial<PartyHeader>; openOver?: Partial<UploadOpenBody> } = {},
-  ): Promise<UploadAck> {
+  /** The UploadChunk messages upload() sends for `data`: a signed open, then chunks of `chunkBytes`. */
+  uploadChunks(runId: string, round: number, data: Uint8Array, opts: { chunkBytes?: number; over?: Partial<PartyHeader>; openOver?: Partial<UploadOpenBody> } = {}): UploadChunk[] {
     const size = opts.chunkBytes ?? 1024 * 1024;
     const count = Math.ceil(data.length / size);
     const open: UploadOpenBody = {
@@ -244,13 +239,33 @@ export class TestParty {
       dataHash: sodium().crypto_generichash(32, data, null),
       ...opts.openOver,
     };
-    let chunks: UploadChunk[] = [{ open: this.sign('UploadMaskedInput', UploadOpenBody.encode(open).finish()), index: 0, data: new Uint8Array(0) }];
+    const chunks: UploadChunk[] = [{ open: this.sign('UploadMaskedInput', UploadOpenBody.encode(open).finish()), index: 0, data: new Uint8Array(0) }];
     for (let i = 0; i < count; i++) chunks.push({ open: undefined, index: i, data: data.subarray(i * size, Math.min(data.length, (i + 1) * size)) });
+    return chunks;
+  }
+  /** Streams `data` in chunks; `mutate` may alter the chunk list before sending (tests of bad uploads). */
+  upload(
+    runId: string,
+    round: number,
+    data: Uint8Array,
+    opts: { chunkBytes?: number; mutate?: (chunks: UploadChunk[]) => UploadChunk[]; over?: Partial<PartyHeader>; openOver?: Partial<UploadOpenBody> } = {},
+  ): Promise<UploadAck> {
+    let chunks = this.uploadChunks(runId, round, data, opts);
     if (opts.mutate) chunks = opts.mutate(chunks);
     return new Promise((resolve, reject) => {
       const call = this.client.uploadMaskedInput((e, ack) => (e ? reject(e) : resolve(ack)));
       call.on('error', () => undefined);
       for (const c of chunks) call.write(c);
+      call.end();
+    });
+  }
+  /** Streams already-serialized frames to `method` (client streaming) as they are: tests of undecodable messages. */
+  streamBytes(method: string, frames: Uint8Array[]): Promise<Buffer> {
+    const id = (b: Buffer) => b;
+    return new Promise((resolve, reject) => {
+      const call = this.client.makeClientStreamRequest(`/fedbridge.v1.ParticipantService/${method}`, id, id, new grpc.Metadata(), {}, (e, ack) => (e ? reject(e) : resolve(ack!)));
+      call.on('error', () => undefined);
+      for (const f of frames) call.write(Buffer.from(f));
       call.end();
     });
   }

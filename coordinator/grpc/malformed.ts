@@ -1,0 +1,97 @@
+/**
+ * A request whose protobuf bytes do not decode gets INVALID_ARGUMENT with the reason, on every RPC.
+ *
+ * grpc-js answers such a request itself, before any handler runs, with INTERNAL "Error deserializing
+ * request" (server-interceptors.js, BaseServerInterceptingCall): a status that says the server is
+ * broken, not the request. Two pieces, wired in coordinator/main.ts, turn it into a client error:
+ *
+ *  1. `guardRequestDeserializers(packageDefinition)` (NestJS's `onLoadPackageDefinition` hook, run
+ *     before the services are built): every method's `requestDeserialize` is wrapped so that it never
+ *     throws; bytes protobufjs cannot decode come back as a `MalformedRequest` naming the message
+ *     type and protobufjs's reason.
+ *  2. `malformedRequestInterceptor` (a grpc-js server interceptor on the one server): the first
+ *     `MalformedRequest` of a call is answered INVALID_ARGUMENT; grpc-js then closes the call for the
+ *     handler as a client cancellation would (its listener's onCancel). The handler never sees that message nor a
+ *     half-close, so a unary or server-streaming handler is never invoked, and a client-streaming
+ *     handler (which stores nothing before its stream completed and checked out) sees its stream
+ *     cancelled and discards what it had. No state changes.
+ *
+ * Only decoding is caught here: a message that decodes but breaks a rule (lengths, phases,
+ * signatures) is the handlers' to refuse, with their own codes.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { PackageDefinition } from '@grpc/proto-loader';
+
+/** What a guarded deserializer returns for bytes that do not decode. */
+export class MalformedRequest {
+  constructor(readonly messageType: string, readonly reason: string) {}
+
+  get details(): string {
+    return `malformed request: the bytes are not a valid ${this.messageType} protobuf message (${this.reason})`;
+  }
+}
+
+interface MethodDefinitionLike {
+  path?: unknown;
+  requestDeserialize?: unknown;
+  requestType?: { type?: { name?: unknown } };
+}
+
+/**
+ * Wraps, in place, every method's request deserializer in a proto-loader package definition.
+ * Returns the number of methods guarded (every service method of the definition).
+ */
+export function guardRequestDeserializers(def: PackageDefinition): number {
+  let guarded = 0;
+  for (const [name, entry] of Object.entries(def)) {
+    // services are objects of method definitions; message and enum types carry `format`
+    if (typeof entry !== 'object' || entry === null || 'format' in entry) continue;
+    for (const method of Object.values(entry as Record<string, MethodDefinitionLike>)) {
+      if (typeof method !== 'object' || method === null || typeof method.requestDeserialize !== 'function') continue;
+      const inner = method.requestDeserialize as (b: Buffer) => unknown;
+      if ((inner as { guarded?: boolean }).guarded) continue;
+      const typeName = typeof method.requestType?.type?.name === 'string' ? `${name.replace(/\.[^.]*$/, '')}.${method.requestType.type.name}` : 'request';
+      const wrapped = (bytes: Buffer): unknown => {
+        try {
+          return inner(bytes);
+        } catch (e) {
+          return new MalformedRequest(typeName, e instanceof Error ? e.message : String(e));
+        }
+      };
+      (wrapped as { guarded?: boolean }).guarded = true;
+      method.requestDeserialize = wrapped;
+      guarded++;
+    }
+  }
+  return guarded;
+}
+
+/**
+ * The server interceptor of piece 2. `onReject` is told of each refusal (the coordinator counts it in
+ * fedbridge_rejected_requests_total and logs the method).
+ */
+export function malformedRequestInterceptor(onReject?: (path: string, m: MalformedRequest) => void): grpc.ServerInterceptor {
+  return (method, call) => {
+    let rejected = false;
+    return new grpc.ServerInterceptingCall(call, {
+      start: (next) => {
+        next({
+          onReceiveMessage: (message, pass) => {
+            if (rejected) return;
+            if (message instanceof MalformedRequest) {
+              rejected = true;
+              onReject?.(method.path, message);
+              // grpc-js then tells the handler's listener onCancel (sendStatus -> notifyOnCancel)
+              call.sendStatus({ code: grpc.status.INVALID_ARGUMENT, details: message.details, metadata: new grpc.Metadata() });
+              return;
+            }
+            pass(message);
+          },
+          onReceiveHalfClose: (pass) => {
+            if (!rejected) pass();
+          },
+        });
+      },
+    });
+  };
+}
