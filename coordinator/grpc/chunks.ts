@@ -23,7 +23,8 @@ export class ChunkAssembler {
     private readonly maxChunkBytes: number,
     maxTotalBytes: number,
   ) {
-    if (!Number.isSafeInteger(totalBytes) || totalBytes < 0) throw invalid(`${what}: total size must be a non-negative integer, got ${totalBytes}`);
+    if (!Number.isInteger(totalBytes) || totalBytes < 0) throw invalid(`${what}: total size must be a non-negative integer, got ${totalBytes}`);
+    // (a uint64 above 2^53 arrives rounded, but far above any limit: refused as too large, not as malformed)
     if (totalBytes > maxTotalBytes) throw resourceExhausted(`${what}: ${totalBytes} bytes exceed the limit of ${maxTotalBytes}`);
     const minChunks = Math.ceil(totalBytes / maxChunkBytes);
     if (chunkCount !== null && (chunkCount < minChunks || chunkCount > totalBytes)) throw invalid(`${what}: ${chunkCount} chunks cannot carry ${totalBytes} bytes in chunks of 1..${maxChunkBytes} bytes`);

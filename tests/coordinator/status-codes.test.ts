@@ -139,6 +139,7 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     await rejects(() => platform.upload(runId, 1, good(0), { chunkBytes: 4096, mutate: (c) => c.slice(1) }), status.INVALID_ARGUMENT, /first message must carry `open`/);
     // announced size beyond the upload limit
     await rejects(() => platform.upload(runId, 1, good(0), { openOver: { totalBytes: String(2 ** 40), chunkCount: 2 ** 24 } }), status.RESOURCE_EXHAUSTED, /exceed the limit/);
+    await rejects(() => platform.upload(runId, 1, good(0), { openOver: { totalBytes: '18446744073709551615', chunkCount: 2 ** 32 - 1 } }), status.RESOURCE_EXHAUSTED, /exceed the limit/);
     // an unenrolled party and a forged open
     await rejects(() => intruder.upload(runId, 1, good(0)), status.UNAUTHENTICATED, /not enrolled/);
     await rejects(

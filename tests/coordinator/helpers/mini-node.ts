@@ -75,14 +75,9 @@ export class MiniNode {
         coordinatorPublicKey: this.coordinatorKey,
       });
       this.clients.set(e.round, client);
-      const send = this.party.phase('AdvertiseKeys', e.runId, e.round, encodeClientMessage(client.start()));
-      this.sent.set(`${e.round}/${e.phase}`, send);
-      await send;
-      return;
     }
     if (!client) throw new Error(`${this.party.name}: no client for round ${e.round}`);
-    const reply = client.handle(decodeServerMessage(e.payload), this.input(e.round));
-    const bytes = encodeClientMessage(reply);
+    const bytes = encodeClientMessage(e.phase === Phase.PHASE_ADVERTISE_KEYS ? client.start() : client.handle(decodeServerMessage(e.payload), this.input(e.round)));
     if (this.holdAt && this.holdAt.round === e.round && this.holdAt.phase === e.phase) {
       this.held.set(`${e.round}/${e.phase}`, bytes);
       return;
