@@ -20,7 +20,7 @@ import { fetchAuditLog } from '../../shared/cli/audit';
 import { receiptBodyFields } from '../../participant-node/federation/receipt';
 import { verifyAuditChain } from '../../coordinator/audit/log';
 import type { RunningCoordinator } from '../../coordinator/main';
-import { FEDERATION, grpc, grpcError, makeEnv, ManualTimers, modelDim, operator, OPERATOR_TOKEN, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { enrol, FEDERATION, grpc, grpcError, makeEnv, ManualTimers, modelDim, operator, OPERATOR_TOKEN, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 
 const PARTIES = ['platform', 'insurer', 'insurer2'];
@@ -45,7 +45,7 @@ function miniNodes(parties: TestParty[], policy: Policy, coord: RunningCoordinat
 async function enrolFederation(env: Env, coord: RunningCoordinator) {
   const parties = PARTIES.map((n) => new TestParty(n, env, coord.grpcPort));
   const op = operator(env, coord.grpcPort);
-  for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+  await enrol(env, op, parties);
   const policy: Policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
   policy.secagg.threshold = 2;
   return { parties, op, policy, dim: modelDim(policy), nodes: miniNodes(parties, policy, coord) };

@@ -25,7 +25,7 @@ import { ed25519Keygen } from '../../shared/crypto/sign';
 import { sodiumReady } from '../../shared/crypto/sodium';
 import type { RunningCoordinator } from '../../coordinator/main';
 import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
-import { makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 
 const { status } = grpc;
@@ -117,7 +117,7 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
   test('every generated request is refused with a client-error status, nothing is stored, the round completes with the exact sum', async () => {
     parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
     const op = operator(env, coord.grpcPort);
-    for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+    await enrol(env, op, parties);
     const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
     policy.secagg.threshold = 2;
     const dim = modelDim(policy);

@@ -8,7 +8,7 @@ import { encodedDimension } from '../../shared/dp/encode';
 import { noiseFloorViolation } from '../../shared/fl/noise-floor';
 import { defaultPolicy } from '../../shared/policy/defaults';
 import type { RunningCoordinator } from '../../coordinator/main';
-import { makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 
 describe('distributed-noise floor', () => {
@@ -46,7 +46,7 @@ describe('distributed-noise floor', () => {
     test('a party dropping in masked input leaves 2 < n_min = 3 inputs: the round aborts, nothing is unmasked', async () => {
       parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
       const op = operator(env, coord.grpcPort);
-      for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+      await enrol(env, op, parties);
       const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
       policy.secagg.threshold = 2;
       policy.privacy = { ...policy.privacy, mechanism: 'round-noise', noiseMode: 'distributed', nMin: 3 };

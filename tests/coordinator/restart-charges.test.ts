@@ -23,7 +23,7 @@ import type { RunningCoordinator } from '../../coordinator/main';
 import { closedFromStored } from '../../coordinator/rounds/rounds.service';
 import { migrate } from '../../coordinator/storage/migrations';
 import { ConflictError, Repository } from '../../coordinator/storage/repository';
-import { grpc, grpcError, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { enrol, grpc, grpcError, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 import { backends, PG_URL, pgSchemaUrl, requirePgInCi } from './helpers/db';
 
@@ -63,7 +63,7 @@ async function federation(backend: 'sqlite' | 'postgres'): Promise<Fed> {
   const coord = await startCoordinator(env, undefined as never, new ManualTimers());
   const parties = PARTIES.map((n) => new TestParty(n, env, coord.grpcPort));
   const op = operator(env, coord.grpcPort);
-  for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+  await enrol(env, op, parties);
   op.client.close();
   const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
   policy.secagg.threshold = 2;

@@ -9,7 +9,7 @@ import { verifyAuditChain } from '../../coordinator/audit/log';
 import type { RunningCoordinator } from '../../coordinator/main';
 import { LEGAL_MOVES } from '../../coordinator/rounds/rounds.service';
 import { PlainSumFactory } from './helpers/plain-protocol';
-import { makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
+import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
 import { PG_URL } from './helpers/db';
 
 const vec = (dim: number, x: number) => new Uint8Array(new Float32Array(dim).fill(x).buffer);
@@ -73,7 +73,7 @@ describe('round orchestration', () => {
         coord = await startCoordinator(env, factory, timers);
         parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
         const op = operator(env, coord.grpcPort);
-        for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: '' }, op.metadata);
+        await enrol(env, op, parties, false);
         op.client.close();
         policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 3 });
         dim = modelDim(policy);
@@ -220,7 +220,7 @@ describe('a round the protocol refuses to start', () => {
     const parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
     try {
       const op = operator(env, coord.grpcPort);
-      for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: '' }, op.metadata);
+      await enrol(env, op, parties, false);
       const policy = testPolicy(parties, coord.publicKey, { numItems: 50 });
       const dim = modelDim(policy);
       const req = { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) };

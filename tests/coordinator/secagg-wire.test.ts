@@ -15,7 +15,7 @@ import { modularSum } from '../../shared/fl/aggregate';
 import { randomBytes, sodiumReady } from '../../shared/crypto/sodium';
 import type { RunningCoordinator } from '../../coordinator/main';
 import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
-import { makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 import { BODY_OF, protoRoot, walkFields } from '../integration/wire-tap';
 
@@ -75,7 +75,7 @@ describe('wire: only declared fields, no canary, no unmasked input', () => {
       (n) => new TestParty(n, env, coord.grpcPort, { interceptors: [metadataOf(n, metadata)], capture: (method, dir, bytes) => captured.push({ party: n, method, dir, bytes }) }),
     );
     const op = operator(env, coord.grpcPort);
-    for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+    await enrol(env, op, parties);
     const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
     policy.secagg.threshold = 2;
     const dim = modelDim(policy);

@@ -13,7 +13,7 @@ import { newServerState } from '../../shared/fl/server';
 import { sodium } from '../../shared/crypto/sodium';
 import type { RunningCoordinator } from '../../coordinator/main';
 import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
-import { makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 
 describe('secure aggregation over gRPC', () => {
@@ -36,7 +36,7 @@ describe('secure aggregation over gRPC', () => {
   test('3 parties, 2 rounds, one killed during masked input: the sum is exactly the survivors\' inputs', async () => {
     parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
     const op = operator(env, coord.grpcPort);
-    for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+    await enrol(env, op, parties);
     const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
     policy.secagg.threshold = 2;
     const dim = modelDim(policy);
@@ -99,7 +99,7 @@ describe('secure-aggregation payload checks over gRPC', () => {
     const parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
     try {
       const op = operator(env, coord.grpcPort);
-      for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: '' }, op.metadata);
+      await enrol(env, op, parties, false);
       const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
       const dim = modelDim(policy);
       const m = encodedDimension(dim, true);
@@ -171,7 +171,7 @@ describe('server optimizer state across a restart', () => {
     let nodes: MiniNode[] = [];
     try {
       const op = operator(env, coord.grpcPort);
-      for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: '' }, op.metadata);
+      await enrol(env, op, parties, false);
       op.client.close();
       const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
       policy.training.serverOptimizer = { type: 'fedadam', learningRate: 0.1, beta1: 0.9, beta2: 0.99, tau: 1e-3 };

@@ -7,7 +7,7 @@ import { ed25519Keygen } from '../../shared/crypto/sign';
 import { EventKind, PhaseMessageBody, SubscribeBody, UploadChunk, UploadOpenBody } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import type { RunningCoordinator } from '../../coordinator/main';
 import { PlainSumFactory } from './helpers/plain-protocol';
-import { grpc, grpcError, makeEnv, ManualTimers, modelDim, OPERATOR_TOKEN, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
+import { enrol, grpc, grpcError, makeEnv, ManualTimers, modelDim, OPERATOR_TOKEN, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
 
 const { status } = grpc;
 
@@ -43,7 +43,7 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
     intruder = new TestParty('intruder', env, coord.grpcPort);
     const op = operator(env, coord.grpcPort);
-    for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+    await enrol(env, op, parties);
     const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
     dim = modelDim(policy);
     streams = parties.map((p) => p.subscribe(coord.publicKey));

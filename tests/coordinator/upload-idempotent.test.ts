@@ -24,23 +24,7 @@ import { PhaseMessageBody } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { PlainSumFactory } from './helpers/plain-protocol';
 import { MiniNode } from './helpers/mini-node';
 import { PG_URL, pgSchemaUrl } from './helpers/db';
-import {
-  grpc,
-  grpcError,
-  makeEnv,
-  ManualTimers,
-  modelDim,
-  operator,
-  policyYaml,
-  signaturesFor,
-  startCoordinator,
-  startRun,
-  testPolicy,
-  TestParty,
-  unary,
-  type Env,
-  type EventStream,
-} from './helpers/harness';
+import { enrol, grpc, grpcError, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
 
 const { status } = grpc;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -126,7 +110,7 @@ describe('idempotent masked-input upload (plain-sum protocol, every step driven 
     coord = await startCoordinator(env, factory, new ManualTimers());
     parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
     const op = operator(env, coord.grpcPort);
-    for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+    await enrol(env, op, parties);
     const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
     dim = modelDim(policy);
     streams = parties.map((p) => p.subscribe(coord.publicKey));
@@ -296,7 +280,7 @@ for (const backend of PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] a
     let nodes: MiniNode[] = [];
     try {
       const op = operator(env, coord.grpcPort);
-      for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: env.certs.clients[p.name].sha256 }, op.metadata);
+      await enrol(env, op, parties);
       const policy: Policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
       policy.secagg.threshold = 2;
       const dim = modelDim(policy);

@@ -103,6 +103,14 @@ export function operator(env: Env, port: number, token = OPERATOR_TOKEN) {
   return operatorClient({ address: `127.0.0.1:${port}`, caFile: env.certs.ca, token, certFile: env.certs.clients.operator.cert, keyFile: env.certs.clients.operator.key });
 }
 
+/**
+ * Enrols each party over the operator API with its identity key and, unless `bindCert` is false,
+ * the SHA-256 of its TLS client certificate (the mTLS binding).
+ */
+export async function enrol(env: Env, op: ReturnType<typeof operator>, parties: TestParty[], bindCert = true): Promise<void> {
+  for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: bindCert ? env.certs.clients[p.name].sha256 : '' }, op.metadata);
+}
+
 export { unary, startRun };
 
 /** A queue of the events of one Subscribe stream, verified against the coordinator key. */
