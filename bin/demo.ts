@@ -16,9 +16,11 @@
  *      start` with the signed policy and a seeded initial model; SecAgg + DP rounds run until the
  *      run finishes (logs under WORK/logs, one progress line per round);
  *   6. baselines: local-only (each party alone, non-DP, its model never leaves the node; trained by
- *      `fedbridge node train-local` child processes in copies of the node dirs, alongside this
- *      process's training), fed+local personalisation, and pooled (one model on the union of all
- *      parties' data: the ceiling for one shared model, which a per-party fine-tuned model can exceed);
+ *      `fedbridge node train-local` child processes in copies of the node dirs), fed+local
+ *      personalisation (`node train-local --from-saved --freeze-towers` child processes on the
+ *      federated model in the node dirs), both alongside this process's pooled training (one model on
+ *      the union of all parties' data: the ceiling for one shared model, which a per-party fine-tuned
+ *      model can exceed);
  *   7. evaluation of local / federated / pooled per party on the same users (a seeded sample of
  *      2,000 per party by default; every user with --eval-users all), held-out items and negatives:
  *      HR@10, NDCG@10, per domain, cross-domain against the generator's hidden ground truth;
@@ -492,7 +494,6 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     // ---- 6-7. evaluation: federated first (local training replaces DIR/model), then local, pooled
     const tf = await import('@tensorflow/tfjs');
     const { selectBackend } = await import('../participant-node/model/backend');
-    const { trainLocal } = await import('../participant-node/local');
     const { poolDatasets, trainPooled, evaluatePooledParty, evaluateSavedModel, sampleUsers } = await import('../participant-node/model/pooled');
     const { readGroundTruth } = await import('../participant-node/data/import');
     const { readLedger, summarizeLedger } = await import('../participant-node/privacy/ledger');
@@ -509,38 +510,39 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       evals[p] = { federated: fed } as never;
     }
     mark('evaluate-federated');
-    // The local-only baselines train in child processes (`fedbridge node train-local`, as each party
-    // would run it) while this process personalises and trains the pooled model: on 2 cores the
-    // two streams of training overlap (tfjs-wasm is single-threaded on Node). Each trains in a copy
-    // of what train-local reads from its node's directory (node.json and data/: no keys, ledger or
-    // models), so it cannot overwrite the federated model that personalisation continues from. Same seeds and options as in this process: the
-    // same models.
+    // Local-only baselines and fed+local personalisation train in child processes (`fedbridge node
+    // train-local`, as each party would run them: plain, and `--from-saved --freeze-towers` on the
+    // federated model), two chains side by side, while this process trains the pooled model: on 2
+    // cores the three streams of training share both cores instead of leaving one idle (tfjs-wasm is
+    // single-threaded on Node). Local-only trains in a copy of what train-local reads from the node's
+    // directory (node.json and data/: no keys, ledger or models), so it cannot overwrite the federated
+    // model that personalisation continues from (in the node's own directory, after the federated
+    // model was evaluated and kept in model-federated). Same seeds and options as the in-process
+    // training they replace: the same models.
     const localDirs = Object.fromEntries(DEMO_PARTIES.map((p) => [p, path.join(work, 'local-only', p)])) as Record<string, string>;
     for (const p of DEMO_PARTIES) for (const f of ['node.json', 'data']) fs.cpSync(path.join(dirs.nodes[p], f), path.join(localDirs[p], f), { recursive: true });
-    const localTrained: Record<string, Record<string, unknown>> = {};
     const L = P.local;
-    const localChain = (async () => {
-      for (const p of DEMO_PARTIES) {
-        const epochs = p === 'platform' ? L.platformEpochs : L.insurerEpochs;
-        const args = ['node', 'train-local', '--data-dir', localDirs[p], '--epochs', String(epochs), '--batch-size', String(L.batchSize), '--negatives', String(L.negatives), '--lr', String(L.learningRate), '--seed', String(o.seed), '--holdout', 'last', '--policy', policyFile, '--backend', o.backend ?? 'auto', '--json'];
-        localTrained[p] = jsonOut((await cli(`local-only-${p}`, args)).stdout);
-      }
-    })();
-    localChain.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled meanwhile
-    if (P.personalise) {
-      for (const p of DEMO_PARTIES) {
-        const epochs = p === 'platform' ? P.personalise.platformEpochs : P.personalise.insurerEpochs;
-        await trainLocal(dirs.nodes[p], { backend: (o.backend ?? 'auto') as never, epochs, batchSize: P.local.batchSize, negatives: P.local.negatives, learningRate: P.personalise.learningRate, seed: o.seed, holdout: 'last', policy: policyFile, fromSaved: true, freezeTowers: P.personalise.freezeTowers });
-        evals[p].personalised = await evaluateSavedModel(dirs.nodes[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
-      }
-      log(`federated + local personalisation: each party trained the federated model further on its own data (${P.personalise.platformEpochs} / ${P.personalise.insurerEpochs} epochs)`);
-      mark('personalise');
-    }
+    const trainArgs = (dir: string, epochs: number, lr: number, extra: string[]) =>
+      ['node', 'train-local', '--data-dir', dir, '--epochs', String(epochs), '--batch-size', String(L.batchSize), '--negatives', String(L.negatives), '--lr', String(lr), '--seed', String(o.seed), '--holdout', 'last', '--policy', policyFile, '--backend', o.backend ?? 'auto', ...extra, '--json'];
+    const chain = (label: string, argsOf: (p: string) => string[]) => {
+      const trained: Record<string, { epochs: number; steps: number; samplesPerSecond: number; backend: string }> = {};
+      const done = (async () => {
+        for (const p of DEMO_PARTIES) trained[p] = jsonOut((await cli(`${label}-${p}`, argsOf(p))).stdout) as never;
+        return trained;
+      })();
+      done.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled meanwhile
+      return done;
+    };
+    const localChain = chain('local-only', (p) => trainArgs(localDirs[p], p === 'platform' ? L.platformEpochs : L.insurerEpochs, L.learningRate, []));
+    const Pers = P.personalise;
+    const persChain = Pers
+      ? chain('personalise', (p) => trainArgs(dirs.nodes[p], p === 'platform' ? Pers.platformEpochs : Pers.insurerEpochs, Pers.learningRate, ['--from-saved', ...(Pers.freezeTowers ? ['--freeze-towers'] : [])]))
+      : null;
     const pooled = poolDatasets(DEMO_PARTIES.map((p) => datasets[p]));
     // negatives as the parties draw them under the policy's offer scope
     const pt = await trainPooled(pooled, demoPooledOptions(DEMO_PARTIES, policy.model, policy.vocabularies, o.seed, policy.training.offerScope === 'own'));
     try {
-      log(`pooled ceiling: ${pooled.ds.users.length} users, ${pt.split.train.user.length} training interactions (each party's repeated as often as in its local training), ${pt.train.epochs} epoch(s), ${pt.train.steps} steps, ${Math.round(pt.train.samplesPerSecond)} samples/s on ${sel.backend}`);
+      log(`pooled ceiling: ${pooled.ds.users.length} users, ${pt.split.train.user.length} training interactions (each party's repeated as often as in its local training), ${pt.train.epochs} epoch(s), ${pt.train.steps} steps, ${Math.round(pt.train.samplesPerSecond)} samples/s on ${sel.backend} (alongside the child processes' training)`);
       for (const p of DEMO_PARTIES) {
         const truth = await readGroundTruth(file(p, 'ground_truth.csv'), datasets[p]);
         evals[p].pooled = await evaluatePooledParty(pt.model, pooled, pt.split, p, samples[p], { seed: evalSeed, truth });
@@ -549,10 +551,20 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       pt.model.dispose();
     }
     mark('pooled');
-    await localChain;
+    const trainedLine = (tr: { epochs: number; steps: number; samplesPerSecond: number; backend: string }) =>
+      `${tr.epochs} epoch(s), ${tr.steps} steps, ${Math.round(tr.samplesPerSecond)} samples/s on ${tr.backend} (child process)`;
+    if (Pers && persChain) {
+      const trained = await persChain;
+      for (const p of DEMO_PARTIES) {
+        log(`fed+local ${p}: ${trainedLine(trained[p])}`);
+        evals[p].personalised = await evaluateSavedModel(dirs.nodes[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
+      }
+      log(`federated + local personalisation: each party trained the federated model further on its own data (${Pers.platformEpochs} / ${Pers.insurerEpochs} epochs)`);
+      mark('personalise');
+    }
+    const localTrained = await localChain;
     for (const p of DEMO_PARTIES) {
-      const tr = localTrained[p] as { epochs: number; steps: number; samplesPerSecond: number; backend: string };
-      log(`local-only ${p}: ${tr.epochs} epoch(s), ${tr.steps} steps, ${Math.round(tr.samplesPerSecond)} samples/s on ${tr.backend} (child process, alongside the training above)`);
+      log(`local-only ${p}: ${trainedLine(localTrained[p])}`);
       evals[p].local = await evaluateSavedModel(localDirs[p], samples[p], { seed: evalSeed, groundTruth: file(p, 'ground_truth.csv') });
     }
     mark('local');

@@ -65,6 +65,16 @@ describe('npm run demo (small scale, 2 rounds)', () => {
       expect(r.evaluated.users).toBe(r.evaluated.totalUsers);
     }
     expect(lines.some((l) => /round 2\/2 done/.test(l))).toBe(true);
+    // the baselines trained as each party would run them: `node train-local` child processes, the
+    // local-only ones in copies of the node dirs, fed+local on the federated model in the node dir
+    for (const p of DEMO_PARTIES) {
+      const local = fs.readFileSync(path.join(work, 'logs', `local-only-${p}.log`), 'utf8').split('\n')[0];
+      expect(local).toContain(`node train-local --data-dir ${path.join(work, 'local-only', p)} `);
+      expect(local).not.toContain('--from-saved');
+      const pers = fs.readFileSync(path.join(work, 'logs', `personalise-${p}.log`), 'utf8').split('\n')[0];
+      expect(pers).toContain(`node train-local --data-dir ${path.join(work, 'nodes', p)} `);
+      expect(pers).toContain('--from-saved --freeze-towers');
+    }
   });
 
   test('the --json line has the DESIGN §8 shape', () => {
