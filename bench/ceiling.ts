@@ -50,8 +50,8 @@ import { loadDataset } from '../participant-node/data/store';
 import { initNode } from '../participant-node/identity';
 import { selectBackend } from '../participant-node/model/backend';
 import { TwoTowerModel } from '../participant-node/model/twotower';
-import { domainIndex, encodeFeatures, leaveOneOutSplit, ownOfferPools, trainEpochs } from '../participant-node/model/train';
-import { evaluateModel, evaluateScorer, weightsScorer } from '../participant-node/model/evaluate';
+import { domainIndex, encodeFeatures, leaveOneOutSplit, ownOfferPools, trainEpochs, type Split } from '../participant-node/model/train';
+import { evaluateModel, evaluateScorer, weightsScorer, type EvalReport } from '../participant-node/model/evaluate';
 import { offerRanges, ownOfferMask } from '../shared/fl/offers';
 import { DEFAULT_VOCABULARIES as V } from '../shared/data/vocab';
 import { Xoshiro128 } from '../shared/util/prng';
@@ -61,7 +61,7 @@ import type { NodeDataset } from '../participant-node/data/dataset';
 
 const PARTIES = ['insurer', 'platform'];
 
-function seeds(): number[] {
+export function seeds(): number[] {
   const s = process.env.FEDBRIDGE_BENCH_SEEDS ?? '1,2,3';
   const out = s.split(',').map((x) => Number(x.trim()));
   if (out.some((x) => !Number.isSafeInteger(x) || x < 0)) throw new Error(`FEDBRIDGE_BENCH_SEEDS expects comma-separated non-negative integers, got "${s}"`);
@@ -103,22 +103,7 @@ export async function run(ctx: BenchContext): Promise<void> {
         const evalSeed = seed + 1000;
         const params = { seed, party, users: ds.users.length, heldOut: split.test.user.length, protocol: 'leave-one-out, 100 negatives from the same provider and domain' };
 
-        // the demo's local-only model: own offers only, DEMO_PARAMS.local
-        const L = DEMO_PARAMS.local;
-        const own = ownOfferMask(offerRanges(ds.items), party, ds.items.length);
-        const keep = Array.from(split.train.item, (i) => own[i] === 1);
-        const positives = { user: split.train.user.filter((_, j) => keep[j]), item: split.train.item.filter((_, j) => keep[j]) };
-        const model = TwoTowerModel.forPolicy({ architecture: 'two-tower-v1', embeddingDim: DEMO_PARAMS.embeddingDim, hiddenDim: DEMO_PARAMS.hiddenDim, numItems: ds.items.length }, V, ds.users.length, { learningRate: L.learningRate, initSeed: seed });
-        let local;
-        try {
-          const enc = encodeFeatures(ds, V);
-          model.setFeatures(enc.users, enc.items);
-          const epochs = party === 'platform' ? L.platformEpochs : L.insurerEpochs;
-          await trainEpochs(model, positives, ownOfferPools(domainIndex(ds), own), { epochs, batchSize: L.batchSize, negatives: L.negatives, rng: new Xoshiro128(seed ^ 0x2545f491) });
-          local = await evaluateModel(model, ds, split, evalSeed);
-        } finally {
-          model.dispose();
-        }
+        const local = await localOnlyFigures(ds, split, party, seed, split, evalSeed);
 
         // oracles from the hidden truth, on the same cases
         const user = ds.users.map((u) => latent.get(u.id)!);
@@ -165,6 +150,28 @@ export async function run(ctx: BenchContext): Promise<void> {
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The demo's local-only model for `party` (own offers only, DEMO_PARAMS.local, initialisation and
+ * shuffles seeded by `seed`) trained on `train`'s training interactions, evaluated on `evaluate`'s
+ * held-out items (bench/own-data.ts evaluates a larger world's model on the smaller world's cases).
+ */
+export async function localOnlyFigures(ds: NodeDataset, train: Split, party: string, seed: number, evaluate: Split, evalSeed: number): Promise<EvalReport> {
+  const L = DEMO_PARAMS.local;
+  const own = ownOfferMask(offerRanges(ds.items), party, ds.items.length);
+  const keep = Array.from(train.train.item, (i) => own[i] === 1);
+  const positives = { user: train.train.user.filter((_, j) => keep[j]), item: train.train.item.filter((_, j) => keep[j]) };
+  const model = TwoTowerModel.forPolicy({ architecture: 'two-tower-v1', embeddingDim: DEMO_PARAMS.embeddingDim, hiddenDim: DEMO_PARAMS.hiddenDim, numItems: ds.items.length }, V, ds.users.length, { learningRate: L.learningRate, initSeed: seed });
+  try {
+    const enc = encodeFeatures(ds, V);
+    model.setFeatures(enc.users, enc.items);
+    const epochs = party === 'platform' ? L.platformEpochs : L.insurerEpochs;
+    await trainEpochs(model, positives, ownOfferPools(domainIndex(ds), own), { epochs, batchSize: L.batchSize, negatives: L.negatives, rng: new Xoshiro128(seed ^ 0x2545f491) });
+    return await evaluateModel(model, ds, evaluate, evalSeed);
+  } finally {
+    model.dispose();
   }
 }
 

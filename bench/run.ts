@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   coordinator: () => import('./coordinator'),
   audit: () => import('./audit'),
   ceiling: () => import('./ceiling'),
+  'own-data': () => import('./own-data'),
 };
 
 async function main(): Promise<void> {
