@@ -154,12 +154,21 @@ export async function run(ctx: BenchContext): Promise<void> {
 }
 
 /**
- * The demo's local-only model for `party` (own offers only, DEMO_PARAMS.local, initialisation and
- * shuffles seeded by `seed`) trained on `train`'s training interactions, evaluated on `evaluate`'s
- * held-out items (bench/own-data.ts evaluates a larger world's model on the smaller world's cases).
+ * The demo's local-only model for `party` (own offers only, DEMO_PARAMS.local unless `over` sets the
+ * epochs or learning rate; initialisation and shuffles seeded by `seed`) trained on `train`'s
+ * training interactions, evaluated on `evaluate`'s held-out items (bench/own-data.ts evaluates a
+ * larger world's model on the smaller world's cases).
  */
-export async function localOnlyFigures(ds: NodeDataset, train: Split, party: string, seed: number, evaluate: Split, evalSeed: number): Promise<EvalReport> {
-  const L = DEMO_PARAMS.local;
+export async function localOnlyFigures(
+  ds: NodeDataset,
+  train: Split,
+  party: string,
+  seed: number,
+  evaluate: Split,
+  evalSeed: number,
+  over: { epochs?: number; learningRate?: number } = {},
+): Promise<EvalReport> {
+  const L = { ...DEMO_PARAMS.local, ...(over.learningRate === undefined ? {} : { learningRate: over.learningRate }) };
   const own = ownOfferMask(offerRanges(ds.items), party, ds.items.length);
   const keep = Array.from(train.train.item, (i) => own[i] === 1);
   const positives = { user: train.train.user.filter((_, j) => keep[j]), item: train.train.item.filter((_, j) => keep[j]) };
@@ -167,7 +176,7 @@ export async function localOnlyFigures(ds: NodeDataset, train: Split, party: str
   try {
     const enc = encodeFeatures(ds, V);
     model.setFeatures(enc.users, enc.items);
-    const epochs = party === 'platform' ? L.platformEpochs : L.insurerEpochs;
+    const epochs = over.epochs ?? (party === 'platform' ? L.platformEpochs : L.insurerEpochs);
     await trainEpochs(model, positives, ownOfferPools(domainIndex(ds), own), { epochs, batchSize: L.batchSize, negatives: L.negatives, rng: new Xoshiro128(seed ^ 0x2545f491) });
     return await evaluateModel(model, ds, evaluate, evalSeed);
   } finally {

@@ -21,8 +21,13 @@
  * model (bench/ceiling.ts localOnlyFigures: own offers, DEMO_PARAMS.local) is trained on the first N
  * users and evaluated on the leave-one-out cases of the first 20,000 users: the same users, held-out
  * items and negatives at every N (the cases are drawn in user order from the same seed, so they are
- * exactly the default world's; the 20k row equals the ceiling bench's local_only row).
- * Prints one JSON line per (seed, N); the summary reports the lift over 20k per seed.
+ * exactly the default world's; the 20k row at the demo's setting equals the ceiling bench's
+ * local_only row).
+ * The demo's setting (3 epochs, lr 0.005) was tuned for 20k users; more users at the same epochs mean
+ * more steps, and at 40k it scores lower than at 20k (measured). So every N is trained over a grid
+ * (FEDBRIDGE_BENCH_OWN_EPOCHS, default 1,2,3; FEDBRIDGE_BENCH_OWN_LR, default 0.005,0.002) and the
+ * best setting is chosen ON THE EVALUATION CASES: optimistic for every N alike, which is what an upper
+ * bound wants. One JSON line per (seed, N, setting), one `_best` line per (seed, N).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -41,13 +46,15 @@ import { localOnlyFigures, seeds } from './ceiling';
 
 const PARTY = 'insurer';
 
-function sizes(): number[] {
-  const s = process.env.FEDBRIDGE_BENCH_OWN_SIZES ?? '20000,40000,80000';
+function list(name: string, fallback: string, check: (x: number) => boolean): number[] {
+  const s = process.env[name] ?? fallback;
   const out = s.split(',').map((x) => Number(x.trim()));
-  const base = SCALES.default.usersPerParty;
-  if (out.some((x) => !Number.isSafeInteger(x) || x < base)) throw new Error(`FEDBRIDGE_BENCH_OWN_SIZES expects comma-separated user counts of at least ${base}, got "${s}"`);
-  return [...new Set(out)].sort((a, b) => a - b);
+  if (out.length === 0 || out.some((x) => !check(x))) throw new Error(`${name} expects a comma-separated list, got "${s}"`);
+  return [...new Set(out)];
 }
+
+const PROTOCOL = "the first 20,000 users' leave-one-out cases, 100 negatives from the same provider and domain (the default world's)";
+const round4 = (x: number) => Math.round(x * 10000) / 10000;
 
 /** The first `n` users of `ds` and their interactions (a prefix: interactions are sorted by user). */
 export function firstUsers(ds: NodeDataset, n: number): NodeDataset {
@@ -66,7 +73,9 @@ export function testedUsersBelow(split: Split, n: number): Split {
 export async function run(ctx: BenchContext): Promise<void> {
   await selectBackend(tf as never, 'wasm');
   const base = SCALES.default.usersPerParty;
-  const ns = sizes();
+  // the default world's size is always measured: the other sizes are compared with it
+  const ns = [...new Set([base, ...list('FEDBRIDGE_BENCH_OWN_SIZES', '20000,40000,80000', (x) => Number.isSafeInteger(x) && x >= base)])].sort((a, b) => a - b);
+  const grid = { epochs: list('FEDBRIDGE_BENCH_OWN_EPOCHS', '1,2,3', (x) => Number.isSafeInteger(x) && x >= 1 && x <= 100), lrs: list('FEDBRIDGE_BENCH_OWN_LR', '0.005,0.002', (x) => x > 0 && x < 1) };
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-bench-own-data-'));
   try {
     for (const seed of seeds()) {
@@ -86,24 +95,23 @@ export async function run(ctx: BenchContext): Promise<void> {
         const ds = firstUsers(all, n);
         const split = leaveOneOutSplit(ds);
         const cases = testedUsersBelow(split, base);
-        const t0 = Date.now();
-        const r = await localOnlyFigures(ds, split, PARTY, seed, cases, evalSeed);
-        const hr = r.metrics['hr@10'];
-        if (n === base) at20k = hr;
-        ctx.record(`${PARTY}_own_users_${n}_hr_at_10`, Math.round(hr * 10000) / 10000, 'HR@10', {
-          seed,
-          party: PARTY,
-          trainedUsers: n,
-          trainingInteractions: split.train.user.length,
-          evaluatedUsers: base,
-          heldOut: cases.test.user.length,
-          ndcgAt10: Math.round(r.metrics['ndcg@10'] * 10000) / 10000,
-          seconds: Math.round((Date.now() - t0) / 100) / 10,
-          protocol: "the first 20,000 users' leave-one-out cases, 100 negatives from the same provider and domain (the default world's)",
-        });
-        row.push(`${n} users ${hr.toFixed(4)}${n === base ? '' : ` (${hr - at20k >= 0 ? '+' : ''}${(hr - at20k).toFixed(4)})`}`);
+        const params = { seed, party: PARTY, trainedUsers: n, trainingInteractions: split.train.user.length, evaluatedUsers: base, heldOut: cases.test.user.length, protocol: PROTOCOL };
+        let best: { hr: number; ndcg: number; epochs: number; learningRate: number } | null = null;
+        for (const learningRate of grid.lrs) {
+          for (const epochs of grid.epochs) {
+            const t0 = Date.now();
+            const r = await localOnlyFigures(ds, split, PARTY, seed, cases, evalSeed, { epochs, learningRate });
+            const hr = r.metrics['hr@10'];
+            const ndcg = r.metrics['ndcg@10'];
+            ctx.record(`${PARTY}_own_users_${n}_e${epochs}_lr${learningRate}_hr_at_10`, round4(hr), 'HR@10', { ...params, epochs, learningRate, ndcgAt10: round4(ndcg), seconds: Math.round((Date.now() - t0) / 100) / 10 });
+            if (!best || hr > best.hr) best = { hr, ndcg, epochs, learningRate };
+          }
+        }
+        ctx.record(`${PARTY}_own_users_${n}_best_hr_at_10`, round4(best!.hr), 'HR@10', { ...params, epochs: best!.epochs, learningRate: best!.learningRate, ndcgAt10: round4(best!.ndcg), chosen: 'the best of the grid on these evaluation cases' });
+        if (n === base) at20k = best!.hr;
+        row.push(`${n} users ${best!.hr.toFixed(4)} (e${best!.epochs}, lr ${best!.learningRate})${n === base ? '' : ` ${best!.hr - at20k >= 0 ? '+' : ''}${(best!.hr - at20k).toFixed(4)}`}`);
       }
-      ctx.log(`seed ${seed} insurer HR@10 on the first ${base} users' cases, trained on: ${row.join(', ')}`);
+      ctx.log(`seed ${seed} insurer HR@10 on the first ${base} users' cases, best of the grid, trained on: ${row.join(', ')}`);
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
