@@ -1,16 +1,19 @@
 /**
  * `npm run bench -- own-data`: how much MORE OF ITS OWN DATA would lift the insurer's HR@10 on its own
- * offers? A measured upper bound on what any federation partner's data can add there (issue 5's
+ * offers? A generous estimate of what any federation partner's data can add there (issue 5's
  * criterion "federated beats local-only on the insurer's HR@10 by more than twice the seed spread").
+ * An estimate, not a bound: the value of own data is measured with a finite tuning grid, so the true
+ * value may be a little higher; the argument below is about information, not a theorem.
  *
  * The argument. The other parties' users are distinct people who take up OTHER providers' offers
  * (generate.ts), so their data can teach the insurer's model only what is shared: the feature
  * towers (how features and interests map to taste, how topic tags and price bands map to appeal).
  * More of the insurer's own users teach all of that too, from the same generator, plus the insurer's
  * own item rows: extra users of the insurer are at least as informative for its own offers as the
- * same number of a partner's users, without DP noise. So if k times the insurer's own users lifts its
- * HR@10 by x, a federation with partners holding (k - 1) times its users cannot be expected to lift
- * it by much more than x (and the DP federation, which must also serve the other domains through the
+ * same number of a partner's users (who also come from other regions: each insurer has its own
+ * regional footprint), without DP noise. So if k times the insurer's own users lifts its HR@10 by x,
+ * a federation with partners holding (k - 1) times its users cannot be expected to lift it by much
+ * more than x (and the DP federation, which must also serve the other domains through the
  * same towers, by less).
  *
  * The measurement. For each seed (FEDBRIDGE_BENCH_SEEDS, default 1,2,3) the demo's world is generated
