@@ -10,11 +10,12 @@
  *     throws; bytes protobufjs cannot decode come back as a `MalformedRequest` naming the message
  *     type and protobufjs's reason.
  *  2. `malformedRequestInterceptor` (a grpc-js server interceptor on the one server): the first
- *     `MalformedRequest` of a call is answered INVALID_ARGUMENT; grpc-js then closes the call for the
- *     handler as a client cancellation would (its listener's onCancel). The handler never sees that message nor a
- *     half-close, so a unary or server-streaming handler is never invoked, and a client-streaming
- *     handler (which stores nothing before its stream completed and checked out) sees its stream
- *     cancelled and discards what it had. No state changes.
+ *     `MalformedRequest` of a call is answered INVALID_ARGUMENT; grpc-js then closes the call for
+ *     the handler as a client cancellation would (its listener's onCancel). The handler never sees
+ *     that message nor a half-close, so a unary or server-streaming handler is never invoked, and a
+ *     client-streaming handler (which stores nothing before its stream completed and checked out)
+ *     sees its stream cancelled and discards what it had. No state changes.
+ * The two go together: without the interceptor a handler would receive the MalformedRequest value.
  *
  * Only decoding is caught here: a message that decodes but breaks a rule (lengths, phases,
  * signatures) is the handlers' to refuse, with their own codes.
@@ -50,6 +51,7 @@ export function guardRequestDeserializers(def: PackageDefinition): number {
       if (typeof method !== 'object' || method === null || typeof method.requestDeserialize !== 'function') continue;
       const inner = method.requestDeserialize as (b: Buffer) => unknown;
       if ((inner as { guarded?: boolean }).guarded) continue;
+      // every request type of ours lives in its service's package (fedbridge.v1)
       const typeName = typeof method.requestType?.type?.name === 'string' ? `${name.replace(/\.[^.]*$/, '')}.${method.requestType.type.name}` : 'request';
       const wrapped = (bytes: Buffer): unknown => {
         try {
