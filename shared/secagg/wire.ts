@@ -6,7 +6,11 @@
  * beyond 2^53 - 1, vector chunks that do not add up to `length` words — all throw SecAggError
  * INVALID_ARGUMENT, and every decoded message then passes `validateShape`. Signatures are not
  * checked here (the state machines do that), so a decoded message is exactly what was signed:
- * the signed bytes are canonical (messages.ts), independent of the protobuf encoding.
+ * the signed bytes are canonical (messages.ts), independent of the protobuf encoding. Several
+ * encodings of one message therefore decode alike and verify alike; that includes some damaged ones
+ * (protobufjs lets a sub-message's last length-delimited field run past the sub-message's declared
+ * length; tests/coordinator/fuzz.test.ts met 13 such bit flips in about 400), which carry exactly the
+ * signed content.
  */
 import * as pb from '../../proto/gen/grpc/fedbridge/v1/secagg';
 import { SecAggError } from './errors';
