@@ -19,13 +19,12 @@
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { EventKind, Phase, PhaseMessageBody, SignedRequest, UploadChunk, UploadOpenBody, type PartyHeader } from '../../proto/gen/grpc/fedbridge/v1/federation';
-import { encodedDimension } from '../../shared/dp/encode';
 import { modularSum } from '../../shared/fl/aggregate';
 import { ed25519Keygen } from '../../shared/crypto/sign';
 import { sodiumReady } from '../../shared/crypto/sodium';
 import type { RunningCoordinator } from '../../coordinator/main';
 import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
-import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { type Env, makeEnv, ManualTimers, modelDim, operator, policyYaml, secaggFederation, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 import { decodeClientMessage, encodeClientMessage } from '../../shared/secagg/wire';
 
@@ -134,14 +133,10 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
   });
 
   test('every generated request is refused with a client-error status, nothing is stored, the round completes with the exact sum', async () => {
-    parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
-    const op = operator(env, coord.grpcPort);
-    await enrol(env, op, parties);
-    const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
-    policy.secagg.threshold = 2;
-    const dim = modelDim(policy);
-    const m = encodedDimension(dim, true);
-    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, m));
+    const fed = await secaggFederation(env, coord, 1);
+    const { op, policy, dim } = fed;
+    parties = fed.parties;
+    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, fed.vectorLength));
     const holder = nodes[2];
     const [platform, insurer, insurer2] = parties;
     holder.holdAt = { round: 1, phase: Phase.PHASE_ADVERTISE_KEYS };

@@ -4,11 +4,10 @@
  * aborts it when masked input closes; the pure rule is also checked on its own.
  */
 import { EventKind, Phase } from '../../proto/gen/grpc/fedbridge/v1/federation';
-import { encodedDimension } from '../../shared/dp/encode';
 import { noiseFloorViolation } from '../../shared/fl/noise-floor';
 import { defaultPolicy } from '../../shared/policy/defaults';
 import type { RunningCoordinator } from '../../coordinator/main';
-import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { type Env, makeEnv, ManualTimers, modelDim, policyYaml, secaggFederation, signaturesFor, startCoordinator, startRun, TestParty } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 
 describe('distributed-noise floor', () => {
@@ -44,13 +43,10 @@ describe('distributed-noise floor', () => {
     });
 
     test('a party dropping in masked input leaves 2 < n_min = 3 inputs: the round aborts, nothing is unmasked', async () => {
-      parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
-      const op = operator(env, coord.grpcPort);
-      await enrol(env, op, parties);
-      const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
-      policy.secagg.threshold = 2;
+      const fed = await secaggFederation(env, coord, 1);
+      const { op, policy, vectorLength } = fed;
+      parties = fed.parties;
       policy.privacy = { ...policy.privacy, mechanism: 'round-noise', noiseMode: 'distributed', nMin: 3 };
-      const vectorLength = encodedDimension(modelDim(policy), policy.secagg.rotation === 'hadamard');
       nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, vectorLength));
       nodes[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT };
       await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(modelDim(policy) * 4));

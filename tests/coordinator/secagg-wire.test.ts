@@ -10,12 +10,11 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { EventKind, Phase } from '../../proto/gen/grpc/fedbridge/v1/federation';
-import { encodedDimension } from '../../shared/dp/encode';
 import { modularSum } from '../../shared/fl/aggregate';
 import { randomBytes, sodiumReady } from '../../shared/crypto/sodium';
 import type { RunningCoordinator } from '../../coordinator/main';
 import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
-import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { type Env, makeEnv, ManualTimers, policyYaml, secaggFederation, signaturesFor, startCoordinator, startRun, TestParty } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 import { BODY_OF, protoRoot, walkFields } from '../integration/wire-tap';
 
@@ -71,15 +70,10 @@ describe('wire: only declared fields, no canary, no unmasked input', () => {
   });
 
   test('a 3-party round with a dropout, captured in both directions', async () => {
-    parties = ['platform', 'insurer', 'insurer2'].map(
-      (n) => new TestParty(n, env, coord.grpcPort, { interceptors: [metadataOf(n, metadata)], capture: (method, dir, bytes) => captured.push({ party: n, method, dir, bytes }) }),
-    );
-    const op = operator(env, coord.grpcPort);
-    await enrol(env, op, parties);
-    const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
-    policy.secagg.threshold = 2;
-    const dim = modelDim(policy);
-    const m = encodedDimension(dim, true);
+    const fed = await secaggFederation(env, coord, 1, (n) => ({ interceptors: [metadataOf(n, metadata)], capture: (method, dir, bytes) => captured.push({ party: n, method, dir, bytes }) }));
+    const { op, policy, dim } = fed;
+    const m = fed.vectorLength;
+    parties = fed.parties;
     const canaries = new Map<string, Uint8Array>();
     nodes = parties.map((p) => {
       const n = new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, m);

@@ -13,7 +13,7 @@ import { newServerState } from '../../shared/fl/server';
 import { sodium } from '../../shared/crypto/sodium';
 import type { RunningCoordinator } from '../../coordinator/main';
 import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
-import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { enrol, type Env, makeEnv, ManualTimers, modelDim, operator, policyYaml, secaggFederation, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 
 describe('secure aggregation over gRPC', () => {
@@ -34,13 +34,9 @@ describe('secure aggregation over gRPC', () => {
   });
 
   test('3 parties, 2 rounds, one killed during masked input: the sum is exactly the survivors\' inputs', async () => {
-    parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
-    const op = operator(env, coord.grpcPort);
-    await enrol(env, op, parties);
-    const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
-    policy.secagg.threshold = 2;
-    const dim = modelDim(policy);
-    const vectorLength = encodedDimension(dim, policy.secagg.rotation === 'hadamard');
+    const fed = await secaggFederation(env, coord, 2);
+    const { op, policy, dim, vectorLength } = fed;
+    parties = fed.parties;
     nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, vectorLength));
     nodes[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT };
     const initial = new Float32Array(dim).map((_, i) => ((i % 11) - 5) / 50);

@@ -36,6 +36,7 @@ import { sodium, sodiumReady } from '../../../shared/crypto/sodium';
 import { defaultPolicy } from '../../../shared/policy/defaults';
 import { policyHash, type Policy } from '../../../shared/policy/schema';
 import { layoutSize, sharedParameterLayout } from '../../../shared/model/layout';
+import { encodedDimension } from '../../../shared/dp/encode';
 import { newHeader, signRequest, verifyEvent, type PartyMethod } from '../../../shared/proto/envelope';
 
 export const FEDERATION = 'fb-test';
@@ -308,6 +309,22 @@ export function testPolicy(parties: TestParty[], coordinatorKey: Uint8Array, ove
 
 export function modelDim(p: Policy): number {
   return layoutSize(sharedParameterLayout(p.model, p.vocabularies));
+}
+
+/**
+ * What the secure-aggregation tests start from: platform, insurer and insurer2 (each with
+ * `partyOpts(name)`) enrolled with their certificates bound, and a 50-item test policy of `rounds`
+ * rounds with threshold 2; `dim` is the model's shared parameter count and `vectorLength` the
+ * length of the encoded vectors the parties secure-aggregate.
+ */
+export async function secaggFederation(env: Env, coord: RunningCoordinator, rounds: number, partyOpts?: (name: string) => ConstructorParameters<typeof TestParty>[3]) {
+  const parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort, partyOpts?.(n)));
+  const op = operator(env, coord.grpcPort);
+  await enrol(env, op, parties);
+  const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds });
+  policy.secagg.threshold = 2;
+  const dim = modelDim(policy);
+  return { parties, op, policy, dim, vectorLength: encodedDimension(dim, policy.secagg.rotation === 'hadamard') };
 }
 
 export function policyYaml(p: Policy): string {
