@@ -9,4 +9,6 @@ module.exports = {
   },
   moduleFileExtensions: ['ts', 'js', 'json'],
   testTimeout: 60000,
+  // one fixed fast-check seed unless FC_SEED says otherwise (tests/fast-check-setup.ts)
+  setupFiles: ['<rootDir>/tests/fast-check-setup.ts'],
 };

@@ -201,7 +201,15 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         fail(i, `entry.epsilon.${party}`, 'parameters the accountant accepts', err);
         continue;
       }
-      const recomputed = ledger.epsilon(party, policy.privacy.delta);
+      let recomputed: number;
+      try {
+        recomputed = ledger.epsilon(party, policy.privacy.delta);
+      } catch (err) {
+        // a hostile log must give a failure, never an exception (policy.privacy.delta is validated
+        // with the policy, so this is the accountant refusing what the logged rounds add up to)
+        fail(i, `entry.epsilon.${party}`, 'rounds the accountant can compose', (err as Error).message);
+        continue;
+      }
       const v = e.epsilon[party];
       if (v === undefined) continue;
       if (!epsilonMatches(v, recomputed)) fail(i, `entry.epsilon.${party}`, recomputed, v);

@@ -29,6 +29,10 @@
 import { anum, aint } from '../util/check';
 import { logAdd, logSub, logErfc, logComb } from './special';
 
+// bound once, as in special.ts: global lookups are slow in the vm contexts jest runs tests in
+const { abs, ceil, exp, expm1, log, log1p, max, min, sqrt, PI, SQRT2 } = Math;
+const INF = Infinity;
+
 /** Orders used by default (dp_accounting's default list, plus large ones). */
 export const DEFAULT_ORDERS: readonly number[] = Object.freeze([
   ...Array.from({ length: 99 }, (_, x) => 1 + (x + 1) / 10),
@@ -43,9 +47,9 @@ export const DEFAULT_ORDERS: readonly number[] = Object.freeze([
 export const INTEGER_ORDERS: readonly number[] = Object.freeze([...Array.from({ length: 127 }, (_, x) => 2 + x), 256]);
 
 function logAInt(q: number, sigma: number, alpha: number): number {
-  let logA = -Infinity;
-  const lq = Math.log(q);
-  const l1q = Math.log1p(-q);
+  let logA = -INF;
+  const lq = log(q);
+  const l1q = log1p(-q);
   for (let i = 0; i <= alpha; i++) {
     const logCoef = logComb(alpha, i) + i * lq + (alpha - i) * l1q;
     const s = logCoef + (i * i - i) / (2 * sigma * sigma);
@@ -54,14 +58,22 @@ function logAInt(q: number, sigma: number, alpha: number): number {
   return logA;
 }
 
-function logAFrac(q: number, sigma: number, alpha: number): number {
-  let logA0 = -Infinity;
-  let logA1 = -Infinity;
-  const z0 = sigma * sigma * Math.log(1 / q - 1) + 0.5;
-  const lq = Math.log(q);
-  const l1q = Math.log1p(-q);
+/**
+ * log A_alpha for fractional alpha (TF Privacy's _compute_log_a_frac): an alternating series summed
+ * in log space. When sigma is so large that A_alpha = 1 + O(1/sigma^2) the terms cancel below double
+ * precision and a partial sum can come out negative, and near q = 1/2 the terms decay only as
+ * i^-(alpha+1) so the series may not reach its stopping threshold in 1e5 terms; in both cases this
+ * returns null (the caller falls back to a bound that needs neither) rather than throwing or
+ * returning a wrong value.
+ */
+function logAFrac(q: number, sigma: number, alpha: number): number | null {
+  let logA0 = -INF;
+  let logA1 = -INF;
+  const z0 = sigma * sigma * log(1 / q - 1) + 0.5;
+  const lq = log(q);
+  const l1q = log1p(-q);
   const s2 = sigma * sigma;
-  const sqrt2s = Math.SQRT2 * sigma;
+  const sqrt2s = SQRT2 * sigma;
   // binomial coefficient C(alpha, i) for real alpha, as log|C| and sign, built incrementally
   let logAbsCoef = 0;
   let sign = 1;
@@ -69,37 +81,51 @@ function logAFrac(q: number, sigma: number, alpha: number): number {
     if (i > 0) {
       const f = (alpha - (i - 1)) / i;
       if (f === 0) break; // cannot happen for fractional alpha
-      logAbsCoef += Math.log(Math.abs(f));
+      logAbsCoef += log(abs(f));
       if (f < 0) sign = -sign;
     }
     const j = alpha - i;
     const logT0 = logAbsCoef + i * lq + j * l1q;
     const logT1 = logAbsCoef + j * lq + i * l1q;
-    const logE0 = Math.log(0.5) + logErfc((i - z0) / sqrt2s);
-    const logE1 = Math.log(0.5) + logErfc((z0 - j) / sqrt2s);
+    const logE0 = log(0.5) + logErfc((i - z0) / sqrt2s);
+    const logE1 = log(0.5) + logErfc((z0 - j) / sqrt2s);
     const logS0 = logT0 + (i * i - i) / (2 * s2) + logE0;
     const logS1 = logT1 + (j * j - j) / (2 * s2) + logE1;
     if (sign > 0) {
       logA0 = logAdd(logA0, logS0);
       logA1 = logAdd(logA1, logS1);
     } else {
+      if (logS0 >= logA0 || logS1 >= logA1) return null; // cancellation below double precision
       logA0 = logSub(logA0, logS0);
       logA1 = logSub(logA1, logS1);
     }
-    if (Math.max(logS0, logS1) < -30) break;
-    if (i > 100000) throw new RangeError(`RDP series did not converge (q=${q}, sigma=${sigma}, order=${alpha})`);
+    if (max(logS0, logS1) < -30) break;
+    if (i > 100000) return null; // slow convergence (q near 1/2 with very large sigma)
   }
   return logAdd(logA0, logA1);
 }
 
 /** RDP at one order of one step of the Poisson-subsampled Gaussian mechanism. */
+/**
+ * Two numerical guards, both of which only ever raise the returned value, so it stays an upper
+ * bound on the true RDP:
+ * - RDP is a Renyi divergence, >= 0 (A_alpha >= 1 by Jensen); with very large sigma the log-space
+ *   sums land a few ulps below 0 (down to about -5e-13 at sigma 1e8), which would make a
+ *   composition look negative. Such values are raised to 0.
+ * - Where the fractional-order series loses its cancellation or does not converge (only for sigma
+ *   above about 1e4, far from any calibrated noise), the RDP at
+ *   the next integer order is used: the Renyi divergence is non-decreasing in its order
+ *   (van Erven & Harremoes 2014, Thm. 3), so eps(alpha) <= eps(ceil(alpha)).
+ */
 export function rdpSampledGaussianStep(q: number, sigma: number, order: number): number {
   if (q === 0) return 0;
-  if (sigma === 0) return Infinity;
-  if (order === Infinity) return Infinity;
+  if (sigma === 0) return INF;
+  if (order === INF) return INF;
   if (q === 1) return order / (2 * sigma * sigma);
-  const logA = Number.isInteger(order) ? logAInt(q, sigma, order) : logAFrac(q, sigma, order);
-  return logA / (order - 1);
+  if (Number.isInteger(order)) return max(0, logAInt(q, sigma, order) / (order - 1));
+  const logA = logAFrac(q, sigma, order);
+  if (logA === null) return rdpSampledGaussianStep(q, sigma, ceil(order));
+  return max(0, logA / (order - 1));
 }
 
 function checkOrders(orders: readonly number[]): void {
@@ -144,22 +170,22 @@ export function epsilonFromRdp(orders: readonly number[], rdp: readonly number[]
   checkOrders(orders);
   if (rdp.length !== orders.length) throw new RangeError(`"rdp" expected length ${orders.length} (one per order), got length=${rdp.length}`);
   anum('delta', delta, 0, 1, { min: true, max: true });
-  let best = Infinity;
+  let best = INF;
   let bestOrder = orders[0];
   for (let i = 0; i < orders.length; i++) {
     const a = orders[i];
     const r = rdp[i];
     if (typeof r !== 'number' || Number.isNaN(r) || r < 0) throw new RangeError(`"rdp[${i}]" expected a number >= 0, got ${r}`);
     let eps: number;
-    if (delta * delta + Math.expm1(-r) > 0) eps = 0;
-    else if (a > 1.01) eps = r + Math.log1p(-1 / a) - Math.log(delta * a) / (a - 1);
-    else eps = Infinity;
+    if (delta * delta + expm1(-r) > 0) eps = 0;
+    else if (a > 1.01) eps = r + log1p(-1 / a) - log(delta * a) / (a - 1);
+    else eps = INF;
     if (eps < best) {
       best = eps;
       bestOrder = a;
     }
   }
-  return { epsilon: Math.max(0, best), order: bestOrder };
+  return { epsilon: max(0, best), order: bestOrder };
 }
 
 /**
@@ -168,7 +194,7 @@ export function epsilonFromRdp(orders: readonly number[], rdp: readonly number[]
  */
 export function ddgTau(localVariance: number, n: number): number {
   let tau = 0;
-  for (let k = 1; k < n; k++) tau += Math.exp(-2 * Math.PI * Math.PI * localVariance * (k / (k + 1)));
+  for (let k = 1; k < n; k++) tau += exp(-2 * PI * PI * localVariance * (k / (k + 1)));
   return 10 * tau;
 }
 
@@ -189,29 +215,31 @@ export interface DdgParams {
 }
 
 function ddgRdpFull(p: DdgParams, alpha: number): number {
-  const sd = Math.sqrt(p.parties * p.localVariance);
+  const sd = sqrt(p.parties * p.localVariance);
   const l2s = p.l2 / sd;
   const l1s = p.l1 / sd;
   const tau = ddgTau(p.localVariance, p.parties);
   const d = p.dimension;
   const t1 = (alpha / 2) * l2s * l2s + tau * d;
   const t2 = (alpha / 2) * (l2s * l2s + 2 * l1s * tau + tau * tau * d);
-  const t3 = (alpha / 2) * (l2s + Math.sqrt(d) * tau) ** 2;
-  return Math.min(t1, t2, t3);
+  const t3 = (alpha / 2) * (l2s + sqrt(d) * tau) ** 2;
+  return min(t1, t2, t3);
 }
 
 /** Zhu & Wang 2019 Thm. 5: RDP at integer order alpha of a mechanism with RDP `eps(l)`, Poisson-subsampled at rate q. */
 function rdpSubsampledGeneral(alpha: number, q: number, eps: (l: number) => number): number {
   // log of  (1-q)^(alpha-1) (alpha q - q + 1) + C(alpha,2) q^2 (1-q)^(alpha-2) e^{eps(2)}
   //       + 3 sum_{l=3}^{alpha} C(alpha,l) q^l (1-q)^(alpha-l) e^{(l-1) eps(l)}, all in log space
-  const l1q = Math.log1p(-q);
-  const lq = Math.log(q);
-  let acc = (alpha - 1) * l1q + Math.log(alpha * q - q + 1);
+  const l1q = log1p(-q);
+  const lq = log(q);
+  let acc = (alpha - 1) * l1q + log(alpha * q - q + 1);
   acc = logAdd(acc, logComb(alpha, 2) + 2 * lq + (alpha - 2) * l1q + eps(2));
   for (let l = 3; l <= alpha; l++) {
-    acc = logAdd(acc, Math.log(3) + (l - 1) * eps(l) + logComb(alpha, l) + (alpha - l) * l1q + l * lq);
+    acc = logAdd(acc, log(3) + (l - 1) * eps(l) + logComb(alpha, l) + (alpha - l) * l1q + l * lq);
   }
-  return acc / (alpha - 1);
+  // the sum is >= 1 exactly (it bounds E[(P/Q)^alpha]); a log a few ulps below 0 is round-off,
+  // raised to 0 so that the result stays an upper bound and compositions stay non-negative
+  return max(0, acc / (alpha - 1));
 }
 
 /**
@@ -219,7 +247,7 @@ function rdpSubsampledGeneral(alpha: number, q: number, eps: (l: number) => numb
  * discrete Gaussian sum mechanism, Poisson-subsampled at rate q (q = 1: no subsampling).
  */
 export function rdpDdg(p: DdgParams, orders: readonly number[] = INTEGER_ORDERS): number[] {
-  anum('localVariance', p.localVariance, 0, Infinity, { min: true });
+  anum('localVariance', p.localVariance, 0, INF, { min: true });
   aint('parties', p.parties, 1);
   anum('l2', p.l2, 0);
   anum('l1', p.l1, 0);
@@ -232,7 +260,7 @@ export function rdpDdg(p: DdgParams, orders: readonly number[] = INTEGER_ORDERS)
     const eps = (l: number): number => ddgRdpFull(p, l);
     if (p.q === 0) return 0;
     const full = eps(a0);
-    const r = p.q === 1 ? full : Math.min(rdpSubsampledGeneral(a0, p.q, eps), full);
+    const r = p.q === 1 ? full : min(rdpSubsampledGeneral(a0, p.q, eps), full);
     return r * p.steps;
   });
 }
@@ -250,14 +278,14 @@ export function roundedSensitivity(scaledClip: number, dimension: number, beta: 
   anum('scaledClip', scaledClip, 0);
   aint('dimension', dimension, 1);
   anum('beta', beta, 0, 1, { max: true });
-  const sd = Math.sqrt(dimension);
+  const sd = sqrt(dimension);
   const b1 = scaledClip + sd;
   let l2 = b1;
   if (beta > 0) {
-    const b2 = Math.sqrt(scaledClip * scaledClip + dimension / 4 + Math.sqrt(2 * Math.log(1 / beta)) * (scaledClip + sd / 2));
-    l2 = Math.min(b1, b2);
+    const b2 = sqrt(scaledClip * scaledClip + dimension / 4 + sqrt(2 * log(1 / beta)) * (scaledClip + sd / 2));
+    l2 = min(b1, b2);
   }
-  return { l2, l1: l2 * Math.min(sd, l2) };
+  return { l2, l1: l2 * min(sd, l2) };
 }
 
 /**
@@ -282,7 +310,7 @@ export function calibrate(epsAt: (s: number) => number, target: number, what: st
   }
   // invariant: eps(lo) > target >= eps(hi)
   while ((hi - lo) / hi > rtol) {
-    const mid = Math.sqrt(lo * hi);
+    const mid = sqrt(lo * hi);
     if (epsAt(mid) <= target) hi = mid;
     else lo = mid;
   }
@@ -294,7 +322,7 @@ export function calibrate(epsAt: (s: number) => number, target: number, what: st
  * the Poisson-subsampled Gaussian at rate q are (targetEpsilon, delta)-DP.
  */
 export function calibrateSigma(targetEpsilon: number, delta: number, q: number, steps: number, orders: readonly number[] = DEFAULT_ORDERS, rtol = 1e-6): number {
-  anum('epsilon', targetEpsilon, 0, Infinity, { min: true });
+  anum('epsilon', targetEpsilon, 0, INF, { min: true });
   anum('delta', delta, 0, 1, { min: true, max: true });
   anum('q', q, 0, 1, { min: true });
   aint('steps', steps, 1);
@@ -322,10 +350,10 @@ export function calibrateDdgSigma(a: {
   shares: number;
   rtol?: number;
 }): number {
-  anum('epsilon', a.epsilon, 0, Infinity, { min: true });
+  anum('epsilon', a.epsilon, 0, INF, { min: true });
   anum('delta', a.delta, 0, 1, { min: true, max: true });
-  anum('gamma', a.gamma, 0, Infinity, { min: true });
-  anum('clip', a.clip, 0, Infinity, { min: true });
+  anum('gamma', a.gamma, 0, INF, { min: true });
+  anum('clip', a.clip, 0, INF, { min: true });
   const { l2, l1 } = roundedSensitivity(a.gamma * a.clip, a.dimension, a.beta);
   const epsAt = (sigma: number): number =>
     epsilonFromRdp(

@@ -7,8 +7,14 @@
  * the thousands (where erfc itself underflows), and erfc(x) = 2 - erfc(-x) for x < 0.
  */
 
-const LOG_SQRT_PI = 0.5 * Math.log(Math.PI);
-const TWO_OVER_SQRT_PI = 2 / Math.sqrt(Math.PI);
+// Math's members bound once: under jest every test file runs in a vm context, where each global
+// lookup (Math, Infinity) goes through the context's interceptor and the accountant's series loops
+// run about 50 times slower than in plain node (rdpSampledGaussian(0.5, 1e4, 3): 11 s vs 0.24 s).
+const { abs, exp, expm1, log, log1p, max, min, sin, sqrt, PI } = Math;
+const INF = Infinity;
+
+const LOG_SQRT_PI = 0.5 * log(PI);
+const TWO_OVER_SQRT_PI = 2 / sqrt(PI);
 
 function erfSeries(x: number): number {
   // erf(x) = 2/sqrt(pi) sum_n (-1)^n x^(2n+1) / (n! (2n+1))
@@ -19,7 +25,7 @@ function erfSeries(x: number): number {
     term *= -x2 / n;
     const add = term / (2 * n + 1);
     sum += add;
-    if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    if (abs(add) < 1e-17 * abs(sum)) break;
   }
   return TWO_OVER_SQRT_PI * sum;
 }
@@ -34,49 +40,49 @@ function logErfcCf(x: number): number {
   for (let k = 1; k < 5000; k++) {
     const a = k / 2;
     d = x + a * d;
-    if (Math.abs(d) < tiny) d = tiny;
+    if (abs(d) < tiny) d = tiny;
     c = x + a / c;
-    if (Math.abs(c) < tiny) c = tiny;
+    if (abs(c) < tiny) c = tiny;
     d = 1 / d;
     const delta = c * d;
     f *= delta;
-    if (Math.abs(delta - 1) < 1e-16) break;
+    if (abs(delta - 1) < 1e-16) break;
   }
-  return -x * x - LOG_SQRT_PI - Math.log(f);
+  return -x * x - LOG_SQRT_PI - log(f);
 }
 
 /** erfc(x) in double precision. */
 export function erfc(x: number): number {
-  if (Number.isNaN(x)) return NaN;
+  if (x !== x) return x; // NaN
   if (x < 0) return 2 - erfc(-x);
   if (x < 2.5) return 1 - erfSeries(x);
-  return Math.exp(logErfcCf(x));
+  return exp(logErfcCf(x));
 }
 
 /** log(erfc(x)), finite for large positive x. */
 export function logErfc(x: number): number {
-  if (Number.isNaN(x)) return NaN;
-  if (x === Infinity) return -Infinity;
-  if (x < 2.5) return Math.log(erfc(x));
+  if (x !== x) return x; // NaN
+  if (x === INF) return -INF;
+  if (x < 2.5) return log(erfc(x));
   return logErfcCf(x);
 }
 
 /** log(exp(a) + exp(b)). */
 export function logAdd(a: number, b: number): number {
-  if (a === -Infinity) return b;
-  if (b === -Infinity) return a;
-  const m = Math.max(a, b);
-  return Math.log1p(Math.exp(Math.min(a, b) - m)) + m;
+  if (a === -INF) return b;
+  if (b === -INF) return a;
+  const m = max(a, b);
+  return log1p(exp(min(a, b) - m)) + m;
 }
 
 /** log(exp(a) - exp(b)), a >= b. */
 export function logSub(a: number, b: number): number {
-  if (b === -Infinity) return a;
+  if (b === -INF) return a;
   if (a < b) throw new RangeError('logSub: the result of subtraction must be non-negative');
-  if (a === b) return -Infinity;
+  if (a === b) return -INF;
   const d = a - b;
   if (d > 700) return a; // exp(-d) below double precision relative to 1
-  return Math.log(Math.expm1(d)) + b;
+  return log(expm1(d)) + b;
 }
 
 /** log(Gamma(x)) for x > 0 (Lanczos, g = 7, n = 9; relative error ~1e-15). */
@@ -86,12 +92,12 @@ export function logGamma(x: number): number {
     0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
     12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
   ];
-  if (x < 0.5) return Math.log(Math.PI / Math.abs(Math.sin(Math.PI * x))) - logGamma(1 - x);
+  if (x < 0.5) return log(PI / abs(sin(PI * x))) - logGamma(1 - x);
   x -= 1;
   let a = c[0];
   const t = x + g + 0.5;
   for (let i = 1; i < g + 2; i++) a += c[i] / (x + i);
-  return 0.5 * Math.log(2 * Math.PI) + (x + 0.5) * Math.log(t) - t + Math.log(a);
+  return 0.5 * log(2 * PI) + (x + 0.5) * log(t) - t + log(a);
 }
 
 /** log C(n, k) for integers 0 <= k <= n. */

@@ -92,6 +92,23 @@ describe('verifyLog on generated runs', () => {
     expect(first.entry).toBe(log.receipts[0].headIdx);
   });
 
+  test('a round logged with an absurd noise multiplier fails on that field, and the epsilon check still runs', async () => {
+    // the hostile-log property test's counterexample (CI, seed -1171275587): 116835019 in place of
+    // round-started.params.noiseMultiplier made the accountant's RDP -1.9e-13 and verifyLog threw
+    const fed = await makeFederation();
+    const entries = entriesOf(generateLog(fed, [{}, { drop: [{ party: 'insurer', phase: 'share' }] }, {}, {}]).text);
+    const i = entries.findIndex((e) => e.type === 'round-started');
+    const logged = entries[i].params.noiseMultiplier;
+    entries[i].params.noiseMultiplier = 116835019;
+    const r = verifyLog(rechain(fed, entries, { resignReceipts: false }).bytes, { policy: fed.policy });
+    expect(r.ok).toBe(false);
+    expect(r.failures).toContainEqual({ entry: i, field: 'entry.params.noiseMultiplier', expected: String(logged), found: '116835019' });
+    // the round's epsilon is recomputed from what was logged (almost no privacy loss at that noise), so the
+    // coordinator's logged epsilon no longer matches: a second, precise failure rather than an exception
+    const close = entries.findIndex((e, k) => k > i && e.type === 'round-completed');
+    expect(r.failures.some((f) => f.entry === close && f.field.startsWith('entry.epsilon.'))).toBe(true);
+  });
+
   test('a receipt from a key the policy does not pin is refused', async () => {
     const fed = await makeFederation();
     const stranger = await makeFederation();

@@ -88,6 +88,39 @@ describe('RDP of the Poisson-subsampled Gaussian (TF Privacy rdp_accountant_test
     const r = computeRdp(0.05, 1.1, 1, orders) as number[];
     for (let i = 1; i < r.length; i++) expect(r[i]).toBeGreaterThan(r[i - 1]);
   });
+  test('very large sigma: every order gives a finite RDP >= 0 and the composition converts', () => {
+    // found by the hostile-log property test: a logged noise multiplier of 1.2e8 gave RDP -1.9e-13
+    // (log-space round-off) and the conversion threw; near q = 1/2 the fractional series also failed
+    // to converge for sigma above about 1e4
+    for (const q of [1e-4, 0.3, 0.5, 0.99]) {
+      for (const sigma of [1e4, 1e7, 116835019, 1e12]) {
+        const r = rdpSampledGaussian(q, sigma, 3);
+        r.forEach((v, i) => {
+          // at this noise differences between neighbouring orders are round-off, so only sign,
+          // finiteness and size are asserted: subsampling never raises RDP above the unsampled
+          // Gaussian's steps * alpha / (2 sigma^2)
+          const a = DEFAULT_ORDERS[i];
+          if (!(Number.isFinite(v) && v >= 0 && v <= (3 * a) / (2 * sigma * sigma) + 1e-12)) throw new Error(`q=${q} sigma=${sigma} order=${DEFAULT_ORDERS[i]}: RDP ${v}`);
+        });
+        // RDP ~ 0 at every order: the conversion's floor at the largest order is about 0.011
+        const { epsilon } = epsilonFromRdp(DEFAULT_ORDERS, r, 1e-5);
+        expect(epsilon).toBeGreaterThanOrEqual(0);
+        expect(epsilon).toBeLessThan(0.02);
+      }
+    }
+  });
+  test('a fractional order whose series cannot be summed is bounded by the next integer order, never the one below', () => {
+    // q = 1/2, sigma = 1e5: the alternating series for order 1.2 does not converge in 1e5 terms
+    // (it does for 1.5, which stays below order 2)
+    const at = (a: number) => computeRdp(0.5, 1e5, 1, a) as number;
+    expect(at(1.2)).toBe(at(2));
+    expect(at(1.5)).toBeLessThan(at(2));
+    expect(at(1.5)).toBeGreaterThan(0);
+    // where the series converges, the fractional value is strictly between its integer neighbours
+    const mid = computeRdp(0.5, 30, 1, 2.5) as number;
+    expect(mid).toBeGreaterThan(computeRdp(0.5, 30, 1, 2) as number);
+    expect(mid).toBeLessThan(computeRdp(0.5, 30, 1, 3) as number);
+  });
   test('rejects bad arguments with errors naming them', () => {
     expect(() => computeRdp(1.5, 1, 1, 2)).toThrow(/"q"/);
     expect(() => computeRdp(0.1, -1, 1, 2)).toThrow(/"sigma"/);
@@ -230,6 +263,18 @@ describe('distributed discrete Gaussian (Kairouz, Liu & Steinke 2021)', () => {
     expect(l2).toBeCloseTo(Math.min(200, b2), 12);
     expect(l1).toBeCloseTo(l2 * Math.min(100, l2), 9);
     expect(roundedSensitivity(3, 16, 0).l2).toBe(7);
+  });
+  test('very large variance: every order gives RDP >= 0 (round-off in the log-space subsampling sum is raised to 0)', () => {
+    for (const q of [1e-4, 0.01, 0.3, 0.99]) {
+      for (const s of [1e6, 1e8, 1e12]) {
+        const r = rdpDdg({ localVariance: s * s, parties: 3, l2: 1.5, l1: 3, dimension: 1000, q, steps: 2 });
+        r.forEach((v, i) => {
+          if (!(Number.isFinite(v) && v >= 0 && v < 1e-6)) throw new Error(`q=${q} s=${s} order=${INTEGER_ORDERS[i]}: RDP ${v}`);
+        });
+        // with RDP ~ 0 at orders up to 256 the conversion gives log(1 - 1/256) - log(delta 256)/255 = 0.0195
+        expect(epsilonFromRdp(INTEGER_ORDERS, r, 1e-5).epsilon).toBeLessThan(0.02);
+      }
+    }
   });
   test('rejects fractional orders and bad parameters', () => {
     const p = { localVariance: 1, parties: 2, l2: 1, l1: 1, dimension: 1, q: 1, steps: 1 };
