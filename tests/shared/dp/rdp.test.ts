@@ -109,9 +109,10 @@ describe('RDP of the Poisson-subsampled Gaussian (TF Privacy rdp_accountant_test
       }
     }
   });
-  test('a fractional order whose series cannot be summed is bounded by the next integer order, never the one below', () => {
+  test('a fractional order whose series cannot be summed is bounded from the integer orders around it, never below', () => {
     // q = 1/2, sigma = 1e5: the alternating series for order 1.2 does not converge in 1e5 terms
-    // (it does for 1.5, which stays below order 2)
+    // (it does for 1.5, which stays below order 2); log A is convex in the order and log A_1 = 0,
+    // so log A_1.2 <= 0.2 log A_2, i.e. RDP(1.2) <= RDP(2), which is what is returned
     const at = (a: number) => computeRdp(0.5, 1e5, 1, a) as number;
     expect(at(1.2)).toBe(at(2));
     expect(at(1.5)).toBeLessThan(at(2));
