@@ -9,19 +9,11 @@
  *   FC_SEED=12345 npm test     a chosen seed, e.g. to replay a failure
  * (run the random mode repeatedly for a longer hunt; it is how the accountant's round-off bug in
  * hostile.property.test.ts was found).
- * Properties that pass their own `seed` (the gRPC fuzz test) keep it.
+ * The gRPC fuzz test passes its own seeds (a base plus an offset per property), from the same
+ * FC_SEED (tests/fc-seed.ts).
  */
 import fc from 'fast-check';
+import { configuredSeed } from './fc-seed';
 
-const DEFAULT_SEED = 20261123;
-
-function parseSeed(v: string | undefined): number | undefined {
-  if (v === undefined || v === '') return DEFAULT_SEED;
-  if (v === 'random') return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n)) throw new Error(`FC_SEED must be an integer or "random", got ${JSON.stringify(v)}`);
-  return n;
-}
-
-const seed = parseSeed(process.env.FC_SEED);
+const seed = configuredSeed();
 if (seed !== undefined) fc.configureGlobal({ seed });

@@ -27,9 +27,10 @@ import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-prot
 import { type Env, makeEnv, ManualTimers, modelDim, operator, policyYaml, secaggFederation, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 import { decodeClientMessage, encodeClientMessage } from '../../shared/secagg/wire';
+import { baseSeed } from '../fc-seed';
 
 const { status } = grpc;
-const SEED = 20261123;
+const SEED = baseSeed(); // FC_SEED (tests/fc-seed.ts)
 /** Client errors a refusal may carry; anything else (OK, INTERNAL, UNKNOWN, ...) fails the test. */
 const REFUSALS = new Set<number>([
   status.INVALID_ARGUMENT,
