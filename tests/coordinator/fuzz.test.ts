@@ -278,7 +278,8 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
             if (u.hash !== undefined) openOver.dataHash = u.hash;
             let chunks = p.uploadChunks(runId, 1, u.data, { chunkBytes: u.chunkBytes, openOver });
             if (!u.ownKey) chunks[0] = { ...chunks[0], open: p.sign('UploadMaskedInput', chunks[0].open!.body, wrongKey) };
-            if (u.reorder) for (const r of u.reorder) chunks = r % 2 ? chunks.filter((_, i) => i !== r % chunks.length) : [...chunks, chunks[r % chunks.length]];
+            // drop or repeat chunks; once every chunk is dropped the stream stays empty (also refused)
+            if (u.reorder) for (const r of u.reorder) if (chunks.length > 0) chunks = r % 2 ? chunks.filter((_, i) => i !== r % chunks.length) : [...chunks, chunks[r % chunks.length]];
             generated++;
             const frames = chunks.map((c) => UploadChunk.encode(c).finish());
             let o: Outcome;

@@ -30,6 +30,7 @@ const hostile = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }),
 );
 
+// 400 runs: cheap since the accountant binds Math once (42 s for 100 runs before, under jest)
 test('any value in any field of any entry: no exception, well-formed failures', () => {
   fc.assert(
     fc.property(fc.nat(), fc.nat(), hostile, fc.boolean(), (ei, pi, value, dropKey) => {
@@ -53,6 +54,6 @@ test('any value in any field of any entry: no exception, well-formed failures', 
       // the junk receipt alone is always reported
       expect(r.ok).toBe(false);
     }),
-    { numRuns: 100 },
+    { numRuns: 400 },
   );
 });
