@@ -7,8 +7,9 @@
  *
  *  1. `guardRequestDeserializers(packageDefinition)` (NestJS's `onLoadPackageDefinition` hook, run
  *     before the services are built): every method's `requestDeserialize` is wrapped so that it never
- *     throws; bytes protobufjs cannot decode come back as a `MalformedRequest` naming the message
- *     type and protobufjs's reason.
+ *     throws; bytes that break the protobuf wire format (checked strictly first, `wire-check.ts`:
+ *     protobufjs alone reads some damaged bytes as a different message) or that protobufjs cannot
+ *     decode come back as a `MalformedRequest` naming the message type and the reason.
  *  2. `malformedRequestInterceptor` (a grpc-js server interceptor on the one server): the first
  *     `MalformedRequest` of a call is answered INVALID_ARGUMENT; grpc-js then closes the call for
  *     the handler as a client cancellation would (its listener's onCancel). The handler never sees
@@ -22,6 +23,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { PackageDefinition } from '@grpc/proto-loader';
+import { wireSchemaOf, wireViolation } from './wire-check';
 
 /** What a guarded deserializer returns for bytes that do not decode. */
 export class MalformedRequest {
@@ -43,6 +45,7 @@ interface MethodDefinitionLike {
  * Returns the number of methods guarded (every service method of the definition).
  */
 export function guardRequestDeserializers(def: PackageDefinition): number {
+  const schema = wireSchemaOf(def);
   let guarded = 0;
   for (const [name, entry] of Object.entries(def)) {
     // services are objects of method definitions; message and enum types carry `format`
@@ -52,8 +55,12 @@ export function guardRequestDeserializers(def: PackageDefinition): number {
       const inner = method.requestDeserialize as (b: Buffer) => unknown;
       if ((inner as { guarded?: boolean }).guarded) continue;
       // every request type of ours lives in its service's package (fedbridge.v1)
-      const typeName = typeof method.requestType?.type?.name === 'string' ? `${name.replace(/\.[^.]*$/, '')}.${method.requestType.type.name}` : 'request';
+      const typeName = typeof method.requestType?.type?.name === 'string' ? `${name.replace(/\.[^.]*$/, '')}.${method.requestType.type.name}` : '';
+      if (!schema.has(typeName)) throw new Error(`guardRequestDeserializers: no message descriptor for the request type of ${String(method.path)} (${typeName || 'unnamed'})`);
       const wrapped = (bytes: Buffer): unknown => {
+        // protobufjs decodes some damaged bytes as another message instead of failing (wire-check.ts)
+        const violation = wireViolation(bytes, typeName, schema);
+        if (violation !== null) return new MalformedRequest(typeName, violation);
         try {
           return inner(bytes);
         } catch (e) {

@@ -30,7 +30,20 @@ import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
 import type { PartyHeader, SignedRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { METHOD_PHASE, NONCE_LENGTH, verifyRequest, type PartyMethod } from '../../shared/proto/envelope';
 import { alreadyExists, failedPrecondition, invalid, permissionDenied, unauthenticated, type StatusError } from '../grpc/errors';
+import { federationWireSchema, wireViolation } from '../grpc/wire-check';
 import type { ParticipantRow, Repository } from '../storage/repository';
+
+/** The message type of each RPC's signed body, checked strictly before it is decoded (grpc/wire-check.ts). */
+const METHOD_BODY: Record<PartyMethod, string> = {
+  Subscribe: 'fedbridge.v1.SubscribeBody',
+  AdvertiseKeys: 'fedbridge.v1.PhaseMessageBody',
+  ShareKeys: 'fedbridge.v1.PhaseMessageBody',
+  UploadMaskedInput: 'fedbridge.v1.UploadOpenBody',
+  ConsistencyCheck: 'fedbridge.v1.PhaseMessageBody',
+  Unmasking: 'fedbridge.v1.PhaseMessageBody',
+  DownloadModel: 'fedbridge.v1.DownloadModelBody',
+  SubmitReceipt: 'fedbridge.v1.ReceiptBody',
+};
 
 const NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
 
@@ -77,6 +90,10 @@ export class PartyAuthenticator {
     if (!req || !(req.body instanceof Uint8Array) || req.body.length === 0) throw invalid(`${method}: request body is empty`);
     if (req.body.length > this.opts.maxBodyBytes) throw invalid(`${method}: request body is ${req.body.length} bytes, the limit is ${this.opts.maxBodyBytes}`);
     if (!(req.signature instanceof Uint8Array) || req.signature.length !== 64) throw invalid(`${method}: signature must be 64 bytes (Ed25519), got ${req.signature?.length ?? 0}`);
+    // the generated decoder reads some damaged bytes as another message (a truncated last string,
+    // a sub-message's last field running past it): a signer's bytes must mean one thing
+    const violation = wireViolation(req.body, METHOD_BODY[method], federationWireSchema());
+    if (violation !== null) throw invalid(`${method}: body does not decode: ${violation}`);
     let body: T;
     try {
       body = decode(req.body);

@@ -30,7 +30,9 @@ describe('guardRequestDeserializers', () => {
     expect(() => methods(plain, 'fedbridge.v1.OperatorService').Enroll.requestDeserialize(junk)).toThrow(/invalid wire type 7/);
     const bad = enroll.requestDeserialize(junk);
     expect(bad).toBeInstanceOf(MalformedRequest);
-    expect((bad as MalformedRequest).details).toBe('malformed request: the bytes are not a valid fedbridge.v1.EnrollRequest protobuf message (invalid wire type 7 at offset 2)');
+    expect((bad as MalformedRequest).details).toBe(
+      'malformed request: the bytes are not a valid fedbridge.v1.EnrollRequest protobuf message (fedbridge.v1.EnrollRequest field 31: wire type 7 at byte 0 (groups and types 6, 7 do not exist in proto3))',
+    );
     const upload = methods(def, 'fedbridge.v1.ParticipantService').UploadMaskedInput.requestDeserialize(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]));
     expect((upload as MalformedRequest).messageType).toBe('fedbridge.v1.UploadChunk');
   });

@@ -83,6 +83,15 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     await rejects(() => platform.rawPhase('AdvertiseKeys', { body: forged, signature: new Uint8Array(10) }), status.INVALID_ARGUMENT, /signature must be 64 bytes/);
     await rejects(() => platform.rawPhase('AdvertiseKeys', platform.sign('AdvertiseKeys', new Uint8Array([0xff, 0xff, 0xff]))), status.INVALID_ARGUMENT, /body does not decode/);
     await rejects(() => platform.phase('AdvertiseKeys', runId, 1, payload, { nonce: new Uint8Array(4) }), status.INVALID_ARGUMENT, /nonce must be 16 bytes/);
+    // a validly signed body in a damaged encoding: the header declares one byte less than it has, so
+    // its last field runs past it. The generated decoder reads it as the honest message anyway;
+    // the strict wire check refuses it (a signer's bytes must mean one thing: grpc/wire-check.ts)
+    const honest = PhaseMessageBody.encode({ header: platform.header('AdvertiseKeys', runId, 1), payload }).finish();
+    const damaged = Uint8Array.from(honest);
+    expect([damaged[0], damaged[1] < 128]).toEqual([0x0a, true]);
+    damaged[1] -= 1;
+    expect(PhaseMessageBody.decode(damaged)).toEqual(PhaseMessageBody.decode(honest));
+    await rejects(() => platform.rawPhase('AdvertiseKeys', platform.sign('AdvertiseKeys', damaged)), status.INVALID_ARGUMENT, /body does not decode: fedbridge\.v1\.PhaseMessageBody\.header\.\w+.* runs? past|body does not decode: fedbridge\.v1\.PhaseMessageBody\.header\.\w+: \d+ bytes declared/);
     await rejects(() => platform.phase('AdvertiseKeys', runId, 1, new Uint8Array(5000)), status.INVALID_ARGUMENT, /at most 1024/);
     // a party's signed request sent over another party's TLS client certificate
     const wrongCert = new TestParty('platform', env, coord.grpcPort, { keys: platform.keys, certAs: 'insurer' });

@@ -1,0 +1,219 @@
+/**
+ * Strict protobuf wire-format check for request bytes, run before protobufjs decodes them.
+ *
+ * protobufjs (under grpc-js and proto-loader) decodes leniently, so some damaged bytes become a
+ * different message instead of an error:
+ *  - a string or bytes field at the end of the message whose declared length runs past the end is
+ *    cut there (a truncated name decodes as a shorter name);
+ *  - a known field is read by its declared type whatever wire type it arrived with (a varint where
+ *    a string belongs is read as a length prefix);
+ *  - strings with invalid UTF-8 decode with replacement characters.
+ * The ts-proto decoders (@bufbuild/protobuf's BinaryReader) used for the signed bodies inside
+ * SignedRequest are lenient in one more way: a sub-message's last field may run past the
+ * sub-message's declared length (the outer message then resumes after it), so differently damaged
+ * bytes can decode to the honest message.
+ * A production server should refuse such bytes with INVALID_ARGUMENT rather than act on a message
+ * the client did not send, or let one signed message have two encodings. This module scans the
+ * bytes against the message types of the package definition and returns the first violation, or
+ * null; it runs on every request (grpc/malformed.ts) and on every signed body before it is decoded
+ * (identity/authenticate.ts):
+ *
+ *   scan(range, type):
+ *     while pos < end of range:
+ *       tag = varint (at most 10 bytes, inside the range); field = tag >> 3 >= 1; wt = tag & 7
+ *       wt 0: a varint inside the range      wt 1: 8 bytes      wt 5: 4 bytes
+ *       wt 2: len = varint, pos + len <= end of range (never past its own message; protobufjs
+ *             already refuses this inside sub-messages, @bufbuild's BinaryReader does not)
+ *       wt 3, 4 (groups), 6, 7: refused (proto3 has no groups)
+ *       a field the type declares must arrive with its wire type (2 also for a packed repeated
+ *       scalar); a message-typed field is scanned recursively inside its own range; a string
+ *       field must be valid UTF-8. Unknown field numbers are skipped (forward compatibility).
+ *     the scan ends exactly at the end of the range
+ *
+ * It is a check, not a decoder: what passes is then decoded by protobufjs as before. Nesting is
+ * bounded by MAX_DEPTH (grpc-js already bounds the message size).
+ */
+import * as protoLoader from '@grpc/proto-loader';
+import type { PackageDefinition } from '@grpc/proto-loader';
+import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_ROOT } from './options';
+
+/** A field as proto-loader's descriptor output gives it (FieldDescriptorProto). */
+interface FieldDescriptor {
+  name: string;
+  number: number;
+  label: string;
+  type: string;
+  typeName: string;
+}
+
+interface FieldInfo {
+  name: string;
+  type: string;
+  /** full name without the leading dot, for TYPE_MESSAGE */
+  typeName: string;
+  repeated: boolean;
+}
+
+/** Message type full name -> its fields by number. */
+export type WireSchema = ReadonlyMap<string, ReadonlyMap<number, FieldInfo>>;
+
+const MAX_DEPTH = 32;
+
+const WIRE_TYPE: Record<string, number> = {
+  TYPE_DOUBLE: 1,
+  TYPE_FIXED64: 1,
+  TYPE_SFIXED64: 1,
+  TYPE_FLOAT: 5,
+  TYPE_FIXED32: 5,
+  TYPE_SFIXED32: 5,
+  TYPE_INT32: 0,
+  TYPE_INT64: 0,
+  TYPE_UINT32: 0,
+  TYPE_UINT64: 0,
+  TYPE_SINT32: 0,
+  TYPE_SINT64: 0,
+  TYPE_BOOL: 0,
+  TYPE_ENUM: 0,
+  TYPE_STRING: 2,
+  TYPE_BYTES: 2,
+  TYPE_MESSAGE: 2,
+};
+
+/** The message types of a proto-loader package definition (loaded with its default descriptor output). */
+export function wireSchemaOf(def: PackageDefinition): WireSchema {
+  const messages = new Map<string, FieldDescriptor[]>();
+  for (const [name, entry] of Object.entries(def)) {
+    const t = entry as { format?: unknown; type?: { field?: FieldDescriptor[] } };
+    if (t.format === 'Protocol Buffer 3 DescriptorProto' && Array.isArray(t.type?.field)) messages.set(name, t.type.field);
+  }
+  const schema = new Map<string, Map<number, FieldInfo>>();
+  for (const [name, descriptors] of messages) {
+    const fields = new Map<number, FieldInfo>();
+    for (const f of descriptors) {
+      if (!(f.type in WIRE_TYPE)) throw new Error(`${name}.${f.name}: field type ${f.type} is not supported by the wire check`);
+      const typeName = f.type === 'TYPE_MESSAGE' ? resolve(f.typeName, name, messages) : '';
+      fields.set(f.number, { name: f.name, type: f.type, typeName, repeated: f.label === 'LABEL_REPEATED' });
+    }
+    schema.set(name, fields);
+  }
+  return schema;
+}
+
+/**
+ * A field's message type as protobuf resolves it: fully qualified with a leading dot, else relative
+ * to the enclosing scopes, innermost first (proto-loader gives "SignedRequest" inside fedbridge.v1).
+ */
+function resolve(typeName: string, from: string, messages: ReadonlyMap<string, unknown>): string {
+  if (typeName.startsWith('.')) {
+    if (messages.has(typeName.slice(1))) return typeName.slice(1);
+  } else {
+    const scope = from.split('.');
+    for (let k = scope.length; k >= 0; k--) {
+      const candidate = [...scope.slice(0, k), typeName].join('.');
+      if (messages.has(candidate)) return candidate;
+    }
+  }
+  throw new Error(`wire check: ${from} refers to message type ${typeName}, which the package definition does not contain`);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+class WireError extends Error {}
+
+/**
+ * The first wire-format violation of `bytes` as a message of type `typeName` (full name, e.g.
+ * "fedbridge.v1.SignedRequest"), or null if the bytes are well formed.
+ */
+export function wireViolation(bytes: Uint8Array, typeName: string, schema: WireSchema): string | null {
+  if (!schema.has(typeName)) throw new Error(`wire check: unknown message type ${typeName}`);
+  try {
+    scan(bytes, 0, bytes.length, typeName, schema, 0, typeName);
+    return null;
+  } catch (e) {
+    if (e instanceof WireError) return e.message;
+    throw e;
+  }
+}
+
+function varint(b: Uint8Array, pos: number, end: number, what: string): { value: number; pos: number } {
+  let value = 0;
+  let mul = 1;
+  for (let i = 0; i < 10; i++) {
+    if (pos >= end) throw new WireError(`${what}: varint runs past the end of its message at byte ${pos}`);
+    const byte = b[pos++];
+    value += (byte & 0x7f) * mul; // exact below 2^53; larger values only matter as lengths, which are then refused
+    mul *= 128;
+    if ((byte & 0x80) === 0) return { value, pos };
+  }
+  throw new WireError(`${what}: varint longer than 10 bytes at byte ${pos - 10}`);
+}
+
+function scan(b: Uint8Array, start: number, end: number, typeName: string, schema: WireSchema, depth: number, path: string): void {
+  if (depth > MAX_DEPTH) throw new WireError(`${path}: messages nested deeper than ${MAX_DEPTH}`);
+  const fields = schema.get(typeName);
+  if (!fields) throw new Error(`wire check: unknown message type ${typeName}`);
+  let pos = start;
+  while (pos < end) {
+    const at = pos;
+    const tag = varint(b, pos, end, `${path} tag`);
+    pos = tag.pos;
+    const number = Math.floor(tag.value / 8);
+    const wt = tag.value % 8;
+    if (number < 1 || number > 536870911) throw new WireError(`${path}: field number ${number} at byte ${at} is out of range`);
+    const f = fields.get(number);
+    const where = f ? `${path}.${f.name}` : `${path} field ${number}`;
+    if (f) {
+      const want = WIRE_TYPE[f.type];
+      const packed = f.repeated && want !== 2 && wt === 2;
+      if (wt !== want && !packed) throw new WireError(`${where} (field ${number}) arrived with wire type ${wt}, its type ${f.type} needs ${want}`);
+    }
+    switch (wt) {
+      case 0:
+        pos = varint(b, pos, end, where).pos;
+        break;
+      case 1:
+      case 5: {
+        const n = wt === 1 ? 8 : 4;
+        if (pos + n > end) throw new WireError(`${where}: ${n}-byte value runs past the end of its message`);
+        pos += n;
+        break;
+      }
+      case 2: {
+        const len = varint(b, pos, end, `${where} length`);
+        pos = len.pos;
+        if (len.value > end - pos) throw new WireError(`${where}: ${len.value} bytes declared, ${end - pos} left in its message`);
+        const next = pos + len.value;
+        if (f?.type === 'TYPE_MESSAGE') scan(b, pos, next, f.typeName, schema, depth + 1, where);
+        else if (f?.type === 'TYPE_STRING') {
+          try {
+            utf8.decode(b.subarray(pos, next));
+          } catch {
+            throw new WireError(`${where}: not valid UTF-8`);
+          }
+        } else if (f && f.repeated && WIRE_TYPE[f.type] !== 2) packedScalars(b, pos, next, WIRE_TYPE[f.type], where);
+        pos = next;
+        break;
+      }
+      default:
+        throw new WireError(`${where}: wire type ${wt} at byte ${at} (groups and types 6, 7 do not exist in proto3)`);
+    }
+  }
+}
+
+function packedScalars(b: Uint8Array, start: number, end: number, wt: number, where: string): void {
+  if (wt === 0) {
+    let pos = start;
+    while (pos < end) pos = varint(b, pos, end, where).pos;
+    return;
+  }
+  const n = wt === 1 ? 8 : 4;
+  if ((end - start) % n !== 0) throw new WireError(`${where}: packed ${n}-byte values do not fill ${end - start} bytes`);
+}
+
+let federation: WireSchema | undefined;
+
+/** The schema of proto/fedbridge/v1/federation.proto (loaded once; for bytes decoded outside grpc-js, like signed bodies). */
+export function federationWireSchema(): WireSchema {
+  federation ??= wireSchemaOf(protoLoader.loadSync(FEDERATION_PROTO, { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] }));
+  return federation;
+}

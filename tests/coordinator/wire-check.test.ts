@@ -1,0 +1,144 @@
+/**
+ * grpc/wire-check.ts: bytes that protobufjs would read as a different message than the client
+ * sent are refused with the reason; every message our generated encoders produce passes; the check
+ * never throws on any input (it runs inside grpc-js's deserializer on every request).
+ */
+import * as protoLoader from '@grpc/proto-loader';
+import fc from 'fast-check';
+import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_ROOT } from '../../coordinator/grpc/options';
+import { wireSchemaOf, wireViolation } from '../../coordinator/grpc/wire-check';
+import { guardRequestDeserializers, MalformedRequest } from '../../coordinator/grpc/malformed';
+import { EnrollRequest, SignedRequest, StartRunChunk, UploadChunk, AbortRunRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
+
+type Method = { requestDeserialize: (b: Buffer) => unknown };
+const load = () => protoLoader.loadSync(FEDERATION_PROTO, { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] });
+const def = load();
+const schema = wireSchemaOf(def);
+/** protobufjs's own decoding, as grpc-js would do it without our guard */
+const plain = (svc: string, m: string) => (def[`fedbridge.v1.${svc}`] as unknown as Record<string, Method>)[m].requestDeserialize;
+const bytes = (...xs: (number | string | Uint8Array)[]) =>
+  Buffer.concat(xs.map((x) => (typeof x === 'number' ? Buffer.from([x]) : typeof x === 'string' ? Buffer.from(x, 'utf8') : Buffer.from(x))));
+const key = new Uint8Array(32).fill(7);
+
+describe('bytes protobufjs reads as another message, and other damage', () => {
+  test('a string cut short at the end of the message: protobufjs yields a shorter name; the check refuses', () => {
+    // public_key (field 2), then name (field 1) declaring 9 bytes with 8 present
+    const b = bytes(0x12, 32, key, 0x0a, 9, 'newparty');
+    expect(plain('OperatorService', 'Enroll')(b)).toMatchObject({ name: 'newparty' });
+    expect(wireViolation(b, 'fedbridge.v1.EnrollRequest', schema)).toBe('fedbridge.v1.EnrollRequest.name: 9 bytes declared, 8 left in its message');
+  });
+
+  test("a sub-message's last field running past the sub-message's length: refused by both, the check names the field", () => {
+    // UploadChunk.open (SignedRequest) declares 4 bytes, but its body field declares 6
+    const b = bytes(0x0a, 4, 0x0a, 6, 1, 2, 3, 4, 5, 6, 0x10, 0x01);
+    expect(() => plain('ParticipantService', 'UploadMaskedInput')(b)).toThrow(/index out of range: 4 \+ 6 > 6/);
+    expect(wireViolation(b, 'fedbridge.v1.UploadChunk', schema)).toBe('fedbridge.v1.UploadChunk.open.body: 6 bytes declared, 2 left in its message');
+  });
+
+  test('a known field with the wrong wire type: protobufjs reads it by the declared type; the check refuses', () => {
+    // name (field 1, a string) sent as a varint 3, followed by "abc": protobufjs reads the string "abc"
+    const b = bytes(0x08, 3, 'abc');
+    expect(plain('OperatorService', 'Enroll')(b)).toMatchObject({ name: 'abc' });
+    expect(wireViolation(b, 'fedbridge.v1.EnrollRequest', schema)).toBe('fedbridge.v1.EnrollRequest.name (field 1) arrived with wire type 0, its type TYPE_STRING needs 2');
+  });
+
+  test('a string that is not UTF-8: protobufjs substitutes characters; the check refuses', () => {
+    const b = bytes(0x0a, 3, 0x61, 0xff, 0xfe);
+    expect((plain('OperatorService', 'Enroll')(b) as { name: string }).name).toContain('\ufffd');
+    expect(wireViolation(b, 'fedbridge.v1.EnrollRequest', schema)).toBe('fedbridge.v1.EnrollRequest.name: not valid UTF-8');
+  });
+
+  test('groups, wire types 6 and 7, field number 0, a varint that never ends, trailing partial values', () => {
+    const v = (b: Buffer) => wireViolation(b, 'fedbridge.v1.EnrollRequest', schema);
+    expect(v(bytes(0x0b, 0x0c))).toMatch(/field 1.*wire type 3/); // name as a group start: refused by type first
+    expect(v(bytes(0x2b))).toMatch(/field 5: wire type 3 at byte 0/);
+    expect(v(bytes(0x2e))).toMatch(/wire type 6/);
+    expect(v(bytes(0x02, 0x00))).toMatch(/field number 0 at byte 0/);
+    expect(v(bytes(0x28, 0x80, 0x80))).toMatch(/field 5: varint runs past the end/);
+    expect(v(bytes(0x28, ...new Array(10).fill(0x80), 0x01))).toMatch(/varint longer than 10 bytes/);
+    expect(v(bytes(0x29, 1, 2, 3))).toMatch(/field 5: 8-byte value runs past/);
+    expect(v(bytes(0x2d, 1, 2, 3, 4))).toBeNull(); // an unknown fixed32 field: skipped
+  });
+
+  test('through the guarded deserializer: a MalformedRequest with the reason, never the shortened message', () => {
+    const guarded = load();
+    guardRequestDeserializers(guarded);
+    const enroll = (guarded['fedbridge.v1.OperatorService'] as unknown as Record<string, Method>).Enroll.requestDeserialize;
+    const r = enroll(bytes(0x12, 32, key, 0x0a, 9, 'newparty'));
+    expect(r).toBeInstanceOf(MalformedRequest);
+    expect((r as MalformedRequest).details).toBe(
+      'malformed request: the bytes are not a valid fedbridge.v1.EnrollRequest protobuf message (fedbridge.v1.EnrollRequest.name: 9 bytes declared, 8 left in its message)',
+    );
+  });
+});
+
+describe('well-formed messages pass', () => {
+  const str = fc.string({ unit: 'binary', maxLength: 40 });
+  const bin = fc.uint8Array({ maxLength: 300 });
+  const u32 = fc.nat({ max: 2 ** 32 - 1 });
+  const signed = fc.record({ body: bin, signature: bin });
+  const cases: [string, fc.Arbitrary<Uint8Array>][] = [
+    ['fedbridge.v1.EnrollRequest', fc.record({ name: str, publicKey: bin, certSha256: str }).map((m) => EnrollRequest.encode(m).finish())],
+    ['fedbridge.v1.SignedRequest', signed.map((m) => SignedRequest.encode(m).finish())],
+    ['fedbridge.v1.UploadChunk', fc.record({ open: fc.option(signed, { nil: undefined }), index: u32, data: bin }).map((m) => UploadChunk.encode(m).finish())],
+    ['fedbridge.v1.AbortRunRequest', fc.record({ runId: str, reason: str }).map((m) => AbortRunRequest.encode(m).finish())],
+    [
+      'fedbridge.v1.StartRunChunk',
+      fc
+        .record({
+          start: fc.option(fc.record({ policyYaml: str, signatures: fc.array(fc.record({ party: str, signature: bin }), { maxLength: 4 }), initialModelBytes: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String), initialModelHash: bin }), { nil: undefined }),
+          index: u32,
+          data: bin,
+        })
+        .map((m) => StartRunChunk.encode(StartRunChunk.fromPartial(m)).finish()),
+    ],
+  ];
+  test.each(cases)('%s made by the generated encoder', (type, arb) => {
+    fc.assert(
+      fc.property(arb, (b) => {
+        expect(wireViolation(b, type, schema)).toBeNull();
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('every message type of the package is covered by the schema, every request type is one of them', () => {
+    const services = ['fedbridge.v1.ParticipantService', 'fedbridge.v1.OperatorService'];
+    for (const s of services) {
+      for (const m of Object.values(def[s] as unknown as Record<string, { requestType: { type: { name: string } } }>)) {
+        expect(schema.has(`fedbridge.v1.${m.requestType.type.name}`)).toBe(true);
+      }
+    }
+  });
+});
+
+test('any bytes as any request type: a reason or null, never an exception; what passes, protobufjs decodes', () => {
+  const requestTypes = new Map<string, (b: Buffer) => unknown>();
+  for (const svc of ['ParticipantService', 'OperatorService']) {
+    for (const m of Object.values(def[`fedbridge.v1.${svc}`] as unknown as Record<string, Method & { requestType: { type: { name: string } } }>)) {
+      requestTypes.set(`fedbridge.v1.${m.requestType.type.name}`, m.requestDeserialize);
+    }
+  }
+  // half the inputs are well-formed messages with one byte changed, so both outcomes are common
+  const anyBytes = fc.oneof(
+    fc.uint8Array({ maxLength: 200 }),
+    fc.tuple(fc.record({ name: fc.string(), publicKey: fc.uint8Array({ maxLength: 40 }), certSha256: fc.string() }), fc.nat(), fc.nat({ max: 255 })).map(([m, at, v]) => {
+      const b = EnrollRequest.encode(m).finish();
+      if (b.length > 0) b[at % b.length] = v;
+      return b;
+    }),
+  );
+  let passed = 0;
+  fc.assert(
+    fc.property(fc.constantFrom(...requestTypes.keys()), anyBytes, (type, b) => {
+      const r = wireViolation(b, type, schema);
+      expect(r === null || typeof r === 'string').toBe(true);
+      if (r === null) {
+        passed++;
+        expect(() => requestTypes.get(type)!(Buffer.from(b))).not.toThrow();
+      }
+    }),
+    { numRuns: 3000 },
+  );
+  expect(passed).toBeGreaterThan(100);
+});
