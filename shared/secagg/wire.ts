@@ -8,9 +8,10 @@
  * checked here (the state machines do that), so a decoded message is exactly what was signed:
  * the signed bytes are canonical (messages.ts), independent of the protobuf encoding. Several
  * encodings of one message therefore decode alike and verify alike; that includes some damaged ones
- * (protobufjs lets a sub-message's last length-delimited field run past the sub-message's declared
- * length; tests/coordinator/fuzz.test.ts met 13 such bit flips in about 400), which carry exactly the
- * signed content.
+ * (the ts-proto decoder, @bufbuild/protobuf's BinaryReader, lets a sub-message's last field run
+ * past the sub-message's declared length; tests/coordinator/fuzz.test.ts met 13 such bit flips in
+ * about 400), which carry exactly the signed content. The coordinator's strict wire check
+ * (coordinator/grpc/wire-check.ts) covers the request and the signed body around this payload.
  */
 import * as pb from '../../proto/gen/grpc/fedbridge/v1/secagg';
 import { SecAggError } from './errors';

@@ -81,7 +81,7 @@ function rawServerStream(p: TestParty, method: string, frame: Uint8Array): Promi
 
 /**
  * True if `b` decodes to the same secagg message as `held` (the same content in another encoding:
- * protobufjs lets a sub-message's last field run past the sub-message's declared length, so a
+ * the ts-proto decoder lets a sub-message's last field run past the sub-message's declared length, so a
  * damaged length prefix can decode to the very message that was signed; wire.ts accepts any
  * encoding of signed content by design, the signatures covering the canonical bytes of messages.ts).
  */
