@@ -7,7 +7,9 @@
  *    cut there (a truncated name decodes as a shorter name);
  *  - a known field is read by its declared type whatever wire type it arrived with (a varint where
  *    a string belongs is read as a length prefix);
- *  - strings with invalid UTF-8 decode with replacement characters.
+ *  - strings with invalid UTF-8 decode with replacement characters;
+ *  - a varint too wide for its field is cut (a uint32 index of 2^32 + 1 reads as 1), and a uint32
+ *    varint of 6 to 9 bytes makes protobufjs skip bytes that belong to the next field.
  * The ts-proto decoders (@bufbuild/protobuf's BinaryReader) used for the signed bodies inside
  * SignedRequest are lenient in one more way: a sub-message's last field may run past the
  * sub-message's declared length (the outer message then resumes after it), so differently damaged
@@ -21,7 +23,8 @@
  *   scan(range, type):
  *     while pos < end of range:
  *       tag = varint (at most 10 bytes, inside the range); field = tag >> 3 >= 1; wt = tag & 7
- *       wt 0: a varint inside the range      wt 1: 8 bytes      wt 5: 4 bytes
+ *       wt 0: a varint inside the range, in its field type's range (checkVarintRange)
+ *       wt 1: 8 bytes      wt 5: 4 bytes
  *       wt 2: len = varint, pos + len <= end of range (never past its own message; protobufjs
  *             already refuses this inside sub-messages, @bufbuild's BinaryReader does not)
  *       wt 3, 4 (groups), 6, 7: refused (proto3 has no groups)
@@ -148,6 +151,33 @@ function varint(b: Uint8Array, pos: number, end: number, what: string): { value:
   throw new WireError(`${what}: varint longer than 10 bytes at byte ${pos - 10}`);
 }
 
+const VARINT32 = new Set(['TYPE_UINT32', 'TYPE_SINT32', 'TYPE_INT32', 'TYPE_ENUM']);
+const VARINT64 = new Set(['TYPE_UINT64', 'TYPE_SINT64', 'TYPE_INT64']);
+
+/**
+ * A varint value of a known scalar type must fit it, as protobufjs would otherwise cut it silently
+ * (a uint32 of 2^32 + 1 reads as 1; a 64-bit varint's 10th byte above 1 loses bits) or misread it:
+ *   uint32, sint32: at most 5 bytes, the 5th <= 0x0f (32 bits)
+ *   int32, enum: as uint32, or the 10-byte two's complement form of a negative 32-bit value
+ *                (5th byte 0xf8..0xff, then 0xff x 4, then 0x01)
+ *   bool: 0 or 1 (one or more bytes)
+ *   int64, uint64, sint64: the 10th byte, if any, <= 0x01 (64 bits)
+ * Non-minimal encodings of in-range values (e.g. 0 as 0x80 0x00) are allowed, as protobuf allows.
+ */
+function checkVarintRange(b: Uint8Array, start: number, next: number, type: string, where: string): void {
+  const n = next - start;
+  if (VARINT32.has(type)) {
+    if (n <= 5 && (n < 5 || b[start + 4] <= 0x0f)) return;
+    const neg =
+      (type === 'TYPE_INT32' || type === 'TYPE_ENUM') && n === 10 && b[start + 4] >= 0xf8 && b[start + 9] === 0x01 && [5, 6, 7, 8].every((k) => b[start + k] === 0xff);
+    if (!neg) throw new WireError(`${where}: a ${n}-byte varint does not fit ${type} (32 bits)`);
+  } else if (VARINT64.has(type)) {
+    if (n === 10 && b[start + 9] > 0x01) throw new WireError(`${where}: a varint of more than 64 bits`);
+  } else if (type === 'TYPE_BOOL') {
+    for (let k = start; k < next; k++) if ((b[k] & 0x7f) !== (k === start ? b[k] & 0x01 : 0)) throw new WireError(`${where}: a bool must be 0 or 1`);
+  }
+}
+
 function scan(b: Uint8Array, start: number, end: number, typeName: string, schema: WireSchema, depth: number, path: string): void {
   if (depth > MAX_DEPTH) throw new WireError(`${path}: messages nested deeper than ${MAX_DEPTH}`);
   const fields = schema.get(typeName);
@@ -168,9 +198,12 @@ function scan(b: Uint8Array, start: number, end: number, typeName: string, schem
       if (wt !== want && !packed) throw new WireError(`${where} (field ${number}) arrived with wire type ${wt}, its type ${f.type} needs ${want}`);
     }
     switch (wt) {
-      case 0:
-        pos = varint(b, pos, end, where).pos;
+      case 0: {
+        const next = varint(b, pos, end, where).pos;
+        if (f) checkVarintRange(b, pos, next, f.type, where);
+        pos = next;
         break;
+      }
       case 1:
       case 5: {
         const n = wt === 1 ? 8 : 4;
@@ -190,7 +223,7 @@ function scan(b: Uint8Array, start: number, end: number, typeName: string, schem
           } catch {
             throw new WireError(`${where}: not valid UTF-8`);
           }
-        } else if (f && f.repeated && WIRE_TYPE[f.type] !== 2) packedScalars(b, pos, next, WIRE_TYPE[f.type], where);
+        } else if (f && f.repeated && WIRE_TYPE[f.type] !== 2) packedScalars(b, pos, next, f.type, where);
         pos = next;
         break;
       }
@@ -200,10 +233,15 @@ function scan(b: Uint8Array, start: number, end: number, typeName: string, schem
   }
 }
 
-function packedScalars(b: Uint8Array, start: number, end: number, wt: number, where: string): void {
+function packedScalars(b: Uint8Array, start: number, end: number, type: string, where: string): void {
+  const wt = WIRE_TYPE[type];
   if (wt === 0) {
     let pos = start;
-    while (pos < end) pos = varint(b, pos, end, where).pos;
+    while (pos < end) {
+      const next = varint(b, pos, end, where).pos;
+      checkVarintRange(b, pos, next, type, where);
+      pos = next;
+    }
     return;
   }
   const n = wt === 1 ? 8 : 4;

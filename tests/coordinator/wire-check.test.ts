@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_ROOT } from '../../coordinator/grpc/options';
 import { wireSchemaOf, wireViolation } from '../../coordinator/grpc/wire-check';
 import { guardRequestDeserializers, MalformedRequest } from '../../coordinator/grpc/malformed';
-import { EnrollRequest, SignedRequest, StartRunChunk, UploadChunk, AbortRunRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { AbortRunRequest, EnrollRequest, Phase, PhaseMessageBody, SignedRequest, StartRunChunk, UploadChunk } from '../../proto/gen/grpc/fedbridge/v1/federation';
 
 type Method = { requestDeserialize: (b: Buffer) => unknown };
 const load = () => protoLoader.loadSync(FEDERATION_PROTO, { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] });
@@ -58,6 +58,30 @@ describe('bytes protobufjs reads as another message, and other damage', () => {
     expect(v(bytes(0x28, ...new Array(10).fill(0x80), 0x01))).toMatch(/varint longer than 10 bytes/);
     expect(v(bytes(0x29, 1, 2, 3))).toMatch(/field 5: 8-byte value runs past/);
     expect(v(bytes(0x2d, 1, 2, 3, 4))).toBeNull(); // an unknown fixed32 field: skipped
+  });
+
+  test('a varint too wide for its field: protobufjs cuts or misreads it; the check refuses; in-range forms pass', () => {
+    // UploadChunk.index (uint32) = 2^32 + 1 in 5 bytes: protobufjs keeps the low 32 bits
+    const wide = bytes(0x10, 0x81, 0x80, 0x80, 0x80, 0x10);
+    expect(plain('ParticipantService', 'UploadMaskedInput')(wide)).toMatchObject({ index: 1 });
+    expect(wireViolation(wide, 'fedbridge.v1.UploadChunk', schema)).toBe('fedbridge.v1.UploadChunk.index: a 5-byte varint does not fit TYPE_UINT32 (32 bits)');
+    // a 6-byte uint32 varint (found by FC_SEED=random, seed 1821162163): protobufjs skips 5 bytes
+    // after the 5th as if it were a 10-byte varint (here past the end: it throws)
+    const six = bytes(0x10, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00);
+    expect(() => plain('ParticipantService', 'UploadMaskedInput')(six)).toThrow(/index out of range/);
+    expect(wireViolation(six, 'fedbridge.v1.UploadChunk', schema)).toMatch(/index: a 6-byte varint does not fit TYPE_UINT32/);
+    // uint64 with bits beyond 64
+    const u64 = bytes(0x10, ...new Array(9).fill(0xff), 0x02);
+    expect(wireViolation(u64, 'fedbridge.v1.UploadOpenBody', schema)).toBe('fedbridge.v1.UploadOpenBody.totalBytes: a varint of more than 64 bits');
+    expect(wireViolation(bytes(0x10, ...new Array(9).fill(0xff), 0x01), 'fedbridge.v1.UploadOpenBody', schema)).toBeNull(); // 2^64 - 1
+    // an enum (int32) may be negative: the 10-byte two's complement form passes, a 10-byte value
+    // that is not a sign-extended 32-bit one does not
+    const neg = PhaseMessageBody.encode({ header: { federationId: 'f', party: 'p', runId: 'r', round: 1, phase: -1 as Phase, nonce: new Uint8Array(16), timestampMs: '-5' }, payload: new Uint8Array(0) }).finish();
+    expect(wireViolation(neg, 'fedbridge.v1.PhaseMessageBody', schema)).toBeNull();
+    const notSignExtended = bytes(0x28, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01);
+    expect(wireViolation(notSignExtended, 'fedbridge.v1.PartyHeader', schema)).toBe('fedbridge.v1.PartyHeader.phase: a 10-byte varint does not fit TYPE_ENUM (32 bits)');
+    // non-minimal but in range: 0 as two bytes
+    expect(wireViolation(bytes(0x10, 0x80, 0x00), 'fedbridge.v1.UploadChunk', schema)).toBeNull();
   });
 
   test('through the guarded deserializer: a MalformedRequest with the reason, never the shortened message', () => {
@@ -119,14 +143,20 @@ test('any bytes as any request type: a reason or null, never an exception; what 
       requestTypes.set(`fedbridge.v1.${m.requestType.type.name}`, m.requestDeserialize);
     }
   }
-  // half the inputs are well-formed messages with one byte changed, so both outcomes are common
+  // two thirds of the inputs are well-formed messages with one byte changed (strings, bytes, varints
+  // of every width), so both outcomes are common
+  const damage = (b: Uint8Array, at: number, v: number) => {
+    if (b.length > 0) b[at % b.length] = v;
+    return b;
+  };
   const anyBytes = fc.oneof(
     fc.uint8Array({ maxLength: 200 }),
-    fc.tuple(fc.record({ name: fc.string(), publicKey: fc.uint8Array({ maxLength: 40 }), certSha256: fc.string() }), fc.nat(), fc.nat({ max: 255 })).map(([m, at, v]) => {
-      const b = EnrollRequest.encode(m).finish();
-      if (b.length > 0) b[at % b.length] = v;
-      return b;
-    }),
+    fc
+      .tuple(fc.record({ name: fc.string(), publicKey: fc.uint8Array({ maxLength: 40 }), certSha256: fc.string() }), fc.nat(), fc.nat({ max: 255 }))
+      .map(([m, at, v]) => damage(EnrollRequest.encode(m).finish(), at, v)),
+    fc
+      .tuple(fc.record({ index: fc.nat({ max: 2 ** 32 - 1 }), data: fc.uint8Array({ maxLength: 20 }) }), fc.nat(), fc.nat({ max: 255 }))
+      .map(([m, at, v]) => damage(UploadChunk.encode({ open: undefined, ...m }).finish(), at, v)),
   );
   let passed = 0;
   fc.assert(
