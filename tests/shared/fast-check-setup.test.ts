@@ -6,7 +6,7 @@ test('fast-check runs with the configured seed', () => {
   const env = process.env.FC_SEED;
   const seed = fc.readConfigureGlobal().seed;
   if (env === 'random') expect(seed).toBeUndefined();
-  else expect(seed).toBe(env === undefined || env === '' ? 20261123 : Number(env));
+  else expect(seed).toBe(env === undefined || env === '' ? DEFAULT_SEED : Number(env));
 });
 
 test('FC_SEED: unset or empty -> the default, "random" -> none, an integer -> itself, anything else -> an error naming it', () => {
