@@ -23,7 +23,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { PackageDefinition } from '@grpc/proto-loader';
-import { wireSchemaOf, wireViolation } from './wire-check';
+import { wireSchemaOf, wireViolation } from '../../shared/proto/wire-check';
 
 /** What a guarded deserializer returns for bytes that do not decode. */
 export class MalformedRequest {

@@ -30,7 +30,7 @@ import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
 import type { PartyHeader, SignedRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { METHOD_PHASE, NONCE_LENGTH, verifyRequest, type PartyMethod } from '../../shared/proto/envelope';
 import { alreadyExists, failedPrecondition, invalid, permissionDenied, unauthenticated, type StatusError } from '../grpc/errors';
-import { federationWireSchema, wireViolation } from '../grpc/wire-check';
+import { federationWireSchema, wireViolation } from '../../shared/proto/wire-check';
 import type { ParticipantRow, Repository } from '../storage/repository';
 
 /** The message type of each RPC's signed body, checked strictly before it is decoded (grpc/wire-check.ts). */

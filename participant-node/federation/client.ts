@@ -61,6 +61,7 @@ import { parsePolicyYaml, policyHash, PolicyError, type Policy } from '../../sha
 import { newHeader, signRequest, verifyEvent, type PartyMethod } from '../../shared/proto/envelope';
 import { SecAggClient } from '../../shared/secagg/client';
 import { decodeServerMessage, encodeClientMessage, VECTOR_CHUNK_BYTES } from '../../shared/secagg/wire';
+import { federationWireSchema, wireViolation } from '../../shared/proto/wire-check';
 import { Xoshiro128 } from '../../shared/util/prng';
 import { loadIdentity } from '../identity';
 import { loadDataset } from '../data/store';
@@ -213,6 +214,33 @@ function readFileOrThrow(flag: string, file: string): Buffer {
   }
 }
 
+/** An event from the coordinator that this node will not act on (bad signature, malformed, another federation): fatal, never retried. */
+export class RefusedEvent extends Error {}
+
+/**
+ * Opens one event of the Subscribe stream: verifies the coordinator's signature (its key pinned in
+ * the policy), then checks the signed bytes strictly against the proto (shared/proto/wire-check.ts)
+ * before decoding, and refuses an event of another federation. The strict check matters because
+ * the decoders disagree on malformed bytes (the ts-proto decoder skips a known field that arrives
+ * with the wrong wire type where protobufjs reads it by its declared type, and both let the last of
+ * two occurrences of a singular field win where other implementations merge), so one signed event
+ * could otherwise mean different things to this node and to another holder of the same bytes.
+ * Every refusal is a RefusedEvent.
+ */
+export function openSignedEvent(ev: SignedEvent, coordinatorKey: Uint8Array, federationId: string): PhaseEvent {
+  if (!verifyEvent(ev, coordinatorKey)) throw new RefusedEvent('an event from the coordinator failed signature verification (pinned key in the policy)');
+  const violation = wireViolation(ev.body, 'fedbridge.v1.PhaseEvent', federationWireSchema());
+  if (violation !== null) throw new RefusedEvent(`a signed event from the coordinator is not a valid PhaseEvent protobuf message (${violation})`);
+  let e: PhaseEvent;
+  try {
+    e = PhaseEvent.decode(ev.body);
+  } catch (err) {
+    throw new RefusedEvent(`a signed event from the coordinator does not decode as a PhaseEvent (${(err as Error).message})`);
+  }
+  if (e.federationId && e.federationId !== federationId) throw new RefusedEvent(`event for federation "${e.federationId}", this node is in "${federationId}"`);
+  return e;
+}
+
 /** A node's connection to the coordinator's ParticipantService. */
 export class FederationClient {
   readonly party: string;
@@ -255,12 +283,9 @@ export class FederationClient {
     return this.client.subscribe(this.sign('Subscribe', body));
   }
 
-  /** Verifies the coordinator's signature and decodes. */
+  /** Verifies and decodes one event of the Subscribe stream (openSignedEvent). */
   openEvent(ev: SignedEvent): PhaseEvent {
-    if (!verifyEvent(ev, this.coordinatorKey)) throw new Error('an event from the coordinator failed signature verification (pinned key in the policy)');
-    const e = PhaseEvent.decode(ev.body);
-    if (e.federationId && e.federationId !== this.policy.federationId) throw new Error(`event for federation "${e.federationId}", this node is in "${this.policy.federationId}"`);
-    return e;
+    return openSignedEvent(ev, this.coordinatorKey, this.policy.federationId);
   }
 
   phase(method: 'AdvertiseKeys' | 'ShareKeys' | 'ConsistencyCheck' | 'Unmasking', runId: string, round: number, payload: Uint8Array): Promise<PhaseAck> {
@@ -585,7 +610,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       });
       if (outcome === 'stop' || opts.signal?.aborted) break;
       abandon('connection lost');
-      if (outcome instanceof Error && !(outcome as grpc.ServiceError).code && /signature|federation/.test(outcome.message)) throw new UserError(outcome.message, 1);
+      if (outcome instanceof RefusedEvent) throw new UserError(outcome.message, 1);
       const code = (outcome as grpc.ServiceError).code;
       if (code === grpc.status.UNAUTHENTICATED || code === grpc.status.PERMISSION_DENIED) {
         throw new UserError(`the coordinator refused this node: ${(outcome as Error).message} (is "${identity.name}" enrolled with this key, and is the client certificate this party's?)`, 1);

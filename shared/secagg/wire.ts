@@ -2,18 +2,19 @@
  * Wire codec: shared/secagg messages <-> protobuf bytes of proto/fedbridge/v1/secagg.proto
  * (envelopes SecAggClientMessage / SecAggServerMessage, TypeScript from ts-proto in proto/gen).
  *
- * Decoding trusts nothing: malformed protobuf, an envelope with no or several messages, a round
- * beyond 2^53 - 1, vector chunks that do not add up to `length` words — all throw SecAggError
+ * Decoding trusts nothing: bytes that break the protobuf wire format (checked strictly before the
+ * ts-proto decoder runs, shared/proto/wire-check.ts), an envelope with no or several messages, a
+ * round beyond 2^53 - 1, vector chunks that do not add up to `length` words — all throw SecAggError
  * INVALID_ARGUMENT, and every decoded message then passes `validateShape`. Signatures are not
- * checked here (the state machines do that), so a decoded message is exactly what was signed:
- * the signed bytes are canonical (messages.ts), independent of the protobuf encoding. Several
- * encodings of one message therefore decode alike and verify alike; that includes some damaged ones
- * (the ts-proto decoder, @bufbuild/protobuf's BinaryReader, lets a sub-message's last field run
- * past the sub-message's declared length; tests/coordinator/fuzz.test.ts met 13 such bit flips in
- * about 400), which carry exactly the signed content. The coordinator's strict wire check
- * (coordinator/grpc/wire-check.ts) covers the request and the signed body around this payload.
+ * checked here (the state machines do that) and sign canonical content (messages.ts), independent
+ * of the protobuf encoding. The strict check matters anyway: the ts-proto decoder
+ * (@bufbuild/protobuf's BinaryReader) lets a sub-message's last field run past the sub-message's
+ * declared length, so damaged bytes decoded to the honest message (tests/coordinator/fuzz.test.ts
+ * met 13 such bit flips in about 400); with the check, one message has one meaning for every
+ * decoder, and damage is reported where it is.
  */
 import * as pb from '../../proto/gen/grpc/fedbridge/v1/secagg';
+import { secaggWireSchema, wireViolation } from '../proto/wire-check';
 import { SecAggError } from './errors';
 import {
   u32FromLeBytes,
@@ -85,6 +86,8 @@ export function encodeClientMessage(m: ClientMessage): Uint8Array {
 
 function decodeEnvelope<T extends object>(fns: { decode(b: Uint8Array): T }, bytes: Uint8Array, what: string): T {
   if (!(bytes instanceof Uint8Array)) bad(`${what} expected Uint8Array bytes`);
+  const violation = wireViolation(bytes, `fedbridge.v1.${what}`, secaggWireSchema());
+  if (violation !== null) bad(`${what} is not valid protobuf: ${violation}`);
   try {
     return fns.decode(bytes);
   } catch (e) {

@@ -80,10 +80,12 @@ function rawServerStream(p: TestParty, method: string, frame: Uint8Array): Promi
 }
 
 /**
- * True if `b` decodes to the same secagg message as `held` (the same content in another encoding:
- * the ts-proto decoder lets a sub-message's last field run past the sub-message's declared length, so a
- * damaged length prefix can decode to the very message that was signed; wire.ts accepts any
- * encoding of signed content by design, the signatures covering the canonical bytes of messages.ts).
+ * True if `b` decodes to the same secagg message as `held`: the held message itself, or the same
+ * content in another well-formed encoding (wire.ts accepts any such encoding, the signatures covering
+ * the canonical bytes of messages.ts). Before the strict wire check ran on SecAgg payloads
+ * (shared/proto/wire-check.ts) damaged bytes could qualify too: the ts-proto decoder let a
+ * sub-message's last field run past the sub-message's declared length, and 13 of about 400 bit flips
+ * decoded to the signed message; those are now sent, and refused.
  */
 function sameContent(b: Uint8Array, held: Uint8Array): boolean {
   try {

@@ -36,4 +36,15 @@ describe('guardRequestDeserializers', () => {
     const upload = methods(def, 'fedbridge.v1.ParticipantService').UploadMaskedInput.requestDeserialize(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]));
     expect((upload as MalformedRequest).messageType).toBe('fedbridge.v1.UploadChunk');
   });
+
+  test('bytes protobufjs would read as a shorter name (shared/proto/wire-check.ts): a MalformedRequest with the reason, never the shortened message', () => {
+    const guarded = load();
+    guardRequestDeserializers(guarded);
+    const enroll = (guarded['fedbridge.v1.OperatorService'] as unknown as Record<string, Method>).Enroll.requestDeserialize;
+    const r = enroll(Buffer.concat([Buffer.from([0x12, 32]), Buffer.from(new Uint8Array(32).fill(7)), Buffer.from([0x0a, 9]), Buffer.from('newparty')]));
+    expect(r).toBeInstanceOf(MalformedRequest);
+    expect((r as MalformedRequest).details).toBe(
+      'malformed request: the bytes are not a valid fedbridge.v1.EnrollRequest protobuf message (fedbridge.v1.EnrollRequest.name: 9 bytes declared, 8 left in its message)',
+    );
+  });
 });

@@ -67,6 +67,53 @@ test('hostile envelopes are refused with INVALID_ARGUMENT', () => {
   invalid(() => decodeClientMessage(two));
 });
 
+function refusal(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(SecAggError);
+    expect((e as SecAggError).code).toBe('INVALID_ARGUMENT');
+    return (e as Error).message;
+  }
+  throw new Error('expected INVALID_ARGUMENT');
+}
+
+test('damaged bytes that the ts-proto decoder reads as the honest message are refused, the damage named (strict wire check)', () => {
+  const sig = new Uint8Array(64).fill(9);
+  const ad = { federationId: 'f', round: '1', sender: 'a', cPk: new Uint8Array(32), sPk: new Uint8Array(32), selfMaskCommitment: new Uint8Array(32), signature: sig };
+  const honest = pb.SecAggClientMessage.encode({ advertiseKeys: ad }).finish();
+  // the envelope's advertise_keys declares one byte less: its last field (the 64-byte signature)
+  // runs one byte past the sub-message; @bufbuild's BinaryReader reads it whole and resumes the
+  // envelope after it, which is the end: the honest message
+  expect(honest[0]).toBe(0x0a);
+  expect(honest[1] & 0x7f).toBeGreaterThan(0); // the length's low 7 bits, in its first byte: decremented in place
+  const short = new Uint8Array(honest);
+  short[1] -= 1;
+  expect(pb.SecAggClientMessage.decode(short)).toEqual(pb.SecAggClientMessage.decode(honest));
+  expect(decodeClientMessage(honest).type).toBe('advertise-keys');
+  expect(refusal(() => decodeClientMessage(short))).toMatch(/^SecAggClientMessage is not valid protobuf: fedbridge\.v1\.SecAggClientMessage\.advertiseKeys\.signature: 64 bytes declared, 63 left in its message/);
+
+  // a singular field twice inside the sub-message (sender "a", then sender "b"): the decoder keeps "b"
+  const twice = pb.SecAggClientMessage.encode({ advertiseKeys: { ...ad, sender: 'b' } }).finish();
+  const inner = pb.AdvertiseKeys.encode({ ...ad, sender: 'b' }).finish();
+  const withFirst = new Uint8Array([0x1a, 1, 0x61, ...inner]); // sender (field 3) = "a" before the rest
+  const lengthVarint = withFirst.length < 128 ? [withFirst.length] : [(withFirst.length & 0x7f) | 0x80, withFirst.length >> 7];
+  const envTwice = new Uint8Array([0x0a, ...lengthVarint, ...withFirst]);
+  expect(pb.SecAggClientMessage.decode(envTwice)).toEqual(pb.SecAggClientMessage.decode(twice));
+  expect(refusal(() => decodeClientMessage(envTwice))).toMatch(/advertiseKeys\.sender \(field 3\) occurs twice at byte \d+; it is not repeated/);
+
+  // and the other direction: a server message whose member is damaged the same way
+  const req = { federationId: 'f', round: '1', survivors: ['a', 'b'], signature: sig };
+  const sHonest = pb.SecAggServerMessage.encode({ consistencyRequest: req }).finish();
+  const sShort = new Uint8Array(sHonest);
+  expect(sShort[0]).toBe(0x1a);
+  expect(sShort[1] & 0x7f).toBeGreaterThan(0);
+  sShort[1] -= 1;
+  expect(pb.SecAggServerMessage.decode(sShort)).toEqual(pb.SecAggServerMessage.decode(sHonest));
+  expect(decodeServerMessage(sHonest).type).toBe('consistency-request');
+  expect(refusal(() => decodeServerMessage(sShort))).toMatch(/consistencyRequest\.signature: 64 bytes declared, 63 left in its message/);
+});
+
 test('property: random bytes never decode into anything but a valid message or INVALID_ARGUMENT', () => {
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {

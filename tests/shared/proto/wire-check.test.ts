@@ -5,10 +5,9 @@
  */
 import * as protoLoader from '@grpc/proto-loader';
 import fc from 'fast-check';
-import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_ROOT } from '../../coordinator/grpc/options';
-import { wireSchemaOf, wireViolation } from '../../coordinator/grpc/wire-check';
-import { guardRequestDeserializers, MalformedRequest } from '../../coordinator/grpc/malformed';
-import { AbortRunRequest, EnrollRequest, Phase, PhaseMessageBody, SignedRequest, StartRunChunk, UploadChunk } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_ROOT } from '../../../shared/proto/files';
+import { wireSchemaOf, wireViolation } from '../../../shared/proto/wire-check';
+import { AbortRunRequest, EnrollRequest, Phase, PhaseMessageBody, SignedRequest, StartRunChunk, UploadChunk } from '../../../proto/gen/grpc/fedbridge/v1/federation';
 
 type Method = { requestDeserialize: (b: Buffer) => unknown };
 const load = () => protoLoader.loadSync(FEDERATION_PROTO, { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] });
@@ -84,15 +83,34 @@ describe('bytes protobufjs reads as another message, and other damage', () => {
     expect(wireViolation(bytes(0x10, 0x80, 0x00), 'fedbridge.v1.UploadChunk', schema)).toBeNull();
   });
 
-  test('through the guarded deserializer: a MalformedRequest with the reason, never the shortened message', () => {
-    const guarded = load();
-    guardRequestDeserializers(guarded);
-    const enroll = (guarded['fedbridge.v1.OperatorService'] as unknown as Record<string, Method>).Enroll.requestDeserialize;
-    const r = enroll(bytes(0x12, 32, key, 0x0a, 9, 'newparty'));
-    expect(r).toBeInstanceOf(MalformedRequest);
-    expect((r as MalformedRequest).details).toBe(
-      'malformed request: the bytes are not a valid fedbridge.v1.EnrollRequest protobuf message (fedbridge.v1.EnrollRequest.name: 9 bytes declared, 8 left in its message)',
+  test('a singular field twice: protobufjs keeps the last (C++ and Go merge a sub-message); the check refuses; a repeated field may recur', () => {
+    // UploadChunk.index (field 2) = 1, then index = 2
+    const b = bytes(0x10, 1, 0x10, 2);
+    expect(plain('ParticipantService', 'UploadMaskedInput')(b)).toMatchObject({ index: 2 });
+    expect(wireViolation(b, 'fedbridge.v1.UploadChunk', schema)).toBe('fedbridge.v1.UploadChunk.index (field 2) occurs twice at byte 2; it is not repeated');
+    expect(wireViolation(bytes(0x20, 1, 0x20, 2), 'fedbridge.v1.PartyHeader', schema)).toBe('fedbridge.v1.PartyHeader.round (field 4) occurs twice at byte 2; it is not repeated');
+    // a sub-message twice: protobufjs replaces the first header with the second
+    const h1 = bytes(0x0a, 1, 'a');
+    const h2 = bytes(0x12, 1, 'b');
+    const body = bytes(0x0a, h1.length, h1, 0x0a, h2.length, h2);
+    expect(wireViolation(body, 'fedbridge.v1.SubscribeBody', schema)).toBe('fedbridge.v1.SubscribeBody.header (field 1) occurs twice at byte 5; it is not repeated');
+    // repeated strings (StartRunRequest.signatures, repeated messages) may recur
+    const sigs = bytes(0x12, 3, 0x0a, 1, 'a', 0x12, 3, 0x0a, 1, 'b');
+    expect(wireViolation(sigs, 'fedbridge.v1.StartRunRequest', schema)).toBeNull();
+    // field numbers above 30 (tracked in a set rather than bits), from a schema made for the test
+    const wide = wireSchemaOf(
+      protoLoader.fromJSON({ nested: { t: { nested: { Wide: { fields: { a: { type: 'uint32', id: 31 }, b: { type: 'string', id: 1000 }, c: { rule: 'repeated', type: 'string', id: 40 } } } } } } }),
     );
+    const tag = (n: number, wt: number) => {
+      const out: number[] = [];
+      for (let v = n * 8 + wt; ; v = Math.floor(v / 128)) {
+        if (v < 128) return [...out, v];
+        out.push((v & 0x7f) | 0x80);
+      }
+    };
+    expect(wireViolation(bytes(...tag(31, 0), 1, ...tag(1000, 2), 1, 'x', ...tag(40, 2), 0, ...tag(40, 2), 0), 't.Wide', wide)).toBeNull();
+    expect(wireViolation(bytes(...tag(31, 0), 1, ...tag(31, 0), 1), 't.Wide', wide)).toBe('t.Wide.a (field 31) occurs twice at byte 3; it is not repeated');
+    expect(wireViolation(bytes(...tag(1000, 2), 0, ...tag(31, 0), 5, ...tag(1000, 2), 0), 't.Wide', wide)).toBe('t.Wide.b (field 1000) occurs twice at byte 6; it is not repeated');
   });
 });
 

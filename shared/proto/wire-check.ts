@@ -1,5 +1,5 @@
 /**
- * Strict protobuf wire-format check for request bytes, run before protobufjs decodes them.
+ * Strict protobuf wire-format check for bytes from the other side, run before they are decoded.
  *
  * protobufjs (under grpc-js and proto-loader) decodes leniently, so some damaged bytes become a
  * different message instead of an error:
@@ -30,7 +30,13 @@
  *       wt 3, 4 (groups), 6, 7: refused (proto3 has no groups)
  *       a field the type declares must arrive with its wire type (2 also for a packed repeated
  *       scalar); a message-typed field is scanned recursively inside its own range; a string
- *       field must be valid UTF-8. Unknown field numbers are skipped (forward compatibility).
+ *       field must be valid UTF-8; a singular (not repeated) field at most once per message
+ *       (protobuf lets the last occurrence win, or merges sub-messages, and implementations differ:
+ *       protobufjs and ts-proto replace a repeated sub-message, C++ and Go merge it). Unknown
+ *       field numbers are skipped (forward compatibility).
+ *     Not checked: that at most one member of a oneof is set (proto-loader's descriptors do not say
+ *     which fields a oneof holds); the SecAgg envelopes, the only oneofs, are refused after
+ *     decoding unless exactly one member is set (shared/secagg/wire.ts).
  *     the scan ends exactly at the end of the range
  *
  * It is a check, not a decoder: what passes is then decoded by protobufjs as before. Nesting is
@@ -38,7 +44,7 @@
  */
 import * as protoLoader from '@grpc/proto-loader';
 import type { PackageDefinition } from '@grpc/proto-loader';
-import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_ROOT } from './options';
+import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_ROOT, SECAGG_PROTO } from './files';
 
 /** A field as proto-loader's descriptor output gives it (FieldDescriptorProto). */
 interface FieldDescriptor {
@@ -183,6 +189,8 @@ function scan(b: Uint8Array, start: number, end: number, typeName: string, schem
   const fields = schema.get(typeName);
   if (!fields) throw new Error(`wire check: unknown message type ${typeName}`);
   let pos = start;
+  let seenLow = 0; // singular fields 1..30 seen, as bits
+  let seenHigh: Set<number> | undefined;
   while (pos < end) {
     const at = pos;
     const tag = varint(b, pos, end, `${path} tag`);
@@ -196,6 +204,12 @@ function scan(b: Uint8Array, start: number, end: number, typeName: string, schem
       const want = WIRE_TYPE[f.type];
       const packed = f.repeated && want !== 2 && wt === 2;
       if (wt !== want && !packed) throw new WireError(`${where} (field ${number}) arrived with wire type ${wt}, its type ${f.type} needs ${want}`);
+      if (!f.repeated) {
+        const twice = number <= 30 ? (seenLow & (1 << number)) !== 0 : (seenHigh?.has(number) ?? false);
+        if (twice) throw new WireError(`${where} (field ${number}) occurs twice at byte ${at}; it is not repeated`);
+        if (number <= 30) seenLow |= 1 << number;
+        else (seenHigh ??= new Set()).add(number);
+      }
     }
     switch (wt) {
       case 0: {
@@ -249,9 +263,18 @@ function packedScalars(b: Uint8Array, start: number, end: number, type: string, 
 }
 
 let federation: WireSchema | undefined;
+let secagg: WireSchema | undefined;
 
-/** The schema of proto/fedbridge/v1/federation.proto (loaded once; for bytes decoded outside grpc-js, like signed bodies). */
+const load = (file: string) => wireSchemaOf(protoLoader.loadSync(file, { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] }));
+
+/** The schema of proto/fedbridge/v1/federation.proto (loaded once; for bytes decoded outside grpc-js, like signed bodies and events). */
 export function federationWireSchema(): WireSchema {
-  federation ??= wireSchemaOf(protoLoader.loadSync(FEDERATION_PROTO, { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] }));
+  federation ??= load(FEDERATION_PROTO);
   return federation;
+}
+
+/** The schema of proto/fedbridge/v1/secagg.proto (loaded once; for the SecAgg payloads inside phase messages and events). */
+export function secaggWireSchema(): WireSchema {
+  secagg ??= load(SECAGG_PROTO);
+  return secagg;
 }
