@@ -5,7 +5,8 @@
  */
 import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { OperatorServiceClient, type RunStatus } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { OperatorServiceClient, OperatorServiceService, type RunStatus } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { strictResponses } from '../../shared/proto/wire-check';
 import { sodium } from '../../shared/crypto/sodium';
 
 export interface OperatorClientOptions {
@@ -19,6 +20,13 @@ export interface OperatorClientOptions {
   serverName?: string;
 }
 
+/** The generated OperatorService client with every response checked strictly before it is decoded (shared/proto/wire-check.ts). */
+let strictOperatorClient: typeof OperatorServiceClient | undefined;
+function strictOperatorServiceClient(): typeof OperatorServiceClient {
+  strictOperatorClient ??= grpc.makeGenericClientConstructor(strictResponses(OperatorServiceService), 'fedbridge.v1.OperatorService') as unknown as typeof OperatorServiceClient;
+  return strictOperatorClient;
+}
+
 export function operatorClient(o: OperatorClientOptions): { client: OperatorServiceClient; metadata: grpc.Metadata } {
   const creds = grpc.credentials.createSsl(
     fs.readFileSync(o.caFile),
@@ -27,7 +35,8 @@ export function operatorClient(o: OperatorClientOptions): { client: OperatorServ
   );
   const host = o.address.slice(0, o.address.lastIndexOf(':'));
   const serverName = o.serverName ?? (/^[\d.]+$|^\[/.test(host) ? 'localhost' : host);
-  const client = new OperatorServiceClient(o.address, creds, { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName });
+  const Client = strictOperatorServiceClient();
+  const client = new Client(o.address, creds, { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName });
   const metadata = new grpc.Metadata();
   metadata.set('authorization', `Bearer ${o.token}`);
   return { client, metadata };

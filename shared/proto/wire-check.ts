@@ -44,7 +44,7 @@
  */
 import * as protoLoader from '@grpc/proto-loader';
 import type { PackageDefinition } from '@grpc/proto-loader';
-import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_ROOT, SECAGG_PROTO } from './files';
+import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_PACKAGE, PROTO_ROOT, SECAGG_PROTO } from './files';
 
 /** A field as proto-loader's descriptor output gives it (FieldDescriptorProto). */
 interface FieldDescriptor {
@@ -262,19 +262,76 @@ function packedScalars(b: Uint8Array, start: number, end: number, type: string, 
   if ((end - start) % n !== 0) throw new WireError(`${where}: packed ${n}-byte values do not fill ${end - start} bytes`);
 }
 
+let federationDef: PackageDefinition | undefined;
 let federation: WireSchema | undefined;
 let secagg: WireSchema | undefined;
 
-const load = (file: string) => wireSchemaOf(protoLoader.loadSync(file, { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] }));
+const load = (file: string) => protoLoader.loadSync(file, { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] });
 
-/** The schema of proto/fedbridge/v1/federation.proto (loaded once; for bytes decoded outside grpc-js, like signed bodies and events). */
+/** proto/fedbridge/v1/federation.proto as proto-loader reads it (parsed once per process). */
+function federationDefinition(): PackageDefinition {
+  federationDef ??= load(FEDERATION_PROTO);
+  return federationDef;
+}
+
+/** The schema of proto/fedbridge/v1/federation.proto (built once; for bytes decoded outside grpc-js's server, like signed bodies, events and responses). */
 export function federationWireSchema(): WireSchema {
-  federation ??= load(FEDERATION_PROTO);
+  federation ??= wireSchemaOf(federationDefinition());
   return federation;
 }
 
-/** The schema of proto/fedbridge/v1/secagg.proto (loaded once; for the SecAgg payloads inside phase messages and events). */
+/** The schema of proto/fedbridge/v1/secagg.proto (built once; for the SecAgg payloads inside phase messages and events). */
 export function secaggWireSchema(): WireSchema {
-  secagg ??= load(SECAGG_PROTO);
+  secagg ??= wireSchemaOf(load(SECAGG_PROTO));
   return secagg;
+}
+
+/** A method of a ts-proto grpc-js service definition, as far as the strict client needs it. */
+interface ClientMethod {
+  path: string;
+  responseDeserialize: (value: Buffer) => unknown;
+}
+
+let responseTypes: Map<string, string> | undefined;
+
+/** Method path ("/fedbridge.v1.ParticipantService/Subscribe") -> full name of its response message type. */
+function federationResponseTypes(): Map<string, string> {
+  if (responseTypes) return responseTypes;
+  const out = new Map<string, string>();
+  for (const entry of Object.values(federationDefinition())) {
+    if ((entry as { format?: unknown }).format !== undefined) continue; // a message or enum type, not a service
+    for (const m of Object.values(entry as Record<string, { path?: string; responseType?: { type?: { name?: string } } }>)) {
+      if (m.path && m.responseType?.type?.name) out.set(m.path, `${PROTO_PACKAGE}.${m.responseType.type.name}`);
+    }
+  }
+  responseTypes = out;
+  return out;
+}
+
+/**
+ * A copy of a generated service definition (proto/gen/grpc, ts-proto's `outputServices=grpc-js`)
+ * whose response deserializers run the strict check before the ts-proto decoder: a client built on
+ * it (`grpc.makeGenericClientConstructor(strictResponses(XService), name)`) takes no response from
+ * the other side that the decoders would read differently. A violation throws inside grpc-js's
+ * deserializer, which ends the call with INTERNAL "Response message parsing error: malformed
+ * response: ... (the reason)". Every method must be one of federation.proto's.
+ */
+export function strictResponses<S extends Record<string, ClientMethod>>(service: S): S {
+  const schema = federationWireSchema();
+  const types = federationResponseTypes();
+  const out: Record<string, ClientMethod> = {};
+  for (const [name, m] of Object.entries(service)) {
+    const type = types.get(m.path);
+    if (type === undefined || !schema.has(type)) throw new Error(`strict client: ${m.path} is not a method of ${FEDERATION_PROTO}`);
+    const decode = m.responseDeserialize;
+    out[name] = {
+      ...m,
+      responseDeserialize: (value: Buffer) => {
+        const violation = wireViolation(value, type, schema);
+        if (violation !== null) throw new Error(`malformed response: the bytes are not a valid ${type} protobuf message (${violation})`);
+        return decode(value);
+      },
+    };
+  }
+  return out as S;
 }
