@@ -7,7 +7,7 @@
  *
  *  1. `guardRequestDeserializers(packageDefinition)` (NestJS's `onLoadPackageDefinition` hook, run
  *     before the services are built): every method's `requestDeserialize` is wrapped so that it never
- *     throws; bytes that break the protobuf wire format (checked strictly first, `wire-check.ts`:
+ *     throws; bytes that break the protobuf wire format (checked strictly first, `shared/proto/wire-check.ts`:
  *     protobufjs alone reads some damaged bytes as a different message) or that protobufjs cannot
  *     decode come back as a `MalformedRequest` naming the message type and the reason.
  *  2. `malformedRequestInterceptor` (a grpc-js server interceptor on the one server): the first
@@ -58,7 +58,7 @@ export function guardRequestDeserializers(def: PackageDefinition): number {
       const typeName = typeof method.requestType?.type?.name === 'string' ? `${name.replace(/\.[^.]*$/, '')}.${method.requestType.type.name}` : '';
       if (!schema.has(typeName)) throw new Error(`guardRequestDeserializers: no message descriptor for the request type of ${String(method.path)} (${typeName || 'unnamed'})`);
       const wrapped = (bytes: Buffer): unknown => {
-        // protobufjs decodes some damaged bytes as another message instead of failing (wire-check.ts)
+        // protobufjs decodes some damaged bytes as another message instead of failing (shared/proto/wire-check.ts)
         const violation = wireViolation(bytes, typeName, schema);
         if (violation !== null) return new MalformedRequest(typeName, violation);
         try {

@@ -27,23 +27,38 @@
  */
 import { createHash } from 'node:crypto';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
-import type { PartyHeader, SignedRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import {
+  DownloadModelBody,
+  PhaseMessageBody,
+  ReceiptBody,
+  SubscribeBody,
+  UploadOpenBody,
+  type PartyHeader,
+  type SignedRequest,
+} from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { METHOD_PHASE, NONCE_LENGTH, verifyRequest, type PartyMethod } from '../../shared/proto/envelope';
 import { alreadyExists, failedPrecondition, invalid, permissionDenied, unauthenticated, type StatusError } from '../grpc/errors';
 import { federationWireSchema, wireViolation } from '../../shared/proto/wire-check';
 import type { ParticipantRow, Repository } from '../storage/repository';
 
-/** The message type of each RPC's signed body, checked strictly before it is decoded (grpc/wire-check.ts). */
-const METHOD_BODY: Record<PartyMethod, string> = {
-  Subscribe: 'fedbridge.v1.SubscribeBody',
-  AdvertiseKeys: 'fedbridge.v1.PhaseMessageBody',
-  ShareKeys: 'fedbridge.v1.PhaseMessageBody',
-  UploadMaskedInput: 'fedbridge.v1.UploadOpenBody',
-  ConsistencyCheck: 'fedbridge.v1.PhaseMessageBody',
-  Unmasking: 'fedbridge.v1.PhaseMessageBody',
-  DownloadModel: 'fedbridge.v1.DownloadModelBody',
-  SubmitReceipt: 'fedbridge.v1.ReceiptBody',
-};
+/**
+ * The signed body of each RPC: its message type's full name, checked strictly before the body is
+ * decoded (shared/proto/wire-check.ts), and the generated decoder. One table, so the two cannot
+ * disagree (tests/coordinator/authenticate-bodies.test.ts checks each pair against the proto).
+ */
+export const METHOD_BODY = {
+  Subscribe: { type: 'fedbridge.v1.SubscribeBody', fns: SubscribeBody },
+  AdvertiseKeys: { type: 'fedbridge.v1.PhaseMessageBody', fns: PhaseMessageBody },
+  ShareKeys: { type: 'fedbridge.v1.PhaseMessageBody', fns: PhaseMessageBody },
+  UploadMaskedInput: { type: 'fedbridge.v1.UploadOpenBody', fns: UploadOpenBody },
+  ConsistencyCheck: { type: 'fedbridge.v1.PhaseMessageBody', fns: PhaseMessageBody },
+  Unmasking: { type: 'fedbridge.v1.PhaseMessageBody', fns: PhaseMessageBody },
+  DownloadModel: { type: 'fedbridge.v1.DownloadModelBody', fns: DownloadModelBody },
+  SubmitReceipt: { type: 'fedbridge.v1.ReceiptBody', fns: ReceiptBody },
+} as const satisfies Record<PartyMethod, { type: string; fns: { decode(bytes: Uint8Array): { header?: PartyHeader | undefined } } }>;
+
+/** The decoded signed body of RPC `M`. */
+export type BodyOf<M extends PartyMethod> = ReturnType<(typeof METHOD_BODY)[M]['fns']['decode']>;
 
 const NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
 
@@ -81,24 +96,24 @@ export class PartyAuthenticator {
     this.now = opts.now ?? Date.now;
   }
 
-  async authenticate<T extends { header?: PartyHeader | undefined }>(
-    method: PartyMethod,
+  async authenticate<M extends PartyMethod>(
+    method: M,
     req: SignedRequest | null | undefined,
-    decode: (bytes: Uint8Array) => T,
     call?: Pick<ServerSurfaceCall, 'getAuthContext'>,
     opts: { replay?: 'refuse' | 'report' } = {},
-  ): Promise<Authenticated<T>> {
+  ): Promise<Authenticated<BodyOf<M>>> {
     if (opts.replay === 'report' && method !== 'UploadMaskedInput') throw new Error(`${method}: only UploadMaskedInput may have a replayed nonce reported instead of refused`);
     if (!req || !(req.body instanceof Uint8Array) || req.body.length === 0) throw invalid(`${method}: request body is empty`);
     if (req.body.length > this.opts.maxBodyBytes) throw invalid(`${method}: request body is ${req.body.length} bytes, the limit is ${this.opts.maxBodyBytes}`);
     if (!(req.signature instanceof Uint8Array) || req.signature.length !== 64) throw invalid(`${method}: signature must be 64 bytes (Ed25519), got ${req.signature?.length ?? 0}`);
     // the generated decoder reads some damaged bytes as another message (a truncated last string,
     // a sub-message's last field running past it): a signer's bytes must mean one thing
-    const violation = wireViolation(req.body, METHOD_BODY[method], this.bodySchema);
+    const { type, fns } = METHOD_BODY[method];
+    const violation = wireViolation(req.body, type, this.bodySchema);
     if (violation !== null) throw invalid(`${method}: body does not decode: ${violation}`);
-    let body: T;
+    let body: BodyOf<M>;
     try {
-      body = decode(req.body);
+      body = fns.decode(req.body) as BodyOf<M>;
     } catch (e) {
       throw invalid(`${method}: body does not decode: ${(e as Error).message}`);
     }

@@ -17,8 +17,6 @@ import {
   type UploadAck,
   type UploadChunk,
 } from '../../proto/gen/nest/fedbridge/v1/federation';
-import { DownloadModelBody, PhaseMessageBody, ReceiptBody, SubscribeBody, UploadOpenBody } from '../../proto/gen/grpc/fedbridge/v1/federation';
-import type { PartyMethod } from '../../shared/proto/envelope';
 import { CTX, type CoordinatorContext } from '../context';
 import { StatusError, invalid, notFound, status, toRpcException, toStatusError } from '../grpc/errors';
 import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
@@ -27,6 +25,9 @@ import { PHASE_ENUM } from '../rounds/rounds.service';
 import type { RoundPhase } from '../rounds/protocol';
 import { acceptReceipt } from '../audit/receipts';
 import { replayError } from '../identity/authenticate';
+
+/** The RPCs whose signed body is a PhaseMessageBody (a SecAgg payload). */
+type PhaseMethod = 'AdvertiseKeys' | 'ShareKeys' | 'ConsistencyCheck' | 'Unmasking';
 
 type Call = Pick<ServerSurfaceCall, 'getAuthContext'>;
 
@@ -45,7 +46,7 @@ export class ParticipantController implements Omit<ParticipantServiceController,
   }
 
   subscribe(request: SignedRequest, _metadata?: Metadata, call?: Call): Observable<SignedEvent> {
-    return from(this.ctx.auth.authenticate('Subscribe', request, (b) => SubscribeBody.decode(b), call)).pipe(
+    return from(this.ctx.auth.authenticate('Subscribe', request, call)).pipe(
       mergeMap(({ party }) => this.ctx.events.subscribe(party.name, () => this.ctx.rounds.helloFor(party.name)) as Observable<SignedEvent>),
       (src) =>
         new Observable<SignedEvent>((sub) => {
@@ -65,9 +66,9 @@ export class ParticipantController implements Omit<ParticipantServiceController,
     );
   }
 
-  private async phaseMessage(method: PartyMethod, phase: RoundPhase, request: SignedRequest, call?: Call): Promise<PhaseAck> {
+  private async phaseMessage(method: PhaseMethod, phase: RoundPhase, request: SignedRequest, call?: Call): Promise<PhaseAck> {
     try {
-      const { party, header, body } = await this.ctx.auth.authenticate(method, request, (b) => PhaseMessageBody.decode(b), call);
+      const { party, header, body } = await this.ctx.auth.authenticate(method, request, call);
       const r = await this.ctx.rounds.submit(party.name, phase, header.runId, header.round, body.payload);
       return { runId: header.runId, round: header.round, phase: PHASE_ENUM[phase], accepted: r.accepted };
     } catch (e) {
@@ -116,7 +117,7 @@ export class ParticipantController implements Omit<ParticipantServiceController,
         onFirst: async (msg) => {
           if (!msg.open) throw invalid('UploadMaskedInput: the first message must carry `open` (a signed UploadOpenBody)');
           if (msg.data && msg.data.length) throw invalid('UploadMaskedInput: the open message must not carry data');
-          const { party, header, body, replayed } = await this.ctx.auth.authenticate('UploadMaskedInput', msg.open, (b) => UploadOpenBody.decode(b), call, { replay: 'report' });
+          const { party, header, body, replayed } = await this.ctx.auth.authenticate('UploadMaskedInput', msg.open, call, { replay: 'report' });
           const replay = replayed ? replayError('UploadMaskedInput', party.name) : null;
           // binding, or an early refusal of what cannot be an identical resend (decided for good in onEnd)
           this.ctx.rounds.checkMaskedUpload(party.name, header.runId, header.round, body.dataHash, replay);
@@ -153,7 +154,7 @@ export class ParticipantController implements Omit<ParticipantServiceController,
   downloadModel(request: SignedRequest, _m?: Metadata, call?: Call): Observable<ModelChunk> {
     const chunk = this.ctx.config.grpc.maxChunkBytes;
     const work = async (): Promise<ModelChunk[]> => {
-      const { body } = await this.ctx.auth.authenticate('DownloadModel', request, (b) => DownloadModelBody.decode(b), call);
+      const { body } = await this.ctx.auth.authenticate('DownloadModel', request, call);
       const row = body.version === 0 ? await this.ctx.repo.latestModelVersion() : await this.ctx.repo.modelVersion(body.version);
       if (!row) throw notFound(body.version === 0 ? 'no model version exists yet' : `model version ${body.version} does not exist`);
       const count = Math.max(1, Math.ceil(row.bytes.length / chunk));
@@ -174,7 +175,7 @@ export class ParticipantController implements Omit<ParticipantServiceController,
   /** A party's receipt over the audit chain head after a completed round (coordinator/audit/receipts.ts). */
   async submitReceipt(request: SignedRequest, _m?: Metadata, call?: Call): Promise<ReceiptAck> {
     try {
-      const { party, header, body } = await this.ctx.auth.authenticate('SubmitReceipt', request, (b) => ReceiptBody.decode(b), call);
+      const { party, header, body } = await this.ctx.auth.authenticate('SubmitReceipt', request, call);
       const logIndex = await acceptReceipt(this.ctx, party, header, body);
       this.ctx.log(`receipt of "${party.name}" for ${header.runId}/${header.round} recorded as audit entry ${logIndex}`);
       return { logIndex: String(logIndex) };

@@ -85,7 +85,7 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     await rejects(() => platform.phase('AdvertiseKeys', runId, 1, payload, { nonce: new Uint8Array(4) }), status.INVALID_ARGUMENT, /nonce must be 16 bytes/);
     // a validly signed body in a damaged encoding: the header declares one byte less than it has, so
     // its last field runs past it. The generated decoder reads it as the honest message anyway;
-    // the strict wire check refuses it (a signer's bytes must mean one thing: grpc/wire-check.ts)
+    // the strict wire check refuses it (a signer's bytes must mean one thing: shared/proto/wire-check.ts)
     const honest = PhaseMessageBody.encode({ header: platform.header('AdvertiseKeys', runId, 1), payload }).finish();
     const damaged = Uint8Array.from(honest);
     expect([damaged[0], damaged[1] < 128]).toEqual([0x0a, true]);
