@@ -20,8 +20,9 @@ import { fetchAuditLog } from '../../shared/cli/audit';
 import { receiptBodyFields } from '../../participant-node/federation/receipt';
 import { verifyAuditChain } from '../../coordinator/audit/log';
 import type { RunningCoordinator } from '../../coordinator/main';
-import { enrol, FEDERATION, grpc, grpcError, makeEnv, ManualTimers, modelDim, operator, OPERATOR_TOKEN, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
+import { enrol, FEDERATION, grpc, grpcError, makeEnv, modelDim, operator, OPERATOR_TOKEN, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
+import { secaggCoordinator } from './helpers/fixture';
 
 const PARTIES = ['platform', 'insurer', 'insurer2'];
 
@@ -53,25 +54,14 @@ async function enrolFederation(env: Env, coord: RunningCoordinator) {
 
 describe('audit log of the coordinator', () => {
   let served: { policy: Policy; token: string; entries: number } | null = null;
-  let env: Env;
-  let coord: RunningCoordinator;
-  const timers = new ManualTimers();
-  let parties: TestParty[] = [];
-  let nodes: MiniNode[] = [];
-
-  beforeAll(async () => {
-    env = await makeEnv(PARTIES);
-    coord = await startCoordinator(env, undefined as never, timers);
-  });
-  afterAll(async () => {
-    for (const n of nodes) n.stream.cancel();
-    for (const p of parties) p.close();
-    await coord?.close();
-  });
+  const fx = secaggCoordinator(PARTIES);
 
   test('a real secagg round verifies; receipts checked and logged; restart continues the chain; API and page served', async () => {
+    const { env } = fx;
+    let { coord } = fx;
     const fed = await enrolFederation(env, coord);
-    ({ parties, nodes } = fed);
+    const { parties, nodes } = fed;
+    Object.assign(fx, { parties, nodes });
     const { op, policy, dim } = fed;
     const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(new Float32Array(dim).fill(0.01).buffer));
     const runId = st.runId;
@@ -147,8 +137,7 @@ describe('audit log of the coordinator', () => {
     expect((await get(`${http}/audit/openapi.yaml`)).body).toContain('operationId: getAuditLog');
 
     // a restarted coordinator continues the same chain (the writer and recorder are replayed)
-    await coord.close();
-    coord = await startCoordinator(env, undefined as never, timers);
+    coord = await fx.restart();
     const op2 = operator(env, coord.grpcPort);
     await unary(op2.client.issueToken.bind(op2.client), { role: 'auditor', label: 'after restart' }, op2.metadata);
     const after = await fetchAuditLog(`http://127.0.0.1:${coord.httpPort}`, token);
@@ -172,6 +161,7 @@ describe('audit log of the coordinator', () => {
   }, 120_000);
 
   test('the auditor page served by the coordinator verifies the real log in headless Chromium', async () => {
+    const { env, coord } = fx;
     const { chromium } = await import('playwright-core');
     const s = served!;
     const polPath = path.join(env.dir, 'page-policy.yaml');
@@ -201,25 +191,13 @@ describe('audit log of the coordinator', () => {
 
 describe('audit log of aborted rounds', () => {
   let firstPolicy: Policy | null = null;
-  let env: Env;
-  let coord: RunningCoordinator;
-  const timers = new ManualTimers();
-  let parties: TestParty[] = [];
-  let nodes: MiniNode[] = [];
-
-  beforeAll(async () => {
-    env = await makeEnv(PARTIES);
-    coord = await startCoordinator(env, undefined as never, timers);
-  });
-  afterAll(async () => {
-    for (const n of nodes) n.stream.cancel();
-    for (const p of parties) p.close();
-    await coord?.close();
-  });
+  const fx = secaggCoordinator(PARTIES);
 
   test('two parties vanish at advertise: three aborted rounds, then the run is aborted; the log verifies', async () => {
+    const { env, coord, timers } = fx;
     const fed = await enrolFederation(env, coord);
-    ({ parties, nodes } = fed);
+    const { parties, nodes } = fed;
+    Object.assign(fx, { parties, nodes });
     const { op, policy, dim } = fed;
     nodes[1].killAt = { round: 1, phase: Phase.PHASE_ADVERTISE_KEYS };
     nodes[2].killAt = { round: 1, phase: Phase.PHASE_ADVERTISE_KEYS };
@@ -245,9 +223,11 @@ describe('audit log of aborted rounds', () => {
   }, 120_000);
 
   test('a coordinator restarted during masked input aborts the round and retries it; the log of both runs verifies', async () => {
+    const { env, parties } = fx;
+    let { coord } = fx;
     const policy = firstPolicy!;
-    for (const n of nodes) n.stream.cancel(); // the first run's nodes
-    nodes = [];
+    for (const n of fx.nodes) n.stream.cancel(); // the first run's nodes
+    fx.nodes = [];
     const op = operator(env, coord.grpcPort);
     const ps = parties.map((p) => new TestParty(p.name, env, coord.grpcPort, { keys: p.keys }));
     const dim = modelDim(policy);
@@ -257,8 +237,7 @@ describe('audit log of aborted rounds', () => {
     await Promise.all(ns.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_MASKED_INPUT)));
     for (const n of ns) n.stream.cancel();
     op.client.close();
-    await coord.close();
-    coord = await startCoordinator(env, undefined as never, timers);
+    coord = await fx.restart();
     const op2 = operator(env, coord.grpcPort);
     const { token } = await unary(op2.client.issueToken.bind(op2.client), { role: 'auditor', label: 'restart-test' }, op2.metadata);
     const exported = await fetchAuditLog(`http://127.0.0.1:${coord.httpPort}`, token);
@@ -273,6 +252,7 @@ describe('audit log of aborted rounds', () => {
   }, 120_000);
 
   test('an operator abort during masked input logs the inputs received so far (charged) and verifies', async () => {
+    const { env, coord, parties } = fx;
     const policy = firstPolicy!;
     const op = operator(env, coord.grpcPort);
     // the run recovered above is still running: abort it first (its retried round has no nodes)

@@ -5,27 +5,13 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../../bin/fedbridge';
 import { loadConfig } from '../../coordinator/config/config';
 import { createCoordinator, type RunningCoordinator } from '../../coordinator/main';
 import { ed25519Keygen } from '../../shared/crypto/sign';
 import { sodiumReady } from '../../shared/crypto/sodium';
 import { PlainSumFactory } from './helpers/plain-protocol';
 import { FEDERATION, modelDim, policyYaml, signaturesFor, testPolicy, TestParty } from './helpers/harness';
-
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = jest.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
-  const e = jest.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((err += String(c)), true));
-  try {
-    const code = await main(args);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+import { runCli as run } from '../cli-run';
 
 describe('fedbridge coordinator CLI', () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-cli-'));

@@ -21,11 +21,10 @@ import fc from 'fast-check';
 import { EventKind, Phase, PhaseMessageBody, SignedRequest, UploadChunk, UploadOpenBody, type PartyHeader } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { modularSum } from '../../shared/fl/aggregate';
 import { ed25519Keygen } from '../../shared/crypto/sign';
-import { sodiumReady } from '../../shared/crypto/sodium';
-import type { RunningCoordinator } from '../../coordinator/main';
 import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
-import { type Env, makeEnv, ManualTimers, modelDim, operator, policyYaml, secaggFederation, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary } from './helpers/harness';
+import { modelDim, operator, policyYaml, secaggFederation, signaturesFor, startRun, type TestParty, testPolicy, unary } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
+import { secaggCoordinator } from './helpers/fixture';
 import { decodeClientMessage, encodeClientMessage } from '../../shared/secagg/wire';
 import { baseSeed } from '../fc-seed';
 
@@ -106,15 +105,11 @@ function flipBit(b: Uint8Array, at: number): Uint8Array {
 }
 
 describe('fuzzing the party API in every phase of a real SecAgg round', () => {
-  let env: Env;
-  let coord: RunningCoordinator;
-  const timers = new ManualTimers();
-  let parties: TestParty[];
-  let nodes: MiniNode[];
+  const fx = secaggCoordinator(['platform', 'insurer', 'insurer2']);
   let runId: string;
   const refusedCodes = new Map<number, number>();
 
-  const counts = () => coord.ctx.repo.snapshotCounts();
+  const counts = () => fx.coord.ctx.repo.snapshotCounts();
 
   function expectRefused(what: string, o: Outcome): void {
     refusedCodes.set(o.code, (refusedCodes.get(o.code) ?? 0) + 1);
@@ -124,22 +119,12 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
     }
   }
 
-  beforeAll(async () => {
-    await sodiumReady();
-    env = await makeEnv(['platform', 'insurer', 'insurer2']);
-    coord = await startCoordinator(env, undefined as never, timers);
-  });
-  afterAll(async () => {
-    for (const n of nodes ?? []) n.stream.cancel();
-    for (const p of parties ?? []) p.close();
-    await coord?.close();
-  });
-
   test('every generated request is refused with a client-error status, nothing is stored, the round completes with the exact sum', async () => {
+    const { env, coord, timers } = fx;
     const fed = await secaggFederation(env, coord, 1);
     const { op, policy, dim } = fed;
-    parties = fed.parties;
-    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, fed.vectorLength));
+    const parties = (fx.parties = fed.parties);
+    const nodes = (fx.nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, fed.vectorLength)));
     const holder = nodes[2];
     const [platform, insurer, insurer2] = parties;
     holder.holdAt = { round: 1, phase: Phase.PHASE_ADVERTISE_KEYS };
@@ -315,6 +300,7 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
   }, 120_000);
 
   test('operator API with the operator token: edited policy YAML, odd signatures, sizes, names, ids and roles get a status with a message, never INTERNAL', async () => {
+    const { env, coord, parties } = fx; // the parties enrolled by the test above
     const op = operator(env, coord.grpcPort);
     const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
     const yaml = policyYaml(policy);

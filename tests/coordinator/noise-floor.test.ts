@@ -6,9 +6,9 @@
 import { EventKind, Phase } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { noiseFloorViolation } from '../../shared/fl/noise-floor';
 import { defaultPolicy } from '../../shared/policy/defaults';
-import type { RunningCoordinator } from '../../coordinator/main';
-import { type Env, makeEnv, ManualTimers, modelDim, policyYaml, secaggFederation, signaturesFor, startCoordinator, startRun, TestParty } from './helpers/harness';
+import { modelDim, policyYaml, secaggFederation, signaturesFor, startRun } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
+import { secaggCoordinator } from './helpers/fixture';
 
 describe('distributed-noise floor', () => {
   test('the rule: only round-noise + distributed, and only below n_min', () => {
@@ -27,27 +27,15 @@ describe('distributed-noise floor', () => {
   });
 
   describe('over gRPC', () => {
-    let env: Env;
-    let coord: RunningCoordinator;
-    const timers = new ManualTimers();
-    let parties: TestParty[] = [];
-    let nodes: MiniNode[] = [];
-    beforeAll(async () => {
-      env = await makeEnv(['platform', 'insurer', 'insurer2']);
-      coord = await startCoordinator(env, undefined as never, timers);
-    });
-    afterAll(async () => {
-      for (const n of nodes) n.stream.cancel();
-      for (const p of parties) p.close();
-      await coord?.close();
-    });
+    const fx = secaggCoordinator(['platform', 'insurer', 'insurer2']);
 
     test('a party dropping in masked input leaves 2 < n_min = 3 inputs: the round aborts, nothing is unmasked', async () => {
+      const { env, coord, timers } = fx;
       const fed = await secaggFederation(env, coord, 1);
       const { op, policy, vectorLength } = fed;
-      parties = fed.parties;
+      const parties = (fx.parties = fed.parties);
       policy.privacy = { ...policy.privacy, mechanism: 'round-noise', noiseMode: 'distributed', nMin: 3 };
-      nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, vectorLength));
+      const nodes = (fx.nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, vectorLength)));
       nodes[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT };
       await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(modelDim(policy) * 4));
       await Promise.all(nodes.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_MASKED_INPUT)));

@@ -11,11 +11,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { EventKind, Phase } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { modularSum } from '../../shared/fl/aggregate';
-import { randomBytes, sodiumReady } from '../../shared/crypto/sodium';
-import type { RunningCoordinator } from '../../coordinator/main';
+import { randomBytes } from '../../shared/crypto/sodium';
 import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
-import { type Env, makeEnv, ManualTimers, policyYaml, secaggFederation, signaturesFor, startCoordinator, startRun, TestParty } from './helpers/harness';
+import { policyYaml, secaggFederation, signaturesFor, startRun } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
+import { secaggCoordinator } from './helpers/fixture';
 import { BODY_OF, protoRoot, walkFields } from '../integration/wire-tap';
 
 interface Captured {
@@ -50,32 +50,18 @@ function metadataOf(party: string, metadata: { party: string; keys: string[] }[]
 }
 
 describe('wire: only declared fields, no canary, no unmasked input', () => {
-  let env: Env;
-  let coord: RunningCoordinator;
-  const timers = new ManualTimers();
+  const fx = secaggCoordinator(['platform', 'insurer', 'insurer2']);
   const captured: Captured[] = [];
   const metadata: { party: string; keys: string[] }[] = [];
-  let parties: TestParty[];
-  let nodes: MiniNode[];
-
-  beforeAll(async () => {
-    await sodiumReady();
-    env = await makeEnv(['platform', 'insurer', 'insurer2']);
-    coord = await startCoordinator(env, undefined as never, timers);
-  });
-  afterAll(async () => {
-    for (const n of nodes ?? []) n.stream.cancel();
-    for (const p of parties ?? []) p.close();
-    await coord?.close();
-  });
 
   test('a 3-party round with a dropout, captured in both directions', async () => {
+    const { env, coord, timers } = fx;
     const fed = await secaggFederation(env, coord, 1, (n) => ({ interceptors: [metadataOf(n, metadata)], capture: (method, dir, bytes) => captured.push({ party: n, method, dir, bytes }) }));
     const { op, policy, dim } = fed;
     const m = fed.vectorLength;
-    parties = fed.parties;
+    const parties = (fx.parties = fed.parties);
     const canaries = new Map<string, Uint8Array>();
-    nodes = parties.map((p) => {
+    const nodes = (fx.nodes = parties.map((p) => {
       const n = new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, m);
       const canary = randomBytes(16);
       canaries.set(p.name, canary);
@@ -87,7 +73,7 @@ describe('wire: only declared fields, no canary, no unmasked input', () => {
         return v;
       };
       return n;
-    });
+    }));
     nodes[2].killAt = { round: 1, phase: Phase.PHASE_CONSISTENCY_CHECK }; // dies after sending its masked input
     await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(dim * 4));
     await Promise.all(nodes.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_CONSISTENCY_CHECK)));

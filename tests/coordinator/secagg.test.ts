@@ -11,33 +11,20 @@ import { modularSum, nextGlobalModel } from '../../shared/fl/aggregate';
 import { publicRoundSeed } from '../../shared/fl/seeds';
 import { newServerState } from '../../shared/fl/server';
 import { sodium } from '../../shared/crypto/sodium';
-import type { RunningCoordinator } from '../../coordinator/main';
 import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
-import { enrol, type Env, makeEnv, ManualTimers, modelDim, operator, policyYaml, secaggFederation, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary } from './helpers/harness';
+import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, secaggFederation, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
+import { secaggCoordinator } from './helpers/fixture';
 
 describe('secure aggregation over gRPC', () => {
-  let env: Env;
-  let coord: RunningCoordinator;
-  const timers = new ManualTimers();
-  let parties: TestParty[];
-  let nodes: MiniNode[];
-
-  beforeAll(async () => {
-    env = await makeEnv(['platform', 'insurer', 'insurer2']);
-    coord = await startCoordinator(env, undefined as never, timers); // default protocol: secagg
-  });
-  afterAll(async () => {
-    for (const n of nodes ?? []) n.stream.cancel();
-    for (const p of parties ?? []) p.close();
-    await coord?.close();
-  });
+  const fx = secaggCoordinator(['platform', 'insurer', 'insurer2']);
 
   test('3 parties, 2 rounds, one killed during masked input: the sum is exactly the survivors\' inputs', async () => {
+    const { env, coord, timers } = fx;
     const fed = await secaggFederation(env, coord, 2);
     const { op, policy, dim, vectorLength } = fed;
-    parties = fed.parties;
-    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, vectorLength));
+    const parties = (fx.parties = fed.parties);
+    const nodes = (fx.nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, vectorLength)));
     nodes[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT };
     const initial = new Float32Array(dim).map((_, i) => ((i % 11) - 5) / 50);
     const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(initial.buffer));

@@ -7,7 +7,7 @@ import { ed25519Keygen } from '../../shared/crypto/sign';
 import { EventKind, PhaseMessageBody, SubscribeBody, UploadChunk, UploadOpenBody } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import type { RunningCoordinator } from '../../coordinator/main';
 import { PlainSumFactory } from './helpers/plain-protocol';
-import { enrol, grpc, grpcError, makeEnv, ManualTimers, modelDim, OPERATOR_TOKEN, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
+import { grpc, grpcError, makeEnv, ManualTimers, startOneRoundRun, OPERATOR_TOKEN, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
 
 const { status } = grpc;
 
@@ -42,15 +42,7 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     coord = await startCoordinator(env, factory, timers);
     parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
     intruder = new TestParty('intruder', env, coord.grpcPort);
-    const op = operator(env, coord.grpcPort);
-    await enrol(env, op, parties);
-    const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
-    dim = modelDim(policy);
-    streams = parties.map((p) => p.subscribe(coord.publicKey));
-    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(dim * 4), CHUNK);
-    runId = st.runId;
-    op.client.close();
-    await Promise.all(streams.map((s) => s.next((e) => e.kind === EventKind.EVENT_KIND_PHASE_STARTED && e.round === 1)));
+    ({ runId, dim, streams } = await startOneRoundRun(env, coord, parties, CHUNK));
   });
   afterAll(async () => {
     for (const s of streams ?? []) s.cancel();

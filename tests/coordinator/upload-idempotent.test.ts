@@ -24,7 +24,7 @@ import { PhaseMessageBody } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { PlainSumFactory } from './helpers/plain-protocol';
 import { MiniNode } from './helpers/mini-node';
 import { PG_URL, pgSchemaUrl } from './helpers/db';
-import { enrol, grpc, grpcError, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
+import { enrol, grpc, grpcError, makeEnv, ManualTimers, modelDim, startOneRoundRun, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, type Env, type EventStream } from './helpers/harness';
 
 const { status } = grpc;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -109,20 +109,12 @@ describe('idempotent masked-input upload (plain-sum protocol, every step driven 
     env = await makeEnv(['platform', 'insurer', 'insurer2'], { maxChunkBytes: CHUNK });
     coord = await startCoordinator(env, factory, new ManualTimers());
     parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
-    const op = operator(env, coord.grpcPort);
-    await enrol(env, op, parties);
-    const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
-    dim = modelDim(policy);
-    streams = parties.map((p) => p.subscribe(coord.publicKey));
-    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(dim * 4), CHUNK);
-    runId = st.runId;
-    op.client.close();
+    ({ runId, dim, streams } = await startOneRoundRun(env, coord, parties, CHUNK));
     for (let k = 0; k < 3; k++) {
       const v = new Float32Array(dim);
       for (let i = 0; i < dim; i++) v[i] = ((i % 7) - 3) * 0.01 * (k + 1);
       inputs.push(new Uint8Array(v.buffer));
     }
-    await Promise.all(streams.map((s) => s.next((e) => e.kind === EventKind.EVENT_KIND_PHASE_STARTED && e.round === 1)));
     // advertise (the signed requests kept for the replay checks) and share
     for (const p of parties) {
       const req = p.sign('AdvertiseKeys', PhaseMessageBody.encode({ header: p.header('AdvertiseKeys', runId, 1), payload: new Uint8Array([1]) }).finish());

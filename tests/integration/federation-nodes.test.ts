@@ -37,7 +37,7 @@ import { makeEnv, operator, startCoordinator, startRun, unary, OPERATOR_TOKEN, t
 import { fetchAuditLog, verifyLogFile } from '../../shared/cli/audit';
 import { verifyLog } from '../../shared/audit/verify';
 import { parsePolicyYaml } from '../../shared/policy/schema';
-import { main } from '../../bin/fedbridge';
+import { runCli as cli } from '../cli-run';
 
 const PARTIES = ['platform', 'insurer', 'insurer2'];
 
@@ -216,18 +216,6 @@ describe('three real nodes federate through the coordinator', () => {
     op.client.close();
   }, 240_000);
 });
-
-async function cli(args: string[]): Promise<{ code: number; out: string }> {
-  let out = '';
-  const o = jest.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
-  const e = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  try {
-    return { code: await main(args), out };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
 
 async function httpGet(url: string, token?: string): Promise<{ status: number; body: string }> {
   const res = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});

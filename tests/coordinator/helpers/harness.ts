@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import {
   DownloadModelBody,
+  EventKind,
   ParticipantServiceClient,
   ParticipantServiceService,
   PhaseEvent,
@@ -325,6 +326,23 @@ export async function secaggFederation(env: Env, coord: RunningCoordinator, roun
   policy.secagg.threshold = 2;
   const dim = modelDim(policy);
   return { parties, op, policy, dim, vectorLength: encodedDimension(dim, policy.secagg.rotation === 'hadamard') };
+}
+
+/**
+ * Enrols `parties` (certificates bound), subscribes each to its events, and starts a one-round run
+ * of the test policy (50 items) from a zero model uploaded in `chunkBytes` pieces; resolves once
+ * every party has seen the round's first phase start.
+ */
+export async function startOneRoundRun(env: Env, coord: RunningCoordinator, parties: TestParty[], chunkBytes?: number): Promise<{ runId: string; dim: number; streams: EventStream[] }> {
+  const op = operator(env, coord.grpcPort);
+  await enrol(env, op, parties);
+  const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
+  const dim = modelDim(policy);
+  const streams = parties.map((p) => p.subscribe(coord.publicKey));
+  const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(dim * 4), chunkBytes);
+  op.client.close();
+  await Promise.all(streams.map((s) => s.next((e) => e.kind === EventKind.EVENT_KIND_PHASE_STARTED && e.round === 1)));
+  return { runId: st.runId, dim, streams };
 }
 
 export function policyYaml(p: Policy): string {

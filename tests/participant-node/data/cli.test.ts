@@ -4,30 +4,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { main } from '../../../bin/fedbridge';
 import { dirFingerprint, tempDir } from './helpers';
+import { runCli as run } from '../../cli-run';
 
 let root: string;
-
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    out += String(s);
-    return true;
-  });
-  const e = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  });
-  try {
-    const code = await main(argv);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
 
 beforeAll(() => {
   root = tempDir('data-cli');

@@ -10,23 +10,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { stringify } from 'yaml';
-import { main } from '../../../bin/fedbridge';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { receiptFileName, parseLogQuery, auditLogPage, AuditApiError } from '../../../shared/audit';
 import { makeFederation, generateLog, type Federation, type GeneratedLog } from './fixture';
-
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = jest.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
-  const e = jest.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((err += String(c)), true));
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+import { runCli as run } from '../../cli-run';
 
 const TOKEN = 'auditor-token-0123456789abcdef';
 let fed: Federation;

@@ -1,19 +1,5 @@
-import { main } from '../../../bin/fedbridge';
 import { epsilonFromRdp, rdpSampledGaussian, rdpDdg, roundedSensitivity, DEFAULT_ORDERS, INTEGER_ORDERS } from '../../../shared/dp/rdp';
-
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const so = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const se = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    const code = await main(args);
-    return { code, out, err };
-  } finally {
-    so.mockRestore();
-    se.mockRestore();
-  }
-}
+import { runCli as run } from '../../cli-run';
 
 describe('fedbridge privacy epsilon', () => {
   test('gaussian --json: {"epsilon","order"} equal to the library computation', async () => {

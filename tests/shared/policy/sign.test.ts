@@ -2,26 +2,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { main } from '../../../bin/fedbridge';
 import { sodiumReady, sodium } from '../../../shared/crypto/sodium';
 import { ed25519Keygen } from '../../../shared/crypto/sign';
 import { initNode } from '../../../participant-node/identity';
 import { parsePolicyYaml, policyHash } from '../../../shared/policy/schema';
 import { checkPolicySignatures, makePolicySignatureFile, policySigningMessage, signPolicyHash, verifyPolicySignature } from '../../../shared/policy/sign';
 import { policySigningMessage as coordinatorMessage } from '../../../coordinator/policy/signatures';
-
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = jest.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
-  const e = jest.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((err += String(c)), true));
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+import { runCli as run } from '../../cli-run';
 
 beforeAll(async () => {
   await sodiumReady();

@@ -35,16 +35,19 @@ test('a round with dropouts through the protobuf codec gives the exact sum (vect
   expect(env.maskedInput!.vectorChunks.map((c) => c.length)).toEqual([VECTOR_CHUNK_BYTES, 4000]);
 });
 
-function invalid(fn: () => unknown): void {
+/** The message of the SecAggError INVALID_ARGUMENT that `fn` throws (anything else fails the test). */
+function refusal(fn: () => unknown): string {
   try {
     fn();
   } catch (e) {
     expect(e).toBeInstanceOf(SecAggError);
     expect((e as SecAggError).code).toBe('INVALID_ARGUMENT');
-    return;
+    return (e as Error).message;
   }
   throw new Error('expected INVALID_ARGUMENT');
 }
+
+const invalid = (fn: () => unknown): void => void refusal(fn);
 
 test('hostile envelopes are refused with INVALID_ARGUMENT', () => {
   invalid(() => decodeClientMessage(new Uint8Array(0))); // no message
@@ -66,17 +69,6 @@ test('hostile envelopes are refused with INVALID_ARGUMENT', () => {
   const two = new Uint8Array([...enc({ advertiseKeys: ad }), ...enc({ maskedInput: { ...mi, vectorChunks: [new Uint8Array(12)] } })]);
   invalid(() => decodeClientMessage(two));
 });
-
-function refusal(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(SecAggError);
-    expect((e as SecAggError).code).toBe('INVALID_ARGUMENT');
-    return (e as Error).message;
-  }
-  throw new Error('expected INVALID_ARGUMENT');
-}
 
 test('damaged bytes that the ts-proto decoder reads as the honest message are refused, the damage named (strict wire check)', () => {
   const sig = new Uint8Array(64).fill(9);
