@@ -47,6 +47,29 @@ describe('bytes protobufjs reads as another message, and other damage', () => {
     expect(wireViolation(b, 'fedbridge.v1.EnrollRequest', schema)).toBe('fedbridge.v1.EnrollRequest.name: not valid UTF-8');
   });
 
+  test('UTF-8: an ASCII prefix then damage, overlong forms, encoded surrogates and cut sequences are refused; any valid text passes (same verdict as a fatal TextDecoder)', () => {
+    const name = (...xs: number[]) => wireViolation(bytes(0x0a, xs.length, new Uint8Array(xs)), 'fedbridge.v1.EnrollRequest', schema);
+    expect(name(0x61, 0x62, 0xff)).toBe('fedbridge.v1.EnrollRequest.name: not valid UTF-8');
+    expect(name(0x61, 0xc0, 0xaf)).toMatch(/not valid UTF-8/); // overlong "/"
+    expect(name(0xed, 0xa0, 0x80)).toMatch(/not valid UTF-8/); // a UTF-16 surrogate encoded
+    expect(name(0x61, 0xe2, 0x82)).toMatch(/not valid UTF-8/); // a 3-byte sequence cut short
+    expect(name(...Buffer.from('a\u00e9\u20ac\u{1f600}', 'utf8'))).toBeNull();
+    const fatal = new TextDecoder('utf-8', { fatal: true });
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 12 }), fc.string({ unit: 'binary', maxLength: 8 }).map((t) => new Uint8Array(Buffer.from(t, 'utf8')))), fc.uint8Array({ maxLength: 4 }), (text, tail) => {
+        const u = new Uint8Array([...text, ...tail]);
+        let valid = true;
+        try {
+          fatal.decode(u);
+        } catch {
+          valid = false;
+        }
+        expect(name(...u) === null).toBe(valid);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
   test('groups, wire types 6 and 7, field number 0, a varint that never ends, trailing partial values', () => {
     const v = (b: Buffer) => wireViolation(b, 'fedbridge.v1.EnrollRequest', schema);
     expect(v(bytes(0x0b, 0x0c))).toMatch(/field 1.*wire type 3/); // name as a group start: refused by type first
