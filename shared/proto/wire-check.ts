@@ -14,11 +14,16 @@
  * SignedRequest are lenient in one more way: a sub-message's last field may run past the
  * sub-message's declared length (the outer message then resumes after it), so differently damaged
  * bytes can decode to the honest message.
- * A production server should refuse such bytes with INVALID_ARGUMENT rather than act on a message
- * the client did not send, or let one signed message have two encodings. This module scans the
- * bytes against the message types of the package definition and returns the first violation, or
- * null; it runs on every request (grpc/malformed.ts) and on every signed body before it is decoded
- * (identity/authenticate.ts):
+ * The two decoders also disagree with each other: ts-proto skips a known field that arrives with
+ * the wrong wire type (and reads what follows), where protobufjs reads it by its declared type.
+ * A production system should refuse such bytes rather than act on a message the sender did not
+ * send, or let one signed message mean two things to two holders. This module scans the bytes
+ * against the message types of the .proto files and returns the first violation, or null. It runs
+ * on the coordinator on every request (coordinator/grpc/malformed.ts) and every signed body
+ * (coordinator/identity/authenticate.ts); on the node on every coordinator-signed event
+ * (participant-node/federation/client.ts); on both sides on every SecAgg payload
+ * (shared/secagg/wire.ts); and in the node's and the operator's gRPC clients on every response
+ * (strictResponses, below):
  *
  *   scan(range, type):
  *     while pos < end of range:
@@ -34,13 +39,16 @@
  *       (protobuf lets the last occurrence win, or merges sub-messages, and implementations differ:
  *       protobufjs and ts-proto replace a repeated sub-message, C++ and Go merge it). Unknown
  *       field numbers are skipped (forward compatibility).
- *     Not checked: that at most one member of a oneof is set (proto-loader's descriptors do not say
- *     which fields a oneof holds); the SecAgg envelopes, the only oneofs, are refused after
- *     decoding unless exactly one member is set (shared/secagg/wire.ts).
  *     the scan ends exactly at the end of the range
  *
- * It is a check, not a decoder: what passes is then decoded by protobufjs as before. Nesting is
- * bounded by MAX_DEPTH (grpc-js already bounds the message size).
+ * Not checked: that at most one member of a oneof is set (proto-loader's descriptor output gives
+ * every field oneofIndex 0); the SecAgg envelopes, the only oneofs, are refused after decoding
+ * unless exactly one member is set (shared/secagg/wire.ts).
+ *
+ * It is a check, not a decoder: what passes is then decoded by the same decoders as before, and
+ * whatever passes, protobufjs and the ts-proto decoders read alike (property:
+ * tests/shared/proto/differential.property.test.ts). Nesting is bounded by MAX_DEPTH (grpc-js
+ * already bounds the message size).
  */
 import * as protoLoader from '@grpc/proto-loader';
 import type { PackageDefinition } from '@grpc/proto-loader';
