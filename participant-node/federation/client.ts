@@ -342,23 +342,56 @@ export class FederationClient {
   }
 
   /** Downloads a model version (0 = newest); checks the announced hash and size. */
-  download(version: number): Promise<{ info: ModelInfo; data: Uint8Array }> {
+  /**
+   * Downloads model `version` (0 = the newest) and checks it before anything uses it: the first
+   * message must carry the ModelInfo (once), for the version asked for, announcing exactly the
+   * policy's model size (`expect.bytes`); the call is cancelled as soon as more bytes arrive than
+   * announced, so a faulty or hostile coordinator cannot make the node buffer without bound; at the
+   * end the bytes must number as announced and hash (BLAKE2b-256) to the announced hash and, when
+   * given, to `expect.hash` (the hash the coordinator signed into a ROUND_COMPLETED event and its
+   * audit log, so the node never adopts a model other than the logged one).
+   */
+  download(version: number, expect: { bytes: number; hash?: Uint8Array }): Promise<{ info: ModelInfo; data: Uint8Array }> {
     const body = DownloadModelBody.encode({ header: this.header('DownloadModel'), version }).finish();
     return new Promise((resolve, reject) => {
       const call = this.client.downloadModel(this.sign('DownloadModel', body));
       let info: ModelInfo | undefined;
       const parts: Uint8Array[] = [];
+      let received = 0;
+      let failed = false;
+      const fail = (why: string) => {
+        if (failed) return;
+        failed = true;
+        call.cancel();
+        reject(new Error(`model v${version || 'newest'}: ${why}`));
+      };
       call.on('data', (c: { info?: ModelInfo; data: Uint8Array }) => {
-        if (c.info) info = c.info;
-        else parts.push(c.data);
+        if (failed) return;
+        if (c.info) {
+          if (info) return fail('the coordinator sent a second ModelInfo');
+          if (version !== 0 && c.info.version !== version) return fail(`the coordinator served version ${c.info.version}`);
+          if (String(c.info.totalBytes) !== String(expect.bytes)) return fail(`announced ${c.info.totalBytes} bytes, the policy's model has ${expect.bytes}`);
+          info = c.info;
+          return;
+        }
+        if (!info) return fail('model data arrived before the ModelInfo');
+        received += c.data.length;
+        if (received > expect.bytes) return fail(`more than the announced ${expect.bytes} bytes arrived`);
+        parts.push(c.data);
       });
-      call.on('error', reject);
+      call.on('error', (e) => {
+        if (!failed) reject(e);
+      });
       call.on('end', () => {
-        if (!info) return reject(new Error('model download ended without ModelInfo'));
+        if (failed) return;
+        if (!info) return reject(new Error(`model v${version || 'newest'}: the download ended without a ModelInfo`));
         const data = new Uint8Array(Buffer.concat(parts));
-        if (String(data.length) !== String(info.totalBytes)) return reject(new Error(`model v${info.version}: received ${data.length} bytes, announced ${info.totalBytes}`));
+        if (data.length !== expect.bytes) return reject(new Error(`model v${info.version}: received ${data.length} bytes, announced ${info.totalBytes}`));
         const h = sodium().crypto_generichash(32, data, null);
         if (Buffer.compare(Buffer.from(h), Buffer.from(info.modelHash)) !== 0) return reject(new Error(`model v${info.version}: BLAKE2b-256 does not match the announced hash`));
+        if (expect.hash && Buffer.compare(Buffer.from(h), Buffer.from(expect.hash)) !== 0) {
+          return reject(new Error(`model v${info.version}: BLAKE2b-256 ${Buffer.from(h).toString('hex')} is not the hash the coordinator signed for it (${Buffer.from(expect.hash).toString('hex')}); not adopted`));
+        }
         resolve({ info, data });
       });
     });
@@ -441,8 +474,9 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     }
   };
 
-  const adoptModel = async (version: number, runId: string) => {
-    const { info, data } = await fc.download(version);
+  /** Downloads and adopts model `version`; `signedHash`: the hash a signed ROUND_COMPLETED event announced for it (32 bytes), which the bytes must match. */
+  const adoptModel = async (version: number, runId: string, signedHash?: Uint8Array) => {
+    const { info, data } = await fc.download(version, { bytes: dimension * 4, hash: signedHash?.length === 32 ? signedHash : undefined });
     model.setSharedFlat(toFloat32(data, dimension, `model v${info.version}`));
     await saveModel(
       opts.dataDir,
@@ -494,7 +528,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     if (e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED) {
       const mine = current && current.round === e.round && current.runId === e.runId ? current : null;
       abandon('round completed');
-      const info = await adoptModel(e.modelVersion, e.runId);
+      const info = await adoptModel(e.modelVersion, e.runId, e.modelHash);
       if (mine) {
         const submit = (r: Receipt, v: number) => fc.submitReceipt(r, v);
         await countersignRound({ event: e, info, federationId: policy.federationId, policyHash: hash, party: identity.name, secretKey: identity.secretKey, dataDir: opts.dataDir, submit, log });
@@ -527,7 +561,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
         opts.onRound?.(reports[reports.length - 1]);
         return;
       }
-      const { data } = await fc.download(e.modelVersion);
+      const { data } = await fc.download(e.modelVersion, { bytes: dimension * 4 });
       const global = toFloat32(data, dimension, `model v${e.modelVersion}`);
       const t0 = Date.now();
       const up = await computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global, scope }, rng);
