@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { DEMO_PARAMS, DEMO_PARTIES, demoJson, parseEvalUsers, runDemo, type DemoResult } from '../../bin/demo';
 import { UserError } from '../../shared/cli/errors';
@@ -114,6 +115,34 @@ describe('npm run demo (small scale, 2 rounds)', () => {
     expect(result.audit.failures).toEqual([]);
     expect(result.verified).toBe(true);
   });
+  test('no secret in any file the demo wrote or in its output: identity and TLS private keys and the operator token stay in their key files', () => {
+    const secrets = secretsUnder(work);
+    // three node identities, the coordinator's identity, the CA, server, operator and three party TLS keys, the operator token
+    expect(secrets.map((x) => x.file).sort()).toEqual(
+      [
+        'coordinator/certs/ca.key',
+        'coordinator/certs/insurer.key',
+        'coordinator/certs/insurer2.key',
+        'coordinator/certs/operator.key',
+        'coordinator/certs/platform.key',
+        'coordinator/certs/server.key',
+        'coordinator/coordinator.key',
+        'coordinator/operator.token',
+        ...DEMO_PARTIES.map((p) => `nodes/${p}/identity.key`),
+      ].sort(),
+    );
+    const keyFiles = new Set(secrets.map((x) => x.file));
+    const published = filesUnder(work).filter((f) => !keyFiles.has(f));
+    expect(published.length).toBeGreaterThan(20); // logs, audit log, receipts, ledgers, models, node and coordinator state
+    const output = Buffer.from([...lines, result.table, JSON.stringify(demoJson(result))].join('\n'));
+    const found = [...published.map((f) => [f, fs.readFileSync(path.join(work, f))] as const), ['(demo output)', output] as const].flatMap(([f, bytes]) => leaks(bytes, secrets).map((l) => `${l} in ${f}`));
+    expect(found).toEqual([]);
+    // the scan finds a secret where one is (so the check above can fail): a node key pasted into a log
+    const planted = Buffer.concat([fs.readFileSync(path.join(work, 'logs', 'node-insurer.log')), Buffer.from(`\nkey ${secrets.find((x) => x.file === 'nodes/insurer/identity.key')!.needles[1]}\n`)]);
+    const hits = leaks(planted, secrets);
+    expect(hits.length).toBeGreaterThan(0);
+    for (const h of hits) expect(h).toMatch(/^nodes\/insurer\/identity\.key as /);
+  });
 });
 
 describe('demo --eval-users', () => {
@@ -128,3 +157,48 @@ describe('demo --eval-users', () => {
     }
   });
 });
+
+/** Every regular file under `root`, relative to it. */
+function filesUnder(root: string, rel = ''): string[] {
+  return fs.readdirSync(path.join(root, rel), { withFileTypes: true }).flatMap((d) => {
+    const r = path.join(rel, d.name);
+    return d.isDirectory() ? filesUnder(root, r) : d.isFile() ? [r] : [];
+  });
+}
+
+/**
+ * The secrets the demo made, each with the encodings a leak could take (`needles`) and the bytes
+ * that must not appear raw either: Ed25519 identity keys (base64 of seed || public key in *.key) as
+ * the whole key and as the 32-byte seed, in base64, hex and base64url; TLS private keys (PEM) as
+ * their private scalar; the operator token as is.
+ */
+function secretsUnder(root: string): Secret[] {
+  const enc = (b: Buffer) => [b.toString('base64'), b.toString('hex'), b.toString('base64url')];
+  return filesUnder(root).flatMap((file): Secret[] => {
+    const text = fs.readFileSync(path.join(root, file), 'utf8').trim();
+    if (file.endsWith('operator.token')) return [{ file, needles: [text], raw: [] }];
+    if (!file.endsWith('.key')) return [];
+    if (text.startsWith('-----BEGIN')) {
+      const d = Buffer.from(createPrivateKey(text).export({ format: 'jwk' }).d!, 'base64url');
+      return [{ file, needles: enc(d), raw: [d] }];
+    }
+    const sk = Buffer.from(text, 'base64');
+    expect(sk).toHaveLength(64);
+    const seed = sk.subarray(0, 32);
+    return [{ file, needles: [...enc(sk), ...enc(seed)], raw: [seed] }];
+  });
+}
+
+interface Secret {
+  file: string;
+  needles: string[];
+  raw: Buffer[];
+}
+
+/** "FILE as ..." for each secret found in `bytes` (as text in any of its encodings, or as raw bytes). */
+function leaks(bytes: Buffer, secrets: Secret[]): string[] {
+  return secrets.flatMap(({ file, needles, raw }) => [
+    ...needles.filter((n) => bytes.includes(n)).map((n) => `${file} as ${n.slice(0, 6)}…`),
+    ...raw.filter((r) => bytes.includes(r)).map(() => `${file} as raw bytes`),
+  ]);
+}
