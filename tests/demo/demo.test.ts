@@ -115,7 +115,7 @@ describe('npm run demo (small scale, 2 rounds)', () => {
     expect(result.audit.failures).toEqual([]);
     expect(result.verified).toBe(true);
   });
-  test('no secret in any file the demo wrote or in its output: identity and TLS private keys and the operator token stay in their key files', () => {
+  test('no secret in any file the demo wrote or in its output: identity and TLS private keys and the operator token stay in their key files, which are 0600', () => {
     const secrets = secretsUnder(work);
     // three node identities, the coordinator's identity, the CA, server, operator and three party TLS keys, the operator token
     expect(secrets.map((x) => x.file).sort()).toEqual(
@@ -131,6 +131,9 @@ describe('npm run demo (small scale, 2 rounds)', () => {
         ...DEMO_PARTIES.map((p) => `nodes/${p}/identity.key`),
       ].sort(),
     );
+    // written 0600 (DESIGN §7), the nodes' directories 0700
+    for (const x of secrets) expect([x.file, fs.statSync(path.join(work, x.file)).mode & 0o777]).toEqual([x.file, 0o600]);
+    for (const p of DEMO_PARTIES) expect([p, fs.statSync(path.join(work, 'nodes', p)).mode & 0o777]).toEqual([p, 0o700]);
     const keyFiles = new Set(secrets.map((x) => x.file));
     const published = filesUnder(work).filter((f) => !keyFiles.has(f));
     expect(published.length).toBeGreaterThan(20); // logs, audit log, receipts, ledgers, models, node and coordinator state
