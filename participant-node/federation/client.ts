@@ -460,6 +460,8 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
   const reports: RoundReport[] = [];
   let current: RoundState | null = null;
   let lastVersion: number | null = null;
+  /** the shared parameters of the model adopted last (its hash checked against the signed ROUND_COMPLETED when there was one): the next round trains from them without a second download */
+  let adopted: { version: number; global: Float32Array; pinned: boolean } | null = null;
   let finished = false;
   let completed = 0;
 
@@ -476,8 +478,11 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
 
   /** Downloads and adopts model `version`; `signedHash`: the hash a signed ROUND_COMPLETED event announced for it (32 bytes), which the bytes must match. */
   const adoptModel = async (version: number, runId: string, signedHash?: Uint8Array) => {
-    const { info, data } = await fc.download(version, { bytes: dimension * 4, hash: signedHash?.length === 32 ? signedHash : undefined });
-    model.setSharedFlat(toFloat32(data, dimension, `model v${info.version}`));
+    const pinned = signedHash?.length === 32;
+    const { info, data } = await fc.download(version, { bytes: dimension * 4, hash: pinned ? signedHash : undefined });
+    const global = toFloat32(data, dimension, `model v${info.version}`);
+    model.setSharedFlat(global);
+    adopted = { version: info.version, global, pinned };
     await saveModel(
       opts.dataDir,
       model,
@@ -561,8 +566,14 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
         opts.onRound?.(reports[reports.length - 1]);
         return;
       }
-      const { data } = await fc.download(e.modelVersion, { bytes: dimension * 4 });
-      const global = toFloat32(data, dimension, `model v${e.modelVersion}`);
+      let global: Float32Array;
+      if (adopted && adopted.version === e.modelVersion) {
+        global = adopted.global; // read only (computeLocalUpdate copies it into the model)
+        log(`round ${e.round}: starts from model v${e.modelVersion}, adopted after the last round${adopted.pinned ? ' (its hash as signed)' : ''}`);
+      } else {
+        const { data } = await fc.download(e.modelVersion, { bytes: dimension * 4 });
+        global = toFloat32(data, dimension, `model v${e.modelVersion}`);
+      }
       const t0 = Date.now();
       const up = await computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global, scope }, rng);
       log(`round ${e.round}: ${policy.privacy.mechanism} update (${up.privacy.steps} step${up.privacy.steps > 1 ? 's' : ''}, ${up.sampledUsers} user samples, loss ${up.meanLoss.toFixed(4)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

@@ -81,6 +81,7 @@ describe('three real nodes federate through the coordinator', () => {
     let dropped: Promise<unknown> | null = null;
     const leaver = new AbortController();
     const reports: Record<string, RoundReport[]> = Object.fromEntries(PARTIES.map((p) => [p, []]));
+    const nodeLogs: Record<string, string[]> = Object.fromEntries(PARTIES.map((p) => [p, []]));
     const chargedAtUpload: Record<string, number> = {};
     const joins: Promise<JoinSummary>[] = PARTIES.map((p) =>
       joinFederation({
@@ -89,6 +90,7 @@ describe('three real nodes federate through the coordinator', () => {
         signal: p === 'insurer2' ? leaver.signal : undefined,
         uploadRetryDelaysMs: [1000],
         log: (line) => {
+          nodeLogs[p].push(line);
           if (p === 'insurer' && line.includes('masked input not accepted (UNAVAILABLE')) {
             resends.push(line);
             dropped ??= db.query('DROP TRIGGER fault_insurer_r2');
@@ -113,6 +115,9 @@ describe('three real nodes federate through the coordinator', () => {
     const [plat, ins] = await Promise.all([joins[0], joins[1]]);
     expect(plat.rounds.map((r) => [r.round, r.outcome])).toEqual([[1, 'completed'], [2, 'completed']]);
     expect(ins.rounds.map((r) => [r.round, r.outcome])).toEqual([[1, 'completed'], [2, 'completed']]);
+    // round 2 trains from the model adopted after round 1, whose hash matched the signed ROUND_COMPLETED (no second download)
+    const v1 = plat.rounds[0].modelVersion;
+    for (const p of ['platform', 'insurer']) expect(nodeLogs[p]).toContain(`round 2: starts from model v${v1}, adopted after the last round (its hash as signed)`);
     // the fault happened (once), the resend was stored: round 2 completed with the insurer in it
     await dropped;
     expect(resends).toEqual([expect.stringMatching(/^round 2: masked input not accepted \(UNAVAILABLE: the coordinator could not store the masked input of "insurer" for round 2; .*send it again\); sending the same bytes again in 1000 ms \(attempt 2\)$/)]);
