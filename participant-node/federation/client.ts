@@ -341,7 +341,6 @@ export class FederationClient {
     return new Promise((resolve, reject) => this.client.submitReceipt(req, (e, a) => (e ? reject(e) : resolve(a))));
   }
 
-  /** Downloads a model version (0 = newest); checks the announced hash and size. */
   /**
    * Downloads model `version` (0 = the newest) and checks it before anything uses it: the first
    * message must carry the ModelInfo (once), for the version asked for, announcing exactly the
