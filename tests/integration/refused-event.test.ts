@@ -1,0 +1,64 @@
+/**
+ * `fedbridge node join` against a coordinator whose events do not verify under the coordinator
+ * key pinned in the node's policy (a wrong or impersonating coordinator behind a valid TLS
+ * certificate): the node refuses the first event (a RefusedEvent) and leaves at once with a
+ * UserError naming the reason, instead of reconnecting with backoff, and takes no part in anything.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { stringify } from 'yaml';
+import { generateSynthetic } from '../../participant-node/data/generate';
+import { initNode, loadIdentity } from '../../participant-node/identity';
+import { importCsv } from '../../participant-node/data/import';
+import { joinFederation } from '../../participant-node/federation/client';
+import { loadDataset } from '../../participant-node/data/store';
+import { readLedger } from '../../participant-node/privacy/ledger';
+import { ed25519Keygen } from '../../shared/crypto/sign';
+import { UserError } from '../../shared/cli/errors';
+import type { RunningCoordinator } from '../../coordinator/main';
+import { makeEnv, operator, startCoordinator, unary, type Env } from '../coordinator/helpers/harness';
+import { nodeConnection, smallPolicy } from './policy';
+
+describe('a node facing events it cannot verify', () => {
+  let env: Env;
+  let coord: RunningCoordinator;
+
+  beforeAll(async () => {
+    env = await makeEnv(['platform', 'insurer']);
+    coord = await startCoordinator(env, 'secagg' as never);
+  });
+  afterAll(async () => {
+    await coord?.close();
+    fs.rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  test('the first event fails verification under the pinned key: join ends with the reason, no retries', async () => {
+    const gen = path.join(env.dir, 'gen');
+    await generateSynthetic({ out: gen, seed: 5, scale: 'small', parties: ['platform', 'insurer'], usersPerParty: 40, itemsPerParty: 20 });
+    const dir = path.join(env.dir, 'nodes', 'platform');
+    await initNode(dir, 'platform');
+    await importCsv({ dataDir: dir, users: path.join(gen, 'platform', 'users.csv'), items: path.join(gen, 'platform', 'items.csv'), interactions: path.join(gen, 'platform', 'interactions.csv') });
+    const key = (await loadIdentity(dir)).publicKey;
+    const op = operator(env, coord.grpcPort);
+    await unary(op.client.enroll.bind(op.client), { name: 'platform', publicKey: key, certSha256: env.certs.clients.platform.sha256 }, op.metadata);
+    op.client.close();
+    // the policy pins another coordinator key than the one this coordinator signs with
+    const policy = smallPolicy({ ds: loadDataset(dir), parties: ['platform', 'insurer'], coordinatorKey: ed25519Keygen().publicKey, keys: { platform: key, insurer: ed25519Keygen().publicKey }, samplingRate: 0.25, phaseSeconds: 20 });
+    const policyFile = path.join(env.dir, 'policy.yaml');
+    fs.writeFileSync(policyFile, stringify(policy));
+
+    const lines: string[] = [];
+    const t0 = Date.now();
+    const err = await joinFederation({ ...nodeConnection(env, coord.grpcPort, dir, 'platform', policyFile), holdout: 'last', maxReconnects: 3, log: (l) => lines.push(l) }).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(UserError);
+    expect(err!.message).toBe('an event from the coordinator failed signature verification (pinned key in the policy)');
+    expect((err as UserError).exitCode).toBe(1);
+    // no reconnection attempt (the first backoff would wait 1 s and log it), nothing charged
+    expect(lines.filter((l) => /reconnecting/.test(l))).toEqual([]);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(readLedger(dir)?.entries ?? []).toEqual([]);
+  }, 60_000);
+});
