@@ -32,8 +32,8 @@ import { initSharedParams } from '../../shared/model/init';
 import { modularSum, nextGlobalModel } from '../../shared/fl/aggregate';
 import { averagingDivisors } from '../../shared/fl/offers';
 import { newServerState } from '../../shared/fl/server';
-import type { RunningCoordinator } from '../../coordinator/main';
-import { makeEnv, operator, startCoordinator, startRun, unary, OPERATOR_TOKEN, type Env } from '../coordinator/helpers/harness';
+import { operator, startRun, unary, OPERATOR_TOKEN } from '../coordinator/helpers/harness';
+import { realCoordinator } from '../coordinator/helpers/fixture';
 import { fetchAuditLog, verifyLogFile } from '../../shared/cli/audit';
 import { verifyLog } from '../../shared/audit/verify';
 import { parsePolicyYaml } from '../../shared/policy/schema';
@@ -42,19 +42,10 @@ import { runCli as cli } from '../cli-run';
 const PARTIES = ['platform', 'insurer', 'insurer2'];
 
 describe('three real nodes federate through the coordinator', () => {
-  let env: Env;
-  let coord: RunningCoordinator;
-
-  beforeAll(async () => {
-    env = await makeEnv(PARTIES);
-    coord = await startCoordinator(env, 'secagg' as never);
-  });
-  afterAll(async () => {
-    await coord?.close();
-    fs.rmSync(env.dir, { recursive: true, force: true });
-  });
+  const fx = realCoordinator(PARTIES);
 
   test('2 rounds with SecAgg + DP; a node leaves during masked input; models and ledgers agree', async () => {
+    const { env, coord } = fx;
     const gen = path.join(env.dir, 'gen');
     await generateSynthetic({ out: gen, seed: 11, scale: 'small', parties: PARTIES, usersPerParty: 80, itemsPerParty: 40 });
     const dirs = Object.fromEntries(PARTIES.map((p) => [p, path.join(env.dir, 'nodes', p)]));

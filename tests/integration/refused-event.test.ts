@@ -15,24 +15,15 @@ import { loadDataset } from '../../participant-node/data/store';
 import { readLedger } from '../../participant-node/privacy/ledger';
 import { ed25519Keygen } from '../../shared/crypto/sign';
 import { UserError } from '../../shared/cli/errors';
-import type { RunningCoordinator } from '../../coordinator/main';
-import { makeEnv, operator, startCoordinator, unary, type Env } from '../coordinator/helpers/harness';
+import { operator, unary } from '../coordinator/helpers/harness';
+import { realCoordinator } from '../coordinator/helpers/fixture';
 import { nodeConnection, smallPolicy } from './policy';
 
 describe('a node facing events it cannot verify', () => {
-  let env: Env;
-  let coord: RunningCoordinator;
-
-  beforeAll(async () => {
-    env = await makeEnv(['platform', 'insurer']);
-    coord = await startCoordinator(env, 'secagg' as never);
-  });
-  afterAll(async () => {
-    await coord?.close();
-    fs.rmSync(env.dir, { recursive: true, force: true });
-  });
+  const fx = realCoordinator(['platform', 'insurer']);
 
   test('the first event fails verification under the pinned key: join ends with the reason, no retries', async () => {
+    const { env, coord } = fx;
     const gen = path.join(env.dir, 'gen');
     await generateSynthetic({ out: gen, seed: 5, scale: 'small', parties: ['platform', 'insurer'], usersPerParty: 40, itemsPerParty: 20 });
     const dir = path.join(env.dir, 'nodes', 'platform');

@@ -51,9 +51,9 @@ import { policyHash } from '../../shared/policy/schema';
 import { signPolicyHash } from '../../shared/policy/sign';
 import { sharedParameterLayout } from '../../shared/model/layout';
 import { initSharedParams } from '../../shared/model/init';
-import { randomBytes, sodiumReady } from '../../shared/crypto/sodium';
-import type { RunningCoordinator } from '../../coordinator/main';
-import { makeEnv, operator, startCoordinator, startRun, unary, type Env } from '../coordinator/helpers/harness';
+import { randomBytes } from '../../shared/crypto/sodium';
+import { operator, startRun, unary } from '../coordinator/helpers/harness';
+import { realCoordinator } from '../coordinator/helpers/fixture';
 import { BODY_OF, countingInterceptor, encodingsOf, NeedleSearch, protoRoot, tapChannelFactory, walkFields, type WireLog } from './wire-tap';
 
 const PARTIES = ['platform', 'insurer', 'insurer2'];
@@ -128,22 +128,12 @@ function f64(n: number, le: boolean): Buffer {
 }
 
 describe('wire canaries with real nodes', () => {
-  let env: Env;
-  let coord: RunningCoordinator;
+  const fx = realCoordinator(PARTIES);
   let spy: jest.SpyInstance | undefined;
-
-  beforeAll(async () => {
-    await sodiumReady();
-    env = await makeEnv(PARTIES);
-    coord = await startCoordinator(env, 'secagg' as never);
-  });
-  afterAll(async () => {
-    spy?.mockRestore();
-    await coord?.close();
-    if (env) fs.rmSync(env.dir, { recursive: true, force: true });
-  });
+  afterAll(() => spy?.mockRestore());
 
   test('2 rounds, 3 nodes: only declared fields and gRPC metadata; no canary, e_u window or unmasked update on the wire', async () => {
+    const { env, coord } = fx;
     // ---- data with canaries
     const gen = path.join(env.dir, 'gen');
     await generateSynthetic({ out: gen, seed: 5, scale: 'small', parties: PARTIES, usersPerParty: 40, itemsPerParty: 20 });
