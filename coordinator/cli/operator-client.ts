@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { OperatorServiceClient, OperatorServiceService, type RunStatus } from '../../proto/gen/grpc/fedbridge/v1/federation';
-import { strictResponses } from '../../shared/proto/wire-check';
+import { strictClient } from '../../shared/proto/wire-check';
 import { sodium } from '../../shared/crypto/sodium';
 
 export interface OperatorClientOptions {
@@ -20,13 +20,6 @@ export interface OperatorClientOptions {
   serverName?: string;
 }
 
-/** The generated OperatorService client with every response checked strictly before it is decoded (shared/proto/wire-check.ts). */
-let strictOperatorClient: typeof OperatorServiceClient | undefined;
-function strictOperatorServiceClient(): typeof OperatorServiceClient {
-  strictOperatorClient ??= grpc.makeGenericClientConstructor(strictResponses(OperatorServiceService), 'fedbridge.v1.OperatorService') as unknown as typeof OperatorServiceClient;
-  return strictOperatorClient;
-}
-
 export function operatorClient(o: OperatorClientOptions): { client: OperatorServiceClient; metadata: grpc.Metadata } {
   const creds = grpc.credentials.createSsl(
     fs.readFileSync(o.caFile),
@@ -35,7 +28,8 @@ export function operatorClient(o: OperatorClientOptions): { client: OperatorServ
   );
   const host = o.address.slice(0, o.address.lastIndexOf(':'));
   const serverName = o.serverName ?? (/^[\d.]+$|^\[/.test(host) ? 'localhost' : host);
-  const Client = strictOperatorServiceClient();
+  // every response checked strictly before it is decoded (shared/proto/wire-check.ts)
+  const Client = strictClient<typeof OperatorServiceClient>(OperatorServiceService, 'fedbridge.v1.OperatorService');
   const client = new Client(o.address, creds, { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName });
   const metadata = new grpc.Metadata();
   metadata.set('authorization', `Bearer ${o.token}`);

@@ -62,7 +62,7 @@ import { parsePolicyYaml, policyHash, PolicyError, type Policy } from '../../sha
 import { newHeader, signRequest, verifyEvent, type PartyMethod } from '../../shared/proto/envelope';
 import { SecAggClient } from '../../shared/secagg/client';
 import { decodeServerMessage, encodeClientMessage, VECTOR_CHUNK_BYTES } from '../../shared/secagg/wire';
-import { federationWireSchema, strictResponses, wireViolation } from '../../shared/proto/wire-check';
+import { federationWireSchema, strictClient, wireViolation } from '../../shared/proto/wire-check';
 import { Xoshiro128 } from '../../shared/util/prng';
 import { loadIdentity } from '../identity';
 import { loadDataset } from '../data/store';
@@ -215,19 +215,6 @@ function readFileOrThrow(flag: string, file: string): Buffer {
   }
 }
 
-/**
- * The generated ParticipantService client with every response checked strictly before it is decoded
- * (shared/proto/wire-check.ts): a malformed response ends its call with INTERNAL and the reason.
- */
-let strictParticipantClient: typeof ParticipantServiceClient | undefined;
-function strictParticipantServiceClient(): typeof ParticipantServiceClient {
-  strictParticipantClient ??= grpc.makeGenericClientConstructor(
-    strictResponses(ParticipantServiceService),
-    'fedbridge.v1.ParticipantService',
-  ) as unknown as typeof ParticipantServiceClient;
-  return strictParticipantClient;
-}
-
 /** An event from the coordinator that this node will not act on (bad signature, malformed, another federation): fatal, never retried. */
 export class RefusedEvent extends Error {}
 
@@ -272,7 +259,8 @@ export class FederationClient {
     const cert = opts.certFile ? readFileOrThrow('--cert', opts.certFile) : null;
     const key = opts.keyFile ? readFileOrThrow('--key', opts.keyFile) : null;
     const serverName = opts.serverName ?? 'localhost';
-    const Client = strictParticipantServiceClient();
+    // every response checked strictly before it is decoded (shared/proto/wire-check.ts): a malformed one ends its call with INTERNAL and the reason
+    const Client = strictClient<typeof ParticipantServiceClient>(ParticipantServiceService, 'fedbridge.v1.ParticipantService');
     this.client = new Client(opts.coordinator, grpc.credentials.createSsl(ca, key, cert), {
       'grpc.ssl_target_name_override': serverName,
       'grpc.default_authority': serverName,

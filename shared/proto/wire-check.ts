@@ -50,6 +50,7 @@
  * tests/shared/proto/differential.property.test.ts). Nesting is bounded by MAX_DEPTH (grpc-js
  * already bounds the message size).
  */
+import { makeGenericClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_PACKAGE, PROTO_ROOT, SECAGG_PROTO } from './files';
@@ -349,4 +350,20 @@ export function strictResponses<S extends Record<string, ClientMethod>>(service:
     };
   }
   return out as S;
+}
+
+const strictConstructors = new WeakMap<object, unknown>();
+
+/**
+ * The grpc-js client constructor of a generated service (e.g. ParticipantServiceService) whose
+ * responses are checked strictly (strictResponses), built once per service:
+ * `new (strictClient<typeof XClient>(XService, 'fedbridge.v1.X'))(address, credentials, options)`.
+ */
+export function strictClient<C>(service: Record<string, ClientMethod>, serviceName: string): C {
+  let ctor = strictConstructors.get(service);
+  if (!ctor) {
+    ctor = makeGenericClientConstructor(strictResponses(service) as unknown as ServiceDefinition, serviceName);
+    strictConstructors.set(service, ctor);
+  }
+  return ctor as C;
 }

@@ -1,12 +1,12 @@
 /**
- * strictResponses (shared/proto/wire-check.ts), over real gRPC on loopback: a client built on it
+ * strictResponses / strictClient (shared/proto/wire-check.ts), over real gRPC on loopback: a client built on it
  * (as the node's FederationClient and the operator client are) refuses a response the decoders
  * would read differently, with INTERNAL and the reason, and takes well-formed responses exactly as
  * the generated client does. The server here answers with raw bytes of the test's choosing, as a
  * faulty or hostile coordinator could.
  */
 import * as grpc from '@grpc/grpc-js';
-import { strictResponses } from '../../../shared/proto/wire-check';
+import { strictClient, strictResponses } from '../../../shared/proto/wire-check';
 import { ModelChunk, PhaseAck, ParticipantServiceClient, ParticipantServiceService, SignedRequest } from '../../../proto/gen/grpc/fedbridge/v1/federation';
 
 const raw = (b: Buffer) => b;
@@ -18,7 +18,7 @@ describe('a client built on strictResponses', () => {
   /** what the server answers next: unary replies and the messages of a DownloadModel stream */
   let reply: Buffer = Buffer.alloc(0);
   let stream: Buffer[] = [];
-  const Strict = grpc.makeGenericClientConstructor(strictResponses(ParticipantServiceService), 'fedbridge.v1.ParticipantService') as unknown as typeof ParticipantServiceClient;
+  const Strict = strictClient<typeof ParticipantServiceClient>(ParticipantServiceService, 'fedbridge.v1.ParticipantService');
   let strict: ParticipantServiceClient;
   let plain: ParticipantServiceClient;
 
@@ -92,5 +92,6 @@ describe('a client built on strictResponses', () => {
   test('a definition with a method that is not in federation.proto is refused when the client is built', () => {
     const other = { ...ParticipantServiceService, extra: { ...ParticipantServiceService.advertiseKeys, path: '/fedbridge.v1.ParticipantService/Extra' as const } };
     expect(() => strictResponses(other)).toThrow(/Extra is not a method of .*federation\.proto/);
+    expect(strictClient<typeof ParticipantServiceClient>(ParticipantServiceService, 'fedbridge.v1.ParticipantService')).toBe(Strict); // built once per service
   });
 });
