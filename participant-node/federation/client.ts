@@ -446,9 +446,8 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
 
   const reports: RoundReport[] = [];
   let current: RoundState | null = null;
-  let lastVersion: number | null = null;
   /** the shared parameters of the model adopted last (its hash checked against the signed ROUND_COMPLETED when there was one): the next round trains from them without a second download */
-  let adopted: { version: number; global: Float32Array; pinned: boolean } | null = null;
+  let adopted = null as { version: number; global: Float32Array; pinned: boolean } | null; // assigned in closures (`as`: not narrowed to null)
   let finished = false;
   let completed = 0;
 
@@ -469,7 +468,6 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     const { info, data } = await fc.download(version, { bytes: dimension * 4, hash: pinned ? signedHash : undefined });
     const global = toFloat32(data, dimension, `model v${info.version}`);
     model.setSharedFlat(global);
-    adopted = { version: info.version, global, pinned };
     await saveModel(
       opts.dataDir,
       model,
@@ -483,7 +481,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       },
       ds.users.map((u) => u.id),
     );
-    lastVersion = info.version;
+    adopted = { version: info.version, global, pinned };
     return info;
   };
 
@@ -677,7 +675,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
   return {
     party: identity.name,
     rounds: reports,
-    finalModelVersion: lastVersion,
+    finalModelVersion: adopted?.version ?? null,
     epsilon: ledger.entries.length ? ledger.entries[ledger.entries.length - 1].epsilonAfter : 0,
   };
 }

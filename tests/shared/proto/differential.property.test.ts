@@ -154,7 +154,10 @@ test('whatever passes the strict check, ts-proto and protobufjs decode to the sa
   ) as fc.Arbitrary<(b: number[]) => number[]>;
   const input = fc.constantFrom(...TYPES).chain(([type, dec, pkg]) =>
     fc.oneof(
-      { weight: 4, arbitrary: fc.tuple(message(schemas[pkg], `fedbridge.v1.${type}`, 0), damage).map(([m, d]) => ({ type, dec, pkg, bytes: d(m), whole: d(m).length === m.length && d(m).every((x, i) => x === m[i]) })) },
+      { weight: 4, arbitrary: fc.tuple(message(schemas[pkg], `fedbridge.v1.${type}`, 0), damage).map(([m, d]) => {
+        const bytes = d(m);
+        return { type, dec, pkg, bytes, whole: bytes.length === m.length && bytes.every((x, i) => x === m[i]) };
+      }) },
       { weight: 1, arbitrary: fc.uint8Array({ maxLength: 60 }).map((u) => ({ type, dec, pkg, bytes: [...u], whole: false })) },
     ),
   );
