@@ -41,9 +41,12 @@
  *       field numbers are skipped (forward compatibility).
  *     the scan ends exactly at the end of the range
  *
- * Not checked: that at most one member of a oneof is set (proto-loader's descriptor output gives
- * every field oneofIndex 0); the SecAgg envelopes, the only oneofs, are refused after decoding
- * unless exactly one member is set (shared/secagg/wire.ts).
+ *       at most one member of a oneof per message (two members: protobufjs names the last as the
+ *       oneof's value, the ts-proto decoder fills both, so the signed bytes' meaning would depend
+ *       on the reader). Which
+ *       fields belong to which oneof is read from the serialized FileDescriptorProtos of the
+ *       package definition: proto-loader's descriptor objects give every field oneofIndex 0,
+ *       members or not.
  *
  * It is a check, not a decoder: what passes is then decoded by the same decoders as before, and
  * whatever passes, protobufjs and the ts-proto decoders read alike (property:
@@ -53,6 +56,7 @@
 import { makeGenericClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { PackageDefinition } from '@grpc/proto-loader';
+import { FileDescriptorProto, type IDescriptorProto, type IFileDescriptorProto } from 'protobufjs/ext/descriptor';
 import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_PACKAGE, PROTO_ROOT, SECAGG_PROTO } from './files';
 
 /** A field as proto-loader's descriptor output gives it (FieldDescriptorProto). */
@@ -70,6 +74,10 @@ interface FieldInfo {
   /** full name without the leading dot, for TYPE_MESSAGE */
   typeName: string;
   repeated: boolean;
+  /** index of its oneof in the message (< 31), or -1 */
+  oneof: number;
+  /** the oneof's name, '' when none */
+  oneofName: string;
 }
 
 /** Message type full name -> its fields by number. */
@@ -104,17 +112,51 @@ export function wireSchemaOf(def: PackageDefinition): WireSchema {
     const t = entry as { format?: unknown; type?: { field?: FieldDescriptor[] } };
     if (t.format === 'Protocol Buffer 3 DescriptorProto' && Array.isArray(t.type?.field)) messages.set(name, t.type.field);
   }
+  const oneofs = oneofMembers(def);
   const schema = new Map<string, Map<number, FieldInfo>>();
   for (const [name, descriptors] of messages) {
     const fields = new Map<number, FieldInfo>();
+    const members = oneofs.get(name);
     for (const f of descriptors) {
       if (!(f.type in WIRE_TYPE)) throw new Error(`${name}.${f.name}: field type ${f.type} is not supported by the wire check`);
       const typeName = f.type === 'TYPE_MESSAGE' ? resolve(f.typeName, name, messages) : '';
-      fields.set(f.number, { name: f.name, type: f.type, typeName, repeated: f.label === 'LABEL_REPEATED' });
+      const o = members?.get(f.number);
+      if (o && o.index > 30) throw new Error(`${name}.${f.name}: more than 31 oneofs in one message are not supported by the wire check`);
+      fields.set(f.number, { name: f.name, type: f.type, typeName, repeated: f.label === 'LABEL_REPEATED', oneof: o?.index ?? -1, oneofName: o?.name ?? '' });
     }
     schema.set(name, fields);
   }
   return schema;
+}
+
+/**
+ * Message type full name -> field number -> its oneof (index, name), for the oneof members only, from
+ * the FileDescriptorProtos the definition carries (serialized, so an unset oneof_index is absent
+ * rather than 0). A proto3 `optional` field is the one member of a synthetic oneof: harmless here.
+ */
+function oneofMembers(def: PackageDefinition): Map<string, Map<number, { index: number; name: string }>> {
+  const out = new Map<string, Map<number, { index: number; name: string }>>();
+  const seen = new Set<string>();
+  const visit = (m: IDescriptorProto, scope: string) => {
+    const full = scope ? `${scope}.${m.name}` : String(m.name);
+    if (out.has(full)) return;
+    const members = new Map<number, { index: number; name: string }>();
+    for (const f of m.field ?? []) {
+      if (Object.prototype.hasOwnProperty.call(f, 'oneofIndex') && f.oneofIndex != null) members.set(Number(f.number), { index: f.oneofIndex, name: String(m.oneofDecl?.[f.oneofIndex]?.name ?? f.oneofIndex) });
+    }
+    out.set(full, members);
+    for (const n of m.nestedType ?? []) visit(n, full);
+  };
+  for (const entry of Object.values(def)) {
+    for (const buf of (entry as { fileDescriptorProtos?: Buffer[] }).fileDescriptorProtos ?? []) {
+      const key = buf.toString('base64');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const file = FileDescriptorProto.decode(buf) as unknown as IFileDescriptorProto;
+      for (const m of file.messageType ?? []) visit(m, file.package ?? '');
+    }
+  }
+  return out;
 }
 
 /**
@@ -213,6 +255,7 @@ function scan(b: Uint8Array, start: number, end: number, typeName: string, schem
   let pos = start;
   let seenLow = 0; // singular fields 1..30 seen, as bits
   let seenHigh: Set<number> | undefined;
+  let oneofsSet = 0; // oneofs (by index) with a member seen, as bits
   while (pos < end) {
     const at = pos;
     const tag = varint(b, pos, end, `${path} tag`);
@@ -231,6 +274,10 @@ function scan(b: Uint8Array, start: number, end: number, typeName: string, schem
         if (twice) throw new WireError(`${where} (field ${number}) occurs twice at byte ${at}; it is not repeated`);
         if (number <= 30) seenLow |= 1 << number;
         else (seenHigh ??= new Set()).add(number);
+      }
+      if (f.oneof >= 0) {
+        if ((oneofsSet & (1 << f.oneof)) !== 0) throw new WireError(`${where} (field ${number}) at byte ${at}: another member of oneof ${f.oneofName} is already set; at most one may be`);
+        oneofsSet |= 1 << f.oneof;
       }
     }
     switch (wt) {

@@ -93,7 +93,7 @@ const unknownField = fc
     return lenDelimited(n, [...bytes]);
   });
 
-/** An encoded message of `typeName`, drawn from the schema: each field 0/1 times (repeated: 0-3), in any order. */
+/** An encoded message of `typeName`, drawn from the schema: each field 0/1 times (repeated: 0-3), at most one member per oneof, in any order. */
 function message(schema: WireSchema, typeName: string, depth: number): fc.Arbitrary<number[]> {
   const fields = [...schema.get(typeName)!.entries()];
   const parts = fields.map(([n, f]) => {
@@ -113,8 +113,12 @@ function message(schema: WireSchema, typeName: string, depth: number): fc.Arbitr
     }
     return fc.array(one, { maxLength: 3 });
   });
+  const oneofs = new Map<number, number[]>(); // oneof index -> its members' positions in `fields`
+  fields.forEach(([, f], k) => f.oneof >= 0 && oneofs.set(f.oneof, [...(oneofs.get(f.oneof) ?? []), k]));
+  const kept = fc.tuple(...[...oneofs.values()].map((ks) => fc.constantFrom(...ks)));
   return fc
-    .tuple(fc.tuple(...parts), fc.array(unknownField, { maxLength: 2 }))
+    .tuple(fc.tuple(...parts), kept, fc.array(unknownField, { maxLength: 2 }))
+    .map(([drawn, keep, unknown]) => [drawn.filter((_, k) => fields[k][1].oneof < 0 || keep.includes(k)), unknown] as const)
     .chain(([chosen, unknown]) => fc.shuffledSubarray([...chosen.flat(), ...unknown], { minLength: chosen.flat().length + unknown.length }))
     .map((pieces) => pieces.flat());
 }

@@ -5,8 +5,10 @@
  */
 import * as protoLoader from '@grpc/proto-loader';
 import fc from 'fast-check';
-import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_ROOT } from '../../../shared/proto/files';
+import * as protobuf from 'protobufjs';
+import { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_ROOT, SECAGG_PROTO } from '../../../shared/proto/files';
 import { wireSchemaOf, wireViolation } from '../../../shared/proto/wire-check';
+import { SecAggClientMessage } from '../../../proto/gen/grpc/fedbridge/v1/secagg';
 import { AbortRunRequest, EnrollRequest, Phase, PhaseMessageBody, SignedRequest, StartRunChunk, UploadChunk } from '../../../proto/gen/grpc/fedbridge/v1/federation';
 
 type Method = { requestDeserialize: (b: Buffer) => unknown };
@@ -134,6 +136,49 @@ describe('bytes protobufjs reads as another message, and other damage', () => {
     expect(wireViolation(bytes(...tag(31, 0), 1, ...tag(1000, 2), 1, 'x', ...tag(40, 2), 0, ...tag(40, 2), 0), 't.Wide', wide)).toBeNull();
     expect(wireViolation(bytes(...tag(31, 0), 1, ...tag(31, 0), 1), 't.Wide', wide)).toBe('t.Wide.a (field 31) occurs twice at byte 3; it is not repeated');
     expect(wireViolation(bytes(...tag(1000, 2), 0, ...tag(31, 0), 5, ...tag(1000, 2), 0), 't.Wide', wide)).toBe('t.Wide.b (field 1000) occurs twice at byte 6; it is not repeated');
+  });
+
+  test('two members of one oneof: protobufjs names the last as the value, ts-proto keeps both; the check refuses; one member per oneof passes', () => {
+    // SecAggClientMessage.message: advertise_keys (1) and masked_input (3) in one envelope
+    const ad = bytes(0x1a, 1, 'a'); // AdvertiseKeys.sender = "a"
+    const mi = bytes(0x1a, 1, 'b'); // MaskedInput.sender = "b"
+    const two = bytes(0x0a, ad.length, ad, 0x1a, mi.length, mi);
+    const secagg = wireSchemaOf(protoLoader.loadSync(SECAGG_PROTO, { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] }));
+    expect(wireViolation(two, 'fedbridge.v1.SecAggClientMessage', secagg)).toBe(
+      'fedbridge.v1.SecAggClientMessage.maskedInput (field 3) at byte 5: another member of oneof message is already set; at most one may be',
+    );
+    expect(wireViolation(bytes(0x0a, ad.length, ad), 'fedbridge.v1.SecAggClientMessage', secagg)).toBeNull();
+    expect(wireViolation(bytes(0x1a, mi.length, mi), 'fedbridge.v1.SecAggClientMessage', secagg)).toBeNull();
+    // protobufjs (oneofs: true) names only the last member as the oneof's value
+    const root = protobuf.loadSync(SECAGG_PROTO);
+    const decoded = root.lookupType('fedbridge.v1.SecAggClientMessage').toObject(root.lookupType('fedbridge.v1.SecAggClientMessage').decode(two), { oneofs: true }) as { message?: string };
+    expect(decoded.message).toBe('maskedInput');
+    const tsProto = SecAggClientMessage.decode(two);
+    expect(tsProto.advertiseKeys?.sender).toBe('a');
+    expect(tsProto.maskedInput?.sender).toBe('b');
+    // plain fields beside oneofs (proto-loader's descriptor objects give them oneofIndex 0 too), a
+    // second oneof, a proto3 optional (a synthetic one-member oneof), from a schema made for the test
+    const mixed = wireSchemaOf(
+      protoLoader.fromJSON({
+        nested: {
+          t: {
+            nested: {
+              Mixed: {
+                oneofs: { a: { oneof: ['x', 'y'] }, b: { oneof: ['p', 'q'] }, _opt: { oneof: ['opt'] } },
+                fields: { plain: { type: 'string', id: 1 }, x: { type: 'string', id: 2 }, y: { type: 'bytes', id: 3 }, other: { type: 'int32', id: 4 }, p: { type: 'int32', id: 5 }, q: { type: 't.Mixed', id: 6 }, opt: { type: 'int32', id: 7, options: { proto3_optional: true } } },
+              },
+            },
+          },
+        },
+      }),
+    );
+    expect(wireViolation(bytes(0x0a, 1, 'a', 0x12, 1, 'x', 0x20, 4, 0x28, 5, 0x38, 7), 't.Mixed', mixed)).toBeNull();
+    expect(wireViolation(bytes(0x0a, 1, 'a', 0x20, 4), 't.Mixed', mixed)).toBeNull();
+    expect(wireViolation(bytes(0x12, 1, 'x', 0x1a, 1, 'y'), 't.Mixed', mixed)).toBe('t.Mixed.y (field 3) at byte 3: another member of oneof a is already set; at most one may be');
+    expect(wireViolation(bytes(0x28, 5, 0x32, 0), 't.Mixed', mixed)).toBe('t.Mixed.q (field 6) at byte 2: another member of oneof b is already set; at most one may be');
+    // oneofs are per message: a member set in the outer message and in the nested one is fine
+    expect(wireViolation(bytes(0x32, 2, 0x28, 1), 't.Mixed', mixed)).toBeNull();
+    expect(wireViolation(bytes(0x32, 4, 0x28, 1, 0x32, 0), 't.Mixed', mixed)).toBe('t.Mixed.q.q (field 6) at byte 4: another member of oneof b is already set; at most one may be');
   });
 });
 
