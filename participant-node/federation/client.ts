@@ -26,6 +26,8 @@
  * request is signed with the node's identity key and bound to (federation, run, round, phase). The
  * node uses only its own copy of the policy: a coordinator cannot change a round's parameters (its
  * messages would not match), and cannot start a run the node did not sign.
+ * Events wait for the one being handled in a bounded queue (in-order.ts): past EVENT_BACKLOG the
+ * stream is paused and HTTP/2 flow control holds the rest at the coordinator, none lost.
  * A broken stream is re-opened with exponential backoff (1 s .. 30 s); a round in flight when the
  * stream broke is abandoned (its secrets wiped) — the coordinator drops the party from it.
  */
@@ -75,6 +77,7 @@ import { chargeRound, openLedger, previewCharge } from '../privacy/ledger';
 import { computeLocalUpdate, roundCharge, roundEncodeParams } from './update';
 import { offerScope, type OfferScope } from '../model/dpsgd';
 import { countersignRound, receiptBodyFields } from './receipt';
+import { InOrder } from './in-order';
 import type { Receipt } from '../../shared/audit/entries';
 
 export interface JoinOptions {
@@ -393,6 +396,9 @@ function toFloat32(bytes: Uint8Array, expected: number, what: string): Float32Ar
   return out;
 }
 
+/** coordinator events waiting to be handled before the event stream is paused (in-order.ts); a round brings about six */
+const EVENT_BACKLOG = 64;
+
 const PHASE_NAME: Partial<Record<Phase, string>> = {
   [Phase.PHASE_ADVERTISE_KEYS]: 'advertise',
   [Phase.PHASE_SHARE_KEYS]: 'share',
@@ -610,7 +616,6 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     while (!finished && !opts.signal?.aborted && !(opts.maxRounds !== undefined && completed >= opts.maxRounds)) {
       const outcome = await new Promise<'ended' | 'stop' | grpc.ServiceError | Error>((resolve) => {
         const call = fc.subscribe();
-        let chain = Promise.resolve();
         let settled = false;
         const settle = (v: 'ended' | 'stop' | grpc.ServiceError | Error) => {
           if (!settled) {
@@ -623,6 +628,13 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
           settle('stop');
         };
         opts.signal?.addEventListener('abort', onAbort, { once: true });
+        // one event at a time, in order; at most EVENT_BACKLOG wait before the stream is paused
+        // (HTTP/2 flow control then holds the rest at the coordinator). Handlers catch their own
+        // errors; anything else that escapes one is a bug: end the stream with it.
+        const queue = new InOrder(call, (err) => {
+          call.cancel();
+          settle(err instanceof Error ? err : new Error(String(err)));
+        }, EVENT_BACKLOG);
         call.on('data', (ev: SignedEvent) => {
           failures = 0;
           let e: PhaseEvent;
@@ -632,7 +644,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
             call.cancel();
             return settle(err as Error);
           }
-          chain = chain.then(async () => {
+          queue.push(async () => {
             if (settled) return;
             try {
               await handle(e);
@@ -650,8 +662,8 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
             }
           });
         });
-        call.on('error', (err: grpc.ServiceError) => chain.then(() => settle(err.code === grpc.status.CANCELLED ? 'stop' : err)));
-        call.on('end', () => chain.then(() => settle('ended')));
+        call.on('error', (err: grpc.ServiceError) => void queue.idle().then(() => settle(err.code === grpc.status.CANCELLED ? 'stop' : err)));
+        call.on('end', () => void queue.idle().then(() => settle('ended')));
       });
       if (outcome === 'stop' || opts.signal?.aborted) break;
       abandon('connection lost');
