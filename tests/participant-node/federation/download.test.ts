@@ -14,10 +14,10 @@ import { FederationClient, type JoinOptions } from '../../../participant-node/fe
 import { ed25519Keygen } from '../../../shared/crypto/sign';
 import { sodium, sodiumReady } from '../../../shared/crypto/sodium';
 import type { Policy } from '../../../shared/policy/schema';
-import { ModelChunk, ParticipantServiceService, type ModelInfo } from '../../../proto/gen/grpc/fedbridge/v1/federation';
+import { ModelChunk, type ModelInfo } from '../../../proto/gen/grpc/fedbridge/v1/federation';
+import { rawParticipantService } from '../../raw-service';
 
 const BYTES = 4096; // the policy's model: 1024 float32 parameters
-const raw = (b: Buffer) => b;
 
 describe('FederationClient.download', () => {
   let dir: string;
@@ -40,11 +40,8 @@ describe('FederationClient.download', () => {
     hash = sodium().crypto_generichash(32, model, null);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-download-'));
     const certs = await makeCerts({ out: path.join(dir, 'certs'), parties: ['insurer'] });
-    const rawService = Object.fromEntries(
-      Object.entries(ParticipantServiceService).map(([k, m]) => [k, { ...m, requestDeserialize: raw, responseSerialize: raw }]),
-    ) as unknown as grpc.ServiceDefinition;
     server = new grpc.Server();
-    server.addService(rawService, {
+    server.addService(rawParticipantService, {
       downloadModel: async (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
         const rec = { written: 0, cancelled: false };
         calls.push(rec);

@@ -8,15 +8,11 @@
 import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { InOrder } from '../../../participant-node/federation/in-order';
-import { ParticipantServiceService } from '../../../proto/gen/grpc/fedbridge/v1/federation';
+import { rawParticipantService } from '../../raw-service';
 
 const N = 3000;
 const SIZE = 1024;
-const raw = (b: Buffer) => b;
-const rawService = Object.fromEntries(
-  Object.entries(ParticipantServiceService).map(([k, m]) => [k, { ...m, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw }]),
-) as unknown as grpc.ServiceDefinition;
-const RawClient = grpc.makeGenericClientConstructor(rawService, 'ParticipantService');
+const RawClient = grpc.makeGenericClientConstructor(rawParticipantService, 'ParticipantService');
 
 /** message i: its index in the first 4 bytes, padded to SIZE */
 const message = (i: number) => {
@@ -33,7 +29,7 @@ describe('InOrder over a real gRPC stream', () => {
 
   beforeAll(async () => {
     server = new grpc.Server();
-    server.addService(rawService, {
+    server.addService(rawParticipantService, {
       subscribe: async (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
         let cancelled = false;
         call.on('cancelled', () => (cancelled = true));

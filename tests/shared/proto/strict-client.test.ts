@@ -8,8 +8,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { strictClient, strictResponses } from '../../../shared/proto/wire-check';
 import { ModelChunk, PhaseAck, ParticipantServiceClient, ParticipantServiceService, SignedRequest } from '../../../proto/gen/grpc/fedbridge/v1/federation';
+import { rawParticipantService } from '../../raw-service';
 
-const raw = (b: Buffer) => b;
 const bytes = (...xs: (number | string)[]) => Buffer.concat(xs.map((x) => (typeof x === 'number' ? Buffer.from([x]) : Buffer.from(x, 'utf8'))));
 
 describe('a client built on strictResponses', () => {
@@ -23,12 +23,8 @@ describe('a client built on strictResponses', () => {
   let plain: ParticipantServiceClient;
 
   beforeAll(async () => {
-    // the service with identity serializers: the handlers write the exact bytes on the wire
-    const rawService = Object.fromEntries(
-      Object.entries(ParticipantServiceService).map(([k, m]) => [k, { ...m, requestDeserialize: raw, responseSerialize: raw }]),
-    ) as unknown as grpc.ServiceDefinition;
     server = new grpc.Server();
-    server.addService(rawService, {
+    server.addService(rawParticipantService, {
       advertiseKeys: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, reply),
       downloadModel: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
         for (const m of stream) call.write(m);
