@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from '../../shared/cli/errors';
+import type { TokenRecord } from '../../proto/gen/grpc/fedbridge/v1/federation';
 
 interface ConnOpts {
   coordinator: string;
@@ -303,4 +304,39 @@ export function registerCoordinatorCommands(coord: Command): void {
       }
     },
   );
+  const tokenView = (t: TokenRecord) => ({
+    tokenId: t.tokenId,
+    role: t.role,
+    label: t.label,
+    issuedAt: new Date(Number(t.createdAtMs)).toISOString(),
+    revokedAt: t.revokedAtMs === '0' ? null : new Date(Number(t.revokedAtMs)).toISOString(),
+  });
+  connOptions(tokens.command('list').description('every issued token: id, role, label, when issued and revoked (never the token itself)')).action(async (o: ConnOpts) => {
+    const c = await connect(o);
+    try {
+      const r = await rpc(c.unary(c.client.listTokens.bind(c.client), {}, c.metadata));
+      const views = r.tokens.map(tokenView);
+      if (o.json) printJson({ tokens: views });
+      else if (!views.length) process.stdout.write('no tokens issued\n');
+      else for (const t of views) process.stdout.write(`${t.tokenId}  ${t.role}  issued ${t.issuedAt}  ${t.revokedAt ? `REVOKED ${t.revokedAt}` : 'valid'}  ${JSON.stringify(t.label)}\n`);
+    } finally {
+      c.client.close();
+    }
+  });
+  connOptions(
+    tokens
+      .command('revoke')
+      .description('revoke a token: the audit API refuses it from then on; the revocation is recorded in the audit log')
+      .requiredOption('--id <tokenId>', 'the token id (tokens list, or tokens issue --json)')
+      .option('--reason <text>', 'reason recorded in the audit log', 'revoked by the operator'),
+  ).action(async (o: ConnOpts & { id: string; reason: string }) => {
+    const c = await connect(o);
+    try {
+      const t = tokenView(await rpc(c.unary(c.client.revokeToken.bind(c.client), { tokenId: o.id, reason: o.reason }, c.metadata)));
+      if (o.json) printJson(t);
+      else process.stdout.write(`revoked ${t.tokenId} (${t.role}${t.label ? `, ${JSON.stringify(t.label)}` : ''}) at ${t.revokedAt}\n`);
+    } finally {
+      c.client.close();
+    }
+  });
 }

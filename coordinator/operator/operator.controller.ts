@@ -1,6 +1,6 @@
 /**
- * OperatorService (federation operator, DESIGN §8): enrol parties, start/abort/watch runs, issue
- * auditor tokens. Every call needs `authorization: Bearer <operator token>` metadata whose SHA-256
+ * OperatorService (federation operator, DESIGN §8): enrol parties, start/abort/watch runs, issue,
+ * list and revoke auditor tokens. Every call needs `authorization: Bearer <operator token>` metadata whose SHA-256
  * matches the config; auditor tokens and party keys are refused here.
  */
 import { Controller, Inject } from '@nestjs/common';
@@ -12,29 +12,40 @@ import {
   type IssueTokenRequest,
   type IssueTokenResponse,
   type ListParticipantsResponse,
+  type ListTokensResponse,
   type OperatorServiceController,
   type ParticipantRecord,
   type RunStatus,
+  type RevokeTokenRequest,
   type RunStatusRequest,
   type StartRunChunk,
+  type TokenRecord,
 } from '../../proto/gen/nest/fedbridge/v1/federation';
 import { CTX, type CoordinatorContext } from '../context';
-import { alreadyExists, invalid, toRpcException, unauthenticated } from '../grpc/errors';
+import { alreadyExists, failedPrecondition, invalid, notFound, toRpcException, unauthenticated } from '../grpc/errors';
 import { bearerToken, newToken, tokenMatches, tokenSha256 } from '../identity/tokens';
-import { ConflictError, type ParticipantRow } from '../storage/repository';
+import { ConflictError, type ParticipantRow, type TokenRow } from '../storage/repository';
 import { randomBytes } from 'node:crypto';
 import { sodium } from '../../shared/crypto/sodium';
 import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
 import { answer, callSource, GrpcController } from '../grpc/decorators';
 
 const NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
+/** token ids as issueToken makes them */
+const TOKEN_ID_RE = /^tok-[0-9a-f]{12}$/;
+const MAX_TEXT = 200;
+
+/** What the operator may see of a token: never its hash. */
+function tokenRecord(t: TokenRow): TokenRecord {
+  return { tokenId: t.id, role: t.role, label: t.label, createdAtMs: String(t.createdAt), revokedAtMs: String(t.revokedAt ?? 0) };
+}
 
 function record(p: ParticipantRow): ParticipantRecord {
   return { name: p.name, publicKey: Buffer.from(p.publicKey), certSha256: p.certSha256 ?? '', enrolledAtMs: String(p.enrolledAt) };
 }
 
 @Controller()
-@GrpcController('OperatorService', { unary: ['enroll', 'listParticipants', 'abortRun', 'getRunStatus', 'issueToken'], clientStream: ['startRun'] })
+@GrpcController('OperatorService', { unary: ['enroll', 'listParticipants', 'abortRun', 'getRunStatus', 'issueToken', 'listTokens', 'revokeToken'], clientStream: ['startRun'] })
 export class OperatorController implements Omit<OperatorServiceController, 'startRun'> {
   constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {}
 
@@ -111,13 +122,36 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
   issueToken(request: IssueTokenRequest, metadata?: Metadata): Promise<IssueTokenResponse> {
     return this.guarded(metadata, async () => {
       if (request.role !== 'auditor') throw invalid(`role must be "auditor" (operator credentials are not issued over the API), got "${request.role.slice(0, 32)}"`);
-      if (request.label.length > 200) throw invalid('label is longer than 200 characters');
+      if (request.label.length > MAX_TEXT) throw invalid(`label is longer than ${MAX_TEXT} characters`);
       const token = newToken();
       const id = `tok-${randomBytes(6).toString('hex')}`;
       const audit = this.ctx.audit;
       const emit = (row: { id: string; role: string; label: string }) => [audit.append({ type: 'token-issued', tokenId: row.id, role: row.role, label: row.label })];
       await audit.write(() => this.ctx.repo.insertToken({ id, role: 'auditor', tokenHash: tokenSha256(token), label: request.label }, { emit }));
       return { token, tokenId: id, role: 'auditor' };
+    });
+  }
+
+  listTokens(_request: unknown, metadata?: Metadata): Promise<ListTokensResponse> {
+    return this.guarded(metadata, async () => ({ tokens: (await this.ctx.repo.listTokens()).map(tokenRecord) }));
+  }
+
+  /**
+   * Revokes an auditor token: from the commit on, the audit API answers it 401 (every request looks
+   * the token up; nothing is cached). The revocation and its audit entry commit together. An unknown
+   * id is NOT_FOUND, a token already revoked FAILED_PRECONDITION; neither changes anything.
+   */
+  revokeToken(request: RevokeTokenRequest, metadata?: Metadata): Promise<TokenRecord> {
+    return this.guarded(metadata, async () => {
+      if (!TOKEN_ID_RE.test(request.tokenId)) throw invalid(`token_id must look like "tok-" and 12 hex digits, as issued (got "${request.tokenId.slice(0, 32)}")`);
+      if (request.reason.length > MAX_TEXT) throw invalid(`reason is longer than ${MAX_TEXT} characters`);
+      const audit = this.ctx.audit;
+      const emit = (row: TokenRow) => [audit.append({ type: 'token-revoked', tokenId: row.id, reason: request.reason })];
+      const r = await audit.write(() => this.ctx.repo.revokeToken(request.tokenId, request.reason, { emit }));
+      if (r.outcome === 'unknown') throw notFound(`no token with id ${request.tokenId} (fedbridge coordinator tokens list)`);
+      if (r.outcome === 'already-revoked') throw failedPrecondition(`token ${request.tokenId} was already revoked at ${new Date(r.row.revokedAt!).toISOString()}`);
+      this.ctx.log(`revoked token ${r.row.id} (${r.row.role}${r.row.label ? `, "${r.row.label}"` : ''})`);
+      return tokenRecord(r.row);
     });
   }
 }

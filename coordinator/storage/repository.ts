@@ -555,6 +555,32 @@ export class Repository {
     return row;
   }
 
+  /** Every issued token, oldest first (hashes included: callers show only id, role, label, times). */
+  async listTokens(): Promise<TokenRow[]> {
+    return (await this.db.query('SELECT * FROM tokens ORDER BY created_at, id')).map(token);
+  }
+
+  /**
+   * Revokes token `id` in ONE transaction with its audit entry (token-revoked with `reason`; an
+ * emitter is called with the revoked row):
+   * from then on tokenByHash no longer finds it. An unknown id or a token already revoked changes
+   * nothing and is answered as such (the row, for when it was revoked).
+   */
+  async revokeToken(id: string, reason: string, sealer?: AuditSealer | AuditEmitter<TokenRow>): Promise<{ outcome: 'revoked' | 'already-revoked'; row: TokenRow } | { outcome: 'unknown' }> {
+    return this.db.transaction(async (tx) => {
+      const lock = tx.dialect === 'postgres' ? ' FOR UPDATE' : '';
+      const found = await tx.query(`SELECT * FROM tokens WHERE id = ?${lock}`, [id]);
+      if (!found.length) return { outcome: 'unknown' as const };
+      const before = token(found[0]);
+      if (before.revokedAt !== null) return { outcome: 'already-revoked' as const, row: before };
+      const row: TokenRow = { ...before, revokedAt: this.now() };
+      await tx.query('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [row.revokedAt, id]);
+      if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit(row));
+      else if (sealer) await this.appendAudit(tx, sealer, { type: 'token-revoked', tokenId: row.id, reason });
+      return { outcome: 'revoked' as const, row };
+    });
+  }
+
   async tokenByHash(tokenHash: Uint8Array): Promise<TokenRow | null> {
     const rows = await this.db.query('SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL', [tokenHash]);
     return rows.length ? token(rows[0]) : null;

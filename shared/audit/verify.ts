@@ -234,6 +234,8 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
   };
 
   let lastAt = -1;
+  /** token id -> its state, from the token-issued / token-revoked entries so far */
+  const tokens = new Map<string, 'valid' | 'revoked'>();
   entries.forEach((e, i) => {
     if (!e) return;
     if (e.at < lastAt) fail(i, 'entry.at', `>= ${lastAt} (time of the previous entry)`, e.at);
@@ -245,7 +247,16 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         return;
       }
       case 'token-issued':
+        if (tokens.has(e.tokenId)) fail(i, 'entry.tokenId', 'a token id not issued before', e.tokenId);
+        else tokens.set(e.tokenId, 'valid');
         return;
+      case 'token-revoked': {
+        const state = tokens.get(e.tokenId);
+        if (state === undefined) fail(i, 'entry.tokenId', 'a token issued earlier in the log', e.tokenId);
+        else if (state === 'revoked') fail(i, 'entry.tokenId', 'a token not revoked before', e.tokenId);
+        else tokens.set(e.tokenId, 'revoked');
+        return;
+      }
       case 'policy-registered': {
         checkPolicyHash(i, e);
         if (e.policyHash !== pHash) return;

@@ -40,7 +40,7 @@ describe('fedbridge coordinator CLI', () => {
     conn = ['--coordinator', `127.0.0.1:${coord.grpcPort}`, '--ca', path.join(dir, 'certs/ca.crt'), '--token-file', path.join(dir, 'operator.token'), '--tls-cert', path.join(dir, 'certs/operator.crt'), '--tls-key', path.join(dir, 'certs/operator.key')];
   });
 
-  test('enroll, runs start/status/abort, tokens issue; bad input exits non-zero with one line', async () => {
+  test('enroll, runs start/status/abort, tokens issue/list/revoke; bad input exits non-zero with one line', async () => {
     const env = { certs: { ca: path.join(dir, 'certs/ca.crt'), clients: { platform: { cert: path.join(dir, 'certs/platform.crt'), key: path.join(dir, 'certs/platform.key'), sha256: '' }, insurer: { cert: path.join(dir, 'certs/insurer.crt'), key: path.join(dir, 'certs/insurer.key'), sha256: '' } } } } as never;
     const parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
     for (const p of parties) {
@@ -74,6 +74,20 @@ describe('fedbridge coordinator CLI', () => {
     expect(JSON.parse(aborted.out)).toMatchObject({ state: 'aborted', abortReason: 'operator: test over' });
     const tok = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--label', 'alice', '--json']);
     expect(JSON.parse(tok.out)).toMatchObject({ role: 'auditor', token: expect.stringMatching(/^fbt_/) });
+    const tokId: string = JSON.parse(tok.out).tokenId;
+    const listed = await run(['coordinator', 'tokens', 'list', ...conn, '--json']);
+    expect(JSON.parse(listed.out)).toEqual({ tokens: [{ tokenId: tokId, role: 'auditor', label: 'alice', issuedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), revokedAt: null }] });
+    const revoked = await run(['coordinator', 'tokens', 'revoke', ...conn, '--id', tokId, '--reason', 'left the firm']);
+    expect(revoked.code).toBe(0);
+    expect(revoked.out).toMatch(new RegExp(`^revoked ${tokId} \\(auditor, "alice"\\) at \\d{4}-\\d\\d-\\d\\dT\\S+\n$`));
+    const text = await run(['coordinator', 'tokens', 'list', ...conn]);
+    expect(text.out).toMatch(new RegExp(`^${tokId}  auditor  issued \\S+  REVOKED \\S+  "alice"\n$`));
+    const again = await run(['coordinator', 'tokens', 'revoke', ...conn, '--id', tokId]);
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(new RegExp(`^fedbridge: coordinator: FAILED_PRECONDITION: token ${tokId} was already revoked at \\S+\n$`));
+    const noId = await run(['coordinator', 'tokens', 'revoke', ...conn]);
+    expect(noId.code).not.toBe(0);
+    expect(noId.err).toMatch(/--id/);
     const badRole = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'operator']);
     expect(badRole.code).toBe(2);
     const noToken = await run(['coordinator', 'runs', 'status', ...conn.filter((_, i) => i < 4), '--tls-cert', path.join(dir, 'certs/operator.crt'), '--tls-key', path.join(dir, 'certs/operator.key')]);

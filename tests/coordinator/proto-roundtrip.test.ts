@@ -35,6 +35,10 @@ const samples: Record<string, object> = {
   },
   IssueTokenRequest: { role: 'auditor', label: 'l' },
   IssueTokenResponse: { token: 't', tokenId: 'i', role: 'auditor' },
+  ListTokensRequest: {},
+  ListTokensResponse: { tokens: [{ tokenId: 'tok-0123456789ab', role: 'auditor', label: 'l', createdAtMs: '1763856000000', revokedAtMs: '0' }, { tokenId: 'tok-ba9876543210', role: 'auditor', label: '', createdAtMs: '1', revokedAtMs: '9007199254740993' }] },
+  RevokeTokenRequest: { tokenId: 'tok-0123456789ab', reason: 'left the audit firm' },
+  TokenRecord: { tokenId: 'tok-0123456789ab', role: 'auditor', label: 'l', createdAtMs: '1763856000000', revokedAtMs: '1763856000001' },
 };
 
 const norm = (v: unknown): unknown => {
@@ -54,7 +58,7 @@ for (const service of ['ParticipantService', 'OperatorService']) {
 }
 
 test('every RPC of both services is covered', () => {
-  expect(cases.length).toBe(2 * (8 + 6));
+  expect(cases.length).toBe(2 * (8 + 8));
   for (const [, , , type] of cases) expect(Object.keys(samples)).toContain(type);
 });
 

@@ -149,6 +149,44 @@ for (const backend of backends()) {
       }
     });
 
+    test('tokens: listed oldest first; revoked once, with its audit entry, and then not found by hash; unknown or already revoked changes nothing', async () => {
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        let now = 1000;
+        const repo = new Repository(db, () => now);
+        const key = coord();
+        const sealer = coordinatorSealer(key.secretKey);
+        await repo.insertToken({ id: 'tok-bbbbbbbbbbbb', role: 'auditor', tokenHash: hash32(1), label: 'first' }, sealer);
+        now = 2000;
+        await repo.insertToken({ id: 'tok-aaaaaaaaaaaa', role: 'auditor', tokenHash: hash32(2), label: 'second' }, sealer);
+        expect((await repo.listTokens()).map((t) => [t.id, t.createdAt, t.revokedAt])).toEqual([['tok-bbbbbbbbbbbb', 1000, null], ['tok-aaaaaaaaaaaa', 2000, null]]);
+
+        const before = await repo.snapshotCounts();
+        expect(await repo.revokeToken('tok-000000000000', 'no such token', sealer)).toEqual({ outcome: 'unknown' });
+        expect(await repo.snapshotCounts()).toEqual(before);
+
+        now = 3000;
+        // two revocations at once: exactly one revokes (and writes one audit entry), the other finds it revoked
+        const both = await Promise.all([repo.revokeToken('tok-bbbbbbbbbbbb', 'left', sealer), repo.revokeToken('tok-bbbbbbbbbbbb', 'left', sealer)]);
+        expect(both.map((r) => r.outcome).sort()).toEqual(['already-revoked', 'revoked']);
+        expect(await repo.tokenByHash(hash32(1))).toBeNull();
+        expect((await repo.tokenByHash(hash32(2)))?.id).toBe('tok-aaaaaaaaaaaa');
+        expect((await repo.listTokens()).map((t) => [t.id, t.revokedAt])).toEqual([['tok-bbbbbbbbbbbb', 3000], ['tok-aaaaaaaaaaaa', null]]);
+        const after = await repo.snapshotCounts();
+        expect(after).toEqual({ ...before, audit_log: before.audit_log + 1 });
+        const log = await repo.auditEntries();
+        expect(JSON.parse(Buffer.from(log[log.length - 1].entry).toString('utf8'))).toMatchObject({ type: 'token-revoked', tokenId: 'tok-bbbbbbbbbbbb', reason: 'left', at: 3000 });
+        expect(verifyAuditChain(log, key.publicKey).failures).toEqual([]);
+
+        now = 4000;
+        expect(await repo.revokeToken('tok-bbbbbbbbbbbb', 'again', sealer)).toMatchObject({ outcome: 'already-revoked', row: { revokedAt: 3000 } });
+        expect(await repo.snapshotCounts()).toEqual(after);
+      } finally {
+        await db.close();
+      }
+    });
+
     test('data survives closing and reopening the store', async () => {
       const key = `reopen${Date.now().toString(36)}`;
       let db = await backend.open(key);

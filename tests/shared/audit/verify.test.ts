@@ -1,5 +1,5 @@
 import { sodiumReady } from '../../../shared/crypto/sodium';
-import { verifyLog } from '../../../shared/audit';
+import { exportLine as exportLineOf, verifyLog } from '../../../shared/audit';
 import { makeFederation, generateLog, entriesOf, rechain } from './fixture';
 
 beforeAll(async () => {
@@ -116,5 +116,29 @@ describe('verifyLog on generated runs', () => {
     const forged = { ...log.receipts[0], signature: generateLog(stranger).receipts[0].signature };
     const r = verifyLog(log.bytes, { policy: fed.policy, receipts: [{ source: 'forged.json', receipt: forged }] });
     expect(r.failures).toEqual([expect.objectContaining({ field: 'receipts.forged.json', found: 'invalid or unsigned receipt' })]);
+  });
+});
+
+describe('verifyLog: the token lifecycle (operator entries)', () => {
+  test('a token is issued once and revoked at most once, after its issue; anything else fails at that entry', async () => {
+    const { AuditWriter } = await import('../../../shared/audit');
+    const fed = await makeFederation();
+    const logOf = (entries: ({ type: 'token-issued'; tokenId: string; role: string; label: string } | { type: 'token-revoked'; tokenId: string; reason: string })[]) => {
+      const w = new AuditWriter(fed.coordinator.secretKey);
+      entries.forEach((e, k) => w.append(e, 1000 + k));
+      return verifyLog(new TextEncoder().encode(w.written().map((r) => exportLineOf(r)).join('')), { policy: fed.policy });
+    };
+    const issue = (tokenId: string) => ({ type: 'token-issued' as const, tokenId, role: 'auditor', label: 'x' });
+    const revoke = (tokenId: string) => ({ type: 'token-revoked' as const, tokenId, reason: 'left' });
+
+    const good = logOf([issue('tok-a'), issue('tok-b'), revoke('tok-a')]);
+    expect(good.failures).toEqual([]);
+    expect(good.ok).toBe(true);
+    expect(logOf([revoke('tok-a'), issue('tok-a')]).failures).toEqual([{ entry: 0, field: 'entry.tokenId', expected: 'a token issued earlier in the log', found: 'tok-a' }]);
+    expect(logOf([issue('tok-a'), revoke('tok-a'), revoke('tok-a')]).failures).toEqual([{ entry: 2, field: 'entry.tokenId', expected: 'a token not revoked before', found: 'tok-a' }]);
+    expect(logOf([issue('tok-a'), issue('tok-a')]).failures).toEqual([{ entry: 1, field: 'entry.tokenId', expected: 'a token id not issued before', found: 'tok-a' }]);
+    // the entry is strict: a field riding along is a failure
+    const w = new AuditWriter(fed.coordinator.secretKey);
+    expect(() => w.append({ ...revoke('tok-a'), extra: 1 } as never, 1)).toThrow(/extra|unrecognized/i);
   });
 });

@@ -316,6 +316,30 @@ export interface IssueTokenResponse {
   role: string;
 }
 
+/** An issued credential as stored (the token itself is never stored or shown again: only its SHA-256). */
+export interface TokenRecord {
+  tokenId: string;
+  role: string;
+  label: string;
+  createdAtMs: string;
+  /** 0 while the token is valid */
+  revokedAtMs: string;
+}
+
+export interface ListTokensRequest {
+}
+
+export interface ListTokensResponse {
+  /** oldest first */
+  tokens: TokenRecord[];
+}
+
+export interface RevokeTokenRequest {
+  tokenId: string;
+  /** written to the audit log */
+  reason: string;
+}
+
 export const FEDBRIDGE_V1_PACKAGE_NAME = "fedbridge.v1";
 
 export interface ParticipantServiceClient {
@@ -428,6 +452,10 @@ export interface OperatorServiceClient {
   getRunStatus(request: RunStatusRequest, metadata?: Metadata): Observable<RunStatus>;
 
   issueToken(request: IssueTokenRequest, metadata?: Metadata): Observable<IssueTokenResponse>;
+
+  listTokens(request: ListTokensRequest, metadata?: Metadata): Observable<ListTokensResponse>;
+
+  revokeToken(request: RevokeTokenRequest, metadata?: Metadata): Observable<TokenRecord>;
 }
 
 export interface OperatorServiceController {
@@ -454,11 +482,29 @@ export interface OperatorServiceController {
     request: IssueTokenRequest,
     metadata?: Metadata,
   ): Promise<IssueTokenResponse> | Observable<IssueTokenResponse> | IssueTokenResponse;
+
+  listTokens(
+    request: ListTokensRequest,
+    metadata?: Metadata,
+  ): Promise<ListTokensResponse> | Observable<ListTokensResponse> | ListTokensResponse;
+
+  revokeToken(
+    request: RevokeTokenRequest,
+    metadata?: Metadata,
+  ): Promise<TokenRecord> | Observable<TokenRecord> | TokenRecord;
 }
 
 export function OperatorServiceControllerMethods() {
   return function (constructor: Function) {
-    const grpcMethods: string[] = ["enroll", "listParticipants", "abortRun", "getRunStatus", "issueToken"];
+    const grpcMethods: string[] = [
+      "enroll",
+      "listParticipants",
+      "abortRun",
+      "getRunStatus",
+      "issueToken",
+      "listTokens",
+      "revokeToken",
+    ];
     for (const method of grpcMethods) {
       const descriptor: any = Reflect.getOwnPropertyDescriptor(constructor.prototype, method);
       GrpcMethod("OperatorService", method)(constructor.prototype[method], method, descriptor);
