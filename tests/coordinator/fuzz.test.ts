@@ -299,7 +299,7 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
     expect([...refusedCodes.keys()].sort()).toEqual(expect.arrayContaining([status.INVALID_ARGUMENT, status.UNAUTHENTICATED, status.PERMISSION_DENIED, status.FAILED_PRECONDITION]));
   }, 120_000);
 
-  test('operator API with the operator token: edited policy YAML, odd signatures, sizes, names, ids and roles get a status with a message, never INTERNAL', async () => {
+  test('operator API with the operator token: edited policy YAML, odd signatures, sizes, names, ids, roles and token ids get a status with a message, never INTERNAL', async () => {
     const { env, coord, parties } = fx; // the parties enrolled by the test above
     const op = operator(env, coord.grpcPort);
     const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
@@ -352,6 +352,8 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
           fc.record({ rpc: fc.constant('abort' as const), runId: fc.string({ maxLength: 60 }), reason: fc.string({ maxLength: 300 }) }),
           fc.record({ rpc: fc.constant('status' as const), runId: fc.string({ maxLength: 60 }) }),
           fc.record({ rpc: fc.constant('token' as const), role: fc.oneof(fc.constantFrom('auditor', 'operator', 'party', ''), fc.string({ maxLength: 20 })), label: fc.string({ maxLength: 300 }) }),
+          fc.record({ rpc: fc.constant('revoke' as const), tokenId: fc.oneof(fc.stringMatching(/^tok-[0-9a-f]{12}$/), fc.string({ maxLength: 40 }), fc.constant('')), reason: fc.string({ maxLength: 300 }) }),
+          fc.record({ rpc: fc.constant('tokens' as const) }),
         ),
         async (r) => {
           const c = op.client;
@@ -362,7 +364,11 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
                 ? await outcome(unary(c.abortRun.bind(c), { runId: r.runId, reason: r.reason }, op.metadata))
                 : r.rpc === 'status'
                   ? await outcome(unary(c.getRunStatus.bind(c), { runId: r.runId }, op.metadata))
-                  : await outcome(unary(c.issueToken.bind(c), { role: r.role, label: r.label }, op.metadata));
+                  : r.rpc === 'revoke'
+                    ? await outcome(unary(c.revokeToken.bind(c), { tokenId: r.tokenId, reason: r.reason }, op.metadata))
+                    : r.rpc === 'tokens'
+                      ? await outcome(unary(c.listTokens.bind(c), {}, op.metadata))
+                      : await outcome(unary(c.issueToken.bind(c), { role: r.role, label: r.label }, op.metadata));
           check(`${r.rpc} ${JSON.stringify(r, (_k, v) => (v instanceof Uint8Array ? `${v.length} bytes` : v))}`, o);
         },
       ),
