@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from '../../shared/cli/errors';
-import type { TokenRecord } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import type { ParticipantRecord, TokenRecord } from '../../proto/gen/grpc/fedbridge/v1/federation';
 
 interface ConnOpts {
   coordinator: string;
@@ -55,6 +55,11 @@ async function connect(o: ConnOpts) {
 }
 
 /** gRPC errors become one-line user errors: "coordinator: FAILED_PRECONDITION: <details>". */
+/** What the CLI prints of an enrolled party. */
+function partyView(p: ParticipantRecord) {
+  return { name: p.name, publicKey: Buffer.from(p.publicKey).toString('base64'), certSha256: p.certSha256, enrolledAt: new Date(Number(p.enrolledAtMs)).toISOString() };
+}
+
 async function rpc<T>(p: Promise<T>): Promise<T> {
   try {
     return await p;
@@ -211,10 +216,37 @@ export function registerCoordinatorCommands(coord: Command): void {
     const c = await connect(o);
     try {
       const r = await rpc(c.unary(c.client.enroll.bind(c.client), { name: o.name, publicKey, certSha256 }, c.metadata));
-      const p = r.participant!;
-      const out = { name: p.name, publicKey: Buffer.from(p.publicKey).toString('base64'), certSha256: p.certSha256, enrolledAt: new Date(Number(p.enrolledAtMs)).toISOString() };
+      const out = partyView(r.participant!);
       if (o.json) printJson(out);
       else process.stderr.write(`enrolled ${out.name} (${out.publicKey})\n`);
+    } finally {
+      c.client.close();
+    }
+  });
+  connOptions(coord.command('parties').description('the enrolled parties: name, Ed25519 public key, bound certificate hash, when enrolled')).action(async (o: ConnOpts) => {
+    const c = await connect(o);
+    try {
+      const r = await rpc(c.unary(c.client.listParticipants.bind(c.client), {}, c.metadata));
+      const views = r.participants.map(partyView);
+      if (o.json) printJson({ parties: views });
+      else if (!views.length) process.stdout.write('no parties enrolled\n');
+      else for (const p of views) process.stdout.write(`${p.name}  ${p.publicKey}  ${p.certSha256 ? `cert ${p.certSha256.slice(0, 16)}...` : 'no cert bound'}  enrolled ${p.enrolledAt}\n`);
+    } finally {
+      c.client.close();
+    }
+  });
+  connOptions(
+    coord
+      .command('unenroll')
+      .description('remove a party (it left the federation, or its key is compromised): its requests are refused from then on and runs start without it; refused while a run is running; recorded in the audit log')
+      .requiredOption('--name <name>', 'party name')
+      .option('--reason <text>', 'reason recorded in the audit log', 'removed by the operator'),
+  ).action(async (o: ConnOpts & { name: string; reason: string }) => {
+    const c = await connect(o);
+    try {
+      const out = partyView(await rpc(c.unary(c.client.removeParticipant.bind(c.client), { name: o.name, reason: o.reason }, c.metadata)));
+      if (o.json) printJson(out);
+      else process.stderr.write(`removed ${out.name} (${out.publicKey}); enrol it again with a new key if it returns\n`);
     } finally {
       c.client.close();
     }

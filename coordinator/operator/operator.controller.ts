@@ -1,6 +1,6 @@
 /**
- * OperatorService (federation operator, DESIGN §8): enrol parties, start/abort/watch runs, issue,
- * list and revoke auditor tokens. Every call needs `authorization: Bearer <operator token>` metadata whose SHA-256
+ * OperatorService (federation operator, DESIGN §8): enrol, list and remove parties, start/abort/
+ * watch runs, issue, list and revoke auditor tokens. Every call needs `authorization: Bearer <operator token>` metadata whose SHA-256
  * matches the config; auditor tokens and party keys are refused here.
  */
 import { Controller, Inject } from '@nestjs/common';
@@ -15,6 +15,7 @@ import {
   type ListTokensResponse,
   type OperatorServiceController,
   type ParticipantRecord,
+  type RemoveParticipantRequest,
   type RunStatus,
   type RevokeTokenRequest,
   type RunStatusRequest,
@@ -45,7 +46,7 @@ function record(p: ParticipantRow): ParticipantRecord {
 }
 
 @Controller()
-@GrpcController('OperatorService', { unary: ['enroll', 'listParticipants', 'abortRun', 'getRunStatus', 'issueToken', 'listTokens', 'revokeToken'], clientStream: ['startRun'] })
+@GrpcController('OperatorService', { unary: ['enroll', 'listParticipants', 'removeParticipant', 'abortRun', 'getRunStatus', 'issueToken', 'listTokens', 'revokeToken'], clientStream: ['startRun'] })
 export class OperatorController implements Omit<OperatorServiceController, 'startRun'> {
   constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {}
 
@@ -80,6 +81,27 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
 
   listParticipants(_request: unknown, metadata?: Metadata): Promise<ListParticipantsResponse> {
     return this.guarded(metadata, async () => ({ participants: (await this.ctx.repo.listParticipants()).map(record) }));
+  }
+
+  /**
+   * Removes a party (it left, or its key is compromised): from the commit on every request it signs
+   * is UNAUTHENTICATED ("not enrolled"), its open event streams end with UNAUTHENTICATED, and a run
+   * can start with a policy without it. Refused while a run is running (FAILED_PRECONDITION: abort
+   * it or let it finish). The removal and its participant-removed audit entry commit together.
+   */
+  removeParticipant(request: RemoveParticipantRequest, metadata?: Metadata): Promise<ParticipantRecord> {
+    return this.guarded(metadata, async () => {
+      if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${request.name.slice(0, 64)}")`);
+      if (request.reason.length > MAX_TEXT) throw invalid(`reason is longer than ${MAX_TEXT} characters`);
+      const audit = this.ctx.audit;
+      const emit = (row: ParticipantRow) => [audit.append({ type: 'participant-removed', name: row.name, publicKey: Buffer.from(row.publicKey).toString('base64'), reason: request.reason })];
+      const r = await audit.write(() => this.ctx.repo.removeParticipant(request.name, request.reason, { emit }));
+      if (r.outcome === 'unknown') throw notFound(`no party "${request.name}" is enrolled (fedbridge coordinator parties)`);
+      if (r.outcome === 'running') throw failedPrecondition(`run ${r.runId} is running and its policy pins every party; abort it (fedbridge coordinator runs abort) or let it finish, then remove "${request.name}"`);
+      this.ctx.events.disconnect(r.row.name, unauthenticated(`party "${r.row.name}" was removed from the federation`));
+      this.ctx.log(`removed party "${r.row.name}"${request.reason ? ` (${request.reason})` : ''}`);
+      return record(r.row);
+    });
   }
 
   /** Client stream: StartRunRequest first, then the initial model in chunks (no 4 MiB ceiling). */

@@ -66,10 +66,18 @@ export class EventHub {
       return () => {
         inner.unsubscribe();
         set!.delete(subject);
-        if (set!.size === 0) this.subs.delete(party);
+        if (set!.size === 0 && this.subs.get(party) === set) this.subs.delete(party);
         this.metrics?.subscribers.dec();
       };
     });
+  }
+
+  /** Ends `party`'s open streams with `error` (it was removed from the federation). */
+  disconnect(party: string, error: Error): void {
+    const set = this.subs.get(party);
+    if (!set) return;
+    this.subs.delete(party);
+    for (const s of [...set]) s.error(error);
   }
 
   /** Ends every stream (shutdown). */

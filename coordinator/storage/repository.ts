@@ -212,6 +212,27 @@ export class Repository {
     return row;
   }
 
+  /**
+   * Removes party `name` in ONE transaction with its audit entry (participant-removed with `reason`;
+   * an emitter is called with the removed row). Refused while a run is running (its policy pins the
+   * party). The row is locked first (PostgreSQL: FOR UPDATE), so a run that is starting either sees
+   * the party gone (startRun's own check) or is already running when the check below looks.
+   */
+  async removeParticipant(name: string, reason: string, sealer?: AuditSealer | AuditEmitter<ParticipantRow>): Promise<{ outcome: 'removed'; row: ParticipantRow } | { outcome: 'unknown' } | { outcome: 'running'; runId: string }> {
+    return this.db.transaction(async (tx) => {
+      const lock = tx.dialect === 'postgres' ? ' FOR UPDATE' : '';
+      const found = await tx.query(`SELECT * FROM participants WHERE name = ?${lock}`, [name]);
+      if (!found.length) return { outcome: 'unknown' as const };
+      const running = await tx.query("SELECT id FROM runs WHERE state = 'running'");
+      if (running.length) return { outcome: 'running' as const, runId: String(running[0].id) };
+      const row = participant(found[0]);
+      await tx.query('DELETE FROM participants WHERE name = ?', [name]);
+      if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit(row));
+      else if (sealer) await this.appendAudit(tx, sealer, { type: 'participant-removed', name, publicKey: Buffer.from(row.publicKey).toString('base64'), reason });
+      return { outcome: 'removed' as const, row };
+    });
+  }
+
   async participantByName(name: string): Promise<ParticipantRow | null> {
     const rows = await this.db.query('SELECT * FROM participants WHERE name = ?', [name]);
     return rows.length ? participant(rows[0]) : null;
@@ -258,6 +279,15 @@ export class Repository {
   }): Promise<{ run: RunRow; round: RoundRow; modelVersion: number }> {
     const t = this.now();
     return this.db.transaction(async (tx) => {
+      // every signer is still enrolled with the key it signed with (a removal may have committed
+      // since the caller checked the signatures; PostgreSQL: the rows are held until commit)
+      const hold = tx.dialect === 'postgres' ? ' FOR SHARE' : '';
+      for (const s of args.signatures) {
+        const p = await tx.query(`SELECT public_key FROM participants WHERE name = ?${hold}`, [s.party]);
+        if (!p.length || Buffer.compare(Buffer.from(u8(p[0].public_key)), Buffer.from(s.publicKey)) !== 0) {
+          throw new ConflictError(`party "${s.party}" was removed or enrolled again while the run was starting; check the policy and start the run again`);
+        }
+      }
       const running = await tx.query("SELECT id FROM runs WHERE state = 'running'");
       if (running.length) throw new ConflictError(`run ${String(running[0].id)} is still running; abort it first`);
       const existing = await tx.query('SELECT hash FROM policies WHERE hash = ?', [args.policyHash]);

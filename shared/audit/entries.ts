@@ -17,8 +17,9 @@
  *            round-aborted   reason, epsilon of each charged party (an aborted round still counts),
  *                            Merkle root
  *            receipt         a party's countersignature over a chain head (receipt.ts)
- * Other:     participant-enrolled, token-issued, token-revoked (operator actions, chained like
- *            everything else; a token is revoked at most once, and only after it was issued).
+ * Other:     participant-enrolled, participant-removed, token-issued, token-revoked (operator
+ *            actions, chained like everything else: a name is enrolled again only after its removal,
+ *            a party is never removed during a run, a token is revoked at most once, after its issue).
  * Every run and round entry carries the policy hash.
  */
 import { z } from 'zod';
@@ -93,6 +94,7 @@ const epsilonMap = z.record(name, finite);
 
 export const entrySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('participant-enrolled'), ...common, name, publicKey: b64(32), certSha256: z.string().nullable() }).strict(),
+  z.object({ type: z.literal('participant-removed'), ...common, name, publicKey: b64(32), reason: z.string().max(200) }).strict(),
   z.object({ type: z.literal('token-issued'), ...common, tokenId: z.string().min(1), role: z.string().min(1), label: z.string() }).strict(),
   z.object({ type: z.literal('token-revoked'), ...common, tokenId: z.string().min(1), reason: z.string().max(200) }).strict(),
   z

@@ -234,6 +234,15 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
   };
 
   let lastAt = -1;
+  /** party name -> its enrolled key (base64), from the participant-enrolled / -removed entries so far */
+  const enrolled = new Map<string, string>();
+  /** When the policy is registered and a run of it starts, every policy party enrolled so far has its pinned key. */
+  const enrolledAsPinned = (i: number): void => {
+    for (const p of policy.parties) {
+      const key = enrolled.get(p.name);
+      if (key !== undefined && key !== p.publicKey) fail(i, `enrolled.${p.name}`, p.publicKey, key);
+    }
+  };
   /** token id -> its state, from the token-issued / token-revoked entries so far */
   const tokens = new Map<string, 'valid' | 'revoked'>();
   entries.forEach((e, i) => {
@@ -241,9 +250,16 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     if (e.at < lastAt) fail(i, 'entry.at', `>= ${lastAt} (time of the previous entry)`, e.at);
     lastAt = Math.max(lastAt, e.at);
     switch (e.type) {
-      case 'participant-enrolled': {
-        const pinned = policy.parties.find((p) => p.name === e.name);
-        if (pinned && pinned.publicKey !== e.publicKey) fail(i, 'entry.publicKey', pinned.publicKey, e.publicKey);
+      case 'participant-enrolled':
+        if (enrolled.has(e.name)) fail(i, 'entry.name', 'a party not enrolled at this point (participant-removed first)', e.name);
+        enrolled.set(e.name, e.publicKey);
+        return;
+      case 'participant-removed': {
+        const key = enrolled.get(e.name);
+        if (key === undefined) fail(i, 'entry.name', 'a party enrolled earlier in the log', e.name);
+        else if (key !== e.publicKey) fail(i, 'entry.publicKey', key, e.publicKey);
+        if (run && !run.closed) fail(i, 'entry.type', `run-completed or run-aborted of run ${run.runId} first`, 'participant-removed');
+        enrolled.delete(e.name);
         return;
       }
       case 'token-issued':
@@ -274,6 +290,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
           if (!verifyPolicySignature(pHash, safe(() => fromBase64('signature', s.signature, 64)) ?? new Uint8Array(0), key)) fail(i, `entry.signatures.${s.party}.signature`, `${s.party}'s signature of policy ${pHash}`, 'invalid');
         }
         for (const p of policy.parties) if (!seen.has(p.name)) fail(i, `entry.signatures.${p.name}`, `a signature by ${p.name}`, 'missing');
+        enrolledAsPinned(i);
         registered.add(e.policyHash);
         return;
       }
@@ -283,6 +300,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         if (run && !run.closed) fail(i, 'entry.type', `run-completed or run-aborted of run ${run.runId} first`, 'run-started');
         if (runs.some((r) => r.runId === e.runId)) fail(i, 'entry.runId', 'a new run id', e.runId);
         if (e.roundsPlanned !== policy.training.rounds) fail(i, 'entry.roundsPlanned', policy.training.rounds, e.roundsPlanned);
+        if (e.policyHash === pHash) enrolledAsPinned(i);
         if (e.initialModelVersion <= maxVersion) fail(i, 'entry.initialModelVersion', `> ${maxVersion} (versions only grow)`, e.initialModelVersion);
         maxVersion = Math.max(maxVersion, e.initialModelVersion);
         run = { status: 'running', runId: e.runId, startIdx: i, roundsPlanned: e.roundsPlanned, version: e.initialModelVersion, completed: 0, lastRound: 0, closed: false };

@@ -40,7 +40,7 @@ describe('fedbridge coordinator CLI', () => {
     conn = ['--coordinator', `127.0.0.1:${coord.grpcPort}`, '--ca', path.join(dir, 'certs/ca.crt'), '--token-file', path.join(dir, 'operator.token'), '--tls-cert', path.join(dir, 'certs/operator.crt'), '--tls-key', path.join(dir, 'certs/operator.key')];
   });
 
-  test('enroll, runs start/status/abort, tokens issue/list/revoke; bad input exits non-zero with one line', async () => {
+  test('enroll, parties, unenroll, runs start/status/abort, tokens issue/list/revoke; bad input exits non-zero with one line', async () => {
     const env = { certs: { ca: path.join(dir, 'certs/ca.crt'), clients: { platform: { cert: path.join(dir, 'certs/platform.crt'), key: path.join(dir, 'certs/platform.key'), sha256: '' }, insurer: { cert: path.join(dir, 'certs/insurer.crt'), key: path.join(dir, 'certs/insurer.key'), sha256: '' } } } } as never;
     const parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
     for (const p of parties) {
@@ -88,6 +88,16 @@ describe('fedbridge coordinator CLI', () => {
     const noId = await run(['coordinator', 'tokens', 'revoke', ...conn]);
     expect(noId.code).not.toBe(0);
     expect(noId.err).toMatch(/--id/);
+    // parties: list, remove (no run is running now), list again; removing again is NOT_FOUND
+    const ps = await run(['coordinator', 'parties', ...conn, '--json']);
+    expect(JSON.parse(ps.out).parties.map((p: { name: string }) => p.name)).toEqual(['insurer', 'platform']);
+    const gone = await run(['coordinator', 'unenroll', ...conn, '--name', 'insurer', '--reason', 'left', '--json']);
+    expect(gone.code).toBe(0);
+    expect(JSON.parse(gone.out)).toMatchObject({ name: 'insurer', publicKey: Buffer.from(parties[1].keys.publicKey).toString('base64') });
+    const left = await run(['coordinator', 'parties', ...conn]);
+    expect(left.out).toMatch(/^platform  \S{44}  cert [0-9a-f]{16}\.\.\.  enrolled \d{4}-\S+\n$/);
+    const twice = await run(['coordinator', 'unenroll', ...conn, '--name', 'insurer']);
+    expect([twice.code, twice.err]).toEqual([1, 'fedbridge: coordinator: NOT_FOUND: no party "insurer" is enrolled (fedbridge coordinator parties)\n']);
     const badRole = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'operator']);
     expect(badRole.code).toBe(2);
     const noToken = await run(['coordinator', 'runs', 'status', ...conn.filter((_, i) => i < 4), '--tls-cert', path.join(dir, 'certs/operator.crt'), '--tls-key', path.join(dir, 'certs/operator.key')]);

@@ -354,6 +354,8 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
           fc.record({ rpc: fc.constant('token' as const), role: fc.oneof(fc.constantFrom('auditor', 'operator', 'party', ''), fc.string({ maxLength: 20 })), label: fc.string({ maxLength: 300 }) }),
           fc.record({ rpc: fc.constant('revoke' as const), tokenId: fc.oneof(fc.stringMatching(/^tok-[0-9a-f]{12}$/), fc.string({ maxLength: 40 }), fc.constant('')), reason: fc.string({ maxLength: 300 }) }),
           fc.record({ rpc: fc.constant('tokens' as const) }),
+          // names of parties that are not enrolled (the enrolled ones must stay for the final check)
+          fc.record({ rpc: fc.constant('unenroll' as const), name: fc.oneof(fc.string({ maxLength: 70 }), fc.constantFrom('nobody', '', 'a'.repeat(200), 'Platform')).filter((n) => !['platform', 'insurer', 'insurer2'].includes(n)), reason: fc.string({ maxLength: 300 }) }),
         ),
         async (r) => {
           const c = op.client;
@@ -368,6 +370,8 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
                     ? await outcome(unary(c.revokeToken.bind(c), { tokenId: r.tokenId, reason: r.reason }, op.metadata))
                     : r.rpc === 'tokens'
                       ? await outcome(unary(c.listTokens.bind(c), {}, op.metadata))
+                      : r.rpc === 'unenroll'
+                        ? await outcome(unary(c.removeParticipant.bind(c), { name: r.name, reason: r.reason }, op.metadata))
                       : await outcome(unary(c.issueToken.bind(c), { role: r.role, label: r.label }, op.metadata));
           check(`${r.rpc} ${JSON.stringify(r, (_k, v) => (v instanceof Uint8Array ? `${v.length} bytes` : v))}`, o);
         },

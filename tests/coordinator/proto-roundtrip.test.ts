@@ -35,6 +35,8 @@ const samples: Record<string, object> = {
   },
   IssueTokenRequest: { role: 'auditor', label: 'l' },
   IssueTokenResponse: { token: 't', tokenId: 'i', role: 'auditor' },
+  RemoveParticipantRequest: { name: 'insurer2', reason: 'left the federation' },
+  ParticipantRecord: { name: 'insurer2', publicKey: new Uint8Array(32).fill(6), certSha256: 'cd'.repeat(32), enrolledAtMs: '1763856000000' },
   ListTokensRequest: {},
   ListTokensResponse: { tokens: [{ tokenId: 'tok-0123456789ab', role: 'auditor', label: 'l', createdAtMs: '1763856000000', revokedAtMs: '0' }, { tokenId: 'tok-ba9876543210', role: 'auditor', label: '', createdAtMs: '1', revokedAtMs: '9007199254740993' }] },
   RevokeTokenRequest: { tokenId: 'tok-0123456789ab', reason: 'left the audit firm' },
@@ -58,7 +60,7 @@ for (const service of ['ParticipantService', 'OperatorService']) {
 }
 
 test('every RPC of both services is covered', () => {
-  expect(cases.length).toBe(2 * (8 + 8));
+  expect(cases.length).toBe(2 * (8 + 9));
   for (const [, , , type] of cases) expect(Object.keys(samples)).toContain(type);
 });
 

@@ -73,6 +73,7 @@ for (const backend of backends()) {
         const repo = new Repository(db, () => ++t);
         const ck = coord();
         const sealer = coordinatorSealer(ck.secretKey);
+        await repo.enrollParticipant({ name: 'platform', publicKey: hash32(1) }, sealer); // the signer
         const started = await repo.startRun({
           runId: 'run-1',
           policyHash: 'ab'.repeat(32),
@@ -110,7 +111,7 @@ for (const backend of backends()) {
 
         const entries = await repo.auditEntries();
         expect(entries.map((e) => JSON.parse(Buffer.from(e.entry).toString()).type)).toEqual([
-          'policy-registered', 'run-started', 'round-completed', 'round-aborted', 'round-completed', 'run-completed',
+          'participant-enrolled', 'policy-registered', 'run-started', 'round-completed', 'round-aborted', 'round-completed', 'run-completed',
         ]);
         expect(verifyAuditChain(entries, ck.publicKey).failures).toEqual([]);
         // a flipped byte anywhere in a stored entry is caught at that entry
@@ -182,6 +183,53 @@ for (const backend of backends()) {
         now = 4000;
         expect(await repo.revokeToken('tok-bbbbbbbbbbbb', 'again', sealer)).toMatchObject({ outcome: 'already-revoked', row: { revokedAt: 3000 } });
         expect(await repo.snapshotCounts()).toEqual(after);
+      } finally {
+        await db.close();
+      }
+    });
+
+    test('participants: removed with its audit entry, not during a run; a run whose signer was removed meanwhile does not start; the name may be enrolled again', async () => {
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        const repo = new Repository(db, () => 5000);
+        const key = coord();
+        const sealer = coordinatorSealer(key.secretKey);
+        const a = ed25519Keygen();
+        const b = ed25519Keygen();
+        await repo.enrollParticipant({ name: 'platform', publicKey: a.publicKey }, sealer);
+        await repo.enrollParticipant({ name: 'insurer2', publicKey: b.publicKey }, sealer);
+        const sig = (party: string, publicKey: Uint8Array) => ({ party, publicKey, signature: new Uint8Array(64).fill(1) });
+        const start = (runId: string, signatures: ReturnType<typeof sig>[]) =>
+          repo.startRun({ runId, policyHash: 'ef'.repeat(32), canonicalPolicyJson: '{}', signatures, roundsPlanned: 1, initialModel: { bytes: new Uint8Array(4), hash: hash32(4) }, firstRound: { state: 'open', phase: 'advertise', phaseDeadline: null }, sealer });
+        await start('run-1', [sig('platform', a.publicKey), sig('insurer2', b.publicKey)]);
+
+        let before = await repo.snapshotCounts();
+        expect(await repo.removeParticipant('insurer2', 'left', sealer)).toEqual({ outcome: 'running', runId: 'run-1' });
+        expect(await repo.removeParticipant('nobody', 'x', sealer)).toEqual({ outcome: 'unknown' });
+        expect(await repo.snapshotCounts()).toEqual(before);
+        await repo.abortRunOnly('run-1', 'test', sealer);
+
+        before = await repo.snapshotCounts();
+        const removed = await repo.removeParticipant('insurer2', 'left', sealer);
+        expect(removed).toMatchObject({ outcome: 'removed', row: { name: 'insurer2' } });
+        expect(await repo.participantByName('insurer2')).toBeNull();
+        expect(await repo.participantByKey(b.publicKey)).toBeNull();
+        expect((await repo.listParticipants()).map((p) => p.name)).toEqual(['platform']);
+        expect(await repo.snapshotCounts()).toEqual({ ...before, participants: before.participants - 1, audit_log: before.audit_log + 1 });
+        const log = await repo.auditEntries();
+        expect(JSON.parse(Buffer.from(log[log.length - 1].entry).toString('utf8'))).toEqual(expect.objectContaining({ type: 'participant-removed', name: 'insurer2', publicKey: Buffer.from(b.publicKey).toString('base64'), reason: 'left' }));
+        expect(verifyAuditChain(log, key.publicKey).failures).toEqual([]);
+
+        // a run whose signatures were checked before the removal committed: refused in its own transaction, nothing written
+        before = await repo.snapshotCounts();
+        await expect(start('run-2', [sig('platform', a.publicKey), sig('insurer2', b.publicKey)])).rejects.toThrow(/party "insurer2" was removed or enrolled again while the run was starting/);
+        await expect(start('run-2', [sig('platform', b.publicKey)])).rejects.toThrow(/party "platform" was removed or enrolled again/);
+        expect(await repo.snapshotCounts()).toEqual(before);
+        // enrolled again, with a new key; the run without the removed party starts
+        await repo.enrollParticipant({ name: 'insurer2', publicKey: ed25519Keygen().publicKey }, sealer);
+        await start('run-3', [sig('platform', a.publicKey)]);
+        expect((await repo.runningRun())?.id).toBe('run-3');
       } finally {
         await db.close();
       }

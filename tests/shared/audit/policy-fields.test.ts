@@ -77,7 +77,7 @@ const rows: Row[] = [
   { name: 'round numbering', at: started(2), mutate: (e) => (e.round = 5), field: 'entry.round' },
   { name: 'rounds planned', at: (e) => e.type === 'run-started', mutate: (e) => (e.roundsPlanned = 99), field: 'entry.roundsPlanned' },
   { name: 'a missing policy signature', at: (e) => e.type === 'policy-registered', mutate: (e) => e.signatures.pop(), field: 'entry.signatures.insurer2' },
-  { name: 'a party enrolled under another key', at: (e) => e.type === 'participant-enrolled', mutate: (e) => (e.publicKey = fed.policy.parties[1].publicKey), field: 'entry.publicKey' },
+  { name: 'a party enrolled under another key', at: (e) => e.type === 'participant-enrolled', mutate: (e) => (e.publicKey = fed.policy.parties[1].publicKey), field: 'enrolled.platform', failAt: (e) => e.type === 'policy-registered' },
   { name: 'Merkle root of a round', at: completed(1), mutate: (e) => (e.merkle.root = '00'.repeat(32)), field: 'entry.merkle.root', fixMerkle: false },
   { name: 'run completed early', at: (e) => e.type === 'run-completed', mutate: (e) => (e.finalModelVersion = 2), field: 'entry.finalModelVersion' },
 ];

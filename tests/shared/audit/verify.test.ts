@@ -142,3 +142,38 @@ describe('verifyLog: the token lifecycle (operator entries)', () => {
     expect(() => w.append({ ...revoke('tok-a'), extra: 1 } as never, 1)).toThrow(/extra|unrecognized/i);
   });
 });
+
+describe('verifyLog: enrolment and removal (operator entries)', () => {
+  test('a name is enrolled again only after its removal; a removal names the enrolled key, never during a run; the policy meets its parties under their pinned keys', async () => {
+    const { AuditWriter } = await import('../../../shared/audit');
+    const { ed25519Keygen } = await import('../../../shared/crypto/sign');
+    const fed = await makeFederation();
+    const [platform, insurer] = fed.policy.parties;
+    const other = Buffer.from(ed25519Keygen().publicKey).toString('base64');
+    type Op = { type: 'participant-enrolled'; name: string; publicKey: string; certSha256: null } | { type: 'participant-removed'; name: string; publicKey: string; reason: string };
+    const enrol = (name: string, publicKey: string): Op => ({ type: 'participant-enrolled', name, publicKey, certSha256: null });
+    const remove = (name: string, publicKey: string): Op => ({ type: 'participant-removed', name, publicKey, reason: 'left' });
+    const failures = (ops: Op[]) => {
+      const w = new AuditWriter(fed.coordinator.secretKey);
+      ops.forEach((e, k) => w.append(e, 1000 + k));
+      return verifyLog(new TextEncoder().encode(w.written().map((r) => exportLineOf(r)).join('')), { policy: fed.policy }).failures;
+    };
+    // a party that left, and one whose compromised key was replaced by the pinned one, before the policy
+    expect(failures([enrol('gone', other), enrol(platform.name, other), remove('gone', other), remove(platform.name, other), enrol(platform.name, platform.publicKey)])).toEqual([]);
+    expect(failures([enrol(platform.name, platform.publicKey), enrol(platform.name, other)])).toEqual([{ entry: 1, field: 'entry.name', expected: 'a party not enrolled at this point (participant-removed first)', found: platform.name }]);
+    expect(failures([remove(insurer.name, insurer.publicKey)])).toEqual([{ entry: 0, field: 'entry.name', expected: 'a party enrolled earlier in the log', found: insurer.name }]);
+    expect(failures([enrol(insurer.name, insurer.publicKey), remove(insurer.name, other)])).toEqual([{ entry: 1, field: 'entry.publicKey', expected: insurer.publicKey, found: other }]);
+
+    // in a generated run: a policy party under another key when the policy is registered, and a removal during the run
+    const log = generateLog(fed, [{}]);
+    const es = entriesOf(log.text);
+    const reg = es.findIndex((e) => e.type === 'policy-registered');
+    const swapped = es.map((e) => (e.type === 'participant-enrolled' ? { ...e, publicKey: other } : e));
+    const f1 = verifyLog(rechain(fed, swapped, { resignReceipts: true }).bytes, { policy: fed.policy }).failures;
+    expect(f1).toContainEqual({ entry: reg, field: `enrolled.${platform.name}`, expected: platform.publicKey, found: other });
+    const firstRound = es.findIndex((e) => e.type === 'round-started');
+    const during = [...es.slice(0, firstRound + 1), { type: 'participant-removed', idx: 0, at: es[firstRound].at, name: platform.name, publicKey: platform.publicKey, reason: 'x' }, ...es.slice(firstRound + 1)];
+    const f2 = verifyLog(rechain(fed, during, { resignReceipts: true }).bytes, { policy: fed.policy }).failures;
+    expect(f2).toContainEqual({ entry: firstRound + 1, field: 'entry.type', expected: 'run-completed or run-aborted of run run-1 first', found: 'participant-removed' });
+  });
+});

@@ -340,6 +340,17 @@ export interface TokenRecord {
   revokedAtMs: string;
 }
 
+/**
+ * Removes an enrolled party (it left the federation, or its key is compromised): its requests are
+ * refused from then on, its open event stream ends, and a run can start without its signature.
+ * Refused while a run is running. The party may be enrolled again, with a new key.
+ */
+export interface RemoveParticipantRequest {
+  name: string;
+  /** written to the audit log */
+  reason: string;
+}
+
 export interface ListTokensRequest {
 }
 
@@ -2953,6 +2964,73 @@ export const TokenRecord: MessageFns<TokenRecord> = {
   },
 };
 
+function createBaseRemoveParticipantRequest(): RemoveParticipantRequest {
+  return { name: "", reason: "" };
+}
+
+export const RemoveParticipantRequest: MessageFns<RemoveParticipantRequest> = {
+  encode(message: RemoveParticipantRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveParticipantRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveParticipantRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RemoveParticipantRequest>, I>>(base?: I): RemoveParticipantRequest {
+    return RemoveParticipantRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveParticipantRequest>, I>>(object: I): RemoveParticipantRequest {
+    const message = createBaseRemoveParticipantRequest();
+    message.name = object.name ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
 function createBaseListTokensRequest(): ListTokensRequest {
   return {};
 }
@@ -3366,6 +3444,16 @@ export const OperatorServiceService = {
       Buffer.from(ListParticipantsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListParticipantsResponse => ListParticipantsResponse.decode(value),
   },
+  removeParticipant: {
+    path: "/fedbridge.v1.OperatorService/RemoveParticipant" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveParticipantRequest): Buffer =>
+      Buffer.from(RemoveParticipantRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveParticipantRequest => RemoveParticipantRequest.decode(value),
+    responseSerialize: (value: ParticipantRecord): Buffer => Buffer.from(ParticipantRecord.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ParticipantRecord => ParticipantRecord.decode(value),
+  },
   startRun: {
     path: "/fedbridge.v1.OperatorService/StartRun" as const,
     requestStream: true as const,
@@ -3425,6 +3513,7 @@ export const OperatorServiceService = {
 export interface OperatorServiceServer extends UntypedServiceImplementation {
   enroll: handleUnaryCall<EnrollRequest, EnrollResponse>;
   listParticipants: handleUnaryCall<ListParticipantsRequest, ListParticipantsResponse>;
+  removeParticipant: handleUnaryCall<RemoveParticipantRequest, ParticipantRecord>;
   startRun: handleClientStreamingCall<StartRunChunk, RunStatus>;
   abortRun: handleUnaryCall<AbortRunRequest, RunStatus>;
   getRunStatus: handleUnaryCall<RunStatusRequest, RunStatus>;
@@ -3463,6 +3552,21 @@ export interface OperatorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListParticipantsResponse) => void,
+  ): ClientUnaryCall;
+  removeParticipant(
+    request: RemoveParticipantRequest,
+    callback: (error: ServiceError | null, response: ParticipantRecord) => void,
+  ): ClientUnaryCall;
+  removeParticipant(
+    request: RemoveParticipantRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ParticipantRecord) => void,
+  ): ClientUnaryCall;
+  removeParticipant(
+    request: RemoveParticipantRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ParticipantRecord) => void,
   ): ClientUnaryCall;
   startRun(callback: (error: ServiceError | null, response: RunStatus) => void): ClientWritableStream<StartRunChunk>;
   startRun(

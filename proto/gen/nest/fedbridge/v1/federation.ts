@@ -326,6 +326,17 @@ export interface TokenRecord {
   revokedAtMs: string;
 }
 
+/**
+ * Removes an enrolled party (it left the federation, or its key is compromised): its requests are
+ * refused from then on, its open event stream ends, and a run can start without its signature.
+ * Refused while a run is running. The party may be enrolled again, with a new key.
+ */
+export interface RemoveParticipantRequest {
+  name: string;
+  /** written to the audit log */
+  reason: string;
+}
+
 export interface ListTokensRequest {
 }
 
@@ -445,6 +456,8 @@ export interface OperatorServiceClient {
 
   listParticipants(request: ListParticipantsRequest, metadata?: Metadata): Observable<ListParticipantsResponse>;
 
+  removeParticipant(request: RemoveParticipantRequest, metadata?: Metadata): Observable<ParticipantRecord>;
+
   startRun(request: Observable<StartRunChunk>, metadata?: Metadata): Observable<RunStatus>;
 
   abortRun(request: AbortRunRequest, metadata?: Metadata): Observable<RunStatus>;
@@ -468,6 +481,11 @@ export interface OperatorServiceController {
     request: ListParticipantsRequest,
     metadata?: Metadata,
   ): Promise<ListParticipantsResponse> | Observable<ListParticipantsResponse> | ListParticipantsResponse;
+
+  removeParticipant(
+    request: RemoveParticipantRequest,
+    metadata?: Metadata,
+  ): Promise<ParticipantRecord> | Observable<ParticipantRecord> | ParticipantRecord;
 
   startRun(
     request: Observable<StartRunChunk>,
@@ -499,6 +517,7 @@ export function OperatorServiceControllerMethods() {
     const grpcMethods: string[] = [
       "enroll",
       "listParticipants",
+      "removeParticipant",
       "abortRun",
       "getRunStatus",
       "issueToken",
