@@ -9,8 +9,10 @@
  *  2. chain: line i has idx i, prevHash = chain(i-1), a valid coordinator signature (key pinned in
  *     the policy), and entry.idx = i;
  *  3. schema: each entry is one of the types of entries.ts, strictly;
- *  4. policy: the registered policy hash is this policy's, signed by every party with its pinned
- *     key; runs and rounds carry this hash; a run plans the policy's number of rounds;
+ *  4. policy: each registered policy hash is one of the auditor's policies (usually one; more for a
+ *     log with runs of several, e.g. after a party left), signed by every party of that policy with
+ *     its pinned key; a run and its rounds carry the hash of a registered policy, and every check
+ *     below uses that run's policy; a run plans its policy's number of rounds;
  *  5. rounds: numbered 1, 2, ... per run; every accountant parameter equals the policy's
  *     (accounting.ts#expectedRoundParams); parties are policy parties; at least max(2, t, n_min
  *     when distributed) parties start; phases in protocol order, each phase's parties a subset of
@@ -85,6 +87,14 @@ export interface VerifyResult {
 
 export interface VerifyOptions {
   policy: Policy;
+  /**
+   * Other policies whose runs the same log holds (the parties signed a new policy, e.g. after one
+   * of them left). Each run, its rounds and its receipts are checked against the policy whose hash
+   * they carry; epsilon is composed over every charged round of every policy (the node's lifetime
+   * ledger; the coordinator logs it so), with the delta and budget of the run's policy. All must pin
+   * the coordinator key and federation of `policy` (a RangeError otherwise: the auditor's input).
+   */
+  otherPolicies?: readonly Policy[];
   /** receipts kept by the parties (e.g. read from --receipts DIR), with where each came from */
   receipts?: { source: string; receipt: unknown }[];
 }
@@ -113,6 +123,16 @@ interface RoundState {
 const show = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v) ?? String(v));
 const sameSet = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && new Set(a).size === a.length && a.every((x) => b.includes(x));
 
+/** What the checks need of one policy. */
+interface PolicyContext {
+  policy: Policy;
+  hash: string;
+  partyKeys: Map<string, Uint8Array>;
+  expected: RoundParams;
+  minParties: number;
+  t: number;
+}
+
 export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
   const { policy } = opts;
   const failures: VerifyFailure[] = [];
@@ -121,14 +141,28 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     failures.push({ entry, field, expected: show(expected), found: show(found) });
   };
   const pHash = computePolicyHash(policy);
-  // the policy is the auditor's own, validated input: its keys are decoded leniently (schema-checked length)
+  // the policies are the auditor's own, validated input: their keys are decoded leniently (schema-checked length)
   const so = sodium();
   const pinned = (k: string) => so.from_base64(k, so.base64_variants.ORIGINAL);
   const coordinatorKey = pinned(policy.coordinator.publicKey);
-  const partyKeys = new Map(policy.parties.map((p) => [p.name, pinned(p.publicKey)]));
-  const expected = expectedRoundParams(policy);
-  const minParties = Math.max(2, policy.secagg.threshold, policy.privacy.noiseMode === 'distributed' ? policy.privacy.nMin : 1);
-  const t = policy.secagg.threshold;
+  const contextOf = (p: Policy): PolicyContext => ({
+    policy: p,
+    hash: computePolicyHash(p),
+    partyKeys: new Map(p.parties.map((q) => [q.name, pinned(q.publicKey)])),
+    expected: expectedRoundParams(p),
+    minParties: Math.max(2, p.secagg.threshold, p.privacy.noiseMode === 'distributed' ? p.privacy.nMin : 1),
+    t: p.secagg.threshold,
+  });
+  const contexts = new Map<string, PolicyContext>();
+  for (const p of [policy, ...(opts.otherPolicies ?? [])]) {
+    if (p.coordinator.publicKey !== policy.coordinator.publicKey) throw new RangeError(`policy ${computePolicyHash(p)} pins another coordinator key than policy ${pHash}: one log has one coordinator`);
+    if (p.federationId !== policy.federationId) throw new RangeError(`policy ${computePolicyHash(p)} is for federation "${p.federationId}", policy ${pHash} for "${policy.federationId}"`);
+    const c = contextOf(p);
+    contexts.set(c.hash, c);
+  }
+  const knownHashes = [...contexts.keys()];
+  /** the policy of the run in progress (or of the last run); `policy` before the first run */
+  let cur = contexts.get(pHash)!;
 
   // ---- 1-3: bytes, chain, signatures, schema
   const { lines, endsWithNewline } = data.length === 0 ? { lines: [], endsWithNewline: true } : splitLines(data);
@@ -169,13 +203,20 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
   let rnd: RoundState | null = null;
   let maxVersion = -1;
   const timeline: RoundSummary[] = [];
-  const completedRounds = new Map<string, { closeIdx: number; modelHash: string; summary: RoundSummary }>();
+  const completedRounds = new Map<string, { closeIdx: number; modelHash: string; policyHash: string; summary: RoundSummary }>();
   const ledger = new RdpLedger();
   const chargeErrors = new Map<string, string>();
   const receiptSigs = new Set<string>();
 
+  /** An entry of the current run (its rounds, phases, end) carries the run's policy hash. */
   const checkPolicyHash = (i: number, e: { policyHash: string }): void => {
-    if (e.policyHash !== pHash) fail(i, 'entry.policyHash', pHash, e.policyHash);
+    if (e.policyHash !== cur.hash) fail(i, 'entry.policyHash', cur.hash, e.policyHash);
+  };
+  /** The context of a policy the auditor gave, or a failure naming the hashes it knows. */
+  const givenPolicy = (i: number, field: string, hash: string): PolicyContext | null => {
+    const c = contexts.get(hash);
+    if (!c) fail(i, field, knownHashes.length === 1 ? knownHashes[0] : `one of the given policies (${knownHashes.join(', ')})`, hash);
+    return c ?? null;
   };
   const partySubset = (i: number, field: string, parties: readonly string[], allowed: readonly string[]): void => {
     const seen = new Set<string>();
@@ -203,7 +244,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
       }
       let recomputed: number;
       try {
-        recomputed = ledger.epsilon(party, policy.privacy.delta);
+        recomputed = ledger.epsilon(party, cur.policy.privacy.delta);
       } catch (err) {
         // a hostile log must give a failure, never an exception (policy.privacy.delta is validated
         // with the policy, so this is the accountant refusing what the logged rounds add up to)
@@ -213,7 +254,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
       const v = e.epsilon[party];
       if (v === undefined) continue;
       if (!epsilonMatches(v, recomputed)) fail(i, `entry.epsilon.${party}`, recomputed, v);
-      const budget = partyBudget(policy, party);
+      const budget = partyBudget(cur.policy, party);
       const worst = Math.max(v, recomputed);
       if (!(worst <= budget)) fail(i, `entry.epsilon.${party}`, `<= budget ${budget}`, worst);
     }
@@ -237,8 +278,8 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
   /** party name -> its enrolled key (base64), from the participant-enrolled / -removed entries so far */
   const enrolled = new Map<string, string>();
   /** When the policy is registered and a run of it starts, every policy party enrolled so far has its pinned key. */
-  const enrolledAsPinned = (i: number): void => {
-    for (const p of policy.parties) {
+  const enrolledAsPinned = (i: number, c: PolicyContext): void => {
+    for (const p of c.policy.parties) {
       const key = enrolled.get(p.name);
       if (key !== undefined && key !== p.publicKey) fail(i, `enrolled.${p.name}`, p.publicKey, key);
     }
@@ -274,33 +315,36 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         return;
       }
       case 'policy-registered': {
-        checkPolicyHash(i, e);
-        if (e.policyHash !== pHash) return;
+        const c = givenPolicy(i, 'entry.policyHash', e.policyHash);
+        if (!c) return;
+        if (registered.has(e.policyHash)) fail(i, 'entry.policyHash', 'a policy not registered before', e.policyHash);
         const seen = new Set<string>();
         for (const s of e.signatures) {
-          const key = partyKeys.get(s.party);
+          const key = c.partyKeys.get(s.party);
           if (!key) {
             fail(i, 'entry.signatures', 'signatures of policy parties only', s.party);
             continue;
           }
           if (seen.has(s.party)) fail(i, `entry.signatures.${s.party}`, 'one signature', 'two');
           seen.add(s.party);
-          const pinned = policy.parties.find((p) => p.name === s.party)!.publicKey;
+          const pinned = c.policy.parties.find((p) => p.name === s.party)!.publicKey;
           if (s.publicKey !== pinned) fail(i, `entry.signatures.${s.party}.publicKey`, pinned, s.publicKey);
-          if (!verifyPolicySignature(pHash, safe(() => fromBase64('signature', s.signature, 64)) ?? new Uint8Array(0), key)) fail(i, `entry.signatures.${s.party}.signature`, `${s.party}'s signature of policy ${pHash}`, 'invalid');
+          if (!verifyPolicySignature(c.hash, safe(() => fromBase64('signature', s.signature, 64)) ?? new Uint8Array(0), key)) fail(i, `entry.signatures.${s.party}.signature`, `${s.party}'s signature of policy ${c.hash}`, 'invalid');
         }
-        for (const p of policy.parties) if (!seen.has(p.name)) fail(i, `entry.signatures.${p.name}`, `a signature by ${p.name}`, 'missing');
-        enrolledAsPinned(i);
+        for (const p of c.policy.parties) if (!seen.has(p.name)) fail(i, `entry.signatures.${p.name}`, `a signature by ${p.name}`, 'missing');
+        enrolledAsPinned(i, c);
         registered.add(e.policyHash);
         return;
       }
       case 'run-started': {
-        checkPolicyHash(i, e);
-        if (!registered.has(e.policyHash)) fail(i, 'entry.policyHash', 'a policy registered earlier in the log (policy-registered)', e.policyHash);
+        const c = givenPolicy(i, 'entry.policyHash', e.policyHash);
+        if (c) cur = c;
+        else if (!registered.has(e.policyHash)) return; // unknown and unregistered: one failure is enough
+        if (c && !registered.has(e.policyHash)) fail(i, 'entry.policyHash', 'a policy registered earlier in the log (policy-registered)', e.policyHash);
         if (run && !run.closed) fail(i, 'entry.type', `run-completed or run-aborted of run ${run.runId} first`, 'run-started');
         if (runs.some((r) => r.runId === e.runId)) fail(i, 'entry.runId', 'a new run id', e.runId);
-        if (e.roundsPlanned !== policy.training.rounds) fail(i, 'entry.roundsPlanned', policy.training.rounds, e.roundsPlanned);
-        if (e.policyHash === pHash) enrolledAsPinned(i);
+        if (e.roundsPlanned !== cur.policy.training.rounds) fail(i, 'entry.roundsPlanned', cur.policy.training.rounds, e.roundsPlanned);
+        if (c) enrolledAsPinned(i, c);
         if (e.initialModelVersion <= maxVersion) fail(i, 'entry.initialModelVersion', `> ${maxVersion} (versions only grow)`, e.initialModelVersion);
         maxVersion = Math.max(maxVersion, e.initialModelVersion);
         run = { status: 'running', runId: e.runId, startIdx: i, roundsPlanned: e.roundsPlanned, version: e.initialModelVersion, completed: 0, lastRound: 0, closed: false };
@@ -317,9 +361,9 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         if (rnd) fail(i, 'entry.type', `round-completed or round-aborted of round ${rnd.summary.round} first`, 'round-started');
         if (e.round !== run.lastRound + 1) fail(i, 'entry.round', run.lastRound + 1, e.round);
         if (e.baseModelVersion !== run.version) fail(i, 'entry.baseModelVersion', run.version, e.baseModelVersion);
-        partySubset(i, 'entry.parties', e.parties, policy.parties.map((p) => p.name));
-        if (e.parties.length < minParties) fail(i, 'entry.parties', `at least ${minParties} parties (threshold t=${t}${policy.privacy.noiseMode === 'distributed' ? `, n_min=${policy.privacy.nMin}` : ''})`, `${e.parties.length}`);
-        paramsEqual(i, 'entry.params', e.params, expected);
+        partySubset(i, 'entry.parties', e.parties, cur.policy.parties.map((p) => p.name));
+        if (e.parties.length < cur.minParties) fail(i, 'entry.parties', `at least ${cur.minParties} parties (threshold t=${cur.t}${cur.policy.privacy.noiseMode === 'distributed' ? `, n_min=${cur.policy.privacy.nMin}` : ''})`, `${e.parties.length}`);
+        paramsEqual(i, 'entry.params', e.params, cur.expected);
         run.lastRound = e.round;
         const summary: RoundSummary = { runId: e.runId, round: e.round, status: 'open', startIdx: i, closeIdx: null, parties: [...e.parties], phases: {}, survivors: null, epsilon: {}, modelVersion: null, modelHash: null, reason: null, receipts: [] };
         timeline.push(summary);
@@ -346,7 +390,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         const checkSigned = (field: string, items: { party: string; signature: string }[], msg: (it: never) => Uint8Array): void => {
           if (!sameSet(items.map((x) => x.party), e.parties)) fail(i, field, `one per phase party [${e.parties.join(', ')}]`, `[${items.map((x) => x.party).join(', ')}]`);
           for (const it of items) {
-            const key = partyKeys.get(it.party);
+            const key = cur.partyKeys.get(it.party);
             if (!key) continue; // reported by partySubset
             let ok = false;
             try {
@@ -365,7 +409,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         if (e.phase === 'mask' && e.maskedInputs) {
           const len = safe(() => encodedLength(r.params));
           for (const m of e.maskedInputs) {
-            if (m.bits !== expected.bits) fail(i, `entry.maskedInputs.${m.party}.bits`, expected.bits, m.bits);
+            if (m.bits !== cur.expected.bits) fail(i, `entry.maskedInputs.${m.party}.bits`, cur.expected.bits, m.bits);
             if (len !== null && m.length !== len) fail(i, `entry.maskedInputs.${m.party}.length`, len, m.length);
           }
           checkSigned('entry.maskedInputs', e.maskedInputs, (m: { party: string; bits: number; length: number; digest: string }) =>
@@ -373,14 +417,14 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
           );
           // charged: the masked input left the party (DESIGN §4)
           for (const p of e.parties) {
-            if (!partyKeys.has(p)) continue;
+            if (!cur.partyKeys.has(p)) continue;
             try {
               ledger.charge(p, r.params);
             } catch (err) {
               chargeErrors.set(p, (err as Error).message);
             }
           }
-          r.charged = e.parties.filter((p) => partyKeys.has(p));
+          r.charged = e.parties.filter((p) => cur.partyKeys.has(p));
         }
         if (e.phase === 'consistency' && e.survivors && e.survivorSignatures) {
           const masked = [...(r.phaseParties.get('mask') ?? [])].sort();
@@ -400,12 +444,12 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         if (r.lastPhase !== PHASES.length - 1) fail(i, 'entry.type', `all phases logged before completion (last: ${PHASES[r.lastPhase] ?? 'none'})`, 'round-completed');
         for (const ph of PHASES) {
           const n = r.phaseParties.get(ph)?.length ?? 0;
-          if (n < t) fail(i, `parties.${ph}`, `at least t=${t} parties in phase ${ph}`, n);
+          if (n < cur.t) fail(i, `parties.${ph}`, `at least t=${cur.t} parties in phase ${ph}`, n);
         }
         const masked = [...(r.phaseParties.get('mask') ?? [])].sort();
-        if (policy.privacy.noiseMode === 'distributed' && masked.length < policy.privacy.nMin) fail(i, 'parties.mask', `at least n_min=${policy.privacy.nMin} masked inputs (distributed noise)`, masked.length);
+        if (cur.policy.privacy.noiseMode === 'distributed' && masked.length < cur.policy.privacy.nMin) fail(i, 'parties.mask', `at least n_min=${cur.policy.privacy.nMin} masked inputs (distributed noise)`, masked.length);
         if ([...e.survivors].sort().join('\n') !== masked.join('\n')) fail(i, 'entry.survivors', `[${masked.join(', ')}]`, `[${e.survivors.join(', ')}]`);
-        paramsEqual(i, 'entry.params', e.params, expected);
+        paramsEqual(i, 'entry.params', e.params, cur.expected);
         paramsEqual(i, 'entry.params', e.params, r.params);
         if (e.parentModelVersion !== r.baseVersion) fail(i, 'entry.parentModelVersion', r.baseVersion, e.parentModelVersion);
         if (e.modelVersion <= maxVersion) fail(i, 'entry.modelVersion', `> ${maxVersion} (versions only grow)`, e.modelVersion);
@@ -415,7 +459,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         run.version = e.modelVersion;
         run.completed++;
         Object.assign(r.summary, { status: 'completed', closeIdx: i, survivors: [...e.survivors], epsilon: { ...e.epsilon }, modelVersion: e.modelVersion, modelHash: e.modelHash });
-        completedRounds.set(`${e.runId}\n${e.round}`, { closeIdx: i, modelHash: e.modelHash, summary: r.summary });
+        completedRounds.set(`${e.runId}\n${e.round}`, { closeIdx: i, modelHash: e.modelHash, policyHash: cur.hash, summary: r.summary });
         rnd = null;
         return;
       }
@@ -433,9 +477,10 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
       }
       case 'receipt': {
         const rc = e.receipt;
-        checkPolicyHash(i, rc);
+        const known = givenPolicy(i, 'entry.policyHash', rc.policyHash);
+        const rcPolicy = known ?? cur;
         if (rc.federationId !== policy.federationId) fail(i, 'entry.receipt.federationId', policy.federationId, rc.federationId);
-        const key = partyKeys.get(rc.party);
+        const key = rcPolicy.partyKeys.get(rc.party);
         if (!key) fail(i, 'entry.receipt.party', 'a policy party', rc.party);
         else if (!verifyReceiptSignature(rc, key)) fail(i, 'entry.receipt.signature', `${rc.party}'s signature`, 'invalid');
         receiptSigs.add(rc.signature);
@@ -450,6 +495,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
           if (h && toHex(h) !== rc.head) fail(i, 'entry.receipt.head', toHex(h), rc.head);
         }
         if (rc.modelHash !== done.modelHash) fail(i, 'entry.receipt.modelHash', done.modelHash, rc.modelHash);
+        if (known && rc.policyHash !== done.policyHash) fail(i, 'entry.receipt.policyHash', done.policyHash, rc.policyHash);
         if (!done.summary.receipts.includes(rc.party)) done.summary.receipts.push(rc.party);
         return;
       }
@@ -486,14 +532,15 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
   const n = lines.length;
   for (const { source, receipt } of opts.receipts ?? []) {
     const rc = receipt as Receipt;
-    const key = typeof rc === 'object' && rc !== null ? partyKeys.get(rc.party) : undefined;
+    const rcPolicy = typeof rc === 'object' && rc !== null ? contexts.get(rc.policyHash) : undefined;
+    const key = rcPolicy?.partyKeys.get(rc.party);
     const where = typeof rc?.headIdx === 'number' && Number.isSafeInteger(rc.headIdx) && rc.headIdx >= 0 ? rc.headIdx : n;
-    if (!key || !verifyReceiptSignature(rc, key)) {
-      fail(Math.min(where, n), `receipts.${source}`, "a receipt signed by a policy party's pinned key", 'invalid or unsigned receipt');
+    if (typeof rc === 'object' && rc !== null && !rcPolicy) {
+      fail(Math.min(where, n), `receipts.${source}.policyHash`, knownHashes.length === 1 ? knownHashes[0] : `one of the given policies (${knownHashes.join(', ')})`, rc.policyHash);
       continue;
     }
-    if (rc.policyHash !== pHash) {
-      fail(Math.min(where, n), `receipts.${source}.policyHash`, pHash, rc.policyHash);
+    if (!key || !verifyReceiptSignature(rc, key)) {
+      fail(Math.min(where, n), `receipts.${source}`, "a receipt signed by a policy party's pinned key", 'invalid or unsigned receipt');
       continue;
     }
     if (rc.headIdx >= n) {

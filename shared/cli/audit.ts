@@ -38,18 +38,25 @@ function listJson(dir: string): string[] {
 }
 
 /** Runs the verification of a log file; returns the result (the CLI prints it). */
-export async function verifyLogFile(logFile: string, policyFile: string, receiptDirs: string[]) {
+/**
+ * Verifies an exported log against the policy file(s) (the first is the one reported; more for a
+ * log with runs of several policies) and the receipts under `receiptDirs`.
+ */
+export async function verifyLogFile(logFile: string, policyFiles: string | readonly string[], receiptDirs: string[]) {
   const { sodiumReady } = await import('../crypto/sodium');
   const { parsePolicyYaml, PolicyError } = await import('../policy/schema');
   const { verifyLog } = await import('../audit/verify');
   await sodiumReady();
-  let policy;
-  try {
-    policy = parsePolicyYaml(fs.readFileSync(policyFile, 'utf8'));
-  } catch (e) {
-    if (e instanceof PolicyError) throw new UserError(`${policyFile}: ${e.message}`);
-    throw new UserError(`cannot read policy ${policyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  const files = typeof policyFiles === 'string' ? [policyFiles] : [...policyFiles];
+  if (!files.length) throw new UserError('--policy <file> is required (the policy YAML the parties signed; repeat it for a log with runs of several policies)');
+  const policies = files.map((policyFile) => {
+    try {
+      return parsePolicyYaml(fs.readFileSync(policyFile, 'utf8'));
+    } catch (e) {
+      if (e instanceof PolicyError) throw new UserError(`${policyFile}: ${e.message}`);
+      throw new UserError(`cannot read policy ${policyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  });
   let data: Uint8Array;
   try {
     data = new Uint8Array(fs.readFileSync(logFile));
@@ -68,7 +75,13 @@ export async function verifyLogFile(logFile: string, policyFile: string, receipt
       receipts.push({ source: path.relative(dir, f) || path.basename(f), receipt: obj });
     }
   }
-  return { ...verifyLog(data, { policy, receipts }), receiptsChecked: receipts.length };
+  try {
+    return { ...verifyLog(data, { policy: policies[0], otherPolicies: policies.slice(1), receipts }), receiptsChecked: receipts.length };
+  } catch (e) {
+    // the given policies do not belong to one log (another coordinator or federation)
+    if (e instanceof RangeError) throw new UserError(`--policy: ${e.message}`);
+    throw e;
+  }
 }
 
 function get(url: URL, token: string, ca: Buffer | undefined): Promise<{ status: number; body: Buffer; type: string }> {
@@ -156,10 +169,10 @@ export function registerAuditCommands(audit: Command): void {
     .command('verify')
     .description('verify an exported audit log against the signed policy and the parties\' receipts')
     .argument('<log>', 'exported audit log (JSON Lines)')
-    .requiredOption('--policy <file>', 'the policy YAML the parties signed')
+    .option('--policy <file>', 'the policy YAML the parties signed (required); repeat it for a log with runs of several policies (each run is checked against the policy it names)', (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--receipts <dir>', "a directory of the parties' receipts (*.json, recursive); repeatable", (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--json', 'print {"ok","entries","rounds","failures",...}')
-    .action(async (logFile: string, o: { policy: string; receipts: string[]; json?: boolean }) => {
+    .action(async (logFile: string, o: { policy: string[]; receipts: string[]; json?: boolean }) => {
       const r = await verifyLogFile(logFile, o.policy, o.receipts);
       if (o.json) {
         printJson({ ok: r.ok, entries: r.entries, rounds: r.rounds, failures: r.failures, policyHash: r.policyHash, head: r.head, receipts: r.receiptsChecked, warnings: r.warnings, runs: r.runs, timeline: r.timeline });

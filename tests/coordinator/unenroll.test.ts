@@ -9,7 +9,9 @@
 import type { RunningCoordinator } from '../../coordinator/main';
 import { verifyAuditChain } from '../../coordinator/audit/log';
 import { ed25519Keygen } from '../../shared/crypto/sign';
-import { PlainSumFactory } from './helpers/plain-protocol';
+import { exportLine } from '../../shared/audit/chain';
+import { verifyLog } from '../../shared/audit/verify';
+import { policyHash } from '../../shared/policy/schema';
 import { grpc, grpcError, makeEnv, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startOneRoundRun, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
 
 const { status } = grpc;
@@ -22,7 +24,7 @@ describe('removing a party', () => {
 
   beforeAll(async () => {
     env = await makeEnv(['platform', 'insurer', 'insurer2']);
-    coord = await startCoordinator(env, new PlainSumFactory(2));
+    coord = await startCoordinator(env, undefined as never); // the default protocol, SecAgg: its log verifies
     parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
     op = operator(env, coord.grpcPort);
   });
@@ -79,6 +81,17 @@ describe('removing a party', () => {
     expect(types.slice(0, at).map((e) => e.type)).toContain('run-aborted');
     expect(types.slice(at).map((e) => e.type)).toContain('run-started');
     expect(verifyAuditChain(rows, coord.publicKey).failures).toEqual([]);
+
+    // the auditor verifies the whole log with both policies: each run against the policy it names;
+    // with either one alone, the other's entries fail on their policy hash
+    const bytes = new TextEncoder().encode(coord.ctx.audit.records().map(exportLine).join(''));
+    const both = verifyLog(bytes, { policy: two, otherPolicies: [old] });
+    expect(both.failures).toEqual([]);
+    expect(both.runs.map((r) => [r.runId, r.status])).toEqual([[runId, 'aborted'], [st.runId, 'aborted']]);
+    const onlyNew = verifyLog(bytes, { policy: two });
+    expect(onlyNew.ok).toBe(false);
+    expect(onlyNew.failures[0]).toMatchObject({ field: 'entry.policyHash', expected: policyHash(two), found: policyHash(old) });
+    expect(verifyLog(bytes, { policy: old }).failures.some((f) => f.field === 'entry.policyHash' && f.found === policyHash(two))).toBe(true);
 
     // the name may come back with a new key
     const fresh = ed25519Keygen();

@@ -115,4 +115,17 @@ test('bad input: missing log, bad policy', async () => {
   expect(r.err).toMatch(/cannot read policy/);
   r = await run(['audit', 'export', '--coordinator', 'ftp://x', '--out', path.join(root, 'y'), '--token', TOKEN]);
   expect(r.err).toMatch(/must be an http\(s\) URL/);
+  // no policy; a second policy of another coordinator (it cannot belong to the same log)
+  const logFile = path.join(root, 'plain.jsonl');
+  fs.writeFileSync(logFile, log.bytes);
+  r = await run(['audit', 'verify', logFile]);
+  expect([r.code, r.err]).toEqual([2, 'fedbridge: --policy <file> is required (the policy YAML the parties signed; repeat it for a log with runs of several policies)\n']);
+  const foreign = path.join(root, 'foreign.yaml');
+  fs.writeFileSync(foreign, stringify((await makeFederation()).policy));
+  r = await run(['audit', 'verify', logFile, '--policy', policyFile, '--policy', foreign]);
+  expect(r.code).toBe(2);
+  expect(r.err).toMatch(/^fedbridge: --policy: policy [0-9a-f]{64} pins another coordinator key than policy [0-9a-f]{64}: one log has one coordinator\n$/);
+  // the same policy twice is one policy: the log verifies
+  r = await run(['audit', 'verify', logFile, '--policy', policyFile, '--policy', policyFile]);
+  expect(r.code).toBe(0);
 });

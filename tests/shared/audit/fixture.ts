@@ -68,14 +68,22 @@ export interface GeneratedLog {
   /** receipts as the parties keep them */
   receipts: Receipt[];
   recorder: AuditRecorder;
+  /** the last model version in the log */
+  modelVersion: number;
 }
 
-export function generateLog(fed: Federation, plans: RoundPlan[] = [{}, {}, {}], o: { runId?: string; startAt?: number } = {}): GeneratedLog {
+/**
+ * A log of one run of `fed.policy`. With `continueFrom` (a log of the same coordinator), the run is
+ * appended to that log as a restarted coordinator would (AuditRecorder.replay: the charges of every
+ * earlier round carry over), e.g. a run of a second policy; receipts are then those of both.
+ */
+export function generateLog(fed: Federation, plans: RoundPlan[] = [{}, {}, {}], o: { runId?: string; startAt?: number; continueFrom?: GeneratedLog } = {}): GeneratedLog {
   const { policy } = fed;
   let now = o.startAt ?? 1_767_000_000_000;
-  const writer = new AuditWriter(fed.coordinator.secretKey);
-  const rec = new AuditRecorder(policy, writer, () => (now += 1234));
-  const receipts: Receipt[] = [];
+  const clock = () => (now += 1234);
+  const rec = o.continueFrom ? AuditRecorder.replay(policy, fed.coordinator.secretKey, o.continueFrom.bytes, clock) : new AuditRecorder(policy, new AuditWriter(fed.coordinator.secretKey), clock);
+  const writer = rec.writer;
+  const receipts: Receipt[] = [...(o.continueFrom?.receipts ?? [])];
   const names = policy.parties.map((p) => p.name);
   const sk = (p: string) => fed.parties.get(p)!.secretKey;
   const rnd = (n: number) => sodium().randombytes_buf(n);
@@ -83,9 +91,9 @@ export function generateLog(fed: Federation, plans: RoundPlan[] = [{}, {}, {}], 
   const fedId = policy.federationId;
   const t = policy.secagg.threshold;
 
-  writer.append({ type: 'participant-enrolled', name: names[0], publicKey: policy.parties[0].publicKey, certSha256: null }, (now += 10));
+  if (!o.continueFrom) writer.append({ type: 'participant-enrolled', name: names[0], publicKey: policy.parties[0].publicKey, certSha256: null }, (now += 10));
   rec.registerPolicy(names.map((p) => ({ party: p, publicKey: policy.parties.find((x) => x.name === p)!.publicKey, signature: b64(signPolicyHash(fed.policyHash, sk(p))) })));
-  let version = 1;
+  let version = (o.continueFrom?.modelVersion ?? 0) + 1;
   rec.startRun(runId, version, hex(rnd(32)));
   let completed = 0;
   let round = 0;
@@ -152,7 +160,7 @@ export function generateLog(fed: Federation, plans: RoundPlan[] = [{}, {}, {}], 
     }
   }
   const text = writer.exportText();
-  return { text, bytes: new TextEncoder().encode(text), receipts, recorder: rec };
+  return { text, bytes: new TextEncoder().encode(text), receipts, recorder: rec, modelVersion: version };
 }
 
 const masked = new WeakMap<AuditRecorder, string[]>();

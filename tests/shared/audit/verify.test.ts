@@ -177,3 +177,38 @@ describe('verifyLog: enrolment and removal (operator entries)', () => {
     expect(f2).toContainEqual({ entry: firstRound + 1, field: 'entry.type', expected: 'run-completed or run-aborted of run run-1 first', found: 'participant-removed' });
   });
 });
+
+describe('verifyLog: a log with runs of two policies', () => {
+  test('each run is checked against the policy it names, epsilon composed over both; with one policy the other run fails; a foreign policy is refused', async () => {
+    const { policyHash } = await import('../../../shared/policy/schema');
+    const fed = await makeFederation();
+    const first = generateLog(fed, [{}, { drop: [{ party: 'insurer2', phase: 'mask' }] }, {}]);
+    // the parties sign a second policy (another round count and noise), same coordinator and keys
+    const second = JSON.parse(JSON.stringify(fed.policy));
+    second.training.rounds = 2;
+    second.privacy.noiseMultiplier = fed.policy.privacy.noiseMultiplier * 1.5;
+    const fed2 = { ...fed, policy: second, policyHash: policyHash(second) };
+    const both = generateLog(fed2, [{}, {}], { runId: 'run-2', startAt: 1_768_000_000_000, continueFrom: first });
+    const receipts = both.receipts.map((r, i) => ({ source: `r${i}`, receipt: r }));
+
+    const r = verifyLog(both.bytes, { policy: second, otherPolicies: [fed.policy], receipts });
+    expect(r.failures).toEqual([]);
+    expect(r.runs.map((x) => [x.runId, x.status, x.roundsPlanned])).toEqual([['run-1', 'completed', 3], ['run-2', 'completed', 2]]);
+    // lifetime epsilon: the second run's rounds add to the first run's
+    const afterFirst = r.timeline[2].epsilon.platform;
+    expect(r.timeline[4].epsilon.platform).toBeGreaterThan(afterFirst);
+    expect(r.timeline[3].epsilon.platform).toBeGreaterThan(afterFirst);
+    // the order of the given policies does not matter
+    expect(verifyLog(both.bytes, { policy: fed.policy, otherPolicies: [second], receipts }).failures).toEqual([]);
+
+    // one policy alone: the other policy's entries fail on their hash (and its receipts)
+    const onlyFirst = verifyLog(both.bytes, { policy: fed.policy, receipts });
+    const reg2 = entriesOf(both.text).findIndex((e) => e.type === 'policy-registered' && e.policyHash === fed2.policyHash);
+    expect(onlyFirst.failures[0]).toEqual({ entry: reg2, field: 'entry.policyHash', expected: fed.policyHash, found: fed2.policyHash });
+    expect(verifyLog(both.bytes, { policy: second, receipts }).failures[0]).toMatchObject({ field: 'entry.policyHash', expected: fed2.policyHash, found: fed.policyHash });
+
+    // a policy of another coordinator cannot belong to this log
+    const foreign = await makeFederation();
+    expect(() => verifyLog(both.bytes, { policy: second, otherPolicies: [foreign.policy] })).toThrow(/pins another coordinator key/);
+  });
+});
