@@ -1,7 +1,8 @@
 /**
  * OperatorService (federation operator, DESIGN §8): enrol, list and remove parties, start/abort/
- * watch runs, issue, list and revoke auditor tokens. Every call needs `authorization: Bearer <operator token>` metadata whose SHA-256
- * matches the config; auditor tokens and party keys are refused here.
+ * watch runs, issue, list and revoke auditor tokens. Every call needs `authorization: Bearer
+ * <operator token>` metadata whose SHA-256 matches the config; auditor tokens and party keys are
+ * refused here.
  */
 import { Controller, Inject } from '@nestjs/common';
 import type { Metadata, sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';

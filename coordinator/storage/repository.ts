@@ -592,9 +592,9 @@ export class Repository {
 
   /**
    * Revokes token `id` in ONE transaction with its audit entry (token-revoked with `reason`; an
- * emitter is called with the revoked row):
-   * from then on tokenByHash no longer finds it. An unknown id or a token already revoked changes
-   * nothing and is answered as such (the row, for when it was revoked).
+   * emitter is called with the revoked row): from then on tokenByHash no longer finds it. An
+   * unknown id or a token already revoked changes nothing and is answered as such (the row, for
+   * when it was revoked).
    */
   async revokeToken(id: string, reason: string, sealer?: AuditSealer | AuditEmitter<TokenRow>): Promise<{ outcome: 'revoked' | 'already-revoked'; row: TokenRow } | { outcome: 'unknown' }> {
     return this.db.transaction(async (tx) => {

@@ -337,9 +337,10 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         return;
       }
       case 'run-started': {
+        // an unknown policy is one failure here; the run is still followed (its entries then fail on
+        // their hash against the policy of the run before), as with a single policy
         const c = givenPolicy(i, 'entry.policyHash', e.policyHash);
         if (c) cur = c;
-        else if (!registered.has(e.policyHash)) return; // unknown and unregistered: one failure is enough
         if (c && !registered.has(e.policyHash)) fail(i, 'entry.policyHash', 'a policy registered earlier in the log (policy-registered)', e.policyHash);
         if (run && !run.closed) fail(i, 'entry.type', `run-completed or run-aborted of run ${run.runId} first`, 'run-started');
         if (runs.some((r) => r.runId === e.runId)) fail(i, 'entry.runId', 'a new run id', e.runId);
