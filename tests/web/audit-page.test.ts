@@ -14,6 +14,7 @@ import { stringify } from 'yaml';
 import { sodiumReady } from '../../shared/crypto/sodium';
 import { makeFederation, generateLog, type Federation, type GeneratedLog } from '../shared/audit/fixture';
 import { auditLogPage, parseLogQuery, AuditApiError } from '../../shared/audit';
+import { policyHash } from '../../shared/policy/schema';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { build } = require('../../coordinator/http/audit-page/build.js') as { build: (out: string) => Promise<{ outDir: string; bytes: number }> };
@@ -40,6 +41,13 @@ beforeAll(async () => {
   files.set('/log.jsonl', { body: Buffer.from(log.text), type: 'application/x-ndjson' });
   files.set('/policy.yaml', { body: Buffer.from(stringify(fed.policy)), type: 'text/yaml' });
   files.set('/receipts.json', { body: Buffer.from(JSON.stringify(log.receipts)), type: 'application/json' });
+  // the same coordinator and parties, then a run of a second policy appended to the log
+  const second = JSON.parse(JSON.stringify(fed.policy));
+  second.training.rounds = 2;
+  const fed2 = { ...fed, policy: second, policyHash: policyHash(second) };
+  const both = generateLog(fed2, [{}, {}], { runId: 'run-2', startAt: 1_768_000_000_000, continueFrom: log });
+  files.set('/both.jsonl', { body: Buffer.from(both.text), type: 'application/x-ndjson' });
+  files.set('/policy2.yaml', { body: Buffer.from(stringify(second)), type: 'text/yaml' });
   // one byte changed: a digit of an epsilon value in a round-completed entry
   const lines = log.text.split('\n');
   tamperedEntry = lines.findIndex((l) => l.includes('"type":"round-completed"') && l.includes('"round":2'));
@@ -96,6 +104,25 @@ test('shows the rounds of a real run and "verified", computed in the browser', a
   expect(await page.locator('#eps-chart polyline').count()).toBe(3);
   expect(await page.locator('#policy-hash').textContent()).toBe(fed.policyHash);
   expect(await page.locator('#failures').textContent()).toBe('none');
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
+test('a log with runs of two policies: verified with both policies given, not with one', async () => {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const status = async (q: string) => {
+    await page.goto(`${base}/index.html?${q}`);
+    await page.locator('#status:is([data-status="verified"], [data-status="failed"])').waitFor({ timeout: 30_000 });
+    return [await page.locator('#status').getAttribute('data-status'), await page.locator('#status').textContent()];
+  };
+  const [ok, text] = await status('log=/both.jsonl&policy=/policy2.yaml&policy=/policy.yaml');
+  expect([ok, text]).toEqual(['verified', expect.stringMatching(/^verified: \d+ entries, 6 rounds/)]);
+  expect(await page.locator('#timeline tr.round').count()).toBe(6);
+  const [one, why] = await status('log=/both.jsonl&policy=/policy2.yaml');
+  expect(one).toBe('failed');
+  expect(why).toMatch(/\(entry\.policyHash\)/);
   expect(errors).toEqual([]);
   await page.close();
 });

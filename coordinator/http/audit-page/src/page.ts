@@ -4,8 +4,9 @@
  * verification status, the rounds timeline with the parties of each phase, epsilon per party over
  * rounds (inline SVG), and every failure (entry, field, expected, found).
  *
- * Inputs: query parameters `?log=URL&policy=URL[&receipts=URL]` (a receipts URL returns a JSON
- * array of receipts), or the file pickers, or — when served by the coordinator — the auditor token
+ * Inputs: query parameters `?log=URL&policy=URL[&policy=URL...][&receipts=URL]` (more than one
+ * policy for a log with runs of several: each run is checked against the policy it names; a
+ * receipts URL returns a JSON array of receipts), or the file pickers (several policy files), or — when served by the coordinator — the auditor token
  * field, which pages through GET ../audit/v1/log (proto/fedbridge/v1/audit-api.openapi.yaml).
  * Bundled by build.js (esbuild); imports only pure modules (no Node APIs).
  */
@@ -161,18 +162,19 @@ async function fetchFromCoordinator(token: string): Promise<Uint8Array> {
 
 const fileBytes = async (f: File): Promise<Uint8Array> => new Uint8Array(await f.arrayBuffer());
 
-async function run(input: { log: Uint8Array; policyText: string; receipts: unknown[] }): Promise<void> {
+async function run(input: { log: Uint8Array; policyTexts: string[]; receipts: unknown[] }): Promise<void> {
   await sodiumReady();
-  let policy;
+  let policies;
   try {
-    policy = parsePolicyYaml(input.policyText);
+    policies = input.policyTexts.map((t) => parsePolicyYaml(t));
   } catch (e) {
     const st = $('status');
     st.dataset.status = 'failed';
     st.textContent = `NOT verified: the policy is invalid (${(e as Error).message})`;
     return;
   }
-  const r = verifyLog(input.log, { policy, receipts: input.receipts.map((receipt, i) => ({ source: `receipt ${i + 1}`, receipt })) });
+  // the first policy is the one reported; a RangeError (policies of two coordinators) is shown as such
+  const r = verifyLog(input.log, { policy: policies[0], otherPolicies: policies.slice(1), receipts: input.receipts.map((receipt, i) => ({ source: `receipt ${i + 1}`, receipt })) });
   render(r);
 }
 
@@ -185,24 +187,24 @@ function showError(e: unknown): void {
 async function fromQuery(): Promise<boolean> {
   const q = new URLSearchParams(location.search);
   const log = q.get('log');
-  const policy = q.get('policy');
-  if (!log || !policy) return false;
+  const policyUrls = q.getAll('policy');
+  if (!log || !policyUrls.length) return false;
   $('status').textContent = 'verifying…';
   const receiptsUrl = q.get('receipts');
   const [logBytes, policyBytes, receipts] = await Promise.all([
     fetchBytes(log),
-    fetchBytes(policy),
+    Promise.all(policyUrls.map((u) => fetchBytes(u))),
     receiptsUrl ? fetchBytes(receiptsUrl).then((b) => JSON.parse(new TextDecoder().decode(b)) as unknown[]) : Promise.resolve([]),
   ]);
-  await run({ log: logBytes, policyText: new TextDecoder().decode(policyBytes), receipts });
+  await run({ log: logBytes, policyTexts: policyBytes.map((b) => new TextDecoder().decode(b)), receipts });
   return true;
 }
 
 async function fromForm(): Promise<void> {
   const logFile = ($('logFile') as HTMLInputElement).files?.[0];
-  const policyFile = ($('policyFile') as HTMLInputElement).files?.[0];
+  const policyFiles = Array.from(($('policyFile') as HTMLInputElement).files ?? []);
   const token = ($('token') as HTMLInputElement).value.trim();
-  if (!policyFile) throw new Error('choose the policy file the parties signed');
+  if (!policyFiles.length) throw new Error('choose the policy file the parties signed (several for a log with runs of several policies)');
   const log = logFile ? await fileBytes(logFile) : token ? await fetchFromCoordinator(token) : null;
   if (!log) throw new Error('choose an exported log, or give an auditor token to fetch it');
   const receipts: unknown[] = [];
@@ -213,7 +215,7 @@ async function fromForm(): Promise<void> {
       receipts.push(null);
     }
   }
-  await run({ log, policyText: await policyFile.text(), receipts });
+  await run({ log, policyTexts: await Promise.all(policyFiles.map((f) => f.text())), receipts });
 }
 
 window.addEventListener('DOMContentLoaded', () => {
