@@ -54,12 +54,22 @@ async function connect(o: ConnOpts) {
   return { ...c, unary };
 }
 
-/** gRPC errors become one-line user errors: "coordinator: FAILED_PRECONDITION: <details>". */
 /** What the CLI prints of an enrolled party. */
 function partyView(p: ParticipantRecord) {
   return { name: p.name, publicKey: Buffer.from(p.publicKey).toString('base64'), certSha256: p.certSha256, enrolledAt: new Date(Number(p.enrolledAtMs)).toISOString() };
 }
 
+/** Runs `fn` with an operator client for `o`'s coordinator, closed afterwards whatever happens. */
+async function withOperator<T>(o: ConnOpts, fn: (c: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> {
+  const c = await connect(o);
+  try {
+    return await fn(c);
+  } finally {
+    c.client.close();
+  }
+}
+
+/** gRPC errors become one-line user errors: "coordinator: FAILED_PRECONDITION: <details>". */
 async function rpc<T>(p: Promise<T>): Promise<T> {
   try {
     return await p;
@@ -213,27 +223,21 @@ export function registerCoordinatorCommands(coord: Command): void {
       const { certSha256: sha } = await import('../certs/certs');
       certSha256 = sha(fs.readFileSync(o.cert, 'utf8'));
     }
-    const c = await connect(o);
-    try {
+    await withOperator(o, async (c) => {
       const r = await rpc(c.unary(c.client.enroll.bind(c.client), { name: o.name, publicKey, certSha256 }, c.metadata));
       const out = partyView(r.participant!);
       if (o.json) printJson(out);
       else process.stderr.write(`enrolled ${out.name} (${out.publicKey})\n`);
-    } finally {
-      c.client.close();
-    }
+    });
   });
   connOptions(coord.command('parties').description('the enrolled parties: name, Ed25519 public key, bound certificate hash, when enrolled')).action(async (o: ConnOpts) => {
-    const c = await connect(o);
-    try {
+    await withOperator(o, async (c) => {
       const r = await rpc(c.unary(c.client.listParticipants.bind(c.client), {}, c.metadata));
       const views = r.participants.map(partyView);
       if (o.json) printJson({ parties: views });
       else if (!views.length) process.stdout.write('no parties enrolled\n');
       else for (const p of views) process.stdout.write(`${p.name}  ${p.publicKey}  ${p.certSha256 ? `cert ${p.certSha256.slice(0, 16)}...` : 'no cert bound'}  enrolled ${p.enrolledAt}\n`);
-    } finally {
-      c.client.close();
-    }
+    });
   });
   connOptions(
     coord
@@ -242,14 +246,11 @@ export function registerCoordinatorCommands(coord: Command): void {
       .requiredOption('--name <name>', 'party name')
       .option('--reason <text>', 'reason recorded in the audit log', 'removed by the operator'),
   ).action(async (o: ConnOpts & { name: string; reason: string }) => {
-    const c = await connect(o);
-    try {
+    await withOperator(o, async (c) => {
       const out = partyView(await rpc(c.unary(c.client.removeParticipant.bind(c.client), { name: o.name, reason: o.reason }, c.metadata)));
       if (o.json) printJson(out);
       else process.stderr.write(`removed ${out.name} (${out.publicKey}); enrol it again with a new key if it returns\n`);
-    } finally {
-      c.client.close();
-    }
+    });
   });
 
   const runs = coord.command('runs').description('start, abort and watch federated training runs');
@@ -293,47 +294,35 @@ export function registerCoordinatorCommands(coord: Command): void {
     if (!policyYaml) throw new UserError(`--policy: file not found or empty: ${o.policy}`);
     const model = o.initialModel ? new Uint8Array(fs.readFileSync(o.initialModel)) : new Uint8Array(0);
     const signatures = [...sigs].map(([party, v]) => ({ party, signature: b64Key(`signature of ${party}`, v, 64) }));
-    const c = await connect(o);
-    try {
+    await withOperator(o, async (c) => {
       const { startRun } = await import('./operator-client');
       const { sodiumReady } = await import('../../shared/crypto/sodium');
       await sodiumReady();
       printStatus(await rpc(startRun(c.client, c.metadata, { policyYaml, signatures }, model)), o.json);
-    } finally {
-      c.client.close();
-    }
+    });
   });
   connOptions(runs.command('abort').description('abort a run (its open round is aborted and recorded)').option('--run <id>', 'run id (default: the running one)', '').option('--reason <text>', 'reason recorded in the audit log', 'aborted by the operator')).action(
     async (o: ConnOpts & { run: string; reason: string }) => {
-      const c = await connect(o);
-      try {
+      await withOperator(o, async (c) => {
         printStatus(await rpc(c.unary(c.client.abortRun.bind(c.client), { runId: o.run, reason: o.reason }, c.metadata)), o.json);
-      } finally {
-        c.client.close();
-      }
+      });
     },
   );
   connOptions(runs.command('status').description('status of a run and its current round').option('--run <id>', 'run id (default: the newest)', '')).action(async (o: ConnOpts & { run: string }) => {
-    const c = await connect(o);
-    try {
+    await withOperator(o, async (c) => {
       printStatus(await rpc(c.unary(c.client.getRunStatus.bind(c.client), { runId: o.run }, c.metadata)), o.json);
-    } finally {
-      c.client.close();
-    }
+    });
   });
 
   const tokens = coord.command('tokens').description('credentials for auditors (separate from operator and party credentials)');
   connOptions(tokens.command('issue').description('issue a bearer token; it is shown once, only its hash is stored').requiredOption('--role <role>', 'auditor').option('--label <text>', 'who it is for', '')).action(
     async (o: ConnOpts & { role: string; label: string }) => {
       if (o.role !== 'auditor') throw new UserError(`--role must be "auditor", got "${o.role}"`);
-      const c = await connect(o);
-      try {
+      await withOperator(o, async (c) => {
         const r = await rpc(c.unary(c.client.issueToken.bind(c.client), { role: o.role, label: o.label }, c.metadata));
         if (o.json) printJson(r);
         else process.stdout.write(`${r.token}\n`);
-      } finally {
-        c.client.close();
-      }
+      });
     },
   );
   const tokenView = (t: TokenRecord) => ({
@@ -344,16 +333,13 @@ export function registerCoordinatorCommands(coord: Command): void {
     revokedAt: t.revokedAtMs === '0' ? null : new Date(Number(t.revokedAtMs)).toISOString(),
   });
   connOptions(tokens.command('list').description('every issued token: id, role, label, when issued and revoked (never the token itself)')).action(async (o: ConnOpts) => {
-    const c = await connect(o);
-    try {
+    await withOperator(o, async (c) => {
       const r = await rpc(c.unary(c.client.listTokens.bind(c.client), {}, c.metadata));
       const views = r.tokens.map(tokenView);
       if (o.json) printJson({ tokens: views });
       else if (!views.length) process.stdout.write('no tokens issued\n');
       else for (const t of views) process.stdout.write(`${t.tokenId}  ${t.role}  issued ${t.issuedAt}  ${t.revokedAt ? `REVOKED ${t.revokedAt}` : 'valid'}  ${JSON.stringify(t.label)}\n`);
-    } finally {
-      c.client.close();
-    }
+    });
   });
   connOptions(
     tokens
@@ -362,13 +348,10 @@ export function registerCoordinatorCommands(coord: Command): void {
       .requiredOption('--id <tokenId>', 'the token id (tokens list, or tokens issue --json)')
       .option('--reason <text>', 'reason recorded in the audit log', 'revoked by the operator'),
   ).action(async (o: ConnOpts & { id: string; reason: string }) => {
-    const c = await connect(o);
-    try {
+    await withOperator(o, async (c) => {
       const t = tokenView(await rpc(c.unary(c.client.revokeToken.bind(c.client), { tokenId: o.id, reason: o.reason }, c.metadata)));
       if (o.json) printJson(t);
       else process.stdout.write(`revoked ${t.tokenId} (${t.role}${t.label ? `, ${JSON.stringify(t.label)}` : ''}) at ${t.revokedAt}\n`);
-    } finally {
-      c.client.close();
-    }
+    });
   });
 }
