@@ -15,13 +15,13 @@ export function registerNodePrivacyCommands(node: Command): void {
     .requiredOption('--data-dir <dir>', 'the node data directory')
     .option('--plot <file>', 'where to write the SVG plot (default DIR/privacy/epsilon.svg)')
     .option('--restore-from-audit <log>', "rebuild a MISSING ledger from the federation's exported audit log (verified first)")
-    .option('--policy <file>', 'the federation policy (with --restore-from-audit)')
+    .option('--policy <file>', 'the federation policy (with --restore-from-audit); repeat it, current policy first, for a log with runs of several policies', (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--receipts <dir>', "this node's receipts folder to check the log against (with --restore-from-audit)")
     .option('--json', 'print the result as one JSON object')
-    .action(async (opts: { dataDir: string; plot?: string; json?: boolean; restoreFromAudit?: string; policy?: string; receipts?: string }) => {
+    .action(async (opts: { dataDir: string; plot?: string; json?: boolean; restoreFromAudit?: string; policy: string[]; receipts?: string }) => {
       if (opts.restoreFromAudit) {
         const { UserError: UE } = await import('../../shared/cli/errors');
-        if (!opts.policy) throw new UE('--restore-from-audit needs --policy (the federation policy the log is checked against)');
+        if (!opts.policy.length) throw new UE('--restore-from-audit needs --policy (the federation policy the log is checked against)');
         const { verifyLogFile } = await import('../../shared/cli/audit');
         const { parsePolicyYaml } = await import('../../shared/policy/schema');
         const fsm = await import('node:fs');
@@ -29,7 +29,7 @@ export function registerNodePrivacyCommands(node: Command): void {
         const { restoreLedgerFromAudit } = await import('../privacy/restore');
         const who = rni(opts.dataDir).name;
         const verified = await verifyLogFile(opts.restoreFromAudit, opts.policy, opts.receipts ? [opts.receipts] : []);
-        const r = restoreLedgerFromAudit(opts.dataDir, who, parsePolicyYaml(fsm.readFileSync(opts.policy, 'utf8')), verified);
+        const r = restoreLedgerFromAudit(opts.dataDir, who, opts.policy.map((f) => parsePolicyYaml(fsm.readFileSync(f, 'utf8'))), verified);
         process.stderr.write(`restored the privacy ledger of "${who}" from the audit log: ${r.rounds} charged round(s), lifetime epsilon ${r.epsilon.toFixed(4)} (rounds the coordinator never logged cannot be recovered)\n`);
       }
       const path = await import('node:path');

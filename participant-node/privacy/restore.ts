@@ -5,19 +5,20 @@
  *
  * The operator exports the log (`fedbridge audit export`) and runs
  * `fedbridge node privacy --data-dir DIR --restore-from-audit log.jsonl --policy policy.yaml
- * [--receipts DIR]`. Rules:
+ * [--policy older.yaml ...] [--receipts DIR]` (several policies for a log with runs of several:
+ * the first, the one the node takes part under now, gives the ledger's budget and delta). Rules:
  *   - only when the ledger is missing (an existing ledger is never replaced or merged);
  *   - the log must verify clean against the policy (chain, signatures, round parameters, epsilon
  *     recomputed by the accountant), with this node's own receipts when given;
- *   - every round the log charges this party is re-entered with the parameters the policy fixes
- *     (the verifier has checked the log's parameters equal them), and the lifetime epsilon the ledger
+ *   - every round the log charges this party is re-entered with the parameters its run's policy
+ *     fixes (the verifier has checked the log's parameters equal them), and the lifetime epsilon the ledger
  *     computes after each round must equal the epsilon the log recorded for this party.
  * The restored ledger can only under-count rounds the coordinator never logged (e.g. a coordinator
  * restart inside an open masked-input phase); the command says so.
  */
 import { UserError } from '../../shared/cli/errors';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
-import type { Policy } from '../../shared/policy/schema';
+import { policyHash, type Policy } from '../../shared/policy/schema';
 import type { VerifyResult } from '../../shared/audit/verify';
 import { roundCharge } from './round';
 import { LEDGER_FORMAT, previewCharge, readLedger, writeRestoredLedger, type Ledger, type LedgerEntry } from './ledger';
@@ -27,7 +28,10 @@ export interface RestoreResult {
   epsilon: number;
 }
 
-export function restoreLedgerFromAudit(dataDir: string, party: string, policy: Policy, verified: VerifyResult): RestoreResult {
+export function restoreLedgerFromAudit(dataDir: string, party: string, policies: Policy | readonly Policy[], verified: VerifyResult): RestoreResult {
+  const all = Array.isArray(policies) ? (policies as readonly Policy[]) : [policies as Policy];
+  const policy = all[0];
+  const byHash = new Map(all.map((p) => [policyHash(p), p]));
   if (readLedger(dataDir)) throw new UserError(`${dataDir} already has a privacy ledger; restoring from the audit log only replaces a MISSING ledger`, 1);
   if (!verified.ok) {
     const f = verified.failures.slice(0, 3).map((x) => `entry ${x.entry} ${x.field}: expected ${JSON.stringify(x.expected)}, found ${JSON.stringify(x.found)}`);
@@ -36,15 +40,16 @@ export function restoreLedgerFromAudit(dataDir: string, party: string, policy: P
   const me = policy.parties.find((p) => p.name === party);
   if (!me) throw new UserError(`party "${party}" is not in the policy`, 1);
   const budget = me.epsilonBudget ?? policy.privacy.epsilonBudget;
-  const dimension = layoutSize(sharedParameterLayout(policy.model, policy.vocabularies));
   let ledger: Ledger = { format: LEDGER_FORMAT, budget, delta: policy.privacy.delta, createdAt: new Date().toISOString(), entries: [] };
   for (const r of verified.timeline) {
     const logged = r.epsilon[party];
     if (logged === undefined) continue;
-    const charge = roundCharge(policy, r.runId, r.round, dimension);
+    const runPolicy = byHash.get(r.policyHash);
+    if (!runPolicy) throw new UserError(`round ${r.round} of run ${r.runId} ran under policy ${r.policyHash}, which was not given (--policy)`, 1);
+    const charge = roundCharge(runPolicy, r.runId, r.round, layoutSize(sharedParameterLayout(runPolicy.model, runPolicy.vocabularies)));
     const p = previewCharge(ledger, charge, budget);
     if (Math.abs(p.epsilonAfter - logged) > 1e-6 * Math.max(1, logged)) {
-      throw new UserError(`round ${r.round} of run ${r.runId}: the log records epsilon ${logged} for ${party}, the policy's parameters give ${p.epsilonAfter}; refusing to restore`, 1);
+      throw new UserError(`round ${r.round} of run ${r.runId}: the log records epsilon ${logged} for ${party}, the parameters of its policy give ${p.epsilonAfter}; refusing to restore`, 1);
     }
     const entry = { ...charge, chargedAt: new Date().toISOString(), epsilonAfter: p.epsilonAfter, order: p.order } as LedgerEntry;
     ledger = { ...ledger, entries: [...ledger.entries, entry] };

@@ -54,6 +54,8 @@ export interface VerifyFailure {
 export interface RoundSummary {
   runId: string;
   round: number;
+  /** the hash of the policy the round's run names */
+  policyHash: string;
   status: 'open' | 'completed' | 'aborted';
   startIdx: number;
   closeIdx: number | null;
@@ -366,7 +368,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         if (e.parties.length < cur.minParties) fail(i, 'entry.parties', `at least ${cur.minParties} parties (threshold t=${cur.t}${cur.policy.privacy.noiseMode === 'distributed' ? `, n_min=${cur.policy.privacy.nMin}` : ''})`, `${e.parties.length}`);
         paramsEqual(i, 'entry.params', e.params, cur.expected);
         run.lastRound = e.round;
-        const summary: RoundSummary = { runId: e.runId, round: e.round, status: 'open', startIdx: i, closeIdx: null, parties: [...e.parties], phases: {}, survivors: null, epsilon: {}, modelVersion: null, modelHash: null, reason: null, receipts: [] };
+        const summary: RoundSummary = { runId: e.runId, round: e.round, policyHash: e.policyHash, status: 'open', startIdx: i, closeIdx: null, parties: [...e.parties], phases: {}, survivors: null, epsilon: {}, modelVersion: null, modelHash: null, reason: null, receipts: [] };
         timeline.push(summary);
         rnd = { summary, secaggRound: e.secaggRound, params: e.params, baseVersion: e.baseModelVersion, lastPhase: -1, phaseParties: new Map(), charged: [] };
         return;

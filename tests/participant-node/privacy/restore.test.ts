@@ -1,0 +1,60 @@
+/**
+ * restoreLedgerFromAudit (participant-node/privacy/restore.ts) on a generated log with runs of two
+ * policies (same coordinator and parties; the second with more noise and fewer rounds): the ledger
+ * rebuilt from the verified log charges every round the log charged this party, each with its own
+ * run's policy, and ends at the lifetime epsilon the log recorded; with one policy the log does
+ * not verify and nothing is restored; an existing ledger is never replaced.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { verifyLog } from '../../../shared/audit/verify';
+import { policyHash } from '../../../shared/policy/schema';
+import { readLedger } from '../../../participant-node/privacy/ledger';
+import { restoreLedgerFromAudit } from '../../../participant-node/privacy/restore';
+import { generateLog, makeFederation } from '../../shared/audit/fixture';
+
+const dirs: string[] = [];
+const freshDir = () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-restore-'));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+test('a log with runs of two policies: each round charged with its own policy, the lifetime epsilon as logged', async () => {
+  const fed = await makeFederation();
+  const first = generateLog(fed, [{}, { drop: [{ party: 'insurer2', phase: 'mask' }] }, {}]);
+  const second = JSON.parse(JSON.stringify(fed.policy));
+  second.training.rounds = 2;
+  second.privacy.noiseMultiplier = fed.policy.privacy.noiseMultiplier * 1.5;
+  const fed2 = { ...fed, policy: second, policyHash: policyHash(second) };
+  const both = generateLog(fed2, [{}, {}], { runId: 'run-2', startAt: 1_768_000_000_000, continueFrom: first });
+
+  const verified = verifyLog(both.bytes, { policy: second, otherPolicies: [fed.policy] });
+  expect(verified.failures).toEqual([]);
+  const dir = freshDir();
+  const r = restoreLedgerFromAudit(dir, 'insurer2', [second, fed.policy], verified);
+  // insurer2 dropped before its masked input in round 2 of run-1: charged in 4 of the 5 rounds
+  const charged = verified.timeline.filter((s) => s.epsilon.insurer2 !== undefined);
+  expect(charged).toHaveLength(4);
+  expect(r.rounds).toBe(4);
+  expect(r.epsilon).toBeCloseTo(charged[charged.length - 1].epsilon.insurer2, 9);
+  const ledger = readLedger(dir)!;
+  expect(ledger.entries.map((e) => [e.runId, e.round])).toEqual([['run-1', 1], ['run-1', 3], ['run-2', 1], ['run-2', 2]]);
+  // the second policy's rounds were charged with its larger noise: each adds less than a first-policy round
+  const steps = ledger.entries.map((e, i) => e.epsilonAfter - (i ? ledger.entries[i - 1].epsilonAfter : 0));
+  expect(steps[2]).toBeLessThan(steps[1]);
+  expect(ledger.budget).toBe(second.privacy.epsilonBudget);
+
+  // the existing ledger is never replaced
+  expect(() => restoreLedgerFromAudit(dir, 'insurer2', [second, fed.policy], verified)).toThrow(/already has a privacy ledger/);
+  // with one policy the log does not verify, and nothing is restored
+  const other = freshDir();
+  expect(() => restoreLedgerFromAudit(other, 'insurer2', [second], verifyLog(both.bytes, { policy: second }))).toThrow(/does not verify/);
+  // a verified log whose run names a policy that was not given to the restore: refused
+  expect(() => restoreLedgerFromAudit(other, 'insurer2', [second], verified)).toThrow(/ran under policy [0-9a-f]{64}, which was not given/);
+  expect(readLedger(other)).toBeNull();
+});
