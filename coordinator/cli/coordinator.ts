@@ -54,6 +54,14 @@ async function connect(o: ConnOpts) {
   return { ...c, unary };
 }
 
+/** `--expires-in`: "never" -> 0, else N followed by s, m, h or d -> seconds. */
+export function durationSeconds(v: string): number {
+  if (v === 'never') return 0;
+  const m = /^([1-9][0-9]{0,9})([smhd])$/.exec(v);
+  if (!m) throw new UserError(`--expires-in expects a number followed by s, m, h or d (e.g. 90d, 12h), or "never"; got "${v}"`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
 /** What the CLI prints of an enrolled party. */
 function partyView(p: ParticipantRecord) {
   return { name: p.name, publicKey: Buffer.from(p.publicKey).toString('base64'), certSha256: p.certSha256, enrolledAt: new Date(Number(p.enrolledAtMs)).toISOString() };
@@ -315,11 +323,19 @@ export function registerCoordinatorCommands(coord: Command): void {
   });
 
   const tokens = coord.command('tokens').description('credentials for auditors (separate from operator and party credentials)');
-  connOptions(tokens.command('issue').description('issue a bearer token; it is shown once, only its hash is stored').requiredOption('--role <role>', 'auditor').option('--label <text>', 'who it is for', '')).action(
-    async (o: ConnOpts & { role: string; label: string }) => {
+  connOptions(
+    tokens
+      .command('issue')
+      .description('issue a bearer token; it is shown once, only its hash is stored')
+      .requiredOption('--role <role>', 'auditor')
+      .option('--label <text>', 'who it is for', '')
+      .option('--expires-in <duration>', 'how long it opens the audit API: N followed by s, m, h or d, or "never"', '90d'),
+  ).action(
+    async (o: ConnOpts & { role: string; label: string; expiresIn: string }) => {
       if (o.role !== 'auditor') throw new UserError(`--role must be "auditor", got "${o.role}"`);
+      const expiresInSeconds = durationSeconds(o.expiresIn);
       await withOperator(o, async (c) => {
-        const r = await rpc(c.unary(c.client.issueToken.bind(c.client), { role: o.role, label: o.label }, c.metadata));
+        const r = await rpc(c.unary(c.client.issueToken.bind(c.client), { role: o.role, label: o.label, expiresInSeconds: String(expiresInSeconds) }, c.metadata));
         if (o.json) printJson(r);
         else process.stdout.write(`${r.token}\n`);
       });
@@ -331,14 +347,16 @@ export function registerCoordinatorCommands(coord: Command): void {
     label: t.label,
     issuedAt: new Date(Number(t.createdAtMs)).toISOString(),
     revokedAt: t.revokedAtMs === '0' ? null : new Date(Number(t.revokedAtMs)).toISOString(),
+    expiresAt: t.expiresAtMs === '0' ? null : new Date(Number(t.expiresAtMs)).toISOString(),
   });
+  const tokenState = (t: ReturnType<typeof tokenView>) => (t.revokedAt ? `REVOKED ${t.revokedAt}` : t.expiresAt && Date.parse(t.expiresAt) <= Date.now() ? `EXPIRED ${t.expiresAt}` : `valid${t.expiresAt ? ` until ${t.expiresAt}` : ', never expires'}`);
   connOptions(tokens.command('list').description('every issued token: id, role, label, when issued and revoked (never the token itself)')).action(async (o: ConnOpts) => {
     await withOperator(o, async (c) => {
       const r = await rpc(c.unary(c.client.listTokens.bind(c.client), {}, c.metadata));
       const views = r.tokens.map(tokenView);
       if (o.json) printJson({ tokens: views });
       else if (!views.length) process.stdout.write('no tokens issued\n');
-      else for (const t of views) process.stdout.write(`${t.tokenId}  ${t.role}  issued ${t.issuedAt}  ${t.revokedAt ? `REVOKED ${t.revokedAt}` : 'valid'}  ${JSON.stringify(t.label)}\n`);
+      else for (const t of views) process.stdout.write(`${t.tokenId}  ${t.role}  issued ${t.issuedAt}  ${tokenState(t)}  ${JSON.stringify(t.label)}\n`);
     });
   });
   connOptions(

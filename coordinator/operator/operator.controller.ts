@@ -36,10 +36,12 @@ const NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
 /** token ids as issueToken makes them */
 const TOKEN_ID_RE = /^tok-[0-9a-f]{12}$/;
 const MAX_TEXT = 200;
+/** the longest lifetime a token may be issued with: 10 years */
+const MAX_TOKEN_SECONDS = 10 * 365 * 24 * 3600;
 
 /** What the operator may see of a token: never its hash. */
 function tokenRecord(t: TokenRow): TokenRecord {
-  return { tokenId: t.id, role: t.role, label: t.label, createdAtMs: String(t.createdAt), revokedAtMs: String(t.revokedAt ?? 0) };
+  return { tokenId: t.id, role: t.role, label: t.label, createdAtMs: String(t.createdAt), revokedAtMs: String(t.revokedAt ?? 0), expiresAtMs: String(t.expiresAt ?? 0) };
 }
 
 function record(p: ParticipantRow): ParticipantRecord {
@@ -146,12 +148,14 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
     return this.guarded(metadata, async () => {
       if (request.role !== 'auditor') throw invalid(`role must be "auditor" (operator credentials are not issued over the API), got "${request.role.slice(0, 32)}"`);
       if (request.label.length > MAX_TEXT) throw invalid(`label is longer than ${MAX_TEXT} characters`);
+      const seconds = Number(request.expiresInSeconds || '0');
+      if (!Number.isSafeInteger(seconds) || seconds < 0 || seconds > MAX_TOKEN_SECONDS) throw invalid(`expires_in_seconds must be 0 (never) or a whole number of seconds up to ${MAX_TOKEN_SECONDS} (10 years), got ${String(request.expiresInSeconds).slice(0, 24)}`);
       const token = newToken();
       const id = `tok-${randomBytes(6).toString('hex')}`;
       const audit = this.ctx.audit;
-      const emit = (row: { id: string; role: string; label: string }) => [audit.append({ type: 'token-issued', tokenId: row.id, role: row.role, label: row.label })];
-      await audit.write(() => this.ctx.repo.insertToken({ id, role: 'auditor', tokenHash: tokenSha256(token), label: request.label }, { emit }));
-      return { token, tokenId: id, role: 'auditor' };
+      const emit = (row: TokenRow) => [audit.append({ type: 'token-issued', tokenId: row.id, role: row.role, label: row.label, ...(row.expiresAt !== null ? { expiresAt: row.expiresAt } : {}) })];
+      const row = await audit.write(() => this.ctx.repo.insertToken({ id, role: 'auditor', tokenHash: tokenSha256(token), label: request.label, expiresInMs: seconds * 1000 }, { emit }));
+      return { token, tokenId: id, role: 'auditor', expiresAtMs: String(row.expiresAt ?? 0) };
     });
   }
 

@@ -118,6 +118,14 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 4,
+    name: 'auditor token expiry',
+    statements: [
+      // when the token stops opening the audit API (ms since the epoch); NULL: never
+      `ALTER TABLE tokens ADD COLUMN expires_at BIGINT`,
+    ],
+  },
 ];
 
 const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

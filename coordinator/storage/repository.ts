@@ -75,6 +75,8 @@ export interface TokenRow {
   label: string;
   createdAt: number;
   revokedAt: number | null;
+  /** null: never expires */
+  expiresAt: number | null;
 }
 
 /**
@@ -183,7 +185,7 @@ function audit(r: Record<string, unknown>): AuditRow {
   return { idx: Number(r.idx), prevHash: u8(r.prev_hash), entry: u8(r.entry), signature: u8(r.signature), createdAt: Number(r.created_at) };
 }
 function token(r: Record<string, unknown>): TokenRow {
-  return { id: String(r.id), role: String(r.role), tokenHash: u8(r.token_hash), label: String(r.label), createdAt: Number(r.created_at), revokedAt: numOrNull(r.revoked_at) };
+  return { id: String(r.id), role: String(r.role), tokenHash: u8(r.token_hash), label: String(r.label), createdAt: Number(r.created_at), revokedAt: numOrNull(r.revoked_at), expiresAt: numOrNull(r.expires_at) };
 }
 
 export class Repository {
@@ -575,12 +577,14 @@ export class Repository {
 
   // ------------------------------------------------------------ tokens
 
-  async insertToken(t: { id: string; role: string; tokenHash: Uint8Array; label: string }, sealer?: AuditSealer | AuditEmitter<TokenRow>): Promise<TokenRow> {
-    const row: TokenRow = { ...t, createdAt: this.now(), revokedAt: null };
+  /** Stores a token (its hash); `expiresInMs` from now (this store's clock), or never when absent. */
+  async insertToken(t: { id: string; role: string; tokenHash: Uint8Array; label: string; expiresInMs?: number }, sealer?: AuditSealer | AuditEmitter<TokenRow>): Promise<TokenRow> {
+    const createdAt = this.now();
+    const row: TokenRow = { id: t.id, role: t.role, tokenHash: t.tokenHash, label: t.label, createdAt, revokedAt: null, expiresAt: t.expiresInMs ? createdAt + t.expiresInMs : null };
     await this.db.transaction(async (tx) => {
-      await tx.query('INSERT INTO tokens (id, role, token_hash, label, created_at) VALUES (?, ?, ?, ?, ?)', [row.id, row.role, row.tokenHash, row.label, row.createdAt]);
+      await tx.query('INSERT INTO tokens (id, role, token_hash, label, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)', [row.id, row.role, row.tokenHash, row.label, row.createdAt, row.expiresAt]);
       if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit(row));
-      else if (sealer) await this.appendAudit(tx, sealer, ({ type: 'token-issued', tokenId: row.id, role: row.role, label: row.label }));
+      else if (sealer) await this.appendAudit(tx, sealer, ({ type: 'token-issued', tokenId: row.id, role: row.role, label: row.label, ...(row.expiresAt !== null ? { expiresAt: row.expiresAt } : {}) }));
     });
     return row;
   }
@@ -611,8 +615,9 @@ export class Repository {
     });
   }
 
+  /** The token with this hash if it opens the API now: not revoked, not expired (this store's clock). */
   async tokenByHash(tokenHash: Uint8Array): Promise<TokenRow | null> {
-    const rows = await this.db.query('SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL', [tokenHash]);
+    const rows = await this.db.query('SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)', [tokenHash, this.now()]);
     return rows.length ? token(rows[0]) : null;
   }
 

@@ -95,7 +95,7 @@ const epsilonMap = z.record(name, finite);
 export const entrySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('participant-enrolled'), ...common, name, publicKey: b64(32), certSha256: z.string().nullable() }).strict(),
   z.object({ type: z.literal('participant-removed'), ...common, name, publicKey: b64(32), reason: z.string().max(200) }).strict(),
-  z.object({ type: z.literal('token-issued'), ...common, tokenId: z.string().min(1), role: z.string().min(1), label: z.string() }).strict(),
+  z.object({ type: z.literal('token-issued'), ...common, tokenId: z.string().min(1), role: z.string().min(1), label: z.string(), expiresAt: int.optional() }).strict(),
   z.object({ type: z.literal('token-revoked'), ...common, tokenId: z.string().min(1), reason: z.string().max(200) }).strict(),
   z
     .object({

@@ -104,7 +104,7 @@ describe('audit log of the coordinator', () => {
     expect((await grpcError(submit(parties[1], runId, 1, receiptOf(parties[1]), done.modelVersion))).code).toBe(grpc.status.ALREADY_EXISTS);
 
     // exported over HTTP with an auditor token, the log verifies against the policy and the receipts
-    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'audit-test' }, op.metadata);
+    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'audit-test', expiresInSeconds: '0' }, op.metadata);
     const http = `http://127.0.0.1:${coord.httpPort}`;
     const exported = await fetchAuditLog(http, token, { limit: 5 });
     const receipts = parties.map((p) => ({ source: p.name, receipt: receiptOf(p) }));
@@ -139,7 +139,7 @@ describe('audit log of the coordinator', () => {
     // a restarted coordinator continues the same chain (the writer and recorder are replayed)
     coord = await fx.restart();
     const op2 = operator(env, coord.grpcPort);
-    await unary(op2.client.issueToken.bind(op2.client), { role: 'auditor', label: 'after restart' }, op2.metadata);
+    await unary(op2.client.issueToken.bind(op2.client), { role: 'auditor', label: 'after restart', expiresInSeconds: '0' }, op2.metadata);
     const after = await fetchAuditLog(`http://127.0.0.1:${coord.httpPort}`, token);
     expect(after.entries).toBe(exported.entries + 1);
     expect(after.bytes.subarray(0, exported.bytes.length).equals(exported.bytes)).toBe(true);
@@ -208,7 +208,7 @@ describe('audit log of aborted rounds', () => {
       await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_ROUND_ABORTED && e.round === round);
     }
     await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_RUN_FINISHED);
-    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'abort-test' }, op.metadata);
+    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'abort-test', expiresInSeconds: '0' }, op.metadata);
     const exported = await fetchAuditLog(`http://127.0.0.1:${coord.httpPort}`, token);
     const res = verifyLog(new Uint8Array(exported.bytes), { policy });
     expect(res.failures).toEqual([]);
@@ -239,7 +239,7 @@ describe('audit log of aborted rounds', () => {
     op.client.close();
     coord = await fx.restart();
     const op2 = operator(env, coord.grpcPort);
-    const { token } = await unary(op2.client.issueToken.bind(op2.client), { role: 'auditor', label: 'restart-test' }, op2.metadata);
+    const { token } = await unary(op2.client.issueToken.bind(op2.client), { role: 'auditor', label: 'restart-test', expiresInSeconds: '0' }, op2.metadata);
     const exported = await fetchAuditLog(`http://127.0.0.1:${coord.httpPort}`, token);
     const res = verifyLog(new Uint8Array(exported.bytes), { policy });
     expect(res.failures).toEqual([]);
@@ -264,7 +264,7 @@ describe('audit log of aborted rounds', () => {
     const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(new Float32Array(dim).fill(0.03).buffer));
     await Promise.all(ns.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_MASKED_INPUT)));
     await unary(op.client.abortRun.bind(op.client), { runId: st.runId, reason: 'stop' }, op.metadata);
-    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'operator-abort' }, op.metadata);
+    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'operator-abort', expiresInSeconds: '0' }, op.metadata);
     const exported = await fetchAuditLog(`http://127.0.0.1:${coord.httpPort}`, token);
     const res = verifyLog(new Uint8Array(exported.bytes), { policy });
     expect(res.failures).toEqual([]);
@@ -290,7 +290,7 @@ describe('audit API over HTTPS (config http.tls)', () => {
     const coord = await startCoordinator(env, null);
     try {
       const op = operator(env, coord.grpcPort);
-      const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'tls' }, op.metadata);
+      const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'tls', expiresInSeconds: '0' }, op.metadata);
       op.client.close();
       const base = `https://127.0.0.1:${coord.httpPort}`;
       const got = await fetchAuditLog(base, token, { ca: fs.readFileSync(env.certs.ca) });

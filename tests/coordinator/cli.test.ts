@@ -76,12 +76,25 @@ describe('fedbridge coordinator CLI', () => {
     expect(JSON.parse(tok.out)).toMatchObject({ role: 'auditor', token: expect.stringMatching(/^fbt_/) });
     const tokId: string = JSON.parse(tok.out).tokenId;
     const listed = await run(['coordinator', 'tokens', 'list', ...conn, '--json']);
-    expect(JSON.parse(listed.out)).toEqual({ tokens: [{ tokenId: tokId, role: 'auditor', label: 'alice', issuedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), revokedAt: null }] });
+    const view = JSON.parse(listed.out).tokens;
+    expect(view).toEqual([{ tokenId: tokId, role: 'auditor', label: 'alice', issuedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), revokedAt: null, expiresAt: expect.stringMatching(/^\d{4}-/) }]);
+    // the default lifetime: 90 days
+    expect(Date.parse(view[0].expiresAt) - Date.parse(view[0].issuedAt)).toBe(90 * 86400_000);
+    const forever = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--label', 'bob', '--expires-in', 'never', '--json']);
+    expect(JSON.parse(forever.out)).toMatchObject({ expiresAtMs: '0' });
+    const listed2 = await run(['coordinator', 'tokens', 'list', ...conn]);
+    expect(listed2.out).toMatch(/ valid until \d{4}-\S+  "alice"\n.* valid, never expires  "bob"\n$/s);
+    for (const bad of ['90', '0d', '1w', '-5d', 'forever']) {
+      const r = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--expires-in', bad]);
+      expect([bad, r.code, r.err]).toEqual([bad, 2, `fedbridge: --expires-in expects a number followed by s, m, h or d (e.g. 90d, 12h), or "never"; got "${bad}"\n`]);
+    }
+    const tooLong = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--expires-in', '4000d']);
+    expect([tooLong.code, tooLong.err]).toEqual([1, expect.stringMatching(/^fedbridge: coordinator: INVALID_ARGUMENT: expires_in_seconds must be 0 \(never\) or a whole number of seconds up to 315360000/)]);
     const revoked = await run(['coordinator', 'tokens', 'revoke', ...conn, '--id', tokId, '--reason', 'left the firm']);
     expect(revoked.code).toBe(0);
     expect(revoked.out).toMatch(new RegExp(`^revoked ${tokId} \\(auditor, "alice"\\) at \\d{4}-\\d\\d-\\d\\dT\\S+\n$`));
     const text = await run(['coordinator', 'tokens', 'list', ...conn]);
-    expect(text.out).toMatch(new RegExp(`^${tokId}  auditor  issued \\S+  REVOKED \\S+  "alice"\n$`));
+    expect(text.out).toMatch(new RegExp(`^${tokId}  auditor  issued \\S+  REVOKED \\S+  "alice"\n`));
     const again = await run(['coordinator', 'tokens', 'revoke', ...conn, '--id', tokId]);
     expect(again.code).toBe(1);
     expect(again.err).toMatch(new RegExp(`^fedbridge: coordinator: FAILED_PRECONDITION: token ${tokId} was already revoked at \\S+\n$`));

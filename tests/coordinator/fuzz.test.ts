@@ -351,7 +351,7 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
           fc.record({ rpc: fc.constant('enroll' as const), name: fc.oneof(fc.string({ maxLength: 70 }), fc.constantFrom('platform', '', 'a'.repeat(200))), key: fc.uint8Array({ maxLength: 40 }), cert: fc.oneof(fc.constant(''), fc.string({ maxLength: 70 }), fc.stringMatching(/^[0-9a-f]{64}$/)) }),
           fc.record({ rpc: fc.constant('abort' as const), runId: fc.string({ maxLength: 60 }), reason: fc.string({ maxLength: 300 }) }),
           fc.record({ rpc: fc.constant('status' as const), runId: fc.string({ maxLength: 60 }) }),
-          fc.record({ rpc: fc.constant('token' as const), role: fc.oneof(fc.constantFrom('auditor', 'operator', 'party', ''), fc.string({ maxLength: 20 })), label: fc.string({ maxLength: 300 }) }),
+          fc.record({ rpc: fc.constant('token' as const), role: fc.oneof(fc.constantFrom('auditor', 'operator', 'party', ''), fc.string({ maxLength: 20 })), label: fc.string({ maxLength: 300 }), expires: fc.oneof(fc.constantFrom('0', '1', '315360000', '315360001', '-1', '9223372036854775807'), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String)) }),
           fc.record({ rpc: fc.constant('revoke' as const), tokenId: fc.oneof(fc.stringMatching(/^tok-[0-9a-f]{12}$/), fc.string({ maxLength: 40 }), fc.constant('')), reason: fc.string({ maxLength: 300 }) }),
           fc.record({ rpc: fc.constant('tokens' as const) }),
           // names of parties that are not enrolled (the enrolled ones must stay for the final check)
@@ -372,7 +372,7 @@ describe('fuzzing the party API in every phase of a real SecAgg round', () => {
                       ? await outcome(unary(c.listTokens.bind(c), {}, op.metadata))
                       : r.rpc === 'unenroll'
                         ? await outcome(unary(c.removeParticipant.bind(c), { name: r.name, reason: r.reason }, op.metadata))
-                      : await outcome(unary(c.issueToken.bind(c), { role: r.role, label: r.label }, op.metadata));
+                      : await outcome(unary(c.issueToken.bind(c), { role: r.role, label: r.label, expiresInSeconds: r.expires }, op.metadata));
           check(`${r.rpc} ${JSON.stringify(r, (_k, v) => (v instanceof Uint8Array ? `${v.length} bytes` : v))}`, o);
         },
       ),

@@ -33,14 +33,14 @@ const samples: Record<string, object> = {
     currentRound: { round: 4, state: 'open', phase: 'mask', deadlineMs: '1763856000123', abortReason: '', parties: ['a', 'b'], modelVersion: 4 },
     latestModelVersion: 4, abortReason: '',
   },
-  IssueTokenRequest: { role: 'auditor', label: 'l' },
-  IssueTokenResponse: { token: 't', tokenId: 'i', role: 'auditor' },
+  IssueTokenRequest: { role: 'auditor', label: 'l', expiresInSeconds: '7776000' },
+  IssueTokenResponse: { token: 't', tokenId: 'i', role: 'auditor', expiresAtMs: '1771632000000' },
   RemoveParticipantRequest: { name: 'insurer2', reason: 'left the federation' },
   ParticipantRecord: { name: 'insurer2', publicKey: new Uint8Array(32).fill(6), certSha256: 'cd'.repeat(32), enrolledAtMs: '1763856000000' },
   ListTokensRequest: {},
-  ListTokensResponse: { tokens: [{ tokenId: 'tok-0123456789ab', role: 'auditor', label: 'l', createdAtMs: '1763856000000', revokedAtMs: '0' }, { tokenId: 'tok-ba9876543210', role: 'auditor', label: '', createdAtMs: '1', revokedAtMs: '9007199254740993' }] },
+  ListTokensResponse: { tokens: [{ tokenId: 'tok-0123456789ab', role: 'auditor', label: 'l', createdAtMs: '1763856000000', revokedAtMs: '0', expiresAtMs: '1771632000000' }, { tokenId: 'tok-ba9876543210', role: 'auditor', label: '', createdAtMs: '1', revokedAtMs: '9007199254740993', expiresAtMs: '0' }] },
   RevokeTokenRequest: { tokenId: 'tok-0123456789ab', reason: 'left the audit firm' },
-  TokenRecord: { tokenId: 'tok-0123456789ab', role: 'auditor', label: 'l', createdAtMs: '1763856000000', revokedAtMs: '1763856000001' },
+  TokenRecord: { tokenId: 'tok-0123456789ab', role: 'auditor', label: 'l', createdAtMs: '1763856000000', revokedAtMs: '1763856000001', expiresAtMs: '9007199254740993' },
 };
 
 const norm = (v: unknown): unknown => {

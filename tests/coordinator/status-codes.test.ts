@@ -208,7 +208,7 @@ describe('status codes of rejected requests (nothing stored, honest round comple
 
   test('operator API: no token, wrong token, an auditor token, a party key are all refused', async () => {
     const op = operator(env, coord.grpcPort);
-    const issued = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'test' }, op.metadata);
+    const issued = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'test', expiresInSeconds: '0' }, op.metadata);
     expect(issued.token).toMatch(/^fbt_/);
     const before = await counts();
     for (const [token, msg] of [['fbt_not-the-operator-token-xxxxxxxx', /not the operator token/], [issued.token, /not the operator token/]] as const) {
@@ -225,7 +225,7 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     expect(dup.code).toBe(status.ALREADY_EXISTS);
     const shortKey = await grpcError(unary(op.client.enroll.bind(op.client), { name: 'newparty', publicKey: new Uint8Array(31), certSha256: '' }, op.metadata));
     expect(shortKey.code).toBe(status.INVALID_ARGUMENT);
-    const role = await grpcError(unary(op.client.issueToken.bind(op.client), { role: 'operator', label: '' }, op.metadata));
+    const role = await grpcError(unary(op.client.issueToken.bind(op.client), { role: 'operator', label: '', expiresInSeconds: '0' }, op.metadata));
     expect(role.code).toBe(status.INVALID_ARGUMENT);
     // undecodable bytes on a unary and the client-streaming operator RPC
     const id = (b: Buffer) => b;

@@ -183,6 +183,15 @@ for (const backend of backends()) {
         now = 4000;
         expect(await repo.revokeToken('tok-bbbbbbbbbbbb', 'again', sealer)).toMatchObject({ outcome: 'already-revoked', row: { revokedAt: 3000 } });
         expect(await repo.snapshotCounts()).toEqual(after);
+
+        // expiry: found by hash until its time (this store's clock), not at or after it
+        await repo.insertToken({ id: 'tok-cccccccccccc', role: 'auditor', tokenHash: hash32(3), label: 'a day', expiresInMs: 86_400_000 }, sealer);
+        expect((await repo.listTokens()).find((t) => t.id === 'tok-cccccccccccc')?.expiresAt).toBe(4000 + 86_400_000);
+        now = 4000 + 86_400_000 - 1;
+        expect((await repo.tokenByHash(hash32(3)))?.id).toBe('tok-cccccccccccc');
+        now = 4000 + 86_400_000;
+        expect(await repo.tokenByHash(hash32(3))).toBeNull();
+        expect((await repo.tokenByHash(hash32(2)))?.id).toBe('tok-aaaaaaaaaaaa'); // no expiry
       } finally {
         await db.close();
       }

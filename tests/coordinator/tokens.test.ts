@@ -9,7 +9,15 @@ import type { RunningCoordinator } from '../../coordinator/main';
 import { tokenSha256 } from '../../coordinator/identity/tokens';
 import { verifyAuditChain } from '../../coordinator/audit/log';
 import { ListTokensResponse } from '../../proto/gen/grpc/fedbridge/v1/federation';
-import { grpc, grpcError, makeEnv, operator, startCoordinator, unary, type Env } from './helpers/harness';
+import { grpc, grpcError, makeEnv, ManualTimers, operator, startCoordinator, unary, type Env } from './helpers/harness';
+
+/** The coordinator's clock, moved forward by the test (storage reads it for token expiry). */
+class ShiftedTimers extends ManualTimers {
+  shift = 0;
+  override now(): number {
+    return Date.now() + this.shift;
+  }
+}
 
 const { status } = grpc;
 
@@ -17,10 +25,11 @@ describe('auditor tokens: issue, list, revoke', () => {
   let env: Env;
   let coord: RunningCoordinator;
   let op: ReturnType<typeof operator>;
+  const timers = new ShiftedTimers();
 
   beforeAll(async () => {
     env = await makeEnv(['platform']);
-    coord = await startCoordinator(env, null);
+    coord = await startCoordinator(env, null, timers);
     op = operator(env, coord.grpcPort);
   });
   afterAll(async () => {
@@ -34,8 +43,8 @@ describe('auditor tokens: issue, list, revoke', () => {
   const counts = () => coord.ctx.repo.snapshotCounts();
 
   test('a revoked token is refused by the audit API at once; the other keeps working; the log records it', async () => {
-    const a = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'firm A' }, op.metadata);
-    const b = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'firm B' }, op.metadata);
+    const a = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'firm A', expiresInSeconds: '0' }, op.metadata);
+    const b = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'firm B', expiresInSeconds: '0' }, op.metadata);
     expect([await head(a.token), await head(b.token)]).toEqual([200, 200]);
 
     const listed = await list();
@@ -67,10 +76,33 @@ describe('auditor tokens: issue, list, revoke', () => {
     expect(verifyAuditChain(rows, coord.publicKey).failures).toEqual([]);
   });
 
+  test('a token issued for a time opens the API until then, and not after; one without expiry still does', async () => {
+    const day = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'one day', expiresInSeconds: String(86400) }, op.metadata);
+    const forever = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'no expiry', expiresInSeconds: '0' }, op.metadata);
+    expect(forever.expiresAtMs).toBe('0');
+    const listed = (await list()).tokens.find((t) => t.tokenId === day.tokenId)!;
+    expect(Number(day.expiresAtMs) - Number(listed.createdAtMs)).toBe(86400_000);
+    expect(listed.expiresAtMs).toBe(day.expiresAtMs);
+    expect([await head(day.token), await head(forever.token)]).toEqual([200, 200]);
+    timers.shift = 86400_000 - 60_000; // a minute before
+    expect(await head(day.token)).toBe(200);
+    timers.shift = 86400_000 + 1000; // a second after
+    expect([await head(day.token), await head(forever.token)]).toEqual([401, 200]);
+    timers.shift = 0;
+    const rows = await coord.ctx.repo.auditEntries();
+    const issued = rows.map((r) => JSON.parse(Buffer.from(r.entry).toString('utf8'))).filter((e) => e.type === 'token-issued');
+    expect(issued.find((e) => e.tokenId === day.tokenId)).toMatchObject({ expiresAt: Number(day.expiresAtMs) });
+    expect(issued.find((e) => e.tokenId === forever.tokenId)).not.toHaveProperty('expiresAt');
+    for (const bad of ['-1', '315360001', '9223372036854775807']) {
+      const e = await grpcError(unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'x', expiresInSeconds: bad }, op.metadata));
+      expect([bad, e.code, e.details]).toEqual([bad, status.INVALID_ARGUMENT, expect.stringMatching(/^expires_in_seconds must be 0 \(never\) or a whole number of seconds up to 315360000 \(10 years\)/)]);
+    }
+  });
+
   test('revoking again, an unknown or malformed id, a long reason, or without the operator token: its status, nothing changed', async () => {
-    const t = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'to revoke' }, op.metadata);
+    const t = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'to revoke', expiresInSeconds: '0' }, op.metadata);
     await revoke(t.tokenId);
-    const other = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'kept' }, op.metadata);
+    const other = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'kept', expiresInSeconds: '0' }, op.metadata);
     const auditorAsOperator = operator(env, coord.grpcPort, other.token);
     const before = await counts();
     const cases: [string, () => Promise<unknown>, grpc.status, RegExp][] = [

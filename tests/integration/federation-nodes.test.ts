@@ -147,7 +147,7 @@ describe('three real nodes federate through the coordinator', () => {
     expect(status.state).toBe('completed');
 
     // ---- audit: export over HTTP with an auditor token, verify against the policy and the receipts
-    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'integration' }, op.metadata);
+    const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'integration', expiresInSeconds: '0' }, op.metadata);
     const http = `http://127.0.0.1:${coord.httpPort}`;
     const exported = await fetchAuditLog(http, token, { limit: 7 }); // several pages
     const logFile = path.join(env.dir, 'audit.jsonl');

@@ -321,6 +321,8 @@ export interface IssueTokenRequest {
   /** "auditor" */
   role: string;
   label: string;
+  /** 0: the token never expires */
+  expiresInSeconds: string;
 }
 
 export interface IssueTokenResponse {
@@ -328,6 +330,8 @@ export interface IssueTokenResponse {
   token: string;
   tokenId: string;
   role: string;
+  /** 0: never */
+  expiresAtMs: string;
 }
 
 /** An issued credential as stored (the token itself is never stored or shown again: only its SHA-256). */
@@ -338,6 +342,8 @@ export interface TokenRecord {
   createdAtMs: string;
   /** 0 while the token is valid */
   revokedAtMs: string;
+  /** 0: never */
+  expiresAtMs: string;
 }
 
 /**
@@ -2716,7 +2722,7 @@ export const RunStatus: MessageFns<RunStatus> = {
 };
 
 function createBaseIssueTokenRequest(): IssueTokenRequest {
-  return { role: "", label: "" };
+  return { role: "", label: "", expiresInSeconds: "0" };
 }
 
 export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
@@ -2726,6 +2732,9 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
     }
     if (message.label !== "") {
       writer.uint32(18).string(message.label);
+    }
+    if (message.expiresInSeconds !== "0") {
+      writer.uint32(24).int64(message.expiresInSeconds);
     }
     return writer;
   },
@@ -2759,6 +2768,14 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
             message.label = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expiresInSeconds = reader.int64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2778,12 +2795,13 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
     const message = createBaseIssueTokenRequest();
     message.role = object.role ?? "";
     message.label = object.label ?? "";
+    message.expiresInSeconds = object.expiresInSeconds ?? "0";
     return message;
   },
 };
 
 function createBaseIssueTokenResponse(): IssueTokenResponse {
-  return { token: "", tokenId: "", role: "" };
+  return { token: "", tokenId: "", role: "", expiresAtMs: "0" };
 }
 
 export const IssueTokenResponse: MessageFns<IssueTokenResponse> = {
@@ -2796,6 +2814,9 @@ export const IssueTokenResponse: MessageFns<IssueTokenResponse> = {
     }
     if (message.role !== "") {
       writer.uint32(26).string(message.role);
+    }
+    if (message.expiresAtMs !== "0") {
+      writer.uint32(32).int64(message.expiresAtMs);
     }
     return writer;
   },
@@ -2837,6 +2858,14 @@ export const IssueTokenResponse: MessageFns<IssueTokenResponse> = {
             message.role = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expiresAtMs = reader.int64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2857,12 +2886,13 @@ export const IssueTokenResponse: MessageFns<IssueTokenResponse> = {
     message.token = object.token ?? "";
     message.tokenId = object.tokenId ?? "";
     message.role = object.role ?? "";
+    message.expiresAtMs = object.expiresAtMs ?? "0";
     return message;
   },
 };
 
 function createBaseTokenRecord(): TokenRecord {
-  return { tokenId: "", role: "", label: "", createdAtMs: "0", revokedAtMs: "0" };
+  return { tokenId: "", role: "", label: "", createdAtMs: "0", revokedAtMs: "0", expiresAtMs: "0" };
 }
 
 export const TokenRecord: MessageFns<TokenRecord> = {
@@ -2881,6 +2911,9 @@ export const TokenRecord: MessageFns<TokenRecord> = {
     }
     if (message.revokedAtMs !== "0") {
       writer.uint32(40).int64(message.revokedAtMs);
+    }
+    if (message.expiresAtMs !== "0") {
+      writer.uint32(48).int64(message.expiresAtMs);
     }
     return writer;
   },
@@ -2938,6 +2971,14 @@ export const TokenRecord: MessageFns<TokenRecord> = {
             message.revokedAtMs = reader.int64().toString();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.expiresAtMs = reader.int64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2960,6 +3001,7 @@ export const TokenRecord: MessageFns<TokenRecord> = {
     message.label = object.label ?? "";
     message.createdAtMs = object.createdAtMs ?? "0";
     message.revokedAtMs = object.revokedAtMs ?? "0";
+    message.expiresAtMs = object.expiresAtMs ?? "0";
     return message;
   },
 };

@@ -307,6 +307,8 @@ export interface IssueTokenRequest {
   /** "auditor" */
   role: string;
   label: string;
+  /** 0: the token never expires */
+  expiresInSeconds: string;
 }
 
 export interface IssueTokenResponse {
@@ -314,6 +316,8 @@ export interface IssueTokenResponse {
   token: string;
   tokenId: string;
   role: string;
+  /** 0: never */
+  expiresAtMs: string;
 }
 
 /** An issued credential as stored (the token itself is never stored or shown again: only its SHA-256). */
@@ -324,6 +328,8 @@ export interface TokenRecord {
   createdAtMs: string;
   /** 0 while the token is valid */
   revokedAtMs: string;
+  /** 0: never */
+  expiresAtMs: string;
 }
 
 /**
