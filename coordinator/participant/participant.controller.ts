@@ -18,7 +18,7 @@ import {
   type UploadChunk,
 } from '../../proto/gen/nest/fedbridge/v1/federation';
 import { CTX, type CoordinatorContext } from '../context';
-import { StatusError, invalid, notFound, status, toRpcException, toStatusError } from '../grpc/errors';
+import { StatusError, invalid, notFound, status, toRpcException, toStatusError, unauthenticated } from '../grpc/errors';
 import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
 import { answer, callSource, GrpcController } from '../grpc/decorators';
 import { PHASE_ENUM } from '../rounds/rounds.service';
@@ -47,7 +47,12 @@ export class ParticipantController implements Omit<ParticipantServiceController,
 
   subscribe(request: SignedRequest, _metadata?: Metadata, call?: Call): Observable<SignedEvent> {
     return from(this.ctx.auth.authenticate('Subscribe', request, call)).pipe(
-      mergeMap(({ party }) => this.ctx.events.subscribe(party.name, () => this.ctx.rounds.helloFor(party.name)) as Observable<SignedEvent>),
+      mergeMap(({ party }) =>
+        this.ctx.events.subscribe(party.name, () => this.ctx.rounds.helloFor(party.name), async () => {
+          const now = await this.ctx.repo.participantByName(party.name);
+          return now && Buffer.compare(Buffer.from(now.publicKey), Buffer.from(party.publicKey)) === 0 ? null : unauthenticated(`party "${party.name}" was removed from the federation`);
+        }) as Observable<SignedEvent>,
+      ),
       (src) =>
         new Observable<SignedEvent>((sub) => {
           const s = src.subscribe({

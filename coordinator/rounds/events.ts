@@ -54,7 +54,7 @@ export class EventHub {
    * A stream for `party`: first a HELLO built by `hello()` (the current state, or the remembered
    * phase event re-sealed with a new sequence number), then every published event.
    */
-  subscribe(party: string, hello: () => EventFields): Observable<SignedEvent> {
+  subscribe(party: string, hello: () => EventFields, stillValid?: () => Promise<Error | null>): Observable<SignedEvent> {
     return new Observable<SignedEvent>((subscriber) => {
       const subject = new Subject<SignedEvent>();
       const inner = subject.subscribe(subscriber);
@@ -63,6 +63,13 @@ export class EventHub {
       set.add(subject);
       this.metrics?.subscribers.inc();
       subscriber.next(this.seal(hello()).signed);
+      // the party was authenticated before this registration; a removal that committed in between
+      // has already called disconnect(), which this stream missed: look again, now that it is
+      // registered (a later removal's disconnect() will find it)
+      stillValid?.().then(
+        (err) => err && subject.error(err),
+        (err: unknown) => subject.error(err),
+      );
       return () => {
         inner.unsubscribe();
         set!.delete(subject);
