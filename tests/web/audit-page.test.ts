@@ -12,9 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
 import { stringify } from 'yaml';
 import { sodiumReady } from '../../shared/crypto/sodium';
-import { makeFederation, generateLog, type Federation, type GeneratedLog } from '../shared/audit/fixture';
+import { makeFederation, generateLog, appendSecondPolicyRun, type Federation, type GeneratedLog } from '../shared/audit/fixture';
 import { auditLogPage, parseLogQuery, AuditApiError } from '../../shared/audit';
-import { policyHash } from '../../shared/policy/schema';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { build } = require('../../coordinator/http/audit-page/build.js') as { build: (out: string) => Promise<{ outDir: string; bytes: number }> };
@@ -42,10 +41,7 @@ beforeAll(async () => {
   files.set('/policy.yaml', { body: Buffer.from(stringify(fed.policy)), type: 'text/yaml' });
   files.set('/receipts.json', { body: Buffer.from(JSON.stringify(log.receipts)), type: 'application/json' });
   // the same coordinator and parties, then a run of a second policy appended to the log
-  const second = JSON.parse(JSON.stringify(fed.policy));
-  second.training.rounds = 2;
-  const fed2 = { ...fed, policy: second, policyHash: policyHash(second) };
-  const both = generateLog(fed2, [{}, {}], { runId: 'run-2', startAt: 1_768_000_000_000, continueFrom: log });
+  const { second, both } = appendSecondPolicyRun(fed, log);
   files.set('/both.jsonl', { body: Buffer.from(both.text), type: 'application/x-ndjson' });
   files.set('/policy2.yaml', { body: Buffer.from(stringify(second)), type: 'text/yaml' });
   // one byte changed: a digit of an epsilon value in a round-completed entry

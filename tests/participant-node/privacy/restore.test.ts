@@ -9,10 +9,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { verifyLog } from '../../../shared/audit/verify';
-import { policyHash } from '../../../shared/policy/schema';
 import { readLedger } from '../../../participant-node/privacy/ledger';
 import { restoreLedgerFromAudit } from '../../../participant-node/privacy/restore';
-import { generateLog, makeFederation } from '../../shared/audit/fixture';
+import { appendSecondPolicyRun, generateLog, makeFederation } from '../../shared/audit/fixture';
 
 const dirs: string[] = [];
 const freshDir = () => {
@@ -27,11 +26,7 @@ afterAll(() => {
 test('a log with runs of two policies: each round charged with its own policy, the lifetime epsilon as logged', async () => {
   const fed = await makeFederation();
   const first = generateLog(fed, [{}, { drop: [{ party: 'insurer2', phase: 'mask' }] }, {}]);
-  const second = JSON.parse(JSON.stringify(fed.policy));
-  second.training.rounds = 2;
-  second.privacy.noiseMultiplier = fed.policy.privacy.noiseMultiplier * 1.5;
-  const fed2 = { ...fed, policy: second, policyHash: policyHash(second) };
-  const both = generateLog(fed2, [{}, {}], { runId: 'run-2', startAt: 1_768_000_000_000, continueFrom: first });
+  const { second, both } = appendSecondPolicyRun(fed, first);
 
   const verified = verifyLog(both.bytes, { policy: second, otherPolicies: [fed.policy] });
   expect(verified.failures).toEqual([]);

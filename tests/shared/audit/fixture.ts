@@ -163,6 +163,18 @@ export function generateLog(fed: Federation, plans: RoundPlan[] = [{}, {}, {}], 
   return { text, bytes: new TextEncoder().encode(text), receipts, recorder: rec, modelVersion: version };
 }
 
+/**
+ * The parties sign a second policy (2 rounds, 1.5x the noise; same coordinator and keys) and its
+ * run is appended to `first` as the coordinator would write it (run id run-2, a later clock).
+ */
+export function appendSecondPolicyRun(fed: Federation, first: GeneratedLog): { second: Policy; fed2: Federation; both: GeneratedLog } {
+  const second = JSON.parse(JSON.stringify(fed.policy)) as Policy;
+  second.training.rounds = 2;
+  second.privacy.noiseMultiplier = fed.policy.privacy.noiseMultiplier * 1.5;
+  const fed2 = { ...fed, policy: second, policyHash: policyHash(second) };
+  return { second, fed2, both: generateLog(fed2, [{}, {}], { runId: 'run-2', startAt: 1_768_000_000_000, continueFrom: first }) };
+}
+
 const masked = new WeakMap<AuditRecorder, string[]>();
 function setMasked(r: AuditRecorder, parties: string[]): void {
   masked.set(r, [...parties]);

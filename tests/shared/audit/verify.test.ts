@@ -1,6 +1,6 @@
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { exportLine as exportLineOf, verifyLog } from '../../../shared/audit';
-import { makeFederation, generateLog, entriesOf, rechain } from './fixture';
+import { makeFederation, generateLog, entriesOf, rechain, appendSecondPolicyRun } from './fixture';
 
 beforeAll(async () => {
   await sodiumReady();
@@ -180,15 +180,10 @@ describe('verifyLog: enrolment and removal (operator entries)', () => {
 
 describe('verifyLog: a log with runs of two policies', () => {
   test('each run is checked against the policy it names, epsilon composed over both; with one policy the other run fails; a foreign policy is refused', async () => {
-    const { policyHash } = await import('../../../shared/policy/schema');
     const fed = await makeFederation();
     const first = generateLog(fed, [{}, { drop: [{ party: 'insurer2', phase: 'mask' }] }, {}]);
     // the parties sign a second policy (another round count and noise), same coordinator and keys
-    const second = JSON.parse(JSON.stringify(fed.policy));
-    second.training.rounds = 2;
-    second.privacy.noiseMultiplier = fed.policy.privacy.noiseMultiplier * 1.5;
-    const fed2 = { ...fed, policy: second, policyHash: policyHash(second) };
-    const both = generateLog(fed2, [{}, {}], { runId: 'run-2', startAt: 1_768_000_000_000, continueFrom: first });
+    const { second, fed2, both } = appendSecondPolicyRun(fed, first);
     const receipts = both.receipts.map((r, i) => ({ source: `r${i}`, receipt: r }));
 
     const r = verifyLog(both.bytes, { policy: second, otherPolicies: [fed.policy], receipts });
