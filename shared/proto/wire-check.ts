@@ -43,10 +43,9 @@
  *
  *       at most one member of a oneof per message (two members: protobufjs names the last as the
  *       oneof's value, the ts-proto decoder fills both, so the signed bytes' meaning would depend
- *       on the reader). Which
- *       fields belong to which oneof is read from the serialized FileDescriptorProtos of the
- *       package definition: proto-loader's descriptor objects give every field oneofIndex 0,
- *       members or not.
+ *       on the reader). Which fields belong to which oneof is read from the serialized
+ *       FileDescriptorProtos of the package definition: proto-loader's descriptor objects give
+ *       every field oneofIndex 0, members or not.
  *
  * It is a check, not a decoder: what passes is then decoded by the same decoders as before, and
  * whatever passes, protobufjs and the ts-proto decoders read alike (property:
