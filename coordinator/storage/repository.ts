@@ -123,6 +123,12 @@ export class ConflictError extends Error {
   }
 }
 
+/**
+ * The row-lock clause for a SELECT inside a transaction: PostgreSQL locks the rows read until
+ * commit; SQLite needs none (its transactions are serialized: BEGIN IMMEDIATE behind one mutex).
+ */
+const rowLock = (tx: SqlExecutor, mode: 'UPDATE' | 'SHARE'): string => (tx.dialect === 'postgres' ? ` FOR ${mode}` : '');
+
 const u8 = (v: unknown): Uint8Array => (v instanceof Uint8Array ? new Uint8Array(v) : new Uint8Array(0));
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
@@ -222,7 +228,7 @@ export class Repository {
    */
   async removeParticipant(name: string, reason: string, sealer?: AuditSealer | AuditEmitter<ParticipantRow>): Promise<{ outcome: 'removed'; row: ParticipantRow } | { outcome: 'unknown' } | { outcome: 'running'; runId: string }> {
     return this.db.transaction(async (tx) => {
-      const lock = tx.dialect === 'postgres' ? ' FOR UPDATE' : '';
+      const lock = rowLock(tx, 'UPDATE');
       const found = await tx.query(`SELECT * FROM participants WHERE name = ?${lock}`, [name]);
       if (!found.length) return { outcome: 'unknown' as const };
       const running = await tx.query("SELECT id FROM runs WHERE state = 'running'");
@@ -283,7 +289,7 @@ export class Repository {
     return this.db.transaction(async (tx) => {
       // every signer is still enrolled with the key it signed with (a removal may have committed
       // since the caller checked the signatures; PostgreSQL: the rows are held until commit)
-      const hold = tx.dialect === 'postgres' ? ' FOR SHARE' : '';
+      const hold = rowLock(tx, 'SHARE');
       for (const s of args.signatures) {
         const p = await tx.query(`SELECT public_key FROM participants WHERE name = ?${hold}`, [s.party]);
         if (!p.length || Buffer.compare(Buffer.from(u8(p[0].public_key)), Buffer.from(s.publicKey)) !== 0) {
@@ -602,7 +608,7 @@ export class Repository {
    */
   async revokeToken(id: string, reason: string, sealer?: AuditSealer | AuditEmitter<TokenRow>): Promise<{ outcome: 'revoked' | 'already-revoked'; row: TokenRow } | { outcome: 'unknown' }> {
     return this.db.transaction(async (tx) => {
-      const lock = tx.dialect === 'postgres' ? ' FOR UPDATE' : '';
+      const lock = rowLock(tx, 'UPDATE');
       const found = await tx.query(`SELECT * FROM tokens WHERE id = ?${lock}`, [id]);
       if (!found.length) return { outcome: 'unknown' as const };
       const before = token(found[0]);

@@ -163,6 +163,8 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     contexts.set(c.hash, c);
   }
   const knownHashes = [...contexts.keys()];
+  /** what a policy hash must be: the one policy's, or one of the given policies' */
+  const expectedPolicyHash = knownHashes.length === 1 ? knownHashes[0] : `one of the given policies (${knownHashes.join(', ')})`;
   /** the policy of the run in progress (or of the last run); `policy` before the first run */
   let cur = contexts.get(pHash)!;
 
@@ -217,7 +219,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
   /** The context of a policy the auditor gave, or a failure naming the hashes it knows. */
   const givenPolicy = (i: number, field: string, hash: string): PolicyContext | null => {
     const c = contexts.get(hash);
-    if (!c) fail(i, field, knownHashes.length === 1 ? knownHashes[0] : `one of the given policies (${knownHashes.join(', ')})`, hash);
+    if (!c) fail(i, field, expectedPolicyHash, hash);
     return c ?? null;
   };
   const partySubset = (i: number, field: string, parties: readonly string[], allowed: readonly string[]): void => {
@@ -539,7 +541,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     const key = rcPolicy?.partyKeys.get(rc.party);
     const where = typeof rc?.headIdx === 'number' && Number.isSafeInteger(rc.headIdx) && rc.headIdx >= 0 ? rc.headIdx : n;
     if (typeof rc === 'object' && rc !== null && !rcPolicy) {
-      fail(Math.min(where, n), `receipts.${source}.policyHash`, knownHashes.length === 1 ? knownHashes[0] : `one of the given policies (${knownHashes.join(', ')})`, rc.policyHash);
+      fail(Math.min(where, n), `receipts.${source}.policyHash`, expectedPolicyHash, rc.policyHash);
       continue;
     }
     if (!key || !verifyReceiptSignature(rc, key)) {
