@@ -34,6 +34,7 @@
  */
 import { policyHash as computePolicyHash, type Policy } from '../policy/schema';
 import { verifyPolicySignature } from '../policy/sign';
+import { minMaskedInputs } from '../fl/noise-floor';
 import { ed25519Verify } from '../crypto/sign';
 import { sodium } from '../crypto/sodium';
 import { AUDIT_GENESIS, auditChainHash, parseExportLine, splitLines, verifyAuditSignature } from './chain';
@@ -152,7 +153,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     hash: computePolicyHash(p),
     partyKeys: new Map(p.parties.map((q) => [q.name, pinned(q.publicKey)])),
     expected: expectedRoundParams(p),
-    minParties: Math.max(2, p.secagg.threshold, p.privacy.noiseMode === 'distributed' ? p.privacy.nMin : 1),
+    minParties: Math.max(2, p.secagg.threshold, minMaskedInputs(p)),
     t: p.secagg.threshold,
   });
   const contexts = new Map<string, PolicyContext>();
@@ -367,7 +368,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         if (e.round !== run.lastRound + 1) fail(i, 'entry.round', run.lastRound + 1, e.round);
         if (e.baseModelVersion !== run.version) fail(i, 'entry.baseModelVersion', run.version, e.baseModelVersion);
         partySubset(i, 'entry.parties', e.parties, cur.policy.parties.map((p) => p.name));
-        if (e.parties.length < cur.minParties) fail(i, 'entry.parties', `at least ${cur.minParties} parties (threshold t=${cur.t}${cur.policy.privacy.noiseMode === 'distributed' ? `, n_min=${cur.policy.privacy.nMin}` : ''})`, `${e.parties.length}`);
+        if (e.parties.length < cur.minParties) fail(i, 'entry.parties', `at least ${cur.minParties} parties (threshold t=${cur.t}${minMaskedInputs(cur.policy) > 1 ? `, n_min + 1=${minMaskedInputs(cur.policy)}` : ''})`, `${e.parties.length}`);
         paramsEqual(i, 'entry.params', e.params, cur.expected);
         run.lastRound = e.round;
         const summary: RoundSummary = { runId: e.runId, round: e.round, policyHash: e.policyHash, status: 'open', startIdx: i, closeIdx: null, parties: [...e.parties], phases: {}, survivors: null, epsilon: {}, modelVersion: null, modelHash: null, reason: null, receipts: [] };
@@ -452,7 +453,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
           if (n < cur.t) fail(i, `parties.${ph}`, `at least t=${cur.t} parties in phase ${ph}`, n);
         }
         const masked = [...(r.phaseParties.get('mask') ?? [])].sort();
-        if (cur.policy.privacy.noiseMode === 'distributed' && masked.length < cur.policy.privacy.nMin) fail(i, 'parties.mask', `at least n_min=${cur.policy.privacy.nMin} masked inputs (distributed noise)`, masked.length);
+        if (masked.length < minMaskedInputs(cur.policy)) fail(i, 'parties.mask', `at least n_min + 1=${minMaskedInputs(cur.policy)} masked inputs (distributed noise; each party can remove its own share)`, masked.length);
         if ([...e.survivors].sort().join('\n') !== masked.join('\n')) fail(i, 'entry.survivors', `[${masked.join(', ')}]`, `[${e.survivors.join(', ')}]`);
         paramsEqual(i, 'entry.params', e.params, cur.expected);
         paramsEqual(i, 'entry.params', e.params, r.params);

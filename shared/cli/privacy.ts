@@ -6,7 +6,8 @@
  *   (noise std / L2 sensitivity), --q sampling rate, --steps compositions.
  * epsilon, mechanism ddg: (distributed) discrete Gaussian in the integer domain. --sigma is the
  *   real-domain std of the noise the sum carries, --gamma the scale, --n-min the number of noise
- *   shares guaranteed in the sum (1 = per-party); each share has variance (gamma sigma)^2 / n_min.
+ *   shares every observer sees in the sum besides its own (1 = per-party; a policy's n_min, whose
+ *   rounds need n_min + 1 masked inputs); each share has variance (gamma sigma)^2 / n_min.
  *   --l2 / --l1 are the integer-domain sensitivities; without them they are derived from --clip and
  *   --beta exactly as the encoder bounds them (conditional rounding, Kairouz et al. 2021).
  * sigma: the smallest noise multiplier meeting (--epsilon, --delta) for the sampled Gaussian.
@@ -44,7 +45,7 @@ export function registerPrivacyCommands(privacy: Command): void {
     .option('--l1 <x>', 'ddg: integer-domain L1 sensitivity')
     .option('--l2 <y>', 'ddg: integer-domain L2 sensitivity')
     .option('--gamma <g>', 'ddg: quantization scale')
-    .option('--n-min <n>', 'ddg: noise shares guaranteed in the sum (1 = per-party)', '1')
+    .option('--n-min <n>', 'ddg: noise shares every observer sees in the sum besides its own (1 = per-party; the policy n_min)', '1')
     .option('--clip <c>', 'ddg: real-domain L2 clip (to derive --l2/--l1 when not given)')
     .option('--beta <b>', 'ddg: conditional rounding beta (with --clip)', String(Math.exp(-0.5)))
     .option('--json', 'print {"epsilon":x,"order":a}')

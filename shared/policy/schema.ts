@@ -173,8 +173,12 @@ export const policySchema = z
       if (p.privacy.mechanism !== 'round-noise') {
         ctx.addIssue({ code: 'custom', path: ['privacy', 'noiseMode'], message: 'distributed noise requires mechanism round-noise' });
       }
+      // shared/fl/noise-floor.ts: a party can remove its own noise share, so the other n_min shares
+      // must come from at least n_min other parties
       if (n === 2) {
         ctx.addIssue({ code: 'custom', path: ['privacy', 'noiseMode'], message: 'with 2 parties each can subtract its own input from the sum: noiseMode must be per-party' });
+      } else if (p.privacy.nMin > n - 1) {
+        ctx.addIssue({ code: 'custom', path: ['privacy', 'nMin'], message: `distributed noise needs nMin <= parties - 1 = ${n - 1} (each party can remove its own noise share from the sum, so the other parties' shares alone must number n_min), got ${p.privacy.nMin}` });
       }
       if (p.privacy.nMin < 2) {
         ctx.addIssue({ code: 'custom', path: ['privacy', 'nMin'], message: 'distributed noise needs nMin >= 2' });

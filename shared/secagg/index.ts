@@ -31,7 +31,8 @@
  * the update itself being differentially private on its own (DESIGN §4 step 3, noise mode
  * `per-party`); secure aggregation adds nothing there. Likewise, with n = 3 any two colluding
  * parties learn the third's input from the sum; in general the sum reveals the input of a party
- * if all other survivors collude.
+ * if all other survivors collude. For the same reason `distributed` noise counts only the shares a
+ * party cannot remove from the sum: its own is excluded (shared/fl/noise-floor.ts).
  */
 export { SecAggClient, type ClientPhase, type ClientIdentity, type SecAggClientOptions } from './client';
 export { SecAggServer, type ServerPhase, type ServerStep, type Clock, type SecAggServerOptions } from './server';

@@ -45,6 +45,14 @@ describe('federation policy', () => {
     ['numItems mismatch', (p) => (p.model.numItems = 99), /model\.numItems: must equal catalogue\.numItems \(100\)/],
     ['threshold above n', (p) => (p.secagg.threshold = 3), /secagg\.threshold: threshold 3 exceeds the number of parties \(2\)/],
     ['distributed noise with 2 parties', (p) => { p.privacy.noiseMode = 'distributed'; p.privacy.mechanism = 'round-noise'; }, /must be per-party/],
+    [
+      'distributed noise with n_min = parties',
+      (p) => {
+        p.parties.push({ ...p.parties[1], name: 'insurer2', publicKey: p.parties[0].publicKey.replace(/^./, (c: string) => (c === 'A' ? 'B' : 'A')) });
+        Object.assign(p.privacy, { noiseMode: 'distributed', mechanism: 'round-noise', nMin: 3 });
+      },
+      /privacy\.nMin: distributed noise needs nMin <= parties - 1 = 2 \(each party can remove its own noise share/,
+    ],
     ['duplicate party', (p) => (p.parties[1].name = 'platform'), /duplicate party name "platform"/],
     ['bad key', (p) => (p.parties[0].publicKey = 'abc'), /parties\.0\.publicKey: expected a base64 Ed25519 public key/],
     ['negative clip', (p) => (p.privacy.clipNorm = -1), /privacy\.clipNorm/],

@@ -111,12 +111,12 @@ describe('verify catches each policy-governed field, with every signature valid'
     expect(r.failures.every((f) => f.field === 'entry.epsilon.insurer')).toBe(true);
   });
 
-  test('distributed noise: a round completed with fewer than n_min masked inputs fails; round-noise epsilon is recomputed', async () => {
+  test('distributed noise: a round completed with fewer than n_min + 1 masked inputs fails; round-noise epsilon is recomputed', async () => {
     const dist = await makeFederation({
       edit: (p) => {
         p.privacy.mechanism = 'round-noise';
         p.privacy.noiseMode = 'distributed';
-        p.privacy.nMin = 3;
+        p.privacy.nMin = 2;
         p.privacy.noiseMultiplier = 4;
       },
     });
@@ -126,6 +126,6 @@ describe('verify catches each policy-governed field, with every signature valid'
     expect(clean.timeline[2].epsilon.platform).toBeGreaterThan(0);
     const bad = generateLog(dist, [{}, { drop: [{ party: 'insurer2', phase: 'mask' }] }, {}, {}]);
     const r = verifyLog(bad.bytes, { policy: dist.policy });
-    expect(r.failures).toContainEqual(expect.objectContaining({ field: 'parties.mask', expected: 'at least n_min=3 masked inputs (distributed noise)', found: '2' }));
+    expect(r.failures).toContainEqual(expect.objectContaining({ field: 'parties.mask', expected: 'at least n_min + 1=3 masked inputs (distributed noise; each party can remove its own share)', found: '2' }));
   });
 });
