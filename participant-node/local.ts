@@ -21,7 +21,7 @@ import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives, trainEpoch
 import { evaluateCrossDomain, evaluateModel, type CrossDomainReport, type EvalReport } from './model/evaluate';
 import { loadModel, saveModel } from './model/store';
 import { DpSgdTrainer, offerScope, type OfferScope } from './model/dpsgd';
-import { calibrateSigma, DEFAULT_ORDERS, epsilonFromRdp, rdpSampledGaussian } from '../shared/dp/rdp';
+import { calibrateSigma, ACCOUNTING_ORDERS, epsilonFromRdp, rdpSampledGaussian } from '../shared/dp/rdp';
 import type { TrainResult } from './model/train';
 import { Recommender } from './serve/recommend';
 
@@ -220,7 +220,7 @@ async function trainDp(
   onProgress?: (p: TrainProgress) => void,
   scope: OfferScope | null = null,
 ): Promise<{ train: TrainResult; dp: NonNullable<TrainLocalResult['dp']> }> {
-  const sigma = calibrateSigma(dp.epsilon, dp.delta, dp.samplingRate, dp.steps);
+  const sigma = calibrateSigma(dp.epsilon, dp.delta, dp.samplingRate, dp.steps, ACCOUNTING_ORDERS);
   const trainer = new DpSgdTrainer(model, positives, domains, { clipNorm: dp.clipNorm, noiseMultiplier: sigma, samplingRate: dp.samplingRate, maxInteractionsPerUser: dp.maxInteractionsPerUser, negatives, learningRate: dp.learningRate, scope }, rng);
   const t0 = process.hrtime.bigint();
   let samples = 0;
@@ -239,7 +239,7 @@ async function trainDp(
     }
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const orders = DEFAULT_ORDERS;
+  const orders = ACCOUNTING_ORDERS;
   const eps = epsilonFromRdp(orders, rdpSampledGaussian(dp.samplingRate, sigma, dp.steps, orders), dp.delta);
   return {
     train: { epochs: 1, steps: dp.steps, samples, seconds, samplesPerSecond: samples / Math.max(seconds, 1e-9), finalLoss, epochLosses: [lossSum / dp.steps] },

@@ -34,12 +34,12 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../../shared/cli/errors';
 import { writeFileAtomic } from '../../shared/util/atomic';
-import { epsilonFromRdp, rdpDdg, rdpSampledGaussian, INTEGER_ORDERS } from '../../shared/dp/rdp';
+import { epsilonFromRdp, rdpDdg, rdpSampledGaussian, ACCOUNTING_ORDERS } from '../../shared/dp/rdp';
 
 export const LEDGER_FORMAT = 'fedbridge-privacy-ledger/1';
 
-/** Orders used for composition: fractional orders for the Gaussian, integer ones for both. */
-export const LEDGER_ORDERS: readonly number[] = Object.freeze([1.25, 1.5, 1.75, ...INTEGER_ORDERS]);
+/** Orders used for composition: shared/dp/rdp.ts ACCOUNTING_ORDERS. */
+export const LEDGER_ORDERS: readonly number[] = ACCOUNTING_ORDERS;
 
 const finite = z.number().refine(Number.isFinite, 'must be finite');
 const positive = finite.refine((v) => v > 0, 'must be > 0');

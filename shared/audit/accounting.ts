@@ -17,12 +17,12 @@
  */
 import type { Policy } from '../policy/schema';
 import { sharedParameterLayout, layoutSize } from '../model/layout';
-import { epsilonFromRdp, rdpDdg, rdpSampledGaussian, INTEGER_ORDERS } from '../dp/rdp';
+import { epsilonFromRdp, rdpDdg, rdpSampledGaussian, ACCOUNTING_ORDERS } from '../dp/rdp';
 import { contributionSensitivity, noiseVariance, DEFAULT_BETA, type EncodeParams } from '../dp/encode';
 import { rationalizeVariance } from '../dp/discrete';
 import type { RoundParams } from './entries';
 
-export const ACCOUNTANT_ORDERS: readonly number[] = Object.freeze([1.25, 1.5, 1.75, ...INTEGER_ORDERS]);
+export const ACCOUNTANT_ORDERS: readonly number[] = ACCOUNTING_ORDERS;
 
 /** Number of shared model coordinates under the policy's model and vocabularies. */
 export function policyDimension(policy: Policy): number {

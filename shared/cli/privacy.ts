@@ -61,7 +61,7 @@ export function registerPrivacyCommands(privacy: Command): void {
         for (const f of ['dimension', 'l1', 'l2', 'gamma', 'clip'] as const) {
           if (o[f] !== undefined) throw new UserError(`--${f} applies to --mechanism ddg only`);
         }
-        const r = rdp.epsilonFromRdp(rdp.DEFAULT_ORDERS, rdp.rdpSampledGaussian(q, sigma, steps), delta);
+        const r = rdp.epsilonFromRdp(rdp.ACCOUNTING_ORDERS, rdp.rdpSampledGaussian(q, sigma, steps, rdp.ACCOUNTING_ORDERS), delta);
         if (o.json) printJson({ epsilon: r.epsilon, order: r.order, mechanism: 'gaussian', delta });
         else process.stdout.write(`epsilon = ${r.epsilon} at delta = ${delta} (order ${r.order})\n`);
         return;
@@ -87,6 +87,8 @@ export function registerPrivacyCommands(privacy: Command): void {
       }
       const localVariance = (gamma * sigma) ** 2 / nMin;
       const r = rdp.epsilonFromRdp(
+        // the ledger evaluates this bound at ceil(order) of ACCOUNTING_ORDERS: its fractional orders
+        // then repeat order 2's RDP at a smaller order, never the minimum, so the epsilon is the same
         rdp.INTEGER_ORDERS,
         rdp.rdpDdg({ localVariance, parties: nMin, l2, l1, dimension, q, steps }),
         delta,
@@ -114,11 +116,11 @@ export function registerPrivacyCommands(privacy: Command): void {
       const steps = parseNumberOption('--steps', o.steps, { integer: true, min: 1 });
       let sigma: number;
       try {
-        sigma = rdp.calibrateSigma(epsilon, delta, q, steps);
+        sigma = rdp.calibrateSigma(epsilon, delta, q, steps, rdp.ACCOUNTING_ORDERS);
       } catch (e) {
         throw new UserError((e as Error).message, 1);
       }
-      const check = rdp.epsilonFromRdp(rdp.DEFAULT_ORDERS, rdp.rdpSampledGaussian(q, sigma, steps), delta);
+      const check = rdp.epsilonFromRdp(rdp.ACCOUNTING_ORDERS, rdp.rdpSampledGaussian(q, sigma, steps, rdp.ACCOUNTING_ORDERS), delta);
       if (o.json) printJson({ sigma, epsilon: check.epsilon, order: check.order });
       else process.stdout.write(`sigma = ${sigma} (epsilon ${check.epsilon} at delta ${delta})\n`);
     });

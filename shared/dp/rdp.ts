@@ -46,6 +46,15 @@ export const DEFAULT_ORDERS: readonly number[] = Object.freeze([
 /** Integer orders 2..128 and 256 (the distributed discrete Gaussian bound needs integer orders). */
 export const INTEGER_ORDERS: readonly number[] = Object.freeze([...Array.from({ length: 127 }, (_, x) => 2 + x), 256]);
 
+/**
+ * The orders every fedbridge epsilon is composed at: the node ledger, the coordinator's and the
+ * auditor's accountant, `fedbridge privacy epsilon|sigma`, the demo's calibration and `train-local
+ * --dp`. One grid, so a sigma calibrated by the CLI is one the ledger accepts at the same budget
+ * (on different grids the minimum over orders differs: up to 10% here). Fractional orders for the
+ * sampled Gaussian, integer ones for both mechanisms.
+ */
+export const ACCOUNTING_ORDERS: readonly number[] = Object.freeze([1.25, 1.5, 1.75, ...INTEGER_ORDERS]);
+
 function logAInt(q: number, sigma: number, alpha: number): number {
   let logA = -INF;
   const lq = log(q);

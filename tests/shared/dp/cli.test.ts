@@ -1,14 +1,26 @@
 import { epsilonFromRdp, rdpSampledGaussian, rdpDdg, roundedSensitivity, DEFAULT_ORDERS, INTEGER_ORDERS } from '../../../shared/dp/rdp';
+import { LEDGER_ORDERS } from '../../../participant-node/privacy/ledger';
+import { ACCOUNTANT_ORDERS } from '../../../shared/audit/accounting';
+
+/** What the node ledger and the auditor compose a local-dpsgd spend at. */
+const ledgerEpsilon = (q: number, sigma: number, steps: number, delta: number) => epsilonFromRdp(LEDGER_ORDERS, rdpSampledGaussian(q, sigma, steps, LEDGER_ORDERS), delta);
 import { runCli as run } from '../../cli-run';
 
 describe('fedbridge privacy epsilon', () => {
-  test('gaussian --json: {"epsilon","order"} equal to the library computation', async () => {
-    const r = await run(['privacy', 'epsilon', '--sigma', '1.1', '--q', '0.01', '--steps', '1000', '--delta', '1e-5', '--json']);
-    expect(r.code).toBe(0);
-    const j = JSON.parse(r.out);
-    const want = epsilonFromRdp(DEFAULT_ORDERS, rdpSampledGaussian(0.01, 1.1, 1000), 1e-5);
-    expect(j.epsilon).toBe(want.epsilon);
-    expect(j.order).toBe(want.order);
+  test('gaussian --json: {"epsilon","order"} equal to what the ledger and the auditor charge', async () => {
+    expect([...ACCOUNTANT_ORDERS]).toEqual([...LEDGER_ORDERS]);
+    for (const [q, sigma, steps, delta] of [
+      [0.01, 1.1, 1000, 1e-5],
+      // a case where a finer grid finds a smaller epsilon (16.23 at order 2.5) than the ledger's (17.81 at 3)
+      [0.05, 0.8, 600, 1e-6],
+    ]) {
+      const r = await run(['privacy', 'epsilon', '--sigma', String(sigma), '--q', String(q), '--steps', String(steps), '--delta', String(delta), '--json']);
+      expect(r.code).toBe(0);
+      const j = JSON.parse(r.out);
+      const want = ledgerEpsilon(q, sigma, steps, delta);
+      expect([j.epsilon, j.order]).toEqual([want.epsilon, want.order]);
+    }
+    expect(ledgerEpsilon(0.05, 0.8, 600, 1e-6).epsilon).toBeGreaterThan(epsilonFromRdp(DEFAULT_ORDERS, rdpSampledGaussian(0.05, 0.8, 600), 1e-6).epsilon + 1);
   });
   test('ddg with explicit sensitivities and with --clip (derived exactly as the encoder bounds them)', async () => {
     const a = await run(['privacy', 'epsilon', '--mechanism', 'ddg', '--sigma', '1', '--gamma', '64', '--n-min', '3', '--dimension', '1024', '--l2', '80', '--l1', '2000', '--q', '1', '--steps', '10', '--delta', '1e-6', '--json']);
@@ -40,15 +52,20 @@ describe('fedbridge privacy epsilon', () => {
 });
 
 describe('fedbridge privacy sigma', () => {
-  test('returns the smallest sigma that meets the target; epsilon at it is <= target', async () => {
-    const r = await run(['privacy', 'sigma', '--epsilon', '3', '--delta', '1e-5', '--q', '0.02', '--steps', '500', '--json']);
-    expect(r.code).toBe(0);
-    const { sigma } = JSON.parse(r.out);
-    const eps = (s: number) => epsilonFromRdp(DEFAULT_ORDERS, rdpSampledGaussian(0.02, s, 500), 1e-5).epsilon;
-    expect(eps(sigma)).toBeLessThanOrEqual(3);
-    expect(eps(sigma * 0.999)).toBeGreaterThan(3);
-    const e = await run(['privacy', 'epsilon', '--sigma', String(sigma), '--q', '0.02', '--steps', '500', '--delta', '1e-5', '--json']);
-    expect(JSON.parse(e.out).epsilon).toBeLessThanOrEqual(3);
+  test('returns the smallest sigma that meets the target as the ledger charges it; epsilon at it is <= target', async () => {
+    for (const [target, q, steps, delta] of [
+      [3, 0.02, 500, 1e-5],
+      [17, 0.05, 600, 1e-6],
+    ]) {
+      const r = await run(['privacy', 'sigma', '--epsilon', String(target), '--delta', String(delta), '--q', String(q), '--steps', String(steps), '--json']);
+      expect(r.code).toBe(0);
+      const { sigma } = JSON.parse(r.out);
+      const eps = (s: number) => ledgerEpsilon(q, s, steps, delta).epsilon;
+      expect(eps(sigma)).toBeLessThanOrEqual(target);
+      expect(eps(sigma * 0.999)).toBeGreaterThan(target);
+      const e = await run(['privacy', 'epsilon', '--sigma', String(sigma), '--q', String(q), '--steps', String(steps), '--delta', String(delta), '--json']);
+      expect(JSON.parse(e.out).epsilon).toBeLessThanOrEqual(target);
+    }
   });
   test('bad input is refused', async () => {
     const r = await run(['privacy', 'sigma', '--epsilon', '0', '--delta', '1e-5', '--q', '0.02', '--steps', '5']);
