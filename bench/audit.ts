@@ -45,12 +45,12 @@ function makeRun(rounds: number) {
       rec.startRound({ runId: 'run', round: r, secaggRound: r, baseModelVersion: r, parties: names });
       for (const ph of PHASES) {
         if (ph === 'advertise') {
-          rec.phase(ph, names, { advertisements: names.map((p) => { const k = so.randombytes_buf(32); return { party: p, cPk: b64(k), sPk: b64(k), selfMaskCommitment: so.to_hex(k), signature: b64(ed25519Sign(advertiseKeysBytes('bench', r, p, k, k, k), sk(p))) }; }) });
+          rec.phase(ph, names, { advertisements: names.map((p) => { const k = so.randombytes_buf(32); return { party: p, cPk: b64(k), sPk: b64(k), selfMaskCommitment: so.to_hex(k), signature: b64(ed25519Sign(advertiseKeysBytes('bench', 'run', r, p, k, k, k), sk(p))) }; }) });
         } else if (ph === 'mask') {
-          rec.phase(ph, names, { maskedInputs: names.map((p) => { const d = so.randombytes_buf(32); return { party: p, bits: rec.params.bits, length: len, digest: so.to_hex(d), signature: b64(ed25519Sign(maskedInputBytes('bench', r, p, rec.params.bits, len, d), sk(p))) }; }) });
+          rec.phase(ph, names, { maskedInputs: names.map((p) => { const d = so.randombytes_buf(32); return { party: p, bits: rec.params.bits, length: len, digest: so.to_hex(d), signature: b64(ed25519Sign(maskedInputBytes('bench', 'run', r, p, rec.params.bits, len, d), sk(p))) }; }) });
         } else if (ph === 'consistency') {
           const sv = [...names].sort();
-          rec.phase(ph, names, { survivors: sv, survivorSignatures: names.map((p) => ({ party: p, signature: b64(ed25519Sign(survivorListBytes('bench', r, p, sv), sk(p))) })) });
+          rec.phase(ph, names, { survivors: sv, survivorSignatures: names.map((p) => ({ party: p, signature: b64(ed25519Sign(survivorListBytes('bench', 'run', r, p, sv), sk(p))) })) });
         } else rec.phase(ph, names);
       }
       const modelHash = so.to_hex(so.randombytes_buf(32));

@@ -223,6 +223,7 @@ async function secaggRounds(ctx: BenchContext, dir: string, numItems: number, ro
             for (const q of policy.parties) peers[q.name] = new Uint8Array(Buffer.from(q.publicKey, 'base64'));
             const c = new SecAggClient({
               federationId: FED,
+              runId: e.runId,
               round: e.round,
               params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
               roundSeed: publicRoundSeed('graph', FED, e.runId, e.round),

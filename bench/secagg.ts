@@ -184,7 +184,7 @@ function oneRound(n: number, m: number, k: number, t: number, dropped: number, s
   const peers: Record<string, Uint8Array> = {};
   ids.forEach((id, i) => (peers[id] = keys[i].publicKey));
   const coord = ed25519Keygen();
-  const base = { federationId: 'bench', round: seedBase, params: { threshold: t, degree: k, bits: 32 }, roundSeed: randomBytes(32), vectorLength: m, peers };
+  const base = { federationId: 'bench', runId: 'bench-run', round: seedBase, params: { threshold: t, degree: k, bits: 32 }, roundSeed: randomBytes(32), vectorLength: m, peers };
   const server = new SecAggServer({ ...base, identity: { secretKey: coord.secretKey } });
   const clients = new Map(ids.map((id, i) => [id, new SecAggClient({ ...base, identity: { partyId: id, secretKey: keys[i].secretKey }, coordinatorPublicKey: coord.publicKey })]));
   // the last `dropped` parties (in a random-looking but fixed order) leave after share-keys

@@ -113,6 +113,7 @@ export class SecAggRoundProtocol implements RoundProtocol {
     for (const party of p.parties) peers[party.name] = new Uint8Array(Buffer.from(party.publicKey, 'base64'));
     this.server = new SecAggServer({
       federationId: p.federationId,
+      runId: start.runId,
       round: start.round,
       params: { threshold: p.secagg.threshold, degree: p.secagg.neighbourDegree, bits: p.secagg.bitWidth },
       roundSeed: publicRoundSeed('graph', p.federationId, start.runId, start.round),

@@ -571,6 +571,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       const enc = roundEncodeParams(policy, e.runId, e.round);
       const client = new SecAggClient({
         federationId: policy.federationId,
+        runId: e.runId,
         round: e.round,
         params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
         roundSeed: publicRoundSeed('graph', policy.federationId, e.runId, e.round),

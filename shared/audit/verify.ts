@@ -366,6 +366,8 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         }
         if (rnd) fail(i, 'entry.type', `round-completed or round-aborted of round ${rnd.summary.round} first`, 'round-started');
         if (e.round !== run.lastRound + 1) fail(i, 'entry.round', run.lastRound + 1, e.round);
+        // the parties' secure-aggregation signatures are bound to (run, secaggRound): one number per round
+        if (e.secaggRound !== e.round) fail(i, 'entry.secaggRound', e.round, e.secaggRound);
         if (e.baseModelVersion !== run.version) fail(i, 'entry.baseModelVersion', run.version, e.baseModelVersion);
         partySubset(i, 'entry.parties', e.parties, cur.policy.parties.map((p) => p.name));
         if (e.parties.length < cur.minParties) fail(i, 'entry.parties', `at least ${cur.minParties} parties (threshold t=${cur.t}${minMaskedInputs(cur.policy) > 1 ? `, n_min + 1=${minMaskedInputs(cur.policy)}` : ''})`, `${e.parties.length}`);
@@ -409,7 +411,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         };
         if (e.phase === 'advertise' && e.advertisements) {
           checkSigned('entry.advertisements', e.advertisements, (a: EntryOf<'round-phase'>['advertisements'] extends (infer T)[] | undefined ? T : never) =>
-            advertiseKeysBytes(fed, r.secaggRound, a.party, fromBase64('cPk', a.cPk, 32), fromBase64('sPk', a.sPk, 32), fromHex('selfMaskCommitment', a.selfMaskCommitment, 32)),
+            advertiseKeysBytes(fed, r.summary.runId, r.secaggRound, a.party, fromBase64('cPk', a.cPk, 32), fromBase64('sPk', a.sPk, 32), fromHex('selfMaskCommitment', a.selfMaskCommitment, 32)),
           );
         }
         if (e.phase === 'mask' && e.maskedInputs) {
@@ -419,7 +421,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
             if (len !== null && m.length !== len) fail(i, `entry.maskedInputs.${m.party}.length`, len, m.length);
           }
           checkSigned('entry.maskedInputs', e.maskedInputs, (m: { party: string; bits: number; length: number; digest: string }) =>
-            maskedInputBytes(fed, r.secaggRound, m.party, m.bits, m.length, fromHex('digest', m.digest, 32)),
+            maskedInputBytes(fed, r.summary.runId, r.secaggRound, m.party, m.bits, m.length, fromHex('digest', m.digest, 32)),
           );
           // charged: the masked input left the party (DESIGN §4)
           for (const p of e.parties) {
@@ -436,7 +438,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
           const masked = [...(r.phaseParties.get('mask') ?? [])].sort();
           const survivors = e.survivors;
           if (survivors.join('\n') !== masked.join('\n')) fail(i, 'entry.survivors', `[${masked.join(', ')}] (the parties whose masked input arrived, sorted)`, `[${survivors.join(', ')}]`);
-          checkSigned('entry.survivorSignatures', e.survivorSignatures, (s: { party: string }) => survivorListBytes(fed, r.secaggRound, s.party, survivors));
+          checkSigned('entry.survivorSignatures', e.survivorSignatures, (s: { party: string }) => survivorListBytes(fed, r.summary.runId, r.secaggRound, s.party, survivors));
         }
         r.phaseParties.set(e.phase, [...e.parties]);
         r.summary.phases[e.phase] = [...e.parties];

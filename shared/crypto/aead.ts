@@ -4,7 +4,7 @@
  * through the coordinator, which routes ciphertexts it cannot read.
  *
  * Wire format: nonce (24, random) || ciphertext || tag (16). Associated data binds the
- * ciphertext to its context (federation, round, phase, sender, recipient); decryption under any
+ * ciphertext to its context (federation, run, round, phase, sender, recipient); decryption under any
  * other context fails.
  */
 import { abytes } from '../util/check';

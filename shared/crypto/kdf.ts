@@ -3,8 +3,8 @@
  * libsodium crypto_generichash with a key), over a canonical, length-prefixed context (encode.ts).
  * BLAKE2b in keyed mode is a PRF, so outputs for distinct contexts are independent keys.
  *
- * Pair seeds and share-encryption keys are bound to (purpose, federation id, round, ordered party
- * ids), so the same X25519 keys in another round, federation or pair give unrelated keys.
+ * Pair seeds and share-encryption keys are bound to (purpose, federation id, run id, round, ordered
+ * party ids), so the same X25519 keys in another round, run, federation or pair give unrelated keys.
  */
 import { abytes, aint, astr } from '../util/check';
 import { encodeFields, type Field } from './encode';
@@ -23,22 +23,24 @@ export function kdf(ikm: Uint8Array, purpose: string, ...context: Field[]): Uint
 }
 
 /**
- * Key bound to an unordered pair {a, b} within (federationId, round): ids are put in sorted order
- * so both parties derive the same key. `a !== b` is required.
+ * Key bound to an unordered pair {a, b} within (federationId, runId, round): ids are put in sorted
+ * order so both parties derive the same key. `a !== b` is required.
  */
 export function pairKdf(
   ikm: Uint8Array,
   purpose: string,
   federationId: string,
+  runId: string,
   round: number,
   a: string,
   b: string,
 ): Uint8Array {
   astr('federationId', federationId);
+  astr('runId', runId);
   aint('round', round, 0);
   astr('a', a);
   astr('b', b);
   if (a === b) throw new RangeError('"a" and "b" must be different party ids');
   const [lo, hi] = a < b ? [a, b] : [b, a];
-  return kdf(ikm, purpose, federationId, round, lo, hi);
+  return kdf(ikm, purpose, federationId, runId, round, lo, hi);
 }

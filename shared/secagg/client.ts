@@ -183,7 +183,7 @@ export class SecAggClient {
     if ('recipient' in m && m.recipient !== this.partyId) {
       throw new SecAggError('INVALID_ARGUMENT', `${type} is addressed to ${JSON.stringify(m.recipient)}, not to ${JSON.stringify(this.partyId)}`);
     }
-    if (!verifyMessage(m, this.coordinatorPk)) {
+    if (!verifyMessage(m, this.coordinatorPk, this.ctx.runId)) {
       throw new SecAggError('UNAUTHENTICATED', `${type}: coordinator signature does not verify`);
     }
   }
@@ -205,6 +205,7 @@ export class SecAggClient {
     return signMessage<AdvertiseKeys>(
       { type: 'advertise-keys', ...this.base(), cPk: cKeys.publicKey, sPk: sKeys.publicKey, selfMaskCommitment: this.ctx.selfMaskCommitment(this.partyId, b) },
       this.identitySk,
+      this.ctx.runId,
     );
   }
 
@@ -226,7 +227,7 @@ export class SecAggClient {
       // Only our own and our neighbours' keys are ever used; others are not verified (SecAgg+ saves
       // n - k signature checks per party). A forged non-neighbour entry cannot affect us.
       if (a.sender !== this.partyId && !this.ctx.isNeighbour(this.partyId, a.sender)) continue;
-      if (!verifyMessage(a, pk)) this.refuse(`advertisement of ${a.sender} has an invalid signature`);
+      if (!verifyMessage(a, pk, this.ctx.runId)) this.refuse(`advertisement of ${a.sender} has an invalid signature`);
       const hexS = Buffer.from(a.sPk).toString('hex');
       const hexC = Buffer.from(a.cPk).toString('hex');
       if (seenKeys.has(hexS) || seenKeys.has(hexC) || hexS === hexC) this.refuse(`advertisement of ${a.sender} reuses a public key`);
@@ -263,7 +264,7 @@ export class SecAggClient {
     }
     for (const [id, k] of keys) this.peerKeys.set(id, k);
     this.transitionTo(['advertised'], 'shared');
-    return signMessage<ShareKeys>({ type: 'share-keys', ...this.base(), shares: out }, this.identitySk);
+    return signMessage<ShareKeys>({ type: 'share-keys', ...this.base(), shares: out }, this.identitySk, this.ctx.runId);
   }
 
   /**
@@ -320,7 +321,7 @@ export class SecAggClient {
     for (const [v, r] of got) this.received.set(v, r);
     this.sharers = sharers;
     this.transitionTo(['shared'], 'masked');
-    return signMessage<MaskedInput>({ type: 'masked-input', ...this.base(), bits, vector: y }, this.identitySk);
+    return signMessage<MaskedInput>({ type: 'masked-input', ...this.base(), bits, vector: y }, this.identitySk, this.ctx.runId);
   }
 
   /** masked -> signed: checks the survivor list and signs it. */
@@ -342,7 +343,7 @@ export class SecAggClient {
     }
     this.signedSurvivors = [...survivors];
     this.transitionTo(['masked'], 'signed');
-    return signMessage<ConsistencySignature>({ type: 'consistency-signature', ...this.base(), survivors: [...survivors] }, this.identitySk);
+    return signMessage<ConsistencySignature>({ type: 'consistency-signature', ...this.base(), survivors: [...survivors] }, this.identitySk, this.ctx.runId);
   }
 
   /**
@@ -361,7 +362,7 @@ export class SecAggClient {
     for (const s of m.signatures) {
       if (!alive.has(s.signer)) this.refuse(`signature from ${s.signer}, which is not a survivor`);
       if (signers.has(s.signer)) this.refuse(`two signatures from ${s.signer}`);
-      if (!ed25519Verify(s.signature, survivorListBytes(this.ctx.federationId, this.ctx.round, s.signer, survivors), this.ctx.peers.get(s.signer)!)) {
+      if (!ed25519Verify(s.signature, survivorListBytes(this.ctx.federationId, this.ctx.runId, this.ctx.round, s.signer, survivors), this.ctx.peers.get(s.signer)!)) {
         this.refuse(`signature of ${s.signer} does not verify over our survivor list (inconsistent views)`);
       }
       signers.add(s.signer);
@@ -379,7 +380,7 @@ export class SecAggClient {
     }
     const selfMaskShares: PlainShare[] = m.selfMaskSharesOf.map((v) => ({ owner: v, share: (v === this.partyId ? this.ownShares!.b : this.received.get(v)!.b).slice() }));
     const keyShares: PlainShare[] = m.keySharesOf.map((v) => ({ owner: v, share: this.received.get(v)!.s.slice() }));
-    const out = signMessage<UnmaskShares>({ type: 'unmask-shares', ...this.base(), selfMaskShares, keyShares }, this.identitySk);
+    const out = signMessage<UnmaskShares>({ type: 'unmask-shares', ...this.base(), selfMaskShares, keyShares }, this.identitySk, this.ctx.runId);
     this.transitionTo(['signed'], 'done');
     this.wipeSecrets();
     return out;

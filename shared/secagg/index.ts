@@ -17,7 +17,7 @@
  * - Dropouts: the round completes while the threshold rule holds (server.ts, R1..R5), else aborts
  *   with the failing rule in the reason. A party whose masked input was sent is in the sum even if
  *   it drops later; a party that dropped before is not (its pair masks are removed).
- * - Malicious coordinator: messages are signed and bound to (federation, round, phase); clients
+ * - Malicious coordinator: messages are signed and bound to (federation, run, round, phase); clients
  *   check the consistency-round signatures and refuse inconsistent or over-asking requests. The
  *   strict-majority threshold (2t > |N[u]|) keeps two disjoint groups from both reaching t.
  *   Not covered: colluding parties + coordinator beyond t - 1 share holders of one party; parties

@@ -4,9 +4,13 @@
  *
  * Every message is signed with Ed25519 by its sender (a party's identity key, or the
  * coordinator's for server messages) over a canonical encoding (shared/crypto/encode.ts) that
- * starts with (protocol tag, message type, federation id, round, sender) — so a signature from
- * another federation, round or phase never verifies here (replays are rejected). Long vectors are
- * signed through their BLAKE2b-256 digest over the little-endian word encoding.
+ * starts with (protocol tag, message type, federation id, run id, round, sender) — so a signature
+ * from another federation, run, round or phase never verifies here (replays are rejected). Round
+ * numbers start again at 1 in every run, so the run id is what keeps a signature from an earlier
+ * run's round 1 out of a later one's (and out of its audit log). The run id is not a message field:
+ * both ends take it from the round they are in (RoundContext), and the audit log records it with
+ * the round. Long vectors are signed through their BLAKE2b-256 digest over the little-endian word
+ * encoding.
  *
  * Client -> coordinator: advertise-keys, share-keys, masked-input, consistency-signature,
  * unmask-shares. Coordinator -> client: server-keys, server-shares, consistency-request,
@@ -20,7 +24,7 @@ import { ed25519Sign, ed25519Verify } from '../crypto/sign';
 import { SecAggError } from './errors';
 import { assertPartyId } from './graph';
 
-export const PROTOCOL_TAG = 'fedbridge/secagg/v1';
+export const PROTOCOL_TAG = 'fedbridge/secagg/v2';
 
 interface Header {
   federationId: string;
@@ -163,9 +167,10 @@ export function signerOf(m: SecAggMessage): string {
   return 'sender' in m ? m.sender : COORDINATOR;
 }
 
-/** The canonical bytes a message's signature covers (everything except the signature). */
-export function signedBytes(m: SecAggMessage): Uint8Array {
-  const head: Field[] = [PROTOCOL_TAG, m.type, m.federationId, m.round, signerOf(m)];
+/** The canonical bytes a message's signature covers in run `runId` (everything except the signature). */
+export function signedBytes(m: SecAggMessage, runId: string): Uint8Array {
+  astr('runId', runId);
+  const head: Field[] = [PROTOCOL_TAG, m.type, m.federationId, runId, m.round, signerOf(m)];
   switch (m.type) {
     case 'advertise-keys':
       return encodeFields(...head, m.cPk, m.sPk, m.selfMaskCommitment);
@@ -179,7 +184,7 @@ export function signedBytes(m: SecAggMessage): Uint8Array {
       return encodeFields(...head, ...shareFields(m.selfMaskShares), ...shareFields(m.keyShares));
     case 'server-keys': {
       const f: Field[] = [m.advertisements.length];
-      for (const a of m.advertisements) f.push(signedBytes(a), a.signature);
+      for (const a of m.advertisements) f.push(signedBytes(a, runId), a.signature);
       return encodeFields(...head, ...f);
     }
     case 'server-shares':
@@ -196,21 +201,21 @@ export function signedBytes(m: SecAggMessage): Uint8Array {
   }
 }
 
-/** Signs `m` in place (sets m.signature) with an Ed25519 secret key and returns it. */
-export function signMessage<M extends SecAggMessage>(m: Omit<M, 'signature'> & { signature?: Uint8Array }, secretKey: Uint8Array): M {
+/** Signs `m` for run `runId` (sets m.signature) with an Ed25519 secret key and returns it. */
+export function signMessage<M extends SecAggMessage>(m: Omit<M, 'signature'> & { signature?: Uint8Array }, secretKey: Uint8Array, runId: string): M {
   const full = { ...m, signature: new Uint8Array(0) } as unknown as M;
-  full.signature = ed25519Sign(signedBytes(full), secretKey);
+  full.signature = ed25519Sign(signedBytes(full, runId), secretKey);
   return full;
 }
 
-/** True iff the message's signature verifies under `publicKey`. */
-export function verifyMessage(m: SecAggMessage, publicKey: Uint8Array): boolean {
-  return ed25519Verify(m.signature, signedBytes(m), publicKey);
+/** True iff the message's signature verifies under `publicKey` for run `runId`. */
+export function verifyMessage(m: SecAggMessage, publicKey: Uint8Array, runId: string): boolean {
+  return ed25519Verify(m.signature, signedBytes(m, runId), publicKey);
 }
 
 /** Signature over a survivor list (what consistency-signature messages carry). */
-export function survivorListBytes(federationId: string, round: number, signer: string, survivors: readonly string[]): Uint8Array {
-  return signedBytes({ type: 'consistency-signature', federationId, round, sender: signer, survivors: [...survivors], signature: new Uint8Array(0) });
+export function survivorListBytes(federationId: string, runId: string, round: number, signer: string, survivors: readonly string[]): Uint8Array {
+  return signedBytes({ type: 'consistency-signature', federationId, round, sender: signer, survivors: [...survivors], signature: new Uint8Array(0) }, runId);
 }
 
 // ---- shape validation (messages arrive decoded from the wire; trust no field) ----

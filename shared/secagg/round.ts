@@ -15,6 +15,8 @@ import { PROTOCOL_TAG } from './messages';
 
 export interface RoundInfo {
   federationId: string;
+  /** the run the round belongs to: round numbers restart in every run, (run, round) does not repeat */
+  runId: string;
   round: number;
   params: SecAggParams;
   /** public 32-byte seed of this round's neighbour graph (same for every party) */
@@ -28,6 +30,7 @@ export interface RoundInfo {
 /** The derived public structure of a round. */
 export class RoundContext {
   readonly federationId: string;
+  readonly runId: string;
   readonly round: number;
   readonly params: SecAggParams;
   readonly vectorLength: number;
@@ -42,6 +45,7 @@ export class RoundContext {
   constructor(info: RoundInfo) {
     if (typeof info !== 'object' || info === null) throw new TypeError('"info" expected an object');
     this.federationId = astr('federationId', info.federationId);
+    this.runId = astr('runId', info.runId);
     this.round = aint('round', info.round, 0);
     this.vectorLength = aint('vectorLength', info.vectorLength, 1, 2 ** 31);
     abytes('roundSeed', info.roundSeed, 32);
@@ -82,11 +86,11 @@ export class RoundContext {
     return v > u ? 1 : -1;
   }
 
-  /** s_uv = KDF(X25519(s_sk_u, s_pk_v)) bound to (federation, round, {u, v}). Caller wipes it. */
+  /** s_uv = KDF(X25519(s_sk_u, s_pk_v)) bound to (federation, run, round, {u, v}). Caller wipes it. */
   pairSeed(sSk: Uint8Array, u: string, v: string, sPkV: Uint8Array): Uint8Array {
     const dh = x25519(sSk, sPkV);
     try {
-      return pairKdf(dh, 'secagg/pair-mask', this.federationId, this.round, u, v);
+      return pairKdf(dh, 'secagg/pair-mask', this.federationId, this.runId, this.round, u, v);
     } finally {
       dh.fill(0);
     }
@@ -96,20 +100,20 @@ export class RoundContext {
   shareKey(cSk: Uint8Array, u: string, v: string, cPkV: Uint8Array): Uint8Array {
     const dh = x25519(cSk, cPkV);
     try {
-      return pairKdf(dh, 'secagg/share-key', this.federationId, this.round, u, v);
+      return pairKdf(dh, 'secagg/share-key', this.federationId, this.runId, this.round, u, v);
     } finally {
       dh.fill(0);
     }
   }
 
-  /** Associated data of a share ciphertext: (protocol, phase, federation, round, sender, recipient). */
+  /** Associated data of a share ciphertext: (protocol, phase, federation, run, round, sender, recipient). */
   shareAd(sender: string, recipient: string): Uint8Array {
-    return encodeFields(PROTOCOL_TAG, 'share-keys', this.federationId, this.round, sender, recipient);
+    return encodeFields(PROTOCOL_TAG, 'share-keys', this.federationId, this.runId, this.round, sender, recipient);
   }
 
-  /** Commitment H(b_u) bound to (federation, round, u); hiding because b_u is 256 random bits. */
+  /** Commitment H(b_u) bound to (federation, run, round, u); hiding because b_u is 256 random bits. */
   selfMaskCommitment(u: string, b: Uint8Array): Uint8Array {
-    return hashFields('fedbridge/secagg/v1/self-mask-commitment', this.federationId, this.round, u, b);
+    return hashFields('fedbridge/secagg/v2/self-mask-commitment', this.federationId, this.runId, this.round, u, b);
   }
 
   /** Encrypts (sender, recipient, share of b, share of s_sk) for the recipient. */

@@ -240,7 +240,7 @@ export class SecAggServer {
       throw new SecAggError('PERMISSION_DENIED', `${sender} dropped out of round ${this.ctx.round} before phase ${phase}`);
     }
     if (this.receivedSet().has(sender)) throw new SecAggError('FAILED_PRECONDITION', `duplicate ${m.type} from ${sender}`);
-    if (!verifyMessage(m, pk)) throw new SecAggError('UNAUTHENTICATED', `${m.type} from ${sender}: signature does not verify`);
+    if (!verifyMessage(m, pk, this.ctx.runId)) throw new SecAggError('UNAUTHENTICATED', `${m.type} from ${sender}: signature does not verify`);
     const bad = (msg: string): never => {
       throw new SecAggError('INVALID_ARGUMENT', `${m.type} from ${sender}: ${msg}`);
     };
@@ -321,7 +321,7 @@ export class SecAggServer {
   }
 
   private sign<M extends ServerMessage>(m: Omit<M, 'signature' | 'federationId' | 'round'>): M {
-    return signMessage<M>({ ...m, federationId: this.ctx.federationId, round: this.ctx.round } as Omit<M, 'signature'>, this.sk);
+    return signMessage<M>({ ...m, federationId: this.ctx.federationId, round: this.ctx.round } as Omit<M, 'signature'>, this.sk, this.ctx.runId);
   }
 
   /** Checks "|set| >= t and every u in set has >= t of N[u] in alive"; returns the abort reason or null. */

@@ -48,6 +48,7 @@ function runRound(wrongHolder: string | null) {
       id,
       new SecAggClient({
         federationId: policy.federationId,
+        runId,
         round,
         params: ctx.params,
         roundSeed: publicRoundSeed('graph', policy.federationId, runId, round),
@@ -65,7 +66,7 @@ function runRound(wrongHolder: string | null) {
       const u = m as UnmaskShares;
       const selfMaskShares = u.selfMaskShares.map((s) => (s.owner === 'party-003' ? { owner: s.owner, share: s.share.map((b, i) => (i === 2 ? b ^ 0x40 : b)) } : s));
       const { signature: _s, ...rest } = { ...u, selfMaskShares };
-      msg = signMessage<UnmaskShares>(rest, fed.keys.get(m.sender)!.secretKey);
+      msg = signMessage<UnmaskShares>(rest, fed.keys.get(m.sender)!.secretKey, runId);
     }
     proto.receive(m.sender, PHASE_OF[m.type], encodeClientMessage(msg));
   };

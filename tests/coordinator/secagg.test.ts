@@ -95,6 +95,7 @@ describe('secure-aggregation payload checks over gRPC', () => {
       const clientOf = (p: TestParty) =>
         new SecAggClient({
           federationId: policy.federationId,
+          runId: st.runId,
           round: 1,
           params: { threshold: policy.secagg.threshold, degree: 0, bits: 32 },
           roundSeed: publicRoundSeed('graph', policy.federationId, st.runId, 1),

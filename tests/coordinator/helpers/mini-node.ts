@@ -66,6 +66,7 @@ export class MiniNode {
       for (const q of p.parties) peers[q.name] = new Uint8Array(Buffer.from(q.publicKey, 'base64'));
       client = new SecAggClient({
         federationId: p.federationId,
+        runId: e.runId,
         round: e.round,
         params: { threshold: p.secagg.threshold, degree: p.secagg.neighbourDegree, bits: p.secagg.bitWidth },
         roundSeed: publicRoundSeed('graph', p.federationId, e.runId, e.round),

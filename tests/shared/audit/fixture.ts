@@ -77,7 +77,11 @@ export interface GeneratedLog {
  * appended to that log as a restarted coordinator would (AuditRecorder.replay: the charges of every
  * earlier round carry over), e.g. a run of a second policy; receipts are then those of both.
  */
-export function generateLog(fed: Federation, plans: RoundPlan[] = [{}, {}, {}], o: { runId?: string; startAt?: number; continueFrom?: GeneratedLog } = {}): GeneratedLog {
+export function generateLog(
+  fed: Federation,
+  plans: RoundPlan[] = [{}, {}, {}],
+  o: { runId?: string; startAt?: number; continueFrom?: GeneratedLog; /** the run the parties' secure-aggregation signatures are bound to (default: runId) */ evidenceRunId?: string } = {},
+): GeneratedLog {
   const { policy } = fed;
   let now = o.startAt ?? 1_767_000_000_000;
   const clock = () => (now += 1234);
@@ -88,6 +92,7 @@ export function generateLog(fed: Federation, plans: RoundPlan[] = [{}, {}, {}], 
   const sk = (p: string) => fed.parties.get(p)!.secretKey;
   const rnd = (n: number) => sodium().randombytes_buf(n);
   const runId = o.runId ?? 'run-1';
+  const evidenceRun = o.evidenceRunId ?? runId;
   const fedId = policy.federationId;
   const t = policy.secagg.threshold;
 
@@ -116,19 +121,19 @@ export function generateLog(fed: Federation, plans: RoundPlan[] = [{}, {}, {}], 
             const cPk = rnd(32);
             const sPk = rnd(32);
             const c = rnd(32);
-            return { party: p, cPk: b64(cPk), sPk: b64(sPk), selfMaskCommitment: hex(c), signature: b64(ed25519Sign(advertiseKeysBytes(fedId, round, p, cPk, sPk, c), sk(p))) };
+            return { party: p, cPk: b64(cPk), sPk: b64(sPk), selfMaskCommitment: hex(c), signature: b64(ed25519Sign(advertiseKeysBytes(fedId, evidenceRun, round, p, cPk, sPk, c), sk(p))) };
           }),
         });
       } else if (phase === 'mask') {
         rec.phase(phase, active, {
           maskedInputs: active.map((p) => {
             const digest = rnd(32);
-            return { party: p, bits: rec.params.bits, length: dimLen, digest: hex(digest), signature: b64(ed25519Sign(maskedInputBytes(fedId, round, p, rec.params.bits, dimLen, digest), sk(p))) };
+            return { party: p, bits: rec.params.bits, length: dimLen, digest: hex(digest), signature: b64(ed25519Sign(maskedInputBytes(fedId, evidenceRun, round, p, rec.params.bits, dimLen, digest), sk(p))) };
           }),
         });
       } else if (phase === 'consistency') {
         const masked = [...maskedOf(rec)].sort();
-        rec.phase(phase, active, { survivors: masked, survivorSignatures: active.map((p) => ({ party: p, signature: b64(ed25519Sign(survivorListBytes(fedId, round, p, masked), sk(p))) })) });
+        rec.phase(phase, active, { survivors: masked, survivorSignatures: active.map((p) => ({ party: p, signature: b64(ed25519Sign(survivorListBytes(fedId, evidenceRun, round, p, masked), sk(p))) })) });
       } else {
         rec.phase(phase, active);
       }

@@ -72,13 +72,15 @@ describe('secure-aggregation signature bytes match shared/secagg', () => {
     const cPk = sodium().randombytes_buf(32);
     const sPk = sodium().randombytes_buf(32);
     const c = sodium().randombytes_buf(32);
-    const adv = signedBytes({ type: 'advertise-keys', federationId: 'f', round: 7, sender: 'platform', cPk, sPk, selfMaskCommitment: c, signature: new Uint8Array(0) });
-    expect(advertiseKeysBytes('f', 7, 'platform', cPk, sPk, c)).toEqual(adv);
+    const adv = signedBytes({ type: 'advertise-keys', federationId: 'f', round: 7, sender: 'platform', cPk, sPk, selfMaskCommitment: c, signature: new Uint8Array(0) }, 'run-1');
+    expect(advertiseKeysBytes('f', 'run-1', 7, 'platform', cPk, sPk, c)).toEqual(adv);
     const vec = new Uint32Array([1, 2, 3, 4294967295]);
-    const mi = signedBytes({ type: 'masked-input', federationId: 'f', round: 7, sender: 'insurer', bits: 32, vector: vec, signature: new Uint8Array(0) });
+    const mi = signedBytes({ type: 'masked-input', federationId: 'f', round: 7, sender: 'insurer', bits: 32, vector: vec, signature: new Uint8Array(0) }, 'run-1');
     const digest = sodium().crypto_generichash(32, new Uint8Array(vec.buffer), null);
-    expect(maskedInputBytes('f', 7, 'insurer', 32, 4, digest)).toEqual(mi);
-    expect(survivorListBytes('f', 7, 'insurer', ['a', 'b'])).toEqual(secaggSurvivorListBytes('f', 7, 'insurer', ['a', 'b']));
+    expect(maskedInputBytes('f', 'run-1', 7, 'insurer', 32, 4, digest)).toEqual(mi);
+    expect(survivorListBytes('f', 'run-1', 7, 'insurer', ['a', 'b'])).toEqual(secaggSurvivorListBytes('f', 'run-1', 7, 'insurer', ['a', 'b']));
+    // the run is bound: the same round of another run signs other bytes
+    expect(survivorListBytes('f', 'run-2', 7, 'insurer', ['a', 'b'])).not.toEqual(survivorListBytes('f', 'run-1', 7, 'insurer', ['a', 'b']));
   });
 });
 
@@ -87,17 +89,18 @@ describe('evidence from real secure-aggregation messages verifies under the part
     const kp = ed25519Keygen();
     const so = sodium();
     const b = (s: string) => so.from_base64(s, so.base64_variants.ORIGINAL);
-    const adv = signMessage<AdvertiseKeys>({ type: 'advertise-keys', federationId: 'f', round: 3, sender: 'platform', cPk: so.randombytes_buf(32), sPk: so.randombytes_buf(32), selfMaskCommitment: so.randombytes_buf(32) }, kp.secretKey);
+    const adv = signMessage<AdvertiseKeys>({ type: 'advertise-keys', federationId: 'f', round: 3, sender: 'platform', cPk: so.randombytes_buf(32), sPk: so.randombytes_buf(32), selfMaskCommitment: so.randombytes_buf(32) }, kp.secretKey, 'run-1');
     const a = advertisementEvidence(adv);
-    expect(ed25519Verify(b(a.signature), advertiseKeysBytes('f', 3, a.party, b(a.cPk), b(a.sPk), so.from_hex(a.selfMaskCommitment)), kp.publicKey)).toBe(true);
-    const mi = signMessage<MaskedInput>({ type: 'masked-input', federationId: 'f', round: 3, sender: 'platform', bits: 32, vector: new Uint32Array([5, 6, 7, 8]) }, kp.secretKey);
+    expect(ed25519Verify(b(a.signature), advertiseKeysBytes('f', 'run-1', 3, a.party, b(a.cPk), b(a.sPk), so.from_hex(a.selfMaskCommitment)), kp.publicKey)).toBe(true);
+    const mi = signMessage<MaskedInput>({ type: 'masked-input', federationId: 'f', round: 3, sender: 'platform', bits: 32, vector: new Uint32Array([5, 6, 7, 8]) }, kp.secretKey, 'run-1');
     const m = maskedInputEvidence(mi);
     expect(m.length).toBe(4);
-    expect(ed25519Verify(b(m.signature), maskedInputBytes('f', 3, m.party, m.bits, m.length, so.from_hex(m.digest)), kp.publicKey)).toBe(true);
-    const cs = signMessage<ConsistencySignature>({ type: 'consistency-signature', federationId: 'f', round: 3, sender: 'platform', survivors: ['insurer', 'platform'] }, kp.secretKey);
+    expect(ed25519Verify(b(m.signature), maskedInputBytes('f', 'run-1', 3, m.party, m.bits, m.length, so.from_hex(m.digest)), kp.publicKey)).toBe(true);
+    const cs = signMessage<ConsistencySignature>({ type: 'consistency-signature', federationId: 'f', round: 3, sender: 'platform', survivors: ['insurer', 'platform'] }, kp.secretKey, 'run-1');
     const c = survivorSignatureEvidence(cs);
-    expect(ed25519Verify(b(c.signature), survivorListBytes('f', 3, c.party, ['insurer', 'platform']), kp.publicKey)).toBe(true);
-    expect(ed25519Verify(b(c.signature), survivorListBytes('f', 3, c.party, ['platform']), kp.publicKey)).toBe(false);
+    expect(ed25519Verify(b(c.signature), survivorListBytes('f', 'run-1', 3, c.party, ['insurer', 'platform']), kp.publicKey)).toBe(true);
+    expect(ed25519Verify(b(c.signature), survivorListBytes('f', 'run-2', 3, c.party, ['insurer', 'platform']), kp.publicKey)).toBe(false);
+    expect(ed25519Verify(b(c.signature), survivorListBytes('f', 'run-1', 3, c.party, ['platform']), kp.publicKey)).toBe(false);
   });
 });
 

@@ -75,6 +75,8 @@ const rows: Row[] = [
   { name: 'an aborted round charged nobody', at: aborted(3), mutate: (e) => (e.epsilon = {}), field: 'entry.epsilon' },
   { name: 'model version lineage', at: completed(2), mutate: (e) => (e.parentModelVersion = 1), field: 'entry.parentModelVersion' },
   { name: 'round numbering', at: started(2), mutate: (e) => (e.round = 5), field: 'entry.round' },
+  // round 2 logged under round 1's secure-aggregation number, so that round 1's evidence would verify in it
+  { name: 'secure-aggregation round number', at: started(2), mutate: (e) => (e.secaggRound = 1), field: 'entry.secaggRound' },
   { name: 'rounds planned', at: (e) => e.type === 'run-started', mutate: (e) => (e.roundsPlanned = 99), field: 'entry.roundsPlanned' },
   { name: 'a missing policy signature', at: (e) => e.type === 'policy-registered', mutate: (e) => e.signatures.pop(), field: 'entry.signatures.insurer2' },
   { name: 'a party enrolled under another key', at: (e) => e.type === 'participant-enrolled', mutate: (e) => (e.publicKey = fed.policy.parties[1].publicKey), field: 'enrolled.platform', failAt: (e) => e.type === 'policy-registered' },
@@ -109,6 +111,16 @@ describe('verify catches each policy-governed field, with every signature valid'
     expect(over[0].expected).toBe('<= budget 0.9');
     expect(Number(over[0].found)).toBeGreaterThan(0.9);
     expect(r.failures.every((f) => f.field === 'entry.epsilon.insurer')).toBe(true);
+  });
+
+  test('secure-aggregation evidence signed in another run (round numbers restart per run) fails on every party signature', async () => {
+    const replayed = generateLog(fed, [{}, {}], { runId: 'run-2', evidenceRunId: 'run-1' });
+    const r = verifyLog(replayed.bytes, { policy: fed.policy });
+    const bad = new Set(r.failures.map((f) => f.field));
+    for (const p of fed.policy.parties.map((q) => q.name)) {
+      for (const field of ['entry.advertisements', 'entry.maskedInputs', 'entry.survivorSignatures']) expect(bad).toContain(`${field}.${p}.signature`);
+    }
+    expect(verifyLog(generateLog(fed, [{}, {}], { runId: 'run-2' }).bytes, { policy: fed.policy }).failures).toEqual([]);
   });
 
   test('distributed noise: a round completed with fewer than n_min + 1 masked inputs fails; round-noise epsilon is recomputed', async () => {

@@ -42,25 +42,26 @@ describe('encodeFields', () => {
 });
 
 describe('KDF', () => {
-  test('pair keys are symmetric in the pair and bound to federation, round, purpose and both ids', () => {
-    const base = pairKdf(k32, 'p', 'fed', 3, 'alice', 'bob');
-    expect(equalBytes(base, pairKdf(k32, 'p', 'fed', 3, 'bob', 'alice'))).toBe(true);
+  test('pair keys are symmetric in the pair and bound to federation, run, round, purpose and both ids', () => {
+    const base = pairKdf(k32, 'p', 'fed', 'run-1', 3, 'alice', 'bob');
+    expect(equalBytes(base, pairKdf(k32, 'p', 'fed', 'run-1', 3, 'bob', 'alice'))).toBe(true);
     for (const other of [
-      pairKdf(k32, 'p', 'fed', 4, 'alice', 'bob'),
-      pairKdf(k32, 'p', 'fed2', 3, 'alice', 'bob'),
-      pairKdf(k32, 'q', 'fed', 3, 'alice', 'bob'),
-      pairKdf(k32, 'p', 'fed', 3, 'alice', 'carol'),
-      pairKdf(new Uint8Array(32).fill(8), 'p', 'fed', 3, 'alice', 'bob'),
+      pairKdf(k32, 'p', 'fed', 'run-1', 4, 'alice', 'bob'),
+      pairKdf(k32, 'p', 'fed', 'run-2', 3, 'alice', 'bob'),
+      pairKdf(k32, 'p', 'fed2', 'run-1', 3, 'alice', 'bob'),
+      pairKdf(k32, 'q', 'fed', 'run-1', 3, 'alice', 'bob'),
+      pairKdf(k32, 'p', 'fed', 'run-1', 3, 'alice', 'carol'),
+      pairKdf(new Uint8Array(32).fill(8), 'p', 'fed', 'run-1', 3, 'alice', 'bob'),
     ]) {
       expect(equalBytes(base, other)).toBe(false);
     }
-    expect(() => pairKdf(k32, 'p', 'fed', 3, 'alice', 'alice')).toThrow(/different party ids/);
+    expect(() => pairKdf(k32, 'p', 'fed', 'run-1', 3, 'alice', 'alice')).toThrow(/different party ids/);
   });
   test('X25519 + KDF gives both parties the same key', () => {
     const a = x25519Keygen();
     const b = x25519Keygen();
-    const ka = pairKdf(x25519(a.secretKey, b.publicKey), 'p', 'f', 1, 'a', 'b');
-    const kb = pairKdf(x25519(b.secretKey, a.publicKey), 'p', 'f', 1, 'b', 'a');
+    const ka = pairKdf(x25519(a.secretKey, b.publicKey), 'p', 'f', 'r', 1, 'a', 'b');
+    const kb = pairKdf(x25519(b.secretKey, a.publicKey), 'p', 'f', 'r', 1, 'b', 'a');
     expect(equalBytes(ka, kb)).toBe(true);
   });
 });
@@ -91,8 +92,8 @@ describe('hostile inputs (shared table): every API names the bad argument', () =
     ['x25519PublicKey array', () => x25519PublicKey([1, 2] as unknown as Uint8Array), /"secretKey" expected Uint8Array, got Array/, TypeError],
     ['kdf short ikm', () => kdf(new Uint8Array(8), 'p'), /"ikm" expected Uint8Array of length 16..64/, RangeError],
     ['kdf empty purpose', () => kdf(k32, ''), /"purpose" expected a non-empty string/, RangeError],
-    ['pairKdf negative round', () => pairKdf(k32, 'p', 'f', -1, 'a', 'b'), /"round" expected an integer/, RangeError],
-    ['pairKdf fractional round', () => pairKdf(k32, 'p', 'f', 1.5, 'a', 'b'), /"round" expected a safe integer/, TypeError],
+    ['pairKdf negative round', () => pairKdf(k32, 'p', 'f', 'r', -1, 'a', 'b'), /"round" expected an integer/, RangeError],
+    ['pairKdf fractional round', () => pairKdf(k32, 'p', 'f', 'r', 1.5, 'a', 'b'), /"round" expected a safe integer/, TypeError],
     ['aeadSeal 16-byte key', () => aeadSeal(new Uint8Array(16), k32, k32), /"key" expected Uint8Array of length 32/, RangeError],
     ['aeadOpen null ad', () => aeadOpen(k32, k32, null as unknown as Uint8Array), /"ad" expected Uint8Array, got null/, TypeError],
     ['keystream short nonce', () => chacha20Keystream(k32, new Uint8Array(8), 0, 64), /"nonce" expected Uint8Array of length 12/, RangeError],

@@ -47,6 +47,9 @@ export type DropSchedule = Map<string, number>;
 
 export const PHASE_INDEX: Record<string, number> = { share: 2, mask: 3, consistency: 4, unmask: 5 };
 
+/** The run id of every harness round unless RoundSetup.runId says otherwise. */
+export const TEST_RUN = 'run-test';
+
 export interface RoundSetup {
   fed: Federation;
   params: SecAggParams;
@@ -55,6 +58,7 @@ export interface RoundSetup {
   drops?: DropSchedule;
   round?: number;
   federationId?: string;
+  runId?: string;
   roundSeed?: Uint8Array;
   rngLabel?: string;
   /** passes every message through a transport (e.g. the protobuf codec) */
@@ -89,7 +93,7 @@ export class RoundDriver {
     const federationId = s.federationId ?? 'fed-test';
     const roundSeed = s.roundSeed ?? new Uint8Array(32).fill(9);
     this.drops = s.drops ?? new Map();
-    const base = { federationId, round, params: s.params, roundSeed, vectorLength: s.m, peers: s.fed.peers };
+    const base = { federationId, runId: s.runId ?? TEST_RUN, round, params: s.params, roundSeed, vectorLength: s.m, peers: s.fed.peers };
     this.server = new SecAggServer({ ...base, identity: { secretKey: s.fed.coordinator.secretKey } });
     for (const id of s.fed.ids) {
       this.clients.set(

@@ -14,7 +14,7 @@ import {
   type ServerShares,
   type UnmaskRequest,
 } from '../../../shared/secagg/messages';
-import { makeFederation, randomInput, RoundDriver, seededRng } from './harness';
+import { makeFederation, randomInput, RoundDriver, seededRng, TEST_RUN } from './harness';
 
 beforeAll(() => sodiumReady());
 
@@ -22,17 +22,17 @@ const n = 5;
 const m = 32;
 const params = { threshold: 3, degree: 0, bits: 32 };
 
-function driver(drops = new Map<string, number>(), round = 7) {
+function driver(drops = new Map<string, number>(), round = 7, runId = TEST_RUN) {
   const fed = makeFederation(n, 'mal');
   const rng = seededRng('mal-in');
   const inputs = new Map(fed.ids.map((id) => [id, randomInput(rng, m, 32)]));
-  return { fed, d: new RoundDriver({ fed, params, m, inputs, drops, round, rngLabel: `mal/${round}` }), inputs };
+  return { fed, d: new RoundDriver({ fed, params, m, inputs, drops, round, runId, rngLabel: `mal/${runId}/${round}` }), inputs };
 }
 
 /** Re-signs an edited coordinator message with the coordinator's key. */
 function forge<M extends ServerMessage>(fed: ReturnType<typeof makeFederation>, msg: M, edit: Partial<M>): M {
   const { signature: _sig, ...rest } = { ...msg, ...edit };
-  return signMessage<M>(rest as unknown as Omit<M, 'signature'>, fed.coordinator.secretKey);
+  return signMessage<M>(rest as unknown as Omit<M, 'signature'>, fed.coordinator.secretKey, TEST_RUN);
 }
 
 function expectCode(fn: () => unknown, code: string, msg?: RegExp): void {
@@ -95,6 +95,17 @@ describe('client refuses a malicious coordinator at unmasking', () => {
     expectCode(() => d.clients.get(A)!.onUnmaskRequest(bad), 'ABORTED', /only 2 survivors signed/);
   });
 
+  test('survivor signatures replayed from the same round number of an earlier run', () => {
+    // round numbers restart in every run; the run id in the signed bytes keeps run-A's signatures out of run-B
+    const a = driver(new Map([['party-004', 3]]), 7, 'run-A');
+    a.d.runUntil('unmask');
+    const reqA = a.d.messageFor(A) as UnmaskRequest;
+    const { fed, d, req } = setup();
+    expect(reqA.survivors).toEqual(req.survivors);
+    expectCode(() => d.clients.get(A)!.onUnmaskRequest(forge(fed, req, { signatures: reqA.signatures })), 'ABORTED', /does not verify/);
+    expect(d.clients.get(A)!.phase).toBe('aborted');
+  });
+
   test('a forged or swapped survivor signature', () => {
     const { fed, d, req } = setup();
     const sigs = req.signatures.map((s) => ({ ...s }));
@@ -126,6 +137,7 @@ describe('client refuses a malicious coordinator at unmasking', () => {
         keySharesOf: ['party-003', 'party-004'],
       },
       fed.coordinator.secretKey,
+      TEST_RUN,
     );
     expectCode(() => d.clients.get(A)!.onUnmaskRequest(toA), 'ABORTED', /signature of party-001 does not verify over our survivor list/);
   });

@@ -9,7 +9,7 @@ import { pairKdf } from '../../../shared/crypto/kdf';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { x25519, x25519PublicKey } from '../../../shared/crypto/x25519';
 import type { MaskedInput } from '../../../shared/secagg/messages';
-import { makeFederation, randomInput, runRound, seededRng } from './harness';
+import { makeFederation, randomInput, runRound, seededRng, TEST_RUN } from './harness';
 
 beforeAll(async () => {
   await sodiumReady();
@@ -58,7 +58,7 @@ describe('masks', () => {
         expect(partners.length).toBe(degree ? degree : n - 1);
         for (const v of partners) {
           const dh = x25519(me.sSk, replaySecrets('masks', v).sPk);
-          const seed = pairKdf(dh, 'secagg/pair-mask', FED, 11, u, v);
+          const seed = pairKdf(dh, 'secagg/pair-mask', FED, TEST_RUN, 11, u, v);
           const p = refPrg(seed, m, bits);
           for (let i = 0; i < m; i++) want[i] = (want[i] + (v > u ? p[i] : 2 ** bits - p[i])) % 2 ** bits;
         }
@@ -90,7 +90,7 @@ describe('masks', () => {
     const s = replaySecrets('reuse', fed.ids[0]);
     const t = replaySecrets('reuse', fed.ids[1]);
     const dh = x25519(s.sSk, t.sPk);
-    expect(equalBytes(pairKdf(dh, 'secagg/pair-mask', FED, 7, fed.ids[0], fed.ids[1]), pairKdf(dh, 'secagg/pair-mask', FED, 8, fed.ids[0], fed.ids[1]))).toBe(false);
+    expect(equalBytes(pairKdf(dh, 'secagg/pair-mask', FED, TEST_RUN, 7, fed.ids[0], fed.ids[1]), pairKdf(dh, 'secagg/pair-mask', FED, TEST_RUN, 8, fed.ids[0], fed.ids[1]))).toBe(false);
   });
 
   test('masks differ across pairs and from the self mask; masked inputs of zero vectors look uniform', () => {
@@ -101,7 +101,7 @@ describe('masks', () => {
     const seeds: Uint8Array[] = [];
     for (const u of fed.ids) {
       seeds.push(replaySecrets('pairs', u).b);
-      for (const v of fed.ids) if (u < v) seeds.push(pairKdf(x25519(replaySecrets('pairs', u).sSk, replaySecrets('pairs', v).sPk), 'secagg/pair-mask', FED, 7, u, v));
+      for (const v of fed.ids) if (u < v) seeds.push(pairKdf(x25519(replaySecrets('pairs', u).sSk, replaySecrets('pairs', v).sPk), 'secagg/pair-mask', FED, TEST_RUN, 7, u, v));
     }
     const prgs = seeds.map((s) => refPrg(s, 64, 32).join(','));
     expect(new Set(prgs).size).toBe(seeds.length);

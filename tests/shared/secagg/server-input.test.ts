@@ -6,13 +6,13 @@ import { sodiumReady } from '../../../shared/crypto/sodium';
 import { SecAggError } from '../../../shared/secagg/errors';
 import { signMessage, type ClientMessage, type MaskedInput, type ShareKeys, type UnmaskShares } from '../../../shared/secagg/messages';
 import { SecAggServer } from '../../../shared/secagg/server';
-import { makeFederation, modSum, randomInput, RoundDriver, seededRng } from './harness';
+import { makeFederation, modSum, randomInput, RoundDriver, seededRng, TEST_RUN } from './harness';
 
 beforeAll(() => sodiumReady());
 
 function resign<M extends ClientMessage>(fed: ReturnType<typeof makeFederation>, msg: M, edit: Partial<M>): M {
   const { signature: _s, ...rest } = { ...msg, ...edit };
-  return signMessage<M>(rest as unknown as Omit<M, 'signature'>, fed.keys.get(msg.sender)!.secretKey);
+  return signMessage<M>(rest as unknown as Omit<M, 'signature'>, fed.keys.get(msg.sender)!.secretKey, TEST_RUN);
 }
 
 function refused(fn: () => unknown, code: string, re: RegExp) {
@@ -43,7 +43,7 @@ test('hostile messages in every phase are refused precisely and change nothing',
   refused(() => s.receive({ ...ad, round: 6 }), 'UNAUTHENTICATED', /round 6.*replayed/);
   refused(() => s.receive({ ...ad, federationId: 'other' }), 'UNAUTHENTICATED', /federation "other"/);
   refused(() => s.receive({ ...ad, sender: 'mallory' }), 'PERMISSION_DENIED', /unknown party "mallory"/);
-  refused(() => s.receive(signMessage({ ...ad, signature: undefined }, other.keys.get(A)!.secretKey)), 'UNAUTHENTICATED', /signature does not verify/);
+  refused(() => s.receive(signMessage({ ...ad, signature: undefined }, other.keys.get(A)!.secretKey, TEST_RUN)), 'UNAUTHENTICATED', /signature does not verify/);
   refused(() => s.receive({ ...ad, cPk: new Uint8Array(31) } as ClientMessage), 'INVALID_ARGUMENT', /"cPk" expected Uint8Array of length 32/);
   refused(() => s.receive({ ...ad, type: 'bogus' } as unknown as ClientMessage), 'INVALID_ARGUMENT', /unknown message type "bogus"/);
   refused(() => s.receive(null as unknown as ClientMessage), 'INVALID_ARGUMENT', /expected an object/);
@@ -132,6 +132,7 @@ test('an injected clock closes phases at their deadline (no timers inside)', () 
   let now = 1000;
   const s = new SecAggServer({
     federationId: 'f',
+    runId: TEST_RUN,
     round: 1,
     params: { threshold: 2, degree: 0, bits: 32 },
     roundSeed: new Uint8Array(32),

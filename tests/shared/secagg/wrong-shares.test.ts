@@ -7,7 +7,7 @@
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { signMessage, type UnmaskShares } from '../../../shared/secagg/messages';
 import { ERASURE_SEARCH_MAX_SHARES, type ServerStep } from '../../../shared/secagg/server';
-import { makeFederation, modSum, randomInput, RoundDriver, seededRng } from './harness';
+import { makeFederation, modSum, randomInput, RoundDriver, seededRng, TEST_RUN } from './harness';
 
 beforeAll(() => sodiumReady());
 
@@ -39,7 +39,7 @@ function roundWithWrongShares(n: number, t: number, corrupt: Corruption, drops =
     if (!d.alive(to, 5)) continue;
     const reply = d.clients.get(to)!.handle(message) as UnmaskShares;
     const { signature: _s, ...rest } = { ...reply, selfMaskShares: reply.selfMaskShares.map(flip(to, 'self')), keyShares: reply.keyShares.map(flip(to, 'key')) };
-    d.server.receive(signMessage<UnmaskShares>(rest, fed.keys.get(to)!.secretKey));
+    d.server.receive(signMessage<UnmaskShares>(rest, fed.keys.get(to)!.secretKey, TEST_RUN));
   }
   const result: ServerStep = d.server.deadlinePassed();
   const survivors = fed.ids.filter((id) => d.alive(id, 3));
@@ -182,7 +182,7 @@ describe('too many wrong shares: abort, naming what can be named', () => {
       const x = fed.ids.indexOf(to) + 1;
       const self = ['party-000', 'party-001', 'party-002', 'party-003'].includes(to) ? reply.selfMaskShares.map((s) => (s.owner === 'party-003' ? { owner: s.owner, share: fake(x) } : s)) : reply.selfMaskShares;
       const { signature: _s, ...rest } = { ...reply, selfMaskShares: self };
-      d.server.receive(signMessage<UnmaskShares>(rest, fed.keys.get(to)!.secretKey));
+      d.server.receive(signMessage<UnmaskShares>(rest, fed.keys.get(to)!.secretKey, TEST_RUN));
     }
     const out = d.server.deadlinePassed();
     expect(out.kind).toBe('aborted');

@@ -19,7 +19,8 @@ export const protobufFileName = "fedbridge/v1/secagg.proto";
  *
  * Signatures: every message carries an Ed25519 `signature` by its sender (a party's identity key;
  * the coordinator's key for the Server* messages) over a canonical byte encoding of the other
- * fields, bound to (protocol "fedbridge/secagg/v1", message type, federation id, round, sender)
+ * fields, bound to (protocol "fedbridge/secagg/v2", message type, federation id, run id, round,
+ * sender); the run id is not a field here: both ends take it from the round they are in
  * -- see signedBytes() in shared/secagg/messages.ts. The protobuf bytes themselves are never
  * signed, so any conforming encoder interoperates. MaskedInput is signed over the BLAKE2b-256
  * digest of the vector's little-endian uint32 words.
@@ -36,7 +37,7 @@ export interface AdvertiseKeys {
   cPk: Uint8Array;
   /** X25519, 32 bytes: pairwise mask agreement */
   sPk: Uint8Array;
-  /** BLAKE2b-256 over (federation, round, sender, b_u), 32 bytes */
+  /** BLAKE2b-256 over (federation, run, round, sender, b_u), 32 bytes */
   selfMaskCommitment: Uint8Array;
   /** Ed25519, 64 bytes */
   signature: Uint8Array;
