@@ -1,8 +1,11 @@
 /**
  * SubmitReceipt (issue 6): a party's countersignature over the audit chain head after a round it
  * took part in (shared/audit/receipt.ts). The coordinator records a receipt only if
- *   - the party's receipt signature verifies under its ENROLLED key (the request signature was
- *     already checked by the authenticator; the receipt signature is what auditors verify),
+ *   - the party is a party of the run's policy and its ENROLLED key is the key that policy pins
+ *     (auditors check receipts against the pinned keys: a receipt from a party enrolled after the
+ *     run, or re-enrolled with a new key, would fail every later verification of the log, which is
+ *     append-only), and the receipt signature verifies under it (the request signature was already
+ *     checked by the authenticator; the receipt signature is what auditors verify),
  *   - the round (header run_id, round) is completed and the receipt's model version and BLAKE2b-256
  *     are the ones that round produced,
  *   - `head` is the chain hash of the stored entry `head_idx`, at or after the round's
@@ -15,7 +18,8 @@ import type { ParticipantRow } from '../storage/repository';
 import type { ReceiptBody, PartyHeader } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { RECEIPT_FORMAT, verifyReceiptSignature } from '../../shared/audit/receipt';
 import type { Receipt } from '../../shared/audit/entries';
-import { alreadyExists, failedPrecondition, invalid, notFound, unauthenticated } from '../grpc/errors';
+import { alreadyExists, failedPrecondition, invalid, notFound, permissionDenied, unauthenticated } from '../grpc/errors';
+import { validatePolicy } from '../../shared/policy/schema';
 import type { CoordinatorContext } from '../context';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -40,6 +44,13 @@ export async function acceptReceipt(ctx: Pick<CoordinatorContext, 'repo' | 'audi
   if (!run) throw notFound(`SubmitReceipt: no run "${header.runId}"`);
   const round = await ctx.repo.roundRow(run.id, header.round);
   if (!round || round.state !== 'completed' || round.resultModelVersion === null) throw failedPrecondition(`SubmitReceipt: round ${header.round} of run ${run.id} is not completed`);
+  const stored = await ctx.repo.policy(run.policyHash);
+  if (!stored) throw failedPrecondition(`SubmitReceipt: the policy ${run.policyHash} of run ${run.id} is missing`);
+  const pinned = validatePolicy(JSON.parse(stored.canonicalJson)).parties.find((p) => p.name === party.name);
+  if (!pinned) throw permissionDenied(`SubmitReceipt: party "${party.name}" is not a party of the policy of run ${run.id}; only its parties countersign its rounds`);
+  if (Buffer.from(party.publicKey).toString('base64') !== pinned.publicKey) {
+    throw failedPrecondition(`SubmitReceipt: party "${party.name}" is enrolled with another key than the one the policy of run ${run.id} pins (re-enrolled since); receipts for that run are checked against the pinned key`);
+  }
   const model = await ctx.repo.modelVersion(round.resultModelVersion);
   if (!model) throw failedPrecondition(`SubmitReceipt: model version ${round.resultModelVersion} is missing`);
   if (body.modelVersion !== model.version) throw failedPrecondition(`SubmitReceipt: round ${header.round} produced model version ${model.version}, the receipt names ${body.modelVersion}`);
