@@ -16,7 +16,7 @@ export function registerNodePrivacyCommands(node: Command): void {
     .option('--plot <file>', 'where to write the SVG plot (default DIR/privacy/epsilon.svg)')
     .option('--restore-from-audit <log>', "rebuild a MISSING ledger from the federation's exported audit log (verified first)")
     .option('--policy <file>', 'the federation policy (with --restore-from-audit); repeat it, current policy first, for a log with runs of several policies', (v: string, p: string[]) => [...p, v], [] as string[])
-    .option('--receipts <dir>', "this node's receipts folder to check the log against (with --restore-from-audit)")
+    .option('--receipts <dir>', "more receipts to check the log against (with --restore-from-audit; the node's own DIR/receipts are always checked)")
     .option('--json', 'print the result as one JSON object')
     .action(async (opts: { dataDir: string; plot?: string; json?: boolean; restoreFromAudit?: string; policy: string[]; receipts?: string }) => {
       if (opts.restoreFromAudit) {
@@ -28,7 +28,11 @@ export function registerNodePrivacyCommands(node: Command): void {
         const { readNodeInfo: rni } = await import('../identity');
         const { restoreLedgerFromAudit } = await import('../privacy/restore');
         const who = rni(opts.dataDir).name;
-        const verified = await verifyLogFile(opts.restoreFromAudit, opts.policy, opts.receipts ? [opts.receipts] : []);
+        const { receiptsDir } = await import('../federation/receipt');
+        const pathm = await import('node:path');
+        const own = receiptsDir(opts.dataDir);
+        const dirs = [...(opts.receipts ? [opts.receipts] : []), ...(fsm.existsSync(own) ? [own] : [])].filter((d, i, a) => a.findIndex((x) => pathm.resolve(x) === pathm.resolve(d)) === i);
+        const verified = await verifyLogFile(opts.restoreFromAudit, opts.policy, dirs);
         const r = restoreLedgerFromAudit(opts.dataDir, who, opts.policy.map((f) => parsePolicyYaml(fsm.readFileSync(f, 'utf8'))), verified);
         process.stderr.write(`restored the privacy ledger of "${who}" from the audit log: ${r.rounds} charged round(s), lifetime epsilon ${r.epsilon.toFixed(4)} (rounds the coordinator never logged cannot be recovered)\n`);
       }

@@ -12,7 +12,12 @@
  *     recomputed by the accountant), with this node's own receipts when given;
  *   - every round the log charges this party is re-entered with the parameters its run's policy
  *     fixes (the verifier has checked the log's parameters equal them), and the lifetime epsilon the ledger
- *     computes after each round must equal the epsilon the log recorded for this party.
+ *     computes after each round must equal the epsilon the log recorded for this party;
+ *   - the log must account for what the node itself knows of its past: every receipt it kept under
+ *     `<data dir>/receipts/` names a round the log charges it (the CLI also verifies those receipts
+ *     against the log, so a log cut before the newest receipted head fails), and a node that has
+ *     taken part (participation marker or receipts) is never given a ledger of zero rounds. A wrong,
+ *     empty or truncated log is refused instead of resetting the node's budget.
  * The restored ledger can only under-count rounds the coordinator never logged (e.g. a coordinator
  * restart inside an open masked-input phase); the command says so.
  */
@@ -20,8 +25,34 @@ import { UserError } from '../../shared/cli/errors';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
 import { policyHash, type Policy } from '../../shared/policy/schema';
 import type { VerifyResult } from '../../shared/audit/verify';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { receiptsDir } from '../federation/receipt';
 import { roundCharge } from './round';
-import { LEDGER_FORMAT, previewCharge, readLedger, writeRestoredLedger, type Ledger, type LedgerEntry } from './ledger';
+import { hasParticipated, LEDGER_FORMAT, participationMarker, previewCharge, readLedger, writeRestoredLedger, type Ledger, type LedgerEntry } from './ledger';
+
+/** (runId, round) of every receipt this node kept for itself (files that are not its receipts are skipped). */
+function ownReceiptedRounds(dataDir: string, party: string): { runId: string; round: number; file: string }[] {
+  const dir = receiptsDir(dataDir);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new UserError(`cannot read this node's receipts folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 1);
+  }
+  const out: { runId: string; round: number; file: string }[] = [];
+  for (const f of names) {
+    let r: { party?: unknown; runId?: unknown; round?: unknown } | null = null;
+    try {
+      r = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as typeof r;
+    } catch {
+      continue;
+    }
+    if (r && r.party === party && typeof r.runId === 'string' && typeof r.round === 'number') out.push({ runId: r.runId, round: r.round, file: path.join(dir, f) });
+  }
+  return out;
+}
 
 export interface RestoreResult {
   rounds: number;
@@ -53,6 +84,15 @@ export function restoreLedgerFromAudit(dataDir: string, party: string, policies:
     }
     const entry = { ...charge, chargedAt: new Date().toISOString(), epsilonAfter: p.epsilonAfter, order: p.order } as LedgerEntry;
     ledger = { ...ledger, entries: [...ledger.entries, entry] };
+  }
+  const charged = new Set(ledger.entries.map((e) => `${e.runId}\n${e.round}`));
+  for (const r of ownReceiptedRounds(dataDir, party)) {
+    if (!charged.has(`${r.runId}\n${r.round}`)) {
+      throw new UserError(`this node countersigned round ${r.round} of run ${r.runId} (${r.file}), but the audit log charges "${party}" nothing for it: the log is not this federation's whole log (wrong, truncated or rewritten); refusing to restore`, 1);
+    }
+  }
+  if (ledger.entries.length === 0 && hasParticipated(dataDir)) {
+    throw new UserError(`this node has taken part in rounds before (${participationMarker(dataDir)} or receipts exist), but the audit log charges "${party}" nothing: a ledger of zero rounds would reset its spent budget; export the federation's whole log and try again`, 1);
   }
   writeRestoredLedger(dataDir, ledger);
   const last = ledger.entries[ledger.entries.length - 1];

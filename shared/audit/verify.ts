@@ -171,6 +171,8 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
 
   // ---- 1-3: bytes, chain, signatures, schema
   const { lines, endsWithNewline } = data.length === 0 ? { lines: [], endsWithNewline: true } : splitLines(data);
+  // an empty file proves nothing about any round: most likely the wrong file, or an export that failed
+  if (lines.length === 0) fail(0, 'entries', 'at least one entry (a coordinator logs its first enrolment)', 0);
   const heads: (Uint8Array | null)[] = [];
   const entries: (AuditEntry | null)[] = [];
   const entryBytes: (Uint8Array | null)[] = [];
@@ -529,6 +531,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     }
   });
 
+  if (lines.length > 0 && !registered.has(pHash)) warnings.push(`the policy ${pHash} given first is not registered in this log: no run of it was checked`);
   // parties that completed a round but did not countersign it (a party may crash: a note, not a failure)
   for (const s of timeline) {
     if (s.status !== 'completed') continue;

@@ -53,3 +53,35 @@ test('a log with runs of two policies: each round charged with its own policy, t
   expect(() => restoreLedgerFromAudit(other, 'insurer2', [second], verified)).toThrow(/ran under policy [0-9a-f]{64}, which was not given/);
   expect(readLedger(other)).toBeNull();
 });
+
+test("a log that does not account for the node's own past is refused, and no ledger is written", async () => {
+  const fed = await makeFederation();
+  const first = generateLog(fed);
+  const { second, both } = appendSecondPolicyRun(fed, first);
+  const verifiedFirst = verifyLog(first.bytes, { policy: fed.policy });
+  expect(verifiedFirst.failures).toEqual([]);
+
+  // the node countersigned a round of run-2; the log given ends before run-2 (truncated or stale)
+  const dir = freshDir();
+  const kept = both.receipts.find((r) => r.party === 'insurer2' && r.runId === 'run-2');
+  expect(kept).toBeDefined();
+  fs.mkdirSync(path.join(dir, 'receipts'));
+  fs.writeFileSync(path.join(dir, 'receipts', 'r.json'), JSON.stringify(kept));
+  expect(() => restoreLedgerFromAudit(dir, 'insurer2', [fed.policy], verifiedFirst)).toThrow(/countersigned round 1 of run run-2 .* the audit log charges "insurer2" nothing for it/);
+  expect(readLedger(dir)).toBeNull();
+  // with the whole log the same node is restored
+  const r = restoreLedgerFromAudit(dir, 'insurer2', [second, fed.policy], verifyLog(both.bytes, { policy: second, otherPolicies: [fed.policy] }));
+  expect(r.rounds).toBeGreaterThan(2);
+
+  // a node that took part (participation marker) and a verified log that charges it nothing: no zero-round ledger
+  const never = generateLog(fed, [{ drop: [{ party: 'insurer2', phase: 'advertise' }] }]);
+  const verifiedNever = verifyLog(never.bytes, { policy: fed.policy });
+  expect(verifiedNever.failures).toEqual([]);
+  const took = freshDir();
+  fs.writeFileSync(path.join(took, '.participated'), JSON.stringify({ firstChargeAt: new Date().toISOString() }));
+  expect(() => restoreLedgerFromAudit(took, 'insurer2', [fed.policy], verifiedNever)).toThrow(/has taken part in rounds before .* charges "insurer2" nothing/);
+  expect(readLedger(took)).toBeNull();
+  // a node that never took part gets the log's (empty) spend
+  const fresh = freshDir();
+  expect(restoreLedgerFromAudit(fresh, 'insurer2', [fed.policy], verifiedNever)).toEqual({ rounds: 0, epsilon: 0 });
+});

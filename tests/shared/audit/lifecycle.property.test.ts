@@ -69,7 +69,7 @@ test('operator entries: the verifier fails exactly the entries that break the en
   let sawBad = 0;
   let sawClean = 0;
   fc.assert(
-    fc.property(fc.array(op, { maxLength: 14 }), (ops) => {
+    fc.property(fc.array(op, { minLength: 1, maxLength: 14 }), (ops) => {
       const w = new AuditWriter(fed.coordinator.secretKey);
       ops.forEach((o, k) => w.append(o, 1000 + k));
       const r = verifyLog(new TextEncoder().encode(w.written().map(exportLine).join('')), { policy: fed.policy });
@@ -82,5 +82,5 @@ test('operator entries: the verifier fails exactly the entries that break the en
   );
   // both kinds of sequence were drawn
   expect(sawBad).toBeGreaterThan(30);
-  expect(sawClean).toBeGreaterThan(30);
+  expect(sawClean).toBeGreaterThan(10); // non-empty clean sequences (an empty log fails: verify.test.ts)
 });

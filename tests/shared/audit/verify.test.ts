@@ -55,9 +55,9 @@ describe('verifyLog on generated runs', () => {
     expect(r.failures.some((f) => f.field === 'entry.policyHash' && f.expected === other.policyHash)).toBe(true);
   });
 
-  test('an empty log verifies as empty; a log without a final newline fails at its last entry', async () => {
+  test('an empty log fails (it proves nothing); a log without a final newline fails at its last entry', async () => {
     const fed = await makeFederation();
-    expect(verifyLog(new Uint8Array(0), { policy: fed.policy })).toMatchObject({ ok: true, entries: 0, rounds: 0 });
+    expect(verifyLog(new Uint8Array(0), { policy: fed.policy })).toMatchObject({ ok: false, entries: 0, rounds: 0, failures: [{ entry: 0, field: 'entries', expected: 'at least one entry (a coordinator logs its first enrolment)', found: '0' }] });
     const log = generateLog(fed);
     const cut = log.bytes.subarray(0, log.bytes.length - 1);
     const r = verifyLog(cut, { policy: fed.policy });
