@@ -43,9 +43,9 @@ function ownReceiptedRounds(dataDir: string, party: string): { runId: string; ro
   }
   const out: { runId: string; round: number; file: string }[] = [];
   for (const f of names) {
-    let r: { party?: unknown; runId?: unknown; round?: unknown } | null = null;
+    let r: { party?: unknown; runId?: unknown; round?: unknown } | null;
     try {
-      r = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as typeof r;
+      r = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { party?: unknown; runId?: unknown; round?: unknown } | null;
     } catch {
       continue;
     }
