@@ -129,10 +129,12 @@ export const policySchema = z
   .strict()
   .superRefine((p, ctx) => {
     const n = p.parties.length;
+    // the coordinator's name is a signer name too (policy signatures are matched by name)
     const names = new Set<string>();
     const keys = new Set<string>([p.coordinator.publicKey]);
     p.parties.forEach((party, i) => {
-      if (names.has(party.name)) ctx.addIssue({ code: 'custom', path: ['parties', i, 'name'], message: `duplicate party name "${party.name}"` });
+      if (party.name === p.coordinator.name) ctx.addIssue({ code: 'custom', path: ['parties', i, 'name'], message: `"${party.name}" is the coordinator's name; a party needs another name (signatures are matched by signer name)` });
+      else if (names.has(party.name)) ctx.addIssue({ code: 'custom', path: ['parties', i, 'name'], message: `duplicate party name "${party.name}"` });
       if (keys.has(party.publicKey)) ctx.addIssue({ code: 'custom', path: ['parties', i, 'publicKey'], message: 'public key used twice (each party and the coordinator need their own key)' });
       names.add(party.name);
       keys.add(party.publicKey);

@@ -54,6 +54,7 @@ describe('federation policy', () => {
       /privacy\.nMin: distributed noise needs nMin <= parties - 1 = 2 \(each party can remove its own noise share/,
     ],
     ['duplicate party', (p) => (p.parties[1].name = 'platform'), /duplicate party name "platform"/],
+    ['a party named like the coordinator', (p) => (p.parties[0].name = p.coordinator.name), /parties\.0\.name: "[^"]+" is the coordinator's name/],
     ['bad key', (p) => (p.parties[0].publicKey = 'abc'), /parties\.0\.publicKey: expected a base64 Ed25519 public key/],
     ['negative clip', (p) => (p.privacy.clipNorm = -1), /privacy\.clipNorm/],
     ['one party', (p) => p.parties.pop(), /parties/],
