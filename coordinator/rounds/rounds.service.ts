@@ -196,7 +196,7 @@ export class RoundsService {
     if (a.timer !== undefined) this.timers.clearTimeout(a.timer);
     const key = `${a.runId}/${a.round}/${a.stage}`;
     a.timer = this.timers.setTimeout(() => {
-      void this.lock.run(() => this.closeIfCurrent(key, 'deadline'));
+      void this.lock.run(() => this.closeIfCurrent(key, 'deadline')).catch((e) => this.log(`closing phase failed: ${(e as Error).stack}`));
     }, Math.max(0, a.deadline - this.timers.now()));
   }
 
@@ -330,7 +330,11 @@ export class RoundsService {
       const deadline = this.phaseDeadline(a.policy);
       const to = { state: 'open', phase: step.phase, phaseDeadline: deadline };
       const emit = () => [this.d.audit.recorderFor(a.policy).phase(closed.phase, closed.parties, closed.evidence)];
-      await this.d.audit.write(() => this.d.repo.setRoundPhase(a.runId, a.round, { state: 'open', phase }, to, { emit }));
+      try {
+        await this.d.audit.write(() => this.d.repo.setRoundPhase(a.runId, a.round, { state: 'open', phase }, to, { emit }));
+      } catch (e) {
+        return this.abortAfterStorageError(a, closed, e);
+      }
       this.transitionTo(a, [phase], step.phase);
       a.expected = new Set(step.parties);
       a.accepted = new Set();
@@ -345,14 +349,19 @@ export class RoundsService {
       const more = completed + 1 < a.policy.training.rounds;
       const hash = sodium().crypto_generichash(32, step.model, null);
       const sealer = this.completeEmitter(a, closed, step, hash);
-      const res = await this.d.audit.write(() => this.d.repo.completeRound({
-        runId: a.runId,
-        round: a.round,
-        model: { bytes: step.model, hash, protocolState: step.state ?? null },
-        audit: { ...step.audit, policyHash: a.policyHash, survivors: step.survivors },
-        next: more ? { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(a.policy) } : null,
-        sealer,
-      }));
+      let res: Awaited<ReturnType<typeof this.d.repo.completeRound>>;
+      try {
+        res = await this.d.audit.write(() => this.d.repo.completeRound({
+          runId: a.runId,
+          round: a.round,
+          model: { bytes: step.model, hash, protocolState: step.state ?? null },
+          audit: { ...step.audit, policyHash: a.policyHash, survivors: step.survivors },
+          next: more ? { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(a.policy) } : null,
+          sealer,
+        }));
+      } catch (e) {
+        return this.abortAfterStorageError(a, closed, e);
+      }
       this.transitionTo(a, ['unmask'], 'completed');
       this.consecutiveAborts = 0;
       this.d.metrics.rounds.inc({ outcome: 'completed' });
@@ -413,6 +422,29 @@ export class RoundsService {
 
   private runAbortEmitter(policy: Policy, runId: string, reason: string) {
     return { emit: (): AuditRecord[] => [this.d.audit.recorderFor(policy).abortRun(runId, reason)] };
+  }
+
+  /**
+   * The store refused the commit that closes a phase (or completes the round). The protocol has
+   * already moved past that phase in memory, so the round cannot go on: it is aborted, with the
+   * closed phase logged (a masked input accepted in it stays charged) and retried from the same
+   * model. If the abort cannot be stored either, it is tried again after one phase timeout (the
+   * round takes no message meanwhile: `active` is in the closed phase's stage, the protocol is
+   * not); a restart aborts and retries it the same way (recover()).
+   */
+  private async abortAfterStorageError(a: ActiveRound, closed: ClosedPhase, e: unknown): Promise<void> {
+    const reason = `coordinator storage failed closing phase ${closed.phase}: ${(e as Error).message}`;
+    this.log(`round ${a.runId}/${a.round}: ${reason}; aborting the round`);
+    try {
+      await this.abortActive(a, reason, false, closed);
+    } catch (e2) {
+      if (this.active !== a || this.closed) return;
+      const delay = Math.round(a.policy.timeouts.phaseSeconds * 1000);
+      this.log(`round ${a.runId}/${a.round}: the abort could not be stored either (${(e2 as Error).message}); trying again in ${delay} ms`);
+      a.timer = this.timers.setTimeout(() => {
+        void this.lock.run(() => (this.active === a && !this.closed ? this.abortAfterStorageError(a, closed, e2) : Promise.resolve())).catch((e3) => this.log(`aborting the round failed: ${(e3 as Error).stack}`));
+      }, delay);
+    }
   }
 
   private async abortActive(a: ActiveRound, reason: string, abortRun: boolean, closed?: ClosedPhase): Promise<void> {

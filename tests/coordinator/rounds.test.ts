@@ -242,3 +242,64 @@ describe('a round the protocol refuses to start', () => {
     }
   });
 });
+
+describe('a storage failure while a phase closes', () => {
+  test('aborts the round (the protocol has moved on in memory) and retries it from the same model; an abort that cannot be stored is tried again', async () => {
+    const env = await makeEnv(['platform', 'insurer', 'insurer2']);
+    const timers = new ManualTimers();
+    const logs: string[] = [];
+    const coord = await startCoordinator(env, new PlainSumFactory(2), timers, logs);
+    const parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
+    const streams: EventStream[] = [];
+    try {
+      const op = operator(env, coord.grpcPort);
+      await enrol(env, op, parties, false);
+      const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 1 });
+      const dim = modelDim(policy);
+      streams.push(...parties.map((p) => p.subscribe(coord.publicKey)));
+      const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, vec(dim, 0));
+      op.client.close();
+      await Promise.all(streams.map((s) => s.next((e) => e.kind === EventKind.EVENT_KIND_PHASE_STARTED && e.round === 1)));
+      await parties[0].phase('AdvertiseKeys', st.runId, 1, new Uint8Array([1]));
+      await parties[1].phase('AdvertiseKeys', st.runId, 1, new Uint8Array([1]));
+
+      // the store refuses the phase change once, then the abort once (a transient lock)
+      const repo = coord.ctx.repo;
+      const busy = () => Promise.reject(Object.assign(new Error('SQLITE_BUSY: database is locked'), { code: 'SQLITE_BUSY' }));
+      const { setRoundPhase, abortRound } = repo;
+      let phaseFailures = 1;
+      let abortFailures = 1;
+      repo.setRoundPhase = ((...a: Parameters<typeof setRoundPhase>) => (phaseFailures-- > 0 ? busy() : setRoundPhase.apply(repo, a))) as typeof setRoundPhase;
+      repo.abortRound = ((...a: Parameters<typeof abortRound>) => (abortFailures-- > 0 ? busy() : abortRound.apply(repo, a))) as typeof abortRound;
+
+      expect(timers.fire()).toBe(1); // the advertise deadline passes without insurer2
+      await waitFor(() => logs.some((l) => /the abort could not be stored either \(SQLITE_BUSY/.test(l)));
+      expect(timers.count).toBe(1); // the abort is re-armed, nothing else
+      expect(coord.ctx.rounds.binding()?.round).toBe(1);
+      // meanwhile the round takes no message for the phase the protocol moved to
+      await expect(parties[0].phase('ShareKeys', st.runId, 1, new Uint8Array([2]))).rejects.toMatchObject({ code: 9 });
+
+      expect(timers.fire()).toBe(1);
+      const ab = await streams[0].next((e) => e.kind === EventKind.EVENT_KIND_ROUND_ABORTED && e.round === 1);
+      expect(ab.abortReason).toMatch(/coordinator storage failed closing phase advertise: SQLITE_BUSY/);
+      const retry = await streams[0].next((e) => e.kind === EventKind.EVENT_KIND_PHASE_STARTED && e.round === 2);
+      expect(retry.phase).toBe(Phase.PHASE_ADVERTISE_KEYS);
+      expect(retry.modelVersion).toBe(ab.modelVersion); // same base model
+      expect((await coord.ctx.repo.roundRow(st.runId, 1))?.state).toBe('aborted');
+      expect(coord.ctx.rounds.binding()).toMatchObject({ round: 2, phase: 'advertise' });
+      expect(verifyAuditChain(await coord.ctx.repo.auditEntries(), coord.publicKey).failures).toEqual([]);
+    } finally {
+      for (const s of streams) s.cancel();
+      for (const p of parties) p.close();
+      await coord.close();
+    }
+  });
+});
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
