@@ -203,11 +203,13 @@ export class SecAggRoundProtocol implements RoundProtocol {
       return { kind: 'next', phase: step.phase as RoundPhase, parties: this.server.waitingFor.sort(), messages };
     }
     this.lastSum = step.sum;
-    // Wrong unmask shares were corrected (the sum is exact); name their senders, one line each. No
-    // secret and no share value is logged; the audit format is unchanged.
+    // Wrong unmask shares were corrected (the sum is exact); name the holder and the dealer of each,
+    // one line each: the holder revealed a share that is not on the dealer's polynomial, which it
+    // altered or the dealer encrypted to it (shares carry no dealer commitment, so the two cannot be
+    // told apart here). No secret and no share value is logged; the audit format is unchanged.
     for (const w of step.wrongShares) {
       this.log?.(
-        `secagg round ${this.start.round}: party ${w.holder} sent a wrong share of the ${w.kind === 'self' ? 'self-mask seed' : 'mask key'} of ${w.owner} at unmask; it was corrected by decoding the other shares`,
+        `secagg round ${this.start.round}: party ${w.holder} revealed a wrong share of the ${w.kind === 'self' ? 'self-mask seed' : 'mask key'} of ${w.owner} at unmask (${w.holder} altered it, or ${w.owner} dealt it wrong); it was corrected by decoding the other shares`,
       );
     }
     const p = this.start.policy;

@@ -517,7 +517,7 @@ export class SecAggServer {
       cleanup();
       return this.abort(
         `wrong unmask shares: cannot recover ${unrecovered.join('; ')}. ` +
-          (named.length > 0 ? `Holders identified as sending wrong shares: ${named.join(', ')}` : 'No holder could be identified'),
+          (named.length > 0 ? `Holders that revealed wrong shares (altered by them, or dealt wrong by the secret's owner): ${named.join(', ')}` : 'No holder could be identified'),
       );
     }
     // Every mask to remove, then one cache-blocked pass over the sum.

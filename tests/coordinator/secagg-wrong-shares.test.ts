@@ -84,7 +84,7 @@ test('a wrong self-mask share: the round completes with the exact sum and one lo
   expect(step.kind).toBe('done');
   expect(Array.from(sum!).every((v) => v === 0)).toBe(true); // every input was zero: the masks all came off
   const wrong = lines.filter((l) => l.includes('wrong share'));
-  expect(wrong).toEqual(['secagg round 1: party party-001 sent a wrong share of the self-mask seed of party-003 at unmask; it was corrected by decoding the other shares']);
+  expect(wrong).toEqual(['secagg round 1: party party-001 revealed a wrong share of the self-mask seed of party-003 at unmask (party-001 altered it, or party-003 dealt it wrong); it was corrected by decoding the other shares']);
 });
 
 test('control: no wrong share, no such line', () => {

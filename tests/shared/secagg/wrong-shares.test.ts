@@ -152,7 +152,7 @@ describe('too many wrong shares: abort, naming what can be named', () => {
     expect(r.result.kind).toBe('aborted');
     if (r.result.kind !== 'aborted') return;
     expect(r.result.reason).toMatch(/cannot recover the self-mask seed of party-002: .*more than floor\(\(m - t\)\/2\) = 1 of/);
-    expect(r.result.reason).toMatch(/Holders identified as sending wrong shares: party-003 \(self-mask share of party-001\)$/);
+    expect(r.result.reason).toMatch(/Holders that revealed wrong shares \(altered by them, or dealt wrong by the secret.s owner\): party-003 \(self-mask share of party-001\)$/);
     expect(r.result.reason).not.toMatch(/party-000 \(|party-004 \(/);
     expect(r.result.reason).not.toMatch(/self-mask seed of party-001/);
     expect(r.server.phase).toBe('aborted');
