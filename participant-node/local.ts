@@ -3,6 +3,7 @@
  * The CLI commands `node train-local | evaluate | recommend | serve` are thin wrappers over these.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { randomInt } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../shared/cli/errors';
@@ -19,7 +20,7 @@ import { selectBackend, type BackendChoice, type BackendSelection } from './mode
 import { TwoTowerModel } from './model/twotower';
 import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives, trainEpochs, ownOfferPools, type NegativePools, type TrainProgress } from './model/train';
 import { evaluateCrossDomain, evaluateModel, type CrossDomainReport, type EvalReport } from './model/evaluate';
-import { loadModel, saveModel } from './model/store';
+import { loadModel, modelDir, readModelMeta, saveModel } from './model/store';
 import { DpSgdTrainer, offerScope, type OfferScope } from './model/dpsgd';
 import { calibrateSigma, ACCOUNTING_ORDERS, epsilonFromRdp, rdpSampledGaussian } from '../shared/dp/rdp';
 import type { TrainResult } from './model/train';
@@ -72,6 +73,8 @@ export interface TrainLocalOptions {
    * leaves the node, so it needs no DP; it replaces DIR/model.
    */
   fromSaved?: boolean;
+  /** replace a saved federated (or personalised) model with a fresh local-only one */
+  replace?: boolean;
   /**
    * with fromSaved: keep the saved model's feature towers f, g fixed and adapt only the item rows
    * and the private user embeddings to this party's data (keeps what the towers learnt from the
@@ -116,6 +119,16 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
   const seed = o.seed ?? randomInt(0, 2 ** 31);
   if (o.freezeTowers && !o.fromSaved) throw new UserError('--freeze-towers needs --from-saved: a fresh model has no trained towers to keep');
   if (o.freezeTowers && o.dp) throw new UserError('--freeze-towers applies to non-DP personalisation, not to --dp-epsilon training');
+  if (!o.fromSaved && !o.replace) {
+    // a federated model is the product of a whole run (and of its privacy budget): never lost silently
+    const saved = fs.existsSync(path.join(modelDir(dataDir), 'meta.json')) ? readModelMeta(dataDir).training : null;
+    let base: Record<string, unknown> | null = saved;
+    while (base?.kind === 'personalised') base = base.from as Record<string, unknown> | null; // personalised from what
+    if (saved && base?.kind === 'federated') {
+      const what = `${saved.kind === 'personalised' ? 'a personalisation of ' : ''}the federated model of run ${String(base.runId)} (version ${String(base.modelVersion)})`;
+      throw new UserError(`${modelDir(dataDir)} holds ${what}; train-local would replace it with a local-only model. Pass --replace to do that, or --from-saved to personalise it`);
+    }
+  }
   let positives = o.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
   // the policy trains each party on its own offers: the same examples here (positives of its own
   // offers, negatives from them), so local-only and federated models are trained alike

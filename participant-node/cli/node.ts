@@ -70,6 +70,7 @@ export function registerNodeCommands(node: Command): void {
     .option('--policy <file>', 'take model dimensions and vocabularies from the federation policy')
     .option('--from-saved', 'continue from the saved model (e.g. the federated one: local personalisation, never released)')
     .option('--freeze-towers', 'with --from-saved: keep the feature towers, adapt only item rows and user embeddings')
+    .option('--replace', 'replace a saved federated (or personalised) model with the local-only one (refused otherwise)')
     .option('--backend <name>', BACKEND_HELP, 'auto')
     .option('--dp-epsilon <x>', 'train with user-level DP-SGD at this epsilon (sigma is calibrated by the RDP accountant)')
     .option('--dp-delta <x>', 'DP delta', '1e-6')
@@ -79,8 +80,13 @@ export function registerNodeCommands(node: Command): void {
     .option('--dp-max-interactions <n>', 'contribution bound: positives per user per step', '32')
     .option('--dp-lr <x>', 'learning rate of the DP optimizer (dense Adam)', '0.001')
     .option('--json', 'print the result as one JSON object')
-    .action(async (opts: Record<string, string | boolean | undefined>) => {
+    .action(async (opts: Record<string, string | boolean | undefined>, cmd: Command) => {
       const holdout = opts.holdout as string;
+      if (opts.dpEpsilon === undefined) {
+        // a DP setting without --dp-epsilon would otherwise train a NON-private model without a word
+        const given = ['dpDelta', 'dpSteps', 'dpQ', 'dpClip', 'dpMaxInteractions', 'dpLr'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+        if (given.length) throw new UserError(`${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} applies to DP-SGD training: give --dp-epsilon too (without it the model is trained without differential privacy)`);
+      }
       if (holdout !== 'last' && holdout !== 'none') throw new UserError(`--holdout must be last or none, got "${holdout}"`);
       const args = {
         backend: opts.backend as BackendChoice,
@@ -92,6 +98,7 @@ export function registerNodeCommands(node: Command): void {
         holdout: holdout as 'last' | 'none',
         policy: opts.policy as string | undefined,
         fromSaved: Boolean(opts.fromSaved),
+        replace: Boolean(opts.replace),
         freezeTowers: Boolean(opts.freezeTowers),
         dp:
           opts.dpEpsilon === undefined

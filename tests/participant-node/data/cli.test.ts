@@ -88,3 +88,13 @@ describe('fedbridge data generate / node import (CLI)', () => {
     expect(n.err).toMatch(/is not a node data dir/);
   });
 });
+
+describe('fedbridge node train-local (CLI) refuses a DP setting without --dp-epsilon', () => {
+  it('names the flags and says the model would not be private; nothing is trained', async () => {
+    const dir = path.join(tempDir('trainlocal'), 'node');
+    const r = await run(['node', 'train-local', '--data-dir', dir, '--dp-delta', '1e-7', '--dp-clip', '0.5']);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe('fedbridge: --dp-delta, --dp-clip applies to DP-SGD training: give --dp-epsilon too (without it the model is trained without differential privacy)\n');
+    expect(fs.existsSync(dir)).toBe(false);
+  });
+});

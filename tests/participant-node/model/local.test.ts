@@ -243,4 +243,25 @@ describe('personalisation from a saved model', () => {
     await expect(trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.01, holdout: 'last', freezeTowers: true })).rejects.toThrow(/--freeze-towers needs --from-saved/);
     await expect(trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.001, holdout: 'none', fromSaved: true })).rejects.toThrow(/trained with holdout last, not none/);
   });
+
+  test('a saved federated model (or a personalisation of one) is not replaced by a local-only model unless asked', async () => {
+    const dir = nodeDir('insurer');
+    const opts = { backend: 'wasm' as const, epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.01, seed: 8, holdout: 'last' as const };
+    await trainLocal(dir, opts);
+    // the provenance `node join` writes when it adopts a global model
+    const metaFile = path.join(dir, 'model', 'meta.json');
+    const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
+    meta.training = { kind: 'federated', federationId: 'fb', runId: 'run-7', modelVersion: 12, modelHash: 'ab'.repeat(32), holdout: 'last' };
+    fs.writeFileSync(metaFile, JSON.stringify(meta));
+    const bytes = fs.readFileSync(metaFile);
+    await expect(trainLocal(dir, opts)).rejects.toThrow(/holds the federated model of run run-7 \(version 12\); train-local would replace it .* --replace .* --from-saved/);
+    expect(fs.readFileSync(metaFile).equals(bytes)).toBe(true);
+    // personalising it is allowed, and the personalisation is protected the same way
+    await trainLocal(dir, { ...opts, fromSaved: true });
+    await expect(trainLocal(dir, opts)).rejects.toThrow(/holds a personalisation of the federated model of run run-7/);
+    const r = await trainLocal(dir, { ...opts, replace: true });
+    expect(r.epochs).toBe(1);
+    expect(JSON.parse(fs.readFileSync(metaFile, 'utf8')).training.kind).toBe('local');
+    await trainLocal(dir, opts); // a local-only model is replaced without asking
+  });
 });
