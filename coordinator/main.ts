@@ -29,6 +29,7 @@ import { RoundsService, type Timers } from './rounds/rounds.service';
 import { migrate } from './storage/migrations';
 import { Repository } from './storage/repository';
 import { openDriver } from './storage/sql';
+import { acquireInstanceLock } from './storage/instance-lock';
 
 export interface RunningCoordinator {
   grpcPort: number;
@@ -60,7 +61,15 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
   await sodiumReady();
   const identity = await loadCoordinatorKey(config.identity.keyFile, { create: opts.createKey ?? true });
   fs.mkdirSync(config.storage.dataDir, { recursive: true, mode: 0o700 });
-  const db = await openDriver({ databaseUrl: config.storage.databaseUrl, sqliteFile: path.join(config.storage.dataDir, 'coordinator.sqlite') });
+  const store = { databaseUrl: config.storage.databaseUrl, sqliteFile: path.join(config.storage.dataDir, 'coordinator.sqlite') };
+  const lock = await acquireInstanceLock(store); // one coordinator per store (storage/instance-lock.ts)
+  let db: Awaited<ReturnType<typeof openDriver>>;
+  try {
+    db = await openDriver(store);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
   let app: INestApplication | null = null;
   try {
     const applied = await migrate(db);
@@ -142,11 +151,13 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
           events.completeAll();
           await started.close();
           await db.close();
+          await lock.release();
         })()),
     };
   } catch (e) {
     if (app) await app.close().catch(() => undefined);
     await db.close().catch(() => undefined);
+    await lock.release().catch(() => undefined);
     throw e;
   }
 }
