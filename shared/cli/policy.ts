@@ -61,6 +61,7 @@ function readKeyFile(file: string): Uint8Array {
   } catch {
     throw new UserError(`key file not found: ${file}`);
   }
+  if (!st.isFile()) throw new UserError(`--key-file ${file} is not a file; expected an Ed25519 secret key file`);
   if ((st.mode & 0o077) !== 0) throw new UserError(`${file} is readable by other users (mode ${(st.mode & 0o777).toString(8)}); run 'chmod 600 ${file}'`, 1);
   const raw = fs.readFileSync(file, 'utf8').trim();
   const sk = new Uint8Array(Buffer.from(raw, 'base64'));
