@@ -273,16 +273,8 @@ export function registerCoordinatorCommands(coord: Command): void {
   ).action(async (o: ConnOpts & { policy: string; signatures?: string; signature: string[]; initialModel?: string }) => {
     const sigs = new Map<string, string>();
     if (o.signatures && fs.existsSync(o.signatures) && fs.statSync(o.signatures).isDirectory()) {
-      const { policySignatureFileSchema } = await import('../../shared/policy/sign');
-      for (const f of fs.readdirSync(o.signatures).filter((x) => x.endsWith('.json')).sort()) {
-        let file;
-        try {
-          file = policySignatureFileSchema.parse(JSON.parse(fs.readFileSync(path.join(o.signatures, f), 'utf8')));
-        } catch (e) {
-          throw new UserError(`--signatures: ${f}: ${(e as Error).message.split('\n')[0]}`);
-        }
-        sigs.set(file.signer, file.signature);
-      }
+      const { readSignatureDir } = await import('../../shared/cli/policy');
+      for (const file of await readSignatureDir(o.signatures, 2)) sigs.set(file.signer, file.signature);
     } else if (o.signatures) {
       let obj: unknown;
       try {

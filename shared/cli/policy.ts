@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from './errors';
+import type { PolicySignatureFile } from '../policy/sign';
 
 export interface PolicyCliDeps {
   /** name and base64 public key of an initialised node data dir */
@@ -52,6 +53,36 @@ async function readPolicy(file: string) {
 
 export function signatureDir(policyFile: string): string {
   return `${policyFile}.sig`;
+}
+
+/**
+ * Every `*.json` policy signature file in `dir` (as `policy sign` writes them), validated; a
+ * UserError naming the file and the field of the first bad one (exit `exitCode`; an unreadable
+ * `dir` is bad input, exit 2).
+ */
+export async function readSignatureDir(dir: string, exitCode: 1 | 2): Promise<PolicySignatureFile[]> {
+  const { policySignatureFileSchema } = await import('../policy/sign');
+  const { formatZodIssues } = await import('../policy/schema');
+  const { sodiumReady } = await import('../crypto/sodium');
+  await sodiumReady(); // the schema decodes base64 with libsodium
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort();
+  } catch {
+    throw new UserError(`cannot read signature directory ${dir}`);
+  }
+  return names.map((n) => {
+    const f = path.join(dir, n);
+    let obj: unknown;
+    try {
+      obj = JSON.parse(fs.readFileSync(f, 'utf8'));
+    } catch (e) {
+      throw new UserError(`${f}: not JSON (${(e as Error).message})`, exitCode);
+    }
+    const r = policySignatureFileSchema.safeParse(obj);
+    if (!r.success) throw new UserError(`${f}: not a policy signature file (${formatZodIssues(r.error).join('; ')})`, exitCode);
+    return r.data;
+  });
 }
 
 function readKeyFile(file: string): Uint8Array {
@@ -188,26 +219,8 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
     .option('--json', 'print {"ok","policyHash","signers","missing"}')
     .action(async (file: string, o: { signatures?: string; json?: boolean }) => {
       const { policy, hash } = await readPolicy(file);
-      const { checkPolicySignatures, policySignatureFileSchema } = await import('../policy/sign');
-      const dir = o.signatures ?? signatureDir(file);
-      let names: string[];
-      try {
-        names = fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort();
-      } catch {
-        throw new UserError(`cannot read signature directory ${dir}`);
-      }
-      const files = names.map((n) => {
-        const f = path.join(dir, n);
-        let obj: unknown;
-        try {
-          obj = JSON.parse(fs.readFileSync(f, 'utf8'));
-        } catch (e) {
-          throw new UserError(`${f}: not JSON (${(e as Error).message})`, 1);
-        }
-        const r = policySignatureFileSchema.safeParse(obj);
-        if (!r.success) throw new UserError(`${f}: not a policy signature file (${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`, 1);
-        return r.data;
-      });
+      const { checkPolicySignatures } = await import('../policy/sign');
+      const files = await readSignatureDir(o.signatures ?? signatureDir(file), 1);
       const res = checkPolicySignatures(policy, hash, files);
       if (o.json) printJson({ ok: res.ok, policyHash: hash, signers: res.checks, missing: res.missing });
       else {

@@ -11,7 +11,9 @@ import { ed25519Keygen } from '../../shared/crypto/sign';
 import { sodiumReady } from '../../shared/crypto/sodium';
 import { PlainSumFactory } from './helpers/plain-protocol';
 import { FEDERATION, modelDim, policyYaml, signaturesFor, testPolicy, TestParty } from './helpers/harness';
-import { runCli as run } from '../cli-run';
+import { makePolicySignatureFile } from '../../shared/policy/sign';
+import { policyHash } from '../../shared/policy/schema';
+import { runCli as run, runCliFresh } from '../cli-run';
 
 describe('fedbridge coordinator CLI', () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-cli-'));
@@ -72,6 +74,25 @@ describe('fedbridge coordinator CLI', () => {
     expect(human.out).toMatch(/round 1: open \/ advertise waiting for/);
     const aborted = await run(['coordinator', 'runs', 'abort', ...conn, '--reason', 'test over', '--json']);
     expect(JSON.parse(aborted.out)).toMatchObject({ state: 'aborted', abortReason: 'operator: test over' });
+    // --signatures DIR: the folder `policy sign` writes (<signer>.json, the coordinator's too), read
+    // by a fresh CLI process (libsodium not yet initialised by anyone)
+    const sigDir = path.join(root, 'policy.yaml.sig');
+    fs.mkdirSync(sigDir);
+    const coordSk = new Uint8Array(Buffer.from(fs.readFileSync(path.join(dir, 'coordinator.key'), 'utf8').trim(), 'base64'));
+    for (const [name, kp] of [...parties.map((p) => [p.name, p.keys] as const), ['coordinator', { publicKey: coordSk.slice(32), secretKey: coordSk }] as const]) {
+      fs.writeFileSync(path.join(sigDir, `${name}.json`), JSON.stringify(makePolicySignatureFile(policyHash(policy), name, kp.publicKey, kp.secretKey), null, 2));
+    }
+    const fromDir = await runCliFresh(['coordinator', 'runs', 'start', ...conn, '--policy', path.join(root, 'policy.yaml'), '--signatures', sigDir, '--initial-model', path.join(root, 'model.bin'), '--json']);
+    expect([fromDir.code, fromDir.err]).toEqual([0, '']);
+    expect(JSON.parse(fromDir.out)).toMatchObject({ state: 'running', policyHash: policyHash(policy) });
+    expect((await run(['coordinator', 'runs', 'abort', ...conn])).code).toBe(0);
+    // a bad file in the folder: its name, the field and what is wrong, on one line; no run starts
+    const bad = JSON.parse(fs.readFileSync(path.join(sigDir, 'insurer.json'), 'utf8'));
+    fs.writeFileSync(path.join(sigDir, 'insurer.json'), JSON.stringify({ ...bad, signature: 'abc' }));
+    const badDir = await runCliFresh(['coordinator', 'runs', 'start', ...conn, '--policy', path.join(root, 'policy.yaml'), '--signatures', sigDir]);
+    expect([badDir.code, badDir.err]).toEqual([2, `fedbridge: ${path.join(sigDir, 'insurer.json')}: not a policy signature file (signature: expected base64 of 64 bytes)\n`]);
+    expect(JSON.parse((await run(['coordinator', 'runs', 'status', ...conn, '--json'])).out)).toMatchObject({ state: 'aborted', runId: JSON.parse(fromDir.out).runId });
+
     const tok = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--label', 'alice', '--json']);
     expect(JSON.parse(tok.out)).toMatchObject({ role: 'auditor', token: expect.stringMatching(/^fbt_/) });
     const tokId: string = JSON.parse(tok.out).tokenId;
