@@ -148,7 +148,7 @@ export function registerCoordinatorCommands(coord: Command): void {
     .action(async (o: { dir: string; federation: string; parties: string; grpcListen: string; httpListen: string; httpTls?: boolean; json?: boolean }) => {
       if (fs.existsSync(o.dir) && fs.readdirSync(o.dir).length) throw new UserError(`--dir ${o.dir} is not empty; refusing to overwrite a coordinator`);
       const parties = o.parties.split(',').map((s) => s.trim()).filter(Boolean);
-      const [{ makeCerts }, { loadCoordinatorKey }, { newToken, tokenSha256Hex }, { writeFileAtomic }, { stringify }, { validateConfig }] = await Promise.all([
+      const [{ makeCerts }, { loadCoordinatorKey }, { newToken, tokenSha256Hex }, { writeFileAtomic }, { stringify }, { configSchema, validateConfig }] = await Promise.all([
         import('../certs/certs'),
         import('../identity/keys'),
         import('../identity/tokens'),
@@ -156,36 +156,63 @@ export function registerCoordinatorCommands(coord: Command): void {
         import('yaml'),
         import('../config/config'),
       ]);
-      let certs;
-      try {
-        certs = await makeCerts({ out: path.join(o.dir, 'certs'), parties: [...parties, 'operator'] });
-      } catch (e) {
-        if (e instanceof RangeError) throw new UserError(`--parties: ${e.message}`);
-        throw e;
-      }
-      const kp = await loadCoordinatorKey(path.join(o.dir, 'coordinator.key'), { create: true });
-      const token = newToken();
-      writeFileAtomic(path.join(o.dir, 'operator.token'), token + '\n', 0o600);
-      const config = {
+      const configFor = (tokenSha256: string) => ({
         federationId: o.federation,
         grpc: { listen: o.grpcListen, tls: { cert: 'certs/server.crt', key: 'certs/server.key', ca: 'certs/ca.crt', requireClientCert: true } },
         http: { listen: o.httpListen, ...(o.httpTls ? { tls: true } : {}) },
         storage: { dataDir: 'data' },
         identity: { keyFile: 'coordinator.key' },
-        operator: { tokenSha256: tokenSha256Hex(token) },
-      };
-      try {
-        validateConfig(config, o.dir, 'config.yaml', {});
-      } catch (e) {
-        throw new UserError((e as Error).message);
+        operator: { tokenSha256 },
+      });
+      // every flag is checked before anything is written, and the problem is named by its flag
+      const checked = configSchema.safeParse(configFor('0'.repeat(64)));
+      if (!checked.success) {
+        const i = checked.error.issues[0];
+        const field = i.path.join('.');
+        const flag = ({ federationId: ['--federation', o.federation], 'grpc.listen': ['--grpc-listen', o.grpcListen], 'http.listen': ['--http-listen', o.httpListen] } as Record<string, [string, string]>)[field];
+        throw new UserError(flag ? `${flag[0]}: ${i.message}, got "${flag[1]}"` : `${field}: ${i.message}`);
       }
-      writeFileAtomic(path.join(o.dir, 'config.yaml'), stringify(config), 0o644);
+      // the folder is built beside its target and renamed into place: a failure leaves nothing behind
+      const target = path.resolve(o.dir);
+      fs.mkdirSync(path.dirname(target), { recursive: true });
+      const staging = fs.mkdtempSync(`${target}.init-`);
+      fs.chmodSync(staging, 0o700);
+      const final = (p: string) => path.join(o.dir, path.relative(staging, p));
+      let certs, kp, token;
+      try {
+        try {
+          certs = await makeCerts({ out: path.join(staging, 'certs'), parties: [...parties, 'operator'] });
+        } catch (e) {
+          if (e instanceof RangeError) throw new UserError(`--parties: ${e.message}`);
+          throw e;
+        }
+        kp = await loadCoordinatorKey(path.join(staging, 'coordinator.key'), { create: true });
+        token = newToken();
+        writeFileAtomic(path.join(staging, 'operator.token'), token + '\n', 0o600);
+        const config = configFor(tokenSha256Hex(token));
+        try {
+          validateConfig(config, staging, 'config.yaml', {});
+        } catch (e) {
+          throw new UserError((e as Error).message);
+        }
+        writeFileAtomic(path.join(staging, 'config.yaml'), stringify(config), 0o644);
+        try {
+          fs.renameSync(staging, target); // replaces an empty folder, refuses a non-empty one
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === 'ENOTEMPTY' || code === 'EEXIST') throw new UserError(`--dir ${o.dir} is not empty; refusing to overwrite a coordinator`);
+          throw e;
+        }
+      } catch (e) {
+        fs.rmSync(staging, { recursive: true, force: true });
+        throw e;
+      }
       const out = {
         dir: o.dir,
         config: path.join(o.dir, 'config.yaml'),
         coordinatorPublicKey: Buffer.from(kp.publicKey).toString('base64'),
         operatorTokenFile: path.join(o.dir, 'operator.token'),
-        certs: { ca: certs.ca, clients: Object.fromEntries(Object.entries(certs.clients).map(([k, v]) => [k, { cert: v.cert, key: v.key, sha256: v.sha256 }])) },
+        certs: { ca: final(certs.ca), clients: Object.fromEntries(Object.entries(certs.clients).map(([k, v]) => [k, { cert: final(v.cert), key: final(v.key), sha256: v.sha256 }])) },
       };
       if (o.json) printJson(out);
       else process.stderr.write(`coordinator folder ${o.dir} ready\nconfig: ${out.config}\ncoordinator public key: ${out.coordinatorPublicKey}\noperator token: ${out.operatorTokenFile} (0600)\n`);

@@ -140,6 +140,30 @@ describe('fedbridge coordinator CLI', () => {
     for (const p of parties) p.close();
   });
 
+  test('init refuses a bad flag by its name before writing anything; the retry then works', async () => {
+    const target = path.join(root, 'c1');
+    const before = fs.readdirSync(root).sort();
+    const cases: [string[], string][] = [
+      [['--federation', 'Bad Id'], 'fedbridge: --federation: expected a lowercase name (letters, digits, - or _), got "Bad Id"\n'],
+      [['--federation', 'demo', '--grpc-listen', 'localhost'], 'fedbridge: --grpc-listen: expected HOST:PORT, e.g. 127.0.0.1:7443 (port 0 = any free port), got "localhost"\n'],
+      [['--federation', 'demo', '--http-listen', '127.0.0.1:99999'], 'fedbridge: --http-listen: port must be <= 65535, got "127.0.0.1:99999"\n'],
+    ];
+    for (const [flags, msg] of cases) {
+      const r = await run(['coordinator', 'init', '--dir', target, ...flags]);
+      expect([flags, r.code, r.err]).toEqual([flags, 2, msg]);
+      expect(fs.readdirSync(root).sort()).toEqual(before);
+    }
+    // an empty folder is fine (it is replaced by the built one)
+    fs.mkdirSync(target);
+    const ok = await run(['coordinator', 'init', '--dir', target, '--federation', 'demo', '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--json']);
+    expect([ok.code, ok.err]).toEqual([0, '']);
+    expect(JSON.parse(ok.out).certs.clients.operator.cert).toBe(path.join(target, 'certs/operator.crt'));
+    expect(fs.readdirSync(target).sort()).toEqual(['certs', 'config.yaml', 'coordinator.key', 'operator.token']);
+    expect(fs.statSync(target).mode & 0o777).toBe(0o700);
+    expect(loadConfig(path.join(target, 'config.yaml'), {}).identity.keyFile).toBe(path.join(target, 'coordinator.key'));
+    expect(fs.readdirSync(root).filter((f) => f.includes('.init-'))).toEqual([]);
+  });
+
   test('start refuses an invalid config with the field named', async () => {
     fs.writeFileSync(path.join(root, 'bad.yaml'), 'federationId: Demo\n');
     const r = await run(['coordinator', 'start', '--config', path.join(root, 'bad.yaml')]);
