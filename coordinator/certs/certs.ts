@@ -39,12 +39,17 @@ export function certSha256(pemOrDer: string | Uint8Array): string {
   return createHash('sha256').update(der).digest('hex');
 }
 
-export async function makeCerts(opts: { out: string; parties: string[]; days?: number; now?: Date }): Promise<CertsResult> {
-  for (const p of opts.parties) {
+/** RangeError unless `parties` are distinct names a certificate file may carry (not "ca" or "server"). */
+export function checkPartyNames(parties: readonly string[]): void {
+  for (const p of parties) {
     if (!NAME_RE.test(p)) throw new RangeError(`party name "${p}" must be lowercase letters, digits, '-' or '_', starting with a letter`);
     if (p === 'ca' || p === 'server') throw new RangeError(`party name "${p}" is reserved for the CA / server files`);
   }
-  if (new Set(opts.parties).size !== opts.parties.length) throw new RangeError('party names must be distinct');
+  if (new Set(parties).size !== parties.length) throw new RangeError('party names must be distinct');
+}
+
+export async function makeCerts(opts: { out: string; parties: string[]; days?: number; now?: Date }): Promise<CertsResult> {
+  checkPartyNames(opts.parties);
   x509.cryptoProvider.set(webcrypto as unknown as Crypto);
   const notBefore = new Date((opts.now ?? new Date()).getTime() - 60_000);
   const notAfter = new Date(notBefore.getTime() + (opts.days ?? 365) * 86_400_000);

@@ -110,6 +110,24 @@ function printStatus(s: { runId: string; state: string; policyHash: string; roun
   );
 }
 
+/**
+ * `--parties`: comma-separated names, at least one, each a name a certificate may carry and none of
+ * `reserved` (name -> what it is reserved for).
+ */
+async function partyList(raw: string, reserved: Record<string, string> = {}): Promise<string[]> {
+  const parties = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (!parties.length) throw new UserError(`--parties expects comma-separated party names, e.g. platform,insurer; got "${raw}"`);
+  for (const p of parties) if (Object.hasOwn(reserved, p)) throw new UserError(`--parties: party name "${p}" is reserved for ${reserved[p]}`);
+  const { checkPartyNames } = await import('../certs/certs');
+  try {
+    checkPartyNames(parties);
+  } catch (e) {
+    if (e instanceof RangeError) throw new UserError(`--parties: ${e.message}`);
+    throw e;
+  }
+  return parties;
+}
+
 export function registerCoordinatorCommands(coord: Command): void {
   coord
     .command('start')
@@ -147,7 +165,7 @@ export function registerCoordinatorCommands(coord: Command): void {
     .option('--json', 'print the result as one JSON object')
     .action(async (o: { dir: string; federation: string; parties: string; grpcListen: string; httpListen: string; httpTls?: boolean; json?: boolean }) => {
       if (fs.existsSync(o.dir) && fs.readdirSync(o.dir).length) throw new UserError(`--dir ${o.dir} is not empty; refusing to overwrite a coordinator`);
-      const parties = o.parties.split(',').map((s) => s.trim()).filter(Boolean);
+      const parties = await partyList(o.parties, { operator: "the operator's client certificate, which init makes" });
       const [{ makeCerts }, { loadCoordinatorKey }, { newToken, tokenSha256Hex }, { writeFileAtomic }, { stringify }, { configSchema, validateConfig }] = await Promise.all([
         import('../certs/certs'),
         import('../identity/keys'),
@@ -180,12 +198,7 @@ export function registerCoordinatorCommands(coord: Command): void {
       const final = (p: string) => path.join(o.dir, path.relative(staging, p));
       let certs, kp, token;
       try {
-        try {
-          certs = await makeCerts({ out: path.join(staging, 'certs'), parties: [...parties, 'operator'] });
-        } catch (e) {
-          if (e instanceof RangeError) throw new UserError(`--parties: ${e.message}`);
-          throw e;
-        }
+        certs = await makeCerts({ out: path.join(staging, 'certs'), parties: [...parties, 'operator'] });
         kp = await loadCoordinatorKey(path.join(staging, 'coordinator.key'), { create: true });
         token = newToken();
         writeFileAtomic(path.join(staging, 'operator.token'), token + '\n', 0o600);
@@ -224,18 +237,15 @@ export function registerCoordinatorCommands(coord: Command): void {
     .requiredOption('--out <dir>', 'output folder')
     .option('--parties <list>', 'comma-separated party names', 'platform,insurer')
     .option('--days <n>', 'validity in days', '365')
+    .option('--force', 'write into a non-empty --out, replacing its CA, keys and certificates')
     .option('--json', 'print the result as one JSON object')
-    .action(async (o: { out: string; parties: string; days: string; json?: boolean }) => {
+    .action(async (o: { out: string; parties: string; days: string; force?: boolean; json?: boolean }) => {
       const { parseNumberOption } = await import('../../shared/cli/errors');
       const days = parseNumberOption('--days', o.days, { integer: true, min: 1, max: 3650 });
+      const parties = await partyList(o.parties);
+      if (!o.force && fs.existsSync(o.out) && fs.readdirSync(o.out).length) throw new UserError(`--out ${o.out} is not empty; pass --force to replace its CA, keys and certificates`);
       const { makeCerts } = await import('../certs/certs');
-      let r;
-      try {
-        r = await makeCerts({ out: o.out, parties: o.parties.split(',').map((s) => s.trim()).filter(Boolean), days });
-      } catch (e) {
-        if (e instanceof RangeError) throw new UserError(`--parties: ${e.message}`);
-        throw e;
-      }
+      const r = await makeCerts({ out: o.out, parties, days });
       if (o.json) printJson(r);
       else {
         process.stderr.write(`wrote CA, server and ${Object.keys(r.clients).length} client certificates to ${o.out}\n`);

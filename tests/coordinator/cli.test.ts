@@ -164,6 +164,40 @@ describe('fedbridge coordinator CLI', () => {
     expect(fs.readdirSync(root).filter((f) => f.includes('.init-'))).toEqual([]);
   });
 
+  test('--parties: "operator" is reserved in init, an empty list is refused; nothing is written', async () => {
+    const target = path.join(root, 'c2');
+    const before = fs.readdirSync(root).sort();
+    const cases: [string[], string][] = [
+      [['coordinator', 'init', '--dir', target, '--federation', 'demo', '--parties', 'operator'], `fedbridge: --parties: party name "operator" is reserved for the operator's client certificate, which init makes\n`],
+      [['coordinator', 'init', '--dir', target, '--federation', 'demo', '--parties', 'platform,operator'], `fedbridge: --parties: party name "operator" is reserved for the operator's client certificate, which init makes\n`],
+      [['coordinator', 'init', '--dir', target, '--federation', 'demo', '--parties', ''], 'fedbridge: --parties expects comma-separated party names, e.g. platform,insurer; got ""\n'],
+      [['coordinator', 'init', '--dir', target, '--federation', 'demo', '--parties', ' , '], 'fedbridge: --parties expects comma-separated party names, e.g. platform,insurer; got " , "\n'],
+      [['coordinator', 'init', '--dir', target, '--federation', 'demo', '--parties', 'a,a'], 'fedbridge: --parties: party names must be distinct\n'],
+      [['coordinator', 'certs', '--out', target, '--parties', ''], 'fedbridge: --parties expects comma-separated party names, e.g. platform,insurer; got ""\n'],
+      [['coordinator', 'certs', '--out', target, '--parties', 'server'], 'fedbridge: --parties: party name "server" is reserved for the CA / server files\n'],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await run(args);
+      expect([args, r.code, r.err]).toEqual([args, 2, msg]);
+    }
+    expect(fs.readdirSync(root).sort()).toEqual(before);
+  });
+
+  test('certs refuses a non-empty --out unless --force', async () => {
+    const out = path.join(root, 'certs-out');
+    expect((await run(['coordinator', 'certs', '--out', out, '--parties', 'platform'])).code).toBe(0);
+    const files = fs.readdirSync(out).sort();
+    const caKey = fs.readFileSync(path.join(out, 'ca.key'), 'utf8');
+    const again = await run(['coordinator', 'certs', '--out', out, '--parties', 'platform']);
+    expect([again.code, again.err]).toEqual([2, `fedbridge: --out ${out} is not empty; pass --force to replace its CA, keys and certificates\n`]);
+    expect(fs.readFileSync(path.join(out, 'ca.key'), 'utf8')).toBe(caKey);
+    expect(fs.readdirSync(out).sort()).toEqual(files);
+    const forced = await run(['coordinator', 'certs', '--out', out, '--parties', 'platform', '--force', '--json']);
+    expect([forced.code, forced.err]).toEqual([0, '']);
+    expect(JSON.parse(forced.out).clients.platform.cert).toBe(path.join(out, 'platform.crt'));
+    expect(fs.readFileSync(path.join(out, 'ca.key'), 'utf8')).not.toBe(caKey);
+  });
+
   test('start refuses an invalid config with the field named', async () => {
     fs.writeFileSync(path.join(root, 'bad.yaml'), 'federationId: Demo\n');
     const r = await run(['coordinator', 'start', '--config', path.join(root, 'bad.yaml')]);
