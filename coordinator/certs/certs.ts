@@ -33,10 +33,34 @@ async function keyPem(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
 }
 
-/** SHA-256 (hex) of a certificate's DER bytes: what `enroll --cert-sha256` binds to a party. */
+/**
+ * The DER bytes of the one X.509 certificate in `pemOrDer`: PEM text with a single CERTIFICATE block
+ * (as a string or its bytes), or DER. RangeError saying what it holds instead (a key, text, a chain).
+ */
+export function certificateDer(pemOrDer: string | Uint8Array): Uint8Array {
+  let der: Uint8Array;
+  const text = typeof pemOrDer === 'string' ? pemOrDer : Buffer.from(pemOrDer).includes('-----BEGIN ') ? Buffer.from(pemOrDer).toString('utf8') : null;
+  if (text !== null) {
+    const blocks = x509.PemConverter.decodeWithHeaders(text);
+    if (!blocks.length) throw new RangeError('not a certificate: no PEM block (expected -----BEGIN CERTIFICATE-----)');
+    const types = blocks.map((b) => b.type);
+    if (types.some((t) => t !== 'CERTIFICATE')) throw new RangeError(`not a certificate: holds a PEM ${types.filter((t) => t !== 'CERTIFICATE').join(', ')} block (expected -----BEGIN CERTIFICATE-----)`);
+    if (blocks.length > 1) throw new RangeError(`holds ${blocks.length} certificates (a chain?); expected the party's own certificate alone`);
+    der = new Uint8Array(blocks[0].rawData);
+  } else {
+    der = pemOrDer as Uint8Array;
+  }
+  try {
+    new x509.X509Certificate(new Uint8Array(der)); // a copy: an ArrayBuffer-backed view, as the parser wants
+  } catch (e) {
+    throw new RangeError(text === null ? 'not a certificate: neither PEM (-----BEGIN CERTIFICATE-----) nor DER X.509' : `not an X.509 certificate (${(e as Error).message})`);
+  }
+  return der;
+}
+
+/** SHA-256 (hex) of a certificate's DER bytes: what `enroll --cert` binds to a party. RangeError unless it is one certificate. */
 export function certSha256(pemOrDer: string | Uint8Array): string {
-  const der = typeof pemOrDer === 'string' ? new Uint8Array(x509.PemConverter.decode(pemOrDer)[0]) : pemOrDer;
-  return createHash('sha256').update(der).digest('hex');
+  return createHash('sha256').update(certificateDer(pemOrDer)).digest('hex');
 }
 
 /** RangeError unless `parties` are distinct names a certificate file may carry (not "ca" or "server"). */

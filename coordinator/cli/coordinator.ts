@@ -265,8 +265,14 @@ export function registerCoordinatorCommands(coord: Command): void {
     let certSha256 = '';
     if (o.cert) {
       if (!fs.existsSync(o.cert)) throw new UserError(`--cert: file not found: ${o.cert}`);
+      if (!fs.statSync(o.cert).isFile()) throw new UserError(`--cert ${o.cert} is not a file; expected the party's certificate (PEM)`);
       const { certSha256: sha } = await import('../certs/certs');
-      certSha256 = sha(fs.readFileSync(o.cert, 'utf8'));
+      try {
+        certSha256 = sha(new Uint8Array(fs.readFileSync(o.cert)));
+      } catch (e) {
+        if (e instanceof RangeError) throw new UserError(`--cert ${o.cert}: ${e.message}`);
+        throw e;
+      }
     }
     await withOperator(o, async (c) => {
       const r = await rpc(c.unary(c.client.enroll.bind(c.client), { name: o.name, publicKey, certSha256 }, c.metadata));

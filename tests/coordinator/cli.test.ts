@@ -53,6 +53,18 @@ describe('fedbridge coordinator CLI', () => {
     const dup = await run(['coordinator', 'enroll', ...conn, '--name', 'platform', '--public-key', Buffer.from(ed25519Keygen().publicKey).toString('base64')]);
     expect(dup.code).toBe(1);
     expect(dup.err).toMatch(/^fedbridge: coordinator: ALREADY_EXISTS: .*already enrolled\n$/);
+    // --cert must be an X.509 certificate: not text, not a private key, not a folder; nothing is enrolled
+    fs.writeFileSync(path.join(root, 'notes.txt'), 'hello\n');
+    const newKey = Buffer.from(ed25519Keygen().publicKey).toString('base64');
+    for (const [cert, why] of [
+      [path.join(root, 'notes.txt'), 'not a certificate: neither PEM (-----BEGIN CERTIFICATE-----) nor DER X.509'],
+      [path.join(dir, 'certs/platform.key'), 'not a certificate: holds a PEM PRIVATE KEY block (expected -----BEGIN CERTIFICATE-----)'],
+    ]) {
+      const r = await run(['coordinator', 'enroll', ...conn, '--name', 'newparty', '--public-key', newKey, '--cert', cert]);
+      expect([r.code, r.err]).toEqual([2, `fedbridge: --cert ${cert}: ${why}\n`]);
+    }
+    const certDir = await run(['coordinator', 'enroll', ...conn, '--name', 'newparty', '--public-key', newKey, '--cert', path.join(dir, 'certs')]);
+    expect([certDir.code, certDir.err]).toEqual([2, `fedbridge: --cert ${path.join(dir, 'certs')} is not a file; expected the party's certificate (PEM)\n`]);
     const badKey = await run(['coordinator', 'enroll', ...conn, '--name', 'x', '--public-key', 'abc']);
     expect(badKey.code).toBe(2);
     expect(badKey.err).toBe('fedbridge: --public-key expects base64 of 32 bytes\n');
