@@ -143,7 +143,15 @@ export function registerCoordinatorCommands(coord: Command): void {
         throw e;
       }
       const { createCoordinator } = await import('../main');
-      const c = await createCoordinator(config, { protocol: 'secagg' });
+      const { KeyFileError } = await import('../identity/keys');
+      let c;
+      try {
+        c = await createCoordinator(config, { protocol: 'secagg' });
+      } catch (e) {
+        // a missing key is never replaced by a new identity: the policy pins the coordinator's key
+        if (e instanceof KeyFileError) throw new UserError(`${e.message} (identity.keyFile in ${o.config}; fedbridge coordinator init makes the key)`);
+        throw e;
+      }
       process.stderr.write(`coordinator public key: ${Buffer.from(c.publicKey).toString('base64')}\n`);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();

@@ -210,6 +210,22 @@ describe('fedbridge coordinator CLI', () => {
     expect(fs.readFileSync(path.join(out, 'ca.key'), 'utf8')).not.toBe(caKey);
   });
 
+  test('start refuses a config whose identity key file is missing, and makes no new identity', async () => {
+    const cfg = path.join(root, 'nokey.json');
+    const keyFile = path.join(root, 'nokey', 'coordinator.key');
+    fs.writeFileSync(cfg, JSON.stringify({
+      federationId: 'demo',
+      grpc: { listen: '127.0.0.1:0', tls: { cert: path.join(dir, 'certs/server.crt'), key: path.join(dir, 'certs/server.key'), ca: path.join(dir, 'certs/ca.crt') } },
+      http: { listen: '127.0.0.1:0' },
+      storage: { dataDir: path.join(root, 'nokey', 'data') },
+      identity: { keyFile },
+      operator: { tokenSha256: 'ab'.repeat(32) },
+    }));
+    const r = await run(['coordinator', 'start', '--config', cfg]);
+    expect([r.code, r.err]).toEqual([2, `fedbridge: coordinator key file not found: ${keyFile} (identity.keyFile in ${cfg}; fedbridge coordinator init makes the key)\n`]);
+    expect(fs.existsSync(path.join(root, 'nokey'))).toBe(false);
+  });
+
   test('start refuses an invalid config with the field named', async () => {
     fs.writeFileSync(path.join(root, 'bad.yaml'), 'federationId: Demo\n');
     const r = await run(['coordinator', 'start', '--config', path.join(root, 'bad.yaml')]);
