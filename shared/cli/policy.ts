@@ -5,10 +5,10 @@
  *                 (--party NAME=B64KEY | --node-dir DIR)... (--catalogue-hash HEX --num-items N |
  *                 --catalogue-from NODE_DIR) [--force]
  *                 writes a complete policy (shared/policy/defaults.ts) as YAML: every value visible.
- *   policy sign   POLICY (--data-dir NODE | --key-file F --signer NAME) [--out FILE] [--json]
+ *   policy sign   POLICY|--policy POLICY (--data-dir NODE | --key-file F --signer NAME) [--out FILE] [--json]
  *                 signs the policy hash (shared/policy/sign.ts) with a node's identity (or the
  *                 coordinator's key file); writes <POLICY>.sig/<signer>.json unless --out.
- *   policy verify POLICY [--signatures DIR] [--json]
+ *   policy verify POLICY|--policy POLICY [--signatures DIR] [--json]
  *                 checks every signature file against the keys the policy pins; exits 1 unless the
  *                 coordinator and every party signed this exact policy.
  * JSON: init {"policyHash","out"}; sign {"policyHash","signer","out"};
@@ -100,6 +100,14 @@ function readKeyFile(file: string): Uint8Array {
   return sk;
 }
 
+/** The policy file of `sign` / `verify`: the positional POLICY or --policy F (as node join, runs start and audit verify take it), exactly one. */
+function policyFile(positional: string | undefined, flag: string | undefined): string {
+  if (positional !== undefined && flag !== undefined) throw new UserError(`give the policy once: as POLICY or as --policy F, not both ("${positional}", --policy "${flag}")`);
+  const file = positional ?? flag;
+  if (file === undefined) throw new UserError('which policy? give it as POLICY or --policy F');
+  return file;
+}
+
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
@@ -170,13 +178,15 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
   policy
     .command('sign')
     .description("sign the policy hash with a node's identity (or the coordinator's key file)")
-    .argument('<policy>', 'policy YAML')
+    .argument('[policy]', 'policy YAML (or --policy F)')
+    .option('--policy <file>', 'policy YAML (instead of the POLICY argument)')
     .option('--data-dir <dir>', 'node data dir whose identity signs')
     .option('--key-file <file>', "an Ed25519 secret key file (base64, 0600), e.g. the coordinator's")
     .option('--signer <name>', 'with --key-file: the name the policy gives this key')
     .option('--out <file>', 'signature file (default <policy>.sig/<signer>.json)')
     .option('--json', 'print {"policyHash","signer","out"}')
-    .action(async (file: string, o: { dataDir?: string; keyFile?: string; signer?: string; out?: string; json?: boolean }) => {
+    .action(async (positional: string | undefined, o: { policy?: string; dataDir?: string; keyFile?: string; signer?: string; out?: string; json?: boolean }) => {
+      const file = policyFile(positional, o.policy);
       const { policy, hash } = await readPolicy(file);
       const { makePolicySignatureFile, pinnedKey } = await import('../policy/sign');
       const { writeFileAtomic } = await import('../util/atomic');
@@ -214,10 +224,12 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
   policy
     .command('verify')
     .description('check that the coordinator and every party signed this exact policy')
-    .argument('<policy>', 'policy YAML')
+    .argument('[policy]', 'policy YAML (or --policy F)')
+    .option('--policy <file>', 'policy YAML (instead of the POLICY argument)')
     .option('--signatures <dir>', 'directory of signature files (default <policy>.sig)')
     .option('--json', 'print {"ok","policyHash","signers","missing"}')
-    .action(async (file: string, o: { signatures?: string; json?: boolean }) => {
+    .action(async (positional: string | undefined, o: { policy?: string; signatures?: string; json?: boolean }) => {
+      const file = policyFile(positional, o.policy);
       const { policy, hash } = await readPolicy(file);
       const { checkPolicySignatures } = await import('../policy/sign');
       const files = await readSignatureDir(o.signatures ?? signatureDir(file), 1);
