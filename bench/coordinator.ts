@@ -132,7 +132,7 @@ async function setup(dir: string, names: string[], protocol: RoundProtocolFactor
     'bench',
     {},
   );
-  const coord = await createCoordinator(config, { protocol, log: () => undefined });
+  const coord = await createCoordinator(config, { protocol, createKey: true, log: () => undefined });
   const parties = names.map((n) => new Party(n, certs, coord.grpcPort));
   const op = operatorClient({ address: `127.0.0.1:${coord.grpcPort}`, caFile: path.join(certs, 'ca.crt'), token: TOKEN, certFile: path.join(certs, 'operator.crt'), keyFile: path.join(certs, 'operator.key') });
   for (const p of parties) await unary(op.client.enroll.bind(op.client), { name: p.name, publicKey: p.keys.publicKey, certSha256: '' }, op.metadata);

@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { UserError } from '../shared/cli/errors';
+import { fsUserError, UserError } from '../shared/cli/errors';
 import { registerNodeCommands } from '../participant-node/cli/node';
 import { registerDataCommands } from '../participant-node/cli/data';
 import { registerNodeImportCommand } from '../participant-node/cli/import';
@@ -62,9 +62,10 @@ export async function main(argv: string[]): Promise<number> {
       // commander already printed the message (or help); help/version exit 0.
       return e.exitCode === 0 ? 0 : 2;
     }
-    if (e instanceof UserError) {
-      process.stderr.write(`fedbridge: ${e.message}\n`);
-      return e.exitCode;
+    const user = e instanceof UserError ? e : fsUserError(e);
+    if (user) {
+      process.stderr.write(`fedbridge: ${user.message}\n`);
+      return user.exitCode;
     }
     process.stderr.write(`fedbridge: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
     return 1;

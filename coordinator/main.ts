@@ -47,7 +47,10 @@ export interface CoordinatorOptions {
   protocol?: RoundProtocolFactory | 'secagg' | null;
   timers?: Timers;
   log?: (line: string) => void;
-  /** create the identity key file when missing (default true) */
+  /**
+   * create the identity key file when missing (tests, benchmarks). Default false: `fedbridge
+   * coordinator init` makes the key, and a missing one is an error, never a silent new identity.
+   */
   createKey?: boolean;
 }
 
@@ -59,7 +62,7 @@ function splitHostPort(s: string): { host: string; port: number } {
 export async function createCoordinator(config: CoordinatorConfig, opts: CoordinatorOptions = {}): Promise<RunningCoordinator> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`[coordinator] ${line}\n`));
   await sodiumReady();
-  const identity = await loadCoordinatorKey(config.identity.keyFile, { create: opts.createKey ?? true });
+  const identity = await loadCoordinatorKey(config.identity.keyFile, { create: opts.createKey ?? false });
   fs.mkdirSync(config.storage.dataDir, { recursive: true, mode: 0o700 });
   const store = { databaseUrl: config.storage.databaseUrl, sqliteFile: path.join(config.storage.dataDir, 'coordinator.sqlite') };
   const lock = await acquireInstanceLock(store); // one coordinator per store (storage/instance-lock.ts)

@@ -33,18 +33,47 @@ async function keyPem(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
 }
 
-/** SHA-256 (hex) of a certificate's DER bytes: what `enroll --cert-sha256` binds to a party. */
-export function certSha256(pemOrDer: string | Uint8Array): string {
-  const der = typeof pemOrDer === 'string' ? new Uint8Array(x509.PemConverter.decode(pemOrDer)[0]) : pemOrDer;
-  return createHash('sha256').update(der).digest('hex');
+/**
+ * The DER bytes of the one X.509 certificate in `pemOrDer`: PEM text with a single CERTIFICATE block
+ * (as a string or its bytes), or DER. RangeError saying what it holds instead (a key, text, a chain).
+ */
+export function certificateDer(pemOrDer: string | Uint8Array): Uint8Array {
+  let der: Uint8Array;
+  const text = typeof pemOrDer === 'string' ? pemOrDer : Buffer.from(pemOrDer).includes('-----BEGIN ') ? Buffer.from(pemOrDer).toString('utf8') : null;
+  if (text !== null) {
+    const blocks = x509.PemConverter.decodeWithHeaders(text);
+    if (!blocks.length) throw new RangeError('not a certificate: no PEM block (expected -----BEGIN CERTIFICATE-----)');
+    const types = blocks.map((b) => b.type);
+    if (types.some((t) => t !== 'CERTIFICATE')) throw new RangeError(`not a certificate: holds a PEM ${types.filter((t) => t !== 'CERTIFICATE').join(', ')} block (expected -----BEGIN CERTIFICATE-----)`);
+    if (blocks.length > 1) throw new RangeError(`holds ${blocks.length} certificates (a chain?); expected the party's own certificate alone`);
+    der = new Uint8Array(blocks[0].rawData);
+  } else {
+    der = pemOrDer as Uint8Array;
+  }
+  try {
+    new x509.X509Certificate(new Uint8Array(der)); // a copy: an ArrayBuffer-backed view, as the parser wants
+  } catch (e) {
+    throw new RangeError(text === null ? 'not a certificate: neither PEM (-----BEGIN CERTIFICATE-----) nor DER X.509' : `not an X.509 certificate (${(e as Error).message})`);
+  }
+  return der;
 }
 
-export async function makeCerts(opts: { out: string; parties: string[]; days?: number; now?: Date }): Promise<CertsResult> {
-  for (const p of opts.parties) {
+/** SHA-256 (hex) of a certificate's DER bytes: what `enroll --cert` binds to a party. RangeError unless it is one certificate. */
+export function certSha256(pemOrDer: string | Uint8Array): string {
+  return createHash('sha256').update(certificateDer(pemOrDer)).digest('hex');
+}
+
+/** RangeError unless `parties` are distinct names a certificate file may carry (not "ca" or "server"). */
+export function checkPartyNames(parties: readonly string[]): void {
+  for (const p of parties) {
     if (!NAME_RE.test(p)) throw new RangeError(`party name "${p}" must be lowercase letters, digits, '-' or '_', starting with a letter`);
     if (p === 'ca' || p === 'server') throw new RangeError(`party name "${p}" is reserved for the CA / server files`);
   }
-  if (new Set(opts.parties).size !== opts.parties.length) throw new RangeError('party names must be distinct');
+  if (new Set(parties).size !== parties.length) throw new RangeError('party names must be distinct');
+}
+
+export async function makeCerts(opts: { out: string; parties: string[]; days?: number; now?: Date }): Promise<CertsResult> {
+  checkPartyNames(opts.parties);
   x509.cryptoProvider.set(webcrypto as unknown as Crypto);
   const notBefore = new Date((opts.now ?? new Date()).getTime() - 60_000);
   const notAfter = new Date(notBefore.getTime() + (opts.days ?? 365) * 86_400_000);

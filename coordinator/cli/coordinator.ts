@@ -110,6 +110,24 @@ function printStatus(s: { runId: string; state: string; policyHash: string; roun
   );
 }
 
+/**
+ * `--parties`: comma-separated names, at least one, each a name a certificate may carry and none of
+ * `reserved` (name -> what it is reserved for).
+ */
+async function partyList(raw: string, reserved: Record<string, string> = {}): Promise<string[]> {
+  const parties = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (!parties.length) throw new UserError(`--parties expects comma-separated party names, e.g. platform,insurer; got "${raw}"`);
+  for (const p of parties) if (Object.hasOwn(reserved, p)) throw new UserError(`--parties: party name "${p}" is reserved for ${reserved[p]}`);
+  const { checkPartyNames } = await import('../certs/certs');
+  try {
+    checkPartyNames(parties);
+  } catch (e) {
+    if (e instanceof RangeError) throw new UserError(`--parties: ${e.message}`);
+    throw e;
+  }
+  return parties;
+}
+
 export function registerCoordinatorCommands(coord: Command): void {
   coord
     .command('start')
@@ -125,7 +143,15 @@ export function registerCoordinatorCommands(coord: Command): void {
         throw e;
       }
       const { createCoordinator } = await import('../main');
-      const c = await createCoordinator(config, { protocol: 'secagg' });
+      const { KeyFileError } = await import('../identity/keys');
+      let c;
+      try {
+        c = await createCoordinator(config, { protocol: 'secagg' });
+      } catch (e) {
+        // a missing key is never replaced by a new identity: the policy pins the coordinator's key
+        if (e instanceof KeyFileError) throw new UserError(`${e.message} (identity.keyFile in ${o.config}; fedbridge coordinator init makes the key)`);
+        throw e;
+      }
       process.stderr.write(`coordinator public key: ${Buffer.from(c.publicKey).toString('base64')}\n`);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
@@ -147,8 +173,8 @@ export function registerCoordinatorCommands(coord: Command): void {
     .option('--json', 'print the result as one JSON object')
     .action(async (o: { dir: string; federation: string; parties: string; grpcListen: string; httpListen: string; httpTls?: boolean; json?: boolean }) => {
       if (fs.existsSync(o.dir) && fs.readdirSync(o.dir).length) throw new UserError(`--dir ${o.dir} is not empty; refusing to overwrite a coordinator`);
-      const parties = o.parties.split(',').map((s) => s.trim()).filter(Boolean);
-      const [{ makeCerts }, { loadCoordinatorKey }, { newToken, tokenSha256Hex }, { writeFileAtomic }, { stringify }, { validateConfig }] = await Promise.all([
+      const parties = await partyList(o.parties, { operator: "the operator's client certificate, which init makes" });
+      const [{ makeCerts }, { loadCoordinatorKey }, { newToken, tokenSha256Hex }, { writeFileAtomic }, { stringify }, { configSchema, validateConfig }] = await Promise.all([
         import('../certs/certs'),
         import('../identity/keys'),
         import('../identity/tokens'),
@@ -156,36 +182,58 @@ export function registerCoordinatorCommands(coord: Command): void {
         import('yaml'),
         import('../config/config'),
       ]);
-      let certs;
-      try {
-        certs = await makeCerts({ out: path.join(o.dir, 'certs'), parties: [...parties, 'operator'] });
-      } catch (e) {
-        if (e instanceof RangeError) throw new UserError(`--parties: ${e.message}`);
-        throw e;
-      }
-      const kp = await loadCoordinatorKey(path.join(o.dir, 'coordinator.key'), { create: true });
-      const token = newToken();
-      writeFileAtomic(path.join(o.dir, 'operator.token'), token + '\n', 0o600);
-      const config = {
+      const configFor = (tokenSha256: string) => ({
         federationId: o.federation,
         grpc: { listen: o.grpcListen, tls: { cert: 'certs/server.crt', key: 'certs/server.key', ca: 'certs/ca.crt', requireClientCert: true } },
         http: { listen: o.httpListen, ...(o.httpTls ? { tls: true } : {}) },
         storage: { dataDir: 'data' },
         identity: { keyFile: 'coordinator.key' },
-        operator: { tokenSha256: tokenSha256Hex(token) },
-      };
-      try {
-        validateConfig(config, o.dir, 'config.yaml', {});
-      } catch (e) {
-        throw new UserError((e as Error).message);
+        operator: { tokenSha256 },
+      });
+      // every flag is checked before anything is written, and the problem is named by its flag
+      const checked = configSchema.safeParse(configFor('0'.repeat(64)));
+      if (!checked.success) {
+        const i = checked.error.issues[0];
+        const field = i.path.join('.');
+        const flag = ({ federationId: ['--federation', o.federation], 'grpc.listen': ['--grpc-listen', o.grpcListen], 'http.listen': ['--http-listen', o.httpListen] } as Record<string, [string, string]>)[field];
+        throw new UserError(flag ? `${flag[0]}: ${i.message}, got "${flag[1]}"` : `${field}: ${i.message}`);
       }
-      writeFileAtomic(path.join(o.dir, 'config.yaml'), stringify(config), 0o644);
+      // the folder is built beside its target and renamed into place: a failure leaves nothing behind
+      const target = path.resolve(o.dir);
+      fs.mkdirSync(path.dirname(target), { recursive: true });
+      const staging = fs.mkdtempSync(`${target}.init-`);
+      fs.chmodSync(staging, 0o700);
+      const final = (p: string) => path.join(o.dir, path.relative(staging, p));
+      let certs, kp, token;
+      try {
+        certs = await makeCerts({ out: path.join(staging, 'certs'), parties: [...parties, 'operator'] });
+        kp = await loadCoordinatorKey(path.join(staging, 'coordinator.key'), { create: true });
+        token = newToken();
+        writeFileAtomic(path.join(staging, 'operator.token'), token + '\n', 0o600);
+        const config = configFor(tokenSha256Hex(token));
+        try {
+          validateConfig(config, staging, 'config.yaml', {});
+        } catch (e) {
+          throw new UserError((e as Error).message);
+        }
+        writeFileAtomic(path.join(staging, 'config.yaml'), stringify(config), 0o644);
+        try {
+          fs.renameSync(staging, target); // replaces an empty folder, refuses a non-empty one
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === 'ENOTEMPTY' || code === 'EEXIST') throw new UserError(`--dir ${o.dir} is not empty; refusing to overwrite a coordinator`);
+          throw e;
+        }
+      } catch (e) {
+        fs.rmSync(staging, { recursive: true, force: true });
+        throw e;
+      }
       const out = {
         dir: o.dir,
         config: path.join(o.dir, 'config.yaml'),
         coordinatorPublicKey: Buffer.from(kp.publicKey).toString('base64'),
         operatorTokenFile: path.join(o.dir, 'operator.token'),
-        certs: { ca: certs.ca, clients: Object.fromEntries(Object.entries(certs.clients).map(([k, v]) => [k, { cert: v.cert, key: v.key, sha256: v.sha256 }])) },
+        certs: { ca: final(certs.ca), clients: Object.fromEntries(Object.entries(certs.clients).map(([k, v]) => [k, { cert: final(v.cert), key: final(v.key), sha256: v.sha256 }])) },
       };
       if (o.json) printJson(out);
       else process.stderr.write(`coordinator folder ${o.dir} ready\nconfig: ${out.config}\ncoordinator public key: ${out.coordinatorPublicKey}\noperator token: ${out.operatorTokenFile} (0600)\n`);
@@ -197,18 +245,15 @@ export function registerCoordinatorCommands(coord: Command): void {
     .requiredOption('--out <dir>', 'output folder')
     .option('--parties <list>', 'comma-separated party names', 'platform,insurer')
     .option('--days <n>', 'validity in days', '365')
+    .option('--force', 'write into a non-empty --out, replacing its CA, keys and certificates')
     .option('--json', 'print the result as one JSON object')
-    .action(async (o: { out: string; parties: string; days: string; json?: boolean }) => {
+    .action(async (o: { out: string; parties: string; days: string; force?: boolean; json?: boolean }) => {
       const { parseNumberOption } = await import('../../shared/cli/errors');
       const days = parseNumberOption('--days', o.days, { integer: true, min: 1, max: 3650 });
+      const parties = await partyList(o.parties);
+      if (!o.force && fs.existsSync(o.out) && fs.readdirSync(o.out).length) throw new UserError(`--out ${o.out} is not empty; pass --force to replace its CA, keys and certificates`);
       const { makeCerts } = await import('../certs/certs');
-      let r;
-      try {
-        r = await makeCerts({ out: o.out, parties: o.parties.split(',').map((s) => s.trim()).filter(Boolean), days });
-      } catch (e) {
-        if (e instanceof RangeError) throw new UserError(`--parties: ${e.message}`);
-        throw e;
-      }
+      const r = await makeCerts({ out: o.out, parties, days });
       if (o.json) printJson(r);
       else {
         process.stderr.write(`wrote CA, server and ${Object.keys(r.clients).length} client certificates to ${o.out}\n`);
@@ -228,8 +273,14 @@ export function registerCoordinatorCommands(coord: Command): void {
     let certSha256 = '';
     if (o.cert) {
       if (!fs.existsSync(o.cert)) throw new UserError(`--cert: file not found: ${o.cert}`);
+      if (!fs.statSync(o.cert).isFile()) throw new UserError(`--cert ${o.cert} is not a file; expected the party's certificate (PEM)`);
       const { certSha256: sha } = await import('../certs/certs');
-      certSha256 = sha(fs.readFileSync(o.cert, 'utf8'));
+      try {
+        certSha256 = sha(new Uint8Array(fs.readFileSync(o.cert)));
+      } catch (e) {
+        if (e instanceof RangeError) throw new UserError(`--cert ${o.cert}: ${e.message}`);
+        throw e;
+      }
     }
     await withOperator(o, async (c) => {
       const r = await rpc(c.unary(c.client.enroll.bind(c.client), { name: o.name, publicKey, certSha256 }, c.metadata));
@@ -273,16 +324,8 @@ export function registerCoordinatorCommands(coord: Command): void {
   ).action(async (o: ConnOpts & { policy: string; signatures?: string; signature: string[]; initialModel?: string }) => {
     const sigs = new Map<string, string>();
     if (o.signatures && fs.existsSync(o.signatures) && fs.statSync(o.signatures).isDirectory()) {
-      const { policySignatureFileSchema } = await import('../../shared/policy/sign');
-      for (const f of fs.readdirSync(o.signatures).filter((x) => x.endsWith('.json')).sort()) {
-        let file;
-        try {
-          file = policySignatureFileSchema.parse(JSON.parse(fs.readFileSync(path.join(o.signatures, f), 'utf8')));
-        } catch (e) {
-          throw new UserError(`--signatures: ${f}: ${(e as Error).message.split('\n')[0]}`);
-        }
-        sigs.set(file.signer, file.signature);
-      }
+      const { readSignatureDir } = await import('../../shared/cli/policy');
+      for (const file of await readSignatureDir(o.signatures, 2)) sigs.set(file.signer, file.signature);
     } else if (o.signatures) {
       let obj: unknown;
       try {

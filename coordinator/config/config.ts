@@ -91,7 +91,7 @@ function issuesOf(e: z.ZodError): string[] {
 
 /**
  * Validates a config object; resolves relative paths against `baseDir`; checks that the TLS files
- * exist and are readable (the identity key may be missing: `start` creates it). `env` supplies
+ * exist and are readable (the identity key is checked when it is loaded). `env` supplies
  * DATABASE_URL when the config has none.
  */
 export function validateConfig(obj: unknown, baseDir: string, source = '(object)', env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {

@@ -69,6 +69,8 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
       if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${request.name.slice(0, 64)}")`);
       if (!(request.publicKey instanceof Uint8Array) || request.publicKey.length !== 32) throw invalid(`public_key must be a 32-byte Ed25519 key, got ${request.publicKey?.length ?? 0} bytes`);
       if (request.certSha256 && !/^[0-9a-f]{64}$/.test(request.certSha256)) throw invalid('cert_sha256 must be 64 lowercase hex characters (SHA-256 of the client certificate DER)');
+      // the policy pins the coordinator's key apart from every party's: a party signing as the coordinator would forge its audit entries and events
+      if (Buffer.compare(Buffer.from(request.publicKey), Buffer.from(this.ctx.identity.publicKey)) === 0) throw alreadyExists("public_key is the coordinator's own identity key; each party enrols with its own key (fedbridge node init prints it)");
       try {
         const audit = this.ctx.audit;
         const emit = (row: { name: string; publicKey: Uint8Array; certSha256: string | null }) => [audit.append({ type: 'participant-enrolled', name: row.name, publicKey: Buffer.from(row.publicKey).toString('base64'), certSha256: row.certSha256 })];

@@ -23,3 +23,34 @@ export function parseNumberOption(flag: string, raw: string, opts: { integer?: b
 export function printJson(obj: unknown): void {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
+
+const FS_CODES = new Set(['ENOENT', 'EEXIST', 'ENOTDIR', 'EISDIR', 'EACCES', 'EPERM']);
+
+/**
+ * A Node filesystem error on a path (ENOENT, EEXIST, ENOTDIR, EISDIR, EACCES, EPERM) as a UserError
+ * naming the path and what was expected there; null for anything else. The CLI's top-level handler
+ * uses it, so a file where a folder is expected (or the reverse) is a one-line reason at every site.
+ */
+export function fsUserError(e: unknown): UserError | null {
+  // duck-typed: errors from Node's own fs are not `instanceof Error` in every realm (jest's sandbox)
+  const err = (e ?? {}) as NodeJS.ErrnoException & { dest?: string };
+  if (typeof err.code !== 'string' || !FS_CODES.has(err.code)) return null;
+  // reading a folder opens fine and fails on read(2), where Node does not say which path it was
+  if (err.code === 'EISDIR' && err.syscall === 'read' && err.path === undefined) return new UserError('a directory was given where a file is expected');
+  if (typeof err.path !== 'string') return null;
+  // a rename fails on its target (the source is our own temporary file)
+  const p = err.syscall === 'rename' && typeof err.dest === 'string' ? err.dest : err.path;
+  const listing = err.syscall === 'scandir' || err.syscall === 'opendir';
+  switch (err.code) {
+    case 'ENOENT':
+      return new UserError(`${p}: no such file or directory`);
+    case 'EEXIST':
+      return new UserError(err.syscall === 'mkdir' ? `${p} exists and is not a directory; expected a directory (or a path that does not exist yet)` : `${p} already exists`);
+    case 'ENOTDIR':
+      return new UserError(listing ? `${p} is not a directory; expected a directory` : `${p}: a part of this path is a file, not a directory`);
+    case 'EISDIR':
+      return new UserError(`${p} is a directory; expected a file`);
+    default:
+      return new UserError(`${p}: permission denied`);
+  }
+}

@@ -5,10 +5,10 @@
  *                 (--party NAME=B64KEY | --node-dir DIR)... (--catalogue-hash HEX --num-items N |
  *                 --catalogue-from NODE_DIR) [--force]
  *                 writes a complete policy (shared/policy/defaults.ts) as YAML: every value visible.
- *   policy sign   POLICY (--data-dir NODE | --key-file F --signer NAME) [--out FILE] [--json]
+ *   policy sign   POLICY|--policy POLICY (--data-dir NODE | --key-file F --signer NAME) [--out FILE] [--json]
  *                 signs the policy hash (shared/policy/sign.ts) with a node's identity (or the
  *                 coordinator's key file); writes <POLICY>.sig/<signer>.json unless --out.
- *   policy verify POLICY [--signatures DIR] [--json]
+ *   policy verify POLICY|--policy POLICY [--signatures DIR] [--json]
  *                 checks every signature file against the keys the policy pins; exits 1 unless the
  *                 coordinator and every party signed this exact policy.
  * JSON: init {"policyHash","out"}; sign {"policyHash","signer","out"};
@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from './errors';
+import type { PolicySignatureFile } from '../policy/sign';
 
 export interface PolicyCliDeps {
   /** name and base64 public key of an initialised node data dir */
@@ -54,6 +55,36 @@ export function signatureDir(policyFile: string): string {
   return `${policyFile}.sig`;
 }
 
+/**
+ * Every `*.json` policy signature file in `dir` (as `policy sign` writes them), validated; a
+ * UserError naming the file and the field of the first bad one (exit `exitCode`; an unreadable
+ * `dir` is bad input, exit 2).
+ */
+export async function readSignatureDir(dir: string, exitCode: 1 | 2): Promise<PolicySignatureFile[]> {
+  const { policySignatureFileSchema } = await import('../policy/sign');
+  const { formatZodIssues } = await import('../policy/schema');
+  const { sodiumReady } = await import('../crypto/sodium');
+  await sodiumReady(); // the schema decodes base64 with libsodium
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort();
+  } catch {
+    throw new UserError(`cannot read signature directory ${dir}`);
+  }
+  return names.map((n) => {
+    const f = path.join(dir, n);
+    let obj: unknown;
+    try {
+      obj = JSON.parse(fs.readFileSync(f, 'utf8'));
+    } catch (e) {
+      throw new UserError(`${f}: not JSON (${(e as Error).message})`, exitCode);
+    }
+    const r = policySignatureFileSchema.safeParse(obj);
+    if (!r.success) throw new UserError(`${f}: not a policy signature file (${formatZodIssues(r.error).join('; ')})`, exitCode);
+    return r.data;
+  });
+}
+
 function readKeyFile(file: string): Uint8Array {
   let st: fs.Stats;
   try {
@@ -61,11 +92,20 @@ function readKeyFile(file: string): Uint8Array {
   } catch {
     throw new UserError(`key file not found: ${file}`);
   }
+  if (!st.isFile()) throw new UserError(`--key-file ${file} is not a file; expected an Ed25519 secret key file`);
   if ((st.mode & 0o077) !== 0) throw new UserError(`${file} is readable by other users (mode ${(st.mode & 0o777).toString(8)}); run 'chmod 600 ${file}'`, 1);
   const raw = fs.readFileSync(file, 'utf8').trim();
   const sk = new Uint8Array(Buffer.from(raw, 'base64'));
   if (sk.length !== 64 || Buffer.from(sk).toString('base64') !== raw) throw new UserError(`${file} does not hold a base64 Ed25519 secret key (64 bytes)`, 1);
   return sk;
+}
+
+/** The policy file of `sign` / `verify`: the positional POLICY or --policy F (as node join, runs start and audit verify take it), exactly one. */
+function policyFile(positional: string | undefined, flag: string | undefined): string {
+  if (positional !== undefined && flag !== undefined) throw new UserError(`give the policy once: as POLICY or as --policy F, not both ("${positional}", --policy "${flag}")`);
+  const file = positional ?? flag;
+  if (file === undefined) throw new UserError('which policy? give it as POLICY or --policy F');
+  return file;
 }
 
 function collect(v: string, prev: string[]): string[] {
@@ -138,13 +178,15 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
   policy
     .command('sign')
     .description("sign the policy hash with a node's identity (or the coordinator's key file)")
-    .argument('<policy>', 'policy YAML')
+    .argument('[policy]', 'policy YAML (or --policy F)')
+    .option('--policy <file>', 'policy YAML (instead of the POLICY argument)')
     .option('--data-dir <dir>', 'node data dir whose identity signs')
     .option('--key-file <file>', "an Ed25519 secret key file (base64, 0600), e.g. the coordinator's")
     .option('--signer <name>', 'with --key-file: the name the policy gives this key')
     .option('--out <file>', 'signature file (default <policy>.sig/<signer>.json)')
     .option('--json', 'print {"policyHash","signer","out"}')
-    .action(async (file: string, o: { dataDir?: string; keyFile?: string; signer?: string; out?: string; json?: boolean }) => {
+    .action(async (positional: string | undefined, o: { policy?: string; dataDir?: string; keyFile?: string; signer?: string; out?: string; json?: boolean }) => {
+      const file = policyFile(positional, o.policy);
       const { policy, hash } = await readPolicy(file);
       const { makePolicySignatureFile, pinnedKey } = await import('../policy/sign');
       const { writeFileAtomic } = await import('../util/atomic');
@@ -182,31 +224,15 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
   policy
     .command('verify')
     .description('check that the coordinator and every party signed this exact policy')
-    .argument('<policy>', 'policy YAML')
+    .argument('[policy]', 'policy YAML (or --policy F)')
+    .option('--policy <file>', 'policy YAML (instead of the POLICY argument)')
     .option('--signatures <dir>', 'directory of signature files (default <policy>.sig)')
     .option('--json', 'print {"ok","policyHash","signers","missing"}')
-    .action(async (file: string, o: { signatures?: string; json?: boolean }) => {
+    .action(async (positional: string | undefined, o: { policy?: string; signatures?: string; json?: boolean }) => {
+      const file = policyFile(positional, o.policy);
       const { policy, hash } = await readPolicy(file);
-      const { checkPolicySignatures, policySignatureFileSchema } = await import('../policy/sign');
-      const dir = o.signatures ?? signatureDir(file);
-      let names: string[];
-      try {
-        names = fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort();
-      } catch {
-        throw new UserError(`cannot read signature directory ${dir}`);
-      }
-      const files = names.map((n) => {
-        const f = path.join(dir, n);
-        let obj: unknown;
-        try {
-          obj = JSON.parse(fs.readFileSync(f, 'utf8'));
-        } catch (e) {
-          throw new UserError(`${f}: not JSON (${(e as Error).message})`, 1);
-        }
-        const r = policySignatureFileSchema.safeParse(obj);
-        if (!r.success) throw new UserError(`${f}: not a policy signature file (${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`, 1);
-        return r.data;
-      });
+      const { checkPolicySignatures } = await import('../policy/sign');
+      const files = await readSignatureDir(o.signatures ?? signatureDir(file), 1);
       const res = checkPolicySignatures(policy, hash, files);
       if (o.json) printJson({ ok: res.ok, policyHash: hash, signers: res.checks, missing: res.missing });
       else {

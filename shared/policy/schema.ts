@@ -198,14 +198,15 @@ export class PolicyError extends Error {
   }
 }
 
-function formatIssues(error: z.ZodError): string[] {
+/** A zod error's issues as "path: message" lines ("(root)" for the top level). */
+export function formatZodIssues(error: z.ZodError): string[] {
   return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
 }
 
 /** Validates a policy object; throws PolicyError listing every problem with its path. */
 export function validatePolicy(obj: unknown): Policy {
   const r = policySchema.safeParse(obj);
-  if (!r.success) throw new PolicyError(formatIssues(r.error));
+  if (!r.success) throw new PolicyError(formatZodIssues(r.error));
   return r.data;
 }
 

@@ -20,8 +20,14 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
     throw e;
   }
   fs.closeSync(fd);
-  fs.chmodSync(tmp, mode); // umask may have narrowed or widened it
-  fs.renameSync(tmp, file);
+  try {
+    fs.chmodSync(tmp, mode); // umask may have narrowed or widened it
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    // e.g. `file` is a directory: leave nothing behind
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
   fsyncDir(dir);
 }
 

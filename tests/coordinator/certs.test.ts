@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { makeCerts, certSha256 } from '../../coordinator/certs/certs';
+import { makeCerts, certSha256, certificateDer } from '../../coordinator/certs/certs';
 
 describe('coordinator certs', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-certs-'));
@@ -51,6 +51,23 @@ describe('coordinator certs', () => {
     srv.close();
     expect(got).toBe('hello insurer');
     expect(refused).toBe(true);
+  });
+
+  test('certSha256 takes one certificate (PEM or DER) and refuses anything else', () => {
+    const pem = fs.readFileSync(path.join(dir, 'platform.crt'), 'utf8');
+    const der = new X509Certificate(pem).raw;
+    const sha = new X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase();
+    expect(certSha256(pem)).toBe(sha);
+    expect(certSha256(new Uint8Array(Buffer.from(pem)))).toBe(sha);
+    expect(certSha256(new Uint8Array(der))).toBe(sha);
+    expect(Buffer.from(certificateDer(pem))).toEqual(der);
+    expect(() => certSha256('hello\n')).toThrow(new RangeError('not a certificate: no PEM block (expected -----BEGIN CERTIFICATE-----)'));
+    expect(() => certSha256(fs.readFileSync(path.join(dir, 'platform.key'), 'utf8'))).toThrow(new RangeError('not a certificate: holds a PEM PRIVATE KEY block (expected -----BEGIN CERTIFICATE-----)'));
+    expect(() => certSha256(pem + fs.readFileSync(path.join(dir, 'ca.crt'), 'utf8'))).toThrow(/holds 2 certificates \(a chain\?\)/);
+    expect(() => certSha256(new Uint8Array(Buffer.from('hello\n')))).toThrow(new RangeError('not a certificate: neither PEM (-----BEGIN CERTIFICATE-----) nor DER X.509'));
+    expect(() => certSha256(new Uint8Array(0))).toThrow(/^not a certificate: neither PEM/);
+    expect(() => certSha256(new Uint8Array(der.subarray(0, 100)))).toThrow(/^not a certificate: neither PEM/);
+    expect(() => certSha256('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')).toThrow(/^not an X\.509 certificate/);
   });
 
   test('bad party names are refused before anything is written', async () => {

@@ -11,7 +11,9 @@ import { ed25519Keygen } from '../../shared/crypto/sign';
 import { sodiumReady } from '../../shared/crypto/sodium';
 import { PlainSumFactory } from './helpers/plain-protocol';
 import { FEDERATION, modelDim, policyYaml, signaturesFor, testPolicy, TestParty } from './helpers/harness';
-import { runCli as run } from '../cli-run';
+import { makePolicySignatureFile } from '../../shared/policy/sign';
+import { policyHash } from '../../shared/policy/schema';
+import { runCli as run, runCliFresh } from '../cli-run';
 
 describe('fedbridge coordinator CLI', () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-cli-'));
@@ -51,6 +53,18 @@ describe('fedbridge coordinator CLI', () => {
     const dup = await run(['coordinator', 'enroll', ...conn, '--name', 'platform', '--public-key', Buffer.from(ed25519Keygen().publicKey).toString('base64')]);
     expect(dup.code).toBe(1);
     expect(dup.err).toMatch(/^fedbridge: coordinator: ALREADY_EXISTS: .*already enrolled\n$/);
+    // --cert must be an X.509 certificate: not text, not a private key, not a folder; nothing is enrolled
+    fs.writeFileSync(path.join(root, 'notes.txt'), 'hello\n');
+    const newKey = Buffer.from(ed25519Keygen().publicKey).toString('base64');
+    for (const [cert, why] of [
+      [path.join(root, 'notes.txt'), 'not a certificate: neither PEM (-----BEGIN CERTIFICATE-----) nor DER X.509'],
+      [path.join(dir, 'certs/platform.key'), 'not a certificate: holds a PEM PRIVATE KEY block (expected -----BEGIN CERTIFICATE-----)'],
+    ]) {
+      const r = await run(['coordinator', 'enroll', ...conn, '--name', 'newparty', '--public-key', newKey, '--cert', cert]);
+      expect([r.code, r.err]).toEqual([2, `fedbridge: --cert ${cert}: ${why}\n`]);
+    }
+    const certDir = await run(['coordinator', 'enroll', ...conn, '--name', 'newparty', '--public-key', newKey, '--cert', path.join(dir, 'certs')]);
+    expect([certDir.code, certDir.err]).toEqual([2, `fedbridge: --cert ${path.join(dir, 'certs')} is not a file; expected the party's certificate (PEM)\n`]);
     const badKey = await run(['coordinator', 'enroll', ...conn, '--name', 'x', '--public-key', 'abc']);
     expect(badKey.code).toBe(2);
     expect(badKey.err).toBe('fedbridge: --public-key expects base64 of 32 bytes\n');
@@ -72,6 +86,25 @@ describe('fedbridge coordinator CLI', () => {
     expect(human.out).toMatch(/round 1: open \/ advertise waiting for/);
     const aborted = await run(['coordinator', 'runs', 'abort', ...conn, '--reason', 'test over', '--json']);
     expect(JSON.parse(aborted.out)).toMatchObject({ state: 'aborted', abortReason: 'operator: test over' });
+    // --signatures DIR: the folder `policy sign` writes (<signer>.json, the coordinator's too), read
+    // by a fresh CLI process (libsodium not yet initialised by anyone)
+    const sigDir = path.join(root, 'policy.yaml.sig');
+    fs.mkdirSync(sigDir);
+    const coordSk = new Uint8Array(Buffer.from(fs.readFileSync(path.join(dir, 'coordinator.key'), 'utf8').trim(), 'base64'));
+    for (const [name, kp] of [...parties.map((p) => [p.name, p.keys] as const), ['coordinator', { publicKey: coordSk.slice(32), secretKey: coordSk }] as const]) {
+      fs.writeFileSync(path.join(sigDir, `${name}.json`), JSON.stringify(makePolicySignatureFile(policyHash(policy), name, kp.publicKey, kp.secretKey), null, 2));
+    }
+    const fromDir = await runCliFresh(['coordinator', 'runs', 'start', ...conn, '--policy', path.join(root, 'policy.yaml'), '--signatures', sigDir, '--initial-model', path.join(root, 'model.bin'), '--json']);
+    expect([fromDir.code, fromDir.err]).toEqual([0, '']);
+    expect(JSON.parse(fromDir.out)).toMatchObject({ state: 'running', policyHash: policyHash(policy) });
+    expect((await run(['coordinator', 'runs', 'abort', ...conn])).code).toBe(0);
+    // a bad file in the folder: its name, the field and what is wrong, on one line; no run starts
+    const bad = JSON.parse(fs.readFileSync(path.join(sigDir, 'insurer.json'), 'utf8'));
+    fs.writeFileSync(path.join(sigDir, 'insurer.json'), JSON.stringify({ ...bad, signature: 'abc' }));
+    const badDir = await runCliFresh(['coordinator', 'runs', 'start', ...conn, '--policy', path.join(root, 'policy.yaml'), '--signatures', sigDir]);
+    expect([badDir.code, badDir.err]).toEqual([2, `fedbridge: ${path.join(sigDir, 'insurer.json')}: not a policy signature file (signature: expected base64 of 64 bytes)\n`]);
+    expect(JSON.parse((await run(['coordinator', 'runs', 'status', ...conn, '--json'])).out)).toMatchObject({ state: 'aborted', runId: JSON.parse(fromDir.out).runId });
+
     const tok = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--label', 'alice', '--json']);
     expect(JSON.parse(tok.out)).toMatchObject({ role: 'auditor', token: expect.stringMatching(/^fbt_/) });
     const tokId: string = JSON.parse(tok.out).tokenId;
@@ -117,6 +150,80 @@ describe('fedbridge coordinator CLI', () => {
     expect(noToken.code).toBe(2);
     expect(noToken.err).toMatch(/no operator token/);
     for (const p of parties) p.close();
+  });
+
+  test('init refuses a bad flag by its name before writing anything; the retry then works', async () => {
+    const target = path.join(root, 'c1');
+    const before = fs.readdirSync(root).sort();
+    const cases: [string[], string][] = [
+      [['--federation', 'Bad Id'], 'fedbridge: --federation: expected a lowercase name (letters, digits, - or _), got "Bad Id"\n'],
+      [['--federation', 'demo', '--grpc-listen', 'localhost'], 'fedbridge: --grpc-listen: expected HOST:PORT, e.g. 127.0.0.1:7443 (port 0 = any free port), got "localhost"\n'],
+      [['--federation', 'demo', '--http-listen', '127.0.0.1:99999'], 'fedbridge: --http-listen: port must be <= 65535, got "127.0.0.1:99999"\n'],
+    ];
+    for (const [flags, msg] of cases) {
+      const r = await run(['coordinator', 'init', '--dir', target, ...flags]);
+      expect([flags, r.code, r.err]).toEqual([flags, 2, msg]);
+      expect(fs.readdirSync(root).sort()).toEqual(before);
+    }
+    // an empty folder is fine (it is replaced by the built one)
+    fs.mkdirSync(target);
+    const ok = await run(['coordinator', 'init', '--dir', target, '--federation', 'demo', '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--json']);
+    expect([ok.code, ok.err]).toEqual([0, '']);
+    expect(JSON.parse(ok.out).certs.clients.operator.cert).toBe(path.join(target, 'certs/operator.crt'));
+    expect(fs.readdirSync(target).sort()).toEqual(['certs', 'config.yaml', 'coordinator.key', 'operator.token']);
+    expect(fs.statSync(target).mode & 0o777).toBe(0o700);
+    expect(loadConfig(path.join(target, 'config.yaml'), {}).identity.keyFile).toBe(path.join(target, 'coordinator.key'));
+    expect(fs.readdirSync(root).filter((f) => f.includes('.init-'))).toEqual([]);
+  });
+
+  test('--parties: "operator" is reserved in init, an empty list is refused; nothing is written', async () => {
+    const target = path.join(root, 'c2');
+    const before = fs.readdirSync(root).sort();
+    const cases: [string[], string][] = [
+      [['coordinator', 'init', '--dir', target, '--federation', 'demo', '--parties', 'operator'], `fedbridge: --parties: party name "operator" is reserved for the operator's client certificate, which init makes\n`],
+      [['coordinator', 'init', '--dir', target, '--federation', 'demo', '--parties', 'platform,operator'], `fedbridge: --parties: party name "operator" is reserved for the operator's client certificate, which init makes\n`],
+      [['coordinator', 'init', '--dir', target, '--federation', 'demo', '--parties', ''], 'fedbridge: --parties expects comma-separated party names, e.g. platform,insurer; got ""\n'],
+      [['coordinator', 'init', '--dir', target, '--federation', 'demo', '--parties', ' , '], 'fedbridge: --parties expects comma-separated party names, e.g. platform,insurer; got " , "\n'],
+      [['coordinator', 'init', '--dir', target, '--federation', 'demo', '--parties', 'a,a'], 'fedbridge: --parties: party names must be distinct\n'],
+      [['coordinator', 'certs', '--out', target, '--parties', ''], 'fedbridge: --parties expects comma-separated party names, e.g. platform,insurer; got ""\n'],
+      [['coordinator', 'certs', '--out', target, '--parties', 'server'], 'fedbridge: --parties: party name "server" is reserved for the CA / server files\n'],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await run(args);
+      expect([args, r.code, r.err]).toEqual([args, 2, msg]);
+    }
+    expect(fs.readdirSync(root).sort()).toEqual(before);
+  });
+
+  test('certs refuses a non-empty --out unless --force', async () => {
+    const out = path.join(root, 'certs-out');
+    expect((await run(['coordinator', 'certs', '--out', out, '--parties', 'platform'])).code).toBe(0);
+    const files = fs.readdirSync(out).sort();
+    const caKey = fs.readFileSync(path.join(out, 'ca.key'), 'utf8');
+    const again = await run(['coordinator', 'certs', '--out', out, '--parties', 'platform']);
+    expect([again.code, again.err]).toEqual([2, `fedbridge: --out ${out} is not empty; pass --force to replace its CA, keys and certificates\n`]);
+    expect(fs.readFileSync(path.join(out, 'ca.key'), 'utf8')).toBe(caKey);
+    expect(fs.readdirSync(out).sort()).toEqual(files);
+    const forced = await run(['coordinator', 'certs', '--out', out, '--parties', 'platform', '--force', '--json']);
+    expect([forced.code, forced.err]).toEqual([0, '']);
+    expect(JSON.parse(forced.out).clients.platform.cert).toBe(path.join(out, 'platform.crt'));
+    expect(fs.readFileSync(path.join(out, 'ca.key'), 'utf8')).not.toBe(caKey);
+  });
+
+  test('start refuses a config whose identity key file is missing, and makes no new identity', async () => {
+    const cfg = path.join(root, 'nokey.json');
+    const keyFile = path.join(root, 'nokey', 'coordinator.key');
+    fs.writeFileSync(cfg, JSON.stringify({
+      federationId: 'demo',
+      grpc: { listen: '127.0.0.1:0', tls: { cert: path.join(dir, 'certs/server.crt'), key: path.join(dir, 'certs/server.key'), ca: path.join(dir, 'certs/ca.crt') } },
+      http: { listen: '127.0.0.1:0' },
+      storage: { dataDir: path.join(root, 'nokey', 'data') },
+      identity: { keyFile },
+      operator: { tokenSha256: 'ab'.repeat(32) },
+    }));
+    const r = await run(['coordinator', 'start', '--config', cfg]);
+    expect([r.code, r.err]).toEqual([2, `fedbridge: coordinator key file not found: ${keyFile} (identity.keyFile in ${cfg}; fedbridge coordinator init makes the key)\n`]);
+    expect(fs.existsSync(path.join(root, 'nokey'))).toBe(false);
   });
 
   test('start refuses an invalid config with the field named', async () => {

@@ -225,6 +225,12 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     expect(dup.code).toBe(status.ALREADY_EXISTS);
     const shortKey = await grpcError(unary(op.client.enroll.bind(op.client), { name: 'newparty', publicKey: new Uint8Array(31), certSha256: '' }, op.metadata));
     expect(shortKey.code).toBe(status.INVALID_ARGUMENT);
+    // the coordinator's own key cannot be a party's, under any name
+    for (const name of ['coordinator', 'newparty']) {
+      const own = await grpcError(unary(op.client.enroll.bind(op.client), { name, publicKey: coord.publicKey, certSha256: '' }, op.metadata));
+      expect({ code: own.code, details: own.details }).toEqual({ code: status.ALREADY_EXISTS, details: "public_key is the coordinator's own identity key; each party enrols with its own key (fedbridge node init prints it)" });
+      expect(await coord.ctx.repo.participantByName(name)).toBeNull();
+    }
     const role = await grpcError(unary(op.client.issueToken.bind(op.client), { role: 'operator', label: '', expiresInSeconds: '0' }, op.metadata));
     expect(role.code).toBe(status.INVALID_ARGUMENT);
     // undecodable bytes on a unary and the client-streaming operator RPC

@@ -98,7 +98,7 @@ export async function makeEnv(parties: string[], opts: { requireClientCert?: boo
 
 export async function startCoordinator(env: Env, protocol: RoundProtocolFactory | null, timers?: Timers, logs?: string[]): Promise<RunningCoordinator> {
   const config = validateConfig(env.configInput, env.dir, 'test', {});
-  return createCoordinator(config, { protocol, timers, log: (l) => (logs?.push(l), process.env.FB_DEBUG && process.stderr.write(`[coord ${new Date().toISOString().slice(14, 23)}] ${l}\n`)) });
+  return createCoordinator(config, { protocol, timers, createKey: true, log: (l) => (logs?.push(l), process.env.FB_DEBUG && process.stderr.write(`[coord ${new Date().toISOString().slice(14, 23)}] ${l}\n`)) });
 }
 
 export function operator(env: Env, port: number, token = OPERATOR_TOKEN) {

@@ -123,6 +123,23 @@ describe('fedbridge policy init | sign | verify', () => {
     expect(r.err).toMatch(/the catalogue is needed/);
   });
 
+  test('sign and verify take the policy as POLICY or --policy F, exactly one', async () => {
+    const pol = path.join(root, 'policy.yaml');
+    const a = path.join(root, 'platform');
+    let r = await run(['policy', 'sign', '--policy', pol, '--data-dir', a, '--json']);
+    expect([r.code, r.err]).toEqual([0, '']);
+    expect(JSON.parse(r.out)).toMatchObject({ signer: 'platform', out: path.join(pol + '.sig', 'platform.json') });
+    r = await run(['policy', 'verify', '--policy', pol, '--json']);
+    expect(JSON.parse(r.out)).toMatchObject({ policyHash: policyHash(parsePolicyYaml(fs.readFileSync(pol, 'utf8'))) });
+    expect(JSON.parse(r.out).signers).toContainEqual({ signer: 'platform', role: 'party', ok: true });
+    for (const cmd of [['sign', '--data-dir', a], ['verify']]) {
+      r = await run(['policy', ...cmd, pol, '--policy', pol]);
+      expect([r.code, r.err]).toEqual([2, `fedbridge: give the policy once: as POLICY or as --policy F, not both ("${pol}", --policy "${pol}")\n`]);
+      r = await run(['policy', ...cmd]);
+      expect([r.code, r.err]).toEqual([2, 'fedbridge: which policy? give it as POLICY or --policy F\n']);
+    }
+  });
+
   test('checkPolicySignatures: a signature over another policy hash is refused', async () => {
     const pol = parsePolicyYaml(fs.readFileSync(path.join(root, 'policy.yaml'), 'utf8'));
     const h = policyHash(pol);
