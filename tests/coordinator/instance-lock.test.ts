@@ -41,7 +41,7 @@ describe('one coordinator per store', () => {
       const pg = backend === 'postgres' ? await pgSchemaUrl(PG_URL) : null;
       if (pg) env.configInput.storage.databaseUrl = pg.url;
       const config = validateConfig(env.configInput, env.dir, 'test', {});
-      const quiet = { log: () => undefined };
+      const quiet = { log: () => undefined, createKey: true };
       const first = await createCoordinator(config, quiet);
       try {
         const err = await createCoordinator(config, quiet).then(() => null, (e: Error) => e);
