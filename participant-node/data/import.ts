@@ -19,6 +19,7 @@
  * and timestamp) are removed; the report says how many.
  */
 import * as fs from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import * as path from 'node:path';
 import { parse, type CsvError } from 'csv-parse';
 import { parse as parseYaml } from 'yaml';
@@ -136,6 +137,50 @@ interface Row {
   fields: string[];
 }
 
+/**
+ * Reports every line of `file` that is not valid UTF-8 (line, and the character column of the
+ * first bad byte sequence), reading whole lines in 1 MiB blocks: a byte 0x0A never occurs inside a
+ * multi-byte sequence, so no character is split. The CSV reader would otherwise turn such bytes
+ * into U+FFFD and import changed ids and values without a word.
+ */
+function checkUtf8(file: string, log: ErrorLog): void {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const block = Buffer.alloc(1 << 20);
+    let carry = Buffer.alloc(0);
+    let line = 1;
+    const checkLines = (buf: Buffer): void => {
+      let start = 0;
+      while (start < buf.length) {
+        let end = buf.indexOf(0x0a, start);
+        if (end < 0) end = buf.length;
+        const l = buf.subarray(start, end);
+        if (!isUtf8(l)) {
+          const col = l.toString('utf8').indexOf('\ufffd') + 1;
+          log.add(file, line, Math.max(col, 1), 'not valid UTF-8 (save the file as UTF-8; other encodings are not converted)');
+        }
+        line++;
+        start = end + 1;
+      }
+    };
+    for (;;) {
+      const n = fs.readSync(fd, block, 0, block.length, null);
+      if (n === 0) break;
+      const data = Buffer.concat([carry, block.subarray(0, n)]);
+      const cut = data.lastIndexOf(0x0a);
+      if (cut < 0) {
+        carry = data;
+        continue;
+      }
+      checkLines(data.subarray(0, cut + 1));
+      carry = Buffer.from(data.subarray(cut + 1));
+    }
+    if (carry.length) checkLines(carry);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Column positions resolved from the header: field -> 0-based index (-1 = absent optional). */
 type Columns<K extends string> = Record<K, number>;
 
@@ -153,6 +198,7 @@ async function streamCsv<K extends string>(
 ): Promise<{ rows: number; headerOk: boolean }> {
   if (!fs.existsSync(file)) throw new UserError(`${file}: no such file`);
   if (!fs.statSync(file).isFile()) throw new UserError(`${file}: not a regular file`);
+  checkUtf8(file, log);
   let lastLine = 0; // line of the last record read
   let unclosedQuote: CsvError | undefined;
   const csvMessage = (err: CsvError): string => `malformed CSV: ${err.message.replace(/\s*(at|on) line \d+\.?$/, '')}`;

@@ -225,6 +225,8 @@ describe('import: bad input names FILE:LINE:COLUMN and leaves the data dir untou
     ['unknown item', 'interactions', () => withLine(text.interactions, 7, 'platform-u0000001,platform-c999999,5'), /:7:2: \(item_id\) unknown item "platform-c999999"/],
     ['empty file', 'users', () => '', /users-empty file\.csv:1:1: empty file \(expected a header row: user_id,age_band,region,life_stage,interests\)/],
     ['BOM-only file', 'items', () => Buffer.from([0xef, 0xbb, 0xbf]), /:1:1: empty file/],
+    // Latin-1 bytes in an id: read as UTF-8 they would silently become U+FFFD
+    ['not UTF-8', 'users', () => Buffer.concat([Buffer.from(withLine(text.users, 3, 'platform-u9').split('platform-u9')[0] + 'platform-u'), Buffer.from([0xff, 0xfe]), Buffer.from('9,18-24,north,student,programming\n' + text.users.split('\n').slice(3).join('\n'))]), /users-not UTF-8\.csv:3:11: not valid UTF-8 \(save the file as UTF-8/],
     ['header only', 'interactions', () => 'user_id,item_id,timestamp\r\n', /:2:1: no data rows after the header/],
     ['wrong field count', 'interactions', () => withLine(text.interactions, 9, 'platform-u0000001,platform-c000001,5,extra'), /:9:1: malformed CSV: Invalid Record Length: expect 3, got 4/],
     ['unclosed quote', 'items', () => withLine(text.items, 4, 'x-1,platform,"course,low,programming'), /items-unclosed quote\.csv:4:1: malformed CSV: Quote Not Closed.*after line 3 is never closed/],
