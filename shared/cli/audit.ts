@@ -143,12 +143,24 @@ export function registerAuditCommands(audit: Command): void {
     .description("download the coordinator's audit log (read-only API, auditor token) as JSON Lines")
     .requiredOption('--coordinator <url>', 'base URL of the coordinator HTTP API, e.g. https://127.0.0.1:8443')
     .requiredOption('--out <file>', 'where to write the log (F.jsonl)')
-    .option('--token <token>', 'auditor bearer token (default: $FEDBRIDGE_AUDITOR_TOKEN)')
+    .option('--token-file <file>', 'file holding the auditor bearer token (else env FEDBRIDGE_AUDITOR_TOKEN)')
+    .option('--token <token>', 'the token itself (visible to other users in the process list: prefer --token-file or the env)')
     .option('--ca <file>', 'CA certificate (PEM) to trust for https')
     .option('--json', 'print {"out","entries"}')
-    .action(async (o: { coordinator: string; out: string; token?: string; ca?: string; json?: boolean }) => {
-      const token = o.token ?? process.env.FEDBRIDGE_AUDITOR_TOKEN;
-      if (!token) throw new UserError('an auditor token is needed: --token T or FEDBRIDGE_AUDITOR_TOKEN');
+    .action(async (o: { coordinator: string; out: string; token?: string; tokenFile?: string; ca?: string; json?: boolean }) => {
+      if (o.token !== undefined && o.tokenFile !== undefined) throw new UserError('give the auditor token once: --token-file or --token, not both');
+      let token = o.token ?? process.env.FEDBRIDGE_AUDITOR_TOKEN;
+      if (o.tokenFile !== undefined) {
+        try {
+          token = fs.readFileSync(o.tokenFile, 'utf8').trim();
+        } catch (e) {
+          throw new UserError(`--token-file: cannot read ${o.tokenFile} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        }
+        if (!token) throw new UserError(`--token-file: ${o.tokenFile} is empty`);
+      } else if (o.token !== undefined) {
+        process.stderr.write('fedbridge: warning: --token puts the auditor token in the process list; prefer --token-file or FEDBRIDGE_AUDITOR_TOKEN\n');
+      }
+      if (!token) throw new UserError('an auditor token is needed: --token-file F or FEDBRIDGE_AUDITOR_TOKEN');
       let ca: Buffer | undefined;
       if (o.ca) {
         try {

@@ -63,7 +63,9 @@ test('export pages through the API into a byte-identical log; verify passes with
   const { fetchAuditLog } = await import('../../../shared/cli/audit');
   const page = await fetchAuditLog(url, TOKEN, { limit: 7 });
   expect(page.bytes.toString()).toBe(log.text);
-  let r = await run(['audit', 'export', '--coordinator', url, '--out', out, '--token', TOKEN, '--json']);
+  const tokenFile = path.join(root, 'auditor.token');
+  fs.writeFileSync(tokenFile, TOKEN + '\n', { mode: 0o600 });
+  let r = await run(['audit', 'export', '--coordinator', url, '--out', out, '--token-file', tokenFile, '--json']);
   expect(r.err).toBe('');
   expect(JSON.parse(r.out)).toEqual({ out, entries: log.text.split('\n').length - 1 });
   expect(fs.readFileSync(out, 'utf8')).toBe(log.text);
@@ -81,10 +83,15 @@ test('export pages through the API into a byte-identical log; verify passes with
   expect(r.out).toMatch(/run-1 round 2: completed; survivors insurer, platform/);
 });
 
-test('export refuses a wrong token and says how to get one', async () => {
+test('export refuses a wrong token and says how to get one; a token on the command line is warned about', async () => {
   const r = await run(['audit', 'export', '--coordinator', url, '--out', path.join(root, 'x.jsonl'), '--token', 'wrong']);
   expect(r.code).toBe(1);
+  expect(r.err).toMatch(/^fedbridge: warning: --token puts the auditor token in the process list; prefer --token-file or FEDBRIDGE_AUDITOR_TOKEN\n/);
   expect(r.err).toMatch(/refused the auditor token \(HTTP 401\)/);
+  const both = await run(['audit', 'export', '--coordinator', url, '--out', path.join(root, 'x.jsonl'), '--token', 'a', '--token-file', 'b']);
+  expect([both.code, both.err]).toEqual([2, 'fedbridge: give the auditor token once: --token-file or --token, not both\n']);
+  const missing = await run(['audit', 'export', '--coordinator', url, '--out', path.join(root, 'x.jsonl'), '--token-file', path.join(root, 'nope')]);
+  expect([missing.code, missing.err]).toEqual([2, `fedbridge: --token-file: cannot read ${path.join(root, 'nope')} (ENOENT)\n`]);
   expect(fs.existsSync(path.join(root, 'x.jsonl'))).toBe(false);
 });
 
