@@ -17,6 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { formatZodIssues } from '../../shared/util/zod-issues';
 
 const hostPort = z
   .string()
@@ -85,10 +86,6 @@ export class ConfigError extends Error {
   }
 }
 
-function issuesOf(e: z.ZodError): string[] {
-  return e.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
-}
-
 /**
  * Validates a config object; resolves relative paths against `baseDir`; checks that the TLS files
  * exist and are readable (the identity key is checked when it is loaded). `env` supplies
@@ -96,7 +93,7 @@ function issuesOf(e: z.ZodError): string[] {
  */
 export function validateConfig(obj: unknown, baseDir: string, source = '(object)', env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
   const r = configSchema.safeParse(obj);
-  if (!r.success) throw new ConfigError(issuesOf(r.error), source);
+  if (!r.success) throw new ConfigError(formatZodIssues(r.error), source);
   const c = r.data;
   const abs = (p: string) => (path.isAbsolute(p) ? p : path.resolve(baseDir, p));
   c.grpc.tls.cert = abs(c.grpc.tls.cert);

@@ -31,6 +31,7 @@ import { UserError } from '../../shared/cli/errors';
 import { readNodeInfo } from '../identity';
 import type { ItemRecord, NodeDataset, UserRecord } from './dataset';
 import { storeDataset } from './store';
+import { formatZodIssues } from '../../shared/util/zod-issues';
 
 export const USER_FIELDS = ['id', 'age_band', 'region', 'life_stage', 'interests'] as const;
 export const ITEM_FIELDS = ['id', 'provider', 'domain', 'price_band', 'topics'] as const;
@@ -75,7 +76,7 @@ export function readMapping(file: string): ColumnMapping {
   }
   const r = mappingSchema.safeParse(obj ?? {});
   if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    const issues = formatZodIssues(r.error);
     throw new UserError(`--mapping ${file}: ${issues.join('; ')} (expected e.g. {"users": {"id": "customer_id", "age_band": "age"}})`);
   }
   return r.data;

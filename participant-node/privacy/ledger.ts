@@ -35,6 +35,7 @@ import { z } from 'zod';
 import { UserError } from '../../shared/cli/errors';
 import { writeFileAtomic } from '../../shared/util/atomic';
 import { epsilonFromRdp, rdpDdg, rdpSampledGaussian, ACCOUNTING_ORDERS } from '../../shared/dp/rdp';
+import { formatZodIssues } from '../../shared/util/zod-issues';
 
 export const LEDGER_FORMAT = 'fedbridge-privacy-ledger/1';
 
@@ -149,7 +150,7 @@ export function readLedger(dataDir: string): Ledger | null {
   }
   const r = ledgerSchema.safeParse(obj);
   if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    const issues = formatZodIssues(r.error).join('; ');
     throw new UserError(`the privacy ledger ${f} is invalid (${issues}); restore it from a backup — refusing to continue`, 1);
   }
   return r.data;
@@ -231,7 +232,7 @@ function validateCharge(charge: RoundCharge): RoundCharge {
   const probe = { ...charge, chargedAt: 'x', epsilonAfter: 0, order: 2 };
   const r = ledgerEntrySchema.safeParse(probe);
   if (!r.success) {
-    throw new UserError(`invalid privacy charge: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw new UserError(`invalid privacy charge: ${formatZodIssues(r.error).join('; ')}`);
   }
   return charge;
 }
@@ -293,7 +294,7 @@ export function chargeRound(dataDir: string, charge: RoundCharge, opts: { budget
  */
 export function writeRestoredLedger(dataDir: string, ledger: Ledger): void {
   const r = ledgerSchema.safeParse(ledger);
-  if (!r.success) throw new UserError(`restored ledger is invalid: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, 1);
+  if (!r.success) throw new UserError(`restored ledger is invalid: ${formatZodIssues(r.error).join('; ')}`, 1);
   withLock(dataDir, () => {
     if (readLedger(dataDir)) throw new UserError(`${ledgerFile(dataDir)} exists; refusing to overwrite it`, 1);
     writeFileAtomic(ledgerFile(dataDir), JSON.stringify(r.data, null, 2) + '\n', 0o600);

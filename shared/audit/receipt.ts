@@ -15,6 +15,7 @@ import { encodeFields } from '../crypto/encode';
 import { ed25519Sign, ed25519Verify } from '../crypto/sign';
 import { fromBase64, fromHex, toBase64, toHex } from './bytes';
 import { receiptBodySchema, type Receipt } from './entries';
+import { formatZodIssues } from '../util/zod-issues';
 
 export const RECEIPT_DOMAIN = 'fedbridge/v1/audit-receipt';
 export const RECEIPT_FORMAT = 'fedbridge-audit-receipt/1' as const;
@@ -72,7 +73,7 @@ export function parseReceipt(text: string): Receipt {
     throw new RangeError(`not JSON: ${(e as Error).message}`);
   }
   const r = receiptBodySchema.safeParse(obj);
-  if (!r.success) throw new RangeError(r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '));
+  if (!r.success) throw new RangeError(formatZodIssues(r.error).join('; '));
   return r.data;
 }
 

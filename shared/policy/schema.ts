@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { vocabulariesSchema } from '../data/vocab';
 import { modelConfigSchema } from '../model/layout';
 import { sodium } from '../crypto/sodium';
+import { formatZodIssues } from '../util/zod-issues';
 
 const base64Key32 = z
   .string()
@@ -198,10 +199,7 @@ export class PolicyError extends Error {
   }
 }
 
-/** A zod error's issues as "path: message" lines ("(root)" for the top level). */
-export function formatZodIssues(error: z.ZodError): string[] {
-  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
-}
+export { formatZodIssues };
 
 /** Validates a policy object; throws PolicyError listing every problem with its path. */
 export function validatePolicy(obj: unknown): Policy {
