@@ -55,8 +55,15 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
 
   private async guarded<T>(metadata: Metadata | undefined, fn: () => Promise<T>): Promise<T> {
     try {
-      const token = bearerToken(metadata?.get('authorization') ?? []);
-      if (!token) throw unauthenticated('operator API: missing "authorization: Bearer <operator token>" metadata');
+      const values = metadata?.get('authorization') ?? [];
+      const token = bearerToken(values);
+      if (!token) {
+        throw unauthenticated(
+          values.length === 0
+            ? 'operator API: missing "authorization: Bearer <operator token>" metadata'
+            : 'operator API: the authorization metadata is not one "Bearer <operator token>" (a token of 16-512 characters from the token file); check FEDBRIDGE_OPERATOR_TOKEN or --token-file',
+        );
+      }
       if (!tokenMatches(token, this.ctx.config.operator.tokenSha256)) throw unauthenticated('operator API: the bearer token is not the operator token');
       return await fn();
     } catch (e) {

@@ -221,6 +221,12 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     const e = await grpcError(unary(op.client.enroll.bind(op.client), { name: 'mallory', publicKey: new Uint8Array(32).fill(9), certSha256: '' }, new grpc.Metadata()));
     expect(e.code).toBe(status.UNAUTHENTICATED);
     expect(e.details).toMatch(/missing "authorization: Bearer/);
+    // a token that is there but malformed is not reported as missing
+    const m = new grpc.Metadata();
+    m.set('authorization', 'Bearer wrongtoken');
+    const malformed = await grpcError(unary(op.client.enroll.bind(op.client), { name: 'mallory', publicKey: new Uint8Array(32).fill(9), certSha256: '' }, m));
+    expect(malformed.code).toBe(status.UNAUTHENTICATED);
+    expect(malformed.details).toMatch(/operator API: the authorization metadata is not one "Bearer <operator token>" \(a token of 16-512 characters/);
     const dup = await grpcError(unary(op.client.enroll.bind(op.client), { name: 'platform', publicKey: new Uint8Array(32).fill(9), certSha256: '' }, op.metadata));
     expect(dup.code).toBe(status.ALREADY_EXISTS);
     const shortKey = await grpcError(unary(op.client.enroll.bind(op.client), { name: 'newparty', publicKey: new Uint8Array(31), certSha256: '' }, op.metadata));
