@@ -101,7 +101,9 @@ export function parseFeatureSpec(spec: string): UserFeatures {
   for (const part of spec.split(',')) {
     const eq = part.indexOf('=');
     if (eq <= 0) throw new UserError(`--features: expected key=value pairs separated by commas, got "${part}"`);
-    kv.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
+    const key = part.slice(0, eq).trim();
+    if (kv.has(key)) throw new UserError(`--features gives ${key} twice ("${kv.get(key)}" and "${part.slice(eq + 1).trim()}"); give each key once (several interests: interests=a|b)`);
+    kv.set(key, part.slice(eq + 1).trim());
   }
   const need = ['age_band', 'region', 'life_stage'];
   const missing = need.filter((k) => !kv.has(k));
