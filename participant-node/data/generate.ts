@@ -606,8 +606,26 @@ function regionMix(party: string): number[] {
   return V.region.map(() => 0.5 + rng.nextFloat() * 1.5);
 }
 
+/**
+ * Creates `out/<party>` for each party. An earlier generation in `out` (its manifest.json) is
+ * replaced whole: the folders of its parties that this one does not write are removed, since they
+ * hold another catalogue and would be imported by mistake. Nothing the manifest does not list is
+ * touched.
+ */
 function ensureOutDir(out: string, parties: string[]): void {
   if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UserError(`--out ${out} exists and is not a directory`);
+  let earlier: unknown = null;
+  try {
+    earlier = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+  } catch {
+    /* no earlier generation (or not one of ours) */
+  }
+  const old = (earlier as { parties?: unknown } | null)?.parties;
+  if (Array.isArray(old)) {
+    for (const p of old) {
+      if (typeof p === 'string' && /^[a-z][a-z0-9]*$/.test(p) && !parties.includes(p)) fs.rmSync(path.join(out, p), { recursive: true, force: true });
+    }
+  }
   for (const p of parties) fs.mkdirSync(path.join(out, p), { recursive: true });
 }
 

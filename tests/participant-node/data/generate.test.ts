@@ -147,6 +147,14 @@ describe('generateSynthetic (small scale)', () => {
     a = await gen('a', 11);
   });
 
+  it('replaces an earlier generation in --out whole: the folders of parties it no longer writes are removed, nothing else', async () => {
+    const { out } = await gen('regen', 3, ['platform', 'insurer', 'insurer2']);
+    fs.writeFileSync(path.join(out, 'notes.txt'), 'mine');
+    const { manifest } = await gen('regen', 4, ['platform', 'insurer']);
+    expect(fs.readdirSync(out).sort()).toEqual(['insurer', 'manifest.json', 'notes.txt', 'platform']);
+    expect(manifest.parties).toEqual(['platform', 'insurer']);
+  });
+
   it('is byte-identical for the same seed and differs for another seed', async () => {
     const b = await gen('b', 11);
     const c = await gen('c', 12);
