@@ -11,6 +11,7 @@ import type { EventHub } from './rounds/events';
 import type { RoundsService } from './rounds/rounds.service';
 import type { AuditSealer, Repository } from './storage/repository';
 import type { CoordinatorAudit } from './audit/log';
+import type { UploadRegistry } from './participant/uploads';
 
 export const CTX = Symbol('fedbridge.coordinator.context');
 
@@ -25,6 +26,8 @@ export interface CoordinatorContext {
   metrics: CoordinatorMetrics;
   auth: PartyAuthenticator;
   rounds: RoundsService;
+  /** masked-input uploads being received (participant/uploads.ts) */
+  uploads: UploadRegistry;
   log: (line: string) => void;
   startedAt: number;
 }

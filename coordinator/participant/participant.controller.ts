@@ -20,7 +20,7 @@ import {
 import { CTX, type CoordinatorContext } from '../context';
 import { StatusError, invalid, notFound, status, toRpcException, toStatusError, unauthenticated } from '../grpc/errors';
 import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
-import { answer, callSource, GrpcController } from '../grpc/decorators';
+import { answer, guardedCallSource, GrpcController } from '../grpc/decorators';
 import { PHASE_ENUM } from '../rounds/rounds.service';
 import type { RoundPhase } from '../rounds/protocol';
 import { acceptReceipt } from '../audit/receipts';
@@ -116,8 +116,12 @@ export class ParticipantController implements Omit<ParticipantServiceController,
   uploadMaskedInput(call: ServerReadableStream<UploadChunk, UploadAck>, callback: sendUnaryData<UploadAck>): Promise<void> {
     const cfg = this.ctx.config.grpc;
     let bound: { party: string; runId: string; round: number; replayed: StatusError | null } | null = null;
+    let asm: ChunkAssembler | null = null;
+    let release: () => void = () => undefined;
+    // the first message within grpc.streamIdleMs, and each next one too; `guard.end` ends it from outside
+    const guard = guardedCallSource(call, { what: 'UploadMaskedInput', idleMs: cfg.streamIdleMs });
     const done = consumeChunkStream<UploadChunk, UploadAck>(
-      callSource(call),
+      guard.source,
       {
         onFirst: async (msg) => {
           if (!msg.open) throw invalid('UploadMaskedInput: the first message must carry `open` (a signed UploadOpenBody)');
@@ -128,11 +132,34 @@ export class ParticipantController implements Omit<ParticipantServiceController,
           this.ctx.rounds.checkMaskedUpload(party.name, header.runId, header.round, body.dataHash, replay);
           const total = Number(body.totalBytes);
           if (total === 0) throw invalid('UploadMaskedInput: total_bytes must be positive');
+          const a = new ChunkAssembler('UploadMaskedInput', total, body.chunkCount, body.dataHash, cfg.maxChunkBytes, cfg.maxUploadBytes);
+          // the round's own size, before a single chunk is held (the upload limit alone allows 512 MiB)
+          const expected = this.ctx.rounds.expectedMaskedInputBytes(party.name, header.runId, header.round);
+          if (expected !== null && total !== expected) {
+            throw invalid(`UploadMaskedInput: total_bytes is ${total}, the masked input of party "${party.name}" for round ${header.round} is ${expected} bytes`);
+          }
+          // one upload receiving per party and round (RESOURCE_EXHAUSTED for a second one)
+          release = this.ctx.uploads.claim({
+            party: party.name,
+            runId: header.runId,
+            round: header.round,
+            dataHash: body.dataHash,
+            replayed: replay,
+            heldBytes: () => a.receivedBytes,
+            end: (e) => guard.end(e),
+          });
           bound = { party: party.name, runId: header.runId, round: header.round, replayed: replay };
-          return new ChunkAssembler('UploadMaskedInput', total, body.chunkCount, body.dataHash, cfg.maxChunkBytes, cfg.maxUploadBytes);
+          asm = a;
+          return a;
         },
-        chunk: (msg) => ({ index: msg.index, data: msg.data, hasOpen: !!msg.open }),
+        chunk: (msg) => {
+          this.ctx.uploads.sweep(); // a round that moved on without an event still ends this upload
+          return { index: msg.index, data: msg.data, hasOpen: !!msg.open };
+        },
         onEnd: async (data) => {
+          // the stream is complete: its slot is free again (a resend racing this commit is decided
+          // by submitMaskedInput under the rounds lock), and the chunks are one buffer now
+          release();
           const b = bound!;
           let resent = false;
           try {
@@ -147,11 +174,17 @@ export class ParticipantController implements Omit<ParticipantServiceController,
         },
       },
       'UploadMaskedInput',
-    ).catch((e) => {
-      const s = toStatusError(e, this.ctx.log);
-      this.ctx.metrics.rejected.inc({ code: status[s.code] ?? String(s.code) });
-      throw s;
-    });
+    )
+      .catch((e) => {
+        const s = toStatusError(e, this.ctx.log);
+        this.ctx.metrics.rejected.inc({ code: status[s.code] ?? String(s.code) });
+        throw s;
+      })
+      .finally(() => {
+        guard.stop();
+        release();
+        (asm as ChunkAssembler | null)?.release();
+      });
     return answer(callback, done, this.ctx.log);
   }
 

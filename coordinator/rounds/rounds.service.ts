@@ -746,6 +746,12 @@ export class RoundsService {
     return alreadyExists(`party "${party}" already had a masked input accepted for round ${a.round} of run ${a.runId}; a different one is refused (one masked input per party and round)`);
   }
 
+  /** The exact size the open round's protocol expects of `party`'s masked input (null: not known, or not the open round). */
+  expectedMaskedInputBytes(party: string, runId: string, round: number): number | null {
+    const a = this.active;
+    return a && a.runId === runId && a.round === round ? (a.protocol.maskedInputBytes?.(party) ?? null) : null;
+  }
+
   /**
    * A masked input, accepted durably (DESIGN §4: the party's budget is charged when its masked
    * input is sent, so the log must charge every input the coordinator acknowledged, even if the

@@ -68,6 +68,11 @@ export class PlainSumProtocol implements RoundProtocol {
     void reason;
     this.phase = 'aborted';
   }
+
+  /** a masked input is the model's float32 vector */
+  maskedInputBytes(): number {
+    return this.sum.length * 4;
+  }
 }
 
 export class PlainSumFactory implements RoundProtocolFactory {
