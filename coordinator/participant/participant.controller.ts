@@ -161,15 +161,10 @@ export class ParticipantController implements Omit<ParticipantServiceController,
           // by submitMaskedInput under the rounds lock), and the chunks are one buffer now
           release();
           const b = bound!;
-          let resent = false;
-          try {
-            resent = (await this.ctx.rounds.submitMaskedInput(b.party, b.runId, b.round, data, b.replayed)).resent;
-          } finally {
-            // an identical resend's bytes are counted apart, so `upload` counts each input once; a
-            // replayed open that is no resend is refused, uncounted, as it was when step 8 refused it
-            if (resent) this.ctx.metrics.bytesReceived.inc({ kind: 'upload-resend' }, data.length);
-            else if (!b.replayed) this.ctx.metrics.bytesReceived.inc({ kind: 'upload' }, data.length);
-          }
+          const r = await this.ctx.rounds.submitMaskedInput(b.party, b.runId, b.round, data, b.replayed);
+          // only accepted bytes are counted: an identical resend's apart, so `upload` counts each
+          // input once; a refused upload (wrong length, protocol refusal, replay) not at all
+          this.ctx.metrics.bytesReceived.inc({ kind: r.resent ? 'upload-resend' : 'upload' }, data.length);
           return { runId: b.runId, round: b.round, receivedBytes: String(data.length) };
         },
       },

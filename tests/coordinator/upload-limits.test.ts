@@ -3,6 +3,7 @@
  * gRPC with mutual TLS on loopback, the test-only plain-sum protocol, deadlines fired by the test):
  *   - an open announcing any size but the round's masked-input size is refused INVALID_ARGUMENT
  *     naming both sizes, before a chunk is held; bytes past the announced size end the stream;
+ *   - a refused upload's bytes are not counted as received (fedbridge_bytes_received_total);
  *   - one upload receiving per party and round: a second one is refused RESOURCE_EXHAUSTED, the
  *     first completes, and a resend after it (a lost acknowledgement) still gets its ack;
  *   - an upload whose round leaves phase mask (deadline) or ends (operator abort) is ended
@@ -92,6 +93,19 @@ describe('masked-input upload limits', () => {
     expect(extra.details).toMatch(/more than the announced/);
     expect(uploads()).toEqual({ receiving: 0, held: 0 });
     expect(await coord.ctx.repo.snapshotCounts()).toEqual(before);
+  });
+
+  test('an upload refused after its whole stream (by the protocol) is not counted in fedbridge_bytes_received_total{kind="upload"}, only as a rejected request', async () => {
+    const insurer2 = parties[2];
+    const metric = async (name: 'bytesReceived' | 'rejected') => Object.fromEntries((await coord.ctx.metrics[name].get()).values.map((v) => [String(Object.values(v.labels)[0]), v.value]));
+    const [bytes, rejected] = [await metric('bytesReceived'), await metric('rejected')];
+    const bad = new Float32Array(dim);
+    bad[3] = Number.NaN; // the right size, refused by the plain-sum protocol once the stream is complete and verified
+    const e = await grpcError(insurer2.upload(runId, 1, new Uint8Array(bad.buffer), { chunkBytes: PIECE }));
+    expect({ code: e.code, details: e.details }).toEqual({ code: status.INVALID_ARGUMENT, details: 'masked input holds a value that is not a finite float32' });
+    expect(await metric('bytesReceived')).toEqual(bytes);
+    expect(await metric('rejected')).toEqual({ ...rejected, INVALID_ARGUMENT: (rejected.INVALID_ARGUMENT ?? 0) + 1 });
+    expect(await coord.ctx.repo.maskedInputs(runId, 1)).toEqual([]);
   });
 
   test('one upload at a time per party and round: a second is refused RESOURCE_EXHAUSTED; the first completes; a resend after it gets the same ack', async () => {
