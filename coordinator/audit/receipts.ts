@@ -15,7 +15,7 @@ import type { ParticipantRow } from '../storage/repository';
 import type { ReceiptBody, PartyHeader } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { RECEIPT_FORMAT, verifyReceiptSignature } from '../../shared/audit/receipt';
 import type { Receipt } from '../../shared/audit/entries';
-import { alreadyExists, failedPrecondition, invalid, notFound, unauthenticated } from '../grpc/errors';
+import { alreadyExists, clientText, failedPrecondition, invalid, notFound, unauthenticated } from '../grpc/errors';
 import type { CoordinatorContext } from '../context';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -37,7 +37,7 @@ export async function acceptReceipt(ctx: Pick<CoordinatorContext, 'repo' | 'audi
   if (header.round < 1) throw invalid('SubmitReceipt: header.round must name the completed round (>= 1)');
 
   const run = await ctx.repo.run(header.runId);
-  if (!run) throw notFound(`SubmitReceipt: no run "${header.runId}"`);
+  if (!run) throw notFound(`SubmitReceipt: no run "${clientText(header.runId)}"`);
   const round = await ctx.repo.roundRow(run.id, header.round);
   if (!round || round.state !== 'completed' || round.resultModelVersion === null) throw failedPrecondition(`SubmitReceipt: round ${header.round} of run ${run.id} is not completed`);
   const model = await ctx.repo.modelVersion(round.resultModelVersion);
