@@ -12,6 +12,7 @@ import type { RoundsService } from './rounds/rounds.service';
 import type { AuditSealer, Repository } from './storage/repository';
 import type { CoordinatorAudit } from './audit/log';
 import type { UploadRegistry } from './participant/uploads';
+import type { DownloadSlots, ModelCache } from './participant/downloads';
 
 export const CTX = Symbol('fedbridge.coordinator.context');
 
@@ -28,6 +29,9 @@ export interface CoordinatorContext {
   rounds: RoundsService;
   /** masked-input uploads being received (participant/uploads.ts) */
   uploads: UploadRegistry;
+  /** model versions served by DownloadModel, one buffer each, and its open downloads (participant/downloads.ts) */
+  models: ModelCache;
+  downloads: DownloadSlots;
   log: (line: string) => void;
   startedAt: number;
 }

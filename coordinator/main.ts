@@ -24,6 +24,7 @@ import { PartyAuthenticator } from './identity/authenticate';
 import { loadCoordinatorKey } from './identity/keys';
 import { EventHub } from './rounds/events';
 import { UploadRegistry } from './participant/uploads';
+import { DownloadSlots, ModelCache } from './participant/downloads';
 import type { RoundProtocolFactory } from './rounds/protocol';
 import { SecAggProtocolFactory } from './rounds/secagg-protocol';
 import { RoundsService, type Timers } from './rounds/rounds.service';
@@ -95,7 +96,7 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
     // an upload whose round moved on is ended at once (its chunks dropped), not left to finish
     const uploads = new UploadRegistry((u) => void rounds.checkMaskedUpload(u.party, u.runId, u.round, u.dataHash, u.replayed));
     events.onPublish(() => uploads.sweep());
-    const ctx: CoordinatorContext = { config, identity, repo, sealer, audit, events, metrics, auth, rounds, uploads, log, startedAt: Date.now() };
+    const ctx: CoordinatorContext = { config, identity, repo, sealer, audit, events, metrics, auth, rounds, uploads, models: new ModelCache(repo), downloads: new DownloadSlots(config.grpc.maxDownloadsPerParty), log, startedAt: Date.now() };
     await rounds.recover();
 
     const tls = config.grpc.tls;

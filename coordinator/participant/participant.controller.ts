@@ -4,7 +4,7 @@
  * and handed to the round orchestration; streams are chunked both ways.
  */
 import { Controller, Inject } from '@nestjs/common';
-import type { Metadata, sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
+import type { Metadata, sendUnaryData, ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
 import { Observable, from, mergeMap } from 'rxjs';
 import {
@@ -183,26 +183,88 @@ export class ParticipantController implements Omit<ParticipantServiceController,
     return answer(callback, done, this.ctx.log);
   }
 
-  /** The model as a server stream: ModelInfo first, then chunks of at most grpc.maxChunkBytes. */
-  downloadModel(request: SignedRequest, _m?: Metadata, call?: Call): Observable<ModelChunk> {
-    const chunk = this.ctx.config.grpc.maxChunkBytes;
-    const work = async (): Promise<ModelChunk[]> => {
-      const { body } = await this.ctx.auth.authenticate('DownloadModel', request, call);
-      const row = body.version === 0 ? await this.ctx.repo.latestModelVersion() : await this.ctx.repo.modelVersion(body.version);
-      if (!row) throw notFound(body.version === 0 ? 'no model version exists yet' : `model version ${body.version} does not exist`);
-      const count = Math.max(1, Math.ceil(row.bytes.length / chunk));
-      const out: ModelChunk[] = [
-        {
-          info: { version: row.version, modelHash: row.hash, totalBytes: String(row.bytes.length), chunkCount: count, parentVersion: row.parent ?? 0 },
-          index: 0,
-          data: new Uint8Array(0),
+  /**
+   * The model as a server stream: ModelInfo first, then chunks of at most grpc.maxChunkBytes, views
+   * into the one cached buffer of that version (participant/downloads.ts). Chunks are produced as
+   * the client reads: the next is written only once grpc-js accepts more (`drain`). Nest's
+   * observable writer would buffer whatever the observable emits while the client does not read
+   * (server-grpc.js valuesWaitingToBeDrained), so the chunks are written to the call here and the
+   * observable carries only the end or the error. At most grpc.maxDownloadsPerParty downloads per
+   * party (RESOURCE_EXHAUSTED); a client that reads nothing for grpc.streamIdleMs is ended
+   * DEADLINE_EXCEEDED and the download's slot released.
+   */
+  downloadModel(request: SignedRequest, _m?: Metadata, call?: Call & Partial<Pick<ServerWritableStream<SignedRequest, ModelChunk>, 'write' | 'once' | 'off' | 'on'>>): Observable<ModelChunk> {
+    const cfg = this.ctx.config.grpc;
+    return new Observable<ModelChunk>((sub) => {
+      let stopped = false;
+      let release = () => undefined as void;
+      let wake: (() => void) | null = null;
+      const onCancel = () => {
+        stopped = true;
+        wake?.();
+      };
+      call?.on?.('cancelled', onCancel);
+      const waitDrain = () =>
+        new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => done(false), cfg.streamIdleMs);
+          const done = (ok: boolean) => {
+            clearTimeout(t);
+            call!.off!('drain', onDrain);
+            wake = null;
+            resolve(ok);
+          };
+          const onDrain = () => done(true);
+          wake = () => done(true);
+          call!.once!('drain', onDrain);
+        });
+      const work = async () => {
+        const { party, body } = await this.ctx.auth.authenticate('DownloadModel', request, call);
+        const row = await this.ctx.models.get(body.version);
+        if (!row) throw notFound(body.version === 0 ? 'no model version exists yet' : `model version ${body.version} does not exist`);
+        const bytes = row.bytes;
+        const count = Math.max(1, Math.ceil(bytes.length / cfg.maxChunkBytes));
+        const slot = this.ctx.downloads.claim(party.name, row.version, count);
+        release = slot.release;
+        const messages = function* (): Generator<ModelChunk> {
+          yield { info: { version: row.version, modelHash: row.hash, totalBytes: String(bytes.length), chunkCount: count, parentVersion: row.parent ?? 0 }, index: 0, data: new Uint8Array(0) };
+          for (let i = 0; i < count; i++) yield { info: undefined, index: i, data: bytes.subarray(i * cfg.maxChunkBytes, Math.min(bytes.length, (i + 1) * cfg.maxChunkBytes)) };
+        };
+        if (!call?.write) {
+          for (const m of messages()) sub.next(m); // no raw call (not over gRPC): the observable carries the chunks
+        } else {
+          for (const m of messages()) {
+            if (stopped) return;
+            const more = call.write(m);
+            if (!m.info) slot.progress.written++;
+            if (!more && !(await waitDrain()) && !stopped) {
+              throw new StatusError(status.DEADLINE_EXCEEDED, `DownloadModel: the client read nothing for ${cfg.streamIdleMs} ms (grpc.streamIdleMs); the download was ended after ${slot.progress.written} of ${count} chunks`);
+            }
+          }
+        }
+        this.ctx.metrics.bytesSent.inc({ kind: 'model' }, bytes.length);
+      };
+      work().then(
+        () => {
+          release();
+          if (!stopped) sub.complete();
         },
-      ];
-      for (let i = 0; i < count; i++) out.push({ info: undefined, index: i, data: row.bytes.subarray(i * chunk, Math.min(row.bytes.length, (i + 1) * chunk)) });
-      this.ctx.metrics.bytesSent.inc({ kind: 'model' }, row.bytes.length);
-      return out;
-    };
-    return from(work().catch((e) => this.fail(e))).pipe(mergeMap((chunks) => from(chunks)));
+        (e) => {
+          release();
+          if (stopped) return;
+          try {
+            this.fail(e);
+          } catch (rpc) {
+            sub.error(rpc);
+          }
+        },
+      );
+      return () => {
+        stopped = true;
+        wake?.();
+        release();
+        call?.off?.('cancelled', onCancel);
+      };
+    });
   }
 
   /** A party's receipt over the audit chain head after a completed round (coordinator/audit/receipts.ts). */
