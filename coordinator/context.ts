@@ -11,6 +11,8 @@ import type { EventHub } from './rounds/events';
 import type { RoundsService } from './rounds/rounds.service';
 import type { AuditSealer, Repository } from './storage/repository';
 import type { CoordinatorAudit } from './audit/log';
+import type { UploadRegistry } from './participant/uploads';
+import type { DownloadSlots, ModelCache } from './participant/downloads';
 
 export const CTX = Symbol('fedbridge.coordinator.context');
 
@@ -25,6 +27,11 @@ export interface CoordinatorContext {
   metrics: CoordinatorMetrics;
   auth: PartyAuthenticator;
   rounds: RoundsService;
+  /** masked-input uploads being received (participant/uploads.ts) */
+  uploads: UploadRegistry;
+  /** model versions served by DownloadModel, one buffer each, and its open downloads (participant/downloads.ts) */
+  models: ModelCache;
+  downloads: DownloadSlots;
   log: (line: string) => void;
   startedAt: number;
 }

@@ -23,6 +23,8 @@ import { CoordinatorMetrics } from './http/metrics';
 import { PartyAuthenticator } from './identity/authenticate';
 import { loadCoordinatorKey } from './identity/keys';
 import { EventHub } from './rounds/events';
+import { UploadRegistry } from './participant/uploads';
+import { DownloadSlots, ModelCache } from './participant/downloads';
 import type { RoundProtocolFactory } from './rounds/protocol';
 import { SecAggProtocolFactory } from './rounds/secagg-protocol';
 import { RoundsService, type Timers } from './rounds/rounds.service';
@@ -103,7 +105,10 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
       maxBodyBytes: GRPC_MAX_MESSAGE_BYTES,
       now: timers ? () => timers.now() : undefined,
     });
-    const ctx: CoordinatorContext = { config, identity, repo, sealer, audit, events, metrics, auth, rounds, log, startedAt: Date.now() };
+    // an upload whose round moved on is ended at once (its chunks dropped), not left to finish
+    const uploads = new UploadRegistry((u) => void rounds.checkMaskedUpload(u.party, u.runId, u.round, u.dataHash, u.replayed));
+    events.onPublish(() => uploads.sweep());
+    const ctx: CoordinatorContext = { config, identity, repo, sealer, audit, events, metrics, auth, rounds, uploads, models: new ModelCache(repo), downloads: new DownloadSlots(config.grpc.maxDownloadsPerParty), log, startedAt: Date.now() };
     await rounds.recover();
 
     const tls = config.grpc.tls;
@@ -151,6 +156,7 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
       close: () =>
         (closing ??= (async () => {
           await rounds.close();
+          uploads.endAll('the coordinator is shutting down; send it again once it is back');
           events.completeAll();
           await started.close();
           await db.close();

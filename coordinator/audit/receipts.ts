@@ -18,7 +18,7 @@ import type { ParticipantRow } from '../storage/repository';
 import type { ReceiptBody, PartyHeader } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { RECEIPT_FORMAT, verifyReceiptSignature } from '../../shared/audit/receipt';
 import type { Receipt } from '../../shared/audit/entries';
-import { alreadyExists, failedPrecondition, invalid, notFound, permissionDenied, unauthenticated } from '../grpc/errors';
+import { alreadyExists, clientText, failedPrecondition, invalid, notFound, permissionDenied, unauthenticated } from '../grpc/errors';
 import { validatePolicy } from '../../shared/policy/schema';
 import type { CoordinatorContext } from '../context';
 
@@ -41,7 +41,7 @@ export async function acceptReceipt(ctx: Pick<CoordinatorContext, 'repo' | 'audi
   if (header.round < 1) throw invalid('SubmitReceipt: header.round must name the completed round (>= 1)');
 
   const run = await ctx.repo.run(header.runId);
-  if (!run) throw notFound(`SubmitReceipt: no run "${header.runId}"`);
+  if (!run) throw notFound(`SubmitReceipt: no run "${clientText(header.runId)}"`);
   const round = await ctx.repo.roundRow(run.id, header.round);
   if (!round || round.state !== 'completed' || round.resultModelVersion === null) throw failedPrecondition(`SubmitReceipt: round ${header.round} of run ${run.id} is not completed`);
   const stored = await ctx.repo.policy(run.policyHash);

@@ -45,6 +45,14 @@ export const configSchema = z
         maxUploadBytes: z.number().int().min(1024).max(2 ** 33).default(512 * 1024 * 1024),
         /** accepted difference between a party's request timestamp and the coordinator clock */
         clockSkewSeconds: z.number().int().min(1).max(3600).default(300),
+        /**
+         * longest a stream may stall: no next message of a client stream (the first one included:
+         * an upload that sends nothing for longer is ended DEADLINE_EXCEEDED and what it sent is
+         * dropped), or no progress of a client reading a model download (ended likewise)
+         */
+        streamIdleMs: z.number().int().min(100).max(3_600_000).default(60_000),
+        /** DownloadModel streams one party may have open at a time (RESOURCE_EXHAUSTED beyond) */
+        maxDownloadsPerParty: z.number().int().min(1).max(64).default(4),
       })
       .strict(),
     /**

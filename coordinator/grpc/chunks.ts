@@ -6,7 +6,7 @@
  * altered in flight fails here). Nothing is handed on before `finish()` succeeds.
  */
 import { sodium } from '../../shared/crypto/sodium';
-import { invalid, resourceExhausted } from './errors';
+import { invalid, resourceExhausted, StatusError } from './errors';
 
 export class ChunkAssembler {
   private readonly parts: Uint8Array[] = [];
@@ -49,6 +49,12 @@ export class ChunkAssembler {
     return this.received;
   }
 
+  /** Drops the chunks held so far (the upload failed); the assembler is unusable afterwards. */
+  release(): void {
+    this.parts.length = 0;
+    this.received = 0;
+  }
+
   finish(): Uint8Array {
     if ((this.chunkCount !== null && this.next !== this.chunkCount) || this.received !== this.totalBytes) {
       throw invalid(`${this.what}: got ${this.next} chunks / ${this.received} bytes, announced ${this.chunkCount ?? 'any'} / ${this.totalBytes}`);
@@ -69,8 +75,9 @@ export class ChunkAssembler {
 
 /**
  * Consumes a client stream of chunk messages with an async `onFirst` (authentication, binding) and
- * settles once: rejects at the first failure (the rest of the stream is ignored), resolves with
- * `onEnd`'s result after the stream completed.
+ * settles once: rejects at the first failure (the rest of the stream is ignored and the chunks
+ * held so far are released), resolves with `onEnd`'s result after the stream completed. An error
+ * the source reports as a StatusError settles it with that status.
  */
 export function consumeChunkStream<M, R>(
   stream: { subscribe(o: { next(m: M): void; error(e: unknown): void; complete(): void }): unknown },
@@ -84,6 +91,7 @@ export function consumeChunkStream<M, R>(
     const fail = (e: unknown) => {
       if (settled) return;
       settled = true;
+      (asm as ChunkAssembler | null)?.release(); // what this stream sent is dropped at once
       reject(e);
     };
     stream.subscribe({
@@ -104,7 +112,8 @@ export function consumeChunkStream<M, R>(
         });
       },
       error: (e) => {
-        chain = chain.then(() => fail(invalid(`${what}: stream failed: ${(e as Error)?.message ?? String(e)}`)));
+        // a StatusError is the source's own verdict (an idle stream, a round that moved on): kept as is
+        chain = chain.then(() => fail(e instanceof StatusError ? e : invalid(`${what}: stream failed: ${(e as Error)?.message ?? String(e)}`)));
       },
       complete: () => {
         chain = chain.then(async () => {

@@ -8,7 +8,7 @@
  */
 import { GrpcMethod, GrpcStreamCall } from '@nestjs/microservices';
 import type { sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
-import { toStatusError } from './errors';
+import { status, StatusError, toStatusError } from './errors';
 
 export function GrpcController(service: string, methods: { unary: string[]; clientStream: string[] }) {
   return function (constructor: Function): void {
@@ -39,6 +39,69 @@ export function callSource<M>(call: ServerReadableStream<M, unknown>) {
       call.on('error', (e: unknown) => o.error(e));
       call.on('cancelled', () => o.error(new Error('the call was cancelled before its stream ended')));
       call.on('end', () => o.complete());
+    },
+  };
+}
+
+/**
+ * callSource with two guards (rules of grpc/README: bad or idle input never holds the server):
+ *   - idle: no message for `idleMs` (the first one included: a stream that never opens is ended
+ *     too) errors the source with DEADLINE_EXCEEDED;
+ *   - `end(err)`: the owner ends the stream from outside (e.g. its round moved on) with `err`.
+ * Either way the consumer (consumeChunkStream) settles with that status and drops what it held;
+ * `stop()` (the consumer settled) clears the timer. Timers are injectable for tests.
+ */
+export function guardedCallSource<M>(
+  call: ServerReadableStream<M, unknown>,
+  opts: { what: string; idleMs: number; timers?: { setTimeout(fn: () => void, ms: number): unknown; clearTimeout(h: unknown): void } },
+) {
+  const t = opts.timers ?? { setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms), clearTimeout: (h: unknown) => clearTimeout(h as NodeJS.Timeout) };
+  let sink: { error(e: unknown): void } | null = null;
+  let early: unknown = null;
+  let timer: unknown = null;
+  let stopped = false;
+  const clear = () => {
+    if (timer !== null) t.clearTimeout(timer);
+    timer = null;
+  };
+  const end = (e: unknown) => {
+    if (stopped) return;
+    stopped = true;
+    clear();
+    if (sink) sink.error(e);
+    else early = e;
+  };
+  const arm = () => {
+    clear();
+    if (!stopped) timer = t.setTimeout(() => end(new StatusError(status.DEADLINE_EXCEEDED, `${opts.what}: no message for ${opts.idleMs} ms (grpc.streamIdleMs); the stream was ended and what it sent was dropped`)), opts.idleMs);
+  };
+  arm();
+  return {
+    end,
+    stop: () => {
+      stopped = true;
+      clear();
+    },
+    source: {
+      subscribe(o: { next(m: M): void; error(e: unknown): void; complete(): void }) {
+        sink = o;
+        if (early !== null) return o.error(early);
+        call.on('data', (m: M) => {
+          if (stopped) return;
+          arm();
+          o.next(m);
+        });
+        call.on('error', (e: unknown) => o.error(e));
+        call.on('cancelled', () => {
+          stopped = true;
+          clear();
+          o.error(new Error('the call was cancelled before its stream ended'));
+        });
+        call.on('end', () => {
+          clear();
+          o.complete();
+        });
+      },
     },
   };
 }

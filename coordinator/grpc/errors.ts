@@ -17,6 +17,16 @@ export class StatusError extends Error {
   }
 }
 
+/**
+ * A client-supplied string as a status message may quote it: at most `max` characters (64, the
+ * longest party name), with how many more there were. A message never grows with what a client
+ * sent (a 200,000-character run id echoed whole made the status trailers too large to deliver).
+ */
+export function clientText(s: string, max = 64): string {
+  const t = String(s);
+  return t.length <= max ? t : `${t.slice(0, max)}... (${t.length} characters)`;
+}
+
 export const invalid = (m: string) => new StatusError(status.INVALID_ARGUMENT, m);
 export const unauthenticated = (m: string) => new StatusError(status.UNAUTHENTICATED, m);
 export const permissionDenied = (m: string) => new StatusError(status.PERMISSION_DENIED, m);

@@ -4,7 +4,7 @@
  *
  *   1. shape: body 1..maxBodyBytes bytes, signature 64 bytes            INVALID_ARGUMENT
  *   2. body decodes as the RPC's *Body message with a header,
- *      party name well-formed, nonce 16 bytes                           INVALID_ARGUMENT
+ *      party name and run id well-formed, nonce 16 bytes                INVALID_ARGUMENT
  *   3. header.party is enrolled                                         UNAUTHENTICATED
  *   4. signature verifies under that party's enrolled key              UNAUTHENTICATED
  *   5. mutual TLS: the client certificate belongs to that party         PERMISSION_DENIED
@@ -37,7 +37,7 @@ import {
   type SignedRequest,
 } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { METHOD_PHASE, NONCE_LENGTH, verifyRequest, type PartyMethod } from '../../shared/proto/envelope';
-import { alreadyExists, failedPrecondition, invalid, permissionDenied, unauthenticated, type StatusError } from '../grpc/errors';
+import { alreadyExists, clientText, failedPrecondition, invalid, permissionDenied, unauthenticated, type StatusError } from '../grpc/errors';
 import { federationWireSchema, wireViolation } from '../../shared/proto/wire-check';
 import type { ParticipantRow, Repository } from '../storage/repository';
 
@@ -61,6 +61,12 @@ export const METHOD_BODY = {
 export type BodyOf<M extends PartyMethod> = ReturnType<(typeof METHOD_BODY)[M]['fns']['decode']>;
 
 const NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
+/**
+ * header.run_id: empty (no run: Subscribe, DownloadModel) or the shape of the ids RoundsService.startRun
+ * draws (`run-<UTC yyyymmddThhmmss>-<6 hex>`, 26 characters), loosened to any 1..64 characters of
+ * that alphabet so an unknown run is still answered NOT_FOUND / FAILED_PRECONDITION by name.
+ */
+export const RUN_ID_RE = /^(|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$/;
 
 export interface Authenticated<T> {
   party: ParticipantRow;
@@ -119,7 +125,8 @@ export class PartyAuthenticator {
     }
     const h = body.header;
     if (!h) throw invalid(`${method}: body has no header`);
-    if (!NAME_RE.test(h.party)) throw invalid(`${method}: header.party must be a lowercase party name, got "${h.party.slice(0, 64)}"`);
+    if (!NAME_RE.test(h.party)) throw invalid(`${method}: header.party must be a lowercase party name, got "${clientText(h.party)}"`);
+    if (!RUN_ID_RE.test(h.runId)) throw invalid(`${method}: header.run_id must be empty or a run id (1..64 letters, digits, '.', '_' or '-', like run-20260101T120000-a1b2c3), got "${clientText(h.runId)}" (${h.runId.length} characters)`);
     if (!(h.nonce instanceof Uint8Array) || h.nonce.length !== NONCE_LENGTH) throw invalid(`${method}: header.nonce must be ${NONCE_LENGTH} bytes, got ${h.nonce?.length ?? 0}`);
 
     const party = await this.repo.participantByName(h.party);
@@ -128,7 +135,7 @@ export class PartyAuthenticator {
 
     if (this.opts.requireClientCert) this.checkClientCert(method, party, call);
 
-    if (h.federationId !== this.opts.federationId) throw failedPrecondition(`${method}: message is bound to federation "${h.federationId}", this coordinator serves "${this.opts.federationId}"`);
+    if (h.federationId !== this.opts.federationId) throw failedPrecondition(`${method}: message is bound to federation "${clientText(h.federationId)}", this coordinator serves "${this.opts.federationId}"`);
     if (h.phase !== METHOD_PHASE[method]) throw failedPrecondition(`${method}: message is bound to phase ${h.phase}, this RPC takes phase ${METHOD_PHASE[method]}`);
 
     const ts = Number(h.timestampMs);

@@ -24,7 +24,7 @@ import {
   type TokenRecord,
 } from '../../proto/gen/nest/fedbridge/v1/federation';
 import { CTX, type CoordinatorContext } from '../context';
-import { alreadyExists, failedPrecondition, invalid, notFound, toRpcException, unauthenticated } from '../grpc/errors';
+import { alreadyExists, clientText, failedPrecondition, invalid, notFound, toRpcException, unauthenticated } from '../grpc/errors';
 import { bearerToken, newToken, tokenMatches, tokenSha256 } from '../identity/tokens';
 import { ConflictError, type ParticipantRow, type TokenRow } from '../storage/repository';
 import { randomBytes } from 'node:crypto';
@@ -73,7 +73,7 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
 
   enroll(request: EnrollRequest, metadata?: Metadata): Promise<EnrollResponse> {
     return this.guarded(metadata, async () => {
-      if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${request.name.slice(0, 64)}")`);
+      if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${clientText(request.name)}")`);
       if (!(request.publicKey instanceof Uint8Array) || request.publicKey.length !== 32) throw invalid(`public_key must be a 32-byte Ed25519 key, got ${request.publicKey?.length ?? 0} bytes`);
       if (request.certSha256 && !/^[0-9a-f]{64}$/.test(request.certSha256)) throw invalid('cert_sha256 must be 64 lowercase hex characters (SHA-256 of the client certificate DER)');
       // the policy pins the coordinator's key apart from every party's: a party signing as the coordinator would forge its audit entries and events
@@ -103,12 +103,12 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
    */
   removeParticipant(request: RemoveParticipantRequest, metadata?: Metadata): Promise<ParticipantRecord> {
     return this.guarded(metadata, async () => {
-      if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${request.name.slice(0, 64)}")`);
+      if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${clientText(request.name)}")`);
       if (request.reason.length > MAX_TEXT) throw invalid(`reason is longer than ${MAX_TEXT} characters`);
       const audit = this.ctx.audit;
       const emit = (row: ParticipantRow) => [audit.append({ type: 'participant-removed', name: row.name, publicKey: Buffer.from(row.publicKey).toString('base64'), reason: request.reason })];
       const r = await audit.write(() => this.ctx.repo.removeParticipant(request.name, request.reason, { emit }));
-      if (r.outcome === 'unknown') throw notFound(`no party "${request.name}" is enrolled (fedbridge coordinator parties)`);
+      if (r.outcome === 'unknown') throw notFound(`no party "${clientText(request.name)}" is enrolled (fedbridge coordinator parties)`);
       if (r.outcome === 'running') throw failedPrecondition(`run ${r.runId} is running and its policy pins every party; abort it (fedbridge coordinator runs abort) or let it finish, then remove "${request.name}"`);
       this.ctx.events.disconnect(r.row.name, unauthenticated(`party "${r.row.name}" was removed from the federation`));
       this.ctx.log(`removed party "${r.row.name}"${request.reason ? ` (${request.reason})` : ''}`);

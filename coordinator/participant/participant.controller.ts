@@ -4,7 +4,7 @@
  * and handed to the round orchestration; streams are chunked both ways.
  */
 import { Controller, Inject } from '@nestjs/common';
-import type { Metadata, sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
+import type { Metadata, sendUnaryData, ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
 import { Observable, from, mergeMap } from 'rxjs';
 import {
@@ -20,7 +20,7 @@ import {
 import { CTX, type CoordinatorContext } from '../context';
 import { StatusError, invalid, notFound, status, toRpcException, toStatusError, unauthenticated } from '../grpc/errors';
 import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
-import { answer, callSource, GrpcController } from '../grpc/decorators';
+import { answer, guardedCallSource, GrpcController } from '../grpc/decorators';
 import { PHASE_ENUM } from '../rounds/rounds.service';
 import type { RoundPhase } from '../rounds/protocol';
 import { acceptReceipt } from '../audit/receipts';
@@ -116,8 +116,12 @@ export class ParticipantController implements Omit<ParticipantServiceController,
   uploadMaskedInput(call: ServerReadableStream<UploadChunk, UploadAck>, callback: sendUnaryData<UploadAck>): Promise<void> {
     const cfg = this.ctx.config.grpc;
     let bound: { party: string; runId: string; round: number; replayed: StatusError | null } | null = null;
+    let asm: ChunkAssembler | null = null;
+    let release: () => void = () => undefined;
+    // the first message within grpc.streamIdleMs, and each next one too; `guard.end` ends it from outside
+    const guard = guardedCallSource(call, { what: 'UploadMaskedInput', idleMs: cfg.streamIdleMs });
     const done = consumeChunkStream<UploadChunk, UploadAck>(
-      callSource(call),
+      guard.source,
       {
         onFirst: async (msg) => {
           if (!msg.open) throw invalid('UploadMaskedInput: the first message must carry `open` (a signed UploadOpenBody)');
@@ -128,53 +132,139 @@ export class ParticipantController implements Omit<ParticipantServiceController,
           this.ctx.rounds.checkMaskedUpload(party.name, header.runId, header.round, body.dataHash, replay);
           const total = Number(body.totalBytes);
           if (total === 0) throw invalid('UploadMaskedInput: total_bytes must be positive');
-          bound = { party: party.name, runId: header.runId, round: header.round, replayed: replay };
-          return new ChunkAssembler('UploadMaskedInput', total, body.chunkCount, body.dataHash, cfg.maxChunkBytes, cfg.maxUploadBytes);
-        },
-        chunk: (msg) => ({ index: msg.index, data: msg.data, hasOpen: !!msg.open }),
-        onEnd: async (data) => {
-          const b = bound!;
-          let resent = false;
-          try {
-            resent = (await this.ctx.rounds.submitMaskedInput(b.party, b.runId, b.round, data, b.replayed)).resent;
-          } finally {
-            // an identical resend's bytes are counted apart, so `upload` counts each input once; a
-            // replayed open that is no resend is refused, uncounted, as it was when step 8 refused it
-            if (resent) this.ctx.metrics.bytesReceived.inc({ kind: 'upload-resend' }, data.length);
-            else if (!b.replayed) this.ctx.metrics.bytesReceived.inc({ kind: 'upload' }, data.length);
+          const a = new ChunkAssembler('UploadMaskedInput', total, body.chunkCount, body.dataHash, cfg.maxChunkBytes, cfg.maxUploadBytes);
+          // the round's own size, before a single chunk is held (the upload limit alone allows 512 MiB)
+          const expected = this.ctx.rounds.expectedMaskedInputBytes(party.name, header.runId, header.round);
+          if (expected !== null && total !== expected) {
+            throw invalid(`UploadMaskedInput: total_bytes is ${total}, the masked input of party "${party.name}" for round ${header.round} is ${expected} bytes`);
           }
+          // one upload receiving per party and round (RESOURCE_EXHAUSTED for a second one)
+          release = this.ctx.uploads.claim({
+            party: party.name,
+            runId: header.runId,
+            round: header.round,
+            dataHash: body.dataHash,
+            replayed: replay,
+            heldBytes: () => a.receivedBytes,
+            end: (e) => guard.end(e),
+          });
+          bound = { party: party.name, runId: header.runId, round: header.round, replayed: replay };
+          asm = a;
+          return a;
+        },
+        chunk: (msg) => {
+          this.ctx.uploads.sweep(); // a round that moved on without an event still ends this upload
+          return { index: msg.index, data: msg.data, hasOpen: !!msg.open };
+        },
+        onEnd: async (data) => {
+          // the stream is complete: its slot is free again (a resend racing this commit is decided
+          // by submitMaskedInput under the rounds lock), and the chunks are one buffer now
+          release();
+          const b = bound!;
+          const r = await this.ctx.rounds.submitMaskedInput(b.party, b.runId, b.round, data, b.replayed);
+          // only accepted bytes are counted: an identical resend's apart, so `upload` counts each
+          // input once; a refused upload (wrong length, protocol refusal, replay) not at all
+          this.ctx.metrics.bytesReceived.inc({ kind: r.resent ? 'upload-resend' : 'upload' }, data.length);
           return { runId: b.runId, round: b.round, receivedBytes: String(data.length) };
         },
       },
       'UploadMaskedInput',
-    ).catch((e) => {
-      const s = toStatusError(e, this.ctx.log);
-      this.ctx.metrics.rejected.inc({ code: status[s.code] ?? String(s.code) });
-      throw s;
-    });
+    )
+      .catch((e) => {
+        const s = toStatusError(e, this.ctx.log);
+        this.ctx.metrics.rejected.inc({ code: status[s.code] ?? String(s.code) });
+        throw s;
+      })
+      .finally(() => {
+        guard.stop();
+        release();
+        (asm as ChunkAssembler | null)?.release();
+      });
     return answer(callback, done, this.ctx.log);
   }
 
-  /** The model as a server stream: ModelInfo first, then chunks of at most grpc.maxChunkBytes. */
-  downloadModel(request: SignedRequest, _m?: Metadata, call?: Call): Observable<ModelChunk> {
-    const chunk = this.ctx.config.grpc.maxChunkBytes;
-    const work = async (): Promise<ModelChunk[]> => {
-      const { body } = await this.ctx.auth.authenticate('DownloadModel', request, call);
-      const row = body.version === 0 ? await this.ctx.repo.latestModelVersion() : await this.ctx.repo.modelVersion(body.version);
-      if (!row) throw notFound(body.version === 0 ? 'no model version exists yet' : `model version ${body.version} does not exist`);
-      const count = Math.max(1, Math.ceil(row.bytes.length / chunk));
-      const out: ModelChunk[] = [
-        {
-          info: { version: row.version, modelHash: row.hash, totalBytes: String(row.bytes.length), chunkCount: count, parentVersion: row.parent ?? 0 },
-          index: 0,
-          data: new Uint8Array(0),
+  /**
+   * The model as a server stream: ModelInfo first, then chunks of at most grpc.maxChunkBytes, views
+   * into the one cached buffer of that version (participant/downloads.ts). Chunks are produced as
+   * the client reads: the next is written only once grpc-js accepts more (`drain`). Nest's
+   * observable writer would buffer whatever the observable emits while the client does not read
+   * (server-grpc.js valuesWaitingToBeDrained), so the chunks are written to the call here and the
+   * observable carries only the end or the error. At most grpc.maxDownloadsPerParty downloads per
+   * party (RESOURCE_EXHAUSTED); a client that reads nothing for grpc.streamIdleMs is ended
+   * DEADLINE_EXCEEDED and the download's slot released.
+   */
+  downloadModel(request: SignedRequest, _m?: Metadata, call?: Call & Partial<Pick<ServerWritableStream<SignedRequest, ModelChunk>, 'write' | 'once' | 'off' | 'on'>>): Observable<ModelChunk> {
+    const cfg = this.ctx.config.grpc;
+    return new Observable<ModelChunk>((sub) => {
+      let stopped = false;
+      let release = () => undefined as void;
+      let wake: (() => void) | null = null;
+      const onCancel = () => {
+        stopped = true;
+        wake?.();
+      };
+      call?.on?.('cancelled', onCancel);
+      const waitDrain = () =>
+        new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => done(false), cfg.streamIdleMs);
+          const done = (ok: boolean) => {
+            clearTimeout(t);
+            call!.off!('drain', onDrain);
+            wake = null;
+            resolve(ok);
+          };
+          const onDrain = () => done(true);
+          wake = () => done(true);
+          call!.once!('drain', onDrain);
+        });
+      const work = async () => {
+        const { party, body } = await this.ctx.auth.authenticate('DownloadModel', request, call);
+        const row = await this.ctx.models.get(body.version);
+        if (!row) throw notFound(body.version === 0 ? 'no model version exists yet' : `model version ${body.version} does not exist`);
+        const bytes = row.bytes;
+        const count = Math.max(1, Math.ceil(bytes.length / cfg.maxChunkBytes));
+        const slot = this.ctx.downloads.claim(party.name, row.version, count);
+        release = slot.release;
+        const messages = function* (): Generator<ModelChunk> {
+          yield { info: { version: row.version, modelHash: row.hash, totalBytes: String(bytes.length), chunkCount: count, parentVersion: row.parent ?? 0 }, index: 0, data: new Uint8Array(0) };
+          for (let i = 0; i < count; i++) yield { info: undefined, index: i, data: bytes.subarray(i * cfg.maxChunkBytes, Math.min(bytes.length, (i + 1) * cfg.maxChunkBytes)) };
+        };
+        if (!call?.write) {
+          for (const m of messages()) sub.next(m); // no raw call (not over gRPC): the observable carries the chunks
+        } else {
+          for (const m of messages()) {
+            if (stopped) return;
+            const more = call.write(m);
+            if (!m.info) slot.progress.written++;
+            if (!more && !(await waitDrain()) && !stopped) {
+              throw new StatusError(status.DEADLINE_EXCEEDED, `DownloadModel: the client read nothing for ${cfg.streamIdleMs} ms (grpc.streamIdleMs); the download was ended after ${slot.progress.written} of ${count} chunks`);
+            }
+          }
+        }
+        this.ctx.metrics.bytesSent.inc({ kind: 'model' }, bytes.length);
+      };
+      work().then(
+        () => {
+          release();
+          if (!stopped) sub.complete();
         },
-      ];
-      for (let i = 0; i < count; i++) out.push({ info: undefined, index: i, data: row.bytes.subarray(i * chunk, Math.min(row.bytes.length, (i + 1) * chunk)) });
-      this.ctx.metrics.bytesSent.inc({ kind: 'model' }, row.bytes.length);
-      return out;
-    };
-    return from(work().catch((e) => this.fail(e))).pipe(mergeMap((chunks) => from(chunks)));
+        (e) => {
+          release();
+          if (stopped) return;
+          try {
+            this.fail(e);
+          } catch (rpc) {
+            sub.error(rpc);
+          }
+        },
+      );
+      return () => {
+        stopped = true;
+        wake?.();
+        release();
+        call?.off?.('cancelled', onCancel);
+      };
+    });
   }
 
   /** A party's receipt over the audit chain head after a completed round (coordinator/audit/receipts.ts). */

@@ -17,6 +17,7 @@ export class EventHub {
   private sequence = 0;
   private readonly subs = new Map<string, Set<Subject<SignedEvent>>>();
   private readonly latest = new Map<string, PhaseEvent>();
+  private readonly listeners: (() => void)[] = [];
 
   constructor(
     private readonly federationId: string,
@@ -34,10 +35,20 @@ export class EventHub {
   publish(party: string, fields: EventFields): void {
     const { event, signed } = this.seal(fields);
     this.latest.set(party, event);
+    for (const l of this.listeners) l();
     const set = this.subs.get(party);
     if (!set) return;
     for (const s of set) s.next(signed);
     this.metrics?.bytesSent.inc({ kind: 'event' }, signed.body.length * set.size);
+  }
+
+  /**
+   * Calls `listener` at every publish: the rounds service publishes at each phase move, round end
+   * and run end, so this is where state held for the round in progress (uploads being received,
+   * coordinator/participant/uploads.ts) learns that the round moved on.
+   */
+  onPublish(listener: () => void): void {
+    this.listeners.push(listener);
   }
 
   /** Forgets remembered events (a round finished). */

@@ -65,6 +65,12 @@ export interface RoundProtocol {
   abort(reason: string): void;
   /** The audit evidence of the phase collecting now (call before closePhase); none when the protocol has no signed messages. */
   evidence?(): PhaseEvidence;
+  /**
+   * The exact byte size of `party`'s masked-input payload in this round, when the protocol knows
+   * it (null or absent: only the coordinator's grpc.maxUploadBytes bounds an upload). An upload
+   * announcing another size is refused at its opening message, before any chunk is held.
+   */
+  maskedInputBytes?(party: string): number | null;
 }
 
 /** One masked-input evidence item, exactly as a `mask` round-phase entry's `maskedInputs` carries it. */

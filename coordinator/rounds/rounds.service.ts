@@ -30,7 +30,7 @@ import { EventKind, Phase, type RoundStatus, type RunStatus } from '../../proto/
 import { parsePolicyYaml, canonicalPolicyJson, policyHash, PolicyError, type Policy } from '../../shared/policy/schema';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
 import { sodium } from '../../shared/crypto/sodium';
-import { alreadyExists, failedPrecondition, invalid, permissionDenied, StatusError, status } from '../grpc/errors';
+import { alreadyExists, clientText, failedPrecondition, invalid, permissionDenied, StatusError, status } from '../grpc/errors';
 import type { CoordinatorMetrics } from '../http/metrics';
 import { checkPolicyAcceptance } from '../policy/signatures';
 import { ConflictError, type AuditSealer, type MaskedInputRow, type Repository, type RunRow } from '../storage/repository';
@@ -595,7 +595,7 @@ export class RoundsService {
   async abortRun(runId: string, reason: string): Promise<RunStatus> {
     return this.lock.run(async () => {
       const run = runId ? await this.d.repo.run(runId) : await this.d.repo.runningRun();
-      if (!run) throw new StatusError(status.NOT_FOUND, runId ? `no run "${runId}"` : 'no run is running');
+      if (!run) throw new StatusError(status.NOT_FOUND, runId ? `no run "${clientText(runId)}"` : 'no run is running');
       if (run.state !== 'running') throw failedPrecondition(`run ${run.id} is already ${run.state}`);
       const why = `operator: ${reason || 'aborted'}`;
       const a = this.active;
@@ -612,7 +612,7 @@ export class RoundsService {
 
   async status(runId: string): Promise<RunStatus> {
     const run = runId ? await this.d.repo.run(runId) : await this.d.repo.latestRun();
-    if (!run) throw new StatusError(status.NOT_FOUND, runId ? `no run "${runId}"` : 'no run has been started');
+    if (!run) throw new StatusError(status.NOT_FOUND, runId ? `no run "${clientText(runId)}"` : 'no run has been started');
     return this.statusOf(run.id);
   }
 
@@ -660,7 +660,7 @@ export class RoundsService {
   checkBinding(party: string, phase: RoundPhase, runId: string, round: number): void {
     const a = this.active;
     if (!a) throw failedPrecondition('no round is open');
-    if (runId !== a.runId) throw failedPrecondition(`message is bound to run "${runId}", the open run is "${a.runId}"`);
+    if (runId !== a.runId) throw failedPrecondition(`message is bound to run "${clientText(runId)}", the open run is "${a.runId}"`);
     if (round !== a.round) throw failedPrecondition(`message is bound to round ${round}, the open round is ${a.round}`);
     if (phase !== a.stage) throw failedPrecondition(`message is for phase ${phase}, round ${a.round} is in phase ${a.stage}`);
     if (!a.expected.has(party)) throw permissionDenied(`party "${party}" is not expected in phase ${phase} of round ${a.round}`);
@@ -776,6 +776,12 @@ export class RoundsService {
 
   private differentInput(a: ActiveRound, party: string): StatusError {
     return alreadyExists(`party "${party}" already had a masked input accepted for round ${a.round} of run ${a.runId}; a different one is refused (one masked input per party and round)`);
+  }
+
+  /** The exact size the open round's protocol expects of `party`'s masked input (null: not known, or not the open round). */
+  expectedMaskedInputBytes(party: string, runId: string, round: number): number | null {
+    const a = this.active;
+    return a && a.runId === runId && a.round === round ? (a.protocol.maskedInputBytes?.(party) ?? null) : null;
   }
 
   /**

@@ -30,7 +30,7 @@ import { publicRoundSeed } from '../../shared/fl/seeds';
 import { newServerState, type ServerOptimizerState } from '../../shared/fl/server';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
 import { SecAggServer } from '../../shared/secagg/server';
-import { decodeClientMessage, encodeServerMessage } from '../../shared/secagg/wire';
+import { decodeClientMessage, encodeServerMessage, maskedInputWireBytes } from '../../shared/secagg/wire';
 import type { ClientMessage } from '../../shared/secagg/messages';
 import { u32LeBytes } from '../../shared/secagg/messages';
 import { sodium } from '../../shared/crypto/sodium';
@@ -242,6 +242,13 @@ export class SecAggRoundProtocol implements RoundProtocol {
 
   abort(reason: string): void {
     if (this.server.phase !== 'done' && this.server.phase !== 'aborted') this.server.abort(reason);
+  }
+
+  /** What encodeClientMessage gives for this round's masked input of `party` (the nodes' encoder). */
+  maskedInputBytes(party: string): number | null {
+    if (!this.start.parties.includes(party)) return null;
+    const p = this.start.policy;
+    return maskedInputWireBytes({ federationId: p.federationId, round: this.start.round, sender: party, bits: p.secagg.bitWidth, length: encodedDimension(this.dimension, this.rotationSeed !== null) });
   }
 }
 

@@ -522,6 +522,12 @@ export class Repository {
     return rows.length ? model(rows[0]) : null;
   }
 
+  /** The newest model version's number (0: none), without reading its bytes. */
+  async latestModelVersionNumber(): Promise<number> {
+    const rows = await this.db.query('SELECT MAX(version) AS v FROM model_versions');
+    return rows.length && rows[0].v !== null && rows[0].v !== undefined ? Number(rows[0].v) : 0;
+  }
+
   async countModelVersions(): Promise<number> {
     const rows = await this.db.query('SELECT COUNT(*) AS n FROM model_versions');
     return Number(rows[0].n);

@@ -84,6 +84,31 @@ export function encodeClientMessage(m: ClientMessage): Uint8Array {
   return pb.SecAggClientMessage.encode(env).finish();
 }
 
+/** Bytes of an unsigned varint. */
+function varintBytes(n: number): number {
+  let k = 1;
+  while (n >= 128) {
+    n = Math.floor(n / 128);
+    k++;
+  }
+  return k;
+}
+
+/**
+ * The exact length of `encodeClientMessage` for a masked input of `length` words from `sender`
+ * (its vector in VECTOR_CHUNK_BYTES chunks, a 64-byte signature), without building the vector:
+ * the coordinator refuses an upload announcing any other size before reading a byte of it.
+ */
+export function maskedInputWireBytes(m: { federationId: string; round: number; sender: string; bits: number; length: number }): number {
+  const head = pb.MaskedInput.encode({ federationId: m.federationId, round: roundOut(m.round), sender: m.sender, bits: m.bits, length: String(m.length), vectorChunks: [], signature: new Uint8Array(64) }).finish().length;
+  let inner = head;
+  for (let left = 4 * m.length; left > 0; left -= VECTOR_CHUNK_BYTES) {
+    const c = Math.min(left, VECTOR_CHUNK_BYTES);
+    inner += 1 + varintBytes(c) + c; // field 6, length-delimited
+  }
+  return 1 + varintBytes(inner) + inner; // SecAggClientMessage field 3, length-delimited
+}
+
 function decodeEnvelope<T extends object>(fns: { decode(b: Uint8Array): T }, bytes: Uint8Array, what: string): T {
   if (!(bytes instanceof Uint8Array)) bad(`${what} expected Uint8Array bytes`);
   const violation = wireViolation(bytes, `fedbridge.v1.${what}`, secaggWireSchema());

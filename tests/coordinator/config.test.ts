@@ -30,6 +30,8 @@ describe('coordinator config validation (fail fast, readable)', () => {
     expect(c.grpc.tls.cert).toBe(path.join(dir, 'server.crt'));
     expect(c.grpc.tls.requireClientCert).toBe(true);
     expect(c.grpc.maxChunkBytes).toBe(1024 * 1024);
+    expect(c.grpc.streamIdleMs).toBe(60_000);
+    expect(c.grpc.maxDownloadsPerParty).toBe(4);
     expect(c.storage.dataDir).toBe(path.join(dir, 'data'));
     expect(c.storage.databaseUrl).toBeUndefined();
     expect(c.rounds.maxConsecutiveAborts).toBe(3);
@@ -42,6 +44,9 @@ describe('coordinator config validation (fail fast, readable)', () => {
     ['bad listen address', (c: any) => (c.grpc.listen = 'localhost'), /^grpc\.listen: expected HOST:PORT/],
     ['port out of range', (c: any) => (c.http.listen = '127.0.0.1:70000'), /^http\.listen: port must be <= 65535/],
     ['chunk limit above the gRPC message limit', (c: any) => (c.grpc.maxChunkBytes = 8 * 1024 * 1024), /^grpc\.maxChunkBytes: /],
+    ['stream idle limit below 100 ms', (c: any) => (c.grpc.streamIdleMs = 10), /^grpc\.streamIdleMs: /],
+    ['stream idle limit not an integer', (c: any) => (c.grpc.streamIdleMs = 1.5), /^grpc\.streamIdleMs: /],
+    ['no download allowed per party', (c: any) => (c.grpc.maxDownloadsPerParty = 0), /^grpc\.maxDownloadsPerParty: /],
     ['unknown key (typo)', (c: any) => (c.grpc.tls.requireClientCerts = true), /^grpc\.tls: .*requireClientCerts/],
     ['mutual TLS without a CA', (c: any) => delete c.grpc.tls.ca, /^grpc\.tls\.ca: required when requireClientCert/],
     ['operator token hash not hex', (c: any) => (c.operator.tokenSha256 = 'secret'), /^operator\.tokenSha256: expected the SHA-256/],

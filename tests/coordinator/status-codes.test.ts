@@ -119,8 +119,8 @@ describe('status codes of rejected requests (nothing stored, honest round comple
       for (let i = 0; i < dim; i++) v[i] = (i % 5) * 0.01 * (k + 1);
       return new Uint8Array(v.buffer);
     };
-    // wrong vector length (checked by the round protocol after a complete, intact upload)
-    await rejects(() => platform.upload(runId, 1, new Uint8Array(dim * 4 - 4), { chunkBytes: CHUNK }), status.INVALID_ARGUMENT, /must be \d+ float32 values/);
+    // wrong vector length: the announced size is not the round's, refused at the open before any chunk
+    await rejects(() => platform.upload(runId, 1, new Uint8Array(dim * 4 - 4), { chunkBytes: CHUNK }), status.INVALID_ARGUMENT, new RegExp(`total_bytes is ${dim * 4 - 4}, the masked input of party "platform" for round 1 is ${dim * 4} bytes`));
     // a chunk above the coordinator's limit
     await rejects(() => platform.upload(runId, 1, good(0), { chunkBytes: CHUNK, openOver: { chunkCount: 0 } }), status.INVALID_ARGUMENT, /cannot carry/);
     await rejects(

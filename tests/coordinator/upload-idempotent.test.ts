@@ -4,7 +4,9 @@
  * protocol call, metric count or charge), whether the resend replays the very same signed open
  * (same nonce) or comes under a freshly signed open (what participant-node's uploadWithRetry sends),
  * and even after its input closed the mask phase. A different input from that party is refused
- * ALREADY_EXISTS; a truncated or altered resend fails the stream checks; replays of every other RPC
+ * ALREADY_EXISTS; a truncated or altered resend fails the stream checks; a resend opened while its
+ * first attempt still streams is refused RESOURCE_EXHAUSTED (one upload at a time) and may be sent
+ * again once that one ended; replays of every other RPC
  * stay ALREADY_EXISTS; after the round is over a resend gets what it got before. Real gRPC with
  * mutual TLS on loopback: the test-only plain-sum protocol (every step driven by the test) on
  * SQLite, and the real secure-aggregation protocol (MiniNodes) on SQLite and, when a URL is
@@ -157,14 +159,30 @@ describe('idempotent masked-input upload (plain-sum protocol, every step driven 
     expect(coord.ctx.rounds.binding()).toMatchObject({ phase: 'mask', expected: ['insurer', 'insurer2', 'platform'] });
   });
 
-  test('a resend racing its own first attempt: both acknowledged alike, whichever commits first; one row', async () => {
+  test('a resend while its first attempt still streams is refused RESOURCE_EXHAUSTED (one upload at a time), changing nothing; once the first completed, resends get its ack; one row', async () => {
     const insurer = parties[1];
     uploads[1] = signedUpload(insurer, runId, 1, inputs[1]);
-    const [a1, a2, a3] = await Promise.all([send(insurer, uploads[1]), insurer.upload(runId, 1, inputs[1], { chunkBytes: CHUNK }), send(insurer, uploads[1])]);
+    // the first attempt: open and the first chunk sent, the stream still open
+    let settle!: (v: UploadAck | grpc.ServiceError) => void;
+    const firstResult = new Promise<UploadAck | grpc.ServiceError>((r) => (settle = r));
+    const first = insurer.client.uploadMaskedInput((e, ack) => settle(e ?? ack!));
+    first.on('error', () => undefined);
+    first.write(uploads[1][0]);
+    first.write(uploads[1][1]);
+    for (let i = 0; coord.ctx.uploads.count('insurer') === 0; i++) {
+      if (i > 1000) throw new Error('the first attempt never reached the coordinator');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // a resend racing it (the same bytes under a fresh open): refused at its open, nothing changes
+    await refused(() => insurer.upload(runId, 1, inputs[1], { chunkBytes: CHUNK }), status.RESOURCE_EXHAUSTED, /^UploadMaskedInput: party "insurer" already has an upload in progress for round 1 of run .* \(one at a time\); send it again once that one has ended$/);
+    for (const c of uploads[1].slice(2)) first.write(c);
+    first.end();
+    const a1 = (await firstResult) as UploadAck;
     acks[1] = a1;
     expect(a1).toEqual({ runId, round: 1, receivedBytes: String(dim * 4) });
-    expect(a2).toEqual(a1);
-    expect(a3).toEqual(a1);
+    // the same signed open again, and the same input under a fresh one: acknowledged alike
+    expect(await send(insurer, uploads[1])).toEqual(a1);
+    expect(await insurer.upload(runId, 1, inputs[1], { chunkBytes: CHUNK })).toEqual(a1);
     expect(await rows()).toEqual(['insurer', 'platform']);
     expect(maskReceived()).toEqual(['insurer', 'platform']);
     expect((await bytesReceived(coord)).upload).toBe(2 * dim * 4);
@@ -251,7 +269,7 @@ describe('idempotent masked-input upload (plain-sum protocol, every step driven 
     const bytes = await bytesReceived(coord);
     expect(bytes.upload).toBe(3 * dim * 4);
     expect(bytes['phase-mask']).toBe(3 * dim * 4);
-    expect(bytes['upload-resend']).toBe(8 * dim * 4); // 2 + 2 (the race) + 3 + 1
+    expect(bytes['upload-resend']).toBe(8 * dim * 4); // 2 + 2 (after the refused race) + 3 + 1
   });
 
   test('after the round is over a resend gets what it got before: a replayed open ALREADY_EXISTS, a fresh one FAILED_PRECONDITION', async () => {

@@ -2,7 +2,7 @@
  * TEST-ONLY RoundProtocol: a plain (unmasked, no secrecy) sum, used to drive the coordinator's
  * transport and orchestration in tests without the secure-aggregation core. It keeps the shape of
  * the real protocol: five phases, each closed by the service when all expected parties sent or the
- * deadline passed; mask-phase payloads must be float32 vectors of the model's length; the round
+ * deadline passed; mask-phase payloads must be finite float32 vectors of the model's length; the round
  * aborts when fewer than `minParties` survive a phase; the result is base + mean of the inputs.
  */
 import { invalid, failedPrecondition } from '../../../coordinator/grpc/errors';
@@ -33,6 +33,7 @@ export class PlainSumProtocol implements RoundProtocol {
     if (phase === 'mask') {
       if (payload.length !== this.sum.length * 4) throw invalid(`masked input must be ${this.sum.length} float32 values (${this.sum.length * 4} bytes), got ${payload.length} bytes`);
       const v = new Float32Array(payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.length));
+      if (!v.every(Number.isFinite)) throw invalid('masked input holds a value that is not a finite float32');
       for (let i = 0; i < v.length; i++) this.sum[i] += v[i];
       this.contributors.push(party);
     } else if (payload.length > 1024) {
@@ -67,6 +68,11 @@ export class PlainSumProtocol implements RoundProtocol {
   abort(reason: string): void {
     void reason;
     this.phase = 'aborted';
+  }
+
+  /** a masked input is the model's float32 vector */
+  maskedInputBytes(): number {
+    return this.sum.length * 4;
   }
 }
 

@@ -7,7 +7,7 @@ import * as pb from '../../../proto/gen/grpc/fedbridge/v1/secagg';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { SecAggError } from '../../../shared/secagg/errors';
 import type { MaskedInput } from '../../../shared/secagg/messages';
-import { decodeClientMessage, decodeServerMessage, encodeClientMessage, encodeServerMessage, VECTOR_CHUNK_BYTES } from '../../../shared/secagg/wire';
+import { decodeClientMessage, decodeServerMessage, encodeClientMessage, encodeServerMessage, maskedInputWireBytes, VECTOR_CHUNK_BYTES } from '../../../shared/secagg/wire';
 import { makeFederation, modSum, randomInput, runRound, seededRng } from './harness';
 
 beforeAll(() => sodiumReady());
@@ -48,6 +48,16 @@ function refusal(fn: () => unknown): string {
 }
 
 const invalid = (fn: () => unknown): void => void refusal(fn);
+
+test('maskedInputWireBytes is the length encodeClientMessage gives (the size the coordinator requires of an upload)', () => {
+  const words = [0, 1, 127, VECTOR_CHUNK_BYTES / 4 - 1, VECTOR_CHUNK_BYTES / 4, VECTOR_CHUNK_BYTES / 4 + 1, 2 * (VECTOR_CHUNK_BYTES / 4) + 31, 10_098];
+  for (const length of words) {
+    for (const [federationId, sender, round, bits] of [['fb-test', 'platform', 1, 32], ['a-much-longer-federation-name', 'x', 2 ** 40, 8]] as const) {
+      const m: MaskedInput = { type: 'masked-input', federationId, round, sender, bits, vector: new Uint32Array(length).fill(0xffffffff >>> (32 - bits)), signature: new Uint8Array(64).fill(7) };
+      expect(maskedInputWireBytes({ federationId, round, sender, bits, length })).toBe(encodeClientMessage(m).length);
+    }
+  }
+});
 
 test('hostile envelopes are refused with INVALID_ARGUMENT', () => {
   invalid(() => decodeClientMessage(new Uint8Array(0))); // no message
