@@ -3,11 +3,20 @@
  * a serialized PhaseEvent signed by the coordinator (shared/proto/envelope.ts `signEvent`), with a
  * sequence number strictly increasing per coordinator process. The newest event addressed to each
  * party in the current phase is kept, so a party that (re)subscribes mid-phase gets it at once.
+ *
+ * A party has at most `maxStreamsPerParty` open streams (one node holds one; a few more cover
+ * reconnects the server has not yet seen to be dead). A stream beyond that closes the party's
+ * OLDEST with RESOURCE_EXHAUSTED, so a reconnecting node always gets through, and a client opening
+ * streams in a loop holds a bounded number; the node treats that status as final (two nodes
+ * running under one identity would otherwise keep taking turns).
  */
 import { Observable, Subject } from 'rxjs';
 import { PhaseEvent, type SignedEvent } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { signEvent } from '../../shared/proto/envelope';
 import type { CoordinatorMetrics } from '../http/metrics';
+import { resourceExhausted } from '../grpc/errors';
+
+export const DEFAULT_MAX_STREAMS_PER_PARTY = 4;
 
 type AuditFields = 'auditHead' | 'auditHeadIdx' | 'modelHash';
 /** An event's fields; the audit fields (ROUND_COMPLETED only) default to empty. */
@@ -23,6 +32,7 @@ export class EventHub {
     private readonly federationId: string,
     private readonly secretKey: Uint8Array,
     private readonly metrics?: CoordinatorMetrics,
+    private readonly maxStreamsPerParty = DEFAULT_MAX_STREAMS_PER_PARTY,
   ) {}
 
   private seal(fields: EventFields): { event: PhaseEvent; signed: SignedEvent } {
@@ -73,6 +83,10 @@ export class EventHub {
       if (!set) this.subs.set(party, (set = new Set()));
       set.add(subject);
       this.metrics?.subscribers.inc();
+      if (set.size > this.maxStreamsPerParty) {
+        const oldest = set.values().next().value!;
+        oldest.error(resourceExhausted(`party "${party}" opened more than ${this.maxStreamsPerParty} event streams; this one, its oldest, was closed (is a second node running with this party's identity?)`));
+      }
       subscriber.next(this.seal(hello()).signed);
       // the party was authenticated before this registration; a removal that committed in between
       // has already called disconnect(), which this stream missed: look again, now that it is

@@ -673,6 +673,10 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       if (code === grpc.status.UNAUTHENTICATED || code === grpc.status.PERMISSION_DENIED) {
         throw new UserError(`the coordinator refused this node: ${(outcome as Error).message} (is "${identity.name}" enrolled with this key, and is the client certificate this party's?)`, 1);
       }
+      if (code === grpc.status.RESOURCE_EXHAUSTED) {
+        // newer event streams of this party replaced this one: reconnecting would take a stream from them in turn
+        throw new UserError(`the coordinator closed this node's event stream: ${(outcome as Error).message}`, 1);
+      }
       failures++;
       if (failures > maxReconnects) throw new UserError(`gave up after ${maxReconnects} reconnection attempts: ${outcome instanceof Error ? outcome.message : outcome}`, 1);
       const wait = Math.min(30_000, 1000 * 2 ** (failures - 1));

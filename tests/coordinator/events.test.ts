@@ -55,3 +55,46 @@ test('removal ends the party\'s streams, also one registered after the disconnec
   other.state.sub?.unsubscribe();
   expect(hub.subscriberCount()).toBe(0);
 });
+
+test('a party holds at most 4 streams: a fifth closes its oldest with RESOURCE_EXHAUSTED; the newer ones keep receiving', async () => {
+  await sodiumReady();
+  const hub = new EventHub('fed', ed25519Keygen().secretKey);
+  const streams = Array.from({ length: 5 }, () => watch(hub, 'platform'));
+  expect(streams[0].state.error).toMatchObject({ code: 8, message: 'party "platform" opened more than 4 event streams; this one, its oldest, was closed (is a second node running with this party\'s identity?)' });
+  expect(streams.slice(1).map((s) => s.state.error)).toEqual([null, null, null, null]);
+  expect(hub.subscriberCount('platform')).toBe(4);
+  hub.publish('platform', fields(EventKind.EVENT_KIND_PHASE_STARTED, 1));
+  expect(streams.map((s) => s.got.length)).toEqual([1, 2, 2, 2, 2]);
+  // another party's streams are counted apart
+  const other = watch(hub, 'insurer');
+  expect(other.state.error).toBeNull();
+  for (const s of [...streams, other]) s.state.sub?.unsubscribe();
+  expect(hub.subscriberCount()).toBe(0);
+});
+
+describe('over gRPC', () => {
+  test('the closed stream ends with RESOURCE_EXHAUSTED at the client', async () => {
+    const { makeEnv, startCoordinator, operator, enrol, TestParty } = await import('./helpers/harness');
+    const env = await makeEnv(['platform']);
+    const coord = await startCoordinator(env, null);
+    const p = new TestParty('platform', env, coord.grpcPort);
+    try {
+      const op = operator(env, coord.grpcPort);
+      await enrol(env, op, [p], false);
+      op.client.close();
+      const streams = [];
+      for (let i = 0; i < 5; i++) {
+        const s = p.subscribe(coord.publicKey);
+        await s.next((e) => e.kind === EventKind.EVENT_KIND_HELLO); // registered, in order
+        streams.push(s);
+      }
+      await expect(streams[0].next(() => false)).rejects.toMatchObject({ code: 8, details: expect.stringMatching(/opened more than 4 event streams; this one, its oldest, was closed/) });
+      expect(streams.slice(1).map((s) => s.error)).toEqual([null, null, null, null]);
+      expect(coord.ctx.events.subscriberCount('platform')).toBe(4);
+      for (const s of streams) s.cancel();
+    } finally {
+      p.close();
+      await coord.close();
+    }
+  });
+});
