@@ -18,7 +18,7 @@ import type { CoordinatorConfig } from './config/config';
 import type { CoordinatorContext } from './context';
 import { BoundServerGrpc } from './grpc/bound-server';
 import { guardRequestDeserializers, malformedRequestInterceptor } from './grpc/malformed';
-import { FEDERATION_PROTO, GRPC_MAX_MESSAGE_BYTES, LOADER_OPTIONS, PROTO_PACKAGE, PROTO_ROOT } from './grpc/options';
+import { FEDERATION_PROTO, GRPC_MAX_CONCURRENT_STREAMS, GRPC_MAX_MESSAGE_BYTES, LOADER_OPTIONS, PROTO_PACKAGE, PROTO_ROOT } from './grpc/options';
 import { CoordinatorMetrics } from './http/metrics';
 import { PartyAuthenticator } from './identity/authenticate';
 import { loadCoordinatorKey } from './identity/keys';
@@ -125,6 +125,7 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
       loader: { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] },
       maxReceiveMessageLength: GRPC_MAX_MESSAGE_BYTES,
       maxSendMessageLength: GRPC_MAX_MESSAGE_BYTES,
+      channelOptions: { 'grpc.max_concurrent_streams': GRPC_MAX_CONCURRENT_STREAMS },
       // undecodable protobuf -> INVALID_ARGUMENT, not grpc-js's INTERNAL (grpc/malformed.ts)
       onLoadPackageDefinition: (def) => {
         guardRequestDeserializers(def);

@@ -28,23 +28,10 @@ export function GrpcController(service: string, methods: { unary: string[]; clie
 }
 
 /**
- * The raw call as the `{subscribe}` source consumeChunkStream reads. A cancelled call (the client
- * went away, or grpc/malformed.ts refused an undecodable message) errors the source, so the
- * consumer settles and drops what it had received instead of waiting for an end that never comes.
- */
-export function callSource<M>(call: ServerReadableStream<M, unknown>) {
-  return {
-    subscribe(o: { next(m: M): void; error(e: unknown): void; complete(): void }) {
-      call.on('data', (m: M) => o.next(m));
-      call.on('error', (e: unknown) => o.error(e));
-      call.on('cancelled', () => o.error(new Error('the call was cancelled before its stream ended')));
-      call.on('end', () => o.complete());
-    },
-  };
-}
-
-/**
- * callSource with two guards (rules of grpc/README: bad or idle input never holds the server):
+ * The raw call as the `{subscribe}` source consumeChunkStream reads, with two guards (rules of
+ * grpc/README: bad or idle input never holds the server). A cancelled call (the client went away,
+ * or grpc/malformed.ts refused an undecodable message) errors the source, so the consumer settles
+ * and drops what it had received instead of waiting for an end that never comes; and
  *   - idle: no message for `idleMs` (the first one included: a stream that never opens is ended
  *     too) errors the source with DEADLINE_EXCEEDED;
  *   - `end(err)`: the owner ends the stream from outside (e.g. its round moved on) with `err`.

@@ -8,3 +8,10 @@ export { FEDERATION_PROTO, LOADER_OPTIONS, PROTO_PACKAGE, PROTO_ROOT, SECAGG_PRO
 
 /** Receive limit of the gRPC server: a guard only; vectors travel as chunks far below it. */
 export const GRPC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS; Node's
+ * default is unbounded). A node uses a handful (its event stream, an upload, a few downloads, the
+ * unary calls); each open stream costs server memory, so one connection cannot open thousands.
+ */
+export const GRPC_MAX_CONCURRENT_STREAMS = 64;

@@ -30,7 +30,7 @@ import { ConflictError, type ParticipantRow, type TokenRow } from '../storage/re
 import { randomBytes } from 'node:crypto';
 import { sodium } from '../../shared/crypto/sodium';
 import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
-import { answer, callSource, GrpcController } from '../grpc/decorators';
+import { answer, guardedCallSource, GrpcController } from '../grpc/decorators';
 
 const NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
 /** token ids as issueToken makes them */
@@ -120,9 +120,12 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
   startRun(call: ServerReadableStream<StartRunChunk, RunStatus>, callback: sendUnaryData<RunStatus>): Promise<void> {
     const cfg = this.ctx.config.grpc;
     let start: StartRunChunk['start'];
+    // the first message within grpc.streamIdleMs, and each next one too (an operator client that
+    // opens the stream and goes silent holds nothing for longer)
+    const guard = guardedCallSource(call, { what: 'StartRun', idleMs: cfg.streamIdleMs });
     return answer(callback, this.guarded(call.metadata, async () => {
       const model = await consumeChunkStream<StartRunChunk, Uint8Array>(
-        callSource(call),
+        guard.source,
         {
           onFirst: async (m) => {
             if (!m.start) throw invalid('StartRun: the first message must carry `start`');
@@ -133,10 +136,13 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
             return new ChunkAssembler('StartRun initial model', total, null, m.start.initialModelHash, cfg.maxChunkBytes, cfg.maxUploadBytes);
           },
           chunk: (m) => ({ index: m.index, data: m.data, hasOpen: !!m.start }),
-          onEnd: async (data) => data,
+          onEnd: async (data) => {
+            guard.stop();
+            return data;
+          },
         },
         'StartRun',
-      );
+      ).finally(() => guard.stop());
       return this.ctx.rounds.startRun({
         policyYaml: start!.policyYaml,
         signatures: (start!.signatures ?? []).map((s) => ({ party: s.party, signature: new Uint8Array(s.signature ?? []) })),

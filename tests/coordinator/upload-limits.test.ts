@@ -143,6 +143,34 @@ describe('masked-input upload limits', () => {
     expect(coord.ctx.rounds.binding()).toMatchObject({ phase: 'mask' });
   });
 
+  test('one connection may have at most 64 streams open at once (the server\'s HTTP/2 SETTINGS)', async () => {
+    const http2 = await import('node:http2');
+    const fs = await import('node:fs');
+    const c = env.certs.clients.platform;
+    const s = http2.connect(`https://127.0.0.1:${coord.grpcPort}`, { ca: fs.readFileSync(env.certs.ca), cert: fs.readFileSync(c.cert), key: fs.readFileSync(c.key), servername: 'localhost' });
+    try {
+      await new Promise((resolve, reject) => {
+        s.once('remoteSettings', resolve);
+        s.once('error', reject);
+      });
+      expect(s.remoteSettings.maxConcurrentStreams).toBe(64);
+    } finally {
+      s.close();
+    }
+  });
+
+  test("the operator's StartRun stream is held to the same idle limit", async () => {
+    const op = operator(env, coord.grpcPort);
+    const e = await new Promise<grpc.ServiceError | null>((resolve) => {
+      const call = op.client.startRun(op.metadata, (err) => resolve(err));
+      call.on('error', () => undefined); // opened, then silent
+    });
+    op.client.close();
+    expect(e?.code).toBe(status.DEADLINE_EXCEEDED);
+    expect(e?.details).toBe(`StartRun: no message for ${IDLE_MS} ms (grpc.streamIdleMs); the stream was ended and what it sent was dropped`);
+    expect(coord.ctx.rounds.binding()).toMatchObject({ phase: 'mask' }); // the run in progress is untouched
+  });
+
   test('the round leaves phase mask (deadline), then ends (operator abort): open uploads end FAILED_PRECONDITION at once and release their chunks', async () => {
     const [platform, , insurer2] = parties;
     // insurer2 uploads slowly (keeps sending, so the idle limit is not what ends it)
