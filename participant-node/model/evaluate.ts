@@ -17,7 +17,9 @@
  * - Cross-domain quality against hidden ground truth (items of other domains a user would take up):
  *   each ground-truth item ranked against 100 negatives from its domain.
  *
- * Rank = number of candidates scoring strictly higher; hit@K iff rank < K; NDCG = 1/log2(rank + 2).
+ * Rank = number of candidates scoring higher than the target OR EQUAL to it (a tie is never won by
+ * the target: a constant or diverged model must not look perfect; a NaN score, target or
+ * candidate, counts against the target too); hit@K iff rank < K; NDCG = 1/log2(rank + 2).
  * Sampling of negatives uses a seeded PRNG so two models are compared on the same candidates.
  */
 import type { NodeDataset } from '../data/dataset';
@@ -178,12 +180,13 @@ function* runCases(
       const row = scores.subarray(k * stride, (k + 1) * stride);
       const ts = row[c.target];
       let rank = 0;
-      for (const neg of c.negatives) if (row[neg] > ts) rank++;
+      // !(x < ts): ties and NaN count against the target
+      for (const neg of c.negatives) if (!(row[neg] < ts)) rank++;
       let full: number | undefined;
       if (trainSeen) {
         const seen = trainSeen.get(c.user);
         full = 0;
-        for (let i = 0; i < stride; i++) if (i !== c.target && row[i] > ts && !(seen && seen.has(i))) full++;
+        for (let i = 0; i < stride; i++) if (i !== c.target && !(row[i] < ts) && !(seen && seen.has(i))) full++;
       }
       all.add(rank, full);
       const d = domainOf[c.target];

@@ -49,6 +49,11 @@ function readF32(file: string, expected: number): Float32Array {
 export async function saveModel(dataDir: string, model: TwoTowerModel, meta: Omit<ModelMeta, 'format' | 'savedAt' | 'numUsers'>, userIds: string[]): Promise<void> {
   if (userIds.length !== model.shape.numUsers) throw new RangeError(`userIds has ${userIds.length} entries, model has ${model.shape.numUsers} users`);
   const shared = await model.getSharedFlat(); // read before staging: nothing is written if the read fails
+  // a diverged model (NaN/Inf) is never saved: it would replace a good one and evaluate as garbage
+  for (const [what, v] of [['shared', shared], ['user embedding', model.userEmbedding]] as const) {
+    const bad = v.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new UserError(`the trained model has a non-finite ${what} parameter (index ${bad}: ${v[bad]}): training diverged; nothing was saved (try a smaller learning rate)`, 1);
+  }
   const target = modelDir(dataDir);
   const staged = path.join(dataDir, `.model-staging-${randomBytes(4).toString('hex')}`);
   fs.mkdirSync(staged, { recursive: true });

@@ -14,19 +14,11 @@ import * as http2 from 'node:http2';
 import { DownloadModelBody, SignedRequest } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import type { RunningCoordinator } from '../../coordinator/main';
 import { PlainSumFactory } from './helpers/plain-protocol';
-import { enrol, grpc, grpcError, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, type Env } from './helpers/harness';
+import { enrol, grpc, grpcError, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, type Env, until } from './helpers/harness';
 
 const { status } = grpc;
 const CHUNK = 16 * 1024;
 const STALL_MS = 1500;
-
-async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('model downloads', () => {
   let env: Env;

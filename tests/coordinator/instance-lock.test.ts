@@ -8,37 +8,19 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { createCoordinator } from '../../coordinator/main';
 import { validateConfig } from '../../coordinator/config/config';
 import { acquireInstanceLock } from '../../coordinator/storage/instance-lock';
-import { PostgresDriver } from '../../coordinator/storage/sql';
 import { makeEnv } from './helpers/harness';
-import { PG_URL } from './helpers/db';
+import { PG_URL, pgSchemaUrl } from './helpers/db';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-
-async function pgSchemaUrl(url: string): Promise<{ url: string; drop: () => Promise<void> }> {
-  const schema = `t_lock_${randomBytes(4).toString('hex')}`;
-  const d = await PostgresDriver.connect(url, { schema });
-  await d.close();
-  const u = new URL(url);
-  u.searchParams.set('options', `-c search_path=${schema}`);
-  return {
-    url: u.toString(),
-    drop: async () => {
-      const c = await PostgresDriver.connect(url);
-      await c.execScript(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      await c.close();
-    },
-  };
-}
 
 describe('one coordinator per store', () => {
   for (const backend of PG_URL ? ['sqlite', 'postgres'] : ['sqlite']) {
     test(`${backend}: a second coordinator on the store is refused until the first closes`, async () => {
       const env = await makeEnv(['platform', 'insurer']);
-      const pg = backend === 'postgres' ? await pgSchemaUrl(PG_URL) : null;
+      const pg = backend === 'postgres' ? await pgSchemaUrl(PG_URL, 'lock') : null;
       if (pg) env.configInput.storage.databaseUrl = pg.url;
       const config = validateConfig(env.configInput, env.dir, 'test', {});
       const quiet = { log: () => undefined, createKey: true };

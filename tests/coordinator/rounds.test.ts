@@ -9,7 +9,7 @@ import { verifyAuditChain } from '../../coordinator/audit/log';
 import type { RunningCoordinator } from '../../coordinator/main';
 import { LEGAL_MOVES } from '../../coordinator/rounds/rounds.service';
 import { PlainSumFactory } from './helpers/plain-protocol';
-import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env, type EventStream } from './helpers/harness';
+import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, until, type Env, type EventStream } from './helpers/harness';
 import { PG_URL } from './helpers/db';
 
 const vec = (dim: number, x: number) => new Uint8Array(new Float32Array(dim).fill(x).buffer);
@@ -273,7 +273,7 @@ describe('a storage failure while a phase closes', () => {
       repo.abortRound = ((...a: Parameters<typeof abortRound>) => (abortFailures-- > 0 ? busy() : abortRound.apply(repo, a))) as typeof abortRound;
 
       expect(timers.fire()).toBe(1); // the advertise deadline passes without insurer2
-      await waitFor(() => logs.some((l) => /the abort could not be stored either \(SQLITE_BUSY/.test(l)));
+      await until('the failed abort is logged', () => logs.some((l) => /the abort could not be stored either \(SQLITE_BUSY/.test(l)));
       expect(timers.count).toBe(1); // the abort is re-armed, nothing else
       expect(coord.ctx.rounds.binding()?.round).toBe(1);
       // meanwhile the round takes no message for the phase the protocol moved to
@@ -295,11 +295,3 @@ describe('a storage failure while a phase closes', () => {
     }
   });
 });
-
-async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

@@ -15,7 +15,7 @@
 import { EventKind, Phase, type UploadAck, type UploadChunk } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import type { RunningCoordinator } from '../../coordinator/main';
 import { PlainSumFactory } from './helpers/plain-protocol';
-import { grpc, grpcError, makeEnv, ManualTimers, operator, startCoordinator, startOneRoundRun, TestParty, unary, type Env, type EventStream } from './helpers/harness';
+import { grpc, grpcError, makeEnv, ManualTimers, operator, startCoordinator, startOneRoundRun, TestParty, unary, type Env, type EventStream, throughShareKeys, until } from './helpers/harness';
 
 const { status } = grpc;
 const CHUNK = 64 * 1024;
@@ -31,14 +31,6 @@ function openUpload(p: TestParty, chunks: UploadChunk[]) {
   call.on('error', () => undefined);
   for (const c of chunks) call.write(c);
   return { call, result };
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('masked-input upload limits', () => {
@@ -62,10 +54,7 @@ describe('masked-input upload limits', () => {
     coord = await startCoordinator(env, new PlainSumFactory(2), timers);
     parties = ['platform', 'insurer', 'insurer2'].map((n) => new TestParty(n, env, coord.grpcPort));
     ({ runId, dim, streams } = await startOneRoundRun(env, coord, parties, CHUNK));
-    await Promise.all(parties.map((p) => p.phase('AdvertiseKeys', runId, 1, new Uint8Array([1]))));
-    await Promise.all(streams.map((s) => s.next((e) => e.phase === Phase.PHASE_SHARE_KEYS && e.round === 1)));
-    await Promise.all(parties.map((p) => p.phase('ShareKeys', runId, 1, new Uint8Array([2]))));
-    await Promise.all(streams.map((s) => s.next((e) => e.phase === Phase.PHASE_MASKED_INPUT && e.round === 1)));
+    await throughShareKeys(parties, streams, runId);
   });
   afterAll(async () => {
     for (const s of streams ?? []) s.cancel();

@@ -11,6 +11,7 @@ import {
   DownloadModelBody,
   EventKind,
   ParticipantServiceClient,
+  Phase,
   ParticipantServiceService,
   PhaseEvent,
   PhaseMessageBody,
@@ -352,6 +353,24 @@ export function policyYaml(p: Policy): string {
 export function signaturesFor(p: Policy, parties: TestParty[]) {
   const h = policyHash(p);
   return parties.map((q) => ({ party: q.name, signature: signPolicyHash(h, q.keys.secretKey) }));
+}
+
+/** Waits (polling every 10 ms) until `cond()` holds; fails naming `what` after `timeoutMs`. */
+export async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Every party sends AdvertiseKeys and ShareKeys (one-byte payloads, as the plain-sum protocol takes them) for `round`; resolves once masked input is open. */
+export async function throughShareKeys(parties: TestParty[], streams: EventStream[], runId: string, round = 1): Promise<void> {
+  const phase = (ph: Phase) => Promise.all(streams.map((s) => s.next((e) => e.phase === ph && e.round === round)));
+  await Promise.all(parties.map((p) => p.phase('AdvertiseKeys', runId, round, new Uint8Array([1]))));
+  await phase(Phase.PHASE_SHARE_KEYS);
+  await Promise.all(parties.map((p) => p.phase('ShareKeys', runId, round, new Uint8Array([2]))));
+  await phase(Phase.PHASE_MASKED_INPUT);
 }
 
 export async function grpcError(p: Promise<unknown>): Promise<grpc.ServiceError> {

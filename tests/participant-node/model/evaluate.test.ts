@@ -4,7 +4,8 @@
  * provider's offers, which a node whose users only take up its own offers would trivially rank
  * low. Without a provider column, or with a group of <= 100 items, the pool is the whole domain.
  */
-import { candidatePools } from '../../../participant-node/model/evaluate';
+import { candidatePools, evaluateScorer, type Scorer } from '../../../participant-node/model/evaluate';
+import { leaveOneOutSplit } from '../../../participant-node/model/train';
 import type { NodeDataset } from '../../../participant-node/data/dataset';
 
 function dataset(items: Array<{ provider?: string; domain: string }>): NodeDataset {
@@ -41,4 +42,33 @@ test('without a provider column the pool is the whole domain', () => {
   const pools = candidatePools(dataset(items));
   expect(pools[0].length).toBe(130);
   expect(pools[200].length).toBe(140);
+});
+
+describe('ranking: a tie or a NaN score is never a hit', () => {
+  // 4 users, 150 items of one provider and domain; each user took up items u, u+1, u+2 (the last held out)
+  const ds: NodeDataset = {
+    ...dataset(Array.from({ length: 150 }, () => ({ provider: 'insurer', domain: 'insurance' }))),
+    users: Array.from({ length: 4 }, (_, u) => ({ id: `u${u}`, ageBand: '25-34', region: 'north', lifeStage: 'student', interests: [] })) as never,
+    interactions: {
+      user: Uint32Array.from([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]),
+      item: Uint32Array.from([0, 1, 2, 1, 2, 3, 2, 3, 4, 3, 4, 5]),
+      timestamp: Float64Array.from([1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3]),
+    },
+  };
+  const split = leaveOneOutSplit(ds);
+  const scorer = (score: (user: number, item: number) => number): Scorer =>
+    function* (users) {
+      const scores = new Float32Array(users.length * 150);
+      users.forEach((u, r) => {
+        for (let i = 0; i < 150; i++) scores[r * 150 + i] = score(u, i);
+      });
+      return { scores, stride: 150 };
+    };
+
+  test('a constant model and a diverged (NaN) model score 0, not a perfect 1; the held-out item alone on top scores 1', async () => {
+    const held = (u: number) => u + 2;
+    expect(await evaluateScorer(ds, split, scorer(() => 0.5))).toMatchObject({ 'hr@10': 0, 'ndcg@10': 0, 'recall@50': 0, count: 4 });
+    expect(await evaluateScorer(ds, split, scorer(() => NaN))).toMatchObject({ 'hr@10': 0, 'ndcg@10': 0, 'recall@50': 0 });
+    expect(await evaluateScorer(ds, split, scorer((u, i) => (i === held(u) ? 1 : 0)))).toMatchObject({ 'hr@10': 1, 'ndcg@10': 1, 'recall@50': 1 });
+  });
 });

@@ -195,6 +195,23 @@ describe('train-local, evaluate, recommend', () => {
   });
 });
 
+describe('saving a model', () => {
+  test('a model with a non-finite parameter (training diverged) is refused and the saved one is left as it was', async () => {
+    const dir = nodeDir('platform');
+    const { loadModel, saveModel } = await import('../../../participant-node/model/store');
+    await trainLocal(dir, { backend: 'wasm', epochs: 1, batchSize: 512, negatives: 2, learningRate: 0.01, seed: 3, holdout: 'last' });
+    const before = fs.readFileSync(path.join(dir, 'model', 'user_embedding.f32'));
+    const saved = loadModel(dir);
+    saved.model.userEmbedding[5] = Number.NaN;
+    const ids = JSON.parse(fs.readFileSync(path.join(dir, 'model', 'users.json'), 'utf8')) as string[];
+    const { format: _f, savedAt: _s, numUsers: _n, ...meta } = saved.meta;
+    await expect(saveModel(dir, saved.model, meta, ids)).rejects.toThrow(/non-finite user embedding parameter \(index 5: NaN\): training diverged; nothing was saved/);
+    saved.model.dispose();
+    expect(fs.readFileSync(path.join(dir, 'model', 'user_embedding.f32')).equals(before)).toBe(true);
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith('.model-staging'))).toEqual([]);
+  });
+});
+
 describe('personalisation from a saved model', () => {
   test('--from-saved continues the saved model (shared and private parameters) and refuses a holdout mismatch', async () => {
     const dir = nodeDir('platform');
