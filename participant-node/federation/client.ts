@@ -590,10 +590,14 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     if (e.phase === Phase.PHASE_SHARE_KEYS) {
       await fc.phase('ShareKeys', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
     } else if (e.phase === Phase.PHASE_MASKED_INPUT) {
-      // charge BEFORE the masked input leaves the node (refusal: the party drops out here)
+      // a repeated masked-input event: this round's input was built, charged and sent once
+      if (st.charged) return log(`round ${e.round}: masked input already sent for this round; a repeated masked-input event is ignored`);
+      // build the masked input first (on this node: nothing leaves it), so an event the secure-
+      // aggregation state machine refuses charges nothing; then charge BEFORE the input leaves
+      // the node (a refusal: the party drops out here, the built input is discarded with the round)
+      const masked = encodeClientMessage(st.client.handle(msg, st.encoded));
       chargeRound(opts.dataDir, charge(e.runId, e.round), { budget, delta: policy.privacy.delta });
       st.charged = true;
-      const masked = encodeClientMessage(st.client.handle(msg, st.encoded));
       await uploadWithRetry(
         () => fc.upload(e.runId, e.round, masked),
         opts.uploadRetryDelaysMs ?? UPLOAD_RETRY_DELAYS_MS,

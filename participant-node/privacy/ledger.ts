@@ -270,6 +270,11 @@ export function chargeRound(dataDir: string, charge: RoundCharge, opts: { budget
   }
   return withLock(dataDir, () => {
     const ledger = openLedger(dataDir, { budget: opts.budget, delta: opts.delta ?? charge.delta });
+    // one charge per round attempt: a retried round has a new round number, a new run a new id
+    if (charge.runId !== undefined) {
+      const k = ledger.entries.findIndex((x) => x.runId === charge.runId && x.round === charge.round && (x.federationId ?? null) === (charge.federationId ?? null));
+      if (k >= 0) throw new UserError(`round ${charge.round} of run ${charge.runId} is already charged (ledger entry ${k + 1}); a round is charged once`, 1);
+    }
     const p = previewCharge(ledger, charge, opts.budget);
     if (!p.withinBudget) {
       throw new UserError(

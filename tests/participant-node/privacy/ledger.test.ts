@@ -53,6 +53,18 @@ describe('charging rounds', () => {
     expect(composeEpsilon(led.entries, 1e-6).epsilon).toBeCloseTo(e3.epsilonAfter, 12);
   });
 
+  test('a round of a run is charged once: a second charge of it is refused and nothing is written', () => {
+    const c = { ...dpsgd(4), federationId: 'fb', runId: 'run-9' };
+    chargeRound(dir, c, { budget: 50 });
+    const bytes = fs.readFileSync(ledgerFile(dir));
+    expect(() => chargeRound(dir, c, { budget: 50 })).toThrow(/^round 4 of run run-9 is already charged \(ledger entry 1\); a round is charged once$/);
+    expect(fs.readFileSync(ledgerFile(dir)).equals(bytes)).toBe(true);
+    // the retry of that round (a new round number) and the same round number in another run are charged
+    chargeRound(dir, { ...c, round: 5 }, { budget: 50 });
+    chargeRound(dir, { ...c, runId: 'run-10' }, { budget: 50 });
+    expect(readLedger(dir)!.entries).toHaveLength(3);
+  });
+
   test('refuses a round that would exceed the budget, says so, and writes nothing', () => {
     chargeRound(dir, dpsgd(1), { budget: 10 });
     const before = fs.readFileSync(ledgerFile(dir));
