@@ -294,6 +294,20 @@ export class FederationClient {
     return openSignedEvent(ev, this.coordinatorKey, this.policy.federationId);
   }
 
+  /**
+   * How long one call may take: a phase of the policy (timeouts.phaseSeconds). The coordinator's
+   * phase is over by then, so a later answer is of no use, and a coordinator that never answers
+   * (or a download that stalls) must not hold the node: the call ends DEADLINE_EXCEEDED, the round
+   * is abandoned, and the node goes on with the next event.
+   */
+  private get callMs(): number {
+    return Math.round(this.policy.timeouts.phaseSeconds * 1000);
+  }
+
+  private callOptions(): [grpc.Metadata, grpc.CallOptions] {
+    return [new grpc.Metadata(), { deadline: Date.now() + this.callMs }];
+  }
+
   phase(method: 'AdvertiseKeys' | 'ShareKeys' | 'ConsistencyCheck' | 'Unmasking', runId: string, round: number, payload: Uint8Array): Promise<PhaseAck> {
     const body = PhaseMessageBody.encode({ header: this.header(method, runId, round), payload }).finish();
     const req = this.sign(method, body);
@@ -302,8 +316,8 @@ export class FederationClient {
       ShareKeys: this.client.shareKeys,
       ConsistencyCheck: this.client.consistencyCheck,
       Unmasking: this.client.unmasking,
-    }[method].bind(this.client) as (r: SignedRequest, cb: (e: grpc.ServiceError | null, a: PhaseAck) => void) => grpc.ClientUnaryCall;
-    return new Promise((resolve, reject) => fn(req, (e, a) => (e ? reject(e) : resolve(a))));
+    }[method].bind(this.client) as (r: SignedRequest, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, a: PhaseAck) => void) => grpc.ClientUnaryCall;
+    return new Promise((resolve, reject) => fn(req, ...this.callOptions(), (e, a) => (e ? reject(e) : resolve(a))));
   }
 
   upload(runId: string, round: number, data: Uint8Array): Promise<UploadAck> {
@@ -316,7 +330,7 @@ export class FederationClient {
       dataHash: sodium().crypto_generichash(32, data, null),
     };
     return new Promise((resolve, reject) => {
-      const call = this.client.uploadMaskedInput((e, ack) => (e ? reject(e) : resolve(ack)));
+      const call = this.client.uploadMaskedInput(...this.callOptions(), (e, ack) => (e ? reject(e) : resolve(ack)));
       call.on('error', () => undefined);
       const first: UploadChunk = { open: this.sign('UploadMaskedInput', UploadOpenBody.encode(open).finish()), index: 0, data: new Uint8Array(0) };
       call.write(first);
@@ -329,7 +343,7 @@ export class FederationClient {
   submitReceipt(r: Receipt, modelVersion: number): Promise<ReceiptAck> {
     const body = ReceiptBody.encode({ header: this.header('SubmitReceipt', r.runId, r.round), ...receiptBodyFields(r, modelVersion) }).finish();
     const req = this.sign('SubmitReceipt', body);
-    return new Promise((resolve, reject) => this.client.submitReceipt(req, (e, a) => (e ? reject(e) : resolve(a))));
+    return new Promise((resolve, reject) => this.client.submitReceipt(req, ...this.callOptions(), (e, a) => (e ? reject(e) : resolve(a))));
   }
 
   /**
@@ -349,14 +363,23 @@ export class FederationClient {
       const parts: Uint8Array[] = [];
       let received = 0;
       let failed = false;
+      // a download that makes no progress for a phase's time is given up (it may take longer in all)
+      let stall: NodeJS.Timeout | undefined;
+      const watch = () => {
+        clearTimeout(stall);
+        stall = setTimeout(() => fail(`no data for ${this.callMs} ms (the policy's phaseSeconds); download given up`), this.callMs);
+      };
       const fail = (why: string) => {
         if (failed) return;
         failed = true;
+        clearTimeout(stall);
         call.cancel();
         reject(new Error(`model v${version || 'newest'}: ${why}`));
       };
+      watch();
       call.on('data', (c: { info?: ModelInfo; data: Uint8Array }) => {
         if (failed) return;
+        watch();
         if (c.info) {
           if (info) return fail('the coordinator sent a second ModelInfo');
           if (version !== 0 && c.info.version !== version) return fail(`the coordinator served version ${c.info.version}`);
@@ -370,9 +393,11 @@ export class FederationClient {
         parts.push(c.data);
       });
       call.on('error', (e) => {
+        clearTimeout(stall);
         if (!failed) reject(e);
       });
       call.on('end', () => {
+        clearTimeout(stall);
         if (failed) return;
         if (!info) return reject(new Error(`model v${version || 'newest'}: the download ended without a ModelInfo`));
         const data = new Uint8Array(Buffer.concat(parts));

@@ -5,7 +5,9 @@
  *   - a masked-input event the secure-aggregation state machine refuses (here: sent before
  *     share-keys) charges nothing and uploads nothing;
  *   - the same signed masked-input event sent again after the upload is ignored: one charge, one
- *     upload, and the node stays in the round.
+ *     upload, and the node stays in the round;
+ *   - a model download that stalls is given up after a phase's time (the policy's phaseSeconds):
+ *     the round is abandoned and the node goes on with the next event instead of hanging.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -34,7 +36,7 @@ import { makeCerts } from '../../coordinator/certs/certs';
 import { until } from '../coordinator/helpers/harness';
 import { smallPolicy } from './policy';
 
-type Mode = 'mask-before-share' | 'mask-replayed';
+type Mode = 'mask-before-share' | 'mask-replayed' | 'download-stalls';
 
 async function hostile(mode: Mode) {
   await sodiumReady();
@@ -49,7 +51,7 @@ async function hostile(mode: Mode) {
   const coord = ed25519Keygen();
   const ins = ed25519Keygen();
   const policyFile = path.join(dir, 'policy.yaml');
-  fs.writeFileSync(policyFile, stringify(smallPolicy({ ds: loadDataset(nd), parties: ['platform', 'insurer'], coordinatorKey: coord.publicKey, keys: { platform: id.publicKey, insurer: ins.publicKey }, samplingRate: 0.25, phaseSeconds: 20 })));
+  fs.writeFileSync(policyFile, stringify(smallPolicy({ ds: loadDataset(nd), parties: ['platform', 'insurer'], coordinatorKey: coord.publicKey, keys: { platform: id.publicKey, insurer: ins.publicKey }, samplingRate: 0.25, phaseSeconds: mode === 'download-stalls' ? 2 : 20 })));
   const policy = parsePolicyYaml(fs.readFileSync(policyFile, 'utf8'));
   const dim = layoutSize(sharedParameterLayout(policy.model, policy.vocabularies));
   const model = new Uint8Array(dim * 4);
@@ -103,6 +105,7 @@ async function hostile(mode: Mode) {
     },
     downloadModel(call: grpc.ServerWritableStream<unknown, unknown>) {
       call.write({ info: { version: 1, modelHash: sodium().crypto_generichash(32, model, null), totalBytes: String(dim * 4), chunkCount: 1, parentVersion: 0 }, index: 0, data: new Uint8Array(0) });
+      if (mode === 'download-stalls') return; // the announced bytes never come, the stream never ends
       call.write({ info: undefined, index: 0, data: model });
       call.end();
     },
@@ -136,6 +139,11 @@ async function hostile(mode: Mode) {
   return {
     lines,
     state,
+    joined,
+    finish: () => {
+      event({ kind: EventKind.EVENT_KIND_RUN_FINISHED });
+      stream!.end();
+    },
     ledger: () => readLedger(nd)?.entries ?? [],
     stop: async () => {
       ac.abort();
@@ -166,6 +174,20 @@ describe('a node facing a coordinator that misbehaves with the pinned key', () =
       expect(h.ledger().map((e) => [e.runId, e.round])).toEqual([['run-1', 1]]);
       expect(h.state.uploads).toBe(1);
       expect(h.lines.filter((l) => /abandon|not accepted in phase/.test(l))).toEqual([]);
+    } finally {
+      await h.stop();
+    }
+  }, 60_000);
+
+  test('a model download that stalls is given up after phaseSeconds; the node then handles the run\'s end', async () => {
+    const h = await hostile('download-stalls');
+    try {
+      await until('the download to be given up', () => h.lines.some((l) => /no data for 2000 ms \(the policy's phaseSeconds\); download given up/.test(l)), 30_000);
+      h.finish();
+      const r = await h.joined;
+      expect(r).not.toBeInstanceOf(Error);
+      expect(h.ledger()).toEqual([]);
+      expect(h.state.uploads).toBe(0);
     } finally {
       await h.stop();
     }
