@@ -357,6 +357,7 @@ export class FederationClient {
    */
   download(version: number, expect: { bytes: number; hash?: Uint8Array }): Promise<{ info: ModelInfo; data: Uint8Array }> {
     const body = DownloadModelBody.encode({ header: this.header('DownloadModel'), version }).finish();
+    const stallMs = this.callMs; // before the call exists: nothing after it may throw before its listeners are on
     return new Promise((resolve, reject) => {
       const call = this.client.downloadModel(this.sign('DownloadModel', body));
       let info: ModelInfo | undefined;
@@ -367,7 +368,7 @@ export class FederationClient {
       let stall: NodeJS.Timeout | undefined;
       const watch = () => {
         clearTimeout(stall);
-        stall = setTimeout(() => fail(`no data for ${this.callMs} ms (the policy's phaseSeconds); download given up`), this.callMs);
+        stall = setTimeout(() => fail(`no data for ${stallMs} ms (the policy's phaseSeconds); download given up`), stallMs);
       };
       const fail = (why: string) => {
         if (failed) return;

@@ -58,7 +58,7 @@ describe('FederationClient.download', () => {
     const creds = grpc.ServerCredentials.createSsl(fs.readFileSync(certs.ca), [{ cert_chain: fs.readFileSync(certs.server.cert), private_key: fs.readFileSync(certs.server.key) }], true);
     const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? reject(e) : resolve(p))));
     const opts = { coordinator: `127.0.0.1:${port}`, caFile: certs.ca, certFile: certs.clients.insurer.cert, keyFile: certs.clients.insurer.key } as JoinOptions;
-    const policy = { federationId: 'fb-test', coordinator: { publicKey: Buffer.from(ed25519Keygen().publicKey).toString('base64') } } as Policy;
+    const policy = { federationId: 'fb-test', coordinator: { publicKey: Buffer.from(ed25519Keygen().publicKey).toString('base64') }, timeouts: { phaseSeconds: 30, roundSeconds: 600 } } as Policy;
     client = new FederationClient(opts, policy, { ...ed25519Keygen(), name: 'insurer' });
   });
   afterAll(() => {
