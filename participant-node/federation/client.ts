@@ -550,6 +550,9 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     if (e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED) {
       const mine = current && current.round === e.round && current.runId === e.runId ? current : null;
       abandon('round completed');
+      // the coordinator signs the new model's hash into this event and its audit log; a model that
+      // cannot be matched with that log is not adopted (nor trained on, nor countersigned)
+      if (e.modelHash.length !== 32) throw new Error(`round ${e.round} completed, but the signed event carries no model hash: model v${e.modelVersion} is not adopted`);
       const info = await adoptModel(e.modelVersion, e.runId, e.modelHash);
       if (mine) {
         const submit = (r: Receipt, v: number) => fc.submitReceipt(r, v);

@@ -7,7 +7,8 @@
  *   - the same signed masked-input event sent again after the upload is ignored: one charge, one
  *     upload, and the node stays in the round;
  *   - a model download that stalls is given up after a phase's time (the policy's phaseSeconds):
- *     the round is abandoned and the node goes on with the next event instead of hanging.
+ *     the round is abandoned and the node goes on with the next event instead of hanging;
+ *   - a ROUND_COMPLETED without the new model's hash: the model is not downloaded nor adopted.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -36,7 +37,7 @@ import { makeCerts } from '../../coordinator/certs/certs';
 import { until } from '../coordinator/helpers/harness';
 import { smallPolicy } from './policy';
 
-type Mode = 'mask-before-share' | 'mask-replayed' | 'download-stalls';
+type Mode = 'mask-before-share' | 'mask-replayed' | 'download-stalls' | 'completed-unpinned';
 
 async function hostile(mode: Mode) {
   await sodiumReady();
@@ -68,7 +69,7 @@ async function hostile(mode: Mode) {
     stream!.write(s);
     return s;
   };
-  const state = { uploads: 0, replayed: false };
+  const state = { uploads: 0, replayed: false, downloads: [] as number[] };
   // the protocol's next step: the second party answers in process, the node gets a signed event
   const step = (st: ServerStep, phase: Phase) => {
     if (st.kind !== 'send') return;
@@ -99,11 +100,17 @@ async function hostile(mode: Mode) {
       stream = call;
       setImmediate(() => {
         event({ kind: EventKind.EVENT_KIND_HELLO });
+        if (mode === 'completed-unpinned') {
+          event({ kind: EventKind.EVENT_KIND_ROUND_COMPLETED, modelVersion: 2 }); // no modelHash, no audit head
+          event({ kind: EventKind.EVENT_KIND_RUN_FINISHED });
+          return;
+        }
         event({ kind: EventKind.EVENT_KIND_PHASE_STARTED, phase: Phase.PHASE_ADVERTISE_KEYS, modelVersion: 1 });
         if (mode !== 'mask-before-share') server.receive(insurer.start());
       });
     },
-    downloadModel(call: grpc.ServerWritableStream<unknown, unknown>) {
+    downloadModel(call: grpc.ServerWritableStream<{ body: Uint8Array }, unknown>) {
+      state.downloads.push(1);
       call.write({ info: { version: 1, modelHash: sodium().crypto_generichash(32, model, null), totalBytes: String(dim * 4), chunkCount: 1, parentVersion: 0 }, index: 0, data: new Uint8Array(0) });
       if (mode === 'download-stalls') return; // the announced bytes never come, the stream never ends
       call.write({ info: undefined, index: 0, data: model });
@@ -174,6 +181,19 @@ describe('a node facing a coordinator that misbehaves with the pinned key', () =
       expect(h.ledger().map((e) => [e.runId, e.round])).toEqual([['run-1', 1]]);
       expect(h.state.uploads).toBe(1);
       expect(h.lines.filter((l) => /abandon|not accepted in phase/.test(l))).toEqual([]);
+    } finally {
+      await h.stop();
+    }
+  }, 60_000);
+
+  test('a ROUND_COMPLETED without the model hash: the model is not downloaded nor adopted; the run\'s end is handled', async () => {
+    const h = await hostile('completed-unpinned');
+    try {
+      const r = await h.joined;
+      expect(r).not.toBeInstanceOf(Error);
+      expect(h.lines.some((l) => /round 1 completed, but the signed event carries no model hash: model v2 is not adopted/.test(l))).toBe(true);
+      expect(h.state.downloads).toEqual([]);
+      expect(h.ledger()).toEqual([]);
     } finally {
       await h.stop();
     }
