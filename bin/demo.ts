@@ -668,7 +668,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         title: `fedbridge demo (${o.scale} data, seed ${o.seed}): federated quality and privacy per round`,
         rounds: status.roundsCompleted,
         budget: P.epsilon,
-        qualityLabel: `HR@10, ${Math.min(1000, P.roundEvalUsers)} sampled users`,
+        // the dashed local-only and pooled lines are the table's figures (its larger sample, other
+        // negatives): they differ from the curve's last point by sampling noise as well
+        qualityLabel: `HR@10, ${Math.min(1000, P.roundEvalUsers)} users; dashed: table's ${(o.evalUsers ?? P.evalUsers) === 'all' ? 'all' : o.evalUsers ?? P.evalUsers}`,
         series: DEMO_PARTIES.map((p) => ({
           party: p,
           quality: parties[p].rounds.filter((r) => r['hr@10'] !== undefined).map((r) => ({ round: r.round, value: r['hr@10']! })),
