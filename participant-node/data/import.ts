@@ -151,6 +151,12 @@ function checkUtf8(file: string, log: ErrorLog): void {
     let carry = Buffer.alloc(0);
     let line = 1;
     const checkLines = (buf: Buffer): void => {
+      if (isUtf8(buf)) {
+        // the common case, checked a block at a time (per line it cost ~0.5 s per 37 MB): count its lines
+        for (let i = buf.indexOf(0x0a); i >= 0; i = buf.indexOf(0x0a, i + 1)) line++;
+        if (buf.length && buf[buf.length - 1] !== 0x0a) line++;
+        return;
+      }
       let start = 0;
       while (start < buf.length) {
         let end = buf.indexOf(0x0a, start);

@@ -227,6 +227,8 @@ describe('import: bad input names FILE:LINE:COLUMN and leaves the data dir untou
     ['BOM-only file', 'items', () => Buffer.from([0xef, 0xbb, 0xbf]), /:1:1: empty file/],
     // Latin-1 bytes in an id: read as UTF-8 they would silently become U+FFFD
     ['not UTF-8', 'users', () => Buffer.concat([Buffer.from(withLine(text.users, 3, 'platform-u9').split('platform-u9')[0] + 'platform-u'), Buffer.from([0xff, 0xfe]), Buffer.from('9,18-24,north,student,programming\n' + text.users.split('\n').slice(3).join('\n'))]), /users-not UTF-8\.csv:3:11: not valid UTF-8 \(save the file as UTF-8/],
+    // past the first 1 MiB block (whole blocks are checked at once; line numbers carry across them)
+    ['not UTF-8 after 1 MiB', 'interactions', () => Buffer.concat([Buffer.from('user_id,item_id,timestamp\n' + 'platform-u0000001,platform-c000001,5\n'.repeat(40_000)), Buffer.from('platform-u0000001,platform-c00000'), Buffer.from([0xe9]), Buffer.from(',5\n')]), /interactions-not UTF-8 after 1 MiB\.csv:40002:34: not valid UTF-8/],
     ['header only', 'interactions', () => 'user_id,item_id,timestamp\r\n', /:2:1: no data rows after the header/],
     ['wrong field count', 'interactions', () => withLine(text.interactions, 9, 'platform-u0000001,platform-c000001,5,extra'), /:9:1: malformed CSV: Invalid Record Length: expect 3, got 4/],
     ['unclosed quote', 'items', () => withLine(text.items, 4, 'x-1,platform,"course,low,programming'), /items-unclosed quote\.csv:4:1: malformed CSV: Quote Not Closed.*after line 3 is never closed/],
