@@ -19,6 +19,7 @@ import { registerPrivacyCommands } from '../shared/cli/privacy';
 import { registerCoordinatorCommands } from '../coordinator/cli/coordinator';
 import { registerPolicyCommands } from '../shared/cli/policy';
 import { registerAuditCommands } from '../shared/cli/audit';
+import { readFileAt } from '../shared/cli/read-file';
 
 export function buildProgram(): Command {
   const program = new Command('fedbridge')
@@ -43,7 +44,7 @@ export function buildProgram(): Command {
       // against its own catalogue before it trains)
       const itemsFile = path.join(store.datasetDir(dir), 'items.json');
       if (!fs.existsSync(itemsFile)) return { hash: meta.catalogueHash, numItems: meta.counts.items };
-      const items = JSON.parse(fs.readFileSync(itemsFile, 'utf8')) as Array<{ provider?: string }>;
+      const items = JSON.parse(readFileAt(itemsFile, 'utf8')) as Array<{ provider?: string }>;
       if (!Array.isArray(items) || items.length !== meta.counts.items) throw new Error(`${itemsFile}: expected ${meta.counts.items} items`);
       return { hash: meta.catalogueHash, numItems: meta.counts.items, offers: (await import('../shared/fl/offers')).offerRanges(items) };
     },

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from '../../shared/cli/errors';
 import type { ParticipantRecord, TokenRecord } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { readFileAt } from '../../shared/cli/read-file';
 
 interface ConnOpts {
   coordinator: string;
@@ -34,7 +35,7 @@ function readToken(o: ConnOpts): string {
   let token = process.env.FEDBRIDGE_OPERATOR_TOKEN ?? '';
   if (o.tokenFile) {
     try {
-      token = fs.readFileSync(o.tokenFile, 'utf8').trim();
+      token = readFileAt(o.tokenFile, 'utf8').trim();
     } catch (e) {
       throw new UserError(`--token-file: cannot read ${o.tokenFile} (${(e as NodeJS.ErrnoException).code})`);
     }
@@ -276,7 +277,7 @@ export function registerCoordinatorCommands(coord: Command): void {
       if (!fs.statSync(o.cert).isFile()) throw new UserError(`--cert ${o.cert} is not a file; expected the party's certificate (PEM)`);
       const { certSha256: sha } = await import('../certs/certs');
       try {
-        certSha256 = sha(new Uint8Array(fs.readFileSync(o.cert)));
+        certSha256 = sha(new Uint8Array(readFileAt(o.cert)));
       } catch (e) {
         if (e instanceof RangeError) throw new UserError(`--cert ${o.cert}: ${e.message}`);
         throw e;
@@ -329,7 +330,7 @@ export function registerCoordinatorCommands(coord: Command): void {
     } else if (o.signatures) {
       let obj: unknown;
       try {
-        obj = JSON.parse(fs.readFileSync(o.signatures, 'utf8'));
+        obj = JSON.parse(readFileAt(o.signatures, 'utf8'));
       } catch (e) {
         throw new UserError(`--signatures: ${(e as Error).message}`);
       }
@@ -341,9 +342,9 @@ export function registerCoordinatorCommands(coord: Command): void {
       if (i <= 0) throw new UserError(`--signature expects PARTY=BASE64, got "${s}"`);
       sigs.set(s.slice(0, i), s.slice(i + 1));
     }
-    const policyYaml = fs.existsSync(o.policy) ? fs.readFileSync(o.policy, 'utf8') : '';
+    const policyYaml = fs.existsSync(o.policy) ? readFileAt(o.policy, 'utf8') : '';
     if (!policyYaml) throw new UserError(`--policy: file not found or empty: ${o.policy}`);
-    const model = o.initialModel ? new Uint8Array(fs.readFileSync(o.initialModel)) : new Uint8Array(0);
+    const model = o.initialModel ? new Uint8Array(readFileAt(o.initialModel)) : new Uint8Array(0);
     const signatures = [...sigs].map(([party, v]) => ({ party, signature: b64Key(`signature of ${party}`, v, 64) }));
     await withOperator(o, async (c) => {
       const { startRun } = await import('./operator-client');

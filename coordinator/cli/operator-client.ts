@@ -3,11 +3,11 @@
  * operator bearer token in metadata. Used by the `fedbridge coordinator` operator commands, the demo
  * and tests.
  */
-import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { OperatorServiceClient, OperatorServiceService, type RunStatus } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { strictClient } from '../../shared/proto/wire-check';
 import { sodium } from '../../shared/crypto/sodium';
+import { readFileAt } from '../../shared/cli/read-file';
 
 export interface OperatorClientOptions {
   address: string; // host:port
@@ -22,9 +22,9 @@ export interface OperatorClientOptions {
 
 export function operatorClient(o: OperatorClientOptions): { client: OperatorServiceClient; metadata: grpc.Metadata } {
   const creds = grpc.credentials.createSsl(
-    fs.readFileSync(o.caFile),
-    o.keyFile ? fs.readFileSync(o.keyFile) : null,
-    o.certFile ? fs.readFileSync(o.certFile) : null,
+    readFileAt(o.caFile),
+    o.keyFile ? readFileAt(o.keyFile) : null,
+    o.certFile ? readFileAt(o.certFile) : null,
   );
   const host = o.address.slice(0, o.address.lastIndexOf(':'));
   const serverName = o.serverName ?? (/^[\d.]+$|^\[/.test(host) ? 'localhost' : host);

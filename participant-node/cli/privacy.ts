@@ -7,6 +7,7 @@
  */
 import type { Command } from 'commander';
 import { printJson } from '../../shared/cli/errors';
+import { readFileAt } from '../../shared/cli/read-file';
 
 export function registerNodePrivacyCommands(node: Command): void {
   node
@@ -33,7 +34,7 @@ export function registerNodePrivacyCommands(node: Command): void {
         const own = receiptsDir(opts.dataDir);
         const dirs = [...(opts.receipts ? [opts.receipts] : []), ...(fsm.existsSync(own) ? [own] : [])].filter((d, i, a) => a.findIndex((x) => pathm.resolve(x) === pathm.resolve(d)) === i);
         const verified = await verifyLogFile(opts.restoreFromAudit, opts.policy, dirs);
-        const r = restoreLedgerFromAudit(opts.dataDir, who, opts.policy.map((f) => parsePolicyYaml(fsm.readFileSync(f, 'utf8'))), verified);
+        const r = restoreLedgerFromAudit(opts.dataDir, who, opts.policy.map((f) => parsePolicyYaml(readFileAt(f, 'utf8'))), verified);
         process.stderr.write(`restored the privacy ledger of "${who}" from the audit log: ${r.rounds} charged round(s), lifetime epsilon ${r.epsilon.toFixed(4)} (rounds the coordinator never logged cannot be recovered)\n`);
       }
       const path = await import('node:path');

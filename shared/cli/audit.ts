@@ -18,6 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from './errors';
+import { readFileAt } from './read-file';
 
 export const AUDIT_PAGE_LIMIT = 1000;
 
@@ -51,7 +52,7 @@ export async function verifyLogFile(logFile: string, policyFiles: string | reado
   if (!files.length) throw new UserError('--policy <file> is required (the policy YAML the parties signed; repeat it for a log with runs of several policies)');
   const policies = files.map((policyFile) => {
     try {
-      return parsePolicyYaml(fs.readFileSync(policyFile, 'utf8'));
+      return parsePolicyYaml(readFileAt(policyFile, 'utf8'));
     } catch (e) {
       if (e instanceof PolicyError) throw new UserError(`${policyFile}: ${e.message}`);
       throw new UserError(`cannot read policy ${policyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
@@ -59,7 +60,7 @@ export async function verifyLogFile(logFile: string, policyFiles: string | reado
   });
   let data: Uint8Array;
   try {
-    data = new Uint8Array(fs.readFileSync(logFile));
+    data = new Uint8Array(readFileAt(logFile));
   } catch (e) {
     throw new UserError(`cannot read audit log ${logFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
@@ -68,7 +69,7 @@ export async function verifyLogFile(logFile: string, policyFiles: string | reado
     for (const f of listJson(dir)) {
       let obj: unknown;
       try {
-        obj = JSON.parse(fs.readFileSync(f, 'utf8'));
+        obj = JSON.parse(readFileAt(f, 'utf8'));
       } catch {
         obj = null; // reported by verifyLog as an invalid receipt
       }
@@ -152,7 +153,7 @@ export function registerAuditCommands(audit: Command): void {
       let token = o.token ?? process.env.FEDBRIDGE_AUDITOR_TOKEN;
       if (o.tokenFile !== undefined) {
         try {
-          token = fs.readFileSync(o.tokenFile, 'utf8').trim();
+          token = readFileAt(o.tokenFile, 'utf8').trim();
         } catch (e) {
           throw new UserError(`--token-file: cannot read ${o.tokenFile} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
         }
@@ -164,7 +165,7 @@ export function registerAuditCommands(audit: Command): void {
       let ca: Buffer | undefined;
       if (o.ca) {
         try {
-          ca = fs.readFileSync(o.ca);
+          ca = readFileAt(o.ca);
         } catch {
           throw new UserError(`cannot read --ca ${o.ca}`);
         }

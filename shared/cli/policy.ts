@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from './errors';
 import type { PolicySignatureFile } from '../policy/sign';
+import { readFileAt } from './read-file';
 
 export interface PolicyCliDeps {
   /** name and base64 public key of an initialised node data dir */
@@ -38,7 +39,7 @@ async function readPolicy(file: string) {
   await sodiumReady();
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readFileAt(file, 'utf8');
   } catch (e) {
     throw new UserError(`cannot read policy ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
@@ -75,7 +76,7 @@ export async function readSignatureDir(dir: string, exitCode: 1 | 2): Promise<Po
     const f = path.join(dir, n);
     let obj: unknown;
     try {
-      obj = JSON.parse(fs.readFileSync(f, 'utf8'));
+      obj = JSON.parse(readFileAt(f, 'utf8'));
     } catch (e) {
       throw new UserError(`${f}: not JSON (${(e as Error).message})`, exitCode);
     }
@@ -94,7 +95,7 @@ function readKeyFile(file: string): Uint8Array {
   }
   if (!st.isFile()) throw new UserError(`--key-file ${file} is not a file; expected an Ed25519 secret key file`);
   if ((st.mode & 0o077) !== 0) throw new UserError(`${file} is readable by other users (mode ${(st.mode & 0o777).toString(8)}); run 'chmod 600 ${file}'`, 1);
-  const raw = fs.readFileSync(file, 'utf8').trim();
+  const raw = readFileAt(file, 'utf8').trim();
   const sk = new Uint8Array(Buffer.from(raw, 'base64'));
   if (sk.length !== 64 || Buffer.from(sk).toString('base64') !== raw) throw new UserError(`${file} does not hold a base64 Ed25519 secret key (64 bytes)`, 1);
   return sk;

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fsUserError, UserError } from '../../../shared/cli/errors';
 import { writeFileAtomic } from '../../../shared/util/atomic';
+import { readFileAt } from '../../../shared/cli/read-file';
 import { ed25519Keygen } from '../../../shared/crypto/sign';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { initNode } from '../../../participant-node/identity';
@@ -44,6 +45,10 @@ describe('filesystem errors on user paths', () => {
     expect(fsUserError(errnoOf(() => fs.mkdirSync(file, { recursive: true })))?.message).toMatch(/exists and is not a directory; expected a directory/);
     expect(fsUserError(errnoOf(() => fs.writeFileSync(dir, 'x')))?.message).toBe(`${dir} is a directory; expected a file`);
     expect(fsUserError(errnoOf(() => fs.readFileSync(dir)))?.message).toBe('a directory was given where a file is expected');
+    // the CLI reads the files it is given through readFileAt, which names the folder
+    expect(fsUserError(errnoOf(() => readFileAt(dir)))?.message).toBe(`${dir} is a directory; expected a file`);
+    expect(fsUserError(errnoOf(() => readFileAt(dir, 'utf8')))?.message).toBe(`${dir} is a directory; expected a file`);
+    expect(readFileAt(file, 'utf8')).toBe('not a folder\n');
     expect(fsUserError(errnoOf(() => fs.readFileSync(path.join(root, 'nope'))))?.message).toBe(`${path.join(root, 'nope')}: no such file or directory`);
     expect(fsUserError(errnoOf(() => fs.writeFileSync(path.join(file, 'x'), '')))?.message).toBe(`${path.join(file, 'x')}: a part of this path is a file, not a directory`);
     expect(fsUserError(errnoOf(() => fs.renameSync(file, dir)))?.message).toBe(`${dir} is a directory; expected a file`);
@@ -95,5 +100,17 @@ describe('filesystem errors on user paths', () => {
     expect(r.err).toBe(`fedbridge: --key-file ${dir} is not a file; expected an Ed25519 secret key file\n`);
     expect(fs.readdirSync(root).sort()).toEqual(before);
     expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  test('a folder given as a file to read names the folder: policy verify, audit verify --policy, runs start --policy', async () => {
+    for (const args of [
+      ['policy', 'verify', dir],
+      ['audit', 'verify', file, '--policy', dir],
+      ['coordinator', 'runs', 'start', '--policy', dir, '--signatures', dir, '--coordinator', '127.0.0.1:1', '--ca', file, '--token-file', file],
+    ]) {
+      const r = await run(args);
+      oneLine(r);
+      expect(r.err).toMatch(new RegExp(`^fedbridge: .*${dir}`));
+    }
   });
 });
