@@ -125,7 +125,12 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
       loader: { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] },
       maxReceiveMessageLength: GRPC_MAX_MESSAGE_BYTES,
       maxSendMessageLength: GRPC_MAX_MESSAGE_BYTES,
-      channelOptions: { 'grpc.max_concurrent_streams': GRPC_MAX_CONCURRENT_STREAMS },
+      channelOptions: {
+        'grpc.max_concurrent_streams': GRPC_MAX_CONCURRENT_STREAMS,
+        // half-open connections are found by PING and dropped (config grpc.keepaliveMs)
+        'grpc.keepalive_time_ms': config.grpc.keepaliveMs,
+        'grpc.keepalive_timeout_ms': config.grpc.keepaliveTimeoutMs,
+      },
       // undecodable protobuf -> INVALID_ARGUMENT, not grpc-js's INTERNAL (grpc/malformed.ts)
       onLoadPackageDefinition: (def) => {
         guardRequestDeserializers(def);

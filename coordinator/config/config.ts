@@ -53,6 +53,14 @@ export const configSchema = z
         streamIdleMs: z.number().int().min(100).max(3_600_000).default(60_000),
         /** DownloadModel streams one party may have open at a time (RESOURCE_EXHAUSTED beyond) */
         maxDownloadsPerParty: z.number().int().min(1).max(64).default(4),
+        /**
+         * the coordinator pings every client connection this often (HTTP/2 PING) and drops one
+         * that does not answer within keepaliveTimeoutMs: a connection that died half-open (no FIN:
+         * a node's host or network gone) ends its streams and frees their slots within about
+         * keepaliveMs + keepaliveTimeoutMs, instead of holding them until grpc.streamIdleMs
+         */
+        keepaliveMs: z.number().int().min(100).max(3_600_000).default(20_000),
+        keepaliveTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
       })
       .strict(),
     /**

@@ -119,7 +119,18 @@ export interface JoinOptions {
   grpcClient?: Pick<grpc.ClientOptions, 'interceptors' | 'channelFactoryOverride'>;
   /** waits before each resend of a masked input whose upload ended in a RESEND_CODES status (default UPLOAD_RETRY_DELAYS_MS) */
   uploadRetryDelaysMs?: readonly number[];
+  /**
+   * HTTP/2 keepalive of the connection to the coordinator (default KEEPALIVE): a PING every
+   * `timeMs`, the connection dropped when one is not answered within `timeoutMs`. The event stream
+   * waits for the coordinator, so without it a connection that died half-open (the coordinator's
+   * host or network gone, no FIN) would hold the node forever; with it the stream fails UNAVAILABLE
+   * and the node reconnects with backoff.
+   */
+  keepalive?: { timeMs: number; timeoutMs: number };
 }
+
+/** Default JoinOptions.keepalive: half-open connections found within about 30 s. */
+export const KEEPALIVE = { timeMs: 20_000, timeoutMs: 10_000 } as const;
 
 /** Waits before the 1st, 2nd and 3rd resend of a masked input whose upload ended in a RESEND_CODES status. */
 export const UPLOAD_RETRY_DELAYS_MS: readonly number[] = [500, 1000, 2000];
@@ -268,6 +279,10 @@ export class FederationClient {
       'grpc.ssl_target_name_override': serverName,
       'grpc.default_authority': serverName,
       'grpc.max_receive_message_length': 8 * 1024 * 1024,
+      'grpc.keepalive_time_ms': (opts.keepalive ?? KEEPALIVE).timeMs,
+      'grpc.keepalive_timeout_ms': (opts.keepalive ?? KEEPALIVE).timeoutMs,
+      // the event stream is open between rounds, so a call is always in flight; pings also while idle
+      'grpc.keepalive_permit_without_calls': 1,
       ...opts.grpcClient,
     });
   }

@@ -32,6 +32,7 @@ describe('coordinator config validation (fail fast, readable)', () => {
     expect(c.grpc.maxChunkBytes).toBe(1024 * 1024);
     expect(c.grpc.streamIdleMs).toBe(60_000);
     expect(c.grpc.maxDownloadsPerParty).toBe(4);
+    expect([c.grpc.keepaliveMs, c.grpc.keepaliveTimeoutMs]).toEqual([20_000, 10_000]);
     expect(c.storage.dataDir).toBe(path.join(dir, 'data'));
     expect(c.storage.databaseUrl).toBeUndefined();
     expect(c.rounds.maxConsecutiveAborts).toBe(3);
@@ -47,6 +48,8 @@ describe('coordinator config validation (fail fast, readable)', () => {
     ['stream idle limit below 100 ms', (c: any) => (c.grpc.streamIdleMs = 10), /^grpc\.streamIdleMs: /],
     ['stream idle limit not an integer', (c: any) => (c.grpc.streamIdleMs = 1.5), /^grpc\.streamIdleMs: /],
     ['no download allowed per party', (c: any) => (c.grpc.maxDownloadsPerParty = 0), /^grpc\.maxDownloadsPerParty: /],
+    ['keepalive ping interval of 0', (c: any) => (c.grpc.keepaliveMs = 0), /^grpc\.keepaliveMs: /],
+    ['keepalive timeout above 10 minutes', (c: any) => (c.grpc.keepaliveTimeoutMs = 700_000), /^grpc\.keepaliveTimeoutMs: /],
     ['unknown key (typo)', (c: any) => (c.grpc.tls.requireClientCerts = true), /^grpc\.tls: .*requireClientCerts/],
     ['mutual TLS without a CA', (c: any) => delete c.grpc.tls.ca, /^grpc\.tls\.ca: required when requireClientCert/],
     ['operator token hash not hex', (c: any) => (c.operator.tokenSha256 = 'secret'), /^operator\.tokenSha256: expected the SHA-256/],
