@@ -99,6 +99,16 @@ export const timeoutsSchema = z
   })
   .strict();
 
+/**
+ * The most parties one policy may name. Each round's key advertisement list (and the unmask
+ * request) carries one entry per party: measured 194 bytes per party with 9-character names; with
+ * the longest (63-character) party and federation names 10,000 parties make a 3.05 MB key list
+ * (2.64 MB unmask request), inside the coordinator's 4 MiB gRPC message limit
+ * (coordinator/grpc/options.ts) with room for the signed event around it (tests/shared/policy.test.ts).
+ * A larger federation would fail in its first round when the coordinator cannot send that list.
+ */
+export const MAX_PARTIES = 10_000;
+
 export const policySchema = z
   .object({
     version: z.literal(1),
@@ -162,6 +172,9 @@ export const policySchema = z
       for (const party of p.parties) {
         if (!offers?.[party.name]) ctx.addIssue({ code: 'custom', path: ['catalogue', 'offers'], message: `training.offerScope "own" needs the offers of every party; "${party.name}" has none` });
       }
+    }
+    if (n > MAX_PARTIES) {
+      ctx.addIssue({ code: 'custom', path: ['parties'], message: `at most ${MAX_PARTIES} parties (a round's key list carries every party's keys and must fit one gRPC message), got ${n}` });
     }
     if (p.secagg.threshold > n) {
       ctx.addIssue({ code: 'custom', path: ['secagg', 'threshold'], message: `threshold ${p.secagg.threshold} exceeds the number of parties (${n})` });

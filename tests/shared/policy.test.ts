@@ -1,5 +1,7 @@
 import { defaultPolicy } from '../../shared/policy/defaults';
-import { parsePolicyYaml, policyHash, PolicyError, validatePolicy, type Policy } from '../../shared/policy/schema';
+import { MAX_PARTIES, parsePolicyYaml, policyHash, PolicyError, validatePolicy, type Policy } from '../../shared/policy/schema';
+import { encodeServerMessage } from '../../shared/secagg/wire';
+import { GRPC_MAX_MESSAGE_BYTES } from '../../coordinator/grpc/options';
 import { sodiumReady } from '../../shared/crypto/sodium';
 import { stringify } from 'yaml';
 
@@ -38,6 +40,26 @@ describe('federation policy', () => {
     const changed = structuredClone(p);
     changed.privacy.clipNorm = 1.0000001;
     expect(policyHash(validatePolicy(changed))).not.toBe(policyHash(p));
+  });
+
+  test(`at most MAX_PARTIES (${MAX_PARTIES}) parties, and at that size the largest SecAgg messages fit one gRPC message`, () => {
+    const many = (n: number) => {
+      const p = policy();
+      p.parties = Array.from({ length: n }, (_, i) => ({ name: `p${i}`, publicKey: Buffer.from(String(i).padStart(32, '0')).toString('base64') }));
+      return p;
+    };
+    expect(validatePolicy(many(MAX_PARTIES)).parties).toHaveLength(MAX_PARTIES);
+    expect(() => validatePolicy(many(MAX_PARTIES + 1))).toThrow(new RegExp(`parties: at most ${MAX_PARTIES} parties .* got ${MAX_PARTIES + 1}`));
+    // the messages that grow with the number of parties, with the longest names the schema allows
+    const names = Array.from({ length: MAX_PARTIES }, (_, i) => `p${i}-`.padEnd(63, 'x'));
+    const federationId = 'f'.padEnd(63, 'x');
+    const signature = new Uint8Array(64).fill(7);
+    const key = new Uint8Array(32).fill(1);
+    const head = { federationId, round: 100_000, signature };
+    const keys = encodeServerMessage({ ...head, type: 'server-keys', advertisements: names.map((sender) => ({ ...head, type: 'advertise-keys', sender, cPk: key, sPk: key, selfMaskCommitment: key })) });
+    const unmask = encodeServerMessage({ ...head, type: 'unmask-request', recipient: names[0], survivors: names, signatures: names.map((signer) => ({ signer, signature })), selfMaskSharesOf: names.slice(1), keySharesOf: [] });
+    // room for the signed PhaseEvent around the SecAgg payload
+    expect(Math.max(keys.length, unmask.length)).toBeLessThan(GRPC_MAX_MESSAGE_BYTES - 64 * 1024);
   });
 
   const bad: Array<[string, (p: any) => void, RegExp]> = [
