@@ -85,7 +85,11 @@ export function registerPrivacyCommands(privacy: Command): void {
         const beta = parseNumberOption('--beta', o.beta ?? String(Math.exp(-0.5)), { min: 0, max: 0.999999 });
         ({ l2, l1 } = rdp.roundedSensitivity(gamma * clip, dimension, beta));
       }
-      const localVariance = (gamma * sigma) ** 2 / nMin;
+      // the variance the sampler really uses (and the ledger and the auditor charge): the exact
+      // rational just above the requested one (shared/dp/discrete.ts rationalizeVariance)
+      const { rationalizeVariance } = await import('../dp/discrete');
+      const { num, den } = rationalizeVariance((gamma * sigma) ** 2 / nMin);
+      const localVariance = num / den;
       const r = rdp.epsilonFromRdp(
         // the ledger evaluates this bound at ceil(order) of ACCOUNTING_ORDERS: its fractional orders
         // then repeat order 2's RDP at a smaller order, never the minimum, so the epsilon is the same

@@ -1,6 +1,7 @@
 import { epsilonFromRdp, rdpSampledGaussian, rdpDdg, roundedSensitivity, DEFAULT_ORDERS, INTEGER_ORDERS } from '../../../shared/dp/rdp';
 import { LEDGER_ORDERS } from '../../../participant-node/privacy/ledger';
 import { ACCOUNTANT_ORDERS } from '../../../shared/audit/accounting';
+import { rationalizeVariance } from '../../../shared/dp/discrete';
 
 /** What the node ledger and the auditor compose a local-dpsgd spend at. */
 const ledgerEpsilon = (q: number, sigma: number, steps: number, delta: number) => epsilonFromRdp(LEDGER_ORDERS, rdpSampledGaussian(q, sigma, steps, LEDGER_ORDERS), delta);
@@ -27,7 +28,8 @@ describe('fedbridge privacy epsilon', () => {
     expect(a.code).toBe(0);
     const want = epsilonFromRdp(
       INTEGER_ORDERS,
-      rdpDdg({ localVariance: 64 ** 2 / 3, parties: 3, l2: 80, l1: 2000, dimension: 1024, q: 1, steps: 10 }),
+      // the rational variance the sampler uses and the ledger and auditor charge, not the requested 4096/3
+      rdpDdg({ localVariance: rationalizeVariance(64 ** 2 / 3).num / rationalizeVariance(64 ** 2 / 3).den, parties: 3, l2: 80, l1: 2000, dimension: 1024, q: 1, steps: 10 }),
       1e-6,
     ).epsilon;
     expect(JSON.parse(a.out).epsilon).toBe(want);
