@@ -120,6 +120,9 @@ export class ImportError extends UserError {
 
 class TooManyErrors extends Error {}
 
+/** The longest CSV record (line, or lines inside quotes) the import reads: 1 MiB. */
+export const MAX_RECORD_BYTES = 1 << 20;
+
 class ErrorLog {
   readonly list: string[] = [];
   truncated = false;
@@ -138,51 +141,109 @@ interface Row {
   fields: string[];
 }
 
+/** Byte offset of the first invalid UTF-8 sequence in `b` (WHATWG rules, as isUtf8), or -1. */
+function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let n: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c === 0xe0) lo = 0xa0;
+      else if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c === 0xf0) lo = 0x90;
+      else if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= n; k++) {
+      const d = b[i + k];
+      if (d === undefined || d < (k === 1 ? lo : 0x80) || d > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += n + 1;
+  }
+  return -1;
+}
+
+/** Length of an incomplete multi-byte sequence at the end of `b` (0..3 bytes, to carry to the next block). */
+function incompleteTail(b: Uint8Array): number {
+  for (let back = 1; back <= Math.min(3, b.length); back++) {
+    const c = b[b.length - back];
+    if ((c & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    return need > back ? back : 0;
+  }
+  return 0;
+}
+
 /**
  * Reports every line of `file` that is not valid UTF-8 (line, and the character column of the
- * first bad byte sequence), reading whole lines in 1 MiB blocks: a byte 0x0A never occurs inside a
- * multi-byte sequence, so no character is split. The CSV reader would otherwise turn such bytes
- * into U+FFFD and import changed ids and values without a word.
+ * first bad byte sequence). Streams the file in 1 MiB blocks in linear time and constant memory,
+ * however long a line is: only an incomplete multi-byte sequence at the end of a block (at most
+ * 3 bytes) is carried to the next one, and the line number and the column (UTF-16 units, as a
+ * text editor counts them) are tracked across blocks. The CSV reader would otherwise turn such
+ * bytes into U+FFFD and import changed ids and values without a word.
  */
 function checkUtf8(file: string, log: ErrorLog): void {
   const fd = fs.openSync(file, 'r');
   try {
-    const block = Buffer.alloc(1 << 20);
-    let carry = Buffer.alloc(0);
+    const block = Buffer.alloc((1 << 20) + 3);
+    let carried = 0; // bytes at the start of `block` carried over from the previous read
     let line = 1;
-    const checkLines = (buf: Buffer): void => {
+    let col = 0; // characters of the current line before this chunk
+    let lineReported = false; // the current line already has an error
+    const check = (buf: Buffer): void => {
       if (isUtf8(buf)) {
-        // the common case, checked a block at a time (per line it cost ~0.5 s per 37 MB): count its lines
-        for (let i = buf.indexOf(0x0a); i >= 0; i = buf.indexOf(0x0a, i + 1)) line++;
-        if (buf.length && buf[buf.length - 1] !== 0x0a) line++;
+        // the common case, checked a block at a time (per line it cost ~0.5 s per 37 MB)
+        const last = buf.lastIndexOf(0x0a);
+        if (last < 0) {
+          col += buf.toString('utf8').length;
+          return;
+        }
+        for (let i = buf.indexOf(0x0a); i >= 0 && i <= last; i = buf.indexOf(0x0a, i + 1)) line++;
+        col = buf.toString('utf8', last + 1).length;
+        lineReported = false;
         return;
       }
       let start = 0;
       while (start < buf.length) {
-        let end = buf.indexOf(0x0a, start);
-        if (end < 0) end = buf.length;
-        const l = buf.subarray(start, end);
-        if (!isUtf8(l)) {
-          const col = l.toString('utf8').indexOf('\ufffd') + 1;
-          log.add(file, line, Math.max(col, 1), 'not valid UTF-8 (save the file as UTF-8; other encodings are not converted)');
+        const nl = buf.indexOf(0x0a, start);
+        const end = nl < 0 ? buf.length : nl;
+        const seg = buf.subarray(start, end);
+        if (!lineReported) {
+          const bad = firstInvalidUtf8(seg);
+          if (bad >= 0) {
+            lineReported = true;
+            log.add(file, line, col + seg.toString('utf8', 0, bad).length + 1, 'not valid UTF-8 (save the file as UTF-8; other encodings are not converted)');
+          }
+        }
+        if (nl < 0) {
+          col += seg.toString('utf8').length;
+          break;
         }
         line++;
-        start = end + 1;
+        col = 0;
+        lineReported = false;
+        start = nl + 1;
       }
     };
     for (;;) {
-      const n = fs.readSync(fd, block, 0, block.length, null);
+      const n = fs.readSync(fd, block, carried, block.length - 3, null);
       if (n === 0) break;
-      const data = Buffer.concat([carry, block.subarray(0, n)]);
-      const cut = data.lastIndexOf(0x0a);
-      if (cut < 0) {
-        carry = data;
-        continue;
-      }
-      checkLines(data.subarray(0, cut + 1));
-      carry = Buffer.from(data.subarray(cut + 1));
+      const data = block.subarray(0, carried + n);
+      const tail = incompleteTail(data);
+      check(data.subarray(0, data.length - tail));
+      data.copyWithin(0, data.length - tail);
+      carried = tail;
     }
-    if (carry.length) checkLines(carry);
+    if (carried) check(block.subarray(0, carried));
   } finally {
     fs.closeSync(fd);
   }
@@ -208,7 +269,10 @@ async function streamCsv<K extends string>(
   checkUtf8(file, log);
   let lastLine = 0; // line of the last record read
   let unclosedQuote: CsvError | undefined;
-  const csvMessage = (err: CsvError): string => `malformed CSV: ${err.message.replace(/\s*(at|on) line \d+\.?$/, '')}`;
+  const csvMessage = (err: CsvError): string =>
+    err.code === 'CSV_MAX_RECORD_SIZE'
+      ? `record longer than ${MAX_RECORD_BYTES} bytes (a wrong delimiter or an unclosed quote?); the import reads records up to that size`
+      : `malformed CSV: ${err.message.replace(/\s*(at|on) line \d+\.?$/, '')}`;
   const reportCsvError = (err: CsvError): void => {
     // an open quote swallows the rest of the file; reported once every good record has been read
     if (err.code === 'CSV_QUOTE_NOT_CLOSED') unclosedQuote = err;
@@ -219,14 +283,19 @@ async function streamCsv<K extends string>(
       log.add(file, lastLine + 1, 1, `${csvMessage(unclosedQuote)} (a field opened with a quote after line ${lastLine} is never closed)`);
     }
   };
-  const parser = fs.createReadStream(file).pipe(
+  const source = fs.createReadStream(file);
+  const parser = source.pipe(
     parse({
       bom: true,
       info: true,
       skip_empty_lines: true,
       relax_column_count: false,
       skip_records_with_error: true,
+      // bounds the memory one record can take (the parser buffers a record until it ends)
+      max_record_size: MAX_RECORD_BYTES,
       on_skip: (err: CsvError | undefined) => {
+        // past the limit the rest of the record is unbounded too: end this file's parse (reported below)
+        if (err?.code === 'CSV_MAX_RECORD_SIZE') throw err;
         if (err) reportCsvError(err);
         return undefined;
       },
@@ -269,6 +338,7 @@ async function streamCsv<K extends string>(
     return { rows, headerOk: false };
   } finally {
     parser.destroy();
+    source.destroy();
   }
   if (unclosedQuote) {
     reportUnclosedQuote();

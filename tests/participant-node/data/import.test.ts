@@ -229,6 +229,8 @@ describe('import: bad input names FILE:LINE:COLUMN and leaves the data dir untou
     ['not UTF-8', 'users', () => Buffer.concat([Buffer.from(withLine(text.users, 3, 'platform-u9').split('platform-u9')[0] + 'platform-u'), Buffer.from([0xff, 0xfe]), Buffer.from('9,18-24,north,student,programming\n' + text.users.split('\n').slice(3).join('\n'))]), /users-not UTF-8\.csv:3:11: not valid UTF-8 \(save the file as UTF-8/],
     // past the first 1 MiB block (whole blocks are checked at once; line numbers carry across them)
     ['not UTF-8 after 1 MiB', 'interactions', () => Buffer.concat([Buffer.from('user_id,item_id,timestamp\n' + 'platform-u0000001,platform-c000001,5\n'.repeat(40_000)), Buffer.from('platform-u0000001,platform-c00000'), Buffer.from([0xe9]), Buffer.from(',5\n')]), /interactions-not UTF-8 after 1 MiB\.csv:40002:34: not valid UTF-8/],
+    // a record past MAX_RECORD_BYTES (1 MiB) ends the parse instead of growing without bound
+    ['record longer than 1 MiB', 'users', () => withLine(text.users, 3, 'platform-u9' + 'a'.repeat(3 << 20) + ',18-24,north,student,'), /users-record longer than 1 MiB\.csv:3:1: record longer than 1048576 bytes/],
     ['header only', 'interactions', () => 'user_id,item_id,timestamp\r\n', /:2:1: no data rows after the header/],
     ['wrong field count', 'interactions', () => withLine(text.interactions, 9, 'platform-u0000001,platform-c000001,5,extra'), /:9:1: malformed CSV: Invalid Record Length: expect 3, got 4/],
     ['unclosed quote', 'items', () => withLine(text.items, 4, 'x-1,platform,"course,low,programming'), /items-unclosed quote\.csv:4:1: malformed CSV: Quote Not Closed.*after line 3 is never closed/],
@@ -243,6 +245,29 @@ describe('import: bad input names FILE:LINE:COLUMN and leaves the data dir untou
     expect((err as ImportError).message).toMatch(expected);
     expect((err as ImportError).message).toContain(file);
     expect((err as ImportError).message).toMatch(/^import failed, nothing was changed/);
+    expect(dirFingerprint(node)).toBe(before);
+  });
+
+  it('finds a bad byte deep in a multi-MB line at its exact column, across 1 MiB blocks that split characters', async () => {
+    const before = dirFingerprint(node);
+    const lines = text.users.split('\n');
+    // 2-byte characters, started at an odd file offset: some 1 MiB block boundaries fall inside one
+    let id = 'platform-u9';
+    if (Buffer.byteLength(lines.slice(0, 2).join('\n') + '\n' + id) % 2 === 0) id += 'x';
+    const run = 'é'.repeat(1_500_000);
+    const content = Buffer.concat([
+      Buffer.from(lines.slice(0, 2).join('\n') + '\n' + id + run),
+      Buffer.from([0xff]),
+      Buffer.from(',18-24,north,student,\n' + lines.slice(2).join('\n')),
+    ]);
+    const file = put('u-deep-bad.csv', content);
+    const err = (await importCsv({ dataDir: node, ...good(), users: file }).catch((e: unknown) => e)) as ImportError;
+    expect(err).toBeInstanceOf(ImportError);
+    expect(err.errors[0]).toBe(`${file}:3:${id.length + run.length + 1}: not valid UTF-8 (save the file as UTF-8; other encodings are not converted)`);
+    // the same long line, valid: no UTF-8 error (only the record size)
+    const valid = put('u-deep-ok.csv', lines.slice(0, 2).join('\n') + '\n' + id + run + ',18-24,north,student,\n' + lines.slice(2).join('\n'));
+    const err2 = (await importCsv({ dataDir: node, ...good(), users: valid }).catch((e: unknown) => e)) as ImportError;
+    expect(err2.errors).toEqual([`${valid}:3:1: record longer than 1048576 bytes (a wrong delimiter or an unclosed quote?); the import reads records up to that size`]);
     expect(dirFingerprint(node)).toBe(before);
   });
 
