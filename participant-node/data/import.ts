@@ -7,12 +7,14 @@
  * Canonical columns (defaults; `--mapping` renames them, JSON or YAML):
  *   users:        id (user_id), age_band, region, life_stage, interests ("a|b|c", may be empty)
  *   items:        id (item_id), provider (optional column), domain, price_band, topics ("a|b")
- *   interactions: user_id, item_id, timestamp (a number: unix seconds)
+ *   interactions: user_id, item_id, timestamp (a number: unix seconds, at most MAX_TIMESTAMP = year 9999)
  *   e.g. { "users": { "id": "customer_id", "age_band": "age" } }
  *
  * Every problem is reported as FILE:LINE:COLUMN (column = 1-based field position, with its header
- * name): missing column, unknown feature value, non-numeric timestamp, duplicate id, interaction
- * for an unknown user or item, empty file, malformed CSV. Up to `maxErrors` (20) are collected, then
+ * name): missing or duplicate column, two fields mapped to one column, unknown feature value, a
+ * control character in an id or value, non-numeric or out-of-range timestamp, duplicate id,
+ * interaction for an unknown user or item, empty file, malformed CSV, a record over 1 MiB. Values
+ * quoted in messages are escaped (\x1b, \u202e, ...) and cut to 80 characters. Up to `maxErrors` (20) are collected, then
  * the import stops; nothing is stored if there was any error (exit code 2).
  *
  * The stored interactions are sorted by (user, timestamp, item) and exact repeats (same user, item
@@ -123,12 +125,37 @@ class TooManyErrors extends Error {}
 /** The longest CSV record (line, or lines inside quotes) the import reads: 1 MiB. */
 export const MAX_RECORD_BYTES = 1 << 20;
 
+/**
+ * The largest timestamp the import takes: 253402300799 unix seconds = 9999-12-31T23:59:59Z. A larger
+ * number is not a date in seconds (epoch milliseconds are refused here too, with a hint).
+ */
+export const MAX_TIMESTAMP = 253_402_300_799;
+
+/** C0/C1 control characters and DEL: never part of an id or a feature value. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** Characters a message must not print raw: controls, line/paragraph separators, bidi controls. */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const escapeChar = (ch: string): string => {
+  const c = ch.charCodeAt(0);
+  return c <= 0xff ? `\\x${c.toString(16).padStart(2, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
+};
+/** Escapes characters a terminal would act on (ESC sequences, newlines, bidi overrides) as \xNN / \uNNNN. */
+export function escapeUnprintable(text: string): string {
+  return text.replace(UNPRINTABLE, escapeChar);
+}
+/** An input value as quoted in a message: escaped, and cut to 80 characters. */
+function q(value: string): string {
+  const cut = value.length > 80 ? `${value.slice(0, 80)}...(${value.length} characters)` : value;
+  return `"${escapeUnprintable(cut)}"`;
+}
+
 class ErrorLog {
   readonly list: string[] = [];
   truncated = false;
   constructor(private readonly max: number) {}
   add(file: string, line: number, column: number, message: string): void {
-    this.list.push(`${file}:${line}:${column}: ${message}`);
+    // every value quoted from the input is escaped by q(); this also covers file names and parser text
+    this.list.push(escapeUnprintable(`${file}:${line}:${column}: ${message}`));
     if (this.list.length >= this.max) {
       this.truncated = true;
       throw new TooManyErrors();
@@ -312,13 +339,28 @@ async function streamCsv<K extends string>(
       if (!header) {
         header = record.map((h) => h.trim());
         const c = {} as Columns<K>;
+        const usedBy = new Map<number, K>(); // column index -> the field read from it
         for (const f of fields) {
           const name = mapping?.[f] ?? (DEFAULT_COLUMNS[group] as Record<string, string>)[f];
+          const via = mapping?.[f] ? ` (mapped from ${group}.${f})` : '';
           const idx = header.indexOf(name);
           if (idx < 0 && !OPTIONAL_COLUMNS.has(`${group}.${f}`)) {
             headerOk = false;
-            const via = mapping?.[f] ? ` (mapped from ${group}.${f})` : '';
-            log.add(file, info.lines, header.length + 1, `missing column "${name}"${via}; the header has: ${header.join(', ')}`);
+            log.add(file, info.lines, header.length + 1, `missing column ${q(name)}${via}; the header has: ${header.join(', ')}`);
+          }
+          if (idx >= 0) {
+            // a second column of that name would make the choice arbitrary
+            const again = header.indexOf(name, idx + 1);
+            if (again >= 0) {
+              headerOk = false;
+              log.add(file, info.lines, again + 1, `duplicate column ${q(name)}${via} (columns ${idx + 1} and ${again + 1}); rename one of them`);
+            }
+            const other = usedBy.get(idx);
+            if (other !== undefined) {
+              headerOk = false;
+              log.add(file, info.lines, idx + 1, `${group}.${other} and ${group}.${f} both read column ${idx + 1} ${q(name)}; map each field to its own column`);
+            }
+            usedBy.set(idx, f);
           }
           c[f] = idx;
         }
@@ -382,21 +424,30 @@ export async function importCsv(opts: ImportOptions): Promise<ImportReport> {
   let interactionRows = 0;
   let interactionsChecked = false;
 
+  /** Refuses a value with a control character (newline, NUL, ESC, ...): ids and features are text. */
+  const noControl = (file: string, row: Row, col: number, header: string[], what: string, value: string): boolean => {
+    const m = CONTROL.exec(value);
+    if (!m) return true;
+    log.add(file, row.line, col + 1, `(${header[col]}) ${what} ${q(value)} contains the control character ${escapeUnprintable(m[0])} (at character ${m.index + 1})`);
+    return false;
+  };
   const checkValue = (file: string, row: Row, col: number, header: string[], field: string, value: string, list: readonly string[]): boolean => {
     if (list.includes(value)) return true;
+    if (!noControl(file, row, col, header, field, value)) return false;
     const shown = list.length > 12 ? `${list.slice(0, 12).join(', ')}, ...` : list.join(', ');
-    log.add(file, row.line, col + 1, `(${header[col]}) unknown ${field} "${value}" (expected one of: ${shown})`);
+    log.add(file, row.line, col + 1, `(${header[col]}) unknown ${field} ${q(value)} (expected one of: ${shown})`);
     return false;
   };
   const checkId = (file: string, row: Row, col: number, header: string[], seen: Map<string, number>, lines: number[], kind: string): string | undefined => {
     const id = row.fields[col].trim();
+    if (!noControl(file, row, col, header, `${kind} id`, id)) return undefined;
     if (id === '') {
       log.add(file, row.line, col + 1, `(${header[col]}) empty ${kind} id`);
       return undefined;
     }
     const prev = seen.get(id);
     if (prev !== undefined) {
-      log.add(file, row.line, col + 1, `(${header[col]}) duplicate ${kind} id "${id}" (first at line ${lines[prev]})`);
+      log.add(file, row.line, col + 1, `(${header[col]}) duplicate ${kind} id ${q(id)} (first at line ${lines[prev]})`);
       return undefined;
     }
     return id;
@@ -428,6 +479,7 @@ export async function importCsv(opts: ImportOptions): Promise<ImportReport> {
       const id = checkId(opts.items, row, c.id, header, itemIndex, itemLine, 'item');
       let ok = id !== undefined;
       const provider = c.provider >= 0 ? f[c.provider].trim() : '';
+      if (c.provider >= 0) ok = noControl(opts.items, row, c.provider, header, 'provider', provider) && ok;
       const domain = f[c.domain].trim();
       const priceBand = f[c.price_band].trim();
       ok = checkValue(opts.items, row, c.domain, header, 'domain', domain, vocab.domain.filter((d) => (DOMAINS as readonly string[]).includes(d))) && ok;
@@ -452,16 +504,20 @@ export async function importCsv(opts: ImportOptions): Promise<ImportReport> {
         const i = itemIndex.get(iid);
         let ok = true;
         if (u === undefined) {
-          log.add(opts.interactions, row.line, c.user_id + 1, `(${header[c.user_id]}) unknown user "${uid}" (not in ${opts.users})`);
+          log.add(opts.interactions, row.line, c.user_id + 1, `(${header[c.user_id]}) unknown user ${q(uid)} (not in ${opts.users})`);
           ok = false;
         }
         if (i === undefined) {
-          log.add(opts.interactions, row.line, c.item_id + 1, `(${header[c.item_id]}) unknown item "${iid}" (not in ${opts.items})`);
+          log.add(opts.interactions, row.line, c.item_id + 1, `(${header[c.item_id]}) unknown item ${q(iid)} (not in ${opts.items})`);
           ok = false;
         }
         const ts = rawTs === '' ? NaN : Number(rawTs);
         if (!/^[0-9]+(\.[0-9]+)?$/.test(rawTs) || !Number.isFinite(ts)) {
-          log.add(opts.interactions, row.line, c.timestamp + 1, `(${header[c.timestamp]}) expected a non-negative number (unix seconds), got "${rawTs}"`);
+          log.add(opts.interactions, row.line, c.timestamp + 1, `(${header[c.timestamp]}) expected a non-negative number (unix seconds), got ${q(rawTs)}`);
+          ok = false;
+        } else if (ts > MAX_TIMESTAMP) {
+          const hint = ts <= MAX_TIMESTAMP * 1000 ? ' (milliseconds? divide by 1000)' : '';
+          log.add(opts.interactions, row.line, c.timestamp + 1, `(${header[c.timestamp]}) timestamp ${q(rawTs)} is past ${MAX_TIMESTAMP} (9999-12-31 in unix seconds)${hint}`);
           ok = false;
         }
         if (!ok) return;
@@ -552,8 +608,8 @@ export async function readGroundTruth(file: string, ds: NodeDataset): Promise<{ 
     await streamCsv(file, 'interactions', ['user_id', 'item_id'] as const, undefined, log, (row, c, header) => {
       const u = userIndex.get(row.fields[c.user_id].trim());
       const i = itemIndex.get(row.fields[c.item_id].trim());
-      if (u === undefined) log.add(file, row.line, c.user_id + 1, `(${header[c.user_id]}) unknown user "${row.fields[c.user_id]}"`);
-      else if (i === undefined) log.add(file, row.line, c.item_id + 1, `(${header[c.item_id]}) unknown item "${row.fields[c.item_id]}"`);
+      if (u === undefined) log.add(file, row.line, c.user_id + 1, `(${header[c.user_id]}) unknown user ${q(row.fields[c.user_id])}`);
+      else if (i === undefined) log.add(file, row.line, c.item_id + 1, `(${header[c.item_id]}) unknown item ${q(row.fields[c.item_id])}`);
       else {
         us.push(u);
         is.push(i);
