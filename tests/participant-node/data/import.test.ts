@@ -358,6 +358,6 @@ describe('loadDataset integrity', () => {
     await importCsv({ dataDir: dir, ...good() });
     const f = path.join(datasetDir(dir), 'users.json');
     fs.writeFileSync(f, JSON.stringify(JSON.parse(fs.readFileSync(f, 'utf8')).slice(1)));
-    expect(() => loadDataset(dir)).toThrow(/users\.json: expected 300 users/);
+    expect(() => loadDataset(dir)).toThrow(/users\.json: content does not match meta\.json \(corrupted\)/);
   });
 });
