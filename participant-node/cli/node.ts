@@ -1,10 +1,26 @@
 /**
  * `fedbridge node ...` commands. Heavy modules (tfjs) are imported inside actions.
  */
+import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { parseNumberOption, printJson, UserError } from '../../shared/cli/errors';
 import type { BackendChoice } from '../model/backend';
 import type { TrainProgress } from '../model/train';
+
+/** The bearer token of `node serve --token-file`: a regular file only its owner can read, 16+ characters. */
+function readTokenFile(file: string): string {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw new UserError(`--token-file ${file}: ${(e as Error).message}`);
+  }
+  if (!st.isFile()) throw new UserError(`--token-file ${file} is not a regular file`);
+  if ((st.mode & 0o077) !== 0) throw new UserError(`--token-file ${file} is readable by other users (mode ${(st.mode & 0o777).toString(8)}); run 'chmod 600 ${file}'`);
+  const token = fs.readFileSync(file, 'utf8').trim();
+  if (!/^[\x21-\x7e]{16,}$/.test(token)) throw new UserError(`--token-file ${file}: expected one token of at least 16 printable ASCII characters, no spaces (e.g. 'openssl rand -hex 32 > ${file}')`);
+  return token;
+}
 
 const BACKEND_HELP = 'tfjs backend: auto|gpu|webgpu|node|wasm|cpu (auto tries them in that order; env FEDBRIDGE_BACKEND)';
 
@@ -238,15 +254,20 @@ export function registerNodeCommands(node: Command): void {
     .command('serve')
     .description('serve GET /recommendations/:userId?k=10&domain=insurance from the latest model (localhost by default)')
     .requiredOption('--data-dir <dir>', 'the node data directory')
-    .option('--host <host>', 'address to bind (default: loopback only)', '127.0.0.1')
+    .option('--host <host>', 'address to bind (default: loopback only; any other address needs --token-file)', '127.0.0.1')
     .option('--port <n>', 'port (0 = any free port)', '8787')
+    .option('--token-file <file>', "a secret (mode 0600, at least 16 characters) every request must send as 'Authorization: Bearer TOKEN'")
     .option('--backend <name>', BACKEND_HELP, 'auto')
-    .action(async (opts: { dataDir: string; host: string; port: string; backend: string }) => {
+    .action(async (opts: { dataDir: string; host: string; port: string; tokenFile?: string; backend: string }) => {
       const port = parseNumberOption('--port', opts.port, { integer: true, min: 0, max: 65535 });
+      const { createRecommendationServer, isLoopbackHost, listen } = await import('../serve/http');
+      if (!isLoopbackHost(opts.host) && opts.tokenFile === undefined) {
+        throw new UserError(`--host ${opts.host} serves the party's users' recommendations beyond this machine: give --token-file F (a secret, mode 0600) that clients send as 'Authorization: Bearer TOKEN'`);
+      }
+      const token = opts.tokenFile === undefined ? undefined : readTokenFile(opts.tokenFile);
       const { openRecommender } = await import('../local');
-      const { createRecommendationServer, listen } = await import('../serve/http');
       const { rec, party } = await openRecommender(opts.dataDir, opts.backend as BackendChoice);
-      const server = createRecommendationServer(rec, (m) => process.stderr.write(m + '\n'));
+      const server = createRecommendationServer(rec, (m) => process.stderr.write(m + '\n'), { token });
       const bound = await listen(server, port, opts.host);
       process.stderr.write(`node ${party}: serving recommendations on http://${opts.host}:${bound}/recommendations/:userId\n`);
       await new Promise<void>((resolve) => {

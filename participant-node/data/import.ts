@@ -7,12 +7,14 @@
  * Canonical columns (defaults; `--mapping` renames them, JSON or YAML):
  *   users:        id (user_id), age_band, region, life_stage, interests ("a|b|c", may be empty)
  *   items:        id (item_id), provider (optional column), domain, price_band, topics ("a|b")
- *   interactions: user_id, item_id, timestamp (a number: unix seconds)
+ *   interactions: user_id, item_id, timestamp (a number: unix seconds, at most MAX_TIMESTAMP = year 9999)
  *   e.g. { "users": { "id": "customer_id", "age_band": "age" } }
  *
  * Every problem is reported as FILE:LINE:COLUMN (column = 1-based field position, with its header
- * name): missing column, unknown feature value, non-numeric timestamp, duplicate id, interaction
- * for an unknown user or item, empty file, malformed CSV. Up to `maxErrors` (20) are collected, then
+ * name): missing or duplicate column, two fields mapped to one column, unknown feature value, a
+ * control character in an id or value, non-numeric or out-of-range timestamp, duplicate id,
+ * interaction for an unknown user or item, empty file, malformed CSV, a record over 1 MiB. Values
+ * quoted in messages are escaped (\x1b, \u202e, ...) and cut to 80 characters. Up to `maxErrors` (20) are collected, then
  * the import stops; nothing is stored if there was any error (exit code 2).
  *
  * The stored interactions are sorted by (user, timestamp, item) and exact repeats (same user, item
@@ -120,12 +122,40 @@ export class ImportError extends UserError {
 
 class TooManyErrors extends Error {}
 
+/** The longest CSV record (line, or lines inside quotes) the import reads: 1 MiB. */
+export const MAX_RECORD_BYTES = 1 << 20;
+
+/**
+ * The largest timestamp the import takes: 253402300799 unix seconds = 9999-12-31T23:59:59Z. A larger
+ * number is not a date in seconds (epoch milliseconds are refused here too, with a hint).
+ */
+export const MAX_TIMESTAMP = 253_402_300_799;
+
+/** C0/C1 control characters and DEL: never part of an id or a feature value. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** Characters a message must not print raw: controls, line/paragraph separators, bidi controls. */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const escapeChar = (ch: string): string => {
+  const c = ch.charCodeAt(0);
+  return c <= 0xff ? `\\x${c.toString(16).padStart(2, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
+};
+/** Escapes characters a terminal would act on (ESC sequences, newlines, bidi overrides) as \xNN / \uNNNN. */
+export function escapeUnprintable(text: string): string {
+  return text.replace(UNPRINTABLE, escapeChar);
+}
+/** An input value as quoted in a message: escaped, and cut to 80 characters. */
+function q(value: string): string {
+  const cut = value.length > 80 ? `${value.slice(0, 80)}...(${value.length} characters)` : value;
+  return `"${escapeUnprintable(cut)}"`;
+}
+
 class ErrorLog {
   readonly list: string[] = [];
   truncated = false;
   constructor(private readonly max: number) {}
   add(file: string, line: number, column: number, message: string): void {
-    this.list.push(`${file}:${line}:${column}: ${message}`);
+    // every value quoted from the input is escaped by q(); this also covers file names and parser text
+    this.list.push(escapeUnprintable(`${file}:${line}:${column}: ${message}`));
     if (this.list.length >= this.max) {
       this.truncated = true;
       throw new TooManyErrors();
@@ -138,51 +168,109 @@ interface Row {
   fields: string[];
 }
 
+/** Byte offset of the first invalid UTF-8 sequence in `b` (WHATWG rules, as isUtf8), or -1. */
+function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let n: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c === 0xe0) lo = 0xa0;
+      else if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c === 0xf0) lo = 0x90;
+      else if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= n; k++) {
+      const d = b[i + k];
+      if (d === undefined || d < (k === 1 ? lo : 0x80) || d > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += n + 1;
+  }
+  return -1;
+}
+
+/** Length of an incomplete multi-byte sequence at the end of `b` (0..3 bytes, to carry to the next block). */
+function incompleteTail(b: Uint8Array): number {
+  for (let back = 1; back <= Math.min(3, b.length); back++) {
+    const c = b[b.length - back];
+    if ((c & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    return need > back ? back : 0;
+  }
+  return 0;
+}
+
 /**
  * Reports every line of `file` that is not valid UTF-8 (line, and the character column of the
- * first bad byte sequence), reading whole lines in 1 MiB blocks: a byte 0x0A never occurs inside a
- * multi-byte sequence, so no character is split. The CSV reader would otherwise turn such bytes
- * into U+FFFD and import changed ids and values without a word.
+ * first bad byte sequence). Streams the file in 1 MiB blocks in linear time and constant memory,
+ * however long a line is: only an incomplete multi-byte sequence at the end of a block (at most
+ * 3 bytes) is carried to the next one, and the line number and the column (UTF-16 units, as a
+ * text editor counts them) are tracked across blocks. The CSV reader would otherwise turn such
+ * bytes into U+FFFD and import changed ids and values without a word.
  */
 function checkUtf8(file: string, log: ErrorLog): void {
   const fd = fs.openSync(file, 'r');
   try {
-    const block = Buffer.alloc(1 << 20);
-    let carry = Buffer.alloc(0);
+    const block = Buffer.alloc((1 << 20) + 3);
+    let carried = 0; // bytes at the start of `block` carried over from the previous read
     let line = 1;
-    const checkLines = (buf: Buffer): void => {
+    let col = 0; // characters of the current line before this chunk
+    let lineReported = false; // the current line already has an error
+    const check = (buf: Buffer): void => {
       if (isUtf8(buf)) {
-        // the common case, checked a block at a time (per line it cost ~0.5 s per 37 MB): count its lines
-        for (let i = buf.indexOf(0x0a); i >= 0; i = buf.indexOf(0x0a, i + 1)) line++;
-        if (buf.length && buf[buf.length - 1] !== 0x0a) line++;
+        // the common case, checked a block at a time (per line it cost ~0.5 s per 37 MB)
+        const last = buf.lastIndexOf(0x0a);
+        if (last < 0) {
+          col += buf.toString('utf8').length;
+          return;
+        }
+        for (let i = buf.indexOf(0x0a); i >= 0 && i <= last; i = buf.indexOf(0x0a, i + 1)) line++;
+        col = buf.toString('utf8', last + 1).length;
+        lineReported = false;
         return;
       }
       let start = 0;
       while (start < buf.length) {
-        let end = buf.indexOf(0x0a, start);
-        if (end < 0) end = buf.length;
-        const l = buf.subarray(start, end);
-        if (!isUtf8(l)) {
-          const col = l.toString('utf8').indexOf('\ufffd') + 1;
-          log.add(file, line, Math.max(col, 1), 'not valid UTF-8 (save the file as UTF-8; other encodings are not converted)');
+        const nl = buf.indexOf(0x0a, start);
+        const end = nl < 0 ? buf.length : nl;
+        const seg = buf.subarray(start, end);
+        if (!lineReported) {
+          const bad = firstInvalidUtf8(seg);
+          if (bad >= 0) {
+            lineReported = true;
+            log.add(file, line, col + seg.toString('utf8', 0, bad).length + 1, 'not valid UTF-8 (save the file as UTF-8; other encodings are not converted)');
+          }
+        }
+        if (nl < 0) {
+          col += seg.toString('utf8').length;
+          break;
         }
         line++;
-        start = end + 1;
+        col = 0;
+        lineReported = false;
+        start = nl + 1;
       }
     };
     for (;;) {
-      const n = fs.readSync(fd, block, 0, block.length, null);
+      const n = fs.readSync(fd, block, carried, block.length - 3, null);
       if (n === 0) break;
-      const data = Buffer.concat([carry, block.subarray(0, n)]);
-      const cut = data.lastIndexOf(0x0a);
-      if (cut < 0) {
-        carry = data;
-        continue;
-      }
-      checkLines(data.subarray(0, cut + 1));
-      carry = Buffer.from(data.subarray(cut + 1));
+      const data = block.subarray(0, carried + n);
+      const tail = incompleteTail(data);
+      check(data.subarray(0, data.length - tail));
+      data.copyWithin(0, data.length - tail);
+      carried = tail;
     }
-    if (carry.length) checkLines(carry);
+    if (carried) check(block.subarray(0, carried));
   } finally {
     fs.closeSync(fd);
   }
@@ -208,7 +296,10 @@ async function streamCsv<K extends string>(
   checkUtf8(file, log);
   let lastLine = 0; // line of the last record read
   let unclosedQuote: CsvError | undefined;
-  const csvMessage = (err: CsvError): string => `malformed CSV: ${err.message.replace(/\s*(at|on) line \d+\.?$/, '')}`;
+  const csvMessage = (err: CsvError): string =>
+    err.code === 'CSV_MAX_RECORD_SIZE'
+      ? `record longer than ${MAX_RECORD_BYTES} bytes (a wrong delimiter or an unclosed quote?); the import reads records up to that size`
+      : `malformed CSV: ${err.message.replace(/\s*(at|on) line \d+\.?$/, '')}`;
   const reportCsvError = (err: CsvError): void => {
     // an open quote swallows the rest of the file; reported once every good record has been read
     if (err.code === 'CSV_QUOTE_NOT_CLOSED') unclosedQuote = err;
@@ -219,14 +310,19 @@ async function streamCsv<K extends string>(
       log.add(file, lastLine + 1, 1, `${csvMessage(unclosedQuote)} (a field opened with a quote after line ${lastLine} is never closed)`);
     }
   };
-  const parser = fs.createReadStream(file).pipe(
+  const source = fs.createReadStream(file);
+  const parser = source.pipe(
     parse({
       bom: true,
       info: true,
       skip_empty_lines: true,
       relax_column_count: false,
       skip_records_with_error: true,
+      // bounds the memory one record can take (the parser buffers a record until it ends)
+      max_record_size: MAX_RECORD_BYTES,
       on_skip: (err: CsvError | undefined) => {
+        // past the limit the rest of the record is unbounded too: end this file's parse (reported below)
+        if (err?.code === 'CSV_MAX_RECORD_SIZE') throw err;
         if (err) reportCsvError(err);
         return undefined;
       },
@@ -243,13 +339,28 @@ async function streamCsv<K extends string>(
       if (!header) {
         header = record.map((h) => h.trim());
         const c = {} as Columns<K>;
+        const usedBy = new Map<number, K>(); // column index -> the field read from it
         for (const f of fields) {
           const name = mapping?.[f] ?? (DEFAULT_COLUMNS[group] as Record<string, string>)[f];
+          const via = mapping?.[f] ? ` (mapped from ${group}.${f})` : '';
           const idx = header.indexOf(name);
           if (idx < 0 && !OPTIONAL_COLUMNS.has(`${group}.${f}`)) {
             headerOk = false;
-            const via = mapping?.[f] ? ` (mapped from ${group}.${f})` : '';
-            log.add(file, info.lines, header.length + 1, `missing column "${name}"${via}; the header has: ${header.join(', ')}`);
+            log.add(file, info.lines, header.length + 1, `missing column ${q(name)}${via}; the header has: ${header.join(', ')}`);
+          }
+          if (idx >= 0) {
+            // a second column of that name would make the choice arbitrary
+            const again = header.indexOf(name, idx + 1);
+            if (again >= 0) {
+              headerOk = false;
+              log.add(file, info.lines, again + 1, `duplicate column ${q(name)}${via} (columns ${idx + 1} and ${again + 1}); rename one of them`);
+            }
+            const other = usedBy.get(idx);
+            if (other !== undefined) {
+              headerOk = false;
+              log.add(file, info.lines, idx + 1, `${group}.${other} and ${group}.${f} both read column ${idx + 1} ${q(name)}; map each field to its own column`);
+            }
+            usedBy.set(idx, f);
           }
           c[f] = idx;
         }
@@ -269,6 +380,7 @@ async function streamCsv<K extends string>(
     return { rows, headerOk: false };
   } finally {
     parser.destroy();
+    source.destroy();
   }
   if (unclosedQuote) {
     reportUnclosedQuote();
@@ -312,21 +424,30 @@ export async function importCsv(opts: ImportOptions): Promise<ImportReport> {
   let interactionRows = 0;
   let interactionsChecked = false;
 
+  /** Refuses a value with a control character (newline, NUL, ESC, ...): ids and features are text. */
+  const noControl = (file: string, row: Row, col: number, header: string[], what: string, value: string): boolean => {
+    const m = CONTROL.exec(value);
+    if (!m) return true;
+    log.add(file, row.line, col + 1, `(${header[col]}) ${what} ${q(value)} contains the control character ${escapeUnprintable(m[0])} (at character ${m.index + 1})`);
+    return false;
+  };
   const checkValue = (file: string, row: Row, col: number, header: string[], field: string, value: string, list: readonly string[]): boolean => {
     if (list.includes(value)) return true;
+    if (!noControl(file, row, col, header, field, value)) return false;
     const shown = list.length > 12 ? `${list.slice(0, 12).join(', ')}, ...` : list.join(', ');
-    log.add(file, row.line, col + 1, `(${header[col]}) unknown ${field} "${value}" (expected one of: ${shown})`);
+    log.add(file, row.line, col + 1, `(${header[col]}) unknown ${field} ${q(value)} (expected one of: ${shown})`);
     return false;
   };
   const checkId = (file: string, row: Row, col: number, header: string[], seen: Map<string, number>, lines: number[], kind: string): string | undefined => {
     const id = row.fields[col].trim();
+    if (!noControl(file, row, col, header, `${kind} id`, id)) return undefined;
     if (id === '') {
       log.add(file, row.line, col + 1, `(${header[col]}) empty ${kind} id`);
       return undefined;
     }
     const prev = seen.get(id);
     if (prev !== undefined) {
-      log.add(file, row.line, col + 1, `(${header[col]}) duplicate ${kind} id "${id}" (first at line ${lines[prev]})`);
+      log.add(file, row.line, col + 1, `(${header[col]}) duplicate ${kind} id ${q(id)} (first at line ${lines[prev]})`);
       return undefined;
     }
     return id;
@@ -358,6 +479,7 @@ export async function importCsv(opts: ImportOptions): Promise<ImportReport> {
       const id = checkId(opts.items, row, c.id, header, itemIndex, itemLine, 'item');
       let ok = id !== undefined;
       const provider = c.provider >= 0 ? f[c.provider].trim() : '';
+      if (c.provider >= 0) ok = noControl(opts.items, row, c.provider, header, 'provider', provider) && ok;
       const domain = f[c.domain].trim();
       const priceBand = f[c.price_band].trim();
       ok = checkValue(opts.items, row, c.domain, header, 'domain', domain, vocab.domain.filter((d) => (DOMAINS as readonly string[]).includes(d))) && ok;
@@ -382,16 +504,20 @@ export async function importCsv(opts: ImportOptions): Promise<ImportReport> {
         const i = itemIndex.get(iid);
         let ok = true;
         if (u === undefined) {
-          log.add(opts.interactions, row.line, c.user_id + 1, `(${header[c.user_id]}) unknown user "${uid}" (not in ${opts.users})`);
+          log.add(opts.interactions, row.line, c.user_id + 1, `(${header[c.user_id]}) unknown user ${q(uid)} (not in ${opts.users})`);
           ok = false;
         }
         if (i === undefined) {
-          log.add(opts.interactions, row.line, c.item_id + 1, `(${header[c.item_id]}) unknown item "${iid}" (not in ${opts.items})`);
+          log.add(opts.interactions, row.line, c.item_id + 1, `(${header[c.item_id]}) unknown item ${q(iid)} (not in ${opts.items})`);
           ok = false;
         }
         const ts = rawTs === '' ? NaN : Number(rawTs);
         if (!/^[0-9]+(\.[0-9]+)?$/.test(rawTs) || !Number.isFinite(ts)) {
-          log.add(opts.interactions, row.line, c.timestamp + 1, `(${header[c.timestamp]}) expected a non-negative number (unix seconds), got "${rawTs}"`);
+          log.add(opts.interactions, row.line, c.timestamp + 1, `(${header[c.timestamp]}) expected a non-negative number (unix seconds), got ${q(rawTs)}`);
+          ok = false;
+        } else if (ts > MAX_TIMESTAMP) {
+          const hint = ts <= MAX_TIMESTAMP * 1000 ? ' (milliseconds? divide by 1000)' : '';
+          log.add(opts.interactions, row.line, c.timestamp + 1, `(${header[c.timestamp]}) timestamp ${q(rawTs)} is past ${MAX_TIMESTAMP} (9999-12-31 in unix seconds)${hint}`);
           ok = false;
         }
         if (!ok) return;
@@ -482,8 +608,8 @@ export async function readGroundTruth(file: string, ds: NodeDataset): Promise<{ 
     await streamCsv(file, 'interactions', ['user_id', 'item_id'] as const, undefined, log, (row, c, header) => {
       const u = userIndex.get(row.fields[c.user_id].trim());
       const i = itemIndex.get(row.fields[c.item_id].trim());
-      if (u === undefined) log.add(file, row.line, c.user_id + 1, `(${header[c.user_id]}) unknown user "${row.fields[c.user_id]}"`);
-      else if (i === undefined) log.add(file, row.line, c.item_id + 1, `(${header[c.item_id]}) unknown item "${row.fields[c.item_id]}"`);
+      if (u === undefined) log.add(file, row.line, c.user_id + 1, `(${header[c.user_id]}) unknown user ${q(row.fields[c.user_id])}`);
+      else if (i === undefined) log.add(file, row.line, c.item_id + 1, `(${header[c.item_id]}) unknown item ${q(row.fields[c.item_id])}`);
       else {
         us.push(u);
         is.push(i);

@@ -2,12 +2,18 @@
  * The node's local recommendation endpoint, for the party's own services:
  *   GET /recommendations/:userId?k=10&domain=insurance
  *   GET /healthz
- * Bound to 127.0.0.1 by default (user ids and recommendations are the party's own data; exposing
- * it is an explicit operator decision). Errors are JSON `{error}` with 400 (bad query), 404 (unknown
- * user or path), 405 (method); nothing a client sends can crash the server.
+ * Bound to 127.0.0.1 by default (user ids and recommendations are the party's own data, and a
+ * k=1000 answer reveals which items a user already has). Two modes:
+ *   - loopback (no token): a request whose Host header is not localhost / 127.0.0.1 / [::1] with the
+ *     bound port is refused with 421, so a web page cannot reach the port through DNS rebinding;
+ *   - token (`--token-file`, required by the CLI to bind any other address): every request needs
+ *     `Authorization: Bearer TOKEN` (compared in constant time), else 401.
+ * Errors are JSON `{error}` with 400 (bad query or URL), 401, 404 (unknown user or path), 405
+ * (method), 421 (Host); nothing a client sends can crash the server.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { DOMAINS, type Domain } from '../../shared/data/vocab';
 import { UserError } from '../../shared/cli/errors';
 import type { Recommender } from './recommend';
@@ -18,10 +24,47 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-export function createRecommendationServer(rec: Recommender, log: (msg: string) => void = () => {}): http.Server {
+export interface ServeAccess {
+  /** a bearer token every request must carry; without one, only loopback Host headers are served */
+  token?: string;
+}
+
+/** Whether `host` (a --host value) is a loopback address, where the Host check suffices. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** The refusal for a request this server must not answer, or undefined. */
+function refusal(req: http.IncomingMessage, access: ServeAccess): { status: number; error: string; headers?: Record<string, string> } | undefined {
+  if (access.token !== undefined) {
+    const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
+    const digest = (t: string) => createHash('sha256').update(t, 'utf8').digest();
+    if (!m || !timingSafeEqual(digest(m[1]), digest(access.token))) {
+      return { status: 401, error: "missing or wrong 'Authorization: Bearer TOKEN' (the token of --token-file)", headers: { 'www-authenticate': 'Bearer' } };
+    }
+    return undefined;
+  }
+  // DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 sends Host: evil.example
+  const host = (req.headers.host ?? '').toLowerCase();
+  const m = /^(localhost|127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?$/.exec(host);
+  if (!m || !LOOPBACK_NAMES.has(m[1]) || (m[2] !== undefined && Number(m[2]) !== req.socket.localPort)) {
+    return { status: 421, error: `this endpoint answers only requests for localhost, 127.0.0.1 or [::1] on port ${req.socket.localPort} (Host header ${JSON.stringify(req.headers.host ?? '')})` };
+  }
+  return undefined;
+}
+
+export function createRecommendationServer(rec: Recommender, log: (msg: string) => void = () => {}, access: ServeAccess = {}): http.Server {
   // the handler is async (scoring may read tensors asynchronously, model/reads.ts); a failure that
   // escapes it (it answers every error itself) closes that connection, never the server
   return http.createServer((req, res) => {
+    const refused = refusal(req, access);
+    if (refused) {
+      res.setHeader('connection', 'close');
+      for (const [k, v] of Object.entries(refused.headers ?? {})) res.setHeader(k, v);
+      return send(res, refused.status, { error: refused.error });
+    }
     handle(rec, log, req, res).catch((e) => {
       log(`internal error: ${(e as Error).stack ?? e}`);
       res.destroy();
@@ -31,7 +74,12 @@ export function createRecommendationServer(rec: Recommender, log: (msg: string) 
 
 async function handle(rec: Recommender, log: (msg: string) => void, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   try {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      return send(res, 400, { error: 'the request target is not a valid URL path' });
+    }
     if (req.method !== 'GET') return send(res, 405, { error: `method ${req.method} not allowed; use GET` });
     if (url.pathname === '/healthz') return send(res, 200, { ok: true });
     const m = /^\/recommendations\/([^/]+)$/.exec(url.pathname);

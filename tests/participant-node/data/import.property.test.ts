@@ -1,8 +1,9 @@
 /**
  * Property: any valid users/items/interactions written as CSV by a CSV library (ids with commas,
- * quotes, pipes, newlines, non-ASCII) import and load back exactly, with interactions sorted by
- * (user, timestamp, item) and exact repeats removed. Catches any hand-rolled split(',') or
- * line-based parsing.
+ * quotes, pipes, non-ASCII) import and load back exactly, with interactions sorted by
+ * (user, timestamp, item) and exact repeats removed. Catches any hand-rolled split(',') parsing.
+ * (A newline, like any control character, is refused in an id: import.test.ts, where a quoted one
+ * is reported at the line the record ends on.)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -23,7 +24,7 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-const idChars = fc.constantFrom(...'abcXYZ019 ,"|;\n\'é漢-_'.split(''));
+const idChars = fc.constantFrom(...'abcXYZ019 ,"|;\'é漢-_'.split(''));
 const rawId = fc.array(idChars, { minLength: 1, maxLength: 8 }).map((cs) => cs.join(''));
 const id = rawId.filter((s) => s.trim() === s && s.length > 0);
 

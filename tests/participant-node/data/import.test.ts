@@ -229,6 +229,18 @@ describe('import: bad input names FILE:LINE:COLUMN and leaves the data dir untou
     ['not UTF-8', 'users', () => Buffer.concat([Buffer.from(withLine(text.users, 3, 'platform-u9').split('platform-u9')[0] + 'platform-u'), Buffer.from([0xff, 0xfe]), Buffer.from('9,18-24,north,student,programming\n' + text.users.split('\n').slice(3).join('\n'))]), /users-not UTF-8\.csv:3:11: not valid UTF-8 \(save the file as UTF-8/],
     // past the first 1 MiB block (whole blocks are checked at once; line numbers carry across them)
     ['not UTF-8 after 1 MiB', 'interactions', () => Buffer.concat([Buffer.from('user_id,item_id,timestamp\n' + 'platform-u0000001,platform-c000001,5\n'.repeat(40_000)), Buffer.from('platform-u0000001,platform-c00000'), Buffer.from([0xe9]), Buffer.from(',5\n')]), /interactions-not UTF-8 after 1 MiB\.csv:40002:34: not valid UTF-8/],
+    // a record past MAX_RECORD_BYTES (1 MiB) ends the parse instead of growing without bound
+    ['record longer than 1 MiB', 'users', () => withLine(text.users, 3, 'platform-u9' + 'a'.repeat(3 << 20) + ',18-24,north,student,'), /users-record longer than 1 MiB\.csv:3:1: record longer than 1048576 bytes/],
+    ['duplicate column name', 'users', () => text.users.split('\n').map((l, k) => (k === 0 ? `${l},region` : l && `${l},north`)).join('\n'), /:1:6: duplicate column "region" \(columns 3 and 6\); rename one of them/],
+    ['ESC in a user id', 'users', () => withLine(text.users, 3, 'platform-u\x1b]0;pwned\x07,18-24,north,student,'), /:3:1: \(user_id\) user id "platform-u\\x1b\]0;pwned\\x07" contains the control character \\x1b \(at character 11\)/],
+    ['NUL in an item id', 'items', () => withLine(text.items, 3, 'x-\x001,platform,course,low,programming'), /:3:1: \(item_id\) item id "x-\\x001" contains the control character \\x00 \(at character 3\)/],
+    ['newline in a quoted item id', 'items', () => withLine(text.items, 3, '"x-\n1",platform,course,low,programming'), /:4:1: \(item_id\) item id "x-\\x0a1" contains the control character \\x0a/],
+    ['control character in a provider', 'items', () => withLine(text.items, 3, 'x-1,plat\x1bform,course,low,programming'), /:3:2: \(provider\) provider "plat\\x1bform" contains the control character \\x1b/],
+    ['control character in a feature value', 'users', () => withLine(text.users, 3, 'platform-u9,18-24,\x1b[2Jnorth,student,'), /:3:3: \(region\) region "\\x1b\[2Jnorth" contains the control character \\x1b \(at character 1\)/],
+    ['bidi override in an unknown user', 'interactions', () => withLine(text.interactions, 7, 'platform-u\u202e1000,platform-c000001,5'), /:7:1: \(user_id\) unknown user "platform-u\\u202e1000"/],
+    ['a very long unknown value is cut', 'users', () => withLine(text.users, 3, `platform-u9,18-24,${'m'.repeat(5000)},student,`), /:3:3: \(region\) unknown region "m{80}\.\.\.\(5000 characters\)" \(expected/],
+    ['timestamp in milliseconds', 'interactions', () => withLine(text.interactions, 4, 'platform-u0000001,platform-c000001,1692966573000'), /:4:3: \(timestamp\) timestamp "1692966573000" is past 253402300799 \(9999-12-31 in unix seconds\) \(milliseconds\? divide by 1000\)/],
+    ['huge timestamp', 'interactions', () => withLine(text.interactions, 4, 'platform-u0000001,platform-c000001,99999999999999999999999999'), /:4:3: \(timestamp\) timestamp "99999999999999999999999999" is past 253402300799 \(9999-12-31 in unix seconds\)$/m],
     ['header only', 'interactions', () => 'user_id,item_id,timestamp\r\n', /:2:1: no data rows after the header/],
     ['wrong field count', 'interactions', () => withLine(text.interactions, 9, 'platform-u0000001,platform-c000001,5,extra'), /:9:1: malformed CSV: Invalid Record Length: expect 3, got 4/],
     ['unclosed quote', 'items', () => withLine(text.items, 4, 'x-1,platform,"course,low,programming'), /items-unclosed quote\.csv:4:1: malformed CSV: Quote Not Closed.*after line 3 is never closed/],
@@ -243,6 +255,39 @@ describe('import: bad input names FILE:LINE:COLUMN and leaves the data dir untou
     expect((err as ImportError).message).toMatch(expected);
     expect((err as ImportError).message).toContain(file);
     expect((err as ImportError).message).toMatch(/^import failed, nothing was changed/);
+    // nothing a terminal would act on reaches the message: controls and bidi characters are escaped
+    expect((err as ImportError).message.replace(/\n {2}/g, ' ')).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/);
+    expect(dirFingerprint(node)).toBe(before);
+  });
+
+  it('refuses two fields mapped to the same column, naming both', async () => {
+    const before = dirFingerprint(node);
+    const err = (await importCsv({ dataDir: node, ...good(), mapping: { users: { region: 'age_band' } } }).catch((e: unknown) => e)) as ImportError;
+    expect(err).toBeInstanceOf(ImportError);
+    expect(err.errors).toEqual([`${good().users}:1:2: users.age_band and users.region both read column 2 "age_band"; map each field to its own column`]);
+    expect(dirFingerprint(node)).toBe(before);
+  });
+
+  it('finds a bad byte deep in a multi-MB line at its exact column, across 1 MiB blocks that split characters', async () => {
+    const before = dirFingerprint(node);
+    const lines = text.users.split('\n');
+    // 2-byte characters, started at an odd file offset: some 1 MiB block boundaries fall inside one
+    let id = 'platform-u9';
+    if (Buffer.byteLength(lines.slice(0, 2).join('\n') + '\n' + id) % 2 === 0) id += 'x';
+    const run = 'é'.repeat(1_500_000);
+    const content = Buffer.concat([
+      Buffer.from(lines.slice(0, 2).join('\n') + '\n' + id + run),
+      Buffer.from([0xff]),
+      Buffer.from(',18-24,north,student,\n' + lines.slice(2).join('\n')),
+    ]);
+    const file = put('u-deep-bad.csv', content);
+    const err = (await importCsv({ dataDir: node, ...good(), users: file }).catch((e: unknown) => e)) as ImportError;
+    expect(err).toBeInstanceOf(ImportError);
+    expect(err.errors[0]).toBe(`${file}:3:${id.length + run.length + 1}: not valid UTF-8 (save the file as UTF-8; other encodings are not converted)`);
+    // the same long line, valid: no UTF-8 error (only the record size)
+    const valid = put('u-deep-ok.csv', lines.slice(0, 2).join('\n') + '\n' + id + run + ',18-24,north,student,\n' + lines.slice(2).join('\n'));
+    const err2 = (await importCsv({ dataDir: node, ...good(), users: valid }).catch((e: unknown) => e)) as ImportError;
+    expect(err2.errors).toEqual([`${valid}:3:1: record longer than 1048576 bytes (a wrong delimiter or an unclosed quote?); the import reads records up to that size`]);
     expect(dirFingerprint(node)).toBe(before);
   });
 
@@ -313,6 +358,6 @@ describe('loadDataset integrity', () => {
     await importCsv({ dataDir: dir, ...good() });
     const f = path.join(datasetDir(dir), 'users.json');
     fs.writeFileSync(f, JSON.stringify(JSON.parse(fs.readFileSync(f, 'utf8')).slice(1)));
-    expect(() => loadDataset(dir)).toThrow(/users\.json: expected 300 users/);
+    expect(() => loadDataset(dir)).toThrow(/users\.json: content does not match meta\.json \(corrupted\)/);
   });
 });
