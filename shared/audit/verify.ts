@@ -8,7 +8,8 @@
  *     terminated by "\n"; nothing else in the file (chain.ts explains why this catches any byte);
  *  2. chain: line i has idx i, prevHash = chain(i-1), a valid coordinator signature (key pinned in
  *     the policy), and entry.idx = i;
- *  3. schema: each entry is one of the types of entries.ts, strictly;
+ *  3. schema: each entry is one of the types of entries.ts, strictly; its free text (reasons,
+ *     labels) at most 200 characters without control characters (entries.ts#freeTextIssues);
  *  4. policy: each registered policy hash is one of the auditor's policies (usually one; more for a
  *     log with runs of several, e.g. after a party left), signed by every party of that policy with
  *     its pinned key; a run and its rounds carry the hash of a registered policy, and every check
@@ -42,7 +43,7 @@ import { ed25519Verify } from '../crypto/sign';
 import { sodium } from '../crypto/sodium';
 import { AUDIT_GENESIS, auditChainHash, parseExportLine, splitLines, verifyAuditSignature } from './chain';
 import { bytesEqual, fromBase64, fromHex, toHex } from './bytes';
-import { checkEntry, PHASES, type AuditEntry, type EntryOf, type Phase, type Receipt, type RoundParams } from './entries';
+import { checkEntry, freeTextIssues, PHASES, type AuditEntry, type EntryOf, type Phase, type Receipt, type RoundParams } from './entries';
 import { RdpLedger, encodedLength, epsilonMatches, expectedRoundParams, partyBudget } from './accounting';
 import { merkleRoot } from './merkle';
 import { verifyReceiptSignature } from './receipt';
@@ -203,6 +204,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
       return;
     }
     if (c.entry.idx !== i) fail(i, 'entry.idx', i, c.entry.idx);
+    for (const t of freeTextIssues(c.entry)) fail(i, t.field, t.expected, t.message);
     entries.push(c.entry);
   });
 
