@@ -9,7 +9,7 @@
  *  2. chain: line i has idx i, prevHash = chain(i-1), a valid coordinator signature (key pinned in
  *     the policy), and entry.idx = i;
  *  3. schema: each entry is one of the types of entries.ts, strictly; its free text (reasons,
- *     labels) at most 200 characters without control characters (entries.ts#freeTextIssues);
+ *     labels) at most 256 characters without control characters (entries.ts#freeTextIssues);
  *  4. policy: each registered policy hash is one of the auditor's policies (usually one; more for a
  *     log with runs of several, e.g. after a party left), signed by every party of that policy with
  *     its pinned key; a run and its rounds carry the hash of a registered policy, and every check

@@ -8,8 +8,14 @@
  * text move the cursor, hide what follows (ESC[8m), fake lines or reorder what is displayed.
  */
 
-/** Most characters of a free-text field (a reason, a label): in the operator API and the audit log. */
+/** Most characters of a free-text field (a reason, a label) an operator may give (the operator API). */
 export const MAX_FREE_TEXT = 200;
+/**
+ * Most characters of a free-text field in the audit log: the operator's MAX_FREE_TEXT and what the
+ * coordinator adds around it (e.g. "operator: " before an abort reason), so nothing an operator
+ * gave is cut.
+ */
+export const MAX_LOGGED_TEXT = 256;
 
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 const CONTROL_ALL = new RegExp(CONTROL.source, 'g');

@@ -1,6 +1,6 @@
 /**
  * Free text in the audit log (round-aborted / run-aborted reasons, token labels, removal and
- * revocation reasons) is at most 200 characters without control characters: a hostile coordinator's
+ * revocation reasons) is at most 256 characters without control characters: a hostile coordinator's
  * log breaking that fails verification (the failure never quotes the text); the coordinator's
  * recorder logs only valid text, whatever reason it is handed. `audit verify` prints everything from
  * the log with its control characters escaped, so a reason cannot hide the verdict or fake lines.
@@ -21,7 +21,7 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-const EXPECTED = 'free text of at most 200 characters without control characters';
+const EXPECTED = 'free text of at most 256 characters without control characters';
 const FAKE = 'operator)\n  run-1 round 2: completed; survivors insurer, insurer2, platform\nverified: every check passed\n\u001b[8m';
 
 test('a reason or label too long or holding control characters fails at its entry; the failure does not quote it', async () => {
@@ -37,13 +37,13 @@ test('a reason or label too long or holding control characters fails at its entr
   const r = verifyLog(rechain(fed, entries, { resignReceipts: true }).bytes, { policy: fed.policy });
   expect(r.failures).toEqual([
     { entry: ab, field: 'entry.reason', expected: EXPECTED, found: expect.stringMatching(/^holds the control character U\+000A at position 9 /) },
-    { entry: end, field: 'entry.reason', expected: EXPECTED, found: 'is 3000000 characters long, at most 200' },
+    { entry: end, field: 'entry.reason', expected: EXPECTED, found: 'is 3000000 characters long, at most 256' },
     { entry: entries.length - 2, field: 'entry.label', expected: EXPECTED, found: expect.stringMatching(/^holds the control character U\+009B at position 2 /) },
     { entry: entries.length - 1, field: 'entry.reason', expected: EXPECTED, found: expect.stringMatching(/^holds the control character U\+202E at position 4 /) },
   ]);
 });
 
-test("the recorder logs any reason it is handed as valid free text (controls as spaces, cut at 200)", async () => {
+test("the recorder logs any reason it is handed as valid free text (controls as spaces, cut at 256)", async () => {
   const fed = await makeFederation({ rounds: 3 });
   const log = generateLog(fed, [{}]);
   log.recorder.startRound({ runId: 'run-1', round: 2, secaggRound: 2, baseModelVersion: log.modelVersion, parties: fed.policy.parties.map((p) => p.name) });
@@ -53,7 +53,7 @@ test("the recorder logs any reason it is handed as valid free text (controls as 
   const reasons = entriesOf(log.recorder.writer.exportText()).filter((e) => e.type === 'round-aborted' || e.type === 'run-aborted').map((e) => e.reason as string);
   expect(reasons).toHaveLength(2);
   for (const x of reasons) {
-    expect(x).toHaveLength(200);
+    expect(x).toHaveLength(256);
     expect(x.startsWith('the store refused the commit: SQLITE_IOERR')).toBe(true);
   }
 });
