@@ -125,12 +125,13 @@ export async function fetchAuditLog(base: string, token: string, opts: { ca?: Bu
       throw new UserError(`cannot reach the audit API at ${url.origin}: ${(e as Error).message}`, 1);
     }
     if (res.status === 401 || res.status === 403) throw new UserError(`the audit API refused the auditor token (HTTP ${res.status}); issue one with 'fedbridge coordinator tokens issue --role auditor'`, 1);
-    if (res.status !== 200) throw new UserError(`the audit API answered HTTP ${res.status} for ${url.pathname}: ${res.body.toString('utf8').slice(0, 200)}`, 1);
+    // what the server sends is quoted with its control characters escaped (forTerminal)
+    if (res.status !== 200) throw new UserError(forTerminal(`the audit API answered HTTP ${res.status} for ${url.pathname}: ${res.body.toString('utf8').slice(0, 200)}`), 1);
     const { lines, endsWithNewline } = splitLines(new Uint8Array(res.body));
     if (res.body.length && !endsWithNewline) throw new UserError(`the audit API returned a page that does not end with a newline (from=${next})`, 1);
     for (const line of lines) {
       const p = parseExportLine(line);
-      if (!p.ok) throw new UserError(`the audit API returned an invalid line at index ${next}: ${p.field}: expected ${p.expected}, found ${p.found}`, 1);
+      if (!p.ok) throw new UserError(forTerminal(`the audit API returned an invalid line at index ${next}: ${p.field}: expected ${p.expected}, found ${p.found}`), 1);
       if (p.record.idx !== next) throw new UserError(`the audit API returned entry ${p.record.idx} where ${next} was expected`, 1);
       next++;
     }

@@ -89,3 +89,16 @@ test('restoring a ledger from a log that does not verify: the error escapes what
   }
   expect(msg).toMatch(/^the audit log does not verify \(1 failure\(s\): entry 3 entry\.epsilon\.\\u001b\]0;x\\u0007: expected "1", found "2"\); refusing to restore from it$/);
 });
+
+test('audit export quotes a server\'s error text with its control characters escaped', async () => {
+  const http = await import('node:http');
+  const { fetchAuditLog } = await import('../../../shared/cli/audit');
+  const server = http.createServer((_req, res) => res.writeHead(500).end('boom\u001b[2J\nfedbridge: exported 0 entries'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    await expect(fetchAuditLog(`http://127.0.0.1:${port}`, 'auditor-token-0123456789')).rejects.toThrow(/^the audit API answered HTTP 500 for \/audit\/v1\/log: boom\\u001b\[2J\\u000afedbridge: exported 0 entries$/);
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+});
