@@ -145,6 +145,8 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
     // HTTPS (config http.tls) uses the gRPC server certificate: auditor bearer tokens are never sent in clear
     const httpsOptions = config.http.tls ? { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } : undefined;
     app = await NestFactory.create(AppModule.forContext(ctx), { logger: ['error', 'warn'], abortOnError: false, httpsOptions });
+    // no "X-Powered-By: Express" on /healthz, /metrics and /audit/ (it only tells a prober what to try)
+    (app.getHttpAdapter().getInstance() as { disable?: (setting: string) => void }).disable?.('x-powered-by');
     app.connectMicroservice({ strategy }, { inheritAppConfig: true });
     await app.startAllMicroservices();
     const grpcPort = await strategy.boundPort();

@@ -14,6 +14,10 @@
  * is in the tokens table, not revoked) open the API. The operator token (SHA-256 in the config) and
  * party credentials are refused (401), with the same answer as an unknown token. Nothing here writes.
  *
+ * Every response carries nosniff, no-referrer, X-Frame-Options DENY and a Content-Security-Policy
+ * (security-headers.ts: the page may run only its own script, its inline styles by hash, and fetch
+ * this origin; nothing may frame it). The bearer scheme is read in any case ("bearer" too).
+ *
  * The page is built by coordinator/http/audit-page/build.js (esbuild). A prebuilt
  * `coordinator/http/audit-page/dist/` is served as is; otherwise the coordinator builds it once, on
  * the first request for the page, into a fresh temporary directory, and serves that.
@@ -27,6 +31,7 @@ import { auditChainHash } from '../../shared/audit/chain';
 import { CTX, type CoordinatorContext } from '../context';
 import { PROTO_ROOT } from '../grpc/options';
 import { bearerToken, tokenSha256 } from '../identity/tokens';
+import { AUDIT_API_CSP, AUDIT_SECURITY_HEADERS, auditPageCsp } from './security-headers';
 
 /** The parts of express's Request/Response used here (no @types/express dependency). */
 interface HttpRequest {
@@ -37,6 +42,19 @@ interface HttpResponse {
   status(code: number): HttpResponse;
   setHeader(name: string, value: string): void;
   send(body: string | Buffer): void;
+}
+
+/** The headers every /audit/ response carries (security-headers.ts); the page replaces the CSP with its own. */
+function secured(res: HttpResponse): HttpResponse {
+  for (const [k, v] of Object.entries(AUDIT_SECURITY_HEADERS)) res.setHeader(k, v);
+  res.setHeader('Content-Security-Policy', AUDIT_API_CSP);
+  return res;
+}
+
+/** `authorization` values with the scheme in any case ("bearer", "BEARER": RFC 9110 11.1) as bearerToken reads them. */
+function normalizedAuthorization(h: string | string[] | undefined): unknown[] {
+  const values = h === undefined ? [] : Array.isArray(h) ? h : [h];
+  return values.map((v) => (typeof v === 'string' ? v.replace(/^bearer +/i, 'Bearer ') : v));
 }
 
 const PAGE_SRC = path.resolve(__dirname, '..', '..', '..', 'coordinator', 'http', 'audit-page');
@@ -73,7 +91,7 @@ export class AuditController {
   constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {}
 
   private text(res: HttpResponse, code: number, body: string): void {
-    res.status(code);
+    secured(res).status(code);
     res.setHeader('Content-Type', 'text/plain; charset=utf-8');
     res.setHeader('Cache-Control', 'no-store');
     res.send(body + '\n');
@@ -81,8 +99,7 @@ export class AuditController {
 
   /** True if the request carries a valid, unrevoked auditor token; answers 401 otherwise. */
   private async auditor(req: HttpRequest, res: HttpResponse): Promise<boolean> {
-    const h = req.headers.authorization;
-    const token = bearerToken(h === undefined ? [] : Array.isArray(h) ? h : [h]);
+    const token = bearerToken(normalizedAuthorization(req.headers.authorization));
     const row = token ? await this.ctx.repo.tokenByHash(tokenSha256(token)) : null;
     if (!row || row.role !== 'auditor') {
       res.setHeader('WWW-Authenticate', 'Bearer realm="fedbridge-audit"');
@@ -106,7 +123,7 @@ export class AuditController {
       throw e;
     }
     const rows = await this.ctx.repo.auditEntries(q.from, q.limit);
-    res.status(200);
+    secured(res).status(200);
     res.setHeader('Content-Type', 'application/x-ndjson');
     res.setHeader('Cache-Control', 'no-store');
     res.send(auditLogPage(rows, q.from));
@@ -121,7 +138,7 @@ export class AuditController {
       const [r] = await this.ctx.repo.auditEntries(Number(last[0].idx), 1);
       body = { idx: r.idx, head: Buffer.from(auditChainHash(r.idx, r.prevHash, r.entry)).toString('hex') };
     }
-    res.status(200);
+    secured(res).status(200);
     res.setHeader('Content-Type', 'application/json');
     res.setHeader('Cache-Control', 'no-store');
     res.send(JSON.stringify(body));
@@ -129,7 +146,7 @@ export class AuditController {
 
   @Get('openapi.yaml')
   openapi(@Res() res: HttpResponse): void {
-    res.status(200);
+    secured(res).status(200);
     res.setHeader('Content-Type', 'application/yaml; charset=utf-8');
     res.send(fs.readFileSync(AUDIT_OPENAPI_FILE));
   }
@@ -138,7 +155,7 @@ export class AuditController {
   async page(@Req() req: HttpRequest & { originalUrl?: string }, @Res() res: HttpResponse): Promise<void> {
     // the page loads its script and the API relative to /audit/: send /audit there
     if (!/^\/audit\/(\?|$)/.test(req.originalUrl ?? '/audit/')) {
-      res.status(301);
+      secured(res).status(301);
       res.setHeader('Location', '/audit/');
       return res.send('');
     }
@@ -163,8 +180,10 @@ export class AuditController {
       this.ctx.log(`auditor page build failed: ${(e as Error).message}`);
       return this.text(res, 503, 'the auditor page could not be built on this coordinator (node coordinator/http/audit-page/build.js)');
     }
-    res.status(200);
+    const body = fs.readFileSync(path.join(dir, name));
+    secured(res).status(200);
+    if (name === 'index.html') res.setHeader('Content-Security-Policy', auditPageCsp(body.toString('utf8')));
     res.setHeader('Content-Type', type);
-    res.send(fs.readFileSync(path.join(dir, name)));
+    res.send(body);
   }
 }

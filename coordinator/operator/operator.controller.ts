@@ -31,11 +31,22 @@ import { randomBytes } from 'node:crypto';
 import { sodium } from '../../shared/crypto/sodium';
 import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
 import { answer, guardedCallSource, GrpcController } from '../grpc/decorators';
+import { freeTextProblem, MAX_FREE_TEXT } from '../../shared/util/text';
 
 const NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
 /** token ids as issueToken makes them */
 const TOKEN_ID_RE = /^tok-[0-9a-f]{12}$/;
-const MAX_TEXT = 200;
+
+/**
+ * An operator's free text (a reason, a label): at most MAX_FREE_TEXT (200) characters, no control
+ * characters (shared/util/text.ts), else INVALID_ARGUMENT naming the field and the rule, before
+ * anything is done. It goes into the audit log, events and the operator's own log lines.
+ */
+function checkFreeText(field: string, text: string): void {
+  if (text.length > MAX_FREE_TEXT) throw invalid(`${field} is longer than ${MAX_FREE_TEXT} characters`);
+  const problem = freeTextProblem(text, MAX_FREE_TEXT);
+  if (problem) throw invalid(`${field} ${problem}`);
+}
 /** the longest lifetime a token may be issued with: 10 years */
 const MAX_TOKEN_SECONDS = 10 * 365 * 24 * 3600;
 
@@ -104,7 +115,7 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
   removeParticipant(request: RemoveParticipantRequest, metadata?: Metadata): Promise<ParticipantRecord> {
     return this.guarded(metadata, async () => {
       if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${clientText(request.name)}")`);
-      if (request.reason.length > MAX_TEXT) throw invalid(`reason is longer than ${MAX_TEXT} characters`);
+      checkFreeText('reason', request.reason);
       const audit = this.ctx.audit;
       const emit = (row: ParticipantRow) => [audit.append({ type: 'participant-removed', name: row.name, publicKey: Buffer.from(row.publicKey).toString('base64'), reason: request.reason })];
       const r = await audit.write(() => this.ctx.repo.removeParticipant(request.name, request.reason, { emit }));
@@ -151,8 +162,12 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
     }), this.ctx.log);
   }
 
+  /** Aborts a run; the reason (free text, checked before anything is done) goes into the audit log and the parties' events. */
   abortRun(request: AbortRunRequest, metadata?: Metadata): Promise<RunStatus> {
-    return this.guarded(metadata, () => this.ctx.rounds.abortRun(request.runId, request.reason));
+    return this.guarded(metadata, async () => {
+      checkFreeText('reason', request.reason);
+      return this.ctx.rounds.abortRun(request.runId, request.reason);
+    });
   }
 
   getRunStatus(request: RunStatusRequest, metadata?: Metadata): Promise<RunStatus> {
@@ -162,7 +177,7 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
   issueToken(request: IssueTokenRequest, metadata?: Metadata): Promise<IssueTokenResponse> {
     return this.guarded(metadata, async () => {
       if (request.role !== 'auditor') throw invalid(`role must be "auditor" (operator credentials are not issued over the API), got "${request.role.slice(0, 32)}"`);
-      if (request.label.length > MAX_TEXT) throw invalid(`label is longer than ${MAX_TEXT} characters`);
+      checkFreeText('label', request.label);
       const seconds = Number(request.expiresInSeconds || '0');
       if (!Number.isSafeInteger(seconds) || seconds < 0 || seconds > MAX_TOKEN_SECONDS) throw invalid(`expires_in_seconds must be 0 (never) or a whole number of seconds up to ${MAX_TOKEN_SECONDS} (10 years), got ${String(request.expiresInSeconds).slice(0, 24)}`);
       const token = newToken();
@@ -186,7 +201,7 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
   revokeToken(request: RevokeTokenRequest, metadata?: Metadata): Promise<TokenRecord> {
     return this.guarded(metadata, async () => {
       if (!TOKEN_ID_RE.test(request.tokenId)) throw invalid(`token_id must look like "tok-" and 12 hex digits, as issued (got "${request.tokenId.slice(0, 32)}")`);
-      if (request.reason.length > MAX_TEXT) throw invalid(`reason is longer than ${MAX_TEXT} characters`);
+      checkFreeText('reason', request.reason);
       const audit = this.ctx.audit;
       const emit = (row: TokenRow) => [audit.append({ type: 'token-revoked', tokenId: row.id, reason: request.reason })];
       const r = await audit.write(() => this.ctx.repo.revokeToken(request.tokenId, request.reason, { emit }));

@@ -5,8 +5,10 @@
  * reacts to each, one at a time:
  *
  *   PHASE_STARTED advertise (round r, base model v, this party listed)
- *       download model v in chunks (hash checked) -> check the round's privacy cost against the
- *       lifetime budget (refuse: do not advertise, drop cleanly) -> train under DP from model v ->
+ *       refuse a round once the run completed the policy's training.rounds (as signed
+ *       ROUND_COMPLETED events told this node) -> download model v in chunks (hash checked) ->
+ *       check the round's privacy cost against the lifetime budget (refuse: do not advertise,
+ *       drop cleanly) -> train under DP from model v ->
  *       encode the delta -> SecAggClient.start() -> AdvertiseKeys
  *   PHASE_STARTED share   (payload ServerKeys)        -> ShareKeys
  *   PHASE_STARTED mask    (payload ServerShares)      -> CHARGE THE LEDGER, then upload the masked
@@ -497,6 +499,8 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
   let adopted = null as { version: number; global: Float32Array; pinned: boolean } | null; // assigned in closures (`as`: not narrowed to null)
   let finished = false;
   let completed = 0;
+  /** per run, the rounds a signed ROUND_COMPLETED announced (this session): the policy's training.rounds bounds them */
+  const completedRounds = new Map<string, Set<number>>();
 
   const peers: Record<string, Uint8Array> = {};
   for (const p of policy.parties) peers[p.name] = new Uint8Array(Buffer.from(p.publicKey, 'base64'));
@@ -563,6 +567,8 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       return;
     }
     if (e.kind === EventKind.EVENT_KIND_ROUND_COMPLETED) {
+      // counted as soon as the coordinator signs it, whether or not its model is adopted below
+      completedRounds.set(e.runId, (completedRounds.get(e.runId) ?? new Set<number>()).add(e.round));
       const mine = current && current.round === e.round && current.runId === e.runId ? current : null;
       abandon('round completed');
       // the coordinator signs the new model's hash into this event and its audit log; a model that
@@ -593,6 +599,16 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     if (opts.signal?.aborted) return;
     if (e.phase === Phase.PHASE_ADVERTISE_KEYS) {
       abandon('a new round started');
+      // the parties agreed to training.rounds completed rounds per run (an aborted round is retried
+      // under the next number, so the number itself may pass it): no round after those, nothing charged
+      const done = completedRounds.get(e.runId)?.size ?? 0;
+      if (done >= policy.training.rounds) {
+        const reason = `the policy's training.rounds: run ${e.runId} already completed ${done} round(s) of the ${policy.training.rounds} this node agreed to`;
+        log(`refusing round ${e.round}: ${reason}`);
+        reports.push({ runId: e.runId, round: e.round, outcome: 'refused', reason });
+        opts.onRound?.(reports[reports.length - 1]);
+        return;
+      }
       const preview = previewCharge(openLedger(opts.dataDir, { budget, delta: policy.privacy.delta }), charge(e.runId, e.round), budget);
       if (!preview.withinBudget) {
         const reason = `privacy budget: round ${e.round} would raise epsilon from ${preview.epsilonBefore.toFixed(3)} to ${preview.epsilonAfter.toFixed(3)} > budget ${budget}`;

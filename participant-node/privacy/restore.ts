@@ -22,6 +22,7 @@
  * restart inside an open masked-input phase); the command says so.
  */
 import { UserError } from '../../shared/cli/errors';
+import { forTerminal } from '../../shared/util/text';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
 import { policyHash, type Policy } from '../../shared/policy/schema';
 import type { VerifyResult } from '../../shared/audit/verify';
@@ -65,8 +66,9 @@ export function restoreLedgerFromAudit(dataDir: string, party: string, policies:
   const byHash = new Map(all.map((p) => [policyHash(p), p]));
   if (readLedger(dataDir)) throw new UserError(`${dataDir} already has a privacy ledger; restoring from the audit log only replaces a MISSING ledger`, 1);
   if (!verified.ok) {
+    // the failures quote the log: control characters escaped (forTerminal), as `audit verify` prints them
     const f = verified.failures.slice(0, 3).map((x) => `entry ${x.entry} ${x.field}: expected ${JSON.stringify(x.expected)}, found ${JSON.stringify(x.found)}`);
-    throw new UserError(`the audit log does not verify (${verified.failures.length} failure(s): ${f.join('; ')}); refusing to restore from it`, 1);
+    throw new UserError(forTerminal(`the audit log does not verify (${verified.failures.length} failure(s): ${f.join('; ')}); refusing to restore from it`), 1);
   }
   const me = policy.parties.find((p) => p.name === party);
   if (!me) throw new UserError(`party "${party}" is not in the policy`, 1);
@@ -76,11 +78,11 @@ export function restoreLedgerFromAudit(dataDir: string, party: string, policies:
     const logged = r.epsilon[party];
     if (logged === undefined) continue;
     const runPolicy = byHash.get(r.policyHash);
-    if (!runPolicy) throw new UserError(`round ${r.round} of run ${r.runId} ran under policy ${r.policyHash}, which was not given (--policy)`, 1);
+    if (!runPolicy) throw new UserError(forTerminal(`round ${r.round} of run ${r.runId} ran under policy ${r.policyHash}, which was not given (--policy)`), 1);
     const charge = roundCharge(runPolicy, r.runId, r.round, layoutSize(sharedParameterLayout(runPolicy.model, runPolicy.vocabularies)));
     const p = previewCharge(ledger, charge, budget);
     if (Math.abs(p.epsilonAfter - logged) > 1e-6 * Math.max(1, logged)) {
-      throw new UserError(`round ${r.round} of run ${r.runId}: the log records epsilon ${logged} for ${party}, the parameters of its policy give ${p.epsilonAfter}; refusing to restore`, 1);
+      throw new UserError(forTerminal(`round ${r.round} of run ${r.runId}: the log records epsilon ${logged} for ${party}, the parameters of its policy give ${p.epsilonAfter}; refusing to restore`), 1);
     }
     const entry = { ...charge, chargedAt: new Date().toISOString(), epsilonAfter: p.epsilonAfter, order: p.order } as LedgerEntry;
     ledger = { ...ledger, entries: [...ledger.entries, entry] };
@@ -88,7 +90,7 @@ export function restoreLedgerFromAudit(dataDir: string, party: string, policies:
   const charged = new Set(ledger.entries.map((e) => `${e.runId}\n${e.round}`));
   for (const r of ownReceiptedRounds(dataDir, party)) {
     if (!charged.has(`${r.runId}\n${r.round}`)) {
-      throw new UserError(`this node countersigned round ${r.round} of run ${r.runId} (${r.file}), but the audit log charges "${party}" nothing for it: the log is not this federation's whole log (wrong, truncated or rewritten); refusing to restore`, 1);
+      throw new UserError(forTerminal(`this node countersigned round ${r.round} of run ${r.runId} (${r.file}), but the audit log charges "${party}" nothing for it: the log is not this federation's whole log (wrong, truncated or rewritten); refusing to restore`), 1);
     }
   }
   if (ledger.entries.length === 0 && hasParticipated(dataDir)) {

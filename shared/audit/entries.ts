@@ -20,9 +20,12 @@
  * Other:     participant-enrolled, participant-removed, token-issued, token-revoked (operator
  *            actions, chained like everything else: a name is enrolled again only after its removal,
  *            a party is never removed during a run, a token is revoked at most once, after its issue).
- * Every run and round entry carries the policy hash.
+ * Every run and round entry carries the policy hash. Free text (reasons, token labels) is at most
+ * MAX_LOGGED_TEXT (256) characters without control characters (freeTextIssues; the verifier checks it
+ * apart from the schema, so a stored log of an older coordinator still replays).
  */
 import { z } from 'zod';
+import { freeTextProblem, MAX_LOGGED_TEXT } from '../util/text';
 
 export const PHASES = ['advertise', 'share', 'mask', 'consistency', 'unmask'] as const;
 export type Phase = (typeof PHASES)[number];
@@ -186,4 +189,28 @@ export function checkEntry(obj: unknown): { ok: true; entry: AuditEntry } | { ok
   const r = entrySchema.safeParse(obj);
   if (r.success) return { ok: true, entry: r.data };
   return { ok: false, issues: r.error.issues.map((i) => ({ field: ['entry', ...i.path.map(String)].join('.'), message: i.message })) };
+}
+
+/** The free-text fields of each entry type (reasons, labels): what an auditor's terminal shows. */
+const FREE_TEXT: Partial<Record<AuditEntryType, readonly string[]>> = {
+  'participant-removed': ['reason'],
+  'token-issued': ['label'],
+  'token-revoked': ['reason'],
+  'round-aborted': ['reason'],
+  'run-aborted': ['reason'],
+};
+
+/**
+ * The free-text fields of a (schema-valid) entry that break the rule of shared/util/text.ts: at
+ * most MAX_LOGGED_TEXT characters, no control characters. The message never repeats the text.
+ */
+export function freeTextIssues(entry: AuditEntry): { field: string; expected: string; message: string }[] {
+  const out: { field: string; expected: string; message: string }[] = [];
+  for (const k of FREE_TEXT[entry.type] ?? []) {
+    const v = (entry as Record<string, unknown>)[k];
+    if (typeof v !== 'string') continue;
+    const problem = freeTextProblem(v, MAX_LOGGED_TEXT);
+    if (problem) out.push({ field: `entry.${k}`, expected: `free text of at most ${MAX_LOGGED_TEXT} characters without control characters`, message: problem });
+  }
+  return out;
 }

@@ -12,6 +12,7 @@ import { RdpLedger, expectedRoundParams } from './accounting';
 import { parseExportLine, splitLines, type AuditRecord } from './chain';
 import { checkEntry, type AuditEntry, type EntryOf, type Phase, type Receipt, type RoundParams } from './entries';
 import { AuditWriter } from './writer';
+import { MAX_LOGGED_TEXT, toFreeText } from '../util/text';
 
 type Rec = AuditRecord & { value: AuditEntry };
 type PhaseFields = Omit<EntryOf<'round-phase'>, 'type' | 'idx' | 'at' | 'runId' | 'round' | 'policyHash' | 'phase' | 'parties'>;
@@ -100,7 +101,7 @@ export class AuditRecorder {
       round: r.round,
       policyHash: this.policyHash,
       phase,
-      reason,
+      reason: toFreeText(reason, MAX_LOGGED_TEXT),
       baseModelVersion: r.base,
       epsilon: this.epsilonOfCharged(r.charged),
       merkle: this.writer.merkleSince(r.from),
@@ -119,7 +120,7 @@ export class AuditRecorder {
 
   abortRun(runId: string, reason: string): Rec {
     if (this.round) this.abortRound(reason, null);
-    return this.add({ type: 'run-aborted', runId, policyHash: this.policyHash, reason });
+    return this.add({ type: 'run-aborted', runId, policyHash: this.policyHash, reason: toFreeText(reason, MAX_LOGGED_TEXT) });
   }
 
   /**

@@ -8,13 +8,15 @@
  *     terminated by "\n"; nothing else in the file (chain.ts explains why this catches any byte);
  *  2. chain: line i has idx i, prevHash = chain(i-1), a valid coordinator signature (key pinned in
  *     the policy), and entry.idx = i;
- *  3. schema: each entry is one of the types of entries.ts, strictly;
+ *  3. schema: each entry is one of the types of entries.ts, strictly; its free text (reasons,
+ *     labels) at most 256 characters without control characters (entries.ts#freeTextIssues);
  *  4. policy: each registered policy hash is one of the auditor's policies (usually one; more for a
  *     log with runs of several, e.g. after a party left), signed by every party of that policy with
  *     its pinned key; a run and its rounds carry the hash of a registered policy, and every check
  *     below uses that run's policy; a run plans its policy's number of rounds;
- *  5. rounds: numbered 1, 2, ... per run; every accountant parameter equals the policy's
- *     (accounting.ts#expectedRoundParams); parties are policy parties; at least max(2, t, n_min
+ *  5. rounds: numbered 1, 2, ... per run (an aborted round is retried as the next number); no
+ *     round starts once the run's planned rounds (training.rounds) completed; every accountant
+ *     parameter equals the policy's (accounting.ts#expectedRoundParams); parties are policy parties; at least max(2, t, n_min
  *     when distributed) parties start; phases in protocol order, each phase's parties a subset of
  *     the previous phase's; each party's signed key advertisement, masked-input digest (bits and
  *     length from the policy) and survivor-list signature verify under its pinned key; a completed
@@ -30,6 +32,8 @@
  *     hash; each receipt the parties hold (`receipts`) must verify the same way against this log
  *     and appear in it — so a truncated tail, or a history rewritten and re-signed by the
  *     coordinator, fails.
+ * Warnings (not failures): a run still running or a round still open at the end of the log, and no
+ * receipts given (completeness is then not checked).
  * What this cannot prove (README.md): that a party really added the noise it declared.
  */
 import { policyHash as computePolicyHash, type Policy } from '../policy/schema';
@@ -39,7 +43,7 @@ import { ed25519Verify } from '../crypto/sign';
 import { sodium } from '../crypto/sodium';
 import { AUDIT_GENESIS, auditChainHash, parseExportLine, splitLines, verifyAuditSignature } from './chain';
 import { bytesEqual, fromBase64, fromHex, toHex } from './bytes';
-import { checkEntry, PHASES, type AuditEntry, type EntryOf, type Phase, type Receipt, type RoundParams } from './entries';
+import { checkEntry, freeTextIssues, PHASES, type AuditEntry, type EntryOf, type Phase, type Receipt, type RoundParams } from './entries';
 import { RdpLedger, encodedLength, epsilonMatches, expectedRoundParams, partyBudget } from './accounting';
 import { merkleRoot } from './merkle';
 import { verifyReceiptSignature } from './receipt';
@@ -200,6 +204,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
       return;
     }
     if (c.entry.idx !== i) fail(i, 'entry.idx', i, c.entry.idx);
+    for (const t of freeTextIssues(c.entry)) fail(i, t.field, t.expected, t.message);
     entries.push(c.entry);
   });
 
@@ -367,6 +372,10 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
           return;
         }
         if (rnd) fail(i, 'entry.type', `round-completed or round-aborted of round ${rnd.summary.round} first`, 'round-started');
+        // training.rounds counts completed rounds (model versions): an aborted round is retried as the
+        // next round number (coordinator/rounds), so the number may pass it; a round after the
+        // planned ones completed may not start (the parties' data would be used for a round they never agreed to)
+        if (run.completed >= run.roundsPlanned) fail(i, 'entry.type', `run-completed or run-aborted: the run's ${run.roundsPlanned} planned rounds (policy training.rounds) have completed`, `round-started of round ${e.round} after ${run.completed} completed rounds`);
         if (e.round !== run.lastRound + 1) fail(i, 'entry.round', run.lastRound + 1, e.round);
         // the parties' secure-aggregation signatures are bound to (run, secaggRound): one number per round
         if (e.secaggRound !== e.round) fail(i, 'entry.secaggRound', e.round, e.secaggRound);
@@ -531,6 +540,12 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     }
   });
 
+  // the end of the log: a run or round still open is either in progress or cut off (a suffix can
+  // be dropped without breaking the chain; only the parties' receipts show that)
+  const lastRun = run as RunState | null; // assigned in the callback above (not narrowed)
+  const openRound = rnd as RoundState | null;
+  if (lastRun && !lastRun.closed) warnings.push(`${lastRun.runId}: the run is still running at the end of the log (${lastRun.completed} of ${lastRun.roundsPlanned} rounds completed): in progress, or the log was cut off`);
+  if (openRound) warnings.push(`${openRound.summary.runId} round ${openRound.summary.round}: the round is still open at the end of the log`);
   if (lines.length > 0 && !registered.has(pHash)) warnings.push(`the policy ${pHash} given first is not registered in this log: no run of it was checked`);
   // parties that completed a round but did not countersign it (a party may crash: a note, not a failure)
   for (const s of timeline) {
@@ -538,6 +553,7 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
     const missing = (s.survivors ?? []).filter((p) => !s.receipts.includes(p));
     if (missing.length) warnings.push(`${s.runId} round ${s.round}: no receipt in the log from ${missing.join(', ')}`);
   }
+  if (lines.length > 0 && !opts.receipts?.length) warnings.push('completeness not checked: no party receipts given (a log cut off after any entry verifies on its own; give the parties\' receipts with --receipts)');
 
   // ---- 7: the parties' own receipts
   const n = lines.length;

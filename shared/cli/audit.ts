@@ -10,7 +10,8 @@
  *     FEDBRIDGE_AUDITOR_TOKEN (never logged). Nothing is trusted here: `audit verify` decides.
  *   audit verify F.jsonl --policy policy.yaml [--receipts DIR]... [--json]
  *     verifyLog (shared/audit/verify.ts) against the policy and the receipts the parties kept
- *     (every *.json under each DIR, recursively). Exits 1 on any failure.
+ *     (every *.json under each DIR, recursively). Exits 1 on any failure. Text output: whatever
+ *     comes from the log is written with its control characters escaped (forTerminal).
  *     JSON: {"ok","entries","rounds","failures":[{"entry","field","expected","found"}], "policyHash",
  *     "head","receipts","warnings","runs","timeline"}.
  */
@@ -19,6 +20,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from './errors';
 import { readFileAt } from './read-file';
+import { forTerminal } from '../util/text';
 
 export const AUDIT_PAGE_LIMIT = 1000;
 
@@ -123,12 +125,13 @@ export async function fetchAuditLog(base: string, token: string, opts: { ca?: Bu
       throw new UserError(`cannot reach the audit API at ${url.origin}: ${(e as Error).message}`, 1);
     }
     if (res.status === 401 || res.status === 403) throw new UserError(`the audit API refused the auditor token (HTTP ${res.status}); issue one with 'fedbridge coordinator tokens issue --role auditor'`, 1);
-    if (res.status !== 200) throw new UserError(`the audit API answered HTTP ${res.status} for ${url.pathname}: ${res.body.toString('utf8').slice(0, 200)}`, 1);
+    // what the server sends is quoted with its control characters escaped (forTerminal)
+    if (res.status !== 200) throw new UserError(forTerminal(`the audit API answered HTTP ${res.status} for ${url.pathname}: ${res.body.toString('utf8').slice(0, 200)}`), 1);
     const { lines, endsWithNewline } = splitLines(new Uint8Array(res.body));
     if (res.body.length && !endsWithNewline) throw new UserError(`the audit API returned a page that does not end with a newline (from=${next})`, 1);
     for (const line of lines) {
       const p = parseExportLine(line);
-      if (!p.ok) throw new UserError(`the audit API returned an invalid line at index ${next}: ${p.field}: expected ${p.expected}, found ${p.found}`, 1);
+      if (!p.ok) throw new UserError(forTerminal(`the audit API returned an invalid line at index ${next}: ${p.field}: expected ${p.expected}, found ${p.found}`), 1);
       if (p.record.idx !== next) throw new UserError(`the audit API returned entry ${p.record.idx} where ${next} was expected`, 1);
       next++;
     }
@@ -190,16 +193,18 @@ export function registerAuditCommands(audit: Command): void {
       if (o.json) {
         printJson({ ok: r.ok, entries: r.entries, rounds: r.rounds, failures: r.failures, policyHash: r.policyHash, head: r.head, receipts: r.receiptsChecked, warnings: r.warnings, runs: r.runs, timeline: r.timeline });
       } else {
-        const w = process.stdout;
-        w.write(`log ${logFile}: ${r.entries} entries, ${r.rounds} rounds, policy ${r.policyHash}, ${r.receiptsChecked} party receipts checked\n`);
+        // every line quotes the log (run ids, party names, reasons, the values of failures): each is
+        // written through forTerminal, so nothing in the log can act on the terminal or fake a line
+        const line = (text: string) => process.stdout.write(`${forTerminal(text)}\n`);
+        line(`log ${logFile}: ${r.entries} entries, ${r.rounds} rounds, policy ${r.policyHash}, ${r.receiptsChecked} party receipts checked`);
         for (const s of r.timeline) {
           const eps = Object.entries(s.epsilon).map(([p, e]) => `${p} ${e.toFixed(3)}`).join(', ');
-          w.write(`  ${s.runId} round ${s.round}: ${s.status}${s.reason ? ` (${s.reason})` : ''}; survivors ${s.survivors ? s.survivors.join(', ') : '-'}; epsilon ${eps || '-'}; receipts ${s.receipts.join(', ') || '-'}\n`);
+          line(`  ${s.runId} round ${s.round}: ${s.status}${s.reason ? ` (${s.reason})` : ''}; survivors ${s.survivors ? s.survivors.join(', ') : '-'}; epsilon ${eps || '-'}; receipts ${s.receipts.join(', ') || '-'}`);
         }
-        for (const x of r.warnings) w.write(`  note: ${x}\n`);
-        for (const f of r.failures) w.write(`  FAIL entry ${f.entry} ${f.field}: expected ${f.expected}, found ${f.found}\n`);
-        w.write(r.ok ? 'verified: every check passed\n' : `NOT verified: ${r.failures.length} failure(s)\n`);
+        for (const x of r.warnings) line(`  note: ${x}`);
+        for (const f of r.failures) line(`  FAIL entry ${f.entry} ${f.field}: expected ${f.expected}, found ${f.found}`);
+        line(r.ok ? 'verified: every check passed' : `NOT verified: ${r.failures.length} failure(s)`);
       }
-      if (!r.ok) throw new UserError(`audit log ${logFile} failed verification (${r.failures.length} failure(s); first at entry ${r.failures[0].entry}, ${r.failures[0].field})`, 1);
+      if (!r.ok) throw new UserError(forTerminal(`audit log ${logFile} failed verification (${r.failures.length} failure(s); first at entry ${r.failures[0].entry}, ${r.failures[0].field})`), 1);
     });
 }

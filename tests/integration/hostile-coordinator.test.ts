@@ -8,7 +8,9 @@
  *     upload, and the node stays in the round;
  *   - a model download that stalls is given up after a phase's time (the policy's phaseSeconds):
  *     the round is abandoned and the node goes on with the next event instead of hanging;
- *   - a ROUND_COMPLETED without the new model's hash: the model is not downloaded nor adopted.
+ *   - a ROUND_COMPLETED without the new model's hash: the model is not downloaded nor adopted;
+ *   - a round started after the run completed the policy's training.rounds (2): refused, nothing
+ *     charged nor sent; a retried round whose number passes 2 after an aborted one is taken part in.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -37,7 +39,7 @@ import { makeCerts } from '../../coordinator/certs/certs';
 import { until } from '../coordinator/helpers/harness';
 import { smallPolicy } from './policy';
 
-type Mode = 'mask-before-share' | 'mask-replayed' | 'download-stalls' | 'completed-unpinned';
+type Mode = 'mask-before-share' | 'mask-replayed' | 'download-stalls' | 'completed-unpinned' | 'rounds-exceeded' | 'retried-round';
 
 async function hostile(mode: Mode) {
   await sodiumReady();
@@ -69,7 +71,7 @@ async function hostile(mode: Mode) {
     stream!.write(s);
     return s;
   };
-  const state = { uploads: 0, replayed: false, downloads: [] as number[] };
+  const state = { uploads: 0, replayed: false, downloads: [] as number[], advertised: [] as number[] };
   // the protocol's next step: the second party answers in process, the node gets a signed event
   const step = (st: ServerStep, phase: Phase) => {
     if (st.kind !== 'send') return;
@@ -105,6 +107,16 @@ async function hostile(mode: Mode) {
           event({ kind: EventKind.EVENT_KIND_RUN_FINISHED });
           return;
         }
+        if (mode === 'rounds-exceeded' || mode === 'retried-round') {
+          // the policy plans 2 rounds: both completed (signed, with the model's hash), then a 3rd;
+          // or round 2 aborted and retried as round 3
+          const modelHash = sodium().crypto_generichash(32, model, null);
+          event({ kind: EventKind.EVENT_KIND_ROUND_COMPLETED, round: 1, modelVersion: 1, modelHash });
+          if (mode === 'rounds-exceeded') event({ kind: EventKind.EVENT_KIND_ROUND_COMPLETED, round: 2, modelVersion: 1, modelHash });
+          else event({ kind: EventKind.EVENT_KIND_ROUND_ABORTED, round: 2, abortReason: 'only 1 parties in phase share, fewer than t=2', modelVersion: 1 });
+          event({ kind: EventKind.EVENT_KIND_PHASE_STARTED, phase: Phase.PHASE_ADVERTISE_KEYS, round: 3, modelVersion: 1 });
+          return;
+        }
         event({ kind: EventKind.EVENT_KIND_PHASE_STARTED, phase: Phase.PHASE_ADVERTISE_KEYS, modelVersion: 1 });
         if (mode !== 'mask-before-share') server.receive(insurer.start());
       });
@@ -117,6 +129,8 @@ async function hostile(mode: Mode) {
       call.end();
     },
     advertiseKeys: (call: grpc.ServerUnaryCall<{ body: Uint8Array }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      state.advertised.push(PhaseMessageBody.decode(call.request.body).header!.round);
+      if (mode === 'rounds-exceeded' || mode === 'retried-round') return cb(null, { runId: RUN, round: 3, phase: Phase.PHASE_ADVERTISE_KEYS, accepted: 1 });
       if (mode !== 'mask-before-share') return onPhase(Phase.PHASE_ADVERTISE_KEYS)(call, cb);
       cb(null, ack(Phase.PHASE_ADVERTISE_KEYS));
       // straight to masked input, with a well-formed server-shares payload, skipping share-keys
@@ -194,6 +208,33 @@ describe('a node facing a coordinator that misbehaves with the pinned key', () =
       expect(h.lines.some((l) => /round 1 completed, but the signed event carries no model hash: model v2 is not adopted/.test(l))).toBe(true);
       expect(h.state.downloads).toEqual([]);
       expect(h.ledger()).toEqual([]);
+    } finally {
+      await h.stop();
+    }
+  }, 60_000);
+
+  test('a round started after the run completed training.rounds is refused: nothing charged, nothing sent', async () => {
+    const h = await hostile('rounds-exceeded');
+    try {
+      await until('the refusal', () => h.lines.some((l) => /refusing round 3: the policy's training.rounds: run run-1 already completed 2 round\(s\) of the 2 this node agreed to/.test(l)), 30_000);
+      h.finish();
+      const r = await h.joined;
+      if (r instanceof Error) throw r;
+      expect(r.rounds.map((x) => [x.round, x.outcome])).toEqual([[1, 'completed'], [2, 'completed'], [3, 'refused']]);
+      expect(h.state.advertised).toEqual([]);
+      expect(h.ledger()).toEqual([]);
+      expect(h.state.uploads).toBe(0);
+    } finally {
+      await h.stop();
+    }
+  }, 60_000);
+
+  test('an aborted round retried under the next number (3 of a 2-round policy, 1 completed) is taken part in', async () => {
+    const h = await hostile('retried-round');
+    try {
+      await until('the advertisement', () => h.state.advertised.length === 1, 30_000);
+      expect(h.state.advertised).toEqual([3]);
+      expect(h.lines.filter((l) => /refusing round/.test(l))).toEqual([]);
     } finally {
       await h.stop();
     }

@@ -14,6 +14,7 @@ import { stringify } from 'yaml';
 import { sodiumReady } from '../../shared/crypto/sodium';
 import { makeFederation, generateLog, appendSecondPolicyRun, type Federation, type GeneratedLog } from '../shared/audit/fixture';
 import { auditLogPage, parseLogQuery, AuditApiError } from '../../shared/audit';
+import { AUDIT_API_CSP, AUDIT_SECURITY_HEADERS, auditPageCsp } from '../../coordinator/http/security-headers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { build } = require('../../coordinator/http/audit-page/build.js') as { build: (out: string) => Promise<{ outDir: string; bytes: number }> };
@@ -54,6 +55,9 @@ beforeAll(async () => {
   files.set('/bad.jsonl', { body: bad, type: 'application/x-ndjson' });
   server = http.createServer((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x');
+    // the coordinator's security headers (audit.controller.ts): the page must work under its CSP
+    for (const [k, v] of Object.entries(AUDIT_SECURITY_HEADERS)) res.setHeader(k, v);
+    res.setHeader('Content-Security-Policy', u.pathname.endsWith('/index.html') ? auditPageCsp(files.get('/index.html')!.body.toString('utf8')) : AUDIT_API_CSP);
     if (u.pathname === '/audit/v1/log') {
       // the coordinator's read-only audit API, as the contract says (auditor token, paging)
       if (req.headers.authorization !== `Bearer ${TOKEN}`) return void res.writeHead(401).end('auditor token required');
@@ -87,6 +91,8 @@ test('shows the rounds of a real run and "verified", computed in the browser', a
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // a Content-Security-Policy refusal is reported on the console
+  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && errors.push(m.text()));
   await page.goto(`${base}/index.html?log=/log.jsonl&policy=/policy.yaml&receipts=/receipts.json`);
   const status = page.locator('#status:is([data-status="verified"], [data-status="failed"])');
   await status.waitFor({ timeout: 30_000 });
@@ -100,6 +106,8 @@ test('shows the rounds of a real run and "verified", computed in the browser', a
   expect(await page.locator('#eps-chart polyline').count()).toBe(3);
   expect(await page.locator('#policy-hash').textContent()).toBe(fed.policyHash);
   expect(await page.locator('#failures').textContent()).toBe('none');
+  // the inline stylesheet applied under the CSP (allowed by its hash): the verified banner's colour
+  expect(await page.locator('#status').evaluate((el) => getComputedStyle(el).backgroundColor)).toBe('rgb(227, 246, 232)');
   expect(errors).toEqual([]);
   await page.close();
 });
