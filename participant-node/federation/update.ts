@@ -30,7 +30,7 @@ import { roundCharge, roundEncodeParams, roundNoiseEncodeParams } from '../priva
 
 export { roundCharge, roundEncodeParams, roundNoiseEncodeParams };
 import { perUserGradientsReads, poissonSample } from '../model/dpsgd';
-import type { Xoshiro128 } from '../../shared/util/prng';
+import type { ExampleKey } from '../model/coins';
 import { DpSgdTrainer, clippedUserGradientSumReads, type OfferScope } from '../model/dpsgd';
 import { run, type Reads } from '../model/reads';
 import type { TwoTowerModel } from '../model/twotower';
@@ -77,7 +77,7 @@ function roundPrivacy(policy: Policy, enc: { gamma: number; bits: number }, dime
 }
 
 /** The DP trainer with the policy's privacy and training parameters. */
-function policyTrainer(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, policy: Policy, rng: Xoshiro128, scope: OfferScope | null | undefined): DpSgdTrainer {
+function policyTrainer(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, policy: Policy, key: ExampleKey, scope: OfferScope | null | undefined): DpSgdTrainer {
   const p = policy.privacy;
   if (policy.training.offerScope === 'own' && !scope) throw new Error(`the policy's training.offerScope is "own" but no offer scope was given`);
   return new DpSgdTrainer(
@@ -85,22 +85,27 @@ function policyTrainer(model: TwoTowerModel, positives: Positives, domains: Retu
     positives,
     domains,
     { clipNorm: p.clipNorm, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, maxInteractionsPerUser: p.maxInteractionsPerUser, negatives: policy.training.negativesPerPositive, learningRate: policy.training.learningRate, scope: policy.training.offerScope === 'own' ? scope : null },
-    rng,
+    key,
   );
 }
 
-function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, input: RoundInput, rng: Xoshiro128): Reads<LocalUpdate> {
+/** The example key of one round: a sub-key per (run, round), so step indices restarting at 0 never reuse coins. */
+export function roundExampleKey(key: ExampleKey, runId: string, round: number): ExampleKey {
+  return key.derive(JSON.stringify([runId, round]));
+}
+
+function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, input: RoundInput, key: ExampleKey): Reads<LocalUpdate> {
   const { policy } = input;
   const p = policy.privacy;
   const dimension = input.global.length;
   const enc = roundNoiseEncodeParams(policy, input.runId, input.round);
   model.setSharedFlat(input.global);
   model.resetOptimizer();
-  const trainer = policyTrainer(model, positives, domains, policy, rng, input.scope);
+  const trainer = policyTrainer(model, positives, domains, policy, roundExampleKey(key, input.runId, input.round), input.scope);
   // deterministic wrap-around bound: every user of the party could be sampled
   assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: enc.noise, contributionsPerParty: Math.max(1, trainer.population.length), maxProbability: policy.secagg.maxWrapProbability });
   const sampled = poissonSample(trainer.population, p.samplingRate);
-  const batch = Array.from(sampled, (u) => trainer.examplesOf(u));
+  const batch = Array.from(sampled, (u) => trainer.examplesOf(u, 0));
   // each user's contribution c_u = -g_u clipped, rotated, scaled and rounded on its own, summed
   // (shared/dp/encode.ts ContributionEncoder: encodeContributions fed one user at a time as the gradients are read)
   const encoder = new ContributionEncoder(dimension, enc);
@@ -126,9 +131,10 @@ export function computeLocalUpdate(
   positives: Positives,
   domains: ReturnType<typeof domainIndex>,
   input: RoundInput,
-  rng: Xoshiro128,
+  /** the secret key of the per-user example coins (model/coins.ts): ExampleKey.fresh() once per node */
+  key: ExampleKey,
 ): Promise<LocalUpdate> {
-  return run(computeLocalUpdateReads(model, positives, domains, input, rng));
+  return run(computeLocalUpdateReads(model, positives, domains, input, key));
 }
 
 export function* computeLocalUpdateReads(
@@ -136,17 +142,18 @@ export function* computeLocalUpdateReads(
   positives: Positives,
   domains: ReturnType<typeof domainIndex>,
   input: RoundInput,
-  rng: Xoshiro128,
+  /** the secret key of the per-user example coins (model/coins.ts): ExampleKey.fresh() once per node */
+  key: ExampleKey,
 ): Reads<LocalUpdate> {
   const { policy } = input;
-  if (policy.privacy.mechanism === 'round-noise') return yield* roundNoiseUpdate(model, positives, domains, input, rng);
+  if (policy.privacy.mechanism === 'round-noise') return yield* roundNoiseUpdate(model, positives, domains, input, key);
   const dimension = input.global.length;
   const enc = roundEncodeParams(policy, input.runId, input.round);
   assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: null, maxProbability: policy.secagg.maxWrapProbability });
   model.setSharedFlat(input.global);
   model.resetOptimizer();
   const p = policy.privacy;
-  const trainer = policyTrainer(model, positives, domains, policy, rng, input.scope);
+  const trainer = policyTrainer(model, positives, domains, policy, roundExampleKey(key, input.runId, input.round), input.scope);
   let lossSum = 0;
   let lossN = 0;
   let sampled = 0;

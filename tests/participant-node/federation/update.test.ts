@@ -4,7 +4,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TwoTowerModel } from '../../../participant-node/model/twotower';
-import { computeLocalUpdate, roundCharge, roundEncodeParams } from '../../../participant-node/federation/update';
+import { computeLocalUpdate, roundCharge, roundEncodeParams, roundExampleKey } from '../../../participant-node/federation/update';
+import { ExampleKey } from '../../../participant-node/model/coins';
 import { DpSgdTrainer, perUserGradients } from '../../../participant-node/model/dpsgd';
 import { defaultPolicy } from '../../../shared/policy/defaults';
 import { initSharedParams } from '../../../shared/model/init';
@@ -43,7 +44,7 @@ function party(seed: number, pol: ReturnType<typeof policy>) {
   const user = Uint32Array.from({ length: 300 }, (_, j) => j % NU);
   const item = Uint32Array.from({ length: 300 }, () => rng.nextInt(NI));
   const domains = { byDomain: new Map([['course', Uint32Array.from({ length: NI }, (_, i) => i)]]), domainOf: Array(NI).fill('course') };
-  return { m, positives: { user, item }, domains, rng };
+  return { m, positives: { user, item }, domains, key: ExampleKey.forTesting(new Uint8Array(32).fill(seed)) };
 }
 
 beforeAll(async () => {
@@ -57,7 +58,7 @@ test('encode -> modular sum -> decode returns the average delta; private embeddi
   const global = initSharedParams(layout, 7);
   const parties = [party(1, pol), party(2, pol)];
   const userEmbBefore = parties.map((p) => Float32Array.from(p.m.userEmbedding));
-  const ups = await Promise.all(parties.map((p) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'r1', round: 1, global }, p.rng)));
+  const ups = await Promise.all(parties.map((p) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'r1', round: 1, global }, p.key)));
   for (const u of ups) {
     expect(u.delta.length).toBe(global.length); // shared parameters only: no user rows
     expect(u.privacy).toMatchObject({ mechanism: 'local-dpsgd', steps: 3, samplingRate: 0.3, gamma: pol.secagg.scale, bits: 32 });
@@ -87,12 +88,12 @@ test('round-noise: per-user contributions clipped, summed, ONE discrete Gaussian
   };
   const global = initSharedParams(sharedParameterLayout(pol.model, pol.vocabularies), 1);
   const parties = [party(5, pol), party(6, pol)];
-  // the contributions each party will submit, recomputed here with the same examples (same seed)
+  // the contributions each party will submit, recomputed here with the same examples (same key)
   const expected = new Float64Array(global.length);
   for (const [k, p] of parties.entries()) {
     p.m.setSharedFlat(global);
-    const tr = new DpSgdTrainer(p.m, p.positives, p.domains, { clipNorm: 0.5, noiseMultiplier: 2, samplingRate: 1, maxInteractionsPerUser: 4, negatives: pol.training.negativesPerPositive, learningRate: 0.01 }, new Xoshiro128(50 + k));
-    const batch = Array.from(tr.population, (u) => tr.examplesOf(u));
+    const tr = new DpSgdTrainer(p.m, p.positives, p.domains, { clipNorm: 0.5, noiseMultiplier: 2, samplingRate: 1, maxInteractionsPerUser: 4, negatives: pol.training.negativesPerPositive, learningRate: 0.01 }, roundExampleKey(p.key, 'rn', 1));
+    const batch = Array.from(tr.population, (u) => tr.examplesOf(u, 0));
     await perUserGradients(p.m, batch, (g) => {
       let n = 0;
       for (const x of g) n += x * x;
@@ -100,7 +101,7 @@ test('round-noise: per-user contributions clipped, summed, ONE discrete Gaussian
       for (let i = 0; i < g.length; i++) expected[i] += -g[i] * c;
     });
   }
-  const ups = await Promise.all(parties.map((p, k) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'rn', round: 1, global }, new Xoshiro128(50 + k))));
+  const ups = await Promise.all(parties.map((p, k) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'rn', round: 1, global }, p.key)));
   for (const u of ups) expect(u.privacy).toMatchObject({ mechanism: 'round-noise', steps: 1, samplingRate: 1, gamma: 4096 });
   const enc = roundEncodeParams(pol, 'rn', 1);
   const avg = decodeAggregate(modularSum(ups.map((u) => u.encoded), 32), enc, global.length, 2);
