@@ -16,14 +16,11 @@
  *   3. g_u = gradient of u's loss with respect to the SHARED parameters only (towers f, g, item
  *      embedding rows e_i, item biases b_i). It is clipped: c_u = min(1, C / ||g_u||_2);
  *   4. the released quantity is S = sum_u c_u g_u + N(0, sigma^2 C^2 I) over every shared coordinate
- *      (dense: every row of e_i and b_i gets noise, touched or not), divided by q·N, N = the number
- *      of users with interactions. N is this party's PRIVATE user count, so the scaling is not
- *      "post-processing of a public constant": it is a fixed property of the party's data set that
- *      every step shares, a constant rescaling that cannot reveal more than the unscaled sum plus N
- *      itself. The accounting is for neighbouring data sets of the same N (what it bounds is the
- *      change of S, by which one user's presence moves the output); a user's presence moves q·N by
- *      q, a relative change of 1/N in the step size. The party-level count N is not protected
- *      (README, privacy section).
+ *      (dense: every row of e_i and b_i gets noise, touched or not). It is handed to Adam as is,
+ *      not divided by an expected batch size q·N: N, the party's number of users, is PRIVATE (it
+ *      changes by one with the user), so dividing by it would not be post-processing, while Adam's
+ *      update is invariant to a constant rescaling of its gradients (up to its eps) — a public
+ *      constant divisor would change nothing either.
  * Adding or removing user w changes sum_u c_u g_u by exactly c_w g_w, whose L2 norm is <= C, and
  * changes no other user's term at this step: each g_v depends only on v's examples — by step 2 a
  * function of (key, t, v, v's data), identical with or without w — and on parameters fixed before
@@ -483,7 +480,6 @@ export class DpSgdTrainer {
   private readonly candidates: Uint32Array;
   private readonly adam: DenseAdam;
   private stepIndex = 0;
-  readonly expectedBatch: number;
   /** positives dropped by the offer scope (another provider's item) */
   readonly droppedOutOfScope: number = 0;
   /** per shared coordinate: 1 where noise is added (all ones without a scope) */
@@ -534,8 +530,7 @@ export class DpSgdTrainer {
     this.supportSize = sup;
     for (const [u, l] of lists) this.byUser.set(u, Uint32Array.from(l));
     this.candidates = Uint32Array.from([...this.byUser.keys()].sort((a, b) => a - b));
-    this.expectedBatch = cfg.samplingRate * this.candidates.length;
-    if (this.expectedBatch <= 0) throw new RangeError('DP-SGD needs at least one user with interactions');
+    if (this.candidates.length === 0) throw new RangeError('DP-SGD needs at least one user with interactions');
     this.adam = new DenseAdam(D, cfg.learningRate);
   }
 
@@ -587,7 +582,7 @@ export class DpSgdTrainer {
     return { user: u, items, labels };
   }
 
-  /** The noised, normalised clipped sum of one step (without applying it). */
+  /** The noised clipped sum of one step (without applying it; see the module comment on scaling). */
   noisyGradient(): Promise<{ grad: Float32Array; info: DpStepInfo; userGrads: SparseRows }> {
     return run(this.noisyGradientReads());
   }
@@ -614,14 +609,13 @@ export class DpSgdTrainer {
     // noise on every coordinate of the support (all of them without a scope); outside it the
     // clipped sum is exactly zero by construction (asserted: a scope bug must not go unnoticed)
     const noise = gaussianNoise(this.supportSize, this.cfg.noiseMultiplier * this.cfg.clipNorm);
-    const inv = 1 / this.expectedBatch;
     const sup = this.support;
     if (!sup) {
-      for (let i = 0; i < D; i++) grad[i] = (grad[i] + noise[i]) * inv;
+      for (let i = 0; i < D; i++) grad[i] += noise[i];
     } else {
       let k = 0;
       for (let i = 0; i < D; i++) {
-        if (sup[i]) grad[i] = (grad[i] + noise[k++]) * inv;
+        if (sup[i]) grad[i] += noise[k++];
         else if (grad[i] !== 0) throw new Error(`offer scope violated: a user's gradient touches coordinate ${i} outside the party's offers`);
       }
     }
