@@ -25,7 +25,7 @@
  * them, asynchronous ones on webgpu in Node.
  */
 import type { Policy } from '../../shared/policy/schema';
-import { encodeUpdate, ContributionEncoder, assertNoWrapAround } from '../../shared/dp/encode';
+import { encodeUpdate, ContributionEncoder, assertNoWrapAround, contributionCapacity } from '../../shared/dp/encode';
 import { roundCharge, roundEncodeParams, roundNoiseEncodeParams } from '../privacy/round';
 
 export { roundCharge, roundEncodeParams, roundNoiseEncodeParams };
@@ -94,6 +94,24 @@ export function roundExampleKey(key: ExampleKey, runId: string, round: number): 
   return key.derive(JSON.stringify([runId, round]));
 }
 
+/**
+ * How many sampled users' contributions one party's round-noise sum can carry with the deterministic
+ * no-wrap guarantee (shared/dp/encode.ts checkWrapAround), from the policy alone: the same number at
+ * every party, whatever its data. Throws when the policy's encoding cannot carry even one
+ * contribution (a policy error: every party refuses alike). A party never refuses because of its
+ * own user count or sample size — that refusal would be a data-dependent dropout the coordinator
+ * sees; a round in which a party samples more users than this capacity (with the defaults about
+ * 16,000) is encoded all the same, and the guarantee then rests on the rotation spreading the sum
+ * (README, Known gaps).
+ */
+export function roundNoiseCapacity(policy: Policy, dimension: number, enc = roundNoiseEncodeParams(policy, 'capacity', 1)): number {
+  // (the round's rotation seed does not enter the check, only whether there is a rotation)
+  const w = { bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: enc.noise, maxProbability: policy.secagg.maxWrapProbability };
+  const k = contributionCapacity(w);
+  if (k < 1) assertNoWrapAround({ ...w, contributionsPerParty: 1 }); // throws with the failing bound's sentence
+  return k;
+}
+
 function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, input: RoundInput, key: ExampleKey): Reads<LocalUpdate> {
   const { policy } = input;
   const p = policy.privacy;
@@ -101,9 +119,10 @@ function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: 
   const enc = roundNoiseEncodeParams(policy, input.runId, input.round);
   model.setSharedFlat(input.global);
   model.resetOptimizer();
+  // wrap-around check from PUBLIC values only (roundNoiseCapacity): it once assumed that every user
+  // of the party could be sampled, so whether a party refused depended on its private user count
+  roundNoiseCapacity(policy, dimension, enc);
   const trainer = policyTrainer(model, positives, domains, policy, roundExampleKey(key, input.runId, input.round), input.scope);
-  // deterministic wrap-around bound: every user of the party could be sampled
-  assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: enc.noise, contributionsPerParty: Math.max(1, trainer.population.length), maxProbability: policy.secagg.maxWrapProbability });
   const sampled = poissonSample(trainer.population, p.samplingRate);
   const batch = Array.from(sampled, (u) => trainer.examplesOf(u, 0));
   // each user's contribution c_u = -g_u clipped, rotated, scaled and rounded on its own, summed

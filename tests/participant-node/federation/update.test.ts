@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TwoTowerModel } from '../../../participant-node/model/twotower';
-import { computeLocalUpdate, roundCharge, roundEncodeParams, roundExampleKey } from '../../../participant-node/federation/update';
+import { computeLocalUpdate, roundCharge, roundEncodeParams, roundExampleKey, roundNoiseCapacity } from '../../../participant-node/federation/update';
 import { ExampleKey } from '../../../participant-node/model/coins';
 import { DpSgdTrainer, perUserGradients } from '../../../participant-node/model/dpsgd';
 import { defaultPolicy } from '../../../shared/policy/defaults';
@@ -12,7 +12,7 @@ import { initSharedParams } from '../../../shared/model/init';
 import { sharedParameterLayout } from '../../../shared/model/layout';
 import { modularSum, nextGlobalModel } from '../../../shared/fl/aggregate';
 import { newServerState } from '../../../shared/fl/server';
-import { decodeAggregate } from '../../../shared/dp/encode';
+import { checkWrapAround, decodeAggregate } from '../../../shared/dp/encode';
 import { DEFAULT_VOCABULARIES, itemFeatureDim, userFeatureDim } from '../../../shared/data/vocab';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { Xoshiro128 } from '../../../shared/util/prng';
@@ -116,4 +116,37 @@ test('round-noise: per-user contributions clipped, summed, ONE discrete Gaussian
   expect(ch.mechanism).toBe('round-noise');
   if (ch.mechanism === 'round-noise') expect(ch.localVariance / (4096 * 2 * 0.5) ** 2).toBeCloseTo(1, 4);
   parties.forEach((p) => p.m.dispose());
+});
+
+test("round-noise: whether a party takes part depends on the policy alone, not on its private user count", async () => {
+  const base = policy();
+  const rn = (bitWidth: number) => ({
+    ...base,
+    secagg: { ...base.secagg, scale: 4096, bitWidth },
+    privacy: { ...base.privacy, mechanism: 'round-noise' as const, samplingRate: 0.05, clipNorm: 0.5, noiseMultiplier: 2, noiseMode: 'per-party' as const },
+  });
+  const pol = rn(18);
+  const global = initSharedParams(sharedParameterLayout(pol.model, pol.vocabularies), 2);
+  // the public capacity: the largest per-party contribution count the wrap check accepts
+  const cap = roundNoiseCapacity(pol, global.length);
+  const enc = roundEncodeParams(pol, 'cap', 1);
+  const w = { bits: 18, parties: 2, dimension: global.length, rotated: true, clip: 0.5, gamma: 4096, beta: enc.beta, noise: { sigma: 1, mode: 'per-party' as const, nMin: pol.privacy.nMin }, maxProbability: pol.secagg.maxWrapProbability };
+  expect(checkWrapAround({ ...w, contributionsPerParty: cap }).ok).toBe(true);
+  expect(checkWrapAround({ ...w, contributionsPerParty: cap + 1 }).ok).toBe(false);
+  expect(cap).toBeGreaterThan(3);
+  expect(cap).toBeLessThan(NU); // a party with NU users has more users than the capacity ...
+  const big = party(7, pol); // NU = 60 users
+  const small = party(8, pol);
+  const few = (p: ReturnType<typeof party>) => ({ user: p.positives.user.filter((u) => u < 3), item: p.positives.item.filter((_, j) => p.positives.user[j] < 3) });
+  // ... and still takes part, as does a party with 3 users (the old check refused the first only)
+  const a = await computeLocalUpdate(big.m, big.positives, big.domains, { policy: pol, runId: 'cap', round: 1, global }, big.key);
+  const b = await computeLocalUpdate(small.m, few(small), small.domains, { policy: pol, runId: 'cap', round: 1, global }, small.key);
+  for (const u of [a, b]) expect(u.privacy).toMatchObject({ mechanism: 'round-noise', bits: 18 });
+  // a policy whose encoding cannot carry one contribution is refused alike by both
+  const bad = rn(8);
+  expect(() => roundNoiseCapacity(bad, global.length)).toThrow(/signal bound/);
+  const refuse = (p: ReturnType<typeof party>, pos: ReturnType<typeof party>['positives']) => computeLocalUpdate(p.m, pos, p.domains, { policy: bad, runId: 'cap', round: 2, global }, p.key);
+  await expect(refuse(big, big.positives)).rejects.toThrow(/refusing quantization parameters: signal bound: 2 parties x 1 contribution/);
+  await expect(refuse(small, few(small))).rejects.toThrow(/refusing quantization parameters: signal bound: 2 parties x 1 contribution/);
+  [big, small].forEach((p) => p.m.dispose());
 });
