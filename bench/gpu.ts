@@ -258,7 +258,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     ctx.record('dp_clip_decisions_differing', flips, 'users', { ...dpParams, clippedOnCpu: clippedCpu });
     ctx.record('dp_private_user_grad_max_rel_err', parityError(rGpu.userGrads.values, rCpu.userGrads.values).maxRel, 'ratio', dpParams);
     ctx.record('dp_loss_abs_diff', Math.abs(rGpu.loss - rCpu.loss), 'bce', { ...dpParams, lossCpu: rCpu.loss });
-    // one q*N-user step in chunks, as DpSgdTrainer.noisyGradient computes it
+    // one step of 1,000 sampled users in chunks, as DpSgdTrainer.noisyGradient computes it
     const stepDims = { ...dpDims, sampledUsers: users.length, chunk: DP.chunk, examples: users.reduce((a, u) => a + u.items.length, 0) };
     const usersPerS = (backend: string) =>
       on(backend, async () => {

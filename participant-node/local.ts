@@ -22,6 +22,7 @@ import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives, trainEpoch
 import { evaluateCrossDomain, evaluateModel, type CrossDomainReport, type EvalReport } from './model/evaluate';
 import { loadModel, modelDir, readModelMeta, saveModel } from './model/store';
 import { DpSgdTrainer, offerScope, type OfferScope } from './model/dpsgd';
+import { ExampleKey } from './model/coins';
 import { calibrateSigma, ACCOUNTING_ORDERS, epsilonFromRdp, rdpSampledGaussian } from '../shared/dp/rdp';
 import type { TrainResult } from './model/train';
 import { Recommender } from './serve/recommend';
@@ -60,7 +61,11 @@ export interface TrainLocalOptions {
   batchSize: number;
   negatives: number;
   learningRate: number;
-  /** initialisation and shuffling seed; random (from the OS CSPRNG) when absent, and recorded */
+  /**
+   * initialisation and shuffling seed; random (from the OS CSPRNG) when absent, and recorded. With
+   * `dp` it sets the initialisation only: DP-SGD draws its examples from a fresh secret key
+   * (model/coins.ts) that no seed reproduces, since the examples depend on the data.
+   */
   seed?: number;
   /** 'last': hold out each user's latest interaction so `evaluate` is honest; 'none': train on everything */
   holdout: 'last' | 'none';
@@ -175,7 +180,7 @@ export async function trainLocal(dataDir: string, o: TrainLocalOptions): Promise
     let dpInfo: TrainLocalResult['dp'];
     const r = o.dp
       ? await (async () => {
-          const res = await trainDp(model, positives, domainIndex(ds), o.dp!, o.negatives, new Xoshiro128(seed ^ 0x2545f491), o.onProgress, spec.offers ? offerScope(info.name, spec.offers, ds.items) : null);
+          const res = await trainDp(model, positives, domainIndex(ds), o.dp!, o.negatives, ExampleKey.fresh(), o.onProgress, spec.offers ? offerScope(info.name, spec.offers, ds.items) : null);
           dpInfo = res.dp;
           return res.train;
         })()
@@ -229,12 +234,12 @@ async function trainDp(
   domains: ReturnType<typeof domainIndex>,
   dp: LocalDpOptions,
   negatives: number,
-  rng: Xoshiro128,
+  key: ExampleKey,
   onProgress?: (p: TrainProgress) => void,
   scope: OfferScope | null = null,
 ): Promise<{ train: TrainResult; dp: NonNullable<TrainLocalResult['dp']> }> {
   const sigma = calibrateSigma(dp.epsilon, dp.delta, dp.samplingRate, dp.steps, ACCOUNTING_ORDERS);
-  const trainer = new DpSgdTrainer(model, positives, domains, { clipNorm: dp.clipNorm, noiseMultiplier: sigma, samplingRate: dp.samplingRate, maxInteractionsPerUser: dp.maxInteractionsPerUser, negatives, learningRate: dp.learningRate, scope }, rng);
+  const trainer = new DpSgdTrainer(model, positives, domains, { clipNorm: dp.clipNorm, noiseMultiplier: sigma, samplingRate: dp.samplingRate, maxInteractionsPerUser: dp.maxInteractionsPerUser, negatives, learningRate: dp.learningRate, scope }, key);
   const t0 = process.hrtime.bigint();
   let samples = 0;
   let lossSum = 0;

@@ -81,7 +81,7 @@ export function registerNodeCommands(node: Command): void {
     .option('--batch-size <n>', 'examples per step (positives + negatives)', '1024')
     .option('--negatives <n>', 'sampled negatives per positive, from the positive item\'s domain', '4')
     .option('--lr <x>', 'Adam learning rate', '0.005')
-    .option('--seed <n>', 'initialisation/shuffle seed (default: random, printed)')
+    .option('--seed <n>', 'initialisation/shuffle seed (default: random, printed); with --dp-epsilon it sets the initialisation only')
     .option('--holdout <mode>', "last: hold out each user's latest interaction for `node evaluate`; none: train on all", 'last')
     .option('--policy <file>', 'take model dimensions and vocabularies from the federation policy')
     .option('--from-saved', 'continue from the saved model (e.g. the federated one: local personalisation, never released)')

@@ -67,7 +67,7 @@ import { newHeader, signRequest, verifyEvent, type PartyMethod } from '../../sha
 import { SecAggClient } from '../../shared/secagg/client';
 import { decodeServerMessage, encodeClientMessage, VECTOR_CHUNK_BYTES } from '../../shared/secagg/wire';
 import { federationWireSchema, strictClient, wireViolation } from '../../shared/proto/wire-check';
-import { Xoshiro128 } from '../../shared/util/prng';
+import { ExampleKey } from '../model/coins';
 import { loadIdentity } from '../identity';
 import { loadDataset } from '../data/store';
 import { selectBackend, type BackendChoice } from '../model/backend';
@@ -488,7 +488,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     for (const i of positives.item) if (!scope.own[i]) outside++;
     if (outside > 0) log(`offer scope: ${outside} training interaction(s) with other providers' items are not used (the policy trains each party on its own offers)`);
   }
-  const rng = new Xoshiro128(sodium().randombytes_buf(16));
+  const exampleKey = ExampleKey.fresh(); // secret per-user example coins of DP training (model/coins.ts)
   const fc = new FederationClient(opts, policy, identity);
   const hash = policyHash(policy);
   log(`node ${identity.name}: joining ${policy.federationId} at ${opts.coordinator} (policy ${hash.slice(0, 16)}…, budget epsilon ${budget})`);
@@ -626,7 +626,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
         global = toFloat32(data, dimension, `model v${e.modelVersion}`);
       }
       const t0 = Date.now();
-      const up = await computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global, scope }, rng);
+      const up = await computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global, scope }, exampleKey);
       log(`round ${e.round}: ${policy.privacy.mechanism} update (${up.privacy.steps} step${up.privacy.steps > 1 ? 's' : ''}, ${up.sampledUsers} user samples, loss ${up.meanLoss.toFixed(4)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       const enc = roundEncodeParams(policy, e.runId, e.round);
       const client = new SecAggClient({

@@ -25,12 +25,12 @@
  * them, asynchronous ones on webgpu in Node.
  */
 import type { Policy } from '../../shared/policy/schema';
-import { encodeUpdate, ContributionEncoder, assertNoWrapAround } from '../../shared/dp/encode';
+import { encodeUpdate, ContributionEncoder, assertNoWrapAround, contributionCapacity } from '../../shared/dp/encode';
 import { roundCharge, roundEncodeParams, roundNoiseEncodeParams } from '../privacy/round';
 
 export { roundCharge, roundEncodeParams, roundNoiseEncodeParams };
 import { perUserGradientsReads, poissonSample } from '../model/dpsgd';
-import type { Xoshiro128 } from '../../shared/util/prng';
+import type { ExampleKey } from '../model/coins';
 import { DpSgdTrainer, clippedUserGradientSumReads, type OfferScope } from '../model/dpsgd';
 import { run, type Reads } from '../model/reads';
 import type { TwoTowerModel } from '../model/twotower';
@@ -77,7 +77,7 @@ function roundPrivacy(policy: Policy, enc: { gamma: number; bits: number }, dime
 }
 
 /** The DP trainer with the policy's privacy and training parameters. */
-function policyTrainer(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, policy: Policy, rng: Xoshiro128, scope: OfferScope | null | undefined): DpSgdTrainer {
+function policyTrainer(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, policy: Policy, key: ExampleKey, scope: OfferScope | null | undefined): DpSgdTrainer {
   const p = policy.privacy;
   if (policy.training.offerScope === 'own' && !scope) throw new Error(`the policy's training.offerScope is "own" but no offer scope was given`);
   return new DpSgdTrainer(
@@ -85,22 +85,46 @@ function policyTrainer(model: TwoTowerModel, positives: Positives, domains: Retu
     positives,
     domains,
     { clipNorm: p.clipNorm, noiseMultiplier: p.noiseMultiplier, samplingRate: p.samplingRate, maxInteractionsPerUser: p.maxInteractionsPerUser, negatives: policy.training.negativesPerPositive, learningRate: policy.training.learningRate, scope: policy.training.offerScope === 'own' ? scope : null },
-    rng,
+    key,
   );
 }
 
-function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, input: RoundInput, rng: Xoshiro128): Reads<LocalUpdate> {
+/** The example key of one round: a sub-key per (run, round), so step indices restarting at 0 never reuse coins. */
+export function roundExampleKey(key: ExampleKey, runId: string, round: number): ExampleKey {
+  return key.derive(JSON.stringify([runId, round]));
+}
+
+/**
+ * How many sampled users' contributions one party's round-noise sum can carry with the deterministic
+ * no-wrap guarantee (shared/dp/encode.ts checkWrapAround), from the policy alone: the same number at
+ * every party, whatever its data. Throws when the policy's encoding cannot carry even one
+ * contribution (a policy error: every party refuses alike). A party never refuses because of its
+ * own user count or sample size — that refusal would be a data-dependent dropout the coordinator
+ * sees; a round in which a party samples more users than this capacity (with the defaults about
+ * 16,000) is encoded all the same, and the guarantee then rests on the rotation spreading the sum
+ * (README, Known gaps).
+ */
+export function roundNoiseCapacity(policy: Policy, dimension: number, enc = roundNoiseEncodeParams(policy, 'capacity', 1)): number {
+  // (the round's rotation seed does not enter the check, only whether there is a rotation)
+  const w = { bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: enc.noise, maxProbability: policy.secagg.maxWrapProbability };
+  const k = contributionCapacity(w);
+  if (k < 1) assertNoWrapAround({ ...w, contributionsPerParty: 1 }); // throws with the failing bound's sentence
+  return k;
+}
+
+function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, input: RoundInput, key: ExampleKey): Reads<LocalUpdate> {
   const { policy } = input;
   const p = policy.privacy;
   const dimension = input.global.length;
   const enc = roundNoiseEncodeParams(policy, input.runId, input.round);
   model.setSharedFlat(input.global);
   model.resetOptimizer();
-  const trainer = policyTrainer(model, positives, domains, policy, rng, input.scope);
-  // deterministic wrap-around bound: every user of the party could be sampled
-  assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: enc.noise, contributionsPerParty: Math.max(1, trainer.population.length), maxProbability: policy.secagg.maxWrapProbability });
+  // wrap-around check from PUBLIC values only (roundNoiseCapacity): it once assumed that every user
+  // of the party could be sampled, so whether a party refused depended on its private user count
+  roundNoiseCapacity(policy, dimension, enc);
+  const trainer = policyTrainer(model, positives, domains, policy, roundExampleKey(key, input.runId, input.round), input.scope);
   const sampled = poissonSample(trainer.population, p.samplingRate);
-  const batch = Array.from(sampled, (u) => trainer.examplesOf(u));
+  const batch = Array.from(sampled, (u) => trainer.examplesOf(u, 0));
   // each user's contribution c_u = -g_u clipped, rotated, scaled and rounded on its own, summed
   // (shared/dp/encode.ts ContributionEncoder: encodeContributions fed one user at a time as the gradients are read)
   const encoder = new ContributionEncoder(dimension, enc);
@@ -126,9 +150,10 @@ export function computeLocalUpdate(
   positives: Positives,
   domains: ReturnType<typeof domainIndex>,
   input: RoundInput,
-  rng: Xoshiro128,
+  /** the secret key of the per-user example coins (model/coins.ts): ExampleKey.fresh() once per node */
+  key: ExampleKey,
 ): Promise<LocalUpdate> {
-  return run(computeLocalUpdateReads(model, positives, domains, input, rng));
+  return run(computeLocalUpdateReads(model, positives, domains, input, key));
 }
 
 export function* computeLocalUpdateReads(
@@ -136,17 +161,18 @@ export function* computeLocalUpdateReads(
   positives: Positives,
   domains: ReturnType<typeof domainIndex>,
   input: RoundInput,
-  rng: Xoshiro128,
+  /** the secret key of the per-user example coins (model/coins.ts): ExampleKey.fresh() once per node */
+  key: ExampleKey,
 ): Reads<LocalUpdate> {
   const { policy } = input;
-  if (policy.privacy.mechanism === 'round-noise') return yield* roundNoiseUpdate(model, positives, domains, input, rng);
+  if (policy.privacy.mechanism === 'round-noise') return yield* roundNoiseUpdate(model, positives, domains, input, key);
   const dimension = input.global.length;
   const enc = roundEncodeParams(policy, input.runId, input.round);
   assertNoWrapAround({ bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: null, maxProbability: policy.secagg.maxWrapProbability });
   model.setSharedFlat(input.global);
   model.resetOptimizer();
   const p = policy.privacy;
-  const trainer = policyTrainer(model, positives, domains, policy, rng, input.scope);
+  const trainer = policyTrainer(model, positives, domains, policy, roundExampleKey(key, input.runId, input.round), input.scope);
   let lossSum = 0;
   let lossN = 0;
   let sampled = 0;

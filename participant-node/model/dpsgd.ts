@@ -7,16 +7,30 @@
  *   1. every user is included independently with probability q (Poisson sampling, bits from
  *      libsodium's CSPRNG — never the JS engine's non-cryptographic RNG);
  *   2. a sampled user u contributes at most `maxInteractionsPerUser` positives (contribution
- *      bounding), each with K sampled negatives; its loss is the mean over those examples;
+ *      bounding), each with K sampled negatives; its loss is the mean over those examples. Which
+ *      positives (when capped) and which negatives u gets at step t are drawn from u's OWN coins,
+ *      a keyed PRF of (t, u) under a secret per-training key (model/coins.ts: BLAKE2b keyed with a
+ *      fresh 256-bit CSPRNG key). They are a function of (key, t, u, u's own interactions) and of
+ *      nothing else — not of which other users exist, were sampled, or how many interactions they
+ *      have (one sequential stream shared by all users would shift with every earlier user);
  *   3. g_u = gradient of u's loss with respect to the SHARED parameters only (towers f, g, item
  *      embedding rows e_i, item biases b_i). It is clipped: c_u = min(1, C / ||g_u||_2);
  *   4. the released quantity is S = sum_u c_u g_u + N(0, sigma^2 C^2 I) over every shared coordinate
- *      (dense: every row of e_i and b_i gets noise, touched or not), divided by the fixed expected
- *      batch size q·N (a public constant, so the division is post-processing).
- * Adding or removing user u changes sum_u c_u g_u by exactly c_u g_u, whose L2 norm is <= C, and
- * changes no other user's term at this step (each g_v depends only on v's examples and on
- * parameters fixed before the step). So each step is the Poisson-subsampled Gaussian mechanism with
- * sensitivity C and noise multiplier sigma; the RDP accountant composes steps (and rounds) adaptively.
+ *      (dense: every row of e_i and b_i gets noise, touched or not). It is handed to Adam as is,
+ *      not divided by an expected batch size q·N: N, the party's number of users, is PRIVATE (it
+ *      changes by one with the user), so dividing by it would not be post-processing, while Adam's
+ *      update is invariant to a constant rescaling of its gradients (up to its eps) — a public
+ *      constant divisor would change nothing either.
+ * Adding or removing user w changes sum_u c_u g_u by exactly c_w g_w, whose L2 norm is <= C, and
+ * changes no other user's term at this step: each g_v depends only on v's examples — by step 2 a
+ * function of (key, t, v, v's data), identical with or without w — and on parameters fixed before
+ * the step. In a step where w is not sampled the sum is unchanged. This holds for EVERY fixed key;
+ * the user index v is the position of the user in the node's users, so for a neighbour that keeps
+ * the other users' positions (w's interactions removed) it is exact, and for one that removes w's
+ * row (shifting later indices) it holds because the key is secret and fresh: the PRF outputs on
+ * distinct inputs are indistinguishable from independent uniform coins, which are exchangeable
+ * between users. So each step is the Poisson-subsampled Gaussian mechanism with sensitivity C and
+ * noise multiplier sigma; the RDP accountant composes steps (and rounds) adaptively.
  *
  * ## Offer scope (public sparsity of the update)
  * Items are product offers, and the catalogue says which party offers each one (items.csv
@@ -57,7 +71,7 @@ import { randomBytes } from '../../shared/crypto/sodium';
 import { gaussianNoise } from '../../shared/dp/gaussian';
 import { layoutSize, type ParamSpec } from '../../shared/model/layout';
 import { ownOfferMask, type OfferRanges } from '../../shared/fl/offers';
-import type { Xoshiro128 } from '../../shared/util/prng';
+import type { ExampleKey } from './coins';
 import { segmentSumRows, type SparseRows, type TwoTowerModel } from './twotower';
 import { ownOfferPools } from './train';
 import { run, type Reads } from './reads';
@@ -465,7 +479,7 @@ export class DpSgdTrainer {
   private readonly byUser = new Map<number, Uint32Array>();
   private readonly candidates: Uint32Array;
   private readonly adam: DenseAdam;
-  readonly expectedBatch: number;
+  private stepIndex = 0;
   /** positives dropped by the offer scope (another provider's item) */
   readonly droppedOutOfScope: number = 0;
   /** per shared coordinate: 1 where noise is added (all ones without a scope) */
@@ -480,7 +494,8 @@ export class DpSgdTrainer {
     positives: { user: Uint32Array; item: Uint32Array },
     private readonly domains: { byDomain: Map<string, Uint32Array>; domainOf: string[] },
     readonly cfg: DpSgdConfig,
-    private readonly rng: Xoshiro128,
+    /** the secret key of the per-user example coins (model/coins.ts); fresh per training */
+    private readonly key: ExampleKey,
   ) {
     const scope = cfg.scope ?? null;
     const lists = new Map<number, number[]>();
@@ -515,8 +530,7 @@ export class DpSgdTrainer {
     this.supportSize = sup;
     for (const [u, l] of lists) this.byUser.set(u, Uint32Array.from(l));
     this.candidates = Uint32Array.from([...this.byUser.keys()].sort((a, b) => a - b));
-    this.expectedBatch = cfg.samplingRate * this.candidates.length;
-    if (this.expectedBatch <= 0) throw new RangeError('DP-SGD needs at least one user with interactions');
+    if (this.candidates.length === 0) throw new RangeError('DP-SGD needs at least one user with interactions');
     this.adam = new DenseAdam(D, cfg.learningRate);
   }
 
@@ -525,15 +539,26 @@ export class DpSgdTrainer {
     return this.candidates;
   }
 
-  /** Examples of one user: at most maxInteractionsPerUser positives (a random subset), K negatives each. */
-  examplesOf(u: number): UserExamples {
-    const pos = this.byUser.get(u)!;
+  /** Steps taken so far (the step index of the next `noisyGradient`). */
+  get stepsTaken(): number {
+    return this.stepIndex;
+  }
+
+  /**
+   * Examples of user u at step `step`: at most maxInteractionsPerUser positives (a random subset), K
+   * negatives each, all drawn from u's own coins for that step (a function of the key, the step, u
+   * and u's interactions only; see the module comment).
+   */
+  examplesOf(u: number, step: number): UserExamples {
+    const pos = this.byUser.get(u);
+    if (!pos) throw new RangeError(`user ${u} has no training interactions`);
+    const rng = this.key.coins(step, u);
     const cap = this.cfg.maxInteractionsPerUser;
     let chosen: Uint32Array = pos;
     if (pos.length > cap) {
       chosen = Uint32Array.from(pos);
       for (let i = 0; i < cap; i++) {
-        const j = i + this.rng.nextInt(chosen.length - i);
+        const j = i + rng.nextInt(chosen.length - i);
         const t = chosen[i];
         chosen[i] = chosen[j];
         chosen[j] = t;
@@ -550,21 +575,22 @@ export class DpSgdTrainer {
       const pool = this.negByDomain.get(this.domains.domainOf[it])!;
       const all = this.negAll;
       for (let q = 1; q <= K; q++) {
-        if (q === K && K > 1) items[o + q] = all ? all[this.rng.nextInt(all.length)] : this.rng.nextInt(this.domains.domainOf.length);
-        else items[o + q] = pool[this.rng.nextInt(pool.length)];
+        if (q === K && K > 1) items[o + q] = all ? all[rng.nextInt(all.length)] : rng.nextInt(this.domains.domainOf.length);
+        else items[o + q] = pool[rng.nextInt(pool.length)];
       }
     });
     return { user: u, items, labels };
   }
 
-  /** The noised, normalised clipped sum of one step (without applying it). */
+  /** The noised clipped sum of one step (without applying it; see the module comment on scaling). */
   noisyGradient(): Promise<{ grad: Float32Array; info: DpStepInfo; userGrads: SparseRows }> {
     return run(this.noisyGradientReads());
   }
 
   *noisyGradientReads(): Reads<{ grad: Float32Array; info: DpStepInfo; userGrads: SparseRows }> {
+    const step = this.stepIndex++;
     const sampled = poissonSample(this.candidates, this.cfg.samplingRate);
-    const batch = Array.from(sampled, (u) => this.examplesOf(u));
+    const batch = Array.from(sampled, (u) => this.examplesOf(u, step));
     // bounded memory: process the sampled users in chunks; sums are additive
     const D = this.model.sharedSize();
     const grad = new Float32Array(D);
@@ -583,14 +609,13 @@ export class DpSgdTrainer {
     // noise on every coordinate of the support (all of them without a scope); outside it the
     // clipped sum is exactly zero by construction (asserted: a scope bug must not go unnoticed)
     const noise = gaussianNoise(this.supportSize, this.cfg.noiseMultiplier * this.cfg.clipNorm);
-    const inv = 1 / this.expectedBatch;
     const sup = this.support;
     if (!sup) {
-      for (let i = 0; i < D; i++) grad[i] = (grad[i] + noise[i]) * inv;
+      for (let i = 0; i < D; i++) grad[i] += noise[i];
     } else {
       let k = 0;
       for (let i = 0; i < D; i++) {
-        if (sup[i]) grad[i] = (grad[i] + noise[k++]) * inv;
+        if (sup[i]) grad[i] += noise[k++];
         else if (grad[i] !== 0) throw new Error(`offer scope violated: a user's gradient touches coordinate ${i} outside the party's offers`);
       }
     }

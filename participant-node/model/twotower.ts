@@ -203,7 +203,13 @@ export class TwoTowerModel {
       };
       for (const name of TOWER_NAMES) {
         const [vals, shp] = init[name];
-        this.vars.set(name, tf.variable(tf.tensor(vals, shp), true, `m${this.id}/${name}`));
+        // the variable shares the tensor's data; the tensor itself is then dropped (else one leaks per variable)
+        const t = tf.tensor(vals, shp);
+        try {
+          this.vars.set(name, tf.variable(t, true, `m${this.id}/${name}`));
+        } finally {
+          t.dispose();
+        }
       }
     }
     this.towerOpt = tf.train.adam(opts.learningRate, opts.beta1 ?? 0.9, opts.beta2 ?? 0.999, opts.epsilon ?? 1e-7);

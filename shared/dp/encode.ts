@@ -401,7 +401,7 @@ export interface WrapCheckParams {
   clip: number;
   gamma: number;
   beta: number;
-  /** rounded contributions summed per party (number of users with round-noise; 1 otherwise) */
+  /** rounded contributions summed per party (1 for a whole update; round-noise asks contributionCapacity instead) */
   contributionsPerParty?: number;
   noise: NoiseParams | null;
   /** default 2^-40 */
@@ -482,4 +482,28 @@ export function assertNoWrapAround(w: WrapCheckParams): WrapCheck {
   const r = checkWrapAround(w);
   if (!r.ok) throw new RangeError(`refusing quantization parameters: ${r.failure}`);
   return r;
+}
+
+/**
+ * The largest number of contributions per party that `checkWrapAround` accepts with these (public)
+ * parameters, or 0 when not even one fits. The check is monotone in the count (the signal bound
+ * grows with it, the noise does not change), so a binary search finds it. Used by round-noise, where
+ * the number of contributions a party sums is its number of sampled users, a PRIVATE quantity: the
+ * capacity is computed from the policy alone, so it is the same at every party and says nothing
+ * about any party's data.
+ */
+export function contributionCapacity(w: Omit<WrapCheckParams, 'contributionsPerParty'>): number {
+  const at = (k: number) => checkWrapAround({ ...w, contributionsPerParty: k }).ok;
+  if (!at(1)) return 0;
+  const dd = encodedDimension(w.dimension, w.rotated);
+  const { l2 } = roundedSensitivity(w.gamma * w.clip, dd, w.beta);
+  let lo = 1; // at(lo) holds
+  let hi = Math.max(1, Math.ceil((2 ** (w.bits - 1) - 1) / (w.parties * Math.max(l2, 1e-300)))); // at(hi) fails (signal bound)
+  while (at(hi)) hi *= 2; // never more than once: hi already breaks the signal bound
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (at(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
 }

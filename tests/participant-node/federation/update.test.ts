@@ -4,14 +4,15 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TwoTowerModel } from '../../../participant-node/model/twotower';
-import { computeLocalUpdate, roundCharge, roundEncodeParams } from '../../../participant-node/federation/update';
+import { computeLocalUpdate, roundCharge, roundEncodeParams, roundExampleKey, roundNoiseCapacity } from '../../../participant-node/federation/update';
+import { ExampleKey } from '../../../participant-node/model/coins';
 import { DpSgdTrainer, perUserGradients } from '../../../participant-node/model/dpsgd';
 import { defaultPolicy } from '../../../shared/policy/defaults';
 import { initSharedParams } from '../../../shared/model/init';
 import { sharedParameterLayout } from '../../../shared/model/layout';
 import { modularSum, nextGlobalModel } from '../../../shared/fl/aggregate';
 import { newServerState } from '../../../shared/fl/server';
-import { decodeAggregate } from '../../../shared/dp/encode';
+import { checkWrapAround, decodeAggregate } from '../../../shared/dp/encode';
 import { DEFAULT_VOCABULARIES, itemFeatureDim, userFeatureDim } from '../../../shared/data/vocab';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { Xoshiro128 } from '../../../shared/util/prng';
@@ -43,7 +44,7 @@ function party(seed: number, pol: ReturnType<typeof policy>) {
   const user = Uint32Array.from({ length: 300 }, (_, j) => j % NU);
   const item = Uint32Array.from({ length: 300 }, () => rng.nextInt(NI));
   const domains = { byDomain: new Map([['course', Uint32Array.from({ length: NI }, (_, i) => i)]]), domainOf: Array(NI).fill('course') };
-  return { m, positives: { user, item }, domains, rng };
+  return { m, positives: { user, item }, domains, key: ExampleKey.forTesting(new Uint8Array(32).fill(seed)) };
 }
 
 beforeAll(async () => {
@@ -57,7 +58,7 @@ test('encode -> modular sum -> decode returns the average delta; private embeddi
   const global = initSharedParams(layout, 7);
   const parties = [party(1, pol), party(2, pol)];
   const userEmbBefore = parties.map((p) => Float32Array.from(p.m.userEmbedding));
-  const ups = await Promise.all(parties.map((p) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'r1', round: 1, global }, p.rng)));
+  const ups = await Promise.all(parties.map((p) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'r1', round: 1, global }, p.key)));
   for (const u of ups) {
     expect(u.delta.length).toBe(global.length); // shared parameters only: no user rows
     expect(u.privacy).toMatchObject({ mechanism: 'local-dpsgd', steps: 3, samplingRate: 0.3, gamma: pol.secagg.scale, bits: 32 });
@@ -87,12 +88,12 @@ test('round-noise: per-user contributions clipped, summed, ONE discrete Gaussian
   };
   const global = initSharedParams(sharedParameterLayout(pol.model, pol.vocabularies), 1);
   const parties = [party(5, pol), party(6, pol)];
-  // the contributions each party will submit, recomputed here with the same examples (same seed)
+  // the contributions each party will submit, recomputed here with the same examples (same key)
   const expected = new Float64Array(global.length);
   for (const [k, p] of parties.entries()) {
     p.m.setSharedFlat(global);
-    const tr = new DpSgdTrainer(p.m, p.positives, p.domains, { clipNorm: 0.5, noiseMultiplier: 2, samplingRate: 1, maxInteractionsPerUser: 4, negatives: pol.training.negativesPerPositive, learningRate: 0.01 }, new Xoshiro128(50 + k));
-    const batch = Array.from(tr.population, (u) => tr.examplesOf(u));
+    const tr = new DpSgdTrainer(p.m, p.positives, p.domains, { clipNorm: 0.5, noiseMultiplier: 2, samplingRate: 1, maxInteractionsPerUser: 4, negatives: pol.training.negativesPerPositive, learningRate: 0.01 }, roundExampleKey(p.key, 'rn', 1));
+    const batch = Array.from(tr.population, (u) => tr.examplesOf(u, 0));
     await perUserGradients(p.m, batch, (g) => {
       let n = 0;
       for (const x of g) n += x * x;
@@ -100,7 +101,7 @@ test('round-noise: per-user contributions clipped, summed, ONE discrete Gaussian
       for (let i = 0; i < g.length; i++) expected[i] += -g[i] * c;
     });
   }
-  const ups = await Promise.all(parties.map((p, k) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'rn', round: 1, global }, new Xoshiro128(50 + k))));
+  const ups = await Promise.all(parties.map((p, k) => computeLocalUpdate(p.m, p.positives, p.domains, { policy: pol, runId: 'rn', round: 1, global }, p.key)));
   for (const u of ups) expect(u.privacy).toMatchObject({ mechanism: 'round-noise', steps: 1, samplingRate: 1, gamma: 4096 });
   const enc = roundEncodeParams(pol, 'rn', 1);
   const avg = decodeAggregate(modularSum(ups.map((u) => u.encoded), 32), enc, global.length, 2);
@@ -115,4 +116,37 @@ test('round-noise: per-user contributions clipped, summed, ONE discrete Gaussian
   expect(ch.mechanism).toBe('round-noise');
   if (ch.mechanism === 'round-noise') expect(ch.localVariance / (4096 * 2 * 0.5) ** 2).toBeCloseTo(1, 4);
   parties.forEach((p) => p.m.dispose());
+});
+
+test("round-noise: whether a party takes part depends on the policy alone, not on its private user count", async () => {
+  const base = policy();
+  const rn = (bitWidth: number) => ({
+    ...base,
+    secagg: { ...base.secagg, scale: 4096, bitWidth },
+    privacy: { ...base.privacy, mechanism: 'round-noise' as const, samplingRate: 0.05, clipNorm: 0.5, noiseMultiplier: 2, noiseMode: 'per-party' as const },
+  });
+  const pol = rn(18);
+  const global = initSharedParams(sharedParameterLayout(pol.model, pol.vocabularies), 2);
+  // the public capacity: the largest per-party contribution count the wrap check accepts
+  const cap = roundNoiseCapacity(pol, global.length);
+  const enc = roundEncodeParams(pol, 'cap', 1);
+  const w = { bits: 18, parties: 2, dimension: global.length, rotated: true, clip: 0.5, gamma: 4096, beta: enc.beta, noise: { sigma: 1, mode: 'per-party' as const, nMin: pol.privacy.nMin }, maxProbability: pol.secagg.maxWrapProbability };
+  expect(checkWrapAround({ ...w, contributionsPerParty: cap }).ok).toBe(true);
+  expect(checkWrapAround({ ...w, contributionsPerParty: cap + 1 }).ok).toBe(false);
+  expect(cap).toBeGreaterThan(3);
+  expect(cap).toBeLessThan(NU); // a party with NU users has more users than the capacity ...
+  const big = party(7, pol); // NU = 60 users
+  const small = party(8, pol);
+  const few = (p: ReturnType<typeof party>) => ({ user: p.positives.user.filter((u) => u < 3), item: p.positives.item.filter((_, j) => p.positives.user[j] < 3) });
+  // ... and still takes part, as does a party with 3 users (the old check refused the first only)
+  const a = await computeLocalUpdate(big.m, big.positives, big.domains, { policy: pol, runId: 'cap', round: 1, global }, big.key);
+  const b = await computeLocalUpdate(small.m, few(small), small.domains, { policy: pol, runId: 'cap', round: 1, global }, small.key);
+  for (const u of [a, b]) expect(u.privacy).toMatchObject({ mechanism: 'round-noise', bits: 18 });
+  // a policy whose encoding cannot carry one contribution is refused alike by both
+  const bad = rn(8);
+  expect(() => roundNoiseCapacity(bad, global.length)).toThrow(/signal bound/);
+  const refuse = (p: ReturnType<typeof party>, pos: ReturnType<typeof party>['positives']) => computeLocalUpdate(p.m, pos, p.domains, { policy: bad, runId: 'cap', round: 2, global }, p.key);
+  await expect(refuse(big, big.positives)).rejects.toThrow(/refusing quantization parameters: signal bound: 2 parties x 1 contribution/);
+  await expect(refuse(small, few(small))).rejects.toThrow(/refusing quantization parameters: signal bound: 2 parties x 1 contribution/);
+  [big, small].forEach((p) => p.m.dispose());
 });

@@ -9,6 +9,9 @@ import { DEFAULT_VOCABULARIES, itemFeatureDim, userFeatureDim } from '../../../s
 import { layoutSize } from '../../../shared/model/layout';
 import { sodiumReady } from '../../../shared/crypto/sodium';
 import { Xoshiro128 } from '../../../shared/util/prng';
+import { ExampleKey } from '../../../participant-node/model/coins';
+
+const testKey = (b: number) => ExampleKey.forTesting(new Uint8Array(32).fill(b));
 
 const NU = 30;
 const NI = 40;
@@ -120,7 +123,7 @@ describe('per-user clipped gradient sum', () => {
     const users = Uint32Array.from({ length: 200 }, (_, j) => j % NU);
     const items = Uint32Array.from({ length: 200 }, () => rng.nextInt(NI));
     const domains = { byDomain: new Map([['course', Uint32Array.from({ length: NI }, (_, i) => i)]]), domainOf: Array(NI).fill('course') };
-    const tr = new DpSgdTrainer(m, { user: users, item: items }, domains, { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.5, maxInteractionsPerUser: 3, negatives: 2, learningRate: 0.01 }, rng);
+    const tr = new DpSgdTrainer(m, { user: users, item: items }, domains, { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.5, maxInteractionsPerUser: 3, negatives: 2, learningRate: 0.01 }, testKey(2));
     const before = await m.getSharedFlat();
     await tr.step();
     const t0 = tf.memory().numTensors;
@@ -146,10 +149,10 @@ describe('per-user clipped gradient sum', () => {
     // positives: mostly own offers, some of another provider (must be dropped before sampling)
     const users = Uint32Array.from({ length: 240 }, (_, j) => j % NU);
     const items = Uint32Array.from({ length: 240 }, (_, j) => (j % 6 === 5 ? 15 + rng.nextInt(25) : rng.nextInt(15)));
-    const tr = new DpSgdTrainer(m, { user: users, item: items }, { byDomain, domainOf }, { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.7, maxInteractionsPerUser: 8, negatives: 3, learningRate: 0.01, scope }, rng);
+    const tr = new DpSgdTrainer(m, { user: users, item: items }, { byDomain, domainOf }, { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.7, maxInteractionsPerUser: 8, negatives: 3, learningRate: 0.01, scope }, testKey(3));
     expect(tr.droppedOutOfScope).toBe(40);
     for (const u of tr.population) {
-      const ex = tr.examplesOf(u);
+      const ex = tr.examplesOf(u, 0);
       for (const it of ex.items) expect(scope.own[it]).toBe(1);
     }
     const support = scopeSupport(m.layout!, scope);
@@ -189,3 +192,85 @@ describe('per-user clipped gradient sum', () => {
 function g0len(m: TwoTowerModel): number {
   return layoutSize(m.layout!);
 }
+
+describe('per-user example coins (neighbouring data sets)', () => {
+  const domains = { byDomain: new Map([['course', Uint32Array.from({ length: NI }, (_, i) => i)]]), domainOf: Array(NI).fill('course') };
+  const cfg = { clipNorm: 0.1, noiseMultiplier: 1, samplingRate: 0.5, maxInteractionsPerUser: 3, negatives: 4, learningRate: 0.01 };
+  /** D: every user 5 interactions (more than the cap: a random subset is drawn); D' = D without user w */
+  function neighbours(w: number) {
+    const rng = new Xoshiro128(21);
+    const users: number[] = [];
+    const items: number[] = [];
+    for (let u = 0; u < NU; u++) for (let j = 0; j < 5; j++) (users.push(u), items.push(rng.nextInt(NI)));
+    const D = { user: Uint32Array.from(users), item: Uint32Array.from(items) };
+    const keep = users.map((u) => u !== w);
+    return { D, Dp: { user: D.user.filter((_, j) => keep[j]), item: D.item.filter((_, j) => keep[j]) } };
+  }
+
+  test("removing user w changes no other user's examples or clipped gradient, in w's steps and in later ones; ||S(D) - S(D')|| <= C", async () => {
+    const m = model(9);
+    for (let i = 0; i < m.itemEmbedding.length; i++) m.itemEmbedding[i] *= 20; // large gradients: clipping is active
+    const w = 0;
+    const { D, Dp } = neighbours(w);
+    const key = testKey(7);
+    const tD = new DpSgdTrainer(m, D, domains, cfg, key);
+    const tDp = new DpSgdTrainer(m, Dp, domains, cfg, key);
+    expect(tD.population.length).toBe(NU);
+    expect(tDp.population.length).toBe(NU - 1);
+    // fixed Poisson coins (identical for the users both data sets share); w is sampled in steps 0 and 2
+    const coins = new Xoshiro128(5);
+    const C = cfg.clipNorm;
+    let clippedUsers = 0;
+    for (const [step, wSampled] of [[0, true], [1, false], [2, true], [3, false]] as const) {
+      const others = Array.from(tDp.population).filter(() => coins.nextFloat() < cfg.samplingRate);
+      expect(others.length).toBeGreaterThan(3);
+      const bD = [...(wSampled ? [w] : []), ...others].map((u) => tD.examplesOf(u, step));
+      const bDp = others.map((u) => tDp.examplesOf(u, step));
+      const off = wSampled ? 1 : 0;
+      others.forEach((u, k) => {
+        expect(bD[k + off].user).toBe(u);
+        expect(bD[k + off].items).toEqual(bDp[k].items); // bit-identical examples
+        expect(bD[k + off].labels).toEqual(bDp[k].labels);
+      });
+      const sD = await clippedUserGradientSum(m, bD, C);
+      const sDp = await clippedUserGradientSum(m, bDp, C);
+      expect(sD.norms.subarray(off)).toEqual(sDp.norms); // the same per-user gradients before clipping
+      for (const n of sDp.norms) if (n > C) clippedUsers++;
+      let d2 = 0;
+      for (let i = 0; i < sD.sum.length; i++) d2 += (sD.sum[i] - sDp.sum[i]) ** 2;
+      if (wSampled) expect(Math.sqrt(d2)).toBeLessThanOrEqual(C * (1 + 1e-6));
+      else expect(d2).toBe(0);
+    }
+    expect(clippedUsers).toBeGreaterThan(0);
+    m.dispose();
+  });
+
+  test('examples are drawn from the coins of (key, step, user): fixed by them, different across steps and keys', () => {
+    const m = model(10);
+    const { D } = neighbours(-1);
+    const a = new DpSgdTrainer(m, D, domains, cfg, testKey(1));
+    const b = new DpSgdTrainer(m, D, domains, cfg, testKey(1));
+    const c = new DpSgdTrainer(m, D, domains, cfg, testKey(2));
+    const items = (t: DpSgdTrainer, step: number) => Array.from(t.population, (u) => Array.from(t.examplesOf(u, step).items).join(',')).join(';');
+    expect(items(a, 0)).toBe(items(b, 0));
+    expect(items(a, 0)).not.toBe(items(a, 1));
+    expect(items(a, 0)).not.toBe(items(c, 0));
+    // the order in which users are asked for does not matter
+    const rev = Array.from(a.population).reverse().map((u) => Array.from(a.examplesOf(u, 0).items).join(','));
+    expect(rev.reverse().join(';')).toBe(items(a, 0));
+    m.dispose();
+  });
+
+  test("a step uses the examples of its own step index (noise 0, q = 1: the step's gradient is the clipped sum of examplesOf(u, step), not divided by the private user count)", async () => {
+    const m = model(11);
+    const { D } = neighbours(-1);
+    const tr = new DpSgdTrainer(m, D, domains, { ...cfg, noiseMultiplier: 0, samplingRate: 1 }, testKey(4));
+    for (const step of [0, 1]) {
+      expect(tr.stepsTaken).toBe(step);
+      const want = await clippedUserGradientSum(m, Array.from(tr.population, (u) => tr.examplesOf(u, step)), cfg.clipNorm);
+      const { grad } = await tr.noisyGradient();
+      expect(relErr(grad, want.sum)).toBeLessThan(1e-6);
+    }
+    m.dispose();
+  });
+});

@@ -113,6 +113,18 @@ describe('sparse embedding gradients', () => {
     m.dispose();
   });
 
+  test('constructing and disposing a model leaves no tensor behind (towers included)', async () => {
+    const before = tf.memory().numTensors;
+    for (let k = 0; k < 3; k++) {
+      const m = new TwoTowerModel({ numUsers: 10, numItems: 20, embeddingDim: 8, hiddenDim: 6, userFeatureDim: 5, itemFeatureDim: 4, towers: true }, { learningRate: 0.01, initSeed: k });
+      expect(tf.memory().numTensors).toBe(before + 10); // the 8 tower variables and Adam's 2 beta-power scalars
+      expect(Array.from((await m.towerValues()).values()).every((v) => v.length > 0)).toBe(true); // their data survived
+      m.resetOptimizer();
+      m.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+    }
+  });
+
   test('segmentSumRows sums repeated rows exactly', () => {
     const s = segmentSumRows(Uint32Array.from([5, 2, 5]), Float32Array.from([1, 2, 10, 20, 100, 200]), 2);
     expect(Array.from(s.rows)).toEqual([2, 5]);

@@ -15,6 +15,7 @@ import { domainIndex, encodeFeatures, leaveOneOutSplit, trainEpochs, type TrainR
 import { evaluateCrossDomain, evaluateModel } from '../../../participant-node/model/evaluate';
 import { evaluateUsers } from '../../../participant-node/model/pooled';
 import { computeLocalUpdate } from '../../../participant-node/federation/update';
+import { ExampleKey } from '../../../participant-node/model/coins';
 import { Recommender } from '../../../participant-node/serve/recommend';
 import type { NodeDataset } from '../../../participant-node/data/dataset';
 import { DEFAULT_VOCABULARIES, DOMAINS, itemFeatureDim, userFeatureDim } from '../../../shared/data/vocab';
@@ -204,7 +205,7 @@ async function scenario() {
     const burnIn = await trainEpochs(m, split.train, dom, opts); // optimizer slots are created here
     const tensors = tf.memory().numTensors;
     const train = await trainEpochs(m, split.train, dom, { ...opts, epochs: 3 });
-    const dp = new DpSgdTrainer(m, split.train, dom, { clipNorm: 0.5, noiseMultiplier: 0, samplingRate: 1, maxInteractionsPerUser: 3, negatives: 2, learningRate: 0.01 }, new Xoshiro128(6));
+    const dp = new DpSgdTrainer(m, split.train, dom, { clipNorm: 0.5, noiseMultiplier: 0, samplingRate: 1, maxInteractionsPerUser: 3, negatives: 2, learningRate: 0.01 }, ExampleKey.forTesting(new Uint8Array(32).fill(6)));
     const dpSteps = [await dp.step(), await dp.step()];
     const shared = await m.getSharedFlat();
     const userEmbedding = Float32Array.from(m.userEmbedding);
@@ -220,9 +221,9 @@ async function scenario() {
     // the federated round update, both mechanisms, from a global model (noise: CSPRNG); each
     // starts by dropping the tower optimizer's slots (resetOptimizer)
     const global = initSharedParams(m.layout!, 4);
-    const dpsgd = await computeLocalUpdate(m, split.train, dom, { policy, runId: 'r', round: 1, global }, new Xoshiro128(10));
+    const dpsgd = await computeLocalUpdate(m, split.train, dom, { policy, runId: 'r', round: 1, global }, ExampleKey.forTesting(new Uint8Array(32).fill(10)));
     const afterRound = tf.memory().numTensors;
-    const roundNoise = await computeLocalUpdate(m, split.train, dom, { policy: { ...policy, privacy: { ...policy.privacy, mechanism: 'round-noise' as const, samplingRate: 1 } }, runId: 'r', round: 2, global }, new Xoshiro128(11));
+    const roundNoise = await computeLocalUpdate(m, split.train, dom, { policy: { ...policy, privacy: { ...policy.privacy, mechanism: 'round-noise' as const, samplingRate: 1 } }, runId: 'r', round: 2, global }, ExampleKey.forTesting(new Uint8Array(32).fill(11)));
     const leftOverRound = tf.memory().numTensors - afterRound;
     return { burnIn, train, dpSteps, shared, userEmbedding, towers, loo, cross, sample, known, cold, dpsgd, roundNoise, leftOver, leftOverRound, dim: global.length };
   } finally {
