@@ -3,6 +3,7 @@
  * operator commands talk to a coordinator started from that folder's config over mutual TLS.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../../coordinator/config/config';
@@ -224,6 +225,41 @@ describe('fedbridge coordinator CLI', () => {
     const r = await run(['coordinator', 'start', '--config', cfg]);
     expect([r.code, r.err]).toEqual([2, `fedbridge: coordinator key file not found: ${keyFile} (identity.keyFile in ${cfg}; fedbridge coordinator init makes the key)\n`]);
     expect(fs.existsSync(path.join(root, 'nokey'))).toBe(false);
+  });
+
+  test('start: a port in use, an unreachable database, a TLS key not the certificate\'s: one line naming the field, exit non-zero, storage untouched', async () => {
+    const busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', () => resolve()));
+    const busyAt = `127.0.0.1:${(busy.address() as net.AddressInfo).port}`;
+    const data = path.join(root, 'start-data');
+    const cfg = path.join(root, 'start.json');
+    const base = () => ({
+      federationId: 'demo',
+      grpc: { listen: '127.0.0.1:0', tls: { cert: path.join(dir, 'certs/server.crt'), key: path.join(dir, 'certs/server.key'), ca: path.join(dir, 'certs/ca.crt') } },
+      http: { listen: '127.0.0.1:0' } as Record<string, unknown>,
+      storage: { dataDir: data } as Record<string, unknown>,
+      identity: { keyFile: path.join(dir, 'coordinator.key') },
+      operator: { tokenSha256: 'ab'.repeat(32) },
+    });
+    const cases: [string, (c: ReturnType<typeof base>) => void, number, string][] = [
+      ['gRPC port in use', (c) => (c.grpc.listen = busyAt), 1, `fedbridge: grpc.listen ${busyAt}: cannot listen: the port is in use (another coordinator or program listens on it)\n`],
+      ['HTTP port in use', (c) => (c.http.listen = busyAt), 1, `fedbridge: http.listen ${busyAt}: cannot listen: the port is in use (another coordinator or program listens on it)\n`],
+      ['unresolvable listen host', (c) => (c.grpc.listen = 'no-such-host.invalid:0'), 1, 'fedbridge: grpc.listen no-such-host.invalid:0: cannot listen: the host name does not resolve\n'],
+      ['database refusing connections', (c) => (c.storage.databaseUrl = 'postgres://fb:secret@127.0.0.1:1/fb'), 1, 'fedbridge: storage.databaseUrl (or env DATABASE_URL) postgres://fb:***@127.0.0.1:1/fb: cannot connect to PostgreSQL: connection refused (is the server running, and listening there?)\n'],
+      ['TLS key not the certificate\'s', (c) => (c.grpc.tls.key = path.join(dir, 'certs/platform.key')), 2, `fedbridge: invalid coordinator config ${cfg}: grpc.tls.key: ${path.join(dir, 'certs/platform.key')} is not the private key of the certificate grpc.tls.cert ${path.join(dir, 'certs/server.crt')}\n`],
+    ];
+    try {
+      for (const [name, mutate, code, err] of cases) {
+        const c = base();
+        mutate(c);
+        fs.writeFileSync(cfg, JSON.stringify(c));
+        const r = await run(['coordinator', 'start', '--config', cfg]);
+        expect([name, r.code, r.err]).toEqual([name, code, err]);
+        expect([name, fs.existsSync(path.join(data, 'coordinator.sqlite'))]).toEqual([name, false]);
+      }
+    } finally {
+      busy.close();
+    }
   });
 
   test('start refuses an invalid config with the field named', async () => {
