@@ -8,6 +8,8 @@
  *   3. header.party is enrolled                                         UNAUTHENTICATED
  *   4. signature verifies under that party's enrolled key              UNAUTHENTICATED
  *   5. mutual TLS: the client certificate belongs to that party         PERMISSION_DENIED
+ *      (also without grpc.tls.requireClientCert: a certificate presented anyway is checked, and
+ *      a party enrolled bound to a certificate is refused rather than let in without one)
  *   6. header.federationId is this coordinator's federation,
  *      header.phase is the RPC's phase                                  FAILED_PRECONDITION
  *   7. header.timestampMs within the clock-skew window                  UNAUTHENTICATED
@@ -157,6 +159,11 @@ export class PartyAuthenticator {
     if (!verifyRequest(method, req, party.publicKey)) throw unauthenticated(`${method}: signature does not verify under the enrolled key of party "${h.party}"`);
 
     if (this.opts.requireClientCert) this.checkClientCert(method, party, call);
+    else if (party.certSha256) {
+      // the binding cannot be checked without a certificate, and is never ignored
+      if (!peerCertificate(call)) throw permissionDenied(`${method}: party "${party.name}" is enrolled bound to a client certificate, and this coordinator does not ask for client certificates (grpc.tls.requireClientCert is false); turn mutual TLS on, or enrol the party again without a certificate`);
+      this.checkClientCert(method, party, call);
+    } else if (peerCertificate(call)) this.checkClientCert(method, party, call);
 
     if (h.federationId !== this.opts.federationId) throw failedPrecondition(`${method}: message is bound to federation "${clientText(h.federationId)}", this coordinator serves "${this.opts.federationId}"`);
     if (h.phase !== METHOD_PHASE[method]) throw failedPrecondition(`${method}: message is bound to phase ${h.phase}, this RPC takes phase ${METHOD_PHASE[method]}`);
@@ -182,8 +189,8 @@ export class PartyAuthenticator {
   }
 
   private checkClientCert(method: string, party: ParticipantRow, call?: Pick<ServerSurfaceCall, 'getAuthContext'>): void {
-    const peer = call?.getAuthContext?.()?.sslPeerCertificate;
-    if (!peer || !peer.raw) throw permissionDenied(`${method}: a client certificate is required (mutual TLS)`);
+    const peer = peerCertificate(call);
+    if (!peer) throw permissionDenied(`${method}: a client certificate is required (mutual TLS)`);
     if (party.certSha256) {
       const got = createHash('sha256').update(peer.raw).digest('hex');
       if (got !== party.certSha256) throw permissionDenied(`${method}: the client certificate is not the one enrolled for party "${party.name}"`);
@@ -203,4 +210,10 @@ export class PartyAuthenticator {
       else this.liveByParty.delete(party);
     }
   }
+}
+
+/** The client certificate of the call's TLS connection, if one was presented. */
+function peerCertificate(call?: Pick<ServerSurfaceCall, 'getAuthContext'>) {
+  const peer = call?.getAuthContext?.()?.sslPeerCertificate;
+  return peer && peer.raw ? peer : null;
 }

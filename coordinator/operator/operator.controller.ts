@@ -76,6 +76,8 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
       if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${clientText(request.name)}")`);
       if (!(request.publicKey instanceof Uint8Array) || request.publicKey.length !== 32) throw invalid(`public_key must be a 32-byte Ed25519 key, got ${request.publicKey?.length ?? 0} bytes`);
       if (request.certSha256 && !/^[0-9a-f]{64}$/.test(request.certSha256)) throw invalid('cert_sha256 must be 64 lowercase hex characters (SHA-256 of the client certificate DER)');
+      // a binding that could never be checked would only look like protection
+      if (request.certSha256 && !this.ctx.config.grpc.tls.requireClientCert) throw failedPrecondition('cert_sha256: this coordinator does not ask for client certificates (grpc.tls.requireClientCert is false), so a certificate binding could not be enforced; enrol without a certificate, or turn mutual TLS on');
       // the policy pins the coordinator's key apart from every party's: a party signing as the coordinator would forge its audit entries and events
       if (Buffer.compare(Buffer.from(request.publicKey), Buffer.from(this.ctx.identity.publicKey)) === 0) throw alreadyExists("public_key is the coordinator's own identity key; each party enrols with its own key (fedbridge node init prints it)");
       try {
