@@ -100,8 +100,9 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
   /**
    * Removes a party (it left, or its key is compromised): from the commit on every request it signs
    * is UNAUTHENTICATED ("not enrolled"), its open event streams end with UNAUTHENTICATED, and a run
-   * can start with a policy without it. Refused while a run is running (FAILED_PRECONDITION: abort
-   * it or let it finish). The removal and its participant-removed audit entry commit together.
+   * can start with a policy without it. Refused while a run whose policy names the party is
+   * running (FAILED_PRECONDITION: abort it or let it finish); a party outside the running run's
+   * policy may be removed. The removal and its participant-removed audit entry commit together.
    */
   removeParticipant(request: RemoveParticipantRequest, metadata?: Metadata): Promise<ParticipantRecord> {
     return this.guarded(metadata, async () => {
@@ -111,7 +112,7 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
       const emit = (row: ParticipantRow) => [audit.append({ type: 'participant-removed', name: row.name, publicKey: Buffer.from(row.publicKey).toString('base64'), reason: request.reason })];
       const r = await audit.write(() => this.ctx.repo.removeParticipant(request.name, request.reason, { emit }));
       if (r.outcome === 'unknown') throw notFound(`no party "${clientText(request.name)}" is enrolled (fedbridge coordinator parties)`);
-      if (r.outcome === 'running') throw failedPrecondition(`run ${r.runId} is running and its policy pins every party; abort it (fedbridge coordinator runs abort) or let it finish, then remove "${request.name}"`);
+      if (r.outcome === 'running') throw failedPrecondition(`run ${r.runId} is running and its policy names "${request.name}"; abort it (fedbridge coordinator runs abort) or let it finish, then remove "${request.name}"`);
       this.ctx.events.disconnect(r.row.name, unauthenticated(`party "${r.row.name}" was removed from the federation`));
       this.ctx.log(`removed party "${r.row.name}"${request.reason ? ` (${request.reason})` : ''}`);
       return record(r.row);
