@@ -122,6 +122,14 @@ describe('fedbridge coordinator CLI', () => {
       const r = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--expires-in', bad]);
       expect([bad, r.code, r.err]).toEqual([bad, 2, `fedbridge: --expires-in expects a number followed by s, m, h or d (e.g. 90d, 12h), or "never"; got "${bad}"\n`]);
     }
+    // without --json: the token alone on stdout, its id and expiry on stderr (what revoke needs)
+    const plain = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--label', 'carol', '--expires-in', '12h']);
+    expect(plain.code).toBe(0);
+    expect(plain.out).toMatch(/^fbt_\S+\n$/);
+    const plainId = (JSON.parse((await run(['coordinator', 'tokens', 'list', ...conn, '--json'])).out).tokens as { tokenId: string; label: string; expiresAt: string }[]).find((t) => t.label === 'carol')!;
+    expect(plain.err).toBe(`token id ${plainId.tokenId} (auditor, "carol"), expires ${plainId.expiresAt}; shown once, only its hash is stored\n`);
+    const plainNever = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--expires-in', 'never']);
+    expect(plainNever.err).toMatch(/^token id tok-\S+ \(auditor\), never expires; shown once, only its hash is stored\n$/);
     const tooLong = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--expires-in', '4000d']);
     expect([tooLong.code, tooLong.err]).toEqual([1, expect.stringMatching(/^fedbridge: coordinator: INVALID_ARGUMENT: expires_in_seconds must be 0 \(never\) or a whole number of seconds up to 315360000/)]);
     const revoked = await run(['coordinator', 'tokens', 'revoke', ...conn, '--id', tokId, '--reason', 'left the firm']);
@@ -209,6 +217,12 @@ describe('fedbridge coordinator CLI', () => {
     expect([forced.code, forced.err]).toEqual([0, '']);
     expect(JSON.parse(forced.out).clients.platform.cert).toBe(path.join(out, 'platform.crt'));
     expect(fs.readFileSync(path.join(out, 'ca.key'), 'utf8')).not.toBe(caKey);
+    // --force with fewer parties: the old CA's files it did not replace are named, and kept
+    expect((await run(['coordinator', 'certs', '--out', out, '--parties', 'platform,insurer,carol', '--force'])).code).toBe(0);
+    const carolKey = fs.readFileSync(path.join(out, 'carol.key'), 'utf8');
+    const fewer = await run(['coordinator', 'certs', '--out', out, '--parties', 'platform', '--force']);
+    expect([fewer.code, fewer.err.split('\n')[0]]).toEqual([0, `fedbridge: warning: ${out} still holds carol.crt, carol.key, insurer.crt, insurer.key from before, not replaced: issued by the old CA, they no longer verify against the new ca.crt; remove them if nothing uses them`]);
+    expect(fs.readFileSync(path.join(out, 'carol.key'), 'utf8')).toBe(carolKey);
   });
 
   test('start refuses a config whose identity key file is missing, and makes no new identity', async () => {
