@@ -21,7 +21,7 @@ export class ModelAccess {
   private readonly byVersion = new Map<number, Promise<Pinned | null>>();
 
   constructor(
-    private readonly repo: Pick<Repository, 'run' | 'policy' | 'db'>,
+    private readonly repo: Pick<Repository, 'run' | 'policySignatures' | 'db'>,
     private readonly keep = 256,
   ) {}
 
@@ -54,9 +54,9 @@ export class ModelAccess {
       runId = String(rows[0].run_id);
     }
     const run = await this.repo.run(runId);
-    const policy = run ? await this.repo.policy(run.policyHash) : null;
-    if (!policy) return null;
-    const parsed = JSON.parse(policy.canonicalJson) as { parties: { name: string; publicKey: string }[] };
-    return { runId, parties: new Map(parsed.parties.map((p) => [p.name, p.publicKey])) };
+    if (!run) return null;
+    // the policy's parties under their pinned keys: the signatures stored with it (one per party)
+    const signers = await this.repo.policySignatures(run.policyHash);
+    return { runId, parties: new Map(signers.map((s) => [s.party, Buffer.from(s.publicKey).toString('base64')])) };
   }
 }

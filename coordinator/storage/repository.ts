@@ -232,11 +232,9 @@ export class Repository {
       const lock = rowLock(tx, 'UPDATE');
       const found = await tx.query(`SELECT * FROM participants WHERE name = ?${lock}`, [name]);
       if (!found.length) return { outcome: 'unknown' as const };
-      const running = await tx.query("SELECT r.id, p.canonical_json FROM runs r JOIN policies p ON p.hash = r.policy_hash WHERE r.state = 'running'");
-      for (const r of running) {
-        const parties = (JSON.parse(String(r.canonical_json)) as { parties: { name: string }[] }).parties;
-        if (parties.some((p) => p.name === name)) return { outcome: 'running' as const, runId: String(r.id) };
-      }
+      // the policy's parties are the signers stored with it (startRun accepts a policy only signed by each)
+      const running = await tx.query("SELECT r.id FROM runs r JOIN policy_signatures s ON s.policy_hash = r.policy_hash WHERE r.state = 'running' AND s.party = ?", [name]);
+      if (running.length) return { outcome: 'running' as const, runId: String(running[0].id) };
       const row = participant(found[0]);
       await tx.query('DELETE FROM participants WHERE name = ?', [name]);
       if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit(row));
