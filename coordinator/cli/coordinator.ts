@@ -255,6 +255,11 @@ export function registerCoordinatorCommands(coord: Command): void {
       if (!o.force && fs.existsSync(o.out) && fs.readdirSync(o.out).length) throw new UserError(`--out ${o.out} is not empty; pass --force to replace its CA, keys and certificates`);
       const { makeCerts } = await import('../certs/certs');
       const r = await makeCerts({ out: o.out, parties, days });
+      // --force with fewer parties: certificates and keys of the old CA are left as they are (a
+      // private key is never deleted unasked), but named: they no longer verify against ca.crt
+      const written = new Set([r.ca, r.server.cert, r.server.key, path.join(o.out, 'ca.key'), ...Object.values(r.clients).flatMap((c) => [c.cert, c.key])].map((f) => path.resolve(f)));
+      const stale = fs.readdirSync(o.out).filter((f) => /\.(crt|key)$/.test(f) && !written.has(path.resolve(o.out, f))).sort();
+      if (stale.length) process.stderr.write(`fedbridge: warning: ${o.out} still holds ${stale.join(', ')} from before, not replaced: issued by the old CA, they no longer verify against the new ca.crt; remove them if nothing uses them\n`);
       if (o.json) printJson(r);
       else {
         process.stderr.write(`wrote CA, server and ${Object.keys(r.clients).length} client certificates to ${o.out}\n`);
@@ -381,7 +386,11 @@ export function registerCoordinatorCommands(coord: Command): void {
       await withOperator(o, async (c) => {
         const r = await rpc(c.unary(c.client.issueToken.bind(c.client), { role: o.role, label: o.label, expiresInSeconds: String(expiresInSeconds) }, c.metadata));
         if (o.json) printJson(r);
-        else process.stdout.write(`${r.token}\n`);
+        else {
+          // the token alone on stdout (for a pipe into a file); what `tokens revoke --id` needs on stderr
+          process.stdout.write(`${r.token}\n`);
+          process.stderr.write(`token id ${r.tokenId} (${r.role}${o.label ? `, "${o.label}"` : ''}), ${r.expiresAtMs === '0' ? 'never expires' : `expires ${new Date(Number(r.expiresAtMs)).toISOString()}`}; shown once, only its hash is stored\n`);
+        }
       });
     },
   );

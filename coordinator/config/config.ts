@@ -13,7 +13,9 @@
  *   identity: { keyFile: coordinator.key }
  *   operator: { tokenSha256: "<64 hex>" }
  */
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -23,6 +25,44 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/, 'expected HOST:PORT, e.g. 127.0.0.1:7443 (port 0 = any free port)')
   .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be <= 65535');
+
+/** HOST of a HOST:PORT (brackets of an IPv6 address removed). */
+export function listenHost(hostPort: string): string {
+  return hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+}
+
+/** `localhost`, 127.0.0.0/8 or ::1: reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1') return true;
+  return net.isIPv4(h) && h.startsWith('127.');
+}
+
+const POSTGRES_URL = /^postgres(ql)?:\/\//;
+
+/**
+ * Why a PostgreSQL URL cannot be used, or null. The scheme alone is not enough: "postgres://%%%"
+ * has it, parses as a URL, and the driver then looks up the host "%%%".
+ */
+export function databaseUrlProblem(url: string): string | null {
+  if (!POSTGRES_URL.test(url)) return 'expected a postgres:// or postgresql:// URL';
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return 'not a valid URL (postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
+  }
+  for (const [part, v] of [['user name', u.username], ['password', u.password], ['host', u.hostname], ['database', u.pathname]] as const) {
+    try {
+      decodeURIComponent(v);
+    } catch {
+      return `not a valid URL: its ${part} has a bad %-escape (write % as %25)`;
+    }
+  }
+  if (u.hostname && /[%\s]/.test(decodeURIComponent(u.hostname))) return 'not a valid URL: the host is no host name or address';
+  if (!u.hostname && !u.searchParams.get('host')) return 'not a valid URL: no host (postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
+  return null;
+}
 
 export const configSchema = z
   .object({
@@ -67,12 +107,28 @@ export const configSchema = z
      * `tls: true` serves HTTP over TLS with the gRPC server certificate (grpc.tls.cert/key): the
      * audit API's bearer tokens then never cross the network in clear. Off by default (loopback).
      */
-    http: z.object({ listen: hostPort, tls: z.boolean().optional() }).strict(),
+    http: z
+      .object({
+        listen: hostPort,
+        tls: z.boolean().optional(),
+        /**
+         * plain HTTP on an address other than loopback (TLS ends at a proxy in front, or a network
+         * you trust with the auditors' bearer tokens): without it, such a listen address needs tls
+         */
+        allowPlaintext: z.boolean().optional(),
+      })
+      .strict(),
     storage: z
       .object({
         dataDir: z.string().min(1),
         /** PostgreSQL URL; env DATABASE_URL is used when this is absent */
-        databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// or postgresql:// URL').optional(),
+        databaseUrl: z
+          .string()
+          .superRefine((url, ctx) => {
+            const problem = databaseUrlProblem(url);
+            if (problem) ctx.addIssue({ code: 'custom', message: problem });
+          })
+          .optional(),
       })
       .strict(),
     identity: z.object({ keyFile: z.string().min(1) }).strict(),
@@ -89,6 +145,16 @@ export const configSchema = z
   .superRefine((c, ctx) => {
     if (c.grpc.tls.requireClientCert && !c.grpc.tls.ca) {
       ctx.addIssue({ code: 'custom', path: ['grpc', 'tls', 'ca'], message: 'required when requireClientCert is true (the CA that signs party certificates)' });
+    }
+    if (c.grpc.listen === c.http.listen && !c.grpc.listen.endsWith(':0')) {
+      ctx.addIssue({ code: 'custom', path: ['http', 'listen'], message: `${c.http.listen} is grpc.listen too; give HTTP another port` });
+    }
+    if (!c.http.tls && !c.http.allowPlaintext && !isLoopbackHost(listenHost(c.http.listen))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['http', 'listen'],
+        message: `${c.http.listen} is not a loopback address, and plain HTTP would carry the audit API's bearer tokens in clear: set http.tls: true (HTTPS with the gRPC certificate; init: --http-tls), or http.allowPlaintext: true if TLS ends at a proxy in front`,
+      });
     }
   });
 
@@ -118,7 +184,8 @@ export function validateConfig(obj: unknown, baseDir: string, source = '(object)
   c.storage.dataDir = abs(c.storage.dataDir);
   c.identity.keyFile = abs(c.identity.keyFile);
   if (!c.storage.databaseUrl && env.DATABASE_URL) {
-    if (!/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(['DATABASE_URL (environment): expected a postgres:// or postgresql:// URL'], source);
+    const problem = databaseUrlProblem(env.DATABASE_URL);
+    if (problem) throw new ConfigError([`DATABASE_URL (environment): ${problem}`], source);
     c.storage.databaseUrl = env.DATABASE_URL;
   }
   const issues: string[] = [];
@@ -137,7 +204,49 @@ export function validateConfig(obj: unknown, baseDir: string, source = '(object)
     }
   }
   if (issues.length) throw new ConfigError(issues, source);
+  issues.push(...tlsFileIssues(c.grpc.tls));
+  if (issues.length) throw new ConfigError(issues, source);
   return c;
+}
+
+/**
+ * The TLS files hold what their fields say, and go together: the key is private (mode 0600, as the
+ * coordinator key must be), a private key (not a certificate), and the certificate's own; the
+ * certificate and CA parse as X.509. Checked here, before anything starts, so a bad file is named
+ * by its field instead of failing later inside the TLS stack (or after the storage was migrated).
+ */
+function tlsFileIssues(tls: { cert: string; key: string; ca?: string }): string[] {
+  const issues: string[] = [];
+  const cert = x509(tls.cert, 'grpc.tls.cert', issues);
+  if (tls.ca) x509(tls.ca, 'grpc.tls.ca', issues);
+  let key: KeyObject | null = null;
+  const keyText = fs.readFileSync(tls.key, 'latin1');
+  if (/-----BEGIN CERTIFICATE-----/.test(keyText) && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyText)) {
+    issues.push(`grpc.tls.key: ${tls.key}: holds a certificate, not a private key`);
+  } else {
+    try {
+      if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyText)) throw new Error('no -----BEGIN PRIVATE KEY----- block');
+      key = createPrivateKey(keyText);
+    } catch (e) {
+      issues.push(`grpc.tls.key: ${tls.key}: not a PEM private key (${(e as Error).message})`);
+    }
+  }
+  const mode = fs.statSync(tls.key).mode & 0o777;
+  if (key && mode & 0o077) issues.push(`grpc.tls.key: ${tls.key} is readable by others (mode ${mode.toString(8)}); chmod 600 it`);
+  if (cert && key && !cert.checkPrivateKey(key)) issues.push(`grpc.tls.key: ${tls.key} is not the private key of the certificate grpc.tls.cert ${tls.cert}`);
+  return issues;
+}
+
+function x509(file: string, field: string, issues: string[]): X509Certificate | null {
+  const text = fs.readFileSync(file, 'latin1');
+  try {
+    if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new Error();
+    return new X509Certificate(text);
+  } catch {
+    const what = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text) ? 'holds a private key, not a certificate' : 'not a PEM X.509 certificate (-----BEGIN CERTIFICATE-----)';
+    issues.push(`${field}: ${file}: ${what}`);
+    return null;
+  }
 }
 
 /** Reads, parses (YAML or JSON) and validates a config file. */

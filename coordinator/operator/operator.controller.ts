@@ -87,6 +87,8 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
       if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${clientText(request.name)}")`);
       if (!(request.publicKey instanceof Uint8Array) || request.publicKey.length !== 32) throw invalid(`public_key must be a 32-byte Ed25519 key, got ${request.publicKey?.length ?? 0} bytes`);
       if (request.certSha256 && !/^[0-9a-f]{64}$/.test(request.certSha256)) throw invalid('cert_sha256 must be 64 lowercase hex characters (SHA-256 of the client certificate DER)');
+      // a binding that could never be checked would only look like protection
+      if (request.certSha256 && !this.ctx.config.grpc.tls.requireClientCert) throw failedPrecondition('cert_sha256: this coordinator does not ask for client certificates (grpc.tls.requireClientCert is false), so a certificate binding could not be enforced; enrol without a certificate, or turn mutual TLS on');
       // the policy pins the coordinator's key apart from every party's: a party signing as the coordinator would forge its audit entries and events
       if (Buffer.compare(Buffer.from(request.publicKey), Buffer.from(this.ctx.identity.publicKey)) === 0) throw alreadyExists("public_key is the coordinator's own identity key; each party enrols with its own key (fedbridge node init prints it)");
       try {
@@ -109,8 +111,9 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
   /**
    * Removes a party (it left, or its key is compromised): from the commit on every request it signs
    * is UNAUTHENTICATED ("not enrolled"), its open event streams end with UNAUTHENTICATED, and a run
-   * can start with a policy without it. Refused while a run is running (FAILED_PRECONDITION: abort
-   * it or let it finish). The removal and its participant-removed audit entry commit together.
+   * can start with a policy without it. Refused while a run whose policy names the party is
+   * running (FAILED_PRECONDITION: abort it or let it finish); a party outside the running run's
+   * policy may be removed. The removal and its participant-removed audit entry commit together.
    */
   removeParticipant(request: RemoveParticipantRequest, metadata?: Metadata): Promise<ParticipantRecord> {
     return this.guarded(metadata, async () => {
@@ -120,7 +123,7 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
       const emit = (row: ParticipantRow) => [audit.append({ type: 'participant-removed', name: row.name, publicKey: Buffer.from(row.publicKey).toString('base64'), reason: request.reason })];
       const r = await audit.write(() => this.ctx.repo.removeParticipant(request.name, request.reason, { emit }));
       if (r.outcome === 'unknown') throw notFound(`no party "${clientText(request.name)}" is enrolled (fedbridge coordinator parties)`);
-      if (r.outcome === 'running') throw failedPrecondition(`run ${r.runId} is running and its policy pins every party; abort it (fedbridge coordinator runs abort) or let it finish, then remove "${request.name}"`);
+      if (r.outcome === 'running') throw failedPrecondition(`run ${r.runId} is running and its policy names "${request.name}"; abort it (fedbridge coordinator runs abort) or let it finish, then remove "${request.name}"`);
       this.ctx.events.disconnect(r.row.name, unauthenticated(`party "${r.row.name}" was removed from the federation`));
       this.ctx.log(`removed party "${r.row.name}"${request.reason ? ` (${request.reason})` : ''}`);
       return record(r.row);

@@ -25,6 +25,7 @@ import { PHASE_ENUM } from '../rounds/rounds.service';
 import type { RoundPhase } from '../rounds/protocol';
 import { acceptReceipt } from '../audit/receipts';
 import { replayError } from '../identity/authenticate';
+import { ModelAccess } from './model-access';
 
 /** The RPCs whose signed body is a PhaseMessageBody (a SecAgg payload). */
 type PhaseMethod = 'AdvertiseKeys' | 'ShareKeys' | 'ConsistencyCheck' | 'Unmasking';
@@ -37,7 +38,12 @@ type Call = Pick<ServerSurfaceCall, 'getAuthContext'>;
   clientStream: ['uploadMaskedInput'],
 })
 export class ParticipantController implements Omit<ParticipantServiceController, 'uploadMaskedInput'> {
-  constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {}
+  /** who may download which model version (the parties of its run's policy) */
+  private readonly modelAccess: ModelAccess;
+
+  constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {
+    this.modelAccess = new ModelAccess(ctx.repo);
+  }
 
   private fail(e: unknown): never {
     const s = toStatusError(e, this.ctx.log);
@@ -191,7 +197,8 @@ export class ParticipantController implements Omit<ParticipantServiceController,
    * (server-grpc.js valuesWaitingToBeDrained), so the chunks are written to the call here and the
    * observable carries only the end or the error. At most grpc.maxDownloadsPerParty downloads per
    * party (RESOURCE_EXHAUSTED); a client that reads nothing for grpc.streamIdleMs is ended
-   * DEADLINE_EXCEEDED and the download's slot released.
+   * DEADLINE_EXCEEDED and the download's slot released. Only the parties of the policy of the run a
+   * version belongs to may download it (participant/model-access.ts; PERMISSION_DENIED otherwise).
    */
   downloadModel(request: SignedRequest, _m?: Metadata, call?: Call & Partial<Pick<ServerWritableStream<SignedRequest, ModelChunk>, 'write' | 'once' | 'off' | 'on'>>): Observable<ModelChunk> {
     const cfg = this.ctx.config.grpc;
@@ -221,6 +228,7 @@ export class ParticipantController implements Omit<ParticipantServiceController,
         const { party, body } = await this.ctx.auth.authenticate('DownloadModel', request, call);
         const row = await this.ctx.models.get(body.version);
         if (!row) throw notFound(body.version === 0 ? 'no model version exists yet' : `model version ${body.version} does not exist`);
+        await this.modelAccess.check(party, row);
         const bytes = row.bytes;
         const count = Math.max(1, Math.ceil(bytes.length / cfg.maxChunkBytes));
         const slot = this.ctx.downloads.claim(party.name, row.version, count);

@@ -222,8 +222,9 @@ export class Repository {
 
   /**
    * Removes party `name` in ONE transaction with its audit entry (participant-removed with `reason`;
-   * an emitter is called with the removed row). Refused while a run is running (its policy pins the
-   * party). The row is locked first (PostgreSQL: FOR UPDATE), so a run that is starting either sees
+   * an emitter is called with the removed row). Refused while a run whose policy names the party is
+   * running (the policy pins it); a party outside that policy (enrolled after the run started) may
+   * go. The row is locked first (PostgreSQL: FOR UPDATE), so a run that is starting either sees
    * the party gone (startRun's own check) or is already running when the check below looks.
    */
   async removeParticipant(name: string, reason: string, sealer?: AuditSealer | AuditEmitter<ParticipantRow>): Promise<{ outcome: 'removed'; row: ParticipantRow } | { outcome: 'unknown' } | { outcome: 'running'; runId: string }> {
@@ -231,7 +232,8 @@ export class Repository {
       const lock = rowLock(tx, 'UPDATE');
       const found = await tx.query(`SELECT * FROM participants WHERE name = ?${lock}`, [name]);
       if (!found.length) return { outcome: 'unknown' as const };
-      const running = await tx.query("SELECT id FROM runs WHERE state = 'running'");
+      // the policy's parties are the signers stored with it (startRun accepts a policy only signed by each)
+      const running = await tx.query("SELECT r.id FROM runs r JOIN policy_signatures s ON s.policy_hash = r.policy_hash WHERE r.state = 'running' AND s.party = ?", [name]);
       if (running.length) return { outcome: 'running' as const, runId: String(running[0].id) };
       const row = participant(found[0]);
       await tx.query('DELETE FROM participants WHERE name = ?', [name]);

@@ -1,7 +1,7 @@
 /**
  * `fedbridge audit export` and `fedbridge audit verify` (issue 6, DESIGN §8).
  *
- *   audit export --coordinator URL --out F.jsonl [--token T] [--ca FILE]
+ *   audit export --coordinator URL --out F.jsonl [--token T] [--ca FILE] [--allow-plaintext]
  *     Pages through the coordinator's read-only audit API (proto/fedbridge/v1/audit-api.openapi.yaml:
  *     GET {URL}/audit/v1/log?from=N&limit=M, `Authorization: Bearer <auditor token>`, JSON Lines in
  *     the export format of shared/audit/chain.ts), checks each line parses and the indices are
@@ -101,8 +101,14 @@ function get(url: URL, token: string, ca: Buffer | undefined): Promise<{ status:
   });
 }
 
+/** localhost, 127.0.0.0/8 or [::1] (a URL's hostname): a token sent there stays on this machine. */
+function isLoopbackHostname(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
 /** Fetches the whole log from the audit API; returns its bytes (export format) and the number of entries. */
-export async function fetchAuditLog(base: string, token: string, opts: { ca?: Buffer; limit?: number } = {}): Promise<{ bytes: Buffer; entries: number }> {
+export async function fetchAuditLog(base: string, token: string, opts: { ca?: Buffer; limit?: number; allowPlaintext?: boolean } = {}): Promise<{ bytes: Buffer; entries: number }> {
   const { sodiumReady } = await import('../crypto/sodium');
   const { parseExportLine, splitLines } = await import('../audit/chain');
   await sodiumReady();
@@ -113,6 +119,10 @@ export async function fetchAuditLog(base: string, token: string, opts: { ca?: Bu
     throw new UserError(`--coordinator expects a URL such as https://127.0.0.1:8443, got "${base}"`);
   }
   if (root.protocol !== 'https:' && root.protocol !== 'http:') throw new UserError(`--coordinator must be an http(s) URL, got "${base}"`);
+  // the bearer token would cross the network in clear: only to this machine, or when asked for
+  if (root.protocol === 'http:' && !isLoopbackHostname(root.hostname) && !opts.allowPlaintext) {
+    throw new UserError(`--coordinator ${root.origin} is plain http to another machine: the auditor token would travel in clear; use https:// (the coordinator's http.tls), or pass --allow-plaintext if the network is trusted`);
+  }
   const limit = opts.limit ?? AUDIT_PAGE_LIMIT;
   const parts: Buffer[] = [];
   let next = 0;
@@ -150,8 +160,9 @@ export function registerAuditCommands(audit: Command): void {
     .option('--token-file <file>', 'file holding the auditor bearer token (else env FEDBRIDGE_AUDITOR_TOKEN)')
     .option('--token <token>', 'the token itself (visible to other users in the process list: prefer --token-file or the env)')
     .option('--ca <file>', 'CA certificate (PEM) to trust for https')
+    .option('--allow-plaintext', 'send the token over plain http to a host other than this machine (refused without it)')
     .option('--json', 'print {"out","entries"}')
-    .action(async (o: { coordinator: string; out: string; token?: string; tokenFile?: string; ca?: string; json?: boolean }) => {
+    .action(async (o: { coordinator: string; out: string; token?: string; tokenFile?: string; ca?: string; allowPlaintext?: boolean; json?: boolean }) => {
       if (o.token !== undefined && o.tokenFile !== undefined) throw new UserError('give the auditor token once: --token-file or --token, not both');
       let token = o.token ?? process.env.FEDBRIDGE_AUDITOR_TOKEN;
       if (o.tokenFile !== undefined) {
@@ -173,7 +184,7 @@ export function registerAuditCommands(audit: Command): void {
           throw new UserError(`cannot read --ca ${o.ca}`);
         }
       }
-      const { bytes, entries } = await fetchAuditLog(o.coordinator, token, { ca });
+      const { bytes, entries } = await fetchAuditLog(o.coordinator, token, { ca, allowPlaintext: o.allowPlaintext });
       const { writeFileAtomic } = await import('../util/atomic');
       fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
       writeFileAtomic(o.out, bytes, 0o644);

@@ -3,6 +3,7 @@
  * operator commands talk to a coordinator started from that folder's config over mutual TLS.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../../coordinator/config/config';
@@ -121,6 +122,14 @@ describe('fedbridge coordinator CLI', () => {
       const r = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--expires-in', bad]);
       expect([bad, r.code, r.err]).toEqual([bad, 2, `fedbridge: --expires-in expects a number followed by s, m, h or d (e.g. 90d, 12h), or "never"; got "${bad}"\n`]);
     }
+    // without --json: the token alone on stdout, its id and expiry on stderr (what revoke needs)
+    const plain = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--label', 'carol', '--expires-in', '12h']);
+    expect(plain.code).toBe(0);
+    expect(plain.out).toMatch(/^fbt_\S+\n$/);
+    const plainId = (JSON.parse((await run(['coordinator', 'tokens', 'list', ...conn, '--json'])).out).tokens as { tokenId: string; label: string; expiresAt: string }[]).find((t) => t.label === 'carol')!;
+    expect(plain.err).toBe(`token id ${plainId.tokenId} (auditor, "carol"), expires ${plainId.expiresAt}; shown once, only its hash is stored\n`);
+    const plainNever = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--expires-in', 'never']);
+    expect(plainNever.err).toMatch(/^token id tok-\S+ \(auditor\), never expires; shown once, only its hash is stored\n$/);
     const tooLong = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--expires-in', '4000d']);
     expect([tooLong.code, tooLong.err]).toEqual([1, expect.stringMatching(/^fedbridge: coordinator: INVALID_ARGUMENT: expires_in_seconds must be 0 \(never\) or a whole number of seconds up to 315360000/)]);
     const revoked = await run(['coordinator', 'tokens', 'revoke', ...conn, '--id', tokId, '--reason', 'left the firm']);
@@ -208,6 +217,12 @@ describe('fedbridge coordinator CLI', () => {
     expect([forced.code, forced.err]).toEqual([0, '']);
     expect(JSON.parse(forced.out).clients.platform.cert).toBe(path.join(out, 'platform.crt'));
     expect(fs.readFileSync(path.join(out, 'ca.key'), 'utf8')).not.toBe(caKey);
+    // --force with fewer parties: the old CA's files it did not replace are named, and kept
+    expect((await run(['coordinator', 'certs', '--out', out, '--parties', 'platform,insurer,carol', '--force'])).code).toBe(0);
+    const carolKey = fs.readFileSync(path.join(out, 'carol.key'), 'utf8');
+    const fewer = await run(['coordinator', 'certs', '--out', out, '--parties', 'platform', '--force']);
+    expect([fewer.code, fewer.err.split('\n')[0]]).toEqual([0, `fedbridge: warning: ${out} still holds carol.crt, carol.key, insurer.crt, insurer.key from before, not replaced: issued by the old CA, they no longer verify against the new ca.crt; remove them if nothing uses them`]);
+    expect(fs.readFileSync(path.join(out, 'carol.key'), 'utf8')).toBe(carolKey);
   });
 
   test('start refuses a config whose identity key file is missing, and makes no new identity', async () => {
@@ -224,6 +239,41 @@ describe('fedbridge coordinator CLI', () => {
     const r = await run(['coordinator', 'start', '--config', cfg]);
     expect([r.code, r.err]).toEqual([2, `fedbridge: coordinator key file not found: ${keyFile} (identity.keyFile in ${cfg}; fedbridge coordinator init makes the key)\n`]);
     expect(fs.existsSync(path.join(root, 'nokey'))).toBe(false);
+  });
+
+  test('start: a port in use, an unreachable database, a TLS key not the certificate\'s: one line naming the field, exit non-zero, storage untouched', async () => {
+    const busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', () => resolve()));
+    const busyAt = `127.0.0.1:${(busy.address() as net.AddressInfo).port}`;
+    const data = path.join(root, 'start-data');
+    const cfg = path.join(root, 'start.json');
+    const base = () => ({
+      federationId: 'demo',
+      grpc: { listen: '127.0.0.1:0', tls: { cert: path.join(dir, 'certs/server.crt'), key: path.join(dir, 'certs/server.key'), ca: path.join(dir, 'certs/ca.crt') } },
+      http: { listen: '127.0.0.1:0' } as Record<string, unknown>,
+      storage: { dataDir: data } as Record<string, unknown>,
+      identity: { keyFile: path.join(dir, 'coordinator.key') },
+      operator: { tokenSha256: 'ab'.repeat(32) },
+    });
+    const cases: [string, (c: ReturnType<typeof base>) => void, number, string][] = [
+      ['gRPC port in use', (c) => (c.grpc.listen = busyAt), 1, `fedbridge: grpc.listen ${busyAt}: cannot listen: the port is in use (another coordinator or program listens on it)\n`],
+      ['HTTP port in use', (c) => (c.http.listen = busyAt), 1, `fedbridge: http.listen ${busyAt}: cannot listen: the port is in use (another coordinator or program listens on it)\n`],
+      ['unresolvable listen host', (c) => (c.grpc.listen = 'no-such-host.invalid:0'), 1, 'fedbridge: grpc.listen no-such-host.invalid:0: cannot listen: the host name does not resolve\n'],
+      ['database refusing connections', (c) => (c.storage.databaseUrl = 'postgres://fb:secret@127.0.0.1:1/fb'), 1, 'fedbridge: storage.databaseUrl (or env DATABASE_URL) postgres://fb:***@127.0.0.1:1/fb: cannot connect to PostgreSQL: connection refused (is the server running, and listening there?)\n'],
+      ['TLS key not the certificate\'s', (c) => (c.grpc.tls.key = path.join(dir, 'certs/platform.key')), 2, `fedbridge: invalid coordinator config ${cfg}: grpc.tls.key: ${path.join(dir, 'certs/platform.key')} is not the private key of the certificate grpc.tls.cert ${path.join(dir, 'certs/server.crt')}\n`],
+    ];
+    try {
+      for (const [name, mutate, code, err] of cases) {
+        const c = base();
+        mutate(c);
+        fs.writeFileSync(cfg, JSON.stringify(c));
+        const r = await run(['coordinator', 'start', '--config', cfg]);
+        expect([name, r.code, r.err]).toEqual([name, code, err]);
+        expect([name, fs.existsSync(path.join(data, 'coordinator.sqlite'))]).toEqual([name, false]);
+      }
+    } finally {
+      busy.close();
+    }
   });
 
   test('start refuses an invalid config with the field named', async () => {

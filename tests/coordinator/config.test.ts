@@ -2,11 +2,18 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, loadConfig, validateConfig } from '../../coordinator/config/config';
+import { makeCerts } from '../../coordinator/certs/certs';
 
 describe('coordinator config validation (fail fast, readable)', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-config-'));
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-  for (const f of ['server.crt', 'server.key', 'ca.crt']) fs.writeFileSync(path.join(dir, f), 'x');
+  // real TLS files (the key must be the certificate's own, 0600); other-ca/ holds another CA's set
+  beforeAll(async () => {
+    const c = await makeCerts({ out: dir, parties: ['platform'] });
+    fs.copyFileSync(c.server.cert, path.join(dir, 'server.crt'));
+    await makeCerts({ out: path.join(dir, 'other-ca'), parties: ['platform'] });
+    fs.writeFileSync(path.join(dir, 'text.txt'), 'x\n');
+  });
   const good = () => ({
     federationId: 'demo',
     grpc: { listen: '127.0.0.1:7443', tls: { cert: 'server.crt', key: 'server.key', ca: 'ca.crt' } },
@@ -54,6 +61,19 @@ describe('coordinator config validation (fail fast, readable)', () => {
     ['mutual TLS without a CA', (c: any) => delete c.grpc.tls.ca, /^grpc\.tls\.ca: required when requireClientCert/],
     ['operator token hash not hex', (c: any) => (c.operator.tokenSha256 = 'secret'), /^operator\.tokenSha256: expected the SHA-256/],
     ['bad database url', (c: any) => (c.storage.databaseUrl = 'mysql://x'), /^storage\.databaseUrl: expected a postgres/],
+    ['database url with the scheme but no URL after it', (c: any) => (c.storage.databaseUrl = 'postgres://%%%'), /^storage\.databaseUrl: not a valid URL: its host has a bad %-escape \(write % as %25\)$/],
+    ['database url with a bad port', (c: any) => (c.storage.databaseUrl = 'postgres://u:p@h:99999/db'), /^storage\.databaseUrl: not a valid URL \(postgres:\/\/USER:PASSWORD@HOST:PORT\/DATABASE\)$/],
+    ['database url without a host', (c: any) => (c.storage.databaseUrl = 'postgres:///db'), /^storage\.databaseUrl: not a valid URL: no host/],
+    ['HTTP on the gRPC address', (c: any) => (c.http.listen = c.grpc.listen), /^http\.listen: 127\.0\.0\.1:7443 is grpc\.listen too; give HTTP another port$/],
+    ['plain HTTP on every interface', (c: any) => (c.http.listen = '0.0.0.0:7480'), /^http\.listen: 0\.0\.0\.0:7480 is not a loopback address, and plain HTTP would carry the audit API's bearer tokens in clear: set http\.tls: true .*or http\.allowPlaintext: true/],
+    ['plain HTTP on a host name', (c: any) => (c.http.listen = 'coord.example.org:7480'), /^http\.listen: coord\.example\.org:7480 is not a loopback address/],
+    ['plain HTTP on an IPv6 address', (c: any) => (c.http.listen = '[::]:7480'), /^http\.listen: \[::\]:7480 is not a loopback address/],
+    ['TLS key not the certificate\'s', (c: any) => (c.grpc.tls.key = 'platform.key'), /^grpc\.tls\.key: .*platform\.key is not the private key of the certificate grpc\.tls\.cert .*server\.crt$/],
+    ['TLS key of another CA\'s server certificate', (c: any) => (c.grpc.tls.key = 'other-ca/server.key'), /^grpc\.tls\.key: .*other-ca\/server\.key is not the private key of the certificate/],
+    ['TLS key path pointing at a certificate', (c: any) => (c.grpc.tls.key = 'ca.crt'), /^grpc\.tls\.key: .*ca\.crt: holds a certificate, not a private key$/],
+    ['TLS key that is text', (c: any) => (c.grpc.tls.key = 'text.txt'), /^grpc\.tls\.key: .*text\.txt: not a PEM private key \(no -----BEGIN PRIVATE KEY----- block\)$/],
+    ['TLS certificate path pointing at a key', (c: any) => (c.grpc.tls.cert = 'server.key'), /^grpc\.tls\.cert: .*server\.key: holds a private key, not a certificate$/],
+    ['CA that is text', (c: any) => (c.grpc.tls.ca = 'text.txt'), /^grpc\.tls\.ca: .*text\.txt: not a PEM X\.509 certificate/],
     ['missing TLS file', (c: any) => (c.grpc.tls.key = 'nope.key'), /^grpc\.tls\.key: file not found or not readable: .*nope\.key/],
   ])('%s', (_name, mutate, re) => {
     const c = good();
@@ -64,6 +84,33 @@ describe('coordinator config validation (fail fast, readable)', () => {
 
   test('a bad DATABASE_URL from the environment is named', () => {
     expect(issues(good(), { DATABASE_URL: 'sqlite:///x' })).toEqual(['DATABASE_URL (environment): expected a postgres:// or postgresql:// URL']);
+    expect(issues(good(), { DATABASE_URL: 'postgres://%%%' })).toEqual(['DATABASE_URL (environment): not a valid URL: its host has a bad %-escape (write % as %25)']);
+  });
+
+  test('good database URLs pass: user and password, %-escapes, a socket folder in ?host=', () => {
+    for (const url of ['postgres://u:p@127.0.0.1:5432/db', 'postgresql://u:p%40ss@db.example.org/fed', 'postgres://u@[::1]:5432/db', 'postgres:///db?host=/var/run/postgresql']) {
+      expect(validateConfig({ ...good(), storage: { dataDir: 'data', databaseUrl: url } }, dir, 'test.yaml', {}).storage.databaseUrl).toBe(url);
+    }
+  });
+
+  test('HTTP: loopback may be plain; another address needs tls or the explicit allowPlaintext', () => {
+    for (const listen of ['127.0.0.1:0', '127.0.0.2:7480', 'localhost:7480', '[::1]:7480']) {
+      expect(validateConfig({ ...good(), http: { listen } }, dir, 'test.yaml', {}).http.listen).toBe(listen);
+    }
+    expect(validateConfig({ ...good(), http: { listen: '0.0.0.0:7480', tls: true } }, dir, 'test.yaml', {}).http.tls).toBe(true);
+    expect(validateConfig({ ...good(), http: { listen: '0.0.0.0:7480', allowPlaintext: true } }, dir, 'test.yaml', {}).http.allowPlaintext).toBe(true);
+    expect(issues({ ...good(), http: { listen: '0.0.0.0:7480', tls: false, allowPlaintext: false } }).length).toBe(1);
+  });
+
+  test('the TLS key must be private (mode 0600), as the coordinator key must', () => {
+    const open = path.join(dir, 'open.key');
+    fs.copyFileSync(path.join(dir, 'server.key'), open);
+    for (const mode of [0o644, 0o640, 0o604]) {
+      fs.chmodSync(open, mode);
+      expect(issues({ ...good(), grpc: { ...good().grpc, tls: { ...good().grpc.tls, key: 'open.key' } } })).toEqual([`grpc.tls.key: ${open} is readable by others (mode ${mode.toString(8)}); chmod 600 it`]);
+    }
+    fs.chmodSync(open, 0o400);
+    expect(validateConfig({ ...good(), grpc: { ...good().grpc, tls: { ...good().grpc.tls, key: 'open.key' } } }, dir, 'test.yaml', {}).grpc.tls.key).toBe(open);
   });
 
   test('files: YAML and JSON load; syntax errors and missing files are one readable line', () => {

@@ -43,7 +43,7 @@ describe('removing a party', () => {
 
     let before = await counts();
     const busy = await grpcError(remove('insurer2'));
-    expect([busy.code, busy.details]).toEqual([status.FAILED_PRECONDITION, `run ${runId} is running and its policy pins every party; abort it (fedbridge coordinator runs abort) or let it finish, then remove "insurer2"`]);
+    expect([busy.code, busy.details]).toEqual([status.FAILED_PRECONDITION, `run ${runId} is running and its policy names "insurer2"; abort it (fedbridge coordinator runs abort) or let it finish, then remove "insurer2"`]);
     expect(await counts()).toEqual(before);
     expect(streams[2].error).toBeNull();
 
