@@ -6,7 +6,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import { RpcException } from '@nestjs/microservices';
-import { ConflictError } from '../storage/repository';
+import { ConflictError, StoredDataDamaged } from '../storage/repository';
 
 export { status };
 
@@ -52,6 +52,10 @@ export function toStatusError(e: unknown, log?: (line: string) => void): StatusE
     if (typeof err === 'object' && err && typeof err.code === 'number') return new StatusError(err.code as status, String(err.message ?? ''));
   }
   if (e instanceof ConflictError) return new StatusError(status.FAILED_PRECONDITION, e.message);
+  if (e instanceof StoredDataDamaged) {
+    log?.(e.message);
+    return new StatusError(status.DATA_LOSS, e.message);
+  }
   const named = (e as { code?: unknown })?.code;
   if (e instanceof Error && typeof named === 'string' && named in NAMED) return new StatusError(NAMED[named], e.message);
   log?.(`internal error: ${(e as Error)?.stack ?? String(e)}`);

@@ -281,8 +281,10 @@ export class RoundsService {
   }
 
   /**
-   * Opens a stored round; if the protocol refuses to start it (e.g. parameters it cannot run),
-   * the round and the run are aborted cleanly with the reason instead of staying open forever.
+   * Opens a stored round; if the protocol refuses to start it (e.g. parameters it cannot run), or
+   * its base model version is damaged in the store (StoredDataDamaged: its bytes or protocol state
+   * do not match their stored hashes, so no round is built on them), the round and the run are
+   * aborted cleanly with the reason instead of staying open forever.
    * Returns the reason, or null when the round opened.
    */
   private async openRoundOrAbort(run: RunRow, policy: Policy, roundNo: number, baseModelVersion: number): Promise<string | null> {
@@ -619,7 +621,7 @@ export class RoundsService {
   private async statusOf(runId: string): Promise<RunStatus> {
     const run = (await this.d.repo.run(runId))!;
     const r = await this.d.repo.latestRound(runId);
-    const latest = await this.d.repo.latestModelVersion();
+    const latest = await this.d.repo.latestModelVersionNumber(); // the number only: no bytes read
     const a = this.active && this.active.runId === runId ? this.active : null;
     const current: RoundStatus | undefined = r
       ? {
@@ -639,7 +641,7 @@ export class RoundsService {
       roundsPlanned: run.roundsPlanned,
       roundsCompleted: await this.d.repo.completedRounds(runId),
       currentRound: current,
-      latestModelVersion: latest?.version ?? 0,
+      latestModelVersion: latest,
       abortReason: run.abortReason ?? '',
     };
   }

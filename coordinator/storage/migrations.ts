@@ -126,6 +126,15 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE tokens ADD COLUMN expires_at BIGINT`,
     ],
   },
+  {
+    version: 5,
+    name: 'protocol state hash',
+    statements: [
+      // BLAKE2b-256 of protocol_state, checked on every read of the row (as `hash` is for `bytes`);
+      // NULL when there is no state, and for rows written before this migration (not checked)
+      `ALTER TABLE model_versions ADD COLUMN protocol_state_hash BLOB`,
+    ],
+  },
 ];
 
 const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -1,4 +1,4 @@
-import { sodiumReady } from '../../shared/crypto/sodium';
+import { sodium, sodiumReady } from '../../shared/crypto/sodium';
 import { ed25519Keygen } from '../../shared/crypto/sign';
 import { coordinatorSealer, verifyAuditChain } from '../../coordinator/audit/log';
 import { migrate, MIGRATIONS, MigrationError } from '../../coordinator/storage/migrations';
@@ -101,13 +101,13 @@ for (const backend of backends()) {
         expect((await repo.roundRow('run-1', 3))?.baseModelVersion).toBe(2);
         expect((await repo.roundRow('run-1', 2))?.abortReason).toBe('too few survivors');
 
-        const r3 = await repo.completeRound({ runId: 'run-1', round: 3, model: { bytes: new Uint8Array([6]), hash: hash32(6) }, audit: {}, next: null, sealer });
+        const r3 = await repo.completeRound({ runId: 'run-1', round: 3, model: { bytes: new Uint8Array([6]), hash: sodium().crypto_generichash(32, new Uint8Array([6]), null) }, audit: {}, next: null, sealer });
         expect(r3).toEqual({ modelVersion: 3, nextRound: null });
         expect((await repo.run('run-1'))?.state).toBe('completed');
         const m3 = await repo.modelVersion(3);
         expect(m3?.parent).toBe(2);
         expect(m3?.bytes).toEqual(new Uint8Array([6]));
-        expect(m3?.hash).toEqual(hash32(6));
+        expect(m3?.hash).toEqual(sodium().crypto_generichash(32, new Uint8Array([6]), null));
 
         const entries = await repo.auditEntries();
         expect(entries.map((e) => JSON.parse(Buffer.from(e.entry).toString()).type)).toEqual([
