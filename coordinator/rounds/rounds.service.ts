@@ -457,9 +457,10 @@ export class RoundsService {
     } catch {
       /* already finished inside the protocol */
     }
-    this.consecutiveAborts++;
-    const giveUp = abortRun || this.consecutiveAborts >= this.d.maxConsecutiveAborts;
-    const runReason = abortRun ? reason : giveUp ? `${reason} (${this.consecutiveAborts} consecutive aborted rounds)` : reason;
+    // counted once the abort is stored: a retry of the same abort (abortAfterStorageError) is not another aborted round
+    const aborts = this.consecutiveAborts + 1;
+    const giveUp = abortRun || aborts >= this.d.maxConsecutiveAborts;
+    const runReason = abortRun ? reason : giveUp ? `${reason} (${aborts} consecutive aborted rounds)` : reason;
     const sealer = this.abortEmitter(a.policy, a.runId, { reason: runReason, phase: closed ? closed.phase : (a.stage as AuditPhase), closed, roster: a.roster });
     const res = await this.d.audit.write(() => this.d.repo.abortRound({
       runId: a.runId,
@@ -469,6 +470,7 @@ export class RoundsService {
       abortRun: giveUp,
       sealer,
     }));
+    this.consecutiveAborts = aborts;
     this.transitionTo(a, [a.stage], 'aborted');
     this.d.metrics.rounds.inc({ outcome: 'aborted' });
     this.active = null;

@@ -3,7 +3,8 @@ import { ed25519Keygen } from '../../shared/crypto/sign';
 import { coordinatorSealer, verifyAuditChain } from '../../coordinator/audit/log';
 import { migrate, MIGRATIONS, MigrationError } from '../../coordinator/storage/migrations';
 import { ConflictError, Repository } from '../../coordinator/storage/repository';
-import { backends, PG_URL, requirePgInCi } from './helpers/db';
+import { SqliteDriver } from '../../coordinator/storage/sql';
+import { backends, PG_URL, requirePgInCi, sqliteBackend } from './helpers/db';
 
 beforeAll(async () => {
   await sodiumReady();
@@ -263,3 +264,33 @@ for (const backend of backends()) {
     });
   });
 }
+
+describe('SQLite transaction errors', () => {
+  const backend = sqliteBackend();
+  afterAll(() => backend.cleanup());
+
+  test('a statement that fails inside transaction() after SQLite rolled back itself (SQLITE_FULL) surfaces as itself, and the store goes on', async () => {
+    const db = (await backend.open()) as SqliteDriver;
+    try {
+      await db.query('CREATE TABLE t (b BLOB)');
+      // "disk full": the connection may not grow the file past 2 more pages
+      const raw = (db as unknown as { db: { pragma(s: string, o?: { simple: boolean }): unknown } }).db;
+      raw.pragma(`max_page_count = ${Number(raw.pragma('page_count', { simple: true })) + 2}`);
+      const e = await db.transaction(async (tx) => tx.query('INSERT INTO t VALUES (?)', [new Uint8Array(100_000)])).then(() => null, (err: unknown) => err as Error & { code?: string });
+      // before: "cannot rollback - no transaction is active" from the ROLLBACK, hiding SQLITE_FULL
+      expect(e?.code).toBe('SQLITE_FULL');
+      expect(e?.message).toMatch(/full/);
+      raw.pragma('max_page_count = 1073741823');
+      await db.transaction(async (tx) => tx.query('INSERT INTO t VALUES (?)', [new Uint8Array(10)]));
+      expect(await db.query('SELECT COUNT(*) AS n FROM t')).toEqual([{ n: 1 }]);
+      // an ordinary failure still rolls back what the transaction wrote
+      await expect(db.transaction(async (tx) => {
+        await tx.query('INSERT INTO t VALUES (?)', [new Uint8Array(1)]);
+        throw new Error('boom');
+      })).rejects.toThrow('boom');
+      expect(await db.query('SELECT COUNT(*) AS n FROM t')).toEqual([{ n: 1 }]);
+    } finally {
+      await db.close();
+    }
+  });
+});
