@@ -46,6 +46,24 @@ for (const backend of backends()) {
       }
     });
 
+    test('a store whose tables exist without schema_migrations (restored without it) is refused with what to do, and left as it was', async () => {
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        await db.execScript('DROP TABLE schema_migrations');
+        // before: the driver's "table participants already exists" (or "relation ... already exists")
+        await expect(migrate(db)).rejects.toThrow(MigrationError);
+        await expect(migrate(db)).rejects.toThrow(/has the coordinator's tables \(audit_log, model_versions, participants, policies, rounds, runs, tokens\) but no record of their migrations \(table schema_migrations is missing\).*nothing was changed\. Restore schema_migrations from the same backup/);
+        await db.execScript('CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
+        await expect(migrate(db)).rejects.toThrow(/table schema_migrations is empty/);
+        await db.execScript('DROP TABLE schema_migrations');
+        await expect(db.query('SELECT COUNT(*) AS n FROM participants')).resolves.toEqual([{ n: 0 }]);
+        await expect(db.query('SELECT 1 FROM schema_migrations')).rejects.toThrow(); // not re-created
+      } finally {
+        await db.close();
+      }
+    });
+
     test('participants: enrol, look up by name and key, duplicates refused without writing', async () => {
       const db = await backend.open();
       try {
