@@ -127,6 +127,12 @@ export interface RunningCoordinator {
   publicKey: Uint8Array;
   ctx: CoordinatorContext;
   close(): Promise<void>;
+  /**
+   * Settles once the coordinator has stopped: with null after close(), with a one-line reason when
+   * it stopped itself because it lost its instance lock on the store (PostgreSQL session ended:
+   * another coordinator could take the store, so this one must not write to it any more).
+   */
+  readonly stopped: Promise<string | null>;
 }
 
 export interface CoordinatorOptions {
@@ -262,21 +268,29 @@ export async function createCoordinator(config: CoordinatorConfig, opts: Coordin
     log(`federation "${config.federationId}": gRPC (TLS${tls.requireClientCert ? ', mutual' : ''}) on ${splitHostPort(config.grpc.listen).host}:${grpcPort}, HTTP${config.http.tls ? 'S' : ''} on ${host}:${httpPort}`);
     const started = app;
     let closing: Promise<void> | null = null;
-    return {
-      grpcPort,
-      httpPort,
-      publicKey: identity.publicKey,
-      ctx,
-      close: () =>
-        (closing ??= (async () => {
+    let lost: string | null = null;
+    let settle!: (reason: string | null) => void;
+    const stopped = new Promise<string | null>((resolve) => (settle = resolve));
+    const close = () =>
+      (closing ??= (async () => {
+        try {
           await rounds.close();
           uploads.endAll('the coordinator is shutting down; send it again once it is back');
           events.completeAll();
           await started.close();
           await db.close();
           await lock.release();
-        })()),
-    };
+        } finally {
+          settle(lost);
+        }
+      })());
+    // the store may now be taken by another coordinator: stop serving at once (storage/instance-lock.ts)
+    lock.onLost((reason) => {
+      lost = reason;
+      log(reason);
+      close().catch((e) => log(`closing after the lost lock failed: ${(e as Error).message}`));
+    });
+    return { grpcPort, httpPort, publicKey: identity.publicKey, ctx, close, stopped };
   } catch (e) {
     if (app) await app.close().catch(() => undefined);
     await db.close().catch(() => undefined);

@@ -13,7 +13,7 @@
  */
 import { canonicalize } from 'json-canonicalize';
 import { ed25519Sign, ed25519Verify } from '../../shared/crypto/sign';
-import { AUDIT_GENESIS, auditChainHash, auditSigningMessage, exportLine, type AuditRecord } from '../../shared/audit/chain';
+import { AUDIT_GENESIS, auditChainHash, auditSigningMessage, type AuditRecord } from '../../shared/audit/chain';
 import type { AuditEntryInput } from '../../shared/audit/entries';
 import { AuditRecorder } from '../../shared/audit/recorder';
 import { AuditWriter } from '../../shared/audit/writer';
@@ -73,7 +73,7 @@ export function verifyAuditChain(rows: AuditRow[], coordinatorPublicKey: Uint8Ar
  * so they commit or roll back with the state change they record. If the transaction fails, the
  * in-memory chain may have advanced past what was stored, so it is rebuilt from storage (resync).
  * At start-up the writer resumes from the stored log; the recorder is rebuilt with
- * `AuditRecorder.replay(policy, key, storedLog)` when a run's policy is first used.
+ * `AuditRecorder.replayWriter(policy, writer)` when a run's policy is first used.
  */
 export class CoordinatorAudit {
   private writer: AuditWriter;
@@ -99,32 +99,23 @@ export class CoordinatorAudit {
     const out: AuditRecord[] = [];
     for (;;) {
       const page = await this.repo.auditEntries(out.length, 10_000);
-      out.push(...page.map((r) => ({ idx: r.idx, prevHash: r.prevHash, entry: r.entry, signature: r.signature })));
+      for (const r of page) out.push({ idx: r.idx, prevHash: r.prevHash, entry: r.entry, signature: r.signature });
       if (page.length < 10_000) return out;
     }
-  }
-
-  private exported(records: readonly AuditRecord[]): Uint8Array {
-    return new TextEncoder().encode(records.map(exportLine).join(''));
   }
 
   /** Rebuilds the writer (and the recorder, when a policy is in use) from the stored log. */
   async resync(): Promise<void> {
     const records = await this.storedRecords();
-    if (this.policy) {
-      this.rec = AuditRecorder.replay(this.policy, this.secretKey, this.exported(records), this.clock);
-      this.writer = this.rec.writer;
-    } else {
-      this.writer = AuditWriter.resume(this.secretKey, records);
-    }
+    this.writer = AuditWriter.resume(this.secretKey, records);
+    if (this.policy) this.rec = AuditRecorder.replayWriter(this.policy, this.writer, this.clock);
   }
 
   /** The recorder for `policy` (replayed from the log the first time a policy is used). */
   recorderFor(policy: Policy): AuditRecorder {
     if (this.rec && this.policy && policyHash(this.policy) === policyHash(policy)) return this.rec;
     this.policy = policy;
-    this.rec = AuditRecorder.replay(policy, this.secretKey, this.exported(this.writer.written()), this.clock);
-    this.writer = this.rec.writer;
+    this.rec = AuditRecorder.replayWriter(policy, this.writer, this.clock);
     return this.rec;
   }
 

@@ -154,12 +154,18 @@ export function registerCoordinatorCommands(coord: Command): void {
         throw e;
       }
       process.stderr.write(`coordinator public key: ${Buffer.from(c.publicKey).toString('base64')}\n`);
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
+      let stop = () => undefined as void;
+      const signalled = new Promise<null>((resolve) => {
+        stop = () => resolve(null);
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+      // a signal, or the coordinator stopping itself (its lock on the store was lost)
+      const reason = await Promise.race([signalled, c.stopped]);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
       await c.close();
+      if (reason !== null) throw new UserError(reason, 1);
     });
 
   coord

@@ -6,7 +6,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import { RpcException } from '@nestjs/microservices';
-import { ConflictError } from '../storage/repository';
+import { ConflictError, StoredDataDamaged } from '../storage/repository';
 
 export { status };
 
@@ -44,6 +44,26 @@ const NAMED: Record<string, status> = {
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
 };
 
+/** Node socket errors of a connection to the database server. */
+const SOCKET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTCONN']);
+
+/**
+ * The store could not be reached or could not write just now, a condition that passes (a lost or
+ * refused PostgreSQL connection, a server shutting down or starting; SQLite busy, an I/O error, a
+ * full disk): the short name of the condition, or null for any other error. Such an error is no
+ * verdict on the request, so the party is told UNAVAILABLE (send it again), not INTERNAL.
+ */
+export function storageUnavailable(e: unknown): string | null {
+  if (!(e instanceof Error)) return null;
+  const code = String((e as { code?: unknown }).code ?? '');
+  if (/^SQLITE_(BUSY|IOERR|FULL|LOCKED)/.test(code)) return code; // better-sqlite3: SQLITE_IOERR_WRITE etc.
+  if (/^08[0-9A-Z]{3}$/.test(code) || /^57P0[123]$/.test(code) || code === '53300') return `PostgreSQL ${code}`; // connection exception; admin/crash shutdown, cannot connect now; too many connections
+  if (SOCKET_CODES.has(code)) return code;
+  // pg: a connection that ended under a query (no code)
+  if (/^Connection terminated|^Client has encountered a connection error|^Connection terminated unexpectedly|timeout exceeded when trying to connect/.test(e.message)) return 'connection to PostgreSQL lost';
+  return null;
+}
+
 /** Maps any thrown value to a StatusError (protocol errors carry a status name in `code`). */
 export function toStatusError(e: unknown, log?: (line: string) => void): StatusError {
   if (e instanceof StatusError) return e;
@@ -52,6 +72,15 @@ export function toStatusError(e: unknown, log?: (line: string) => void): StatusE
     if (typeof err === 'object' && err && typeof err.code === 'number') return new StatusError(err.code as status, String(err.message ?? ''));
   }
   if (e instanceof ConflictError) return new StatusError(status.FAILED_PRECONDITION, e.message);
+  if (e instanceof StoredDataDamaged) {
+    log?.(e.message);
+    return new StatusError(status.DATA_LOSS, e.message);
+  }
+  const down = storageUnavailable(e);
+  if (down) {
+    log?.(`storage unavailable: ${(e as Error)?.stack ?? String(e)}`);
+    return new StatusError(status.UNAVAILABLE, `the coordinator's storage is unavailable just now (${down}); send the request again shortly`);
+  }
   const named = (e as { code?: unknown })?.code;
   if (e instanceof Error && typeof named === 'string' && named in NAMED) return new StatusError(NAMED[named], e.message);
   log?.(`internal error: ${(e as Error)?.stack ?? String(e)}`);

@@ -281,8 +281,10 @@ export class RoundsService {
   }
 
   /**
-   * Opens a stored round; if the protocol refuses to start it (e.g. parameters it cannot run),
-   * the round and the run are aborted cleanly with the reason instead of staying open forever.
+   * Opens a stored round; if the protocol refuses to start it (e.g. parameters it cannot run), or
+   * its base model version is damaged in the store (StoredDataDamaged: its bytes or protocol state
+   * do not match their stored hashes, so no round is built on them), the round and the run are
+   * aborted cleanly with the reason instead of staying open forever.
    * Returns the reason, or null when the round opened.
    */
   private async openRoundOrAbort(run: RunRow, policy: Policy, roundNo: number, baseModelVersion: number): Promise<string | null> {
@@ -455,9 +457,10 @@ export class RoundsService {
     } catch {
       /* already finished inside the protocol */
     }
-    this.consecutiveAborts++;
-    const giveUp = abortRun || this.consecutiveAborts >= this.d.maxConsecutiveAborts;
-    const runReason = abortRun ? reason : giveUp ? `${reason} (${this.consecutiveAborts} consecutive aborted rounds)` : reason;
+    // counted once the abort is stored: a retry of the same abort (abortAfterStorageError) is not another aborted round
+    const aborts = this.consecutiveAborts + 1;
+    const giveUp = abortRun || aborts >= this.d.maxConsecutiveAborts;
+    const runReason = abortRun ? reason : giveUp ? `${reason} (${aborts} consecutive aborted rounds)` : reason;
     const sealer = this.abortEmitter(a.policy, a.runId, { reason: runReason, phase: closed ? closed.phase : (a.stage as AuditPhase), closed, roster: a.roster });
     const res = await this.d.audit.write(() => this.d.repo.abortRound({
       runId: a.runId,
@@ -467,6 +470,7 @@ export class RoundsService {
       abortRun: giveUp,
       sealer,
     }));
+    this.consecutiveAborts = aborts;
     this.transitionTo(a, [a.stage], 'aborted');
     this.d.metrics.rounds.inc({ outcome: 'aborted' });
     this.active = null;
@@ -619,7 +623,7 @@ export class RoundsService {
   private async statusOf(runId: string): Promise<RunStatus> {
     const run = (await this.d.repo.run(runId))!;
     const r = await this.d.repo.latestRound(runId);
-    const latest = await this.d.repo.latestModelVersion();
+    const latest = await this.d.repo.latestModelVersionNumber(); // the number only: no bytes read
     const a = this.active && this.active.runId === runId ? this.active : null;
     const current: RoundStatus | undefined = r
       ? {
@@ -639,7 +643,7 @@ export class RoundsService {
       roundsPlanned: run.roundsPlanned,
       roundsCompleted: await this.d.repo.completedRounds(runId),
       currentRound: current,
-      latestModelVersion: latest?.version ?? 0,
+      latestModelVersion: latest,
       abortReason: run.abortReason ?? '',
     };
   }

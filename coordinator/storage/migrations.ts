@@ -126,6 +126,15 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE tokens ADD COLUMN expires_at BIGINT`,
     ],
   },
+  {
+    version: 5,
+    name: 'protocol state hash',
+    statements: [
+      // BLAKE2b-256 of protocol_state, checked on every read of the row (as `hash` is for `bytes`);
+      // NULL when there is no state, and for rows written before this migration (not checked)
+      `ALTER TABLE model_versions ADD COLUMN protocol_state_hash BLOB`,
+    ],
+  },
 ];
 
 const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -145,8 +154,27 @@ export class MigrationError extends Error {
   }
 }
 
+/** Tables of migration 1: a database holding any of them was migrated by a coordinator. */
+const CORE_TABLES = ['participants', 'policies', 'runs', 'model_versions', 'rounds', 'audit_log', 'tokens'];
+
+/** Which of `names` exist as tables in the store (SQLite: the file; PostgreSQL: the current schema). */
+async function existingTables(db: SqlDriver, names: string[]): Promise<string[]> {
+  const marks = names.map(() => '?').join(', ');
+  const rows = db.dialect === 'postgres'
+    ? await db.query<{ name: string }>(`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name IN (${marks})`, names)
+    : await db.query<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${marks})`, names);
+  return rows.map((r) => String(r.name)).sort();
+}
+
 /** Applies the missing migrations in order; returns the versions it applied. */
 export async function migrate(db: SqlDriver, migrations: readonly Migration[] = MIGRATIONS, now: () => number = Date.now): Promise<number[]> {
+  // the coordinator's tables without the record of their migrations (restored or copied without
+  // schema_migrations): migration 1 would fail on "table ... already exists"; say what happened
+  const present = await existingTables(db, [...CORE_TABLES, 'schema_migrations']);
+  const core = present.filter((t) => t !== 'schema_migrations');
+  if (core.length && (!present.includes('schema_migrations') || !(await db.query('SELECT version FROM schema_migrations LIMIT 1')).length)) {
+    throw new MigrationError(`the store ${db.description} has the coordinator's tables (${core.join(', ')}) but no record of their migrations (table schema_migrations is ${present.includes('schema_migrations') ? 'empty' : 'missing'}), as when a store is restored or copied without it; nothing was changed. Restore schema_migrations from the same backup as the other tables, or point storage at an empty database`);
+  }
   await db.execScript(CREATE_MIGRATIONS_TABLE);
   const applied = await db.query<{ version: number; name: string }>('SELECT version, name FROM schema_migrations ORDER BY version');
   const known = new Map(migrations.map((m) => [m.version, m]));

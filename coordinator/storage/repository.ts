@@ -7,6 +7,9 @@
  * - a model version and the audit entry that records it are written in one transaction;
  * - a round produces at most one model version (UNIQUE(run_id, round)); versions are dense 1, 2, ...;
  * - audit entries are only ever inserted, with index = previous index + 1 (PRIMARY KEY idx);
+ * - a model version's bytes (and its protocol state) are checked against their stored hashes on
+ *   every read (modelVersion, latestModelVersion): damaged bytes are never handed out or built on
+ *   (StoredDataDamaged);
  * - a masked input is stored (round_masked_inputs, one row per party and round) in the transaction
  *   that accepts it, and its rows are deleted in the transaction that writes the round's `mask`
  *   round-phase entry (phase move off mask, round abort, round completion): rows exist for a round
@@ -15,6 +18,7 @@
 import type { SqlDriver, SqlExecutor, SqlValue } from './sql';
 import { UniqueViolation } from './sql';
 import { AUDIT_GENESIS, auditChainHash, type AuditRecord } from '../../shared/audit/chain';
+import { sodium } from '../../shared/crypto/sodium';
 
 export interface ParticipantRow {
   name: string;
@@ -116,6 +120,24 @@ function isEmitter<I>(s: AuditSealer | AuditEmitter<I> | undefined): s is AuditE
   return !!s && typeof (s as AuditEmitter<I>).emit === 'function';
 }
 
+/**
+ * Stored bytes that do not match their stored hash (a damaged disk, a bad restore, an edited
+ * database): the row is refused, never returned. The gRPC layer answers DATA_LOSS with this message.
+ */
+export class StoredDataDamaged extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoredDataDamaged';
+  }
+}
+
+/** The hash of model bytes and of protocol state (BLAKE2b-256, as the coordinator's modelHash). */
+export function modelBytesHash(bytes: Uint8Array): Uint8Array {
+  return sodium().crypto_generichash(32, bytes, null);
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+
 export class ConflictError extends Error {
   constructor(message: string) {
     super(message);
@@ -161,8 +183,13 @@ function round(r: Record<string, unknown>): RoundRow {
     abortReason: strOrNull(r.abort_reason),
   };
 }
+/**
+ * A model_versions row, its bytes checked against the stored hash and its protocol state against
+ * protocol_state_hash (rows written before migration 5 have no state hash: their state is not
+ * checked). StoredDataDamaged on a mismatch.
+ */
 function model(r: Record<string, unknown>): ModelVersionRow {
-  return {
+  const m: ModelVersionRow = {
     version: Number(r.version),
     hash: u8(r.hash),
     bytes: u8(r.bytes),
@@ -172,6 +199,15 @@ function model(r: Record<string, unknown>): ModelVersionRow {
     round: numOrNull(r.round),
     createdAt: Number(r.created_at),
   };
+  const restore = 'restore the store from a backup (nothing was sent or built on it)';
+  if (!sameBytes(modelBytesHash(m.bytes), m.hash)) {
+    throw new StoredDataDamaged(`model version ${m.version} is damaged in the coordinator's store: the hash of its ${m.bytes.length} stored bytes is not its stored hash ${hex(m.hash)}; ${restore}`);
+  }
+  const stateHash = r.protocol_state_hash === null || r.protocol_state_hash === undefined ? null : u8(r.protocol_state_hash);
+  if (stateHash !== null && (m.protocolState === null || !sameBytes(modelBytesHash(m.protocolState), stateHash))) {
+    throw new StoredDataDamaged(`the round-protocol state (optimizer moments) of model version ${m.version} is damaged in the coordinator's store: it does not match its stored hash; ${restore}`);
+  }
+  return m;
 }
 function maskedInput(r: Record<string, unknown>): MaskedInputRow {
   let evidence: Record<string, unknown> | null = null;
@@ -508,12 +544,14 @@ export class Repository {
   private async insertModel(tx: SqlExecutor, m: { bytes: Uint8Array; hash: Uint8Array; parent: number | null; runId: string | null; round: number | null; protocolState?: Uint8Array | null }): Promise<number> {
     const rows = await tx.query('SELECT COALESCE(MAX(version), 0) AS v FROM model_versions');
     const version = Number(rows[0].v) + 1;
-    await tx.query('INSERT INTO model_versions (version, hash, bytes, parent, run_id, round, created_at, protocol_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
-      version, m.hash, m.bytes, m.parent, m.runId, m.round, this.now(), m.protocolState ?? null,
+    const state = m.protocolState ?? null;
+    await tx.query('INSERT INTO model_versions (version, hash, bytes, parent, run_id, round, created_at, protocol_state, protocol_state_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+      version, m.hash, m.bytes, m.parent, m.runId, m.round, this.now(), state, state === null ? null : modelBytesHash(state),
     ]);
     return version;
   }
 
+  /** Model version `version` (bytes checked against the stored hash: StoredDataDamaged), or null. */
   async modelVersion(version: number): Promise<ModelVersionRow | null> {
     const rows = await this.db.query('SELECT * FROM model_versions WHERE version = ?', [version]);
     return rows.length ? model(rows[0]) : null;

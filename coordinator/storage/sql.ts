@@ -131,7 +131,16 @@ export class SqliteDriver implements SqlDriver {
         this.db.exec('COMMIT');
         return result;
       } catch (e) {
-        this.db.exec('ROLLBACK');
+        // SQLite has already rolled the transaction back itself after some errors (SQLITE_FULL,
+        // SQLITE_IOERR, SQLITE_NOMEM, ...): a ROLLBACK then fails with "no transaction is active"
+        // and would hide the error that matters. The original error is always the one thrown.
+        if (this.db.inTransaction) {
+          try {
+            this.db.exec('ROLLBACK');
+          } catch {
+            /* the connection reports the original error on its next statement, if it persists */
+          }
+        }
         throw e;
       }
     } finally {

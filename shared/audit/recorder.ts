@@ -133,10 +133,39 @@ export class AuditRecorder {
       if (!p.ok) throw new RangeError(`stored audit log line is invalid: ${p.field}: ${p.found}`);
       return p;
     });
-    const rec = new AuditRecorder(policy, AuditWriter.resume(coordinatorSecretKey, parsed.map((p) => p.record)), clock);
+    return AuditRecorder.replayParsed(policy, AuditWriter.resume(coordinatorSecretKey, parsed.map((p) => p.record)), (k) => parsed[k].entry, clock);
+  }
+
+  /**
+   * The same from a writer already resumed over the stored records (coordinator/audit/log.ts, at
+   * start-up and after a resync): it continues that writer. No exported text of the whole log is
+   * built (`replay` needs one string of every line, which grows with the log towards the engine's
+   * string limit), and the chain is not hashed a second time.
+   */
+  static replayWriter(policy: Policy, writer: AuditWriter, clock?: () => number): AuditRecorder {
+    const records = writer.written();
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    return AuditRecorder.replayParsed(policy, writer, (k) => {
+      let v: unknown;
+      try {
+        v = JSON.parse(decoder.decode(records[k].entry));
+      } catch {
+        throw new RangeError(`stored audit entry ${records[k].idx} is not UTF-8 JSON`);
+      }
+      // only these entries change what is replayed; others are not validated here (as in `replay`,
+      // an entry that fails the schema is skipped)
+      return typeof v === 'object' && v !== null && REPLAYED.has(String((v as { type?: unknown }).type)) ? v : null;
+    }, clock);
+  }
+
+  private static replayParsed(policy: Policy, writer: AuditWriter, entryAt: (k: number) => unknown, clock?: () => number): AuditRecorder {
+    const rec = new AuditRecorder(policy, writer, clock);
+    const n = writer.written().length;
     let params = rec.params;
-    for (const p of parsed) {
-      const c = checkEntry(p.entry);
+    for (let k = 0; k < n; k++) {
+      const v = entryAt(k);
+      if (v === null) continue;
+      const c = checkEntry(v);
       if (!c.ok) continue;
       const e = c.entry;
       if (e.type === 'round-started') {
@@ -152,3 +181,5 @@ export class AuditRecorder {
     return rec;
   }
 }
+
+const REPLAYED = new Set(['round-started', 'round-phase', 'round-completed', 'round-aborted']);

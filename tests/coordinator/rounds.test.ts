@@ -263,12 +263,14 @@ describe('a storage failure while a phase closes', () => {
       await parties[0].phase('AdvertiseKeys', st.runId, 1, new Uint8Array([1]));
       await parties[1].phase('AdvertiseKeys', st.runId, 1, new Uint8Array([1]));
 
-      // the store refuses the phase change once, then the abort once (a transient lock)
+      // the store refuses the phase change once, then the abort twice (a transient lock): two
+      // failed attempts to store ONE abort are one aborted round, not three (maxConsecutiveAborts
+      // is 3: counting each attempt aborted the whole run)
       const repo = coord.ctx.repo;
       const busy = () => Promise.reject(Object.assign(new Error('SQLITE_BUSY: database is locked'), { code: 'SQLITE_BUSY' }));
       const { setRoundPhase, abortRound } = repo;
       let phaseFailures = 1;
-      let abortFailures = 1;
+      let abortFailures = 2;
       repo.setRoundPhase = ((...a: Parameters<typeof setRoundPhase>) => (phaseFailures-- > 0 ? busy() : setRoundPhase.apply(repo, a))) as typeof setRoundPhase;
       repo.abortRound = ((...a: Parameters<typeof abortRound>) => (abortFailures-- > 0 ? busy() : abortRound.apply(repo, a))) as typeof abortRound;
 
@@ -279,9 +281,13 @@ describe('a storage failure while a phase closes', () => {
       // meanwhile the round takes no message for the phase the protocol moved to
       await expect(parties[0].phase('ShareKeys', st.runId, 1, new Uint8Array([2]))).rejects.toMatchObject({ code: 9 });
 
+      expect(timers.fire()).toBe(1); // the second attempt fails too
+      await until('the second failed abort is logged', () => logs.filter((l) => /the abort could not be stored either/.test(l)).length === 2);
+      expect(timers.count).toBe(1);
       expect(timers.fire()).toBe(1);
       const ab = await streams[0].next((e) => e.kind === EventKind.EVENT_KIND_ROUND_ABORTED && e.round === 1);
       expect(ab.abortReason).toMatch(/coordinator storage failed closing phase advertise: SQLITE_BUSY/);
+      expect(ab.abortReason).not.toMatch(/consecutive aborted rounds/);
       const retry = await streams[0].next((e) => e.kind === EventKind.EVENT_KIND_PHASE_STARTED && e.round === 2);
       expect(retry.phase).toBe(Phase.PHASE_ADVERTISE_KEYS);
       expect(retry.modelVersion).toBe(ab.modelVersion); // same base model

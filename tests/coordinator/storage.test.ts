@@ -1,9 +1,10 @@
-import { sodiumReady } from '../../shared/crypto/sodium';
+import { sodium, sodiumReady } from '../../shared/crypto/sodium';
 import { ed25519Keygen } from '../../shared/crypto/sign';
 import { coordinatorSealer, verifyAuditChain } from '../../coordinator/audit/log';
 import { migrate, MIGRATIONS, MigrationError } from '../../coordinator/storage/migrations';
 import { ConflictError, Repository } from '../../coordinator/storage/repository';
-import { backends, PG_URL, requirePgInCi } from './helpers/db';
+import { SqliteDriver } from '../../coordinator/storage/sql';
+import { backends, PG_URL, requirePgInCi, sqliteBackend } from './helpers/db';
 
 beforeAll(async () => {
   await sodiumReady();
@@ -40,6 +41,24 @@ for (const backend of backends()) {
         await db.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [999, 'from the future', 1]);
         await expect(migrate(db)).rejects.toThrow(MigrationError);
         await expect(migrate(db)).rejects.toThrow(/migration 999/);
+      } finally {
+        await db.close();
+      }
+    });
+
+    test('a store whose tables exist without schema_migrations (restored without it) is refused with what to do, and left as it was', async () => {
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        await db.execScript('DROP TABLE schema_migrations');
+        // before: the driver's "table participants already exists" (or "relation ... already exists")
+        await expect(migrate(db)).rejects.toThrow(MigrationError);
+        await expect(migrate(db)).rejects.toThrow(/has the coordinator's tables \(audit_log, model_versions, participants, policies, rounds, runs, tokens\) but no record of their migrations \(table schema_migrations is missing\).*nothing was changed\. Restore schema_migrations from the same backup/);
+        await db.execScript('CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
+        await expect(migrate(db)).rejects.toThrow(/table schema_migrations is empty/);
+        await db.execScript('DROP TABLE schema_migrations');
+        await expect(db.query('SELECT COUNT(*) AS n FROM participants')).resolves.toEqual([{ n: 0 }]);
+        await expect(db.query('SELECT 1 FROM schema_migrations')).rejects.toThrow(); // not re-created
       } finally {
         await db.close();
       }
@@ -101,13 +120,13 @@ for (const backend of backends()) {
         expect((await repo.roundRow('run-1', 3))?.baseModelVersion).toBe(2);
         expect((await repo.roundRow('run-1', 2))?.abortReason).toBe('too few survivors');
 
-        const r3 = await repo.completeRound({ runId: 'run-1', round: 3, model: { bytes: new Uint8Array([6]), hash: hash32(6) }, audit: {}, next: null, sealer });
+        const r3 = await repo.completeRound({ runId: 'run-1', round: 3, model: { bytes: new Uint8Array([6]), hash: sodium().crypto_generichash(32, new Uint8Array([6]), null) }, audit: {}, next: null, sealer });
         expect(r3).toEqual({ modelVersion: 3, nextRound: null });
         expect((await repo.run('run-1'))?.state).toBe('completed');
         const m3 = await repo.modelVersion(3);
         expect(m3?.parent).toBe(2);
         expect(m3?.bytes).toEqual(new Uint8Array([6]));
-        expect(m3?.hash).toEqual(hash32(6));
+        expect(m3?.hash).toEqual(sodium().crypto_generichash(32, new Uint8Array([6]), null));
 
         const entries = await repo.auditEntries();
         expect(entries.map((e) => JSON.parse(Buffer.from(e.entry).toString()).type)).toEqual([
@@ -263,3 +282,33 @@ for (const backend of backends()) {
     });
   });
 }
+
+describe('SQLite transaction errors', () => {
+  const backend = sqliteBackend();
+  afterAll(() => backend.cleanup());
+
+  test('a statement that fails inside transaction() after SQLite rolled back itself (SQLITE_FULL) surfaces as itself, and the store goes on', async () => {
+    const db = (await backend.open()) as SqliteDriver;
+    try {
+      await db.query('CREATE TABLE t (b BLOB)');
+      // "disk full": the connection may not grow the file past 2 more pages
+      const raw = (db as unknown as { db: { pragma(s: string, o?: { simple: boolean }): unknown } }).db;
+      raw.pragma(`max_page_count = ${Number(raw.pragma('page_count', { simple: true })) + 2}`);
+      const e = await db.transaction(async (tx) => tx.query('INSERT INTO t VALUES (?)', [new Uint8Array(100_000)])).then(() => null, (err: unknown) => err as Error & { code?: string });
+      // before: "cannot rollback - no transaction is active" from the ROLLBACK, hiding SQLITE_FULL
+      expect(e?.code).toBe('SQLITE_FULL');
+      expect(e?.message).toMatch(/full/);
+      raw.pragma('max_page_count = 1073741823');
+      await db.transaction(async (tx) => tx.query('INSERT INTO t VALUES (?)', [new Uint8Array(10)]));
+      expect(await db.query('SELECT COUNT(*) AS n FROM t')).toEqual([{ n: 1 }]);
+      // an ordinary failure still rolls back what the transaction wrote
+      await expect(db.transaction(async (tx) => {
+        await tx.query('INSERT INTO t VALUES (?)', [new Uint8Array(1)]);
+        throw new Error('boom');
+      })).rejects.toThrow('boom');
+      expect(await db.query('SELECT COUNT(*) AS n FROM t')).toEqual([{ n: 1 }]);
+    } finally {
+      await db.close();
+    }
+  });
+});
