@@ -11,6 +11,7 @@
  */
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Pool, PoolClient } from 'pg';
+import { randomInt } from 'node:crypto';
 
 export type Dialect = 'sqlite' | 'postgres';
 export type SqlValue = string | number | null | Uint8Array;
@@ -175,6 +176,9 @@ function pgArgs(params: SqlValue[]): unknown[] {
   return params.map((p) => (p instanceof Uint8Array && !Buffer.isBuffer(p) ? Buffer.from(p.buffer, p.byteOffset, p.byteLength) : p));
 }
 
+/** Repeats of a PostgreSQL transaction refused for a serialization failure or a deadlock. */
+export const SERIALIZATION_RETRIES = 4;
+
 export class PostgresDriver implements SqlDriver {
   readonly dialect = 'postgres' as const;
   readonly description: string;
@@ -225,7 +229,28 @@ export class PostgresDriver implements SqlDriver {
     }
   }
 
+  /**
+   * Runs `fn` in one SERIALIZABLE transaction. PostgreSQL may refuse to commit (or to go on with) a
+   * serializable transaction that raced another one: SQLSTATE 40001 (serialization failure) or 40P01
+   * (deadlock). Nothing of it is stored then, and the documented remedy is to run it again, so `fn`
+   * is run again from the start (up to SERIALIZATION_RETRIES more times, after a short random wait);
+   * it then sees the other transaction's outcome (e.g. a token the other one revoked). Records an
+   * AuditEmitter produced in the failed attempt are not reused: the repeated attempt's records no
+   * longer continue the stored chain and are refused (ConflictError), so an audit writer resyncs.
+   */
   async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.transactionOnce(fn);
+      } catch (e) {
+        const code = (e as { code?: unknown }).code;
+        if ((code !== '40001' && code !== '40P01') || attempt >= SERIALIZATION_RETRIES) throw e;
+        await new Promise((r) => setTimeout(r, randomInt(5, 25) * (attempt + 1)));
+      }
+    }
+  }
+
+  private async transactionOnce<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     const client: PoolClient = await this.pool.connect();
     let open = true;
     const tx: SqlExecutor = {
