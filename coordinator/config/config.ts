@@ -99,8 +99,8 @@ export const configSchema = z
          * a node's host or network gone) ends its streams and frees their slots within about
          * keepaliveMs + keepaliveTimeoutMs, instead of holding them until grpc.streamIdleMs
          */
-        keepaliveMs: z.number().int().min(100).max(3_600_000).default(20_000),
-        keepaliveTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+        keepaliveMs: z.number().int().min(100).max(3_600_000).default(30_000),
+        keepaliveTimeoutMs: z.number().int().min(100).max(600_000).default(20_000),
       })
       .strict(),
     /**

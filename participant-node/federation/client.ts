@@ -131,8 +131,8 @@ export interface JoinOptions {
   keepalive?: { timeMs: number; timeoutMs: number };
 }
 
-/** Default JoinOptions.keepalive: half-open connections found within about 30 s. */
-export const KEEPALIVE = { timeMs: 20_000, timeoutMs: 10_000 } as const;
+/** Default JoinOptions.keepalive: half-open connections found within about 50 s; a node busy for up to 20 s without turning its event loop still answers in time. */
+export const KEEPALIVE = { timeMs: 30_000, timeoutMs: 20_000 } as const;
 
 /** Waits before the 1st, 2nd and 3rd resend of a masked input whose upload ended in a RESEND_CODES status. */
 export const UPLOAD_RETRY_DELAYS_MS: readonly number[] = [500, 1000, 2000];

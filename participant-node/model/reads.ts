@@ -109,10 +109,42 @@ export function readMode(): ReadMode {
   return m ?? probeReadMode().mode;
 }
 
+/** How long `run`'s synchronous driver may hold the event loop before it lets it turn (ms). */
+export const SYNC_SLICE_MS = 50;
+
 /**
- * Runs `g` with the driver the active backend allows: `runSync` where synchronous reads work, else
- * `runAsync`. Errors (also from the synchronous driver) reject the promise.
+ * Reads with `dataSync()` like `runSync` (the same values, the same numbers), but lets the event
+ * loop turn (setImmediate) whenever `sliceMs` have passed since it last did. A round's update is one
+ * generator that computes for seconds to minutes; driven in one go, it held the node's event loop
+ * that long, so nothing else ran: no gRPC frame was read or answered, and the coordinator's
+ * keepalive PING went unanswered and the connection was dropped mid-round (seen in the demo: a
+ * 12-17 s local update, a 10 s keepalive timeout).
+ */
+export async function runSyncSliced<R>(g: Reads<R>, sliceMs = SYNC_SLICE_MS): Promise<R> {
+  let last = Date.now();
+  let step = g.next();
+  while (!step.done) {
+    let vals: Float32Array[];
+    try {
+      vals = step.value.map((t) => t.dataSync() as Float32Array);
+    } catch (e) {
+      step = g.throw(e);
+      continue;
+    }
+    step = g.next(vals);
+    if (Date.now() - last >= sliceMs) {
+      await new Promise((r) => setImmediate(r));
+      last = Date.now();
+    }
+  }
+  return step.value;
+}
+
+/**
+ * Runs `g` with the driver the active backend allows: synchronous reads where they work (in slices,
+ * `runSyncSliced`, so the event loop keeps turning), else `runAsync`. Errors (also from the
+ * synchronous driver) reject the promise.
  */
 export async function run<R>(g: Reads<R>): Promise<R> {
-  return readMode() === 'sync' ? runSync(g) : runAsync(g);
+  return readMode() === 'sync' ? runSyncSliced(g) : runAsync(g);
 }

@@ -39,7 +39,7 @@ describe('coordinator config validation (fail fast, readable)', () => {
     expect(c.grpc.maxChunkBytes).toBe(1024 * 1024);
     expect(c.grpc.streamIdleMs).toBe(60_000);
     expect(c.grpc.maxDownloadsPerParty).toBe(4);
-    expect([c.grpc.keepaliveMs, c.grpc.keepaliveTimeoutMs]).toEqual([20_000, 10_000]);
+    expect([c.grpc.keepaliveMs, c.grpc.keepaliveTimeoutMs]).toEqual([30_000, 20_000]);
     expect(c.storage.dataDir).toBe(path.join(dir, 'data'));
     expect(c.storage.databaseUrl).toBeUndefined();
     expect(c.rounds.maxConsecutiveAborts).toBe(3);

@@ -8,7 +8,7 @@
  * compares every number with the same calls on cpu.
  */
 import * as tf from '@tensorflow/tfjs';
-import { readMode, run, runAsync, runSync, type Reads } from '../../../participant-node/model/reads';
+import { readMode, run, runAsync, runSync, runSyncSliced, type Reads } from '../../../participant-node/model/reads';
 import { TwoTowerModel } from '../../../participant-node/model/twotower';
 import { clippedUserGradientSumReads, DpSgdTrainer, type UserExamples } from '../../../participant-node/model/dpsgd';
 import { domainIndex, encodeFeatures, leaveOneOutSplit, trainEpochs, type TrainResult } from '../../../participant-node/model/train';
@@ -94,6 +94,54 @@ describe('reads: sync and async drivers of one computation', () => {
     expect(l1).toEqual(['cleaned']);
     expect(l2).toEqual(['cleaned']);
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('the synchronous driver of run() lets the event loop turn', () => {
+  /** `n` reads, each after `busyMs` of computation that holds the thread (as a training step does) */
+  function* busy(n: number, busyMs: number, seen: () => boolean, log: boolean[]): Reads<number> {
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const until = Date.now() + busyMs;
+      while (Date.now() < until) sum += 0; // holds the thread
+      const t = tf.scalar(i);
+      try {
+        const [v] = yield [t];
+        sum += v[0];
+      } finally {
+        t.dispose();
+      }
+      log.push(seen());
+    }
+    return sum;
+  }
+
+  test("runSyncSliced gives runSync's result, and an I/O callback queued before it runs while it computes", async () => {
+    let ran = false;
+    setImmediate(() => (ran = true));
+    const log: boolean[] = [];
+    // 6 reads, 30 ms of computation before each: 180 ms in all, several 50 ms slices
+    expect(await runSyncSliced(busy(6, 30, () => ran, log), 50)).toBe(15);
+    expect(log[log.length - 1]).toBe(true); // the callback ran before the computation ended
+    expect(log[0]).toBe(false); // ... and not before the first slice was used up
+
+    // runSync holds the loop for the whole computation: the callback waits
+    let ran2 = false;
+    setImmediate(() => (ran2 = true));
+    const log2: boolean[] = [];
+    expect(runSync(busy(6, 30, () => ran2, log2))).toBe(15);
+    expect(log2.every((x) => !x)).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(ran2).toBe(true);
+  });
+
+  test('run() on a backend with synchronous reads uses the sliced driver', async () => {
+    expect(readMode()).toBe('sync');
+    let ran = false;
+    setImmediate(() => (ran = true));
+    const log: boolean[] = [];
+    expect(await run(busy(4, 30, () => ran, log))).toBe(6);
+    expect(log[log.length - 1]).toBe(true);
   });
 });
 
