@@ -14,7 +14,7 @@
  * name): missing or duplicate column, two fields mapped to one column, unknown feature value, a
  * control character in an id or value, non-numeric or out-of-range timestamp, duplicate id,
  * interaction for an unknown user or item, empty file, malformed CSV, a record over 1 MiB. Values
- * quoted in messages are escaped (\x1b, \u202e, ...) and cut to 80 characters. Up to `maxErrors` (20) are collected, then
+ * quoted in messages are escaped (\u001b, \u202e, ...: shared/util/text.ts forTerminal) and cut to 80 characters. Up to `maxErrors` (20) are collected, then
  * the import stops; nothing is stored if there was any error (exit code 2).
  *
  * The stored interactions are sorted by (user, timestamp, item) and exact repeats (same user, item
@@ -34,6 +34,7 @@ import { readNodeInfo } from '../identity';
 import type { ItemRecord, NodeDataset, UserRecord } from './dataset';
 import { storeDataset } from './store';
 import { formatZodIssues } from '../../shared/util/zod-issues';
+import { forTerminal } from '../../shared/util/text';
 
 export const USER_FIELDS = ['id', 'age_band', 'region', 'life_stage', 'interests'] as const;
 export const ITEM_FIELDS = ['id', 'provider', 'domain', 'price_band', 'topics'] as const;
@@ -133,20 +134,10 @@ export const MAX_TIMESTAMP = 253_402_300_799;
 
 /** C0/C1 control characters and DEL: never part of an id or a feature value. */
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-/** Characters a message must not print raw: controls, line/paragraph separators, bidi controls. */
-const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-const escapeChar = (ch: string): string => {
-  const c = ch.charCodeAt(0);
-  return c <= 0xff ? `\\x${c.toString(16).padStart(2, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
-};
-/** Escapes characters a terminal would act on (ESC sequences, newlines, bidi overrides) as \xNN / \uNNNN. */
-export function escapeUnprintable(text: string): string {
-  return text.replace(UNPRINTABLE, escapeChar);
-}
 /** An input value as quoted in a message: escaped, and cut to 80 characters. */
 function q(value: string): string {
   const cut = value.length > 80 ? `${value.slice(0, 80)}...(${value.length} characters)` : value;
-  return `"${escapeUnprintable(cut)}"`;
+  return `"${forTerminal(cut)}"`;
 }
 
 class ErrorLog {
@@ -155,7 +146,7 @@ class ErrorLog {
   constructor(private readonly max: number) {}
   add(file: string, line: number, column: number, message: string): void {
     // every value quoted from the input is escaped by q(); this also covers file names and parser text
-    this.list.push(escapeUnprintable(`${file}:${line}:${column}: ${message}`));
+    this.list.push(forTerminal(`${file}:${line}:${column}: ${message}`));
     if (this.list.length >= this.max) {
       this.truncated = true;
       throw new TooManyErrors();
@@ -428,7 +419,7 @@ export async function importCsv(opts: ImportOptions): Promise<ImportReport> {
   const noControl = (file: string, row: Row, col: number, header: string[], what: string, value: string): boolean => {
     const m = CONTROL.exec(value);
     if (!m) return true;
-    log.add(file, row.line, col + 1, `(${header[col]}) ${what} ${q(value)} contains the control character ${escapeUnprintable(m[0])} (at character ${m.index + 1})`);
+    log.add(file, row.line, col + 1, `(${header[col]}) ${what} ${q(value)} contains the control character ${forTerminal(m[0])} (at character ${m.index + 1})`);
     return false;
   };
   const checkValue = (file: string, row: Row, col: number, header: string[], field: string, value: string, list: readonly string[]): boolean => {

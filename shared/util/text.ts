@@ -4,7 +4,7 @@
  *
  * Control characters: C0 (U+0000-U+001F: NUL, ESC, newline ...), DEL (U+007F), C1 (U+0080-U+009F,
  * e.g. the 8-bit CSI U+009B), the line and paragraph separators (U+2028, U+2029) and the bidi
- * embedding/override/isolate controls (U+202A-U+202E, U+2066-U+2069). Printed raw, they let the
+ * marks and embedding/override/isolate controls (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069). Printed raw, they let the
  * text move the cursor, hide what follows (ESC[8m), fake lines or reorder what is displayed.
  */
 
@@ -17,7 +17,7 @@ export const MAX_FREE_TEXT = 200;
  */
 export const MAX_LOGGED_TEXT = 256;
 
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 const CONTROL_ALL = new RegExp(CONTROL.source, 'g');
 
 const codePoint = (c: string): string => `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;

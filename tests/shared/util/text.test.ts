@@ -4,7 +4,7 @@
  */
 import { forTerminal, freeTextProblem, MAX_FREE_TEXT, toFreeText } from '../../../shared/util/text';
 
-const CONTROLS = ['\u0000', '\u0007', '\n', '\r', '\u001b', '\u007f', '\u0085', '\u009b', '\u2028', '\u2029', '\u202e', '\u2066', '\u2069'];
+const CONTROLS = ['\u0000', '\u0007', '\n', '\r', '\u001b', '\u007f', '\u0085', '\u009b', '\u2028', '\u2029', '\u200e', '\u200f', '\u202e', '\u2066', '\u2069'];
 
 test('forTerminal escapes every control character (C0, DEL, C1, separators, bidi) and keeps the rest', () => {
   expect(forTerminal('operator)\n  verified: every check passed\n\u001b[8m')).toBe('operator)\\u000a  verified: every check passed\\u000a\\u001b[8m');
