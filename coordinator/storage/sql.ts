@@ -62,6 +62,9 @@ function normalizeRow(row: Row): Row {
 
 // ------------------------------------------------------------------ SQLite
 
+/** How long a SQLite transaction waits for another process's write lock before SQLITE_BUSY (ms). */
+export const SQLITE_BUSY_WAIT_MS = 5000;
+
 export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite' as const;
   readonly description: string;
@@ -79,8 +82,30 @@ export class SqliteDriver implements SqlDriver {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
+    // a statement waits at most this long for another process's lock, blocking the thread; the wait
+    // for a transaction's write lock is done in `transaction`, without blocking (SQLITE_BUSY_WAIT_MS)
+    db.pragma('busy_timeout = 20');
     return new SqliteDriver(db, file);
+  }
+
+  /**
+   * Takes the write lock for a transaction (BEGIN IMMEDIATE). Another process holding the file
+   * (a backup tool, an operator's sqlite3 shell) makes it SQLITE_BUSY: tried again every 25 ms
+   * until SQLITE_BUSY_WAIT_MS have passed, then that error is thrown (the caller answers
+   * UNAVAILABLE). The waiting is asynchronous: with SQLite's own busy_timeout the whole
+   * coordinator (every call, every keepalive answer) stopped for the full wait.
+   */
+  private async begin(): Promise<void> {
+    const giveUp = Date.now() + SQLITE_BUSY_WAIT_MS;
+    for (;;) {
+      try {
+        this.db.exec('BEGIN IMMEDIATE');
+        return;
+      } catch (e) {
+        if ((e as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() >= giveUp) throw e;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
   }
 
   private run<T extends Row>(sql: string, params: SqlValue[]): T[] {
@@ -126,7 +151,7 @@ export class SqliteDriver implements SqlDriver {
       },
     };
     try {
-      this.db.exec('BEGIN IMMEDIATE');
+      await this.begin();
       try {
         const result = await fn(tx);
         this.db.exec('COMMIT');
