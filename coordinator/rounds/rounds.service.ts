@@ -139,6 +139,11 @@ interface ActiveRound {
    * completes or aborts.
    */
   maskDigests: Map<string, Uint8Array>;
+  /**
+   * The other phases' messages accepted in this round: BLAKE2b-256 of the payload and the ack's
+   * count, by `${phase}/${party}` (submitLocked: a byte-identical resend gets the same ack).
+   */
+  phaseDigests: Map<string, { digest: Uint8Array; accepted: number }>;
 }
 
 class Lock {
@@ -273,6 +278,7 @@ export class RoundsService {
       roster,
       baseModelVersion,
       maskDigests: new Map(),
+      phaseDigests: new Map(),
     };
     this.active = a;
     this.d.events.clearLatest();
@@ -682,6 +688,13 @@ export class RoundsService {
   }
 
   private async submitLocked(party: string, phase: RoundPhase, runId: string, round: number, payload: Uint8Array): Promise<{ accepted: number }> {
+    // A node whose answer was lost (connection cut, a storage outage answered UNAVAILABLE after the
+    // message went in) sends the same message again under a fresh header. The same bytes from the
+    // same party for a phase of the open round that already took them: the same ack, nothing
+    // changes (also once the round moved to a later phase). Other bytes: refused below as before.
+    const open = this.active;
+    const prior = phase !== 'mask' && open && open.runId === runId && open.round === round ? open.phaseDigests.get(`${phase}/${party}`) : undefined;
+    if (prior && Buffer.from(prior.digest).equals(Buffer.from(sodium().crypto_generichash(32, payload, null)))) return { accepted: prior.accepted };
     this.checkBinding(party, phase, runId, round);
     const a = this.active!;
     const r = phase === 'mask' ? await this.acceptMaskedInput(a, party, payload) : a.protocol.receive(party, phase, payload);
@@ -690,6 +703,7 @@ export class RoundsService {
     a.accepted.add(party);
     this.d.metrics.bytesReceived.inc({ kind: `phase-${phase}` }, payload.length);
     const accepted = a.accepted.size;
+    if (phase !== 'mask') a.phaseDigests.set(`${phase}/${party}`, { digest: sodium().crypto_generichash(32, payload, null), accepted });
     if (r.complete) {
       const key = `${a.runId}/${a.round}/${a.stage}`;
       setImmediate(() => void this.lock.run(() => this.closeIfCurrent(key, 'complete')).catch((e) => this.log(`closing phase failed: ${(e as Error).stack}`)));

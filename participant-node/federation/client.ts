@@ -547,6 +547,22 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     log(`round ${round}: model v${modelVersion} on ${line.users} sampled held-out users: HR@10 ${line['hr@10'].toFixed(4)} NDCG@10 ${line['ndcg@10'].toFixed(4)}`);
   };
 
+  /**
+   * Sends one phase message; the SAME bytes again (under a freshly signed header) after each of the
+   * upload waits while the call ends in a RESEND_CODES status: the coordinator could not store or
+   * reach its state (UNAVAILABLE "send the request again shortly") or the answer was lost. The
+   * coordinator answers a byte-identical resend of a message it already accepted with the same
+   * acknowledgement and changes nothing (RoundsService.submit), so the party keeps its round either
+   * way; the secure-aggregation client produced the message once.
+   */
+  const sendPhase = (method: 'AdvertiseKeys' | 'ShareKeys' | 'ConsistencyCheck' | 'Unmasking', runId: string, round: number, payload: Uint8Array) =>
+    uploadWithRetry(
+      () => fc.phase(method, runId, round, payload),
+      opts.uploadRetryDelaysMs ?? UPLOAD_RETRY_DELAYS_MS,
+      (attempt, err, wait) => log(`round ${round}: ${method} not accepted (${grpc.status[err.code]}: ${err.details}); sending the same message again in ${wait} ms (attempt ${attempt + 1})`),
+      opts.signal,
+    );
+
   const handle = async (e: PhaseEvent): Promise<void> => {
     if (e.kind === EventKind.EVENT_KIND_HELLO) {
       log(`connected: run ${e.runId || '-'} round ${e.round} ${PHASE_NAME[e.phase] ?? ''}`);
@@ -641,14 +657,14 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
         coordinatorPublicKey: fc.coordinatorKey,
       });
       current = { runId: e.runId, round: e.round, client, encoded: up.encoded, charged: false };
-      await fc.phase('AdvertiseKeys', e.runId, e.round, encodeClientMessage(client.start()));
+      await sendPhase('AdvertiseKeys', e.runId, e.round, encodeClientMessage(client.start()));
       return;
     }
     if (!current || current.round !== e.round || current.runId !== e.runId) return; // not our round
     const st: RoundState = current;
     const msg = decodeServerMessage(e.payload);
     if (e.phase === Phase.PHASE_SHARE_KEYS) {
-      await fc.phase('ShareKeys', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
+      await sendPhase('ShareKeys', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
     } else if (e.phase === Phase.PHASE_MASKED_INPUT) {
       // a repeated masked-input event: this round's input was built, charged and sent once
       if (st.charged) return log(`round ${e.round}: masked input already sent for this round; a repeated masked-input event is ignored`);
@@ -669,9 +685,9 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
         const floor = noiseFloorViolation(policy, msg.survivors.length);
         if (floor) throw new UserError(`refusing to sign the survivor list of round ${e.round}: ${floor}`, 1);
       }
-      await fc.phase('ConsistencyCheck', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
+      await sendPhase('ConsistencyCheck', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
     } else if (e.phase === Phase.PHASE_UNMASKING) {
-      await fc.phase('Unmasking', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
+      await sendPhase('Unmasking', e.runId, e.round, encodeClientMessage(st.client.handle(msg)));
     }
   };
 

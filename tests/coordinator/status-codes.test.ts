@@ -92,12 +92,19 @@ describe('status codes of rejected requests (nothing stored, honest round comple
     // a message larger than any gRPC message may be
     await rejects(() => platform.phase('AdvertiseKeys', runId, 1, new Uint8Array(5 * 1024 * 1024)), status.RESOURCE_EXHAUSTED, /larger than max/);
 
-    // accepted once; the same signed request replayed, and a second fresh message, are refused
+    // accepted once; the same signed request replayed is refused, and so is a second, different
+    // message; the same message under a fresh header (a node resending after a lost answer) gets
+    // the same ack and changes nothing
     const body = PhaseMessageBody.encode({ header: insurer.header('AdvertiseKeys', runId, 1), payload }).finish();
     const signed = insurer.sign('AdvertiseKeys', body);
     expect((await insurer.rawPhase('AdvertiseKeys', signed)).accepted).toBe(1);
     await rejects(() => insurer.rawPhase('AdvertiseKeys', signed), status.ALREADY_EXISTS, /replayed request/);
-    await rejects(() => insurer.phase('AdvertiseKeys', runId, 1, payload), status.FAILED_PRECONDITION, /already sent its advertise message/);
+    await rejects(() => insurer.phase('AdvertiseKeys', runId, 1, new TextEncoder().encode('other keys')), status.FAILED_PRECONDITION, /already sent its advertise message/);
+    const countsBeforeResend = await counts();
+    const receivedBeforeResend = received();
+    expect((await insurer.phase('AdvertiseKeys', runId, 1, payload)).accepted).toBe(1);
+    expect(await counts()).toEqual(countsBeforeResend);
+    expect(received()).toBe(receivedBeforeResend);
 
     // unenrolled subscription
     const s = intruder.subscribe(coord.publicKey);
@@ -110,6 +117,15 @@ describe('status codes of rejected requests (nothing stored, honest round comple
       await Promise.all(parties.map((p) => p.phase(m, runId, 1, payload)));
     }
     await Promise.all(streams.map((st) => st.next((e) => e.phase === 4 && e.round === 1)));
+    // a resend that arrives after its phase closed (the round is in phase mask now): the same ack;
+    // other bytes for that phase: refused for the phase
+    const countsLate = await counts();
+    const receivedLate = received();
+    expect((await insurer.phase('AdvertiseKeys', runId, 1, payload)).accepted).toBe(1);
+    expect((await platform.phase('ShareKeys', runId, 1, payload)).accepted).toBeGreaterThanOrEqual(1);
+    expect(await counts()).toEqual(countsLate);
+    expect(received()).toBe(receivedLate);
+    await rejects(() => insurer.phase('AdvertiseKeys', runId, 1, new TextEncoder().encode('other keys')), status.FAILED_PRECONDITION, /is for phase advertise, round 1 is in phase mask/);
   });
 
   test('masked-input phase: wrong length, oversize chunk, tampered chunk, gaps, wrong announced sizes', async () => {

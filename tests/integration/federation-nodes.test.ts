@@ -5,7 +5,10 @@
  * upload, model adoption, privacy ledger). Round 1: insurer2 leaves when masked input opens; the
  * others complete. Round 2: the coordinator's storage refuses the insurer's first masked input
  * (a SQLite trigger: a real storage fault, answered UNAVAILABLE) and the node sends the same bytes
- * again (uploadWithRetry); the two survivors complete. Checks, computed here independently of
+ * again (uploadWithRetry); the two survivors complete. In round 1 the platform's first ShareKeys
+ * answer is lost on the way back (a client interceptor turns it into UNAVAILABLE after the
+ * coordinator took the message): the node sends the same message again and the coordinator answers
+ * the identical resend with the same ack, so the platform keeps its round. Checks, computed here independently of
  * the coordinator: each new global model = FedAvg(base, decoded sum of the survivors' encoded
  * vectors); the nodes adopted it; each node's ledger was charged before it uploaded.
  * Audit (issue 6): the log exported over the coordinator's HTTP audit API with an auditor token
@@ -13,6 +16,7 @@
  * verify`); a one-byte change fails at that entry; the operator token is refused by the audit API.
  */
 import * as fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { generateSynthetic } from '../../participant-node/data/generate';
@@ -40,6 +44,25 @@ import { parsePolicyYaml } from '../../shared/policy/schema';
 import { runCli as cli } from '../cli-run';
 
 const PARTIES = ['platform', 'insurer', 'insurer2'];
+
+/** Lets the first ShareKeys call reach the coordinator, then hands the caller UNAVAILABLE instead of its answer. */
+function loseFirstShareKeysAnswer(): grpc.Interceptor {
+  let lost = false;
+  return (options, nextCall) => {
+    const mine = !lost && options.method_definition.path.endsWith('/ShareKeys');
+    if (mine) lost = true;
+    return new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        next(metadata, {
+          // the answer is passed on (grpc-js holds the status until it is), then reported as lost
+          onReceiveStatus(status, nxt) {
+            nxt(mine && status.code === grpc.status.OK ? { ...status, code: grpc.status.UNAVAILABLE, details: 'answer lost on the way back (test)' } : status);
+          },
+        });
+      },
+    });
+  };
+}
 
 describe('three real nodes federate through the coordinator', () => {
   const fx = realCoordinator(PARTIES);
@@ -80,8 +103,10 @@ describe('three real nodes federate through the coordinator', () => {
         holdout: 'last',
         signal: p === 'insurer2' ? leaver.signal : undefined,
         uploadRetryDelaysMs: [1000],
+        grpcClient: p === 'platform' ? { interceptors: [loseFirstShareKeysAnswer()] } : undefined,
         log: (line) => {
           nodeLogs[p].push(line);
+          if (process.env.FB_DEBUG) process.stderr.write(`[${p}] ${line}\n`);
           if (p === 'insurer' && line.includes('masked input not accepted (UNAVAILABLE')) {
             resends.push(line);
             dropped ??= db.query('DROP TRIGGER fault_insurer_r2');
@@ -109,6 +134,8 @@ describe('three real nodes federate through the coordinator', () => {
     // round 2 trains from the model adopted after round 1, whose hash matched the signed ROUND_COMPLETED (no second download)
     const v1 = plat.rounds[0].modelVersion;
     for (const p of ['platform', 'insurer']) expect(nodeLogs[p]).toContain(`round 2: starts from model v${v1}, adopted after the last round (its hash as signed)`);
+    // the platform's lost ShareKeys answer: the same message sent again, acknowledged, the round kept
+    expect(nodeLogs.platform.filter((l) => l.includes('not accepted'))).toEqual([expect.stringMatching(/^round 1: ShareKeys not accepted \(UNAVAILABLE: answer lost on the way back \(test\)\); sending the same message again in 1000 ms \(attempt 2\)$/)]);
     // the fault happened (once), the resend was stored: round 2 completed with the insurer in it
     await dropped;
     expect(resends).toEqual([expect.stringMatching(/^round 2: masked input not accepted \(UNAVAILABLE: the coordinator could not store the masked input of "insurer" for round 2; .*send it again\); sending the same bytes again in 1000 ms \(attempt 2\)$/)]);
