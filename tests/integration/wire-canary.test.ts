@@ -12,9 +12,10 @@
  *    canary, then imported by `node import`;
  *  - feature values: the user and item feature vocabularies are closed (import rejects an unknown
  *    value) and the catalogue is shared public data, so the only party-controlled values are the
- *    interaction timestamps (any non-negative decimal number is accepted). One interaction of each
- *    renamed user gets the decimal of a 16-byte canary (39 digits) as its timestamp; searched as
- *    that text, the raw canary, the float64 the node stores (both byte orders) and its JS text;
+ *    interaction timestamps (non-negative whole seconds up to 253402300799). One interaction of
+ *    each renamed user gets a random timestamp in [10^11, 253402300799] (12 digits, about 37 random
+ *    bits); searched as that text, its uint64, the float64 the node stores (both byte orders) and
+ *    its JS text;
  *  - private embedding rows e_u: the model `joinFederation` builds (TwoTowerModel.forPolicy; the
  *    node does not read a saved model at join, so a spy on that factory is the hook, no product
  *    change) gets canary rows for the renamed users and the first and last user: each 16-byte half
@@ -52,6 +53,7 @@ import { signPolicyHash } from '../../shared/policy/sign';
 import { sharedParameterLayout } from '../../shared/model/layout';
 import { initSharedParams } from '../../shared/model/init';
 import { randomBytes } from '../../shared/crypto/sodium';
+import { randomInt } from 'node:crypto';
 import { operator, startRun, unary } from '../coordinator/helpers/harness';
 import { realCoordinator } from '../coordinator/helpers/fixture';
 import { BODY_OF, countingInterceptor, encodingsOf, NeedleSearch, protoRoot, tapChannelFactory, walkFields, type WireLog } from './wire-tap';
@@ -109,8 +111,12 @@ function rewriteCsv(dir: string, c: PartyCanaries): void {
     r[0] = id;
     if (!stamped.has(id)) {
       stamped.add(id);
-      const canary = randomBytes(16);
-      const decimal = BigInt('0x' + Buffer.from(canary).toString('hex')).toString(10);
+      // the import takes timestamps up to 253402300799 (9999-12-31 in unix seconds): a random one
+      // in [10^11, that bound] (about 37 random bits, 12 digits), its raw form the uint64 big-endian
+      const value = 100_000_000_000 + randomInt(0, 253_402_300_799 - 100_000_000_000 + 1);
+      const canary = Buffer.alloc(8);
+      canary.writeBigUInt64BE(BigInt(value));
+      const decimal = String(value);
       r[2] = decimal;
       c.timestamps.push({ decimal, canary });
     }
