@@ -21,7 +21,7 @@ export class ModelAccess {
   private readonly byVersion = new Map<number, Promise<Pinned | null>>();
 
   constructor(
-    private readonly repo: Pick<Repository, 'run' | 'policySignatures' | 'db'>,
+    private readonly repo: Pick<Repository, 'run' | 'policySignatures' | 'runStartingFrom'>,
     private readonly keep = 256,
   ) {}
 
@@ -46,13 +46,9 @@ export class ModelAccess {
   }
 
   private async lookup(model: ModelVersionRow): Promise<Pinned | null> {
-    let runId = model.runId;
-    if (runId === null) {
-      // the initial model of a run: the one run whose first round starts from it
-      const rows = await this.repo.db.query('SELECT run_id FROM rounds WHERE round = 1 AND base_model_version = ?', [model.version]);
-      if (!rows.length) return null;
-      runId = String(rows[0].run_id);
-    }
+    // a run's initial model has no run_id: the one run whose first round starts from it
+    const runId = model.runId ?? (await this.repo.runStartingFrom(model.version));
+    if (runId === null) return null;
     const run = await this.repo.run(runId);
     if (!run) return null;
     // the policy's parties under their pinned keys: the signatures stored with it (one per party)

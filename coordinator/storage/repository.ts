@@ -372,6 +372,12 @@ export class Repository {
     return rows.length ? run(rows[0]) : null;
   }
 
+  /** The run whose first round starts from model version `version` (a run's initial model), or null. */
+  async runStartingFrom(version: number): Promise<string | null> {
+    const rows = await this.db.query('SELECT run_id FROM rounds WHERE round = 1 AND base_model_version = ?', [version]);
+    return rows.length ? String(rows[0].run_id) : null;
+  }
+
   async latestRun(): Promise<RunRow | null> {
     const rows = await this.db.query('SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT 1');
     return rows.length ? run(rows[0]) : null;
