@@ -54,13 +54,16 @@ const SOCKET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT'
  * verdict on the request, so the party is told UNAVAILABLE (send it again), not INTERNAL.
  */
 export function storageUnavailable(e: unknown): string | null {
-  if (!(e instanceof Error)) return null;
+  // duck-typed, not `instanceof Error`: better-sqlite3's native addon keeps the SqliteError class of
+  // the first JS realm that loaded it (one per jest test file), so its errors need not be instances
+  // of this realm's Error (a busy store was answered INTERNAL in CI for exactly that reason)
+  if (typeof e !== 'object' || e === null || typeof (e as { message?: unknown }).message !== 'string') return null;
   const code = String((e as { code?: unknown }).code ?? '');
   if (/^SQLITE_(BUSY|IOERR|FULL|LOCKED)/.test(code)) return code; // better-sqlite3: SQLITE_IOERR_WRITE etc.
   if (/^08[0-9A-Z]{3}$/.test(code) || /^57P0[123]$/.test(code) || code === '53300') return `PostgreSQL ${code}`; // connection exception; admin/crash shutdown, cannot connect now; too many connections
   if (SOCKET_CODES.has(code)) return code;
   // pg: a connection that ended under a query (no code)
-  if (/^Connection terminated|^Client has encountered a connection error|^Connection terminated unexpectedly|timeout exceeded when trying to connect/.test(e.message)) return 'connection to PostgreSQL lost';
+  if (/^Connection terminated|^Client has encountered a connection error|^Connection terminated unexpectedly|timeout exceeded when trying to connect/.test((e as { message: string }).message)) return 'connection to PostgreSQL lost';
   return null;
 }
 

@@ -5,6 +5,7 @@
  * connection; a real PostgreSQL session ended by the server while it runs a query.
  */
 import * as path from 'node:path';
+import * as vm from 'node:vm';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { ed25519Keygen } from '../../shared/crypto/sign';
@@ -81,4 +82,12 @@ if (PG_URL) test('PostgreSQL: a query whose session the server ends maps to UNAV
     await db.close();
     await admin.close();
   }
+});
+
+test('an outage error from another JS realm (better-sqlite3 keeps the error class of the realm that first loaded it) is still UNAVAILABLE', () => {
+  // what the SQLite driver throws when another jest test file loaded better-sqlite3 first: an Error of another realm
+  const foreign = vm.runInNewContext(`Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' })`) as { message: string };
+  expect(foreign instanceof Error).toBe(false);
+  expect(toStatusError(foreign).code).toBe(status.UNAVAILABLE); // before: INTERNAL
+  expect(toStatusError(vm.runInNewContext(`new Error('syntax error')`)).code).toBe(status.INTERNAL);
 });
