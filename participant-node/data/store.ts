@@ -67,7 +67,8 @@ function assertLittleEndian(): void {
   if (os.endianness() !== 'LE') throw new Error('the dataset store assumes a little-endian host');
 }
 
-function sha256(buf: Uint8Array): string {
+/** SHA-256 of a stored file's bytes, hex (the dataset's and the model's meta.json record these). */
+export function sha256(buf: Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 

@@ -119,7 +119,7 @@ export interface JoinOptions {
    * credentials, target and channel options are still used. Default: none.
    */
   grpcClient?: Pick<grpc.ClientOptions, 'interceptors' | 'channelFactoryOverride'>;
-  /** waits before each resend of a masked input whose upload ended in a RESEND_CODES status (default UPLOAD_RETRY_DELAYS_MS) */
+  /** waits before each resend of a masked input or a phase message whose call ended in a RESEND_CODES status (default UPLOAD_RETRY_DELAYS_MS) */
   uploadRetryDelaysMs?: readonly number[];
   /**
    * HTTP/2 keepalive of the connection to the coordinator (default KEEPALIVE): a PING every

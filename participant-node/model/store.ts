@@ -13,7 +13,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHash } from 'node:crypto';
+import { sha256 } from '../data/store';
 import { UserError } from '../../shared/cli/errors';
 import type { ModelConfig } from '../../shared/model/layout';
 import type { Vocabularies } from '../../shared/data/vocab';
@@ -41,9 +41,6 @@ const MODEL_FILES = ['shared.f32', 'user_embedding.f32', 'users.json'] as const;
 const STAGING_PREFIX = '.model-staging-';
 const RETRAIN = "retrain it ('fedbridge node train-local') or run the federation again";
 
-function sha256(buf: Uint8Array): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
 
 export function modelDir(dataDir: string): string {
   return path.join(dataDir, 'model');
