@@ -3,7 +3,9 @@
  *
  *   score(u, i) = sigmoid( <f(x_u) + e_u, g(x_i) + e_i> + b_i )
  *
- * f, g: two-layer MLPs over the shared feature vocabularies (tfjs variables, dense Adam).
+ * f, g: two-layer MLPs over the shared feature vocabularies (tfjs variables for the forward and
+ * backward pass; dense Adam on the CPU over master copies, `DenseAdam`, the same float32 arithmetic as
+ * tf.train.adam, so the weights equal what tf.train.adam gives on the cpu and wasm backends).
  * e_i, b_i: item embedding and bias (shared). e_u: per-user embedding (PRIVATE, never in the
  * shared list, never serialised into an update).
  *
@@ -124,6 +126,83 @@ export class LazyAdam {
 }
 
 /**
+ * Dense Adam over Float32Arrays on the CPU, with EXACTLY the float32 arithmetic of tfjs 4.22's
+ * `tf.train.adam` (tfjs-core optimizers/adam_optimizer.ts) as the cpu backend runs it, op by op, each
+ * result rounded to float32 (f = Math.fround; every JS number reaches a kernel as a float32 scalar):
+ *
+ *   state: accBeta1 = f(b1), accBeta2 = f(b2), per variable m = v = 0
+ *   step:  c1 = f(1 - accBeta1), c2 = f(1 - accBeta2)
+ *          per element, for each variable in order:
+ *            m' = f( f(m * f(b1)) + f(g * f(1 - b1)) )
+ *            v' = f( f(v * f(b2)) + f( f(g * g) * f(1 - b2) ) )
+ *            w' = f( f( f( f(m' / c1) / f( f(sqrt(f(v' / c2))) + f(eps) ) ) * f(-lr) ) + w )
+ *          then accBeta1 = f(accBeta1 * f(b1)), accBeta2 = f(accBeta2 * f(b2))
+ *
+ * (+, -, *, / and sqrt of float32 values computed in double and rounded once equal the float32
+ * operations, so the wasm backend's kernels give the same bits.) Why not tf.train.adam: on a GPU
+ * backend its ~13 kernels per variable were most of a training step (about 0.8 ms each on WebGPU
+ * over Dawn, `npm run bench -- gpu-latency`), for about 10,000 tower weights whose gradients the
+ * step has already read back to the CPU. tests/participant-node/model/gradients.test.ts checks the
+ * bits against tf.train.adam.
+ */
+export class DenseAdam {
+  private readonly b1: number;
+  private readonly b2: number;
+  private readonly omb1: number;
+  private readonly omb2: number;
+  private readonly eps: number;
+  private readonly negLr: number;
+  private accBeta1: number;
+  private accBeta2: number;
+  private readonly moments = new Map<string, { m: Float32Array; v: Float32Array }>();
+
+  constructor(lr: number, b1 = 0.9, b2 = 0.999, eps = 1e-7) {
+    const f = Math.fround;
+    this.b1 = f(b1);
+    this.b2 = f(b2);
+    this.omb1 = f(1 - b1);
+    this.omb2 = f(1 - b2);
+    this.eps = f(eps);
+    this.negLr = f(-lr);
+    this.accBeta1 = this.b1;
+    this.accBeta2 = this.b2;
+  }
+
+  reset(): void {
+    this.moments.clear();
+    this.accBeta1 = this.b1;
+    this.accBeta2 = this.b2;
+  }
+
+  /** One step: updates each `w` in place from its `g` (equal lengths), in the order given. */
+  apply(params: ReadonlyArray<{ name: string; w: Float32Array; g: Float32Array }>): void {
+    const f = Math.fround;
+    const { b1, b2, omb1, omb2, eps, negLr } = this;
+    const c1 = f(1 - this.accBeta1);
+    const c2 = f(1 - this.accBeta2);
+    for (const { name, w, g } of params) {
+      if (g.length !== w.length) throw new RangeError(`gradient of "${name}" has length ${g.length}, the weights ${w.length}`);
+      const st = this.moments.get(name);
+      if (st && st.m.length !== w.length) throw new RangeError(`"${name}" changed length from ${st.m.length} to ${w.length}`);
+    }
+    for (const { name, w, g } of params) {
+      let st = this.moments.get(name);
+      if (!st) this.moments.set(name, (st = { m: new Float32Array(w.length), v: new Float32Array(w.length) }));
+      const { m, v } = st;
+      for (let j = 0; j < w.length; j++) {
+        const gj = g[j];
+        const mj = (m[j] = f(f(m[j] * b1) + f(gj * omb1)));
+        const vj = (v[j] = f(f(v[j] * b2) + f(f(gj * gj) * omb2)));
+        const den = f(f(Math.sqrt(f(vj / c2))) + eps);
+        w[j] = f(f(f(f(mj / c1) / den) * negLr) + w[j]);
+      }
+    }
+    this.accBeta1 = f(this.accBeta1 * b1);
+    this.accBeta2 = f(this.accBeta2 * b2);
+  }
+}
+
+/**
  * Sums per-example rows into unique rows: out[row(idx[j])] += vals[j]. Exact (the same additions, in
  * example order, that a dense scatter would do).
  */
@@ -160,7 +239,9 @@ export class TwoTowerModel {
   /** PRIVATE per-user embedding [numUsers, d] */
   readonly userEmbedding: Float32Array;
   private readonly vars = new Map<string, tf.Variable>();
-  private towerOpt: tf.Optimizer;
+  /** master copies of the tower weights (the variables hold uploads of these), by layout name */
+  private readonly towerW = new Map<string, Float32Array>();
+  private readonly towerAdam: DenseAdam;
   private readonly adamItemEmb: LazyAdam;
   private readonly adamItemBias: LazyAdam;
   private readonly adamUserEmb: LazyAdam;
@@ -203,8 +284,10 @@ export class TwoTowerModel {
       };
       for (const name of TOWER_NAMES) {
         const [vals, shp] = init[name];
-        // the variable shares the tensor's data; the tensor itself is then dropped (else one leaks per variable)
-        const t = tf.tensor(vals, shp);
+        this.towerW.set(name, vals);
+        // the variable shares the tensor's data (a copy: the master copy changes in place); the tensor
+        // itself is then dropped (else one leaks per variable)
+        const t = tf.tensor(vals.slice(), shp);
         try {
           this.vars.set(name, tf.variable(t, true, `m${this.id}/${name}`));
         } finally {
@@ -212,7 +295,7 @@ export class TwoTowerModel {
         }
       }
     }
-    this.towerOpt = tf.train.adam(opts.learningRate, opts.beta1 ?? 0.9, opts.beta2 ?? 0.999, opts.epsilon ?? 1e-7);
+    this.towerAdam = new DenseAdam(opts.learningRate, opts.beta1 ?? 0.9, opts.beta2 ?? 0.999, opts.epsilon ?? 1e-7);
     this.adamItemEmb = new LazyAdam(numItems * d, opts.learningRate, opts.beta1, opts.beta2, opts.epsilon);
     this.adamItemBias = new LazyAdam(numItems, opts.learningRate, opts.beta1, opts.beta2, opts.epsilon);
     this.adamUserEmb = new LazyAdam(numUsers * d, opts.learningRate, opts.beta1, opts.beta2, opts.epsilon);
@@ -271,20 +354,27 @@ export class TwoTowerModel {
     return layoutSize(this.requireLayout());
   }
 
-  /** The shared parameters flattened in layout order (the vector secure aggregation sums). */
+  /**
+   * The shared parameters flattened in layout order (the vector secure aggregation sums). Every
+   * parameter has a CPU copy, so nothing is read from the backend; the generator form stays for
+   * callers that compose it.
+   */
   getSharedFlat(): Promise<Float32Array> {
     return run(this.sharedFlatReads());
   }
 
   *sharedFlatReads(): Reads<Float32Array> {
+    this.assertLive();
     const layout = this.requireLayout();
     const out = new Float32Array(layoutSize(layout));
-    const towers = layout.filter((p) => p.name !== 'item_embedding' && p.name !== 'item_bias');
-    const vals = towers.length ? yield towers.map((p) => this.vars.get(p.name)!) : [];
-    towers.forEach((p, k) => out.set(vals[k], p.offset));
     for (const p of layout) {
       if (p.name === 'item_embedding') out.set(this.itemEmbedding, p.offset);
       else if (p.name === 'item_bias') out.set(this.itemBias, p.offset);
+      else {
+        const w = this.towerW.get(p.name);
+        if (!w) throw new Error(`model has no variable for shared parameter "${p.name}"`);
+        out.set(w, p.offset);
+      }
     }
     return out;
   }
@@ -298,16 +388,22 @@ export class TwoTowerModel {
       if (p.name === 'item_embedding') this.itemEmbedding.set(view);
       else if (p.name === 'item_bias') this.itemBias.set(view);
       else {
-        const v = this.vars.get(p.name)!;
-        tf.tidy(() => v.assign(tf.tensor(view, p.shape)));
+        this.towerW.get(p.name)!.set(view);
+        this.upload(p.name);
       }
     }
   }
 
+  /** Writes the master copy of tower variable `name` into its tfjs variable (a copy of it). */
+  private upload(name: string): void {
+    const v = this.vars.get(name)!;
+    const w = this.towerW.get(name)!;
+    tf.tidy(() => v.assign(tf.tensor(w.slice(), v.shape)));
+  }
+
   /** Forgets optimizer state (each federated round starts local training afresh). */
   resetOptimizer(): void {
-    this.towerOpt.dispose();
-    this.towerOpt = tf.train.adam(this.opts.learningRate, this.opts.beta1 ?? 0.9, this.opts.beta2 ?? 0.999, this.opts.epsilon ?? 1e-7);
+    this.towerAdam.reset();
     this.adamItemEmb.reset();
     this.adamItemBias.reset();
     this.adamUserEmb.reset();
@@ -389,13 +485,13 @@ export class TwoTowerModel {
   applyGradients(g: Omit<BatchGradients, 'loss'>, opts: { updateUserEmbedding?: boolean; updateTowers?: boolean } = {}): void {
     this.assertLive();
     if (this.shape.towers && g.tower.size > 0 && opts.updateTowers !== false) {
-      const named: Record<string, tf.Tensor> = {};
-      for (const name of TOWER_NAMES) {
-        const v = this.vars.get(name)!;
-        named[v.name] = tf.tensor(g.tower.get(name)!, v.shape);
-      }
-      this.towerOpt.applyGradients(named);
-      tf.dispose(Object.values(named));
+      const params = TOWER_NAMES.map((name) => {
+        const grad = g.tower.get(name);
+        if (!grad) throw new RangeError(`no gradient for tower variable "${name}"`);
+        return { name, w: this.towerW.get(name)!, g: grad };
+      });
+      this.towerAdam.apply(params);
+      for (const name of TOWER_NAMES) this.upload(name);
     }
     this.adamItemEmb.apply(this.itemEmbedding, g.itemEmbedding);
     this.adamItemBias.apply(this.itemBias, g.itemBias);
@@ -519,15 +615,14 @@ export class TwoTowerModel {
     this.adamUserEmb.apply(this.userEmbedding, g);
   }
 
-  /** Tower variable values by layout name (copies). */
+  /** Tower variable values by layout name (copies of the CPU master copies; nothing is read from the backend). */
   towerValues(): Promise<Map<string, Float32Array>> {
     return run(this.towerValuesReads());
   }
 
   *towerValuesReads(): Reads<Map<string, Float32Array>> {
-    const entries = [...this.vars];
-    const vals = entries.length ? yield entries.map(([, v]) => v) : [];
-    return new Map(entries.map(([name], k) => [name, Float32Array.from(vals[k])]));
+    this.assertLive();
+    return new Map([...this.towerW].map(([name, w]) => [name, Float32Array.from(w)]));
   }
 
   dispose(): void {
@@ -535,7 +630,6 @@ export class TwoTowerModel {
     this.disposed = true;
     for (const v of this.vars.values()) v.dispose();
     this.vars.clear();
-    this.towerOpt.dispose();
   }
 
   private assertLive(): void {

@@ -4,7 +4,7 @@
  * UnsortedSegmentSum exists). Relative error < 1e-5 on every parameter.
  */
 import * as tf from '@tensorflow/tfjs';
-import { TwoTowerModel, segmentSumRows } from '../../../participant-node/model/twotower';
+import { DenseAdam, TwoTowerModel, segmentSumRows } from '../../../participant-node/model/twotower';
 import { Xoshiro128 } from '../../../shared/util/prng';
 
 beforeAll(async () => {
@@ -117,8 +117,8 @@ describe('sparse embedding gradients', () => {
     const before = tf.memory().numTensors;
     for (let k = 0; k < 3; k++) {
       const m = new TwoTowerModel({ numUsers: 10, numItems: 20, embeddingDim: 8, hiddenDim: 6, userFeatureDim: 5, itemFeatureDim: 4, towers: true }, { learningRate: 0.01, initSeed: k });
-      expect(tf.memory().numTensors).toBe(before + 10); // the 8 tower variables and Adam's 2 beta-power scalars
-      expect(Array.from((await m.towerValues()).values()).every((v) => v.length > 0)).toBe(true); // their data survived
+      expect(tf.memory().numTensors).toBe(before + 8); // the 8 tower variables (their Adam state is on the CPU)
+      for (const [name, w] of await m.towerValues()) expect(m.towerVariable(name).dataSync()).toEqual(w); // their data survived
       m.resetOptimizer();
       m.dispose();
       expect(tf.memory().numTensors).toBe(before);
@@ -129,5 +129,101 @@ describe('sparse embedding gradients', () => {
     const s = segmentSumRows(Uint32Array.from([5, 2, 5]), Float32Array.from([1, 2, 10, 20, 100, 200]), 2);
     expect(Array.from(s.rows)).toEqual([2, 5]);
     expect(Array.from(s.values)).toEqual([10, 20, 101, 202]);
+  });
+});
+
+describe('DenseAdam: the tower optimizer on the CPU gives the bits of tf.train.adam', () => {
+  const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength)));
+
+  /** gradients with zeros, signs, tiny and large magnitudes (float32) */
+  function grad(rng: Xoshiro128, n: number): Float32Array {
+    return Float32Array.from({ length: n }, (_, j) => {
+      const k = rng.nextInt(10);
+      if (k === 0) return 0;
+      const x = (rng.nextFloat() * 2 - 1) * (k === 1 ? 1e-30 : k === 2 ? 1e3 : k === 3 ? 1e-6 : 1);
+      return x;
+    });
+  }
+
+  test.each([
+    { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-7 },
+    { lr: 0.3, b1: 0.5, b2: 0.9, eps: 1e-3 },
+  ])('every weight, every step, over 60 steps and a reset (%o)', ({ lr, b1, b2, eps }) => {
+    const rng = new Xoshiro128(21);
+    const sizes = { a: 37 * 5, b: 5, c: 1 };
+    const w: Record<string, Float32Array> = {};
+    const vars: Record<string, tf.Variable> = {};
+    for (const [name, n] of Object.entries(sizes)) {
+      w[name] = Float32Array.from({ length: n }, () => rng.nextFloat() * 2 - 1);
+      vars[name] = tf.variable(tf.tensor1d(w[name].slice()), true, `dense-adam-${lr}-${name}`);
+    }
+    const ours = new DenseAdam(lr, b1, b2, eps);
+    let ref: tf.Optimizer = tf.train.adam(lr, b1, b2, eps);
+    for (let step = 0; step < 60; step++) {
+      if (step === 40) {
+        ours.reset();
+        ref.dispose();
+        ref = tf.train.adam(lr, b1, b2, eps);
+      }
+      const g: Record<string, Float32Array> = {};
+      for (const [name, n] of Object.entries(sizes)) g[name] = grad(rng, n);
+      ours.apply(Object.keys(sizes).map((name) => ({ name, w: w[name], g: g[name] })));
+      const named: Record<string, tf.Tensor> = {};
+      for (const name of Object.keys(sizes)) named[vars[name].name] = tf.tensor1d(g[name]);
+      ref.applyGradients(named);
+      tf.dispose(Object.values(named));
+      for (const name of Object.keys(sizes)) expect(bits(w[name])).toEqual(bits(vars[name].dataSync() as Float32Array));
+    }
+    ref.dispose();
+    tf.dispose(Object.values(vars));
+  });
+
+  test('a gradient of the wrong length is refused before any weight changes', () => {
+    const a = new DenseAdam(0.01);
+    const w1 = Float32Array.from([1, 2]);
+    const w2 = Float32Array.from([3]);
+    expect(() => a.apply([{ name: 'x', w: w1, g: Float32Array.from([1, 1]) }, { name: 'y', w: w2, g: Float32Array.from([1, 1]) }])).toThrow(/gradient of "y" has length 2, the weights 1/);
+    expect(Array.from(w1)).toEqual([1, 2]);
+    expect(Array.from(w2)).toEqual([3]);
+  });
+
+  test("a model's training steps keep its tfjs variables equal to the master copies and to tf.train.adam's weights", async () => {
+    const shape = { numUsers: 30, numItems: 25, embeddingDim: 6, hiddenDim: 5, userFeatureDim: 4, itemFeatureDim: 3, towers: true };
+    const m = new TwoTowerModel(shape, { learningRate: 0.02, initSeed: 3 });
+    const rng = new Xoshiro128(8);
+    m.setFeatures(Float32Array.from({ length: 30 * 4 }, () => rng.nextFloat()), Float32Array.from({ length: 25 * 3 }, () => rng.nextFloat()));
+    const init = await m.towerValues();
+    const ref = new Map([...init].map(([name, w]) => [name, tf.variable(tf.tensor1d(w), true, `ref-${name}`)]));
+    const opt: tf.Optimizer = tf.train.adam(0.02, 0.9, 0.999, 1e-7);
+    for (let step = 0; step < 8; step++) {
+      const b = makeBatch(rng, 64, 30, 25);
+      const g = await m.computeGradients(b.users, b.items, b.labels);
+      m.applyGradients(g);
+      const named: Record<string, tf.Tensor> = {};
+      for (const [name, v] of ref) named[v.name] = tf.tensor1d(g.tower.get(name)!);
+      opt.applyGradients(named);
+      tf.dispose(Object.values(named));
+      const master = await m.towerValues();
+      for (const [name, v] of ref) {
+        expect(bits(master.get(name)!)).toEqual(bits(v.dataSync() as Float32Array));
+        expect(bits(m.towerVariable(name).dataSync() as Float32Array)).toEqual(bits(master.get(name)!));
+      }
+    }
+    // setSharedFlat-style writes reach both too: resetOptimizer then one more step still matches a fresh tf.train.adam
+    m.resetOptimizer();
+    const opt2: tf.Optimizer = tf.train.adam(0.02, 0.9, 0.999, 1e-7);
+    const b = makeBatch(rng, 64, 30, 25);
+    const g = await m.computeGradients(b.users, b.items, b.labels);
+    m.applyGradients(g);
+    const named: Record<string, tf.Tensor> = {};
+    for (const [name, v] of ref) named[v.name] = tf.tensor1d(g.tower.get(name)!);
+    opt2.applyGradients(named);
+    tf.dispose(Object.values(named));
+    const master = await m.towerValues();
+    for (const [name, v] of ref) expect(bits(master.get(name)!)).toEqual(bits(v.dataSync() as Float32Array));
+    opt.dispose();
+    opt2.dispose();
+    tf.dispose([...ref.values()]);
+    m.dispose();
   });
 });
