@@ -3,7 +3,9 @@
 # or network needed there; an NVIDIA driver with its Vulkan ICD, or any Vulkan driver, is).
 #
 # Usage (repo root, with dist/ and the bundle folder present):
-#   bash bench/gpu-remote.sh [BUNDLE] [--scale small|default]     (BUNDLE defaults to tmp/gpu)
+#   bash bench/gpu-remote.sh [BUNDLE] [--scale small|default] [--bench "NAME..."] [--no-cli]
+#   (BUNDLE defaults to tmp/gpu; --bench the benchmarks of step 3, default gpu, e.g. "gpu-latency gpu";
+#   --no-cli skips step 4)
 # Logs and results go to $OUT if set, else BUNDLE/out.
 #
 # 1. Uses the bundle's node (the better-sqlite3 binding is built for it) and unpacks node_modules
@@ -18,10 +20,12 @@
 #    one JSON line per backend with samples/s, final loss, HR@10 and cross-domain HR@10.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUNDLE="tmp/gpu"; SCALE="default"
+BUNDLE="tmp/gpu"; SCALE="default"; BENCHES="gpu"; CLI=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) SCALE="${2:?--scale needs small|default|large}"; shift 2 ;;
+    --bench) BENCHES="${2:?--bench needs benchmark names}"; shift 2 ;;
+    --no-cli) CLI=0; shift ;;
     -*) echo "gpu-remote: unknown option $1" >&2; exit 2 ;;
     *) BUNDLE="$1"; shift ;;
   esac
@@ -63,8 +67,11 @@ node -e '
     .then((s) => { console.log("webgpu adapter: " + JSON.stringify(s)); process.exit(0); })
     .catch((e) => { console.log("webgpu unavailable: " + e.message); process.exit(1); });' || exit 1
 
-( time node dist/bench/run.js gpu ) 2>&1 | tee "$OUT/bench-gpu.log"
-cp bench/results/gpu.json "$OUT/" 2>/dev/null
+for name in $BENCHES; do
+  ( time node dist/bench/run.js "$name" ) 2>&1 | tee "$OUT/bench-$name.log"
+  cp "bench/results/$name.json" "$OUT/" 2>/dev/null
+done
+[ "$CLI" = 1 ] || exit 0
 
 W="$(mktemp -d)"
 node dist/bin/fedbridge.js data generate --out "$W/data" --seed 1 --scale "$SCALE" --parties platform,insurer > "$OUT/generate.log" || exit 1

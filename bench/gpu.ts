@@ -20,7 +20,8 @@
  * Without a GPU backend it says why and records nothing (it never reports a CPU figure as GPU).
  * FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU=1 accepts a software adapter (lavapipe: bench/setup-lavapipe.sh) to
  * exercise the code path; every record then carries `software: true` and the adapter string, and its
- * speeds say nothing about a GPU. The cpu-backend speed recorded alongside is labelled `backend: cpu`.
+ * speeds say nothing about a GPU. The cpu- and wasm-backend speeds recorded alongside are labelled
+ * `backend: cpu` / `backend: wasm`, `reference: true` (wasm is what `auto` picks without a GPU).
  * The WebGPU packages are not in `npm ci`: `npm install --no-save webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0`.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -33,11 +34,11 @@ import { DEFAULT_VOCABULARIES, DOMAINS, encodeItemFeatures, encodeUserFeatures, 
 import type { ModelConfig } from '../shared/model/layout';
 import { Xoshiro128 } from '../shared/util/prng';
 
-const B = 1024;
+export const B = 1024;
 const MF: TwoTowerShape = { numUsers: 6000, numItems: 4000, embeddingDim: 32, hiddenDim: 0, userFeatureDim: 1, itemFeatureDim: 1, towers: false };
 /** the demo's model: policy defaults (shared/policy/defaults.ts, bin/demo.ts DEMO_PARAMS) at the default data scale */
-const TT_MODEL: ModelConfig = { architecture: 'two-tower-v1', embeddingDim: 32, hiddenDim: 64, numItems: 3 * 2000 };
-const TT_USERS = 20_000;
+export const TT_MODEL: ModelConfig = { architecture: 'two-tower-v1', embeddingDim: 32, hiddenDim: 64, numItems: 3 * 2000 };
+export const TT_USERS = 20_000;
 const DP = { chunk: 256, stepUsers: 1000, maxPositives: 4, negatives: 4, clip: 1 };
 const OPTS = { learningRate: 0.01, initSeed: 7 };
 
@@ -48,10 +49,15 @@ interface Batch {
 }
 
 function batch(rng: Xoshiro128, numUsers: number, numItems: number): Batch {
-  const users = new Uint32Array(B);
-  const items = new Uint32Array(B);
-  const labels = new Float32Array(B);
-  for (let j = 0; j < B; j++) {
+  return batchOf(rng, numUsers, numItems, B);
+}
+
+/** `size` random (user, item) pairs, one in five labelled positive. */
+export function batchOf(rng: Xoshiro128, numUsers: number, numItems: number, size: number): Batch {
+  const users = new Uint32Array(size);
+  const items = new Uint32Array(size);
+  const labels = new Float32Array(size);
+  for (let j = 0; j < size; j++) {
     users[j] = rng.nextInt(numUsers);
     items[j] = rng.nextInt(numItems);
     labels[j] = j % 5 === 0 ? 1 : 0;
@@ -64,7 +70,7 @@ function pick<T>(rng: Xoshiro128, xs: readonly T[]): T {
 }
 
 /** Encoded features drawn from the default vocabularies (one-hot bands, 1-3 topics). */
-function features(seed: number): { users: Float32Array; items: Float32Array } {
+export function features(seed: number): { users: Float32Array; items: Float32Array } {
   const v = DEFAULT_VOCABULARIES;
   const rng = new Xoshiro128(seed);
   const topics = () => Array.from(new Set(Array.from({ length: 1 + rng.nextInt(3) }, () => pick(rng, v.topics))));
@@ -81,7 +87,7 @@ function features(seed: number): { users: Float32Array; items: Float32Array } {
   return { users, items };
 }
 
-function twoTower(feats: { users: Float32Array; items: Float32Array }): TwoTowerModel {
+export function twoTower(feats: { users: Float32Array; items: Float32Array }): TwoTowerModel {
   const m = TwoTowerModel.forPolicy(TT_MODEL, DEFAULT_VOCABULARIES, TT_USERS, OPTS);
   m.setFeatures(feats.users, feats.items);
   return m;
@@ -97,7 +103,7 @@ function groups(g: BatchGradients): Map<string, Float32Array> {
   return out;
 }
 
-function dpBatch(rng: Xoshiro128, numUsers: number, numItems: number, n: number): UserExamples[] {
+export function dpBatch(rng: Xoshiro128, numUsers: number, numItems: number, n: number): UserExamples[] {
   const seen = new Set<number>();
   const out: UserExamples[] = [];
   while (out.length < n) {
@@ -198,6 +204,15 @@ export async function run(ctx: BenchContext): Promise<void> {
   };
   const ttParams = { ...base, ...ttDims, batch: B };
   const cpuRef = { backend: 'cpu', adapter: 'CPU (plain JavaScript)', reference: true };
+  // wasm: what `auto` would pick without a GPU (speeds only; single-threaded SIMD in Node)
+  const wasmRef = { backend: 'wasm', adapter: 'CPU (WebAssembly SIMD)', reference: true };
+  let wasm = false;
+  try {
+    await selectBackend(tf, 'wasm', deps);
+    wasm = true;
+  } catch (e) {
+    ctx.log(`no wasm reference: ${(e as Error).message}`);
+  }
   {
     const b0 = batch(rng, TT_USERS, TT_MODEL.numItems);
     const grads = gradGroups(() => twoTower(feats), b0);
@@ -225,6 +240,10 @@ export async function run(ctx: BenchContext): Promise<void> {
     ctx.record('train_tensors_left_over', g.leaked, 'tensors', { ...ttParams, model: 'two-tower', steps: g.steps });
     const c = await train('cpu', 20);
     ctx.record('train_samples_per_s', c.samplesPerS, 'samples/s', { ...cpuRef, ...ttDims, batch: B, model: 'two-tower', steps: c.steps });
+    if (wasm) {
+      const w = await train('wasm', 100);
+      ctx.record('train_samples_per_s', w.samplesPerS, 'samples/s', { ...wasmRef, ...ttDims, batch: B, model: 'two-tower', steps: w.steps });
+    }
   }
 
   // 3. one DP-SGD chunk on the two-tower model
@@ -278,6 +297,10 @@ export async function run(ctx: BenchContext): Promise<void> {
     ctx.record('dp_clipped_sum_users_per_s', median(g), 'users/s', { ...base, ...stepDims, runs: g });
     const c = await usersPerS('cpu');
     ctx.record('dp_clipped_sum_users_per_s', median(c), 'users/s', { ...cpuRef, ...stepDims, runs: c });
+    if (wasm) {
+      const w = await usersPerS('wasm');
+      ctx.record('dp_clipped_sum_users_per_s', median(w), 'users/s', { ...wasmRef, ...stepDims, runs: w });
+    }
   }
 }
 

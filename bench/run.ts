@@ -8,6 +8,7 @@ import { runBench, type BenchModule } from './lib';
 const BENCHES: Record<string, () => Promise<BenchModule>> = {
   training: () => import('./training'),
   gpu: () => import('./gpu'),
+  'gpu-latency': () => import('./gpu-latency'),
   data: () => import('./data'),
   secagg: () => import('./secagg'),
   dp: () => import('./dp'),

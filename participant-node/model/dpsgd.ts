@@ -364,6 +364,18 @@ export function* perUserGradientsReads(model: TwoTowerModel, batch: UserExamples
   }
 }
 
+/**
+ * How many sampled users one DP-SGD step computes at a time (memory: the chunk's examples, a few
+ * per user). Each user's gradient is clipped on its own, so the chunk size changes no user's
+ * contribution, only the float summation order of the clipped sum. 256 on cpu/wasm/tfjs-node (the
+ * numbers every earlier measurement used); 1,024 on webgpu, where each kernel costs ~0.9 ms whatever
+ * its size (Dawn in Node on an H100): a 1,000-user step took 234 ms in one chunk against 316 ms in
+ * four (`npm run bench -- gpu-latency`, dp_step_ms).
+ */
+export function dpChunkUsers(backend = tf.getBackend()): number {
+  return backend === 'webgpu' ? 1024 : 256;
+}
+
 /** Uniform doubles in [0, 1) with 53 bits each, from libsodium's CSPRNG. */
 export function csprngUniforms(n: number): Float64Array {
   const out = new Float64Array(n);
@@ -597,7 +609,7 @@ export class DpSgdTrainer {
     let loss = 0;
     let clipped = 0;
     const userRows: SparseRows[] = [];
-    const chunk = 256;
+    const chunk = dpChunkUsers();
     for (let s = 0; s < batch.length; s += chunk) {
       const part = batch.slice(s, s + chunk);
       const r = yield* clippedUserGradientSumReads(this.model, part, this.cfg.clipNorm);

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TwoTowerModel } from '../../../participant-node/model/twotower';
-import { clippedUserGradientSum, DpSgdTrainer, offerScope, perUserGradients, poissonSample, scopeSupport, type UserExamples } from '../../../participant-node/model/dpsgd';
+import { clippedUserGradientSum, dpChunkUsers, DpSgdTrainer, offerScope, perUserGradients, poissonSample, scopeSupport, type UserExamples } from '../../../participant-node/model/dpsgd';
 import { DEFAULT_VOCABULARIES, itemFeatureDim, userFeatureDim } from '../../../shared/data/vocab';
 import { layoutSize } from '../../../shared/model/layout';
 import { sodiumReady } from '../../../shared/crypto/sodium';
@@ -102,6 +102,26 @@ describe('per-user clipped gradient sum', () => {
         expect(norm(diff)).toBeLessThanOrEqual(C * (1 + 1e-4));
       }
     }
+    m.dispose();
+  });
+
+  test("the chunk a user is computed in changes no user's norm, and the sum only by rounding (webgpu's 1,024-user chunks vs 256)", async () => {
+    expect(dpChunkUsers('webgpu')).toBe(1024);
+    for (const b of ['cpu', 'wasm', 'tensorflow']) expect(dpChunkUsers(b)).toBe(256);
+    const m = model(6);
+    const rng = new Xoshiro128(13);
+    const batch = randomBatch(rng, Array.from({ length: 30 }, (_, k) => k));
+    const whole = await clippedUserGradientSum(m, batch, 0.5);
+    const parts = [batch.slice(0, 7), batch.slice(7, 19), batch.slice(19)];
+    const sum = new Float32Array(whole.sum.length);
+    const norms: number[] = [];
+    for (const part of parts) {
+      const r = await clippedUserGradientSum(m, part, 0.5);
+      r.sum.forEach((x, i) => (sum[i] += x));
+      norms.push(...r.norms);
+    }
+    expect(norms).toEqual(Array.from(whole.norms));
+    expect(relErr(sum, whole.sum)).toBeLessThan(1e-6);
     m.dispose();
   });
 
