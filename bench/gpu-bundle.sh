@@ -44,7 +44,7 @@ mkdir -p "$NM/better-sqlite3/build/Release"
 cp "$BINDING" "$NM/better-sqlite3/build/Release/"
 # every package's entry point must still resolve after the pruning
 (cd "$WORK" && node -e '
-  for (const m of ["@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm", "@tensorflow/tfjs-backend-webgpu", "better-sqlite3", "@grpc/grpc-js", "libsodium-wrappers", "@nestjs/core"]) require.resolve(m);
+  for (const m of ["@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm", "@tensorflow/tfjs-backend-webgpu", "better-sqlite3", "@grpc/grpc-js", "@bufbuild/protobuf", "libsodium-wrappers", "@nestjs/core"]) require.resolve(m);
   require("better-sqlite3")(":memory:").close();')
 
 echo "gpu-bundle: packing" >&2

@@ -8,6 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { builtinModules } from 'node:module';
 
 const ROOT = path.resolve(__dirname, '..');
 const PACKAGES = ['coordinator', 'participant-node', 'shared'] as const;
@@ -73,5 +74,47 @@ describe('DESIGN §2 import rules', () => {
       return out;
     });
     expect(bad).toEqual([]);
+  });
+});
+
+/**
+ * What runs in production is installed by `npm ci --omit=dev` (the GPU bundle, a deployment): every
+ * package the product's code loads at run time must be a dependency (or an optional one), never a
+ * devDependency only. Found on the GPU machine: the generated protobuf code needs
+ * `@bufbuild/protobuf`, which was only a devDependency (via ts-proto), so a production install
+ * could not start the coordinator.
+ */
+describe('run-time packages are dependencies', () => {
+  const PRODUCT = ['coordinator', 'participant-node', 'shared', 'bin', 'proto'];
+  /** loaded by name only when present, installed by hand (README: Training backends) */
+  const INSTALLED_BY_HAND = new Set(['webgpu', '@tensorflow/tfjs-backend-webgpu', '@tensorflow/tfjs-node']);
+  const pkgJson = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Record<string, Record<string, string> | undefined>;
+  const runtime = new Set([...Object.keys(pkgJson.dependencies ?? {}), ...Object.keys(pkgJson.optionalDependencies ?? {})]);
+  const builtins = new Set<string>(builtinModules);
+  /** a bare npm specifier: optional @scope/, a name, optional /sub/path */
+  const PACKAGE_NAME = /^(?:@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*(?:\/[\w.-]+)*$/i;
+
+  /** Bare package names a file loads at run time (type-only imports and exports left out). */
+  function runtimePackages(text: string): string[] {
+    const code = text.replace(/^\s*(?:import|export)\s+type\b[^;]*;/gms, '');
+    return specifiers(code)
+      .filter((s) => PACKAGE_NAME.test(s)) // "from '...'" inside a message string is no import
+      .filter((s) => !s.startsWith('node:') && !builtins.has(s.split('/')[0]))
+      .map((s) => (s.startsWith('@') ? s.split('/').slice(0, 2).join('/') : s.split('/')[0]));
+  }
+
+  test('the reader leaves type-only imports out and names packages, not their sub-paths', () => {
+    expect(runtimePackages("import type { A } from 'a-types';\nimport type {\n  B,\n} from 'b-types';\nimport { c } from '@scope/pkg/wire';\nimport * as fs from 'fs';\nrequire('lib/sub');\nconst m = `moved from ${a} to ${b}`; throw new Error('read from  the file');")).toEqual(['@scope/pkg', 'lib']);
+  });
+
+  test('every bare module the product code loads is in dependencies or optionalDependencies', () => {
+    const files = PRODUCT.filter((d) => fs.existsSync(path.join(ROOT, d))).flatMap((d) => sources(path.join(ROOT, d)));
+    expect(files.some((f) => f.includes(`${path.sep}gen${path.sep}`))).toBe(true); // the generated proto code is read too
+    const missing = files.flatMap((file) =>
+      runtimePackages(fs.readFileSync(file, 'utf8'))
+        .filter((p) => !runtime.has(p) && !INSTALLED_BY_HAND.has(p))
+        .map((p) => `${path.relative(ROOT, file)} loads ${p}`),
+    );
+    expect([...new Set(missing)]).toEqual([]);
   });
 });
