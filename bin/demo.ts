@@ -35,7 +35,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Command } from 'commander';
-import { parseNumberOption, UserError } from '../shared/cli/errors';
+import { parseNumberOption, printJson, UserError } from '../shared/cli/errors';
 import type { Vocabularies } from '../shared/data/vocab';
 import type { ModelConfig } from '../shared/model/layout';
 import type { PooledTrainOptions } from '../participant-node/model/pooled';
@@ -786,7 +786,7 @@ async function main(argv: string[]): Promise<number> {
       : `audit log: ${r.auditLog} (${r.audit.entries} entries, ${r.audit.rounds} rounds, ${r.audit.receipts} party receipts checked): ${r.verified ? 'verified, every check passed' : `NOT verified (${r.audit.failures.length} failures)`}\n`,
   );
   process.stdout.write(`finished in ${r.wallSeconds.toFixed(0)} s (${Object.entries(r.timings).map(([k, s]) => `${k} ${s.toFixed(0)} s`).join(', ')}); logs and node data under ${path.dirname(r.plot)}\n`);
-  if (o.json) process.stdout.write(JSON.stringify(demoJson(r)) + '\n');
+  if (o.json) printJson(demoJson(r));
   return r.verified ? 0 : 1;
 }
 

@@ -1,3 +1,5 @@
+import { forTerminal } from '../util/text';
+
 /**
  * An error whose message a person can act on. The CLI prints it as one line
  * (`fedbridge: <message>`) and exits with `exitCode` (2 = bad usage or input, 1 = operation failed).
@@ -21,7 +23,16 @@ export function parseNumberOption(flag: string, raw: string, opts: { integer?: b
 
 /** Prints the one JSON object of a `--json` command on stdout (progress and logs go to stderr). */
 export function printJson(obj: unknown): void {
-  process.stdout.write(JSON.stringify(obj) + '\n');
+  process.stdout.write(jsonLine(obj) + '\n');
+}
+
+/**
+ * `obj` as one JSON line that is also safe on a terminal: JSON.stringify escapes C0 but leaves DEL,
+ * C1 (e.g. the 8-bit CSI U+009B), the line separators and the bidi controls raw inside strings; those
+ * are written as \uXXXX escapes too (forTerminal), which JSON reads back as the same characters.
+ */
+export function jsonLine(obj: unknown): string {
+  return forTerminal(JSON.stringify(obj));
 }
 
 const FS_CODES = new Set(['ENOENT', 'EEXIST', 'ENOTDIR', 'EISDIR', 'EACCES', 'EPERM']);
