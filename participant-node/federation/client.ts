@@ -76,7 +76,7 @@ import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives } from '../
 import { saveModel } from '../model/store';
 import { evaluateUsers, sampleUsers } from '../model/pooled';
 import { chargeRound, openLedger, previewCharge } from '../privacy/ledger';
-import { computeLocalUpdate, roundCharge, roundEncodeParams } from './update';
+import { computeLocalUpdate, roundCharge, roundEncodeParams, userCapProblem } from './update';
 import { offerScope, type OfferScope } from '../model/dpsgd';
 import { countersignRound, receiptBodyFields } from './receipt';
 import { InOrder } from './in-order';
@@ -487,6 +487,15 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     let outside = 0;
     for (const i of positives.item) if (!scope.own[i]) outside++;
     if (outside > 0) log(`offer scope: ${outside} training interaction(s) with other providers' items are not used (the policy trains each party on its own offers)`);
+  }
+  {
+    // the sampling population as the trainer counts it: users with an (in-scope) training interaction
+    const population = new Set<number>();
+    positives.user.forEach((u, j) => {
+      if (!scope || scope.own[positives.item[j]]) population.add(u);
+    });
+    const overCap = userCapProblem(policy, population.size);
+    if (overCap) throw new UserError(`not joining: ${overCap}`);
   }
   const exampleKey = ExampleKey.fresh(); // secret per-user example coins of DP training (model/coins.ts)
   const fc = new FederationClient(opts, policy, identity);

@@ -102,7 +102,9 @@ export function roundExampleKey(key: ExampleKey, runId: string, round: number): 
  * own user count or sample size — that refusal would be a data-dependent dropout the coordinator
  * sees; a round in which a party samples more users than this capacity (with the defaults about
  * 16,000) is encoded all the same, and the guarantee then rests on the rotation spreading the sum
- * (README, Known gaps).
+ * (README, Known gaps), unless the policy sets privacy.maxUsersPerParty: its validation checked the
+ * capacity carries that many, and a party above the cap refuses (`userCapProblem`).
+ * (= shared/fl/round-params.ts roundNoiseCapacityOf, which needs no round seed; checked equal in tests.)
  */
 export function roundNoiseCapacity(policy: Policy, dimension: number, enc = roundNoiseEncodeParams(policy, 'capacity', 1)): number {
   // (the round's rotation seed does not enter the check, only whether there is a rotation)
@@ -110,6 +112,19 @@ export function roundNoiseCapacity(policy: Policy, dimension: number, enc = roun
   const k = contributionCapacity(w);
   if (k < 1) assertNoWrapAround({ ...w, contributionsPerParty: 1 }); // throws with the failing bound's sentence
   return k;
+}
+
+/**
+ * Why this party may not take part in a round-noise round with `users` users (users with a training
+ * interaction: the sampling population), or null. The policy's public `privacy.maxUsersPerParty`
+ * bounds every party's population, and its validation checked that the encoding carries that many
+ * contributions, so a party within it can never wrap the sum; one above it has broken the bound it
+ * signed, and refuses (at join, before any round, and at each round) instead of encoding past it.
+ */
+export function userCapProblem(policy: Policy, users: number): string | null {
+  const cap = policy.privacy.maxUsersPerParty;
+  if (cap === undefined || policy.privacy.mechanism !== 'round-noise' || users <= cap) return null;
+  return `this party has ${users} users with training data, more than the policy's privacy.maxUsersPerParty (${cap}), which bounds the round-noise encoding against wrap-around: remove users, or sign a policy with a larger cap`;
 }
 
 function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: ReturnType<typeof domainIndex>, input: RoundInput, key: ExampleKey): Reads<LocalUpdate> {
@@ -123,6 +138,8 @@ function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: 
   // of the party could be sampled, so whether a party refused depended on its private user count
   roundNoiseCapacity(policy, dimension, enc);
   const trainer = policyTrainer(model, positives, domains, policy, roundExampleKey(key, input.runId, input.round), input.scope);
+  const overCap = userCapProblem(policy, trainer.population.length);
+  if (overCap) throw new RangeError(`refusing the round: ${overCap}`);
   const sampled = poissonSample(trainer.population, p.samplingRate);
   const batch = Array.from(sampled, (u) => trainer.examplesOf(u, 0));
   // each user's contribution c_u = -g_u clipped, rotated, scaled and rounded on its own, summed

@@ -5,7 +5,8 @@
  * Requires `await sodiumReady()` (the rotation seed is a BLAKE2b derivation).
  */
 import type { Policy } from '../policy/schema';
-import { DEFAULT_BETA } from '../dp/encode';
+import { contributionCapacity, DEFAULT_BETA } from '../dp/encode';
+import { layoutSize, sharedParameterLayout } from '../model/layout';
 import { publicRoundSeed } from './seeds';
 
 export function roundEncodeParams(policy: Policy, runId: string, round: number) {
@@ -16,4 +17,25 @@ export function roundEncodeParams(policy: Policy, runId: string, round: number) 
     rotationSeed: policy.secagg.rotation === 'hadamard' ? publicRoundSeed('rotation', policy.federationId, runId, round) : null,
     beta: DEFAULT_BETA,
   };
+}
+
+/**
+ * How many sampled users' contributions one party's round-noise sum carries with the deterministic
+ * no-wrap guarantee (shared/dp/encode.ts contributionCapacity), from the policy alone: the round's
+ * rotation seed does not enter, only whether there is a rotation, so no sodium is needed and every
+ * party (and the policy's validation) gets the same number. 0 when not even one fits.
+ */
+export function roundNoiseCapacityOf(policy: Policy): number {
+  const p = policy.privacy;
+  return contributionCapacity({
+    bits: policy.secagg.bitWidth,
+    parties: policy.parties.length,
+    dimension: layoutSize(sharedParameterLayout(policy.model, policy.vocabularies)),
+    rotated: policy.secagg.rotation === 'hadamard',
+    clip: p.clipNorm,
+    gamma: policy.secagg.scale,
+    beta: DEFAULT_BETA,
+    noise: { sigma: p.noiseMultiplier * p.clipNorm, mode: p.noiseMode, nMin: p.nMin },
+    maxProbability: policy.secagg.maxWrapProbability,
+  });
 }

@@ -13,6 +13,7 @@ import { vocabulariesSchema } from '../data/vocab';
 import { modelConfigSchema } from '../model/layout';
 import { sodium } from '../crypto/sodium';
 import { formatZodIssues } from '../util/zod-issues';
+import { roundNoiseCapacityOf } from '../fl/round-params';
 
 const base64Key32 = z
   .string()
@@ -89,6 +90,15 @@ export const privacySchema = z
     noiseMode: z.enum(['per-party', 'distributed']),
     nMin: z.number().int().min(1),
     maxInteractionsPerUser: z.number().int().min(1),
+    /**
+     * A public upper bound on any party's number of users (optional). With round-noise it makes the
+     * encoding's deterministic no-wrap bound cover every round: a party sums one contribution per
+     * sampled user, at most its user count, so a policy whose encoding carries this many per party
+     * (checked when the policy is validated, `roundNoiseCapacityOf`) never wraps. A party with more
+     * users refuses to join (and any round) rather than encode past the bound. Without it the bound
+     * covers the policy's capacity only (README, Known gaps).
+     */
+    maxUsersPerParty: z.number().int().min(1).optional(),
   })
   .strict();
 
@@ -218,6 +228,15 @@ export { formatZodIssues };
 export function validatePolicy(obj: unknown): Policy {
   const r = policySchema.safeParse(obj);
   if (!r.success) throw new PolicyError(formatZodIssues(r.error));
+  const cap = r.data.privacy.maxUsersPerParty;
+  if (cap !== undefined && r.data.privacy.mechanism === 'round-noise') {
+    const carried = roundNoiseCapacityOf(r.data);
+    if (carried < cap) {
+      throw new PolicyError([
+        `privacy.maxUsersPerParty: ${cap} users per party is more than the encoding carries without wrap-around (${carried} contributions per party with secagg.bitWidth ${r.data.secagg.bitWidth}, secagg.scale ${r.data.secagg.scale}, privacy.clipNorm ${r.data.privacy.clipNorm}, noise and ${r.data.parties.length} parties): lower it, or raise secagg.bitWidth or lower secagg.scale`,
+      ]);
+    }
+  }
   return r.data;
 }
 

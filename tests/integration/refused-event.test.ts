@@ -87,4 +87,23 @@ describe('a node facing events it cannot verify', () => {
     for (const s of streams) s.cancel();
     twin.close();
   }, 60_000);
+
+  test("a round-noise policy whose maxUsersPerParty is below the node's users: join refuses before connecting", async () => {
+    const { env, coord } = fx;
+    const dir = path.join(env.dir, 'nodes', 'platform'); // initialised, imported and enrolled by the first test
+    const identity = await loadIdentity(dir);
+    const base = smallPolicy({ ds: loadDataset(dir), parties: ['platform', 'insurer'], coordinatorKey: coord.publicKey, keys: { platform: identity.publicKey, insurer: ed25519Keygen().publicKey }, samplingRate: 0.25, phaseSeconds: 20 });
+    const policy = { ...base, privacy: { ...base.privacy, mechanism: 'round-noise' as const, maxUsersPerParty: 5 } };
+    const policyFile = path.join(env.dir, 'policy-capped.yaml');
+    fs.writeFileSync(policyFile, stringify(policy));
+    const lines: string[] = [];
+    const err = await joinFederation({ ...nodeConnection(env, coord.grpcPort, dir, 'platform', policyFile), holdout: 'last', maxReconnects: 3, log: (l) => lines.push(l) }).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(UserError);
+    expect(err!.message).toMatch(/^not joining: this party has \d+ users with training data, more than the policy's privacy.maxUsersPerParty \(5\)/);
+    expect(lines.filter((l) => /connected:|joining/.test(l))).toEqual([]);
+    expect(readLedger(dir)?.entries ?? []).toEqual([]);
+  }, 60_000);
 });

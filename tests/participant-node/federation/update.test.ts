@@ -4,7 +4,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TwoTowerModel } from '../../../participant-node/model/twotower';
-import { computeLocalUpdate, roundCharge, roundEncodeParams, roundExampleKey, roundNoiseCapacity } from '../../../participant-node/federation/update';
+import { computeLocalUpdate, roundCharge, roundEncodeParams, roundExampleKey, roundNoiseCapacity, userCapProblem } from '../../../participant-node/federation/update';
+import { roundNoiseCapacityOf } from '../../../shared/fl/round-params';
+import { validatePolicy } from '../../../shared/policy/schema';
 import { ExampleKey } from '../../../participant-node/model/coins';
 import { DpSgdTrainer, perUserGradients } from '../../../participant-node/model/dpsgd';
 import { defaultPolicy } from '../../../shared/policy/defaults';
@@ -149,4 +151,35 @@ test("round-noise: whether a party takes part depends on the policy alone, not o
   await expect(refuse(big, big.positives)).rejects.toThrow(/refusing quantization parameters: signal bound: 2 parties x 1 contribution/);
   await expect(refuse(small, few(small))).rejects.toThrow(/refusing quantization parameters: signal bound: 2 parties x 1 contribution/);
   [big, small].forEach((p) => p.m.dispose());
+});
+
+test("round-noise with the policy's maxUsersPerParty: validated against the encoding's capacity; a party above it refuses, one at it takes part", async () => {
+  const base = policy();
+  const rn = (cap?: number) => ({
+    ...base,
+    secagg: { ...base.secagg, scale: 4096, bitWidth: 18 },
+    privacy: { ...base.privacy, mechanism: 'round-noise' as const, samplingRate: 0.05, clipNorm: 0.5, noiseMultiplier: 2, noiseMode: 'per-party' as const, ...(cap === undefined ? {} : { maxUsersPerParty: cap }) },
+  });
+  const pol = rn();
+  const global = initSharedParams(sharedParameterLayout(pol.model, pol.vocabularies), 2);
+  const capacity = roundNoiseCapacity(pol, global.length);
+  expect(roundNoiseCapacityOf(pol)).toBe(capacity); // the policy-only count is the node's count
+  expect(capacity).toBeLessThan(NU);
+  // validation: a cap the encoding cannot carry is a policy error naming the numbers; at the capacity it passes
+  expect(() => validatePolicy(rn(capacity + 1))).toThrow(new RegExp(`privacy.maxUsersPerParty: ${capacity + 1} users per party is more than the encoding carries without wrap-around \\(${capacity} contributions per party`));
+  const capped = validatePolicy(rn(capacity));
+  // ... and for local-dpsgd (whose update is clipped as a whole) the cap is not an encoding bound
+  expect(validatePolicy({ ...rn(capacity + 1), privacy: { ...rn(capacity + 1).privacy, mechanism: 'local-dpsgd' as const } }).privacy.maxUsersPerParty).toBe(capacity + 1);
+  expect(userCapProblem(capped, capacity)).toBeNull();
+  expect(userCapProblem(capped, capacity + 1)).toMatch(/has \d+ users with training data, more than the policy's privacy.maxUsersPerParty/);
+  expect(userCapProblem(pol, 10 ** 9)).toBeNull(); // no cap: nothing to refuse
+  const big = party(9, capped); // NU = 60 users with training data, above the cap
+  await expect(computeLocalUpdate(big.m, big.positives, big.domains, { policy: capped, runId: 'capped', round: 1, global }, big.key)).rejects.toThrow(
+    `refusing the round: this party has ${NU} users with training data, more than the policy's privacy.maxUsersPerParty (${capacity})`,
+  );
+  // a party with exactly `capacity` users takes part
+  const fit = { user: big.positives.user.filter((u) => u < capacity), item: big.positives.item.filter((_, j) => big.positives.user[j] < capacity) };
+  const u = await computeLocalUpdate(big.m, fit, big.domains, { policy: capped, runId: 'capped', round: 1, global }, big.key);
+  expect(u.privacy).toMatchObject({ mechanism: 'round-noise', bits: 18 });
+  big.m.dispose();
 });
