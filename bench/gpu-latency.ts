@@ -21,11 +21,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { median, type BenchContext } from './lib';
-import { defaultBackendDeps, selectBackend, type BackendSelection } from '../participant-node/model/backend';
 import { TwoTowerModel, type BatchGradients } from '../participant-node/model/twotower';
 import { readEach, runAsync, runAsyncWith } from '../participant-node/model/reads';
 import { clippedUserGradientSumReads } from '../participant-node/model/dpsgd';
-import { B, TT_MODEL, TT_USERS, batchOf, dpBatch, features, twoTower } from './gpu';
+import { B, TT_MODEL, TT_USERS, batchOf, dpBatch, features, selectGpu, twoTower } from './gpu';
 import { Xoshiro128 } from '../shared/util/prng';
 
 /**
@@ -70,25 +69,9 @@ async function timeMany(n: number, fn: () => Promise<void>): Promise<number> {
 }
 
 export async function run(ctx: BenchContext): Promise<void> {
-  const allowSoftware = process.env.FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU === '1';
-  const deps = { ...defaultBackendDeps, log: ctx.log, allowSoftwareAdapter: allowSoftware };
-  let sel: BackendSelection | null = null;
-  const reasons: string[] = [];
-  for (const b of ['gpu', 'webgpu'] as const) {
-    try {
-      sel = await selectBackend(tf, b, deps);
-      break;
-    } catch (e) {
-      reasons.push((e as Error).message);
-    }
-  }
-  if (!sel) {
-    ctx.log(`no GPU backend on this machine, nothing measured: ${reasons.join(' | ')}`);
-    return;
-  }
-  const gpu = sel.tfBackend;
-  const software = /llvmpipe|lavapipe|swiftshader|software|softpipe/i.test(sel.adapter ?? '');
-  const base = { backend: sel.backend, adapter: sel.adapter, software };
+  const selected = await selectGpu(ctx);
+  if (!selected) return;
+  const { gpu, base } = selected;
 
   // 1. one read's round trip (4,096 elements: above the webgpu backend's CPU-forwarding threshold)
   const a = tf.ones([4096]);

@@ -122,7 +122,12 @@ export function dpBatch(rng: Xoshiro128, numUsers: number, numItems: number, n: 
   return out;
 }
 
-export async function run(ctx: BenchContext): Promise<void> {
+/**
+ * Selects the first GPU backend that initialises (tfjs-node-gpu with CUDA, else WebGPU with a
+ * hardware adapter; a software one only with FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU=1), or logs why there is
+ * none and returns null. `base`: the parameters every GPU record carries.
+ */
+export async function selectGpu(ctx: BenchContext): Promise<{ gpu: string; base: { backend: string; adapter?: string; software: boolean }; deps: typeof defaultBackendDeps } | null> {
   const allowSoftware = process.env.FEDBRIDGE_ALLOW_SOFTWARE_WEBGPU === '1';
   const deps = { ...defaultBackendDeps, log: ctx.log, allowSoftwareAdapter: allowSoftware };
   let sel: BackendSelection | null = null;
@@ -137,11 +142,16 @@ export async function run(ctx: BenchContext): Promise<void> {
   }
   if (!sel) {
     ctx.log(`no GPU backend on this machine, nothing measured: ${reasons.join(' | ')}`);
-    return;
+    return null;
   }
-  const gpu = sel.tfBackend;
   const software = /llvmpipe|lavapipe|swiftshader|software|softpipe/i.test(sel.adapter ?? '');
-  const base = { backend: sel.backend, adapter: sel.adapter, software };
+  return { gpu: sel.tfBackend, base: { backend: sel.backend, adapter: sel.adapter, software }, deps };
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  const selected = await selectGpu(ctx);
+  if (!selected) return;
+  const { gpu, base, deps } = selected;
   const on = async <T>(backend: string, fn: () => Promise<T>): Promise<T> => {
     if (!(await tf.setBackend(backend))) throw new Error(`could not switch to the ${backend} backend`);
     return fn();
