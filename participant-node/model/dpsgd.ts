@@ -193,7 +193,7 @@ export function* clippedUserGradientSumReads(model: TwoTowerModel, batch: UserEx
     }
   });
 
-  const v = (n: string) => model.towerVariable(n) as tf.Tensor;
+  const v = (n: string) => model.towerVariable(n);
   const W2 = v('user_tower/dense2/kernel') as tf.Tensor2D;
   const V2 = v('item_tower/dense2/kernel') as tf.Tensor2D;
   // Forward and the per-example errors, all as 2D ops (tfjs-wasm's batched matMul is slow).

@@ -598,8 +598,12 @@ export class TwoTowerModel {
     }
   }
 
-  /** A tower variable by layout name (for code that computes per-user gradients by hand). */
-  towerVariable(name: string): tf.Variable {
+  /**
+   * A tower variable by layout name, for code that computes per-user gradients by hand. Read-only
+   * (typed as a Tensor): the weights change through applyGradients / setSharedFlat, which keep the
+   * CPU master copy and the variable equal.
+   */
+  towerVariable(name: string): tf.Tensor {
     const v = this.vars.get(name);
     if (!v) throw new RangeError(`no tower variable "${name}"`);
     return v;
