@@ -72,7 +72,7 @@ import { gaussianNoise } from '../../shared/dp/gaussian';
 import { layoutSize, type ParamSpec } from '../../shared/model/layout';
 import { ownOfferMask, type OfferRanges } from '../../shared/fl/offers';
 import type { ExampleKey } from './coins';
-import { segmentSumRows, type SparseRows, type TwoTowerModel } from './twotower';
+import { DenseAdam, segmentSumRows, type SparseRows, type TwoTowerModel } from './twotower';
 import { ownOfferPools } from './train';
 import { run, type Reads } from './reads';
 
@@ -395,35 +395,6 @@ export function poissonSample(candidates: Uint32Array, q: number): Uint32Array {
   return Uint32Array.from(out);
 }
 
-/** Dense Adam over a flat vector (DP updates touch every coordinate). */
-export class DenseAdam {
-  private readonly m: Float32Array;
-  private readonly v: Float32Array;
-  private t = 0;
-  constructor(
-    size: number,
-    readonly lr: number,
-    readonly b1 = 0.9,
-    readonly b2 = 0.999,
-    readonly eps = 1e-7,
-  ) {
-    this.m = new Float32Array(size);
-    this.v = new Float32Array(size);
-  }
-  /** w -= Adam(g) in place */
-  step(w: Float32Array, g: Float32Array): void {
-    this.t++;
-    const a = (this.lr * Math.sqrt(1 - this.b2 ** this.t)) / (1 - this.b1 ** this.t);
-    const { m, v, b1, b2, eps } = this;
-    for (let i = 0; i < w.length; i++) {
-      const gi = g[i];
-      m[i] = b1 * m[i] + (1 - b1) * gi;
-      v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-      w[i] -= (a * m[i]) / (Math.sqrt(v[i]) + eps);
-    }
-  }
-}
-
 /** The party's own offers: `own[i]` = 1 when catalogue item i is offered by this party. */
 export interface OfferScope {
   party: string;
@@ -543,7 +514,7 @@ export class DpSgdTrainer {
     for (const [u, l] of lists) this.byUser.set(u, Uint32Array.from(l));
     this.candidates = Uint32Array.from([...this.byUser.keys()].sort((a, b) => a - b));
     if (this.candidates.length === 0) throw new RangeError('DP-SGD needs at least one user with interactions');
-    this.adam = new DenseAdam(D, cfg.learningRate);
+    this.adam = new DenseAdam(cfg.learningRate);
   }
 
   /** Users with at least one training interaction (the Poisson sampling population). */
@@ -647,7 +618,7 @@ export class DpSgdTrainer {
   *stepReads(): Reads<DpStepInfo> {
     const { grad, userGrads, info } = yield* this.noisyGradientReads();
     const w = yield* this.model.sharedFlatReads();
-    this.adam.step(w, grad);
+    this.adam.apply([{ name: 'shared', w, g: grad }]);
     this.model.setSharedFlat(w);
     if (userGrads.rows.length) {
       // rows must be unique and sorted for the lazy Adam; chunks partition the users, so sort once

@@ -4,7 +4,7 @@
  *   score(u, i) = sigmoid( <f(x_u) + e_u, g(x_i) + e_i> + b_i )
  *
  * f, g: two-layer MLPs over the shared feature vocabularies (tfjs variables for the forward and
- * backward pass; dense Adam on the CPU over master copies, `TowerAdam`, the same float32 arithmetic as
+ * backward pass; dense Adam on the CPU over master copies, `DenseAdam`, the same float32 arithmetic as
  * tf.train.adam, so the weights equal what tf.train.adam gives on the cpu and wasm backends).
  * e_i, b_i: item embedding and bias (shared). e_u: per-user embedding (PRIVATE, never in the
  * shared list, never serialised into an update).
@@ -143,9 +143,9 @@ export class LazyAdam {
  * backend its ~13 kernels per variable were most of a training step (about 0.8 ms each on WebGPU
  * over Dawn, `npm run bench -- gpu-latency`), for about 10,000 tower weights whose gradients the
  * step has already read back to the CPU. tests/participant-node/model/gradients.test.ts checks the
- * bits against tf.train.adam.
+ * bits against tf.train.adam. DP-SGD (model/dpsgd.ts) steps the whole shared vector with it too.
  */
-export class TowerAdam {
+export class DenseAdam {
   private readonly b1: number;
   private readonly b2: number;
   private readonly omb1: number;
@@ -241,7 +241,7 @@ export class TwoTowerModel {
   private readonly vars = new Map<string, tf.Variable>();
   /** master copies of the tower weights (the variables hold uploads of these), by layout name */
   private readonly towerW = new Map<string, Float32Array>();
-  private readonly towerAdam: TowerAdam;
+  private readonly towerAdam: DenseAdam;
   private readonly adamItemEmb: LazyAdam;
   private readonly adamItemBias: LazyAdam;
   private readonly adamUserEmb: LazyAdam;
@@ -295,7 +295,7 @@ export class TwoTowerModel {
         }
       }
     }
-    this.towerAdam = new TowerAdam(opts.learningRate, opts.beta1 ?? 0.9, opts.beta2 ?? 0.999, opts.epsilon ?? 1e-7);
+    this.towerAdam = new DenseAdam(opts.learningRate, opts.beta1 ?? 0.9, opts.beta2 ?? 0.999, opts.epsilon ?? 1e-7);
     this.adamItemEmb = new LazyAdam(numItems * d, opts.learningRate, opts.beta1, opts.beta2, opts.epsilon);
     this.adamItemBias = new LazyAdam(numItems, opts.learningRate, opts.beta1, opts.beta2, opts.epsilon);
     this.adamUserEmb = new LazyAdam(numUsers * d, opts.learningRate, opts.beta1, opts.beta2, opts.epsilon);

@@ -4,7 +4,7 @@
  * UnsortedSegmentSum exists). Relative error < 1e-5 on every parameter.
  */
 import * as tf from '@tensorflow/tfjs';
-import { TowerAdam, TwoTowerModel, segmentSumRows } from '../../../participant-node/model/twotower';
+import { DenseAdam, TwoTowerModel, segmentSumRows } from '../../../participant-node/model/twotower';
 import { Xoshiro128 } from '../../../shared/util/prng';
 
 beforeAll(async () => {
@@ -132,7 +132,7 @@ describe('sparse embedding gradients', () => {
   });
 });
 
-describe('TowerAdam: the tower optimizer on the CPU gives the bits of tf.train.adam', () => {
+describe('DenseAdam: the tower optimizer on the CPU gives the bits of tf.train.adam', () => {
   const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength)));
 
   /** gradients with zeros, signs, tiny and large magnitudes (float32) */
@@ -157,7 +157,7 @@ describe('TowerAdam: the tower optimizer on the CPU gives the bits of tf.train.a
       w[name] = Float32Array.from({ length: n }, () => rng.nextFloat() * 2 - 1);
       vars[name] = tf.variable(tf.tensor1d(w[name].slice()), true, `dense-adam-${lr}-${name}`);
     }
-    const ours = new TowerAdam(lr, b1, b2, eps);
+    const ours = new DenseAdam(lr, b1, b2, eps);
     let ref: tf.Optimizer = tf.train.adam(lr, b1, b2, eps);
     for (let step = 0; step < 60; step++) {
       if (step === 40) {
@@ -179,7 +179,7 @@ describe('TowerAdam: the tower optimizer on the CPU gives the bits of tf.train.a
   });
 
   test('a gradient of the wrong length is refused before any weight changes', () => {
-    const a = new TowerAdam(0.01);
+    const a = new DenseAdam(0.01);
     const w1 = Float32Array.from([1, 2]);
     const w2 = Float32Array.from([3]);
     expect(() => a.apply([{ name: 'x', w: w1, g: Float32Array.from([1, 1]) }, { name: 'y', w: w2, g: Float32Array.from([1, 1]) }])).toThrow(/gradient of "y" has length 2, the weights 1/);
