@@ -140,7 +140,7 @@ export class LazyAdam {
  *
  * (+, -, *, / and sqrt of float32 values computed in double and rounded once equal the float32
  * operations, so the wasm backend's kernels give the same bits.) Why not tf.train.adam: on a GPU
- * backend its ~13 kernels per variable were most of a training step (about 0.8 ms each on WebGPU
+ * backend its ~13 kernels per variable were most of a training step (0.6-1.4 ms each on WebGPU
  * over Dawn, `npm run bench -- gpu-latency`), for about 10,000 tower weights whose gradients the
  * step has already read back to the CPU. tests/participant-node/model/gradients.test.ts checks the
  * bits against tf.train.adam. DP-SGD (model/dpsgd.ts) steps the whole shared vector with it too.
