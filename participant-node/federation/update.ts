@@ -27,6 +27,7 @@
 import type { Policy } from '../../shared/policy/schema';
 import { encodeUpdate, ContributionEncoder, assertNoWrapAround, contributionCapacity } from '../../shared/dp/encode';
 import { roundCharge, roundEncodeParams, roundNoiseEncodeParams } from '../privacy/round';
+import { roundNoiseWrapParams } from '../../shared/fl/round-params';
 
 export { roundCharge, roundEncodeParams, roundNoiseEncodeParams };
 import { perUserGradientsReads, poissonSample } from '../model/dpsgd';
@@ -104,11 +105,9 @@ export function roundExampleKey(key: ExampleKey, runId: string, round: number): 
  * 16,000) is encoded all the same, and the guarantee then rests on the rotation spreading the sum
  * (README, Known gaps), unless the policy sets privacy.maxUsersPerParty: its validation checked the
  * capacity carries that many, and a party above the cap refuses (`userCapProblem`).
- * (= shared/fl/round-params.ts roundNoiseCapacityOf, which needs no round seed; checked equal in tests.)
  */
-export function roundNoiseCapacity(policy: Policy, dimension: number, enc = roundNoiseEncodeParams(policy, 'capacity', 1)): number {
-  // (the round's rotation seed does not enter the check, only whether there is a rotation)
-  const w = { bits: enc.bits, parties: policy.parties.length, dimension, rotated: enc.rotationSeed !== null, clip: enc.clip, gamma: enc.gamma, beta: enc.beta, noise: enc.noise, maxProbability: policy.secagg.maxWrapProbability };
+export function roundNoiseCapacity(policy: Policy): number {
+  const w = roundNoiseWrapParams(policy); // the same parameters the policy's validation checks
   const k = contributionCapacity(w);
   if (k < 1) assertNoWrapAround({ ...w, contributionsPerParty: 1 }); // throws with the failing bound's sentence
   return k;
@@ -136,7 +135,7 @@ function* roundNoiseUpdate(model: TwoTowerModel, positives: Positives, domains: 
   model.resetOptimizer();
   // wrap-around check from PUBLIC values only (roundNoiseCapacity): it once assumed that every user
   // of the party could be sampled, so whether a party refused depended on its private user count
-  roundNoiseCapacity(policy, dimension, enc);
+  roundNoiseCapacity(policy);
   const trainer = policyTrainer(model, positives, domains, policy, roundExampleKey(key, input.runId, input.round), input.scope);
   const overCap = userCapProblem(policy, trainer.population.length);
   if (overCap) throw new RangeError(`refusing the round: ${overCap}`);

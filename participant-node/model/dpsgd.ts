@@ -368,9 +368,9 @@ export function* perUserGradientsReads(model: TwoTowerModel, batch: UserExamples
  * How many sampled users one DP-SGD step computes at a time (memory: the chunk's examples, a few
  * per user). Each user's gradient is clipped on its own, so the chunk size changes no user's
  * contribution, only the float summation order of the clipped sum. 256 on cpu/wasm/tfjs-node (the
- * numbers every earlier measurement used); 1,024 on webgpu, where each kernel costs ~0.9 ms whatever
- * its size (Dawn in Node on an H100): a 1,000-user step took 234 ms in one chunk against 316 ms in
- * four (`npm run bench -- gpu-latency`, dp_step_ms).
+ * numbers every earlier measurement used); 1,024 on webgpu, where each kernel costs 0.6-1.4 ms
+ * whatever its size (Dawn in Node on an H100): a 1,000-user step took 164-276 ms in one chunk against
+ * 227-353 ms in four (4 runs of `npm run bench -- gpu-latency`, dp_step_ms).
  */
 export function dpChunkUsers(backend = tf.getBackend()): number {
   return backend === 'webgpu' ? 1024 : 256;

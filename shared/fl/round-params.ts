@@ -5,7 +5,7 @@
  * Requires `await sodiumReady()` (the rotation seed is a BLAKE2b derivation).
  */
 import type { Policy } from '../policy/schema';
-import { contributionCapacity, DEFAULT_BETA } from '../dp/encode';
+import { contributionCapacity, DEFAULT_BETA, type WrapCheckParams } from '../dp/encode';
 import { layoutSize, sharedParameterLayout } from '../model/layout';
 import { publicRoundSeed } from './seeds';
 
@@ -20,14 +20,13 @@ export function roundEncodeParams(policy: Policy, runId: string, round: number) 
 }
 
 /**
- * How many sampled users' contributions one party's round-noise sum carries with the deterministic
- * no-wrap guarantee (shared/dp/encode.ts contributionCapacity), from the policy alone: the round's
- * rotation seed does not enter, only whether there is a rotation, so no sodium is needed and every
- * party (and the policy's validation) gets the same number. 0 when not even one fits.
+ * The public parameters of the round-noise no-wrap check (shared/dp/encode.ts checkWrapAround), from
+ * the policy alone: the round's rotation seed does not enter, only whether there is a rotation, so no
+ * sodium is needed and every party (and the policy's validation) gets the same values.
  */
-export function roundNoiseCapacityOf(policy: Policy): number {
+export function roundNoiseWrapParams(policy: Policy): Omit<WrapCheckParams, 'contributionsPerParty'> {
   const p = policy.privacy;
-  return contributionCapacity({
+  return {
     bits: policy.secagg.bitWidth,
     parties: policy.parties.length,
     dimension: layoutSize(sharedParameterLayout(policy.model, policy.vocabularies)),
@@ -37,5 +36,13 @@ export function roundNoiseCapacityOf(policy: Policy): number {
     beta: DEFAULT_BETA,
     noise: { sigma: p.noiseMultiplier * p.clipNorm, mode: p.noiseMode, nMin: p.nMin },
     maxProbability: policy.secagg.maxWrapProbability,
-  });
+  };
+}
+
+/**
+ * How many sampled users' contributions one party's round-noise sum carries with the deterministic
+ * no-wrap guarantee (contributionCapacity of roundNoiseWrapParams); 0 when not even one fits.
+ */
+export function roundNoiseCapacityOf(policy: Policy): number {
+  return contributionCapacity(roundNoiseWrapParams(policy));
 }

@@ -130,7 +130,7 @@ test("round-noise: whether a party takes part depends on the policy alone, not o
   const pol = rn(18);
   const global = initSharedParams(sharedParameterLayout(pol.model, pol.vocabularies), 2);
   // the public capacity: the largest per-party contribution count the wrap check accepts
-  const cap = roundNoiseCapacity(pol, global.length);
+  const cap = roundNoiseCapacity(pol);
   const enc = roundEncodeParams(pol, 'cap', 1);
   const w = { bits: 18, parties: 2, dimension: global.length, rotated: true, clip: 0.5, gamma: 4096, beta: enc.beta, noise: { sigma: 1, mode: 'per-party' as const, nMin: pol.privacy.nMin }, maxProbability: pol.secagg.maxWrapProbability };
   expect(checkWrapAround({ ...w, contributionsPerParty: cap }).ok).toBe(true);
@@ -146,7 +146,7 @@ test("round-noise: whether a party takes part depends on the policy alone, not o
   for (const u of [a, b]) expect(u.privacy).toMatchObject({ mechanism: 'round-noise', bits: 18 });
   // a policy whose encoding cannot carry one contribution is refused alike by both
   const bad = rn(8);
-  expect(() => roundNoiseCapacity(bad, global.length)).toThrow(/signal bound/);
+  expect(() => roundNoiseCapacity(bad)).toThrow(/signal bound/);
   const refuse = (p: ReturnType<typeof party>, pos: ReturnType<typeof party>['positives']) => computeLocalUpdate(p.m, pos, p.domains, { policy: bad, runId: 'cap', round: 2, global }, p.key);
   await expect(refuse(big, big.positives)).rejects.toThrow(/refusing quantization parameters: signal bound: 2 parties x 1 contribution/);
   await expect(refuse(small, few(small))).rejects.toThrow(/refusing quantization parameters: signal bound: 2 parties x 1 contribution/);
@@ -162,7 +162,7 @@ test("round-noise with the policy's maxUsersPerParty: validated against the enco
   });
   const pol = rn();
   const global = initSharedParams(sharedParameterLayout(pol.model, pol.vocabularies), 2);
-  const capacity = roundNoiseCapacity(pol, global.length);
+  const capacity = roundNoiseCapacity(pol);
   expect(roundNoiseCapacityOf(pol)).toBe(capacity); // the policy-only count is the node's count
   expect(capacity).toBeLessThan(NU);
   // validation: a cap the encoding cannot carry is a policy error naming the numbers; at the capacity it passes
