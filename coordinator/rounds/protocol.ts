@@ -37,7 +37,20 @@ export type ProtocolStep =
   /** the next phase opens: `parties` are expected to send; `messages` go to individual parties */
   | { kind: 'next'; phase: RoundPhase; parties: string[]; messages: OutgoingPayload[]; audit?: Record<string, unknown> }
   /** the round produced the next global model (flat parameter bytes) */
-  | { kind: 'done'; model: Uint8Array; survivors: string[]; audit: Record<string, unknown>; /** stored with the new model version, handed back as RoundStart.baseModel.state */ state?: Uint8Array | null }
+  | {
+      kind: 'done';
+      model: Uint8Array;
+      survivors: string[];
+      audit: Record<string, unknown>;
+      /** stored with the new model version, handed back as RoundStart.baseModel.state */
+      state?: Uint8Array | null;
+      /**
+       * the round's unmasked sum (u32 little-endian; its BLAKE2b-256 is the audit entry's
+       * aggregateHash), stored with the round for `audit verify --replay`; absent for a protocol
+       * that does not expose one (the test-only plain-sum protocol)
+       */
+      aggregate?: Uint8Array;
+    }
   | { kind: 'aborted'; reason: string };
 
 export interface RoundProtocol {

@@ -22,10 +22,8 @@
  * so a retry after an abort or a restart continues exactly where the stored model left off.
  */
 import { encodedDimension } from '../../shared/dp/encode';
-import { nextGlobalModel } from '../../shared/fl/aggregate';
-import { averagingDivisors } from '../../shared/fl/offers';
 import { noiseFloorViolation } from '../../shared/fl/noise-floor';
-import { roundEncodeParams } from '../../shared/fl/round-params';
+import { roundEncodeParams, roundNextModel } from '../../shared/fl/round-params';
 import { publicRoundSeed } from '../../shared/fl/seeds';
 import { newServerState, type ServerOptimizerState } from '../../shared/fl/server';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
@@ -213,29 +211,21 @@ export class SecAggRoundProtocol implements RoundProtocol {
       );
     }
     const p = this.start.policy;
-    const opt = p.training.serverOptimizer;
-    const next = nextGlobalModel(
-      this.global,
-      step.sum,
-      step.survivors.length,
-      roundEncodeParams(p, this.start.runId, this.start.round),
-      opt.type === 'fedavg' ? { type: 'fedavg', learningRate: opt.learningRate } : { type: 'fedadam', learningRate: opt.learningRate, beta1: opt.beta1, beta2: opt.beta2, tau: opt.tau },
-      this.optimizerState,
-      // offer scope: each item's rows averaged over its provider alone, the towers over every survivor
-      p.training.offerScope === 'own' ? averagingDivisors(sharedParameterLayout(p.model, p.vocabularies), p.catalogue.offers!, step.survivors.map(String)) : undefined,
-    );
+    const next = roundNextModel(p, this.start.runId, this.start.round, this.global, step.sum, step.survivors.map(String), this.optimizerState);
     const sets = this.server.survivorsByPhase;
+    const aggregate = u32LeBytes(step.sum);
     return {
       kind: 'done',
+      aggregate,
       model: new Uint8Array(next.buffer, next.byteOffset, next.byteLength),
       survivors: step.survivors,
       state: encodeOptimizerState(this.optimizerState),
       audit: {
         partiesByPhase: { advertise: sets.U1 ?? [], share: sets.U2 ?? [], mask: sets.U3 ?? [], consistency: sets.U4 ?? [], unmask: sets.U5 ?? [] },
-        aggregateHash: Buffer.from(sodium().crypto_generichash(32, u32LeBytes(step.sum), null)).toString('hex'),
+        aggregateHash: Buffer.from(sodium().crypto_generichash(32, aggregate, null)).toString('hex'),
         secagg: { threshold: p.secagg.threshold, degree: p.secagg.neighbourDegree, bits: p.secagg.bitWidth, gamma: p.secagg.scale, rotation: p.secagg.rotation },
         dimension: this.dimension,
-        serverOptimizer: opt.type,
+        serverOptimizer: p.training.serverOptimizer.type,
       },
     };
   }

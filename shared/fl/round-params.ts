@@ -7,7 +7,10 @@
 import type { Policy } from '../policy/schema';
 import { contributionCapacity, DEFAULT_BETA, type WrapCheckParams } from '../dp/encode';
 import { layoutSize, sharedParameterLayout } from '../model/layout';
+import { nextGlobalModel } from './aggregate';
+import { averagingDivisors } from './offers';
 import { publicRoundSeed } from './seeds';
+import type { ServerOptimizerConfig, ServerOptimizerState } from './server';
 
 export function roundEncodeParams(policy: Policy, runId: string, round: number) {
   return {
@@ -17,6 +20,41 @@ export function roundEncodeParams(policy: Policy, runId: string, round: number) 
     rotationSeed: policy.secagg.rotation === 'hadamard' ? publicRoundSeed('rotation', policy.federationId, runId, round) : null,
     beta: DEFAULT_BETA,
   };
+}
+
+/** The policy's server optimizer as applyServerUpdate takes it. */
+export function serverOptimizerOf(policy: Policy): ServerOptimizerConfig {
+  const opt = policy.training.serverOptimizer;
+  return opt.type === 'fedavg' ? { type: 'fedavg', learningRate: opt.learningRate } : { type: 'fedadam', learningRate: opt.learningRate, beta1: opt.beta1, beta2: opt.beta2, tau: opt.tau };
+}
+
+/**
+ * DESIGN §4 step 5 for one round of a run: the next global model from the round's base model and
+ * the unmasked sum (mod 2^bits) of the survivors' encoded updates, with the policy's encoding
+ * (roundEncodeParams), averaging (uniform over the survivors, or under offer scope `own` each item's
+ * rows over its provider alone) and server optimizer; updates `state` in place. A function of the
+ * policy and public values only: the coordinator (coordinator/rounds/secagg-protocol.ts) computes
+ * each model with it, and `audit verify --replay` (shared/audit/replay.ts) recomputes the chain
+ * with it, so the two cannot drift apart. Requires `await sodiumReady()` (the rotation seed).
+ */
+export function roundNextModel(
+  policy: Policy,
+  runId: string,
+  round: number,
+  global: Float32Array,
+  sum: Uint32Array,
+  survivors: readonly string[],
+  state: ServerOptimizerState,
+): Float32Array {
+  return nextGlobalModel(
+    global,
+    sum,
+    survivors.length,
+    roundEncodeParams(policy, runId, round),
+    serverOptimizerOf(policy),
+    state,
+    policy.training.offerScope === 'own' ? averagingDivisors(sharedParameterLayout(policy.model, policy.vocabularies), policy.catalogue.offers!, [...survivors]) : undefined,
+  );
 }
 
 /**

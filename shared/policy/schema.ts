@@ -146,6 +146,17 @@ export const policySchema = z
     secagg: secaggSchema,
     privacy: privacySchema,
     timeouts: timeoutsSchema,
+    /**
+     * What the coordinator may release for auditing beyond the log. `auditorArtifacts: true`:
+     * holders of an auditor token may download the run's model versions and each completed round's
+     * unmasked aggregate (GET /audit/v1/models/{version}, GET /audit/v1/runs/{runId}/rounds/{round}/aggregate),
+     * so that `fedbridge audit verify --replay` can recompute every model of the run from its
+     * initial model and check it against the logged hashes (shared/audit/replay.ts). Both are
+     * derived from the parties' (DP-noised) updates, so the parties decide by signing. Absent or
+     * false: a run's models go only to its parties, aggregates to no one, and the model chain stays
+     * the coordinator's claim.
+     */
+    audit: z.object({ auditorArtifacts: z.boolean() }).strict().optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
