@@ -11,6 +11,11 @@ import { ed25519Keygen, ed25519Sign, type Ed25519KeyPair } from '../../../shared
 import { defaultPolicy } from '../../../shared/policy/defaults';
 import { policyHash, validatePolicy, type Policy } from '../../../shared/policy/schema';
 import { signPolicyHash } from '../../../shared/policy/sign';
+import { encodedDimension } from '../../../shared/dp/encode';
+import { roundNextModel } from '../../../shared/fl/round-params';
+import { newServerState } from '../../../shared/fl/server';
+import { float32LeBytes } from '../../../shared/audit/replay';
+import { u32LeBytes } from '../../../shared/secagg/messages';
 import {
   AuditRecorder,
   AuditWriter,
@@ -70,6 +75,11 @@ export interface GeneratedLog {
   recorder: AuditRecorder;
   /** the last model version in the log */
   modelVersion: number;
+  /**
+   * with `chain`: the initial model's bytes by version and each completed round's aggregate by
+   * `${runId}/${round}` (what `audit export --artifacts` downloads)
+   */
+  artifacts: { models: Map<number, Uint8Array>; aggregates: Map<string, Uint8Array> };
 }
 
 /**
@@ -80,7 +90,20 @@ export interface GeneratedLog {
 export function generateLog(
   fed: Federation,
   plans: RoundPlan[] = [{}, {}, {}],
-  o: { runId?: string; startAt?: number; continueFrom?: GeneratedLog; /** the run the parties' secure-aggregation signatures are bound to (default: runId) */ evidenceRunId?: string } = {},
+  o: {
+    runId?: string;
+    startAt?: number;
+    continueFrom?: GeneratedLog;
+    /** the run the parties' secure-aggregation signatures are bound to (default: runId) */
+    evidenceRunId?: string;
+    /**
+     * a real model chain: a random initial model, each completed round's aggregate the modular sum
+     * of small random encoded updates, its model roundNextModel of the previous one (the
+     * coordinator's computation), with their true hashes in the log; `steer` may change a round's
+     * model before it is hashed and logged (a coordinator publishing another model)
+     */
+    chain?: { steer?: (round: number, model: Float32Array) => void };
+  } = {},
 ): GeneratedLog {
   const { policy } = fed;
   let now = o.startAt ?? 1_767_000_000_000;
@@ -99,7 +122,16 @@ export function generateLog(
   if (!o.continueFrom) writer.append({ type: 'participant-enrolled', name: names[0], publicKey: policy.parties[0].publicKey, certSha256: null }, (now += 10));
   rec.registerPolicy(names.map((p) => ({ party: p, publicKey: policy.parties.find((x) => x.name === p)!.publicKey, signature: b64(signPolicyHash(fed.policyHash, sk(p))) })));
   let version = (o.continueFrom?.modelVersion ?? 0) + 1;
-  rec.startRun(runId, version, hex(rnd(32)));
+  const artifacts: GeneratedLog['artifacts'] = { models: new Map(o.continueFrom?.artifacts.models), aggregates: new Map(o.continueFrom?.artifacts.aggregates) };
+  let weights: Float32Array | null = null;
+  const optimizerState = newServerState();
+  if (o.chain) {
+    const raw = rnd(4 * rec.params.dimension);
+    weights = new Float32Array(rec.params.dimension).map((_, i) => ((raw[4 * i] | (raw[4 * i + 1] << 8)) - 32768) / 65536);
+    const bytes = float32LeBytes(weights);
+    artifacts.models.set(version, bytes);
+    rec.startRun(runId, version, hex(sodium().crypto_generichash(32, bytes, null)));
+  } else rec.startRun(runId, version, hex(rnd(32)));
   let completed = 0;
   let round = 0;
   const dimLen = (() => {
@@ -151,9 +183,26 @@ export function generateLog(
     }
     if (aborted) continue;
     version++;
-    const modelHash = hex(rnd(32));
     const survivors = [...maskedOf(rec)].sort();
-    rec.completeRound({ survivors, aggregateHash: hex(rnd(32)), modelVersion: version, modelHash });
+    let modelHash = hex(rnd(32));
+    let aggregateHash = hex(rnd(32));
+    if (o.chain && weights) {
+      // each survivor's encoded update: small signed integers (|x| <= 300, about 300/gamma), mod 2^bits
+      const words = encodedDimension(rec.params.dimension, rec.params.rotation === 'hadamard');
+      const mod = 2 ** rec.params.bits;
+      const sum = new Uint32Array(words);
+      for (let k = 0; k < survivors.length; k++) {
+        const r = rnd(2 * words);
+        for (let i = 0; i < words; i++) sum[i] = (sum[i] + ((((r[2 * i] | (r[2 * i + 1] << 8)) % 601) - 300 + mod) % mod)) % mod;
+      }
+      const agg = u32LeBytes(sum);
+      artifacts.aggregates.set(`${runId}/${round}`, agg);
+      aggregateHash = hex(sodium().crypto_generichash(32, agg, null));
+      weights = roundNextModel(policy, runId, round, weights, sum, survivors, optimizerState);
+      o.chain.steer?.(round, weights);
+      modelHash = hex(sodium().crypto_generichash(32, float32LeBytes(weights), null));
+    }
+    rec.completeRound({ survivors, aggregateHash, modelVersion: version, modelHash });
     completed++;
     if (completed === policy.training.rounds) rec.completeRun(runId, version);
     const head = writer.head();
@@ -165,7 +214,7 @@ export function generateLog(
     }
   }
   const text = writer.exportText();
-  return { text, bytes: new TextEncoder().encode(text), receipts, recorder: rec, modelVersion: version };
+  return { text, bytes: new TextEncoder().encode(text), receipts, recorder: rec, modelVersion: version, artifacts };
 }
 
 /**
