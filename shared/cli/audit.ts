@@ -8,12 +8,19 @@
  *     contiguous (the server may return fewer lines than asked; an empty page ends the log), and
  *     writes the log atomically. The token comes from --token or
  *     FEDBRIDGE_AUDITOR_TOKEN (never logged). Nothing is trusted here: `audit verify` decides.
- *   audit verify F.jsonl --policy policy.yaml [--receipts DIR]... [--json]
+ *     With --artifacts DIR it then downloads, for every run of the log, the initial model
+ *     (GET audit/v1/models/{version} -> DIR/models/{version}.bin) and every completed round's
+ *     unmasked aggregate (GET audit/v1/runs/{runId}/rounds/{round}/aggregate ->
+ *     DIR/aggregates/{runId}/{round}.bin); only runs whose signed policy sets
+ *     audit.auditorArtifacts are served (HTTP 403 otherwise, reported with the server's reason).
+ *   audit verify F.jsonl --policy policy.yaml [--receipts DIR]... [--replay DIR] [--json]
  *     verifyLog (shared/audit/verify.ts) against the policy and the receipts the parties kept
- *     (every *.json under each DIR, recursively). Exits 1 on any failure. Text output: whatever
+ *     (every *.json under each DIR, recursively); with --replay, replayModelChain
+ *     (shared/audit/replay.ts) over the artifacts in DIR: every model recomputed from the run's
+ *     initial model and the aggregates, its hash checked against the log. Exits 1 on any failure. Text output: whatever
  *     comes from the log is written with its control characters escaped (forTerminal).
  *     JSON: {"ok","entries","rounds","failures":[{"entry","field","expected","found"}], "policyHash",
- *     "head","receipts","warnings","runs","timeline"}.
+ *     "head","receipts","warnings","runs","timeline"}, with --replay also "replay":{"replayed","rounds"}.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -45,7 +52,7 @@ function listJson(dir: string): string[] {
  * Verifies an exported log against the policy file(s) (the first is the one reported; more for a
  * log with runs of several policies) and the receipts under `receiptDirs`.
  */
-export async function verifyLogFile(logFile: string, policyFiles: string | readonly string[], receiptDirs: string[]) {
+export async function verifyLogFile(logFile: string, policyFiles: string | readonly string[], receiptDirs: string[], replayDir?: string) {
   const { sodiumReady } = await import('../crypto/sodium');
   const { parsePolicyYaml, PolicyError } = await import('../policy/schema');
   const { verifyLog } = await import('../audit/verify');
@@ -78,19 +85,46 @@ export async function verifyLogFile(logFile: string, policyFiles: string | reado
       receipts.push({ source: path.relative(dir, f) || path.basename(f), receipt: obj });
     }
   }
+  let verified;
   try {
-    return { ...verifyLog(data, { policy: policies[0], otherPolicies: policies.slice(1), receipts }), receiptsChecked: receipts.length };
+    verified = verifyLog(data, { policy: policies[0], otherPolicies: policies.slice(1), receipts });
   } catch (e) {
     // the given policies do not belong to one log (another coordinator or federation)
     if (e instanceof RangeError) throw new UserError(`--policy: ${e.message}`);
     throw e;
   }
+  if (replayDir === undefined) return { ...verified, receiptsChecked: receipts.length, replay: null };
+  if (!fs.existsSync(replayDir) || !fs.statSync(replayDir).isDirectory()) throw new UserError(`--replay: ${replayDir} is not a directory (write one with 'fedbridge audit export --artifacts DIR')`);
+  const { replayModelChain } = await import('../audit/replay');
+  const readOrNull = (f: () => string): Uint8Array | null => {
+    try {
+      return new Uint8Array(readFileAt(f()));
+    } catch (e) {
+      if (e instanceof UserError) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return null;
+      throw new UserError(`--replay: cannot read an artifact in ${replayDir}: ${code ?? (e as Error).message}`);
+    }
+  };
+  const replay = replayModelChain(data, policies, {
+    model: (v) => readOrNull(() => artifactPaths.model(replayDir, v)),
+    aggregate: (runId, round) => readOrNull(() => artifactPaths.aggregate(replayDir, runId, round)),
+  });
+  const failures = [...verified.failures, ...replay.failures].sort((a, b) => a.entry - b.entry);
+  return {
+    ...verified,
+    ok: verified.ok && replay.ok,
+    failures,
+    warnings: [...verified.warnings, ...replay.warnings],
+    receiptsChecked: receipts.length,
+    replay: { replayed: replay.replayed, rounds: replay.rounds },
+  };
 }
 
-function get(url: URL, token: string, ca: Buffer | undefined): Promise<{ status: number; body: Buffer; type: string }> {
+function get(url: URL, token: string, ca: Buffer | undefined, accept = 'application/x-ndjson'): Promise<{ status: number; body: Buffer; type: string }> {
   return new Promise((resolve, reject) => {
     const mod = url.protocol === 'https:' ? require('node:https') : require('node:http');
-    const req = mod.get(url, { headers: { authorization: `Bearer ${token}`, accept: 'application/x-ndjson' }, ...(ca ? { ca } : {}), timeout: 30_000 }, (res: import('node:http').IncomingMessage) => {
+    const req = mod.get(url, { headers: { authorization: `Bearer ${token}`, accept }, ...(ca ? { ca } : {}), timeout: 30_000 }, (res: import('node:http').IncomingMessage) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), type: String(res.headers['content-type'] ?? '') }));
@@ -107,11 +141,8 @@ function isLoopbackHostname(hostname: string): boolean {
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
-/** Fetches the whole log from the audit API; returns its bytes (export format) and the number of entries. */
-export async function fetchAuditLog(base: string, token: string, opts: { ca?: Buffer; limit?: number; allowPlaintext?: boolean } = {}): Promise<{ bytes: Buffer; entries: number }> {
-  const { sodiumReady } = await import('../crypto/sodium');
-  const { parseExportLine, splitLines } = await import('../audit/chain');
-  await sodiumReady();
+/** The audit API's base URL from --coordinator; refuses plain http to another machine unless allowed. */
+function auditApiRoot(base: string, allowPlaintext: boolean | undefined): URL {
   let root: URL;
   try {
     root = new URL(base.endsWith('/') ? base : base + '/');
@@ -120,25 +151,40 @@ export async function fetchAuditLog(base: string, token: string, opts: { ca?: Bu
   }
   if (root.protocol !== 'https:' && root.protocol !== 'http:') throw new UserError(`--coordinator must be an http(s) URL, got "${base}"`);
   // the bearer token would cross the network in clear: only to this machine, or when asked for
-  if (root.protocol === 'http:' && !isLoopbackHostname(root.hostname) && !opts.allowPlaintext) {
+  if (root.protocol === 'http:' && !isLoopbackHostname(root.hostname) && !allowPlaintext) {
     throw new UserError(`--coordinator ${root.origin} is plain http to another machine: the auditor token would travel in clear; use https:// (the coordinator's http.tls), or pass --allow-plaintext if the network is trusted`);
   }
+  return root;
+}
+
+/** GET of one audit API path; a 200 answer's body, else a UserError (exit 1) saying what the server answered. */
+async function apiGet(root: URL, pathAndQuery: string, token: string, ca: Buffer | undefined, accept?: string): Promise<Buffer> {
+  const url = new URL(pathAndQuery, root);
+  let res;
+  try {
+    res = await get(url, token, ca, accept);
+  } catch (e) {
+    throw new UserError(`cannot reach the audit API at ${url.origin}: ${(e as Error).message}`, 1);
+  }
+  if (res.status === 401) throw new UserError(`the audit API refused the auditor token (HTTP ${res.status}); issue one with 'fedbridge coordinator tokens issue --role auditor'`, 1);
+  // what the server sends is quoted with its control characters escaped (forTerminal)
+  if (res.status !== 200) throw new UserError(forTerminal(`the audit API answered HTTP ${res.status} for ${url.pathname}: ${res.body.toString('utf8').trim().slice(0, 300)}`), 1);
+  return res.body;
+}
+
+/** Fetches the whole log from the audit API; returns its bytes (export format) and the number of entries. */
+export async function fetchAuditLog(base: string, token: string, opts: { ca?: Buffer; limit?: number; allowPlaintext?: boolean } = {}): Promise<{ bytes: Buffer; entries: number }> {
+  const { sodiumReady } = await import('../crypto/sodium');
+  const { parseExportLine, splitLines } = await import('../audit/chain');
+  await sodiumReady();
+  const root = auditApiRoot(base, opts.allowPlaintext);
   const limit = opts.limit ?? AUDIT_PAGE_LIMIT;
   const parts: Buffer[] = [];
   let next = 0;
   for (;;) {
-    const url = new URL(`audit/v1/log?from=${next}&limit=${limit}`, root);
-    let res;
-    try {
-      res = await get(url, token, opts.ca);
-    } catch (e) {
-      throw new UserError(`cannot reach the audit API at ${url.origin}: ${(e as Error).message}`, 1);
-    }
-    if (res.status === 401 || res.status === 403) throw new UserError(`the audit API refused the auditor token (HTTP ${res.status}); issue one with 'fedbridge coordinator tokens issue --role auditor'`, 1);
-    // what the server sends is quoted with its control characters escaped (forTerminal)
-    if (res.status !== 200) throw new UserError(forTerminal(`the audit API answered HTTP ${res.status} for ${url.pathname}: ${res.body.toString('utf8').slice(0, 200)}`), 1);
-    const { lines, endsWithNewline } = splitLines(new Uint8Array(res.body));
-    if (res.body.length && !endsWithNewline) throw new UserError(`the audit API returned a page that does not end with a newline (from=${next})`, 1);
+    const body = await apiGet(root, `audit/v1/log?from=${next}&limit=${limit}`, token, opts.ca);
+    const { lines, endsWithNewline } = splitLines(new Uint8Array(body));
+    if (body.length && !endsWithNewline) throw new UserError(`the audit API returned a page that does not end with a newline (from=${next})`, 1);
     for (const line of lines) {
       const p = parseExportLine(line);
       if (!p.ok) throw new UserError(forTerminal(`the audit API returned an invalid line at index ${next}: ${p.field}: expected ${p.expected}, found ${p.found}`), 1);
@@ -146,9 +192,71 @@ export async function fetchAuditLog(base: string, token: string, opts: { ca?: Bu
       next++;
     }
     if (lines.length === 0) break; // the server may cap a page below `limit`: only an empty page ends the log
-    parts.push(res.body);
+    parts.push(body);
   }
   return { bytes: Buffer.concat(parts), entries: next };
+}
+
+/** A run id usable as a directory name under --artifacts (the coordinator's are run-<time>-<hex>). */
+const SAFE_RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Where `audit export --artifacts DIR` keeps model version `v`, and the aggregate of (runId, round). */
+export const artifactPaths = {
+  model: (dir: string, version: number) => path.join(dir, 'models', `${version}.bin`),
+  aggregate: (dir: string, runId: string, round: number) => {
+    if (!SAFE_RUN_ID.test(runId)) throw new UserError(forTerminal(`run id ${JSON.stringify(runId)} cannot be a directory name under --artifacts (letters, digits, . _ - only)`));
+    return path.join(dir, 'aggregates', runId, `${round}.bin`);
+  },
+};
+
+/**
+ * Downloads what `audit verify --replay DIR` needs for every run of an exported log into `dir`:
+ * each run's initial model (GET audit/v1/models/{version}) and each completed round's aggregate
+ * (GET audit/v1/runs/{runId}/rounds/{round}/aggregate), written atomically. A file already there
+ * whose BLAKE2b-256 is the logged hash is kept (a second export fetches only what is new). Nothing
+ * is trusted: the bytes are written as received and `audit verify --replay` checks them. A run
+ * whose policy does not release artifacts to auditors (audit.auditorArtifacts) fails with the
+ * server's reason (HTTP 403), as does any other refusal; files fetched before stay.
+ */
+export async function fetchAuditArtifacts(
+  base: string,
+  token: string,
+  log: Uint8Array,
+  dir: string,
+  opts: { ca?: Buffer; allowPlaintext?: boolean } = {},
+): Promise<{ models: number; aggregates: number; fetched: number }> {
+  const { sodiumReady, sodium } = await import('../crypto/sodium');
+  const { parseExportLine, splitLines } = await import('../audit/chain');
+  const { checkEntry } = await import('../audit/entries');
+  const { writeFileAtomic } = await import('../util/atomic');
+  await sodiumReady();
+  const root = auditApiRoot(base, opts.allowPlaintext);
+  const wanted: { file: string; hash: string; api: string }[] = [];
+  for (const line of splitLines(log).lines) {
+    const p = line.length ? parseExportLine(line) : null;
+    const c = p?.ok ? checkEntry(p.entry) : null;
+    if (!c?.ok) continue;
+    const e = c.entry;
+    if (e.type === 'run-started') wanted.push({ file: artifactPaths.model(dir, e.initialModelVersion), hash: e.initialModelHash, api: `audit/v1/models/${e.initialModelVersion}` });
+    else if (e.type === 'round-completed') {
+      wanted.push({ file: artifactPaths.aggregate(dir, e.runId, e.round), hash: e.aggregateHash, api: `audit/v1/runs/${encodeURIComponent(e.runId)}/rounds/${e.round}/aggregate` });
+    }
+  }
+  let fetched = 0;
+  for (const w of wanted) {
+    let have: Buffer | null = null;
+    try {
+      have = fs.readFileSync(w.file);
+    } catch {
+      have = null;
+    }
+    if (have && sodium().crypto_generichash(32, have, null, 'hex') === w.hash) continue;
+    const body = await apiGet(root, w.api, token, opts.ca, 'application/octet-stream');
+    fs.mkdirSync(path.dirname(w.file), { recursive: true });
+    writeFileAtomic(w.file, body, 0o644);
+    fetched++;
+  }
+  return { models: wanted.filter((w) => w.api.includes('/models/')).length, aggregates: wanted.filter((w) => w.api.endsWith('/aggregate')).length, fetched };
 }
 
 export function registerAuditCommands(audit: Command): void {
@@ -161,8 +269,9 @@ export function registerAuditCommands(audit: Command): void {
     .option('--token <token>', 'the token itself (visible to other users in the process list: prefer --token-file or the env)')
     .option('--ca <file>', 'CA certificate (PEM) to trust for https')
     .option('--allow-plaintext', 'send the token over plain http to a host other than this machine (refused without it)')
-    .option('--json', 'print {"out","entries"}')
-    .action(async (o: { coordinator: string; out: string; token?: string; tokenFile?: string; ca?: string; allowPlaintext?: boolean; json?: boolean }) => {
+    .option('--artifacts <dir>', "also download each run's initial model and each completed round's aggregate into DIR, for 'audit verify --replay DIR' (the run's policy must set audit.auditorArtifacts)")
+    .option('--json', 'print {"out","entries"} (and "artifacts" with --artifacts)')
+    .action(async (o: { coordinator: string; out: string; token?: string; tokenFile?: string; ca?: string; allowPlaintext?: boolean; artifacts?: string; json?: boolean }) => {
       if (o.token !== undefined && o.tokenFile !== undefined) throw new UserError('give the auditor token once: --token-file or --token, not both');
       let token = o.token ?? process.env.FEDBRIDGE_AUDITOR_TOKEN;
       if (o.tokenFile !== undefined) {
@@ -188,8 +297,20 @@ export function registerAuditCommands(audit: Command): void {
       const { writeFileAtomic } = await import('../util/atomic');
       fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
       writeFileAtomic(o.out, bytes, 0o644);
-      if (o.json) printJson({ out: o.out, entries });
-      else process.stdout.write(`exported ${entries} audit entries to ${o.out}\n`);
+      if (o.artifacts === undefined) {
+        if (o.json) printJson({ out: o.out, entries });
+        else process.stdout.write(`exported ${entries} audit entries to ${o.out}\n`);
+        return;
+      }
+      let art;
+      try {
+        art = await fetchAuditArtifacts(o.coordinator, token, bytes, o.artifacts, { ca, allowPlaintext: o.allowPlaintext });
+      } catch (e) {
+        if (e instanceof UserError) throw new UserError(`exported ${entries} audit entries to ${o.out}, but not the artifacts: ${e.message}`, e.exitCode);
+        throw e;
+      }
+      if (o.json) printJson({ out: o.out, entries, artifacts: { dir: o.artifacts, ...art } });
+      else process.stdout.write(`exported ${entries} audit entries to ${o.out}; artifacts in ${o.artifacts}: ${art.models} initial model(s), ${art.aggregates} aggregate(s) (${art.fetched} downloaded, the rest already there)\n`);
     });
 
   audit
@@ -198,11 +319,12 @@ export function registerAuditCommands(audit: Command): void {
     .argument('<log>', 'exported audit log (JSON Lines)')
     .option('--policy <file>', 'the policy YAML the parties signed (required); repeat it for a log with runs of several policies (each run is checked against the policy it names)', (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--receipts <dir>', "a directory of the parties' receipts (*.json, recursive); repeatable", (v: string, p: string[]) => [...p, v], [] as string[])
-    .option('--json', 'print {"ok","entries","rounds","failures",...}')
-    .action(async (logFile: string, o: { policy: string[]; receipts: string[]; json?: boolean }) => {
-      const r = await verifyLogFile(logFile, o.policy, o.receipts);
+    .option('--replay <dir>', "recompute every run's model chain from the artifacts 'audit export --artifacts DIR' wrote and check each model hash (shared/audit/replay.ts)")
+    .option('--json', 'print {"ok","entries","rounds","failures",...} (and "replay" with --replay)')
+    .action(async (logFile: string, o: { policy: string[]; receipts: string[]; replay?: string; json?: boolean }) => {
+      const r = await verifyLogFile(logFile, o.policy, o.receipts, o.replay);
       if (o.json) {
-        printJson({ ok: r.ok, entries: r.entries, rounds: r.rounds, failures: r.failures, policyHash: r.policyHash, head: r.head, receipts: r.receiptsChecked, warnings: r.warnings, runs: r.runs, timeline: r.timeline });
+        printJson({ ok: r.ok, entries: r.entries, rounds: r.rounds, failures: r.failures, policyHash: r.policyHash, head: r.head, receipts: r.receiptsChecked, warnings: r.warnings, runs: r.runs, timeline: r.timeline, ...(r.replay ? { replay: r.replay } : {}) });
       } else {
         // every line quotes the log (run ids, party names, reasons, the values of failures): each is
         // written through forTerminal, so nothing in the log can act on the terminal or fake a line
@@ -211,6 +333,10 @@ export function registerAuditCommands(audit: Command): void {
         for (const s of r.timeline) {
           const eps = Object.entries(s.epsilon).map(([p, e]) => `${p} ${e.toFixed(3)}`).join(', ');
           line(`  ${s.runId} round ${s.round}: ${s.status}${s.reason ? ` (${s.reason})` : ''}; survivors ${s.survivors ? s.survivors.join(', ') : '-'}; epsilon ${eps || '-'}; receipts ${s.receipts.join(', ') || '-'}`);
+        }
+        if (r.replay) {
+          const completed = r.replay.rounds.length;
+          line(`  model chain: ${r.replay.replayed} of ${completed} completed round(s) recomputed from the aggregates and matched the logged model hash`);
         }
         for (const x of r.warnings) line(`  note: ${x}`);
         for (const f of r.failures) line(`  FAIL entry ${f.entry} ${f.field}: expected ${f.expected}, found ${f.found}`);
