@@ -88,6 +88,7 @@ import {
 } from './messages';
 import { isConnectedWithin } from './graph';
 import { RoundContext, type RoundInfo } from './round';
+import { droppedWithNeighbours, unmaskTerms, type ServerView } from './unmask';
 
 /**
  * Largest number of revealed shares of one self-mask seed for which, when m - t is odd and
@@ -114,6 +115,12 @@ export interface SecAggServerOptions extends RoundInfo {
   /** per-phase deadline used by `tick()` */
   phaseTimeoutMs?: number;
   log?: (line: string) => void;
+  /**
+   * keep a copy of every accepted masked input and hand the server's view (masked inputs,
+   * reconstructed self-mask seeds and dropped parties' mask keys) out with `done`, for an auditor
+   * to recompute the aggregate (unmask.ts). Memory: one vector per party instead of one in all.
+   */
+  keepServerView?: boolean;
 }
 
 /** `holder` revealed a share of `owner`'s self-mask seed b_u (`self`) or mask key s_sk_v (`key`) that was wrong. */
@@ -125,8 +132,11 @@ export interface WrongShare {
 
 export type ServerStep =
   | { kind: 'send'; phase: ServerPhase; messages: { to: string; message: ServerMessage }[] }
-  /** wrongShares: sorted by holder, owner, kind; empty when every revealed share was right */
-  | { kind: 'done'; sum: Uint32Array; survivors: string[]; wrongShares: WrongShare[] }
+  /**
+   * wrongShares: sorted by holder, owner, kind; empty when every revealed share was right. view:
+   * the server's view of the round (unmask.ts), with `keepServerView` only
+   */
+  | { kind: 'done'; sum: Uint32Array; survivors: string[]; wrongShares: WrongShare[]; view?: ServerView }
   | { kind: 'aborted'; reason: string };
 
 const PHASE_OF: Record<ClientMessage['type'], ServerPhase> = {
@@ -154,6 +164,8 @@ export class SecAggServer {
   private readonly shared = new Set<string>(); // U2
   private readonly masked = new Set<string>(); // U3
   private sum: MaskAccumulator | undefined;
+  /** copies of the accepted masked inputs (keepServerView) */
+  private keptInputs: Map<string, Uint32Array> | undefined;
   private survivorList: string[] = [];
   private readonly consistency = new Map<string, Uint8Array>(); // U4: signer -> signature
   private readonly requests = new Map<string, { self: string[]; key: string[] }>();
@@ -171,6 +183,7 @@ export class SecAggServer {
     if (this.clock && this.timeoutMs === undefined) throw new RangeError('"phaseTimeoutMs" is required with "clock"');
     this.phaseStart = this.clock?.now() ?? 0;
     this.eligible = new Set(this.ctx.roster);
+    if (opts.keepServerView) this.keptInputs = new Map();
   }
 
   get phase(): ServerPhase {
@@ -280,6 +293,7 @@ export class SecAggServer {
           for (let i = 0; i < v.length; i++) if (v[i] >= lim) bad(`entry ${i} = ${v[i]} is not below 2^${bits}`);
         }
         (this.sum ??= new MaskAccumulator(this.ctx.vectorLength, bits)).addVector(v);
+        this.keptInputs?.set(sender, v.slice());
         this.masked.add(sender);
         break;
       }
@@ -316,6 +330,8 @@ export class SecAggServer {
       this.abortReason = reason;
       this.log(`secagg server round ${this.ctx.round}: aborted: ${reason}`);
       this.sum?.wipe();
+      for (const v of this.keptInputs?.values() ?? []) v.fill(0);
+      this.keptInputs = undefined;
     }
     return { kind: 'aborted', reason: this.abortReason! };
   }
@@ -416,8 +432,7 @@ export class SecAggServer {
     const U3 = this.masked;
     const why = this.holdersRule('R5 after unmask-shares', U3, U5);
     if (why) return this.abort(why);
-    const dropped = [...this.shared].filter((v) => !U3.has(v)).sort();
-    const affected = dropped.filter((v) => this.ctx.neighbours.get(v)!.some((w) => U3.has(w)));
+    const affected = droppedWithNeighbours(this.ctx, this.shared, U3);
     for (const v of affected) {
       const c = this.ctx.neighbours.get(v)!.filter((w) => U5.has(w)).length;
       if (c < t) return this.abort(`R5 after unmask-shares: dropped party ${v} has ${c} surviving share holders, fewer than t=${t}`);
@@ -520,17 +535,16 @@ export class SecAggServer {
           (named.length > 0 ? `Holders that revealed wrong shares (altered by them, or dealt wrong by the secret's owner): ${named.join(', ')}` : 'No holder could be identified'),
       );
     }
-    // Every mask to remove, then one cache-blocked pass over the sum.
-    const terms: MaskTerm[] = selfSeeds.map(([, b]) => ({ seed: b, sign: -1 }));
-    const pairTerms: MaskTerm[] = [];
+    // Every mask to remove (unmask.ts, the same code an auditor recomputes with), then one
+    // cache-blocked pass over the sum.
+    // the server's view for the audit (copies; only when asked for: audit.auditorServerView)
+    const view: ServerView | undefined = this.keptInputs
+      ? { maskedInputs: this.keptInputs, selfMaskSeeds: new Map(selfSeeds.map(([u, b]) => [u, b.slice()])), maskKeys: new Map(keys.map(([v, k]) => [v, k.slice()])) }
+      : undefined;
+    let pairTerms: MaskTerm[] = [];
     try {
-      for (const [v, sSk] of keys) {
-        for (const w of this.ctx.neighbours.get(v)!) {
-          if (!U3.has(w)) continue;
-          // y_w contains sign(w, v) * PRG(s_wv); remove it.
-          pairTerms.push({ seed: this.ctx.pairSeed(sSk, v, w, this.ads.get(w)!.sPk), sign: RoundContext.pairSign(w, v) === 1 ? -1 : 1 });
-        }
-      }
+      const { terms, pairSeeds } = unmaskTerms(this.ctx, U3, selfSeeds, keys, (w) => this.ads.get(w)!.sPk);
+      pairTerms = pairSeeds;
       sum.addMasks([...terms, ...pairTerms]);
     } finally {
       for (const t of pairTerms) wipe(t.seed);
@@ -540,6 +554,7 @@ export class SecAggServer {
     const out = sum.read();
     sum.wipe();
     this.sum = undefined;
-    return { kind: 'done', sum: out, survivors: [...this.setsByPhase.U3!], wrongShares };
+    this.keptInputs = undefined;
+    return { kind: 'done', sum: out, survivors: [...this.setsByPhase.U3!], wrongShares, ...(view ? { view } : {}) };
   }
 }

@@ -61,6 +61,8 @@ export interface RoundSetup {
   runId?: string;
   roundSeed?: Uint8Array;
   rngLabel?: string;
+  /** the server keeps its view of the round for an auditor (SecAggServerOptions.keepServerView) */
+  keepServerView?: boolean;
   /** passes every message through a transport (e.g. the protobuf codec) */
   transport?: { toClient(m: ServerMessage): ServerMessage; toServer(m: ClientMessage): ClientMessage };
 }
@@ -94,7 +96,7 @@ export class RoundDriver {
     const roundSeed = s.roundSeed ?? new Uint8Array(32).fill(9);
     this.drops = s.drops ?? new Map();
     const base = { federationId, runId: s.runId ?? TEST_RUN, round, params: s.params, roundSeed, vectorLength: s.m, peers: s.fed.peers };
-    this.server = new SecAggServer({ ...base, identity: { secretKey: s.fed.coordinator.secretKey } });
+    this.server = new SecAggServer({ ...base, identity: { secretKey: s.fed.coordinator.secretKey }, keepServerView: s.keepServerView });
     for (const id of s.fed.ids) {
       this.clients.set(
         id,
