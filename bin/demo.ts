@@ -26,7 +26,8 @@
  *      HR@10, NDCG@10, per domain, cross-domain against the generator's hidden ground truth;
  *      epsilon per party from each node's privacy ledger;
  *   8. one table, an SVG plot (quality and epsilon per round), results.json;
- *   9. `coordinator tokens issue --role auditor`, `audit export`, `audit verify --json`;
+ *   9. `coordinator tokens issue --role auditor`, `audit export --artifacts` (the policy releases
+ *      models and aggregates to auditors), `audit verify --replay --json` (the model chain recomputed);
  *  10. the coordinator is stopped; exit 0 only if every step worked.
  * With --json the last stdout line is the DESIGN §8 object. Every figure printed is computed in
  * this run; a figure that could not be computed is printed as "-".
@@ -160,7 +161,8 @@ export interface DemoResult {
   runId: string;
   auditLog: string;
   verified: boolean;
-  audit: { entries: number; rounds: number; receipts: number; failures: unknown[]; error?: string };
+  /** replayed: completed rounds whose model `audit verify --replay` recomputed from the aggregates */
+  audit: { entries: number; rounds: number; receipts: number; replayed: number; failures: unknown[]; error?: string };
   policy: string;
   policyHash: string;
   noiseMultiplier: number;
@@ -360,6 +362,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       model: { ...base.model, embeddingDim: P.embeddingDim, hiddenDim: P.hiddenDim },
       training: { ...base.training, rounds, localSteps: P.stepsPerRound, learningRate: P.learningRate, negativesPerPositive: P.local.negatives, serverOptimizer: P.serverOptimizer, offerScope: 'own' },
       secagg: { ...base.secagg, threshold: 2 },
+      // the parties let auditors download the run's models and aggregates: step 9 replays the model chain
+      audit: { auditorArtifacts: true },
       privacy: {
         ...base.privacy,
         mechanism: 'local-dpsgd',
@@ -686,16 +690,17 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     // the table and plot above stand on their own; an audit step that fails is reported, and the
     // demo then exits non-zero (verified: false) rather than hiding the results it did compute
     const auditLog = path.join(work, 'audit.jsonl');
-    let audit: { ok: boolean; entries: number; rounds: number; failures: unknown[]; receipts?: number; error?: string };
+    const artifactsDir = path.join(work, 'audit-artifacts');
+    let audit: { ok: boolean; entries: number; rounds: number; failures: unknown[]; receipts?: number; replay?: { replayed: number }; error?: string };
     try {
       const token = (jsonOut((await cli('operator', ['coordinator', 'tokens', 'issue', ...operatorConn, '--role', 'auditor', '--label', 'demo', '--json'])).stdout) as { token: string }).token;
       // over TLS (the coordinator's certificate, from the federation CA): the bearer token never travels in clear
-      await cli('audit', ['audit', 'export', '--coordinator', `https://127.0.0.1:${ports.http}`, '--ca', certs.ca, '--out', auditLog, '--json'], { FEDBRIDGE_AUDITOR_TOKEN: token });
+      await cli('audit', ['audit', 'export', '--coordinator', `https://127.0.0.1:${ports.http}`, '--ca', certs.ca, '--out', auditLog, '--artifacts', artifactsDir, '--json'], { FEDBRIDGE_AUDITOR_TOKEN: token });
       const receiptDirs = DEMO_PARTIES.map((p) => path.join(dirs.nodes[p], 'receipts')).filter((d) => fs.existsSync(d));
-      const ver = await cli('audit', ['audit', 'verify', auditLog, '--policy', policyFile, ...receiptDirs.flatMap((d) => ['--receipts', d]), '--json'], undefined, true);
+      const ver = await cli('audit', ['audit', 'verify', auditLog, '--policy', policyFile, ...receiptDirs.flatMap((d) => ['--receipts', d]), '--replay', artifactsDir, '--json'], undefined, true);
       audit = jsonOut(ver.stdout) as typeof audit;
       if (ver.code !== 0) audit.ok = false;
-      log(`audit log ${auditLog}: ${audit.entries} entries, ${audit.rounds} rounds, ${receiptDirs.length ? `receipts of ${receiptDirs.length} parties, ` : ''}${audit.ok ? 'verified' : `NOT verified (${audit.failures.length} failures)`}`);
+      log(`audit log ${auditLog}: ${audit.entries} entries, ${audit.rounds} rounds, ${receiptDirs.length ? `receipts of ${receiptDirs.length} parties, ` : ''}model chain replayed for ${audit.replay?.replayed ?? 0} rounds, ${audit.ok ? 'verified' : `NOT verified (${audit.failures.length} failures)`}`);
     } catch (e) {
       audit = { ok: false, entries: 0, rounds: 0, failures: [], error: (e as Error).message };
       log(`audit step failed: ${(e as Error).message}`);
@@ -710,7 +715,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       runId: started.runId,
       auditLog,
       verified: audit.ok === true,
-      audit: { entries: audit.entries, rounds: audit.rounds, receipts: audit.receipts ?? 0, failures: audit.failures, ...(audit.error ? { error: audit.error } : {}) },
+      audit: { entries: audit.entries, rounds: audit.rounds, receipts: audit.receipts ?? 0, replayed: audit.replay?.replayed ?? 0, failures: audit.failures, ...(audit.error ? { error: audit.error } : {}) },
       policy: policyFile,
       policyHash: hash,
       noiseMultiplier: sigma,
@@ -783,7 +788,7 @@ async function main(argv: string[]): Promise<number> {
   process.stdout.write(
     r.audit.error
       ? `audit log: ${r.auditLog}: NOT verified: ${r.audit.error}\n`
-      : `audit log: ${r.auditLog} (${r.audit.entries} entries, ${r.audit.rounds} rounds, ${r.audit.receipts} party receipts checked): ${r.verified ? 'verified, every check passed' : `NOT verified (${r.audit.failures.length} failures)`}\n`,
+      : `audit log: ${r.auditLog} (${r.audit.entries} entries, ${r.audit.rounds} rounds, ${r.audit.receipts} party receipts checked, model chain replayed for ${r.audit.replayed} rounds): ${r.verified ? 'verified, every check passed' : `NOT verified (${r.audit.failures.length} failures)`}\n`,
   );
   process.stdout.write(`finished in ${r.wallSeconds.toFixed(0)} s (${Object.entries(r.timings).map(([k, s]) => `${k} ${s.toFixed(0)} s`).join(', ')}); logs and node data under ${path.dirname(r.plot)}\n`);
   if (o.json) printJson(demoJson(r));

@@ -50,6 +50,11 @@ export type ProtocolStep =
        * that does not expose one (the test-only plain-sum protocol)
        */
       aggregate?: Uint8Array;
+      /**
+       * the server's view of the round (shared/audit/server-view.ts encoding), when the policy lets
+       * auditors recompute the aggregate (audit.auditorServerView); stored with the round
+       */
+      serverView?: Uint8Array;
     }
   | { kind: 'aborted'; reason: string };
 

@@ -33,6 +33,7 @@ import type { ClientMessage } from '../../shared/secagg/messages';
 import { u32LeBytes } from '../../shared/secagg/messages';
 import { sodium } from '../../shared/crypto/sodium';
 import { advertisementEvidence, maskedInputEvidence, survivorSignatureEvidence } from '../../shared/audit/evidence';
+import { encodeServerView } from '../../shared/audit/server-view';
 import { invalid, permissionDenied } from '../grpc/errors';
 import type { PhaseEvidence, ProtocolStep, RoundPhase, RoundProtocol, RoundProtocolFactory, RoundStart, StagedMessage } from './protocol';
 
@@ -119,6 +120,8 @@ export class SecAggRoundProtocol implements RoundProtocol {
       peers,
       identity: { secretKey: coordinatorSecretKey },
       log,
+      // the policy lets auditors recompute the aggregate from the server's view (audit.auditorServerView)
+      keepServerView: p.audit?.auditorServerView === true,
     });
   }
 
@@ -217,6 +220,7 @@ export class SecAggRoundProtocol implements RoundProtocol {
     return {
       kind: 'done',
       aggregate,
+      ...(step.view ? { serverView: encodeServerView(step.view) } : {}),
       model: new Uint8Array(next.buffer, next.byteOffset, next.byteLength),
       survivors: step.survivors,
       state: encodeOptimizerState(this.optimizerState),

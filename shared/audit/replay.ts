@@ -27,8 +27,22 @@
  * decoding, averaging and server optimizer make of the logged aggregates, starting from the logged
  * initial model, so the coordinator cannot have steered the model (a planted backdoor, a different
  * learning rate, a dropped party's update kept) without it showing. What it cannot prove: that each
- * aggregate is the true sum of the survivors' masked inputs (the log holds their digests, but only
- * the coordinator unmasks); nor anything about the initial model beyond its hash.
+ * aggregate is the true sum of the survivors' masked inputs, unless the policy also releases the
+ * server view (below); nor anything about the initial model beyond its hash.
+ *
+ * With the server view (policy audit.auditorServerView: the survivors' masked inputs, their
+ * self-mask seeds and the dropped parties' mask keys, as the coordinator held them), each aggregate
+ * is recomputed too, before it is used:
+ *     every masked input y_u of the view must hash (BLAKE2b-256 of u32 LE) to the digest party u
+ *       signed in the round's mask entry, and the view must hold exactly the mask entry's parties;
+ *     sum_k := recomputeAggregate(round context, U2 = share parties, U3 = mask parties, the
+ *              advertise entry's signed keys, view) (shared/secagg/unmask.ts: each seed checked
+ *              against its signed commitment, each key against its advertised public key, then
+ *              the masks removed with the code the coordinator runs);
+ *     BLAKE2b-256(sum_k) must be the entry's aggregateHash.
+ * The round context is the coordinator's: federation, run, round, the policy's parties and their
+ * pinned keys, threshold, neighbour degree, bit width, publicRoundSeed('graph', ...), and
+ * encodedDimension(d, rotated). Then the chain runs from the parties' signed inputs to the models.
  *
  * Float determinism: roundNextModel is IEEE-754 arithmetic in JavaScript (float64 intermediate,
  * float32 storage, Math.sqrt correctly rounded), so every engine computes the same bits.
@@ -45,7 +59,12 @@ import { newServerState, type ServerOptimizerState } from '../fl/server';
 import { layoutSize, sharedParameterLayout } from '../model/layout';
 import { sodium } from '../crypto/sodium';
 import { parseExportLine, splitLines } from './chain';
-import { toHex } from './bytes';
+import { fromBase64, fromHex, toHex } from './bytes';
+import { publicRoundSeed } from '../fl/seeds';
+import { RoundContext } from '../secagg/round';
+import { recomputeAggregate, type AdvertisedKeys } from '../secagg/unmask';
+import { u32LeBytes } from '../secagg/messages';
+import { decodeServerView } from './server-view';
 import { checkEntry } from './entries';
 import type { VerifyFailure } from './verify';
 
@@ -55,6 +74,8 @@ export interface ReplayArtifacts {
   model(version: number): Uint8Array | null;
   /** the unmasked aggregate of (runId, round), or null when the auditor does not have it */
   aggregate(runId: string, round: number): Uint8Array | null;
+  /** the server view of (runId, round) (server-view.ts), or null; asked for only under audit.auditorServerView */
+  serverView?(runId: string, round: number): Uint8Array | null;
 }
 
 export interface ReplayedRound {
@@ -64,15 +85,29 @@ export interface ReplayedRound {
   entry: number;
   modelVersion: number;
   status: 'replayed' | 'failed' | 'not-replayed';
+  /** the aggregate itself was recomputed from the server view and matched */
+  aggregateRecomputed: boolean;
 }
 
 export interface ReplayResult {
   ok: boolean;
   /** completed rounds whose model was recomputed and matched */
   replayed: number;
+  /** of those, rounds whose aggregate was also recomputed from the server view */
+  aggregatesRecomputed: number;
   rounds: ReplayedRound[];
   failures: VerifyFailure[];
   warnings: string[];
+}
+
+/** What the round's entries say that the aggregate's recomputation needs. */
+interface RoundLog {
+  secaggRound: number;
+  parties: string[];
+  ads: Map<string, AdvertisedKeys>;
+  shared: string[] | null;
+  masked: string[] | null;
+  digests: Map<string, string>;
 }
 
 interface RunChain {
@@ -115,7 +150,58 @@ export function replayModelChain(log: Uint8Array, policies: readonly Policy[], a
   const warnings: string[] = [];
   const rounds: ReplayedRound[] = [];
   const runs = new Map<string, RunChain>();
+  const roundLogs = new Map<string, RoundLog>();
+  const key = (runId: string, round: number) => `${runId}\n${round}`;
   const fail = (entry: number, field: string, expected: string, found: string) => failures.push({ entry, field, expected, found });
+
+  /** Recomputes a round's aggregate from the server view and checks its hash; returns why it failed, or null. */
+  const recomputeFromView = (i: number, runId: string, round: number, policy: Policy, words: number, r: RoundLog | undefined, aggregateHash: string): string | null => {
+    if (!r || !r.shared || !r.masked) {
+      fail(i, 'replay.serverView', `round ${round}'s round-started, share and mask entries`, 'missing from the log');
+      return `round ${round}'s entries are incomplete`;
+    }
+    const bytes = artifacts.serverView?.(runId, round) ?? null;
+    if (!bytes) {
+      fail(i, 'replay.serverView', `the server view of round ${round} of run ${runId} (the policy sets audit.auditorServerView)`, 'missing');
+      return `the server view of round ${round} is missing`;
+    }
+    const dec = decodeServerView(bytes);
+    if (!dec.ok) {
+      fail(i, 'replay.serverView', 'a server view (fedbridge-server-view/1)', dec.problem);
+      return `the server view of round ${round} cannot be read`;
+    }
+    let bad = false;
+    for (const [u, y] of dec.view.maskedInputs) {
+      const signed = r.digests.get(u);
+      if (signed === undefined) continue; // recomputeAggregate names inputs outside U3
+      const d = hashHex(u32LeBytes(y));
+      if (d !== signed) {
+        fail(i, `replay.serverView.maskedInputs.${u}`, `${signed} (the digest ${u} signed)`, d);
+        bad = true;
+      }
+    }
+    if (bad) return `round ${round}'s server view holds a masked input its party did not sign`;
+    const ctx = new RoundContext({
+      federationId: policy.federationId,
+      runId,
+      round: r.secaggRound,
+      params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
+      roundSeed: publicRoundSeed('graph', policy.federationId, runId, r.secaggRound),
+      vectorLength: words,
+      peers: Object.fromEntries(policy.parties.map((p) => [p.name, fromBase64(`policy key of ${p.name}`, p.publicKey, 32)])),
+    });
+    const got = recomputeAggregate(ctx, r.shared, r.masked, r.ads, dec.view);
+    if (!got.ok) {
+      for (const p of got.problems) fail(i, 'replay.serverView', 'the server view of the round', p);
+      return `round ${round}'s server view does not unmask`;
+    }
+    const h = hashHex(u32LeBytes(got.sum));
+    if (h !== aggregateHash) {
+      fail(i, 'replay.serverView.aggregateHash', `${h} (recomputed from the signed masked inputs)`, aggregateHash);
+      return `round ${round}'s logged aggregate is not the sum of its masked inputs`;
+    }
+    return null;
+  };
 
   const { lines } = splitLines(log);
   lines.forEach((line, i) => {
@@ -154,9 +240,28 @@ export function replayModelChain(log: Uint8Array, policies: readonly Policy[], a
       run.at = { version: e.initialModelVersion, weights: floatsOf(bytes), state: newServerState() };
       return;
     }
+    if (e.type === 'round-started') {
+      roundLogs.set(key(e.runId, e.round), { secaggRound: e.secaggRound, parties: [...e.parties], ads: new Map(), shared: null, masked: null, digests: new Map() });
+      return;
+    }
+    if (e.type === 'round-phase') {
+      const r = roundLogs.get(key(e.runId, e.round));
+      if (!r) return;
+      try {
+        if (e.phase === 'advertise') for (const a of e.advertisements ?? []) r.ads.set(a.party, { sPk: fromBase64('sPk', a.sPk, 32), selfMaskCommitment: fromHex('selfMaskCommitment', a.selfMaskCommitment, 32) });
+      } catch {
+        // a malformed advertisement: verifyLog reports it; the recomputation then finds the party's keys missing
+      }
+      if (e.phase === 'share') r.shared = [...e.parties];
+      if (e.phase === 'mask') {
+        r.masked = [...e.parties];
+        for (const m of e.maskedInputs ?? []) r.digests.set(m.party, m.digest);
+      }
+      return;
+    }
     if (e.type !== 'round-completed') return;
     const run = runs.get(e.runId);
-    const rec: ReplayedRound = { runId: e.runId, round: e.round, entry: i, modelVersion: e.modelVersion, status: 'not-replayed' };
+    const rec: ReplayedRound = { runId: e.runId, round: e.round, entry: i, modelVersion: e.modelVersion, status: 'not-replayed', aggregateRecomputed: false };
     rounds.push(rec);
     if (!run) {
       warnings.push(`round ${e.round} of run ${e.runId} (entry ${i}) not replayed: the log has no run-started entry for its run`);
@@ -192,6 +297,11 @@ export function replayModelChain(log: Uint8Array, policies: readonly Policy[], a
       fail(i, 'replay.aggregateHash', e.aggregateHash, aggHash);
       return stop(`the aggregate of round ${e.round} does not match the logged hash`);
     }
+    if (policy.audit?.auditorServerView) {
+      const why = recomputeFromView(i, e.runId, e.round, policy, words, roundLogs.get(key(e.runId, e.round)), e.aggregateHash);
+      if (why) return stop(why);
+      rec.aggregateRecomputed = true;
+    }
     const sum = u32sOf(agg);
     const bits = policy.secagg.bitWidth;
     if (bits < 32) {
@@ -221,5 +331,6 @@ export function replayModelChain(log: Uint8Array, policies: readonly Policy[], a
     const skipped = rounds.filter((r) => r.runId === run.runId && r.status === 'not-replayed').length;
     if (run.stopped && skipped) warnings.push(`run ${run.runId}: ${skipped} completed round(s) not replayed: ${run.stopped}`);
   }
-  return { ok: failures.length === 0, replayed: rounds.filter((r) => r.status === 'replayed').length, rounds, failures, warnings };
+  const replayed = rounds.filter((r) => r.status === 'replayed');
+  return { ok: failures.length === 0, replayed: replayed.length, aggregatesRecomputed: replayed.filter((r) => r.aggregateRecomputed).length, rounds, failures, warnings };
 }

@@ -155,8 +155,17 @@ export const policySchema = z
      * derived from the parties' (DP-noised) updates, so the parties decide by signing. Absent or
      * false: a run's models go only to its parties, aggregates to no one, and the model chain stays
      * the coordinator's claim.
+     *
+     * `auditorServerView: true` (needs auditorArtifacts): auditors may also download each completed
+     * round's server view (GET /audit/v1/runs/{runId}/rounds/{round}/server-view: the survivors'
+     * masked inputs, their reconstructed self-mask seeds and the dropped parties' mask keys,
+     * shared/secagg/unmask.ts), so that `audit verify --replay` recomputes the aggregate itself from
+     * the inputs the parties signed. That is exactly what the coordinator sees in every round: an
+     * auditor learns the sum and, like an honest-but-curious server, nothing more about one party's
+     * input unless it colludes with other parties. The coordinator then keeps one vector per party
+     * in memory during a round, and stores the view with the round.
      */
-    audit: z.object({ auditorArtifacts: z.boolean() }).strict().optional(),
+    audit: z.object({ auditorArtifacts: z.boolean(), auditorServerView: z.boolean().optional() }).strict().optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -188,6 +197,9 @@ export const policySchema = z
       for (let k = 1; k < spans.length; k++) {
         if (spans[k][0] < spans[k - 1][1]) ctx.addIssue({ code: 'custom', path: ['catalogue', 'offers', spans[k][2]], message: `range [${spans[k][0]}, ${spans[k][1]}) overlaps [${spans[k - 1][0]}, ${spans[k - 1][1]}) of "${spans[k - 1][2]}"` });
       }
+    }
+    if (p.audit?.auditorServerView && !p.audit.auditorArtifacts) {
+      ctx.addIssue({ code: 'custom', path: ['audit', 'auditorServerView'], message: 'needs audit.auditorArtifacts: true (the server view is checked against the round\'s aggregate and model)' });
     }
     if (p.training.offerScope === 'own') {
       for (const party of p.parties) {

@@ -105,7 +105,7 @@ describe('npm run demo (small scale, 2 rounds)', () => {
     expect(Object.keys(saved.parties).sort()).toEqual([...DEMO_PARTIES].sort());
   });
 
-  test('the audit log was exported and verifies against the signed policy', () => {
+  test('the audit log was exported and verifies against the signed policy, its model chain replayed', () => {
     expect(result.audit.error).toBeUndefined();
     expect(fs.existsSync(result.auditLog)).toBe(true);
     expect(result.audit.entries).toBeGreaterThan(0);
@@ -113,6 +113,8 @@ describe('npm run demo (small scale, 2 rounds)', () => {
     // every party countersigned both rounds; verify checked those receipts
     expect(result.audit.receipts).toBeGreaterThanOrEqual(2 * DEMO_PARTIES.length);
     expect(result.audit.failures).toEqual([]);
+    // the policy releases models and aggregates to auditors: both rounds' models were recomputed from the aggregates
+    expect(result.audit.replayed).toBe(2);
     expect(result.verified).toBe(true);
   });
   test('no secret in any file the demo wrote or in its output: identity and TLS private keys and the operator token stay in their key files, which are 0600', () => {

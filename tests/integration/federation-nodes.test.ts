@@ -38,7 +38,7 @@ import { averagingDivisors } from '../../shared/fl/offers';
 import { newServerState } from '../../shared/fl/server';
 import { operator, startRun, unary, OPERATOR_TOKEN } from '../coordinator/helpers/harness';
 import { realCoordinator } from '../coordinator/helpers/fixture';
-import { fetchAuditLog, verifyLogFile } from '../../shared/cli/audit';
+import { fetchAuditArtifacts, fetchAuditLog, verifyLogFile } from '../../shared/cli/audit';
 import { verifyLog } from '../../shared/audit/verify';
 import { parsePolicyYaml } from '../../shared/policy/schema';
 import { runCli as cli } from '../cli-run';
@@ -79,7 +79,8 @@ describe('three real nodes federate through the coordinator', () => {
       keys[p] = (await loadIdentity(dirs[p])).publicKey;
     }
     const ds = loadDataset(dirs.platform);
-    const policy = smallPolicy({ ds, parties: PARTIES, coordinatorKey: coord.publicKey, keys, samplingRate: 0.25, phaseSeconds: 20 });
+    // the parties release models and aggregates to auditors: the audit below replays the model chain
+    const policy = { ...smallPolicy({ ds, parties: PARTIES, coordinatorKey: coord.publicKey, keys, samplingRate: 0.25, phaseSeconds: 20 }), audit: { auditorArtifacts: true } };
     const policyFile = path.join(env.dir, 'policy.yaml');
     fs.writeFileSync(policyFile, stringify(policy));
     const hash = policyHash(policy);
@@ -185,6 +186,17 @@ describe('three real nodes federate through the coordinator', () => {
     expect(res.failures).toEqual([]);
     expect(res.warnings).toEqual([]);
     expect(res).toMatchObject({ ok: true, entries: exported.entries, rounds: 2, receiptsChecked: 4 });
+    // the model chain: the run's initial model and both rounds' aggregates from the audit API; every
+    // model the coordinator published is what the policy's step 5 makes of them
+    const artifacts = path.join(env.dir, 'artifacts');
+    expect(await fetchAuditArtifacts(http, token, exported.bytes, artifacts)).toEqual({ models: 1, aggregates: 2, fetched: 3 });
+    const replayed = await verifyLogFile(logFile, policyFile, receiptDirs, artifacts);
+    expect(replayed.failures).toEqual([]);
+    expect(replayed.replay?.rounds.map((r) => [r.round, r.status])).toEqual([
+      [1, 'replayed'],
+      [2, 'replayed'],
+    ]);
+    expect(replayed.ok).toBe(true);
     const entries = exported.bytes.toString('utf8').trim().split('\n').map((l) => JSON.parse(l).entry);
     const types = entries.map((e) => e.type);
     expect(types.filter((t) => t === 'round-completed')).toHaveLength(2);

@@ -15,7 +15,12 @@ import { encodedDimension } from '../../../shared/dp/encode';
 import { roundNextModel } from '../../../shared/fl/round-params';
 import { newServerState } from '../../../shared/fl/server';
 import { float32LeBytes } from '../../../shared/audit/replay';
-import { u32LeBytes } from '../../../shared/secagg/messages';
+import { u32LeBytes, type ClientMessage } from '../../../shared/secagg/messages';
+import { SecAggClient } from '../../../shared/secagg/client';
+import { SecAggServer, type ServerStep } from '../../../shared/secagg/server';
+import { publicRoundSeed } from '../../../shared/fl/seeds';
+import { advertisementEvidence, maskedInputEvidence, survivorSignatureEvidence } from '../../../shared/audit/evidence';
+import { encodeServerView } from '../../../shared/audit/server-view';
 import {
   AuditRecorder,
   AuditWriter,
@@ -79,7 +84,7 @@ export interface GeneratedLog {
    * with `chain`: the initial model's bytes by version and each completed round's aggregate by
    * `${runId}/${round}` (what `audit export --artifacts` downloads)
    */
-  artifacts: { models: Map<number, Uint8Array>; aggregates: Map<string, Uint8Array> };
+  artifacts: { models: Map<number, Uint8Array>; aggregates: Map<string, Uint8Array>; serverViews: Map<string, Uint8Array> };
 }
 
 /**
@@ -102,7 +107,17 @@ export function generateLog(
      * coordinator's computation), with their true hashes in the log; `steer` may change a round's
      * model before it is hashed and logged (a coordinator publishing another model)
      */
-    chain?: { steer?: (round: number, model: Float32Array) => void };
+    chain?: {
+      steer?: (round: number, model: Float32Array) => void;
+      /**
+       * run every round as a real secure-aggregation round (shared/secagg server and clients with
+       * the parties' keys): the log's evidence is the parties' real messages, the aggregate the
+       * server's unmasked sum, and `artifacts.serverViews` the server view of each completed round
+       */
+      secagg?: boolean;
+      /** a coordinator that logs (and applies) another aggregate than the unmasked sum */
+      fakeAggregate?: (round: number, sum: Uint32Array) => void;
+    };
   } = {},
 ): GeneratedLog {
   const { policy } = fed;
@@ -122,7 +137,11 @@ export function generateLog(
   if (!o.continueFrom) writer.append({ type: 'participant-enrolled', name: names[0], publicKey: policy.parties[0].publicKey, certSha256: null }, (now += 10));
   rec.registerPolicy(names.map((p) => ({ party: p, publicKey: policy.parties.find((x) => x.name === p)!.publicKey, signature: b64(signPolicyHash(fed.policyHash, sk(p))) })));
   let version = (o.continueFrom?.modelVersion ?? 0) + 1;
-  const artifacts: GeneratedLog['artifacts'] = { models: new Map(o.continueFrom?.artifacts.models), aggregates: new Map(o.continueFrom?.artifacts.aggregates) };
+  const artifacts: GeneratedLog['artifacts'] = {
+    models: new Map(o.continueFrom?.artifacts.models),
+    aggregates: new Map(o.continueFrom?.artifacts.aggregates),
+    serverViews: new Map(o.continueFrom?.artifacts.serverViews),
+  };
   let weights: Float32Array | null = null;
   const optimizerState = newServerState();
   if (o.chain) {
@@ -145,7 +164,14 @@ export function generateLog(
     rec.startRound({ runId, round, secaggRound: round, baseModelVersion: version, parties: names });
     let active = [...names];
     let aborted = false;
-    for (const phase of PHASES) {
+    let secaggDone: Extract<ServerStep, { kind: 'done' }> | null = null;
+    if (o.chain?.secagg) {
+      const r = realRound(fed, runId, round, rec.params.dimension, plan, (reason, phase) => rec.abortRound(reason, phase), (phase, parties, ev) => rec.phase(phase, parties, ev), rnd);
+      if (!r) continue;
+      secaggDone = r;
+      setMasked(rec, r.survivors);
+    }
+    for (const phase of secaggDone ? [] : PHASES) {
       active = active.filter((p) => !(plan.drop ?? []).some((d) => d.party === p && d.phase === phase));
       if (phase === 'advertise') {
         rec.phase(phase, active, {
@@ -190,10 +216,16 @@ export function generateLog(
       // each survivor's encoded update: small signed integers (|x| <= 300, about 300/gamma), mod 2^bits
       const words = encodedDimension(rec.params.dimension, rec.params.rotation === 'hadamard');
       const mod = 2 ** rec.params.bits;
-      const sum = new Uint32Array(words);
-      for (let k = 0; k < survivors.length; k++) {
-        const r = rnd(2 * words);
-        for (let i = 0; i < words; i++) sum[i] = (sum[i] + ((((r[2 * i] | (r[2 * i + 1] << 8)) % 601) - 300 + mod) % mod)) % mod;
+      let sum: Uint32Array = new Uint32Array(words);
+      if (secaggDone) {
+        sum = secaggDone.sum;
+        artifacts.serverViews.set(`${runId}/${round}`, encodeServerView(secaggDone.view!));
+        o.chain.fakeAggregate?.(round, sum);
+      } else {
+        for (let k = 0; k < survivors.length; k++) {
+          const r = rnd(2 * words);
+          for (let i = 0; i < words; i++) sum[i] = (sum[i] + ((((r[2 * i] | (r[2 * i + 1] << 8)) % 601) - 300 + mod) % mod)) % mod;
+        }
       }
       const agg = u32LeBytes(sum);
       artifacts.aggregates.set(`${runId}/${round}`, agg);
@@ -269,4 +301,84 @@ export function rechain(fed: Federation, entries: Record<string, any>[], o: { re
   }
   const text = writer.exportText();
   return { text, bytes: new TextEncoder().encode(text) };
+}
+
+/** One party's encoded update for realRound: small signed integers (|x| <= 300) mod 2^bits. */
+function smallInput(rnd: (n: number) => Uint8Array, words: number, bits: number): Uint32Array {
+  const mod = 2 ** bits;
+  const r = rnd(2 * words);
+  const v = new Uint32Array(words);
+  for (let i = 0; i < words; i++) v[i] = ((((r[2 * i] | (r[2 * i + 1] << 8)) % 601) - 300 + mod) % mod);
+  return v;
+}
+
+/**
+ * A real secure-aggregation round of the policy (the coordinator's round context, as
+ * coordinator/rounds/secagg-protocol.ts builds it) with the parties' identity keys, following
+ * `plan` (drops; operator abort after a phase). Each closed phase is logged through `phase` with
+ * the evidence the coordinator takes from the accepted messages; an abort through `abort`.
+ * Returns the server's done step (sum and server view), or null when the round aborted.
+ */
+function realRound(
+  fed: Federation,
+  runId: string,
+  round: number,
+  dimension: number,
+  plan: RoundPlan,
+  abort: (reason: string, phase: Phase) => void,
+  phase: (p: Phase, parties: string[], evidence?: Record<string, unknown>) => void,
+  rnd: (n: number) => Uint8Array,
+): Extract<ServerStep, { kind: 'done' }> | null {
+  const policy = fed.policy;
+  const names = policy.parties.map((p) => p.name);
+  const info = {
+    federationId: policy.federationId,
+    runId,
+    round,
+    params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
+    roundSeed: publicRoundSeed('graph', policy.federationId, runId, round),
+    vectorLength: encodedDimension(dimension, policy.secagg.rotation === 'hadamard'),
+    peers: Object.fromEntries(names.map((n) => [n, fed.parties.get(n)!.publicKey])),
+  };
+  const server = new SecAggServer({ ...info, identity: { secretKey: fed.coordinator.secretKey }, keepServerView: true });
+  const clients = new Map(names.map((n) => [n, new SecAggClient({ ...info, identity: { partyId: n, secretKey: fed.parties.get(n)!.secretKey }, coordinatorPublicKey: fed.coordinator.publicKey })]));
+  const dropsAt = (p: Phase) => new Set((plan.drop ?? []).filter((d) => PHASES.indexOf(d.phase) <= PHASES.indexOf(p)).map((d) => d.party));
+  let accepted: ClientMessage[] = [];
+  const deliver = (msgs: ClientMessage[]) => {
+    accepted = [];
+    for (const m of msgs) {
+      server.receive(m);
+      accepted.push(m);
+    }
+  };
+  deliver(names.filter((n) => !dropsAt('advertise').has(n)).map((n) => clients.get(n)!.start()));
+  for (const p of PHASES) {
+    const step = server.deadlinePassed();
+    const parties = accepted.map((m) => m.sender).sort();
+    const evidence =
+      p === 'advertise'
+        ? { advertisements: accepted.map((m) => advertisementEvidence(m as Extract<ClientMessage, { type: 'advertise-keys' }>)) }
+        : p === 'mask'
+          ? { maskedInputs: accepted.map((m) => maskedInputEvidence(m as Extract<ClientMessage, { type: 'masked-input' }>)) }
+          : p === 'consistency'
+            ? { survivors: [...server.survivorsByPhase.U3!], survivorSignatures: accepted.map((m) => survivorSignatureEvidence(m as Extract<ClientMessage, { type: 'consistency-signature' }>)) }
+            : undefined;
+    phase(p, parties, evidence);
+    if (step.kind === 'aborted') {
+      abort(step.reason, p);
+      return null;
+    }
+    if (plan.abortAfter === p) {
+      abort('aborted by the operator', p);
+      return null;
+    }
+    if (step.kind === 'done') return step;
+    const next = PHASES[PHASES.indexOf(p) + 1];
+    deliver(
+      step.messages
+        .filter(({ to }) => !dropsAt(next).has(to))
+        .map(({ to, message }) => clients.get(to)!.handle(message, next === 'mask' ? smallInput(rnd, info.vectorLength, info.params.bits) : undefined)),
+    );
+  }
+  throw new Error('the round did not end');
 }
