@@ -6,6 +6,18 @@
  *                                       lines (shared/audit/api.ts: parseLogQuery + auditLogPage),
  *                                       built from the stored bytes verbatim; 400 on a bad query
  *   GET /audit/v1/head                  auditor bearer token; {idx, head} of the newest stored entry
+ *   GET /audit/v1/models/{version}      auditor bearer token; the stored bytes of a model version
+ *                                       (float32 little-endian) verbatim, as application/octet-stream
+ *   GET /audit/v1/runs/{runId}/rounds/{round}/aggregate
+ *                                       auditor bearer token; a completed round's stored unmasked sum
+ *                                       (u32 little-endian) verbatim, as application/octet-stream
+ *   The two downloads name the body's BLAKE2b-256 (hex) in X-Fedbridge-Blake2b-256 (the logged
+ *   modelHash / initialModelHash / aggregateHash), and answer only when the policy of the run the
+ *   model or round belongs to sets audit.auditorArtifacts: true (403 otherwise, checked before any
+ *   bytes are read); 400 for a malformed path parameter (shared/audit/api.ts), 404 for an unknown
+ *   version, run or round, a model of no run, a round not completed or completed without a stored
+ *   aggregate (before storage migration 6). Stored bytes are checked against their stored hash
+ *   (damage: 500 with what to do); a store that is unavailable just now: 503.
  *   GET /audit/openapi.yaml             the OpenAPI description (no token: it is public)
  *   GET /audit/ (/audit/index.html), /audit/audit-page.js   the static auditor page (no token: it asks the auditor for
  *                                       one and verifies the exported log in the browser)
@@ -25,11 +37,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Controller, Get, Inject, Req, Res } from '@nestjs/common';
-import { AuditApiError, auditLogPage, parseLogQuery } from '../../shared/audit/api';
+import { Controller, Get, Inject, Param, Req, Res } from '@nestjs/common';
+import { AUDIT_ARTIFACT_HASH_HEADER, AuditApiError, auditLogPage, parseLogQuery, parsePathInteger, parsePathRunId } from '../../shared/audit/api';
 import { auditChainHash } from '../../shared/audit/chain';
+import { sodium } from '../../shared/crypto/sodium';
 import { CTX, type CoordinatorContext } from '../context';
+import { status, toStatusError } from '../grpc/errors';
 import { PROTO_ROOT } from '../grpc/options';
+import { runOfModel } from '../participant/model-access';
+import { StoredDataDamaged, type RunRow } from '../storage/repository';
 import { bearerToken, tokenSha256 } from '../identity/tokens';
 import { AUDIT_API_CSP, AUDIT_SECURITY_HEADERS, auditPageCsp } from './security-headers';
 
@@ -142,6 +158,88 @@ export class AuditController {
     res.setHeader('Content-Type', 'application/json');
     res.setHeader('Cache-Control', 'no-store');
     res.send(JSON.stringify(body));
+  }
+
+  @Get('v1/models/:version')
+  async model(@Req() req: HttpRequest, @Param('version') versionParam: string, @Res() res: HttpResponse): Promise<void> {
+    try {
+      if (!(await this.auditor(req, res))) return;
+      const version = parsePathInteger('version', versionParam);
+      const repo = this.ctx.repo;
+      const info = await repo.modelVersionInfo(version);
+      if (!info) return this.text(res, 404, `no model version ${version} on this coordinator`);
+      const run = await runOfModel(repo, info);
+      if (!run) return this.text(res, 404, `model version ${version} belongs to no run (neither produced by a round nor the initial model of a run)`);
+      const refused = await this.artifactsRefused(run);
+      if (refused) return this.text(res, 403, `model version ${version} belongs to run ${run.id}, and ${refused}`);
+      const row = await repo.modelVersion(version); // its bytes checked against its stored hash
+      if (!row) return this.text(res, 404, `no model version ${version} on this coordinator`);
+      this.bytes(res, row.bytes, row.hash);
+    } catch (e) {
+      this.failed(res, e);
+    }
+  }
+
+  @Get('v1/runs/:runId/rounds/:round/aggregate')
+  async aggregate(@Req() req: HttpRequest, @Param('runId') runIdParam: string, @Param('round') roundParam: string, @Res() res: HttpResponse): Promise<void> {
+    try {
+      if (!(await this.auditor(req, res))) return;
+      const runId = parsePathRunId(runIdParam);
+      const r = parsePathInteger('round', roundParam);
+      const repo = this.ctx.repo;
+      const run = await repo.run(runId);
+      if (!run) return this.text(res, 404, `no run ${JSON.stringify(runId)} on this coordinator`);
+      const refused = await this.artifactsRefused(run);
+      if (refused) return this.text(res, 403, refused);
+      const row = await repo.roundRow(run.id, r);
+      if (!row) return this.text(res, 404, `run ${run.id} has no round ${r}`);
+      if (row.state !== 'completed') return this.text(res, 404, `round ${r} of run ${run.id} is ${row.state}, not completed: only a completed round has an aggregate`);
+      const bytes = await repo.roundAggregate(run.id, r); // checked against its stored hash
+      if (!bytes) return this.text(res, 404, `round ${r} of run ${run.id} was completed without a stored aggregate (completed before this coordinator kept aggregates, storage migration 6, or by a round protocol that exposes none)`);
+      this.bytes(res, bytes, sodium().crypto_generichash(32, bytes, null));
+    } catch (e) {
+      this.failed(res, e);
+    }
+  }
+
+  /**
+   * Null when the run's signed policy releases its models and aggregates to auditors
+   * (audit.auditorArtifacts: true), else the reason for the 403. The stored policy must hash to
+   * the run's policy hash (what the parties signed): otherwise the store is damaged and nothing is
+   * released.
+   */
+  private async artifactsRefused(run: RunRow): Promise<string | null> {
+    const stored = await this.ctx.repo.policy(run.policyHash);
+    if (!stored) throw new StoredDataDamaged(`the policy ${run.policyHash} of run ${run.id} is missing from the coordinator's store; restore the store from a backup`);
+    if (sodium().crypto_generichash(32, new TextEncoder().encode(stored.canonicalJson), null, 'hex') !== run.policyHash) {
+      throw new StoredDataDamaged(`the stored policy of run ${run.id} does not hash to its policy hash ${run.policyHash} (the one its parties signed): it is damaged in the coordinator's store; restore the store from a backup`);
+    }
+    const audit = (JSON.parse(stored.canonicalJson) as { audit?: { auditorArtifacts?: unknown } }).audit;
+    if (audit?.auditorArtifacts === true) return null;
+    return `run ${run.id}'s policy does not release models and aggregates to auditors (policy audit.auditorArtifacts)`;
+  }
+
+  private bytes(res: HttpResponse, body: Uint8Array, hash: Uint8Array): void {
+    secured(res).status(200);
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader(AUDIT_ARTIFACT_HASH_HEADER, Buffer.from(hash).toString('hex'));
+    res.send(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+  }
+
+  /**
+   * A failed artifact request: 400 for a malformed path, 500 with what to do for damaged stored
+   * data, 503 for a store unavailable just now, else 500 with a generic message (the details go
+   * to the coordinator's log). The server goes on.
+   */
+  private failed(res: HttpResponse, e: unknown): void {
+    if (e instanceof AuditApiError) return this.text(res, e.httpStatus, e.message);
+    const s = toStatusError(e, this.ctx.log);
+    if (s.code === status.UNAVAILABLE) {
+      res.setHeader('Retry-After', '1');
+      return this.text(res, 503, s.message);
+    }
+    this.text(res, 500, s.message);
   }
 
   @Get('openapi.yaml')

@@ -5,11 +5,22 @@
  * run's parties, who agreed in the signed policy on who takes part.
  *
  * A version maps to its run by `run_id` (the versions a run's rounds produce) or, for the initial
- * model a run starts from (stored with no run), by the run whose round 1 starts from it. Both are
- * fixed once written, as is a run's policy, so the answer is cached per version.
+ * model a run starts from (stored with no run), by the run whose round 1 starts from it (runOfModel,
+ * also what the audit API's model download uses). Both are fixed once written, as is a run's
+ * policy, so the answer is cached per version.
  */
 import { permissionDenied } from '../grpc/errors';
-import type { ModelVersionRow, ParticipantRow, Repository } from '../storage/repository';
+import type { ModelVersionRow, ParticipantRow, Repository, RunRow } from '../storage/repository';
+
+/**
+ * The run model version `model` belongs to: its `run_id` (a version a round of the run produced)
+ * or, for a run's initial model (stored with no run), the run whose round 1 starts from it; null
+ * for a version of no run.
+ */
+export async function runOfModel(repo: Pick<Repository, 'run' | 'runStartingFrom'>, model: Pick<ModelVersionRow, 'version' | 'runId'>): Promise<RunRow | null> {
+  const runId = model.runId ?? (await repo.runStartingFrom(model.version));
+  return runId === null ? null : repo.run(runId);
+}
 
 interface Pinned {
   runId: string;
@@ -46,13 +57,10 @@ export class ModelAccess {
   }
 
   private async lookup(model: ModelVersionRow): Promise<Pinned | null> {
-    // a run's initial model has no run_id: the one run whose first round starts from it
-    const runId = model.runId ?? (await this.repo.runStartingFrom(model.version));
-    if (runId === null) return null;
-    const run = await this.repo.run(runId);
+    const run = await runOfModel(this.repo, model);
     if (!run) return null;
     // the policy's parties under their pinned keys: the signatures stored with it (one per party)
     const signers = await this.repo.policySignatures(run.policyHash);
-    return { runId, parties: new Map(signers.map((s) => [s.party, Buffer.from(s.publicKey).toString('base64')])) };
+    return { runId: run.id, parties: new Map(signers.map((s) => [s.party, Buffer.from(s.publicKey).toString('base64')])) };
   }
 }

@@ -363,6 +363,7 @@ export class RoundsService {
           runId: a.runId,
           round: a.round,
           model: { bytes: step.model, hash, protocolState: step.state ?? null },
+          aggregate: step.aggregate,
           audit: { ...step.audit, policyHash: a.policyHash, survivors: step.survivors },
           next: more ? { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(a.policy) } : null,
           sealer,

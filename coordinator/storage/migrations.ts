@@ -135,6 +135,21 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE model_versions ADD COLUMN protocol_state_hash BLOB`,
     ],
   },
+  {
+    version: 6,
+    name: 'round aggregates',
+    statements: [
+      // a completed round's unmasked secure-aggregation sum (u32 little-endian, what the protocol's
+      // `done` step hands over), stored in the transaction that completes the round, so that
+      // auditors can recompute the model chain (`audit verify --replay`, when the run's policy sets
+      // audit.auditorArtifacts); NULL for open or aborted rounds, for a protocol without one, and for
+      // rounds completed before this migration
+      `ALTER TABLE rounds ADD COLUMN aggregate BLOB`,
+      // BLAKE2b-256 of aggregate (the round-completed entry's aggregateHash), checked on every read;
+      // written together with aggregate: one without the other is damage
+      `ALTER TABLE rounds ADD COLUMN aggregate_hash BLOB`,
+    ],
+  },
 ];
 
 const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

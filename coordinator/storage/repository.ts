@@ -10,6 +10,8 @@
  * - a model version's bytes (and its protocol state) are checked against their stored hashes on
  *   every read (modelVersion, latestModelVersion): damaged bytes are never handed out or built on
  *   (StoredDataDamaged);
+ * - a completed round's aggregate (the unmasked sum, migration 6) is stored with its hash in the
+ *   transaction that completes the round, and checked against it on every read (roundAggregate);
  * - a masked input is stored (round_masked_inputs, one row per party and round) in the transaction
  *   that accepts it, and its rows are deleted in the transaction that writes the round's `mask`
  *   round-phase entry (phase move off mask, round abort, round completion): rows exist for a round
@@ -209,6 +211,20 @@ function model(r: Record<string, unknown>): ModelVersionRow {
   }
   return m;
 }
+/**
+ * The stored aggregate of a rounds row, checked against aggregate_hash (written together: one
+ * without the other, or a mismatch, is StoredDataDamaged); null when the row has none.
+ */
+function roundAggregateOf(r: Record<string, unknown>): Uint8Array | null {
+  const bytes = r.aggregate === null || r.aggregate === undefined ? null : u8(r.aggregate);
+  const stored = r.aggregate_hash === null || r.aggregate_hash === undefined ? null : u8(r.aggregate_hash);
+  if (bytes === null && stored === null) return null;
+  if (bytes === null || stored === null || !sameBytes(modelBytesHash(bytes), stored)) {
+    const what = bytes === null ? 'its aggregate is missing but its hash is stored' : stored === null ? 'its aggregate has no stored hash' : `the hash of its ${bytes.length} stored aggregate bytes is not its stored hash ${hex(stored)}`;
+    throw new StoredDataDamaged(`the aggregate of round ${String(r.run_id)}/${String(r.round)} is damaged in the coordinator's store: ${what}; restore the store from a backup (nothing was sent)`);
+  }
+  return bytes;
+}
 function maskedInput(r: Record<string, unknown>): MaskedInputRow {
   let evidence: Record<string, unknown> | null = null;
   if (r.evidence !== null && r.evidence !== undefined) {
@@ -398,6 +414,18 @@ export class Repository {
     return rows.length ? round(rows[0]) : null;
   }
 
+  /**
+   * The stored aggregate (unmasked sum, u32 little-endian) of round `r` of run `runId`, checked
+   * against its stored hash (StoredDataDamaged on a mismatch); null when there is no such round, it
+   * is not completed, or it was completed without one (by a protocol that exposes none, or before
+   * migration 6).
+   */
+  async roundAggregate(runId: string, r: number): Promise<Uint8Array | null> {
+    const rows = await this.db.query('SELECT run_id, round, state, aggregate, aggregate_hash FROM rounds WHERE run_id = ? AND round = ?', [runId, r]);
+    if (!rows.length || rows[0].state !== 'completed') return null;
+    return roundAggregateOf(rows[0]);
+  }
+
   async completedRounds(runId: string): Promise<number> {
     const rows = await this.db.query("SELECT COUNT(*) AS n FROM rounds WHERE run_id = ? AND state = 'completed'", [runId]);
     return Number(rows[0].n);
@@ -457,13 +485,17 @@ export class Repository {
 
   /**
    * Completes a round in one transaction: stores the new model version (parent = the round's base
-   * model), marks the round completed, records the audit entry, opens the next round (or finishes
-   * the run). A second call for the same round fails on UNIQUE(run_id, round) and writes nothing.
+   * model), marks the round completed (with its `aggregate`, the unmasked sum, and that sum's
+   * BLAKE2b-256, when the protocol hands one over), records the audit entry, opens the next round
+   * (or finishes the run). A second call for the same round fails on UNIQUE(run_id, round) and
+   * writes nothing.
    */
   async completeRound(args: {
     runId: string;
     round: number;
     model: { bytes: Uint8Array; hash: Uint8Array; protocolState?: Uint8Array | null };
+    /** the round's unmasked aggregate (u32 little-endian), kept for auditors (roundAggregate) */
+    aggregate?: Uint8Array;
     audit: Record<string, unknown>;
     next: { state: string; phase: string | null; phaseDeadline: number | null } | null;
     sealer: AuditSealer | AuditEmitter<{ modelVersion: number; parentModelVersion: number; nextRound: number | null }>;
@@ -476,7 +508,10 @@ export class Repository {
         const cur = round(rows[0]);
         if (cur.state === 'completed' || cur.state === 'aborted') throw new ConflictError(`round ${args.runId}/${args.round} is already ${cur.state}`);
         const version = await this.insertModel(tx, { bytes: args.model.bytes, hash: args.model.hash, parent: cur.baseModelVersion, runId: args.runId, round: args.round, protocolState: args.model.protocolState ?? null });
-        await tx.query("UPDATE rounds SET state = 'completed', phase = NULL, phase_deadline = NULL, result_model_version = ?, finished_at = ? WHERE run_id = ? AND round = ?", [version, t, args.runId, args.round]);
+        const aggregate = args.aggregate ?? null;
+        await tx.query("UPDATE rounds SET state = 'completed', phase = NULL, phase_deadline = NULL, result_model_version = ?, finished_at = ?, aggregate = ?, aggregate_hash = ? WHERE run_id = ? AND round = ?", [
+          version, t, aggregate, aggregate === null ? null : modelBytesHash(aggregate), args.runId, args.round,
+        ]);
         await this.deleteMaskedInputs(tx, args.runId, args.round);
         const sealer = args.sealer;
         if (isEmitter(sealer)) await this.insertAuditRecords(tx, sealer.emit({ modelVersion: version, parentModelVersion: cur.baseModelVersion, nextRound: args.next ? args.round + 1 : null }));
@@ -561,6 +596,17 @@ export class Repository {
   async modelVersion(version: number): Promise<ModelVersionRow | null> {
     const rows = await this.db.query('SELECT * FROM model_versions WHERE version = ?', [version]);
     return rows.length ? model(rows[0]) : null;
+  }
+
+  /**
+   * Model version `version` without its bytes or protocol state (so nothing is checked): which run
+   * and round it belongs to, and its stored hash; null when there is no such version.
+   */
+  async modelVersionInfo(version: number): Promise<Omit<ModelVersionRow, 'bytes' | 'protocolState'> | null> {
+    const rows = await this.db.query('SELECT version, hash, parent, run_id, round, created_at FROM model_versions WHERE version = ?', [version]);
+    if (!rows.length) return null;
+    const r = rows[0];
+    return { version: Number(r.version), hash: u8(r.hash), parent: numOrNull(r.parent), runId: strOrNull(r.run_id), round: numOrNull(r.round), createdAt: Number(r.created_at) };
   }
 
   async latestModelVersion(): Promise<ModelVersionRow | null> {

@@ -33,7 +33,9 @@ export type Phase = (typeof PHASES)[number];
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex characters');
 const b64 = (n: number) => z.string().regex(n === 32 ? /^[A-Za-z0-9+/]{43}=$/ : /^[A-Za-z0-9+/]{86}==$/, `expected standard base64 of ${n} bytes`);
 const name = z.string().min(1).max(128);
-const runId = z.string().min(1).max(128);
+/** A run id as entries carry it (and as the audit API accepts it in a path: GET /audit/v1/runs/{runId}/...). */
+export const runIdSchema = z.string().min(1).max(128);
+const runId = runIdSchema;
 const int = z.number().int().min(0);
 const round = z.number().int().min(1);
 const finite = z.number().refine(Number.isFinite, 'must be finite');

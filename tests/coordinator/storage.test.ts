@@ -2,7 +2,7 @@ import { sodium, sodiumReady } from '../../shared/crypto/sodium';
 import { ed25519Keygen } from '../../shared/crypto/sign';
 import { coordinatorSealer, verifyAuditChain } from '../../coordinator/audit/log';
 import { migrate, MIGRATIONS, MigrationError } from '../../coordinator/storage/migrations';
-import { ConflictError, Repository } from '../../coordinator/storage/repository';
+import { ConflictError, Repository, StoredDataDamaged } from '../../coordinator/storage/repository';
 import { SqliteDriver } from '../../coordinator/storage/sql';
 import { backends, PG_URL, requirePgInCi, sqliteBackend } from './helpers/db';
 
@@ -260,6 +260,87 @@ for (const backend of backends()) {
         await repo.enrollParticipant({ name: 'insurer2', publicKey: ed25519Keygen().publicKey }, sealer);
         await start('run-3', [sig('platform', a.publicKey)]);
         expect((await repo.runningRun())?.id).toBe('run-3');
+      } finally {
+        await db.close();
+      }
+    });
+
+    test('round aggregates: stored with the round\'s completion, returned byte-identical, none for an open round, damage caught on read', async () => {
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        const repo = new Repository(db);
+        const sealer = coordinatorSealer(coord().secretKey);
+        await repo.startRun({ runId: 'agg', policyHash: '12'.repeat(32), canonicalPolicyJson: '{}', signatures: [], roundsPlanned: 3, initialModel: { bytes: new Uint8Array(8), hash: hash32(0) }, firstRound: { state: 'open', phase: 'advertise', phaseDeadline: null }, sealer });
+        const next = { state: 'open', phase: 'advertise', phaseDeadline: null };
+        // every byte value, and zeros at both ends (a driver that trims or re-encodes would show)
+        const sum = new Uint8Array(1024).map((_, i) => (i * 7 + 3) & 0xff);
+        sum[0] = 0;
+        sum[sum.length - 1] = 0;
+        expect(await repo.roundAggregate('agg', 1)).toBeNull(); // open
+        await repo.completeRound({ runId: 'agg', round: 1, model: { bytes: new Uint8Array([1]), hash: hash32(1) }, aggregate: sum, audit: {}, next, sealer });
+        const got = await repo.roundAggregate('agg', 1);
+        expect(got).toBeInstanceOf(Uint8Array);
+        expect(Buffer.from(got!).equals(Buffer.from(sum))).toBe(true);
+        const [stored] = await db.query('SELECT aggregate_hash FROM rounds WHERE run_id = ? AND round = ?', ['agg', 1]);
+        expect(Buffer.from(stored.aggregate_hash as Uint8Array).equals(Buffer.from(sodium().crypto_generichash(32, sum, null)))).toBe(true);
+        expect(await repo.roundAggregate('agg', 2)).toBeNull(); // open, the next round
+        expect(await repo.roundAggregate('agg', 9)).toBeNull(); // no such round
+        expect(await repo.roundAggregate('nope', 1)).toBeNull(); // no such run
+        // a round completed without one (a protocol that exposes none): null, nothing stored
+        await repo.completeRound({ runId: 'agg', round: 2, model: { bytes: new Uint8Array([2]), hash: hash32(2) }, audit: {}, next, sealer });
+        expect(await repo.roundAggregate('agg', 2)).toBeNull();
+        expect(await db.query('SELECT aggregate, aggregate_hash FROM rounds WHERE run_id = ? AND round = ?', ['agg', 2])).toEqual([{ aggregate: null, aggregate_hash: null }]);
+        // an aborted round has none either
+        await repo.abortRound({ runId: 'agg', round: 3, reason: 'test', retry: null, abortRun: true, sealer });
+        expect(await repo.roundAggregate('agg', 3)).toBeNull();
+
+        // one flipped byte in the stored aggregate: refused on read, with what to do
+        const flipped = new Uint8Array(sum);
+        flipped[500] ^= 1;
+        await db.query('UPDATE rounds SET aggregate = ? WHERE run_id = ? AND round = ?', [flipped, 'agg', 1]);
+        await expect(repo.roundAggregate('agg', 1)).rejects.toThrow(StoredDataDamaged);
+        await expect(repo.roundAggregate('agg', 1)).rejects.toThrow(/^the aggregate of round agg\/1 is damaged in the coordinator's store: the hash of its 1024 stored aggregate bytes is not its stored hash [0-9a-f]{64}; restore the store from a backup/);
+        // a truncated one, and one whose hash is gone
+        await db.query('UPDATE rounds SET aggregate = ? WHERE run_id = ? AND round = ?', [sum.subarray(0, 1000), 'agg', 1]);
+        await expect(repo.roundAggregate('agg', 1)).rejects.toThrow(/hash of its 1000 stored aggregate bytes is not its stored hash/);
+        await db.query('UPDATE rounds SET aggregate = ?, aggregate_hash = NULL WHERE run_id = ? AND round = ?', [sum, 'agg', 1]);
+        await expect(repo.roundAggregate('agg', 1)).rejects.toThrow(/round agg\/1 is damaged .*its aggregate has no stored hash/);
+        await db.query('UPDATE rounds SET aggregate = NULL, aggregate_hash = ? WHERE run_id = ? AND round = ?', [sodium().crypto_generichash(32, sum, null), 'agg', 1]);
+        await expect(repo.roundAggregate('agg', 1)).rejects.toThrow(/round agg\/1 is damaged .*its aggregate is missing but its hash is stored/);
+      } finally {
+        await db.close();
+      }
+    });
+
+    test('migration 6 (round aggregates) applies to a store at migration 5 with completed rounds: they keep their models and have no aggregate', async () => {
+      const db = await backend.open();
+      try {
+        expect(await migrate(db, MIGRATIONS.filter((m) => m.version <= 5))).toEqual([1, 2, 3, 4, 5]);
+        const repo = new Repository(db, () => 1000);
+        const sealer = coordinatorSealer(coord().secretKey);
+        const initial = new Uint8Array([1, 2, 3, 4]);
+        await repo.startRun({ runId: 'old', policyHash: '34'.repeat(32), canonicalPolicyJson: '{}', signatures: [], roundsPlanned: 2, initialModel: { bytes: initial, hash: sodium().crypto_generichash(32, initial, null) }, firstRound: { state: 'open', phase: 'advertise', phaseDeadline: null }, sealer });
+        // round 1 completed and round 2 open, as a coordinator at migration 5 wrote them
+        const m2 = new Uint8Array([5, 6, 7, 8]);
+        await db.query('INSERT INTO model_versions (version, hash, bytes, parent, run_id, round, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [2, sodium().crypto_generichash(32, m2, null), m2, 1, 'old', 1, 1000]);
+        await db.query("UPDATE rounds SET state = 'completed', phase = NULL, result_model_version = 2, finished_at = 1000 WHERE run_id = 'old' AND round = 1");
+        await db.query("INSERT INTO rounds (run_id, round, state, phase, base_model_version, started_at) VALUES ('old', 2, 'open', 'advertise', 2, 1000)");
+
+        expect(await migrate(db)).toEqual([6]);
+        expect((await db.query<{ version: number; name: string }>('SELECT version, name FROM schema_migrations WHERE version = 6')).map((r) => [Number(r.version), r.name])).toEqual([[6, 'round aggregates']]);
+        expect(await db.query("SELECT round, aggregate, aggregate_hash FROM rounds WHERE run_id = 'old' ORDER BY round")).toEqual([
+          { round: expect.anything(), aggregate: null, aggregate_hash: null },
+          { round: expect.anything(), aggregate: null, aggregate_hash: null },
+        ]);
+        expect(await repo.roundAggregate('old', 1)).toBeNull();
+        expect((await repo.roundRow('old', 1))?.state).toBe('completed');
+        expect((await repo.modelVersion(2))?.bytes).toEqual(m2);
+        // the open round completes on the new schema with its aggregate
+        const sum = new Uint8Array([9, 0, 0, 0, 255, 255, 255, 255]);
+        await repo.completeRound({ runId: 'old', round: 2, model: { bytes: new Uint8Array([1]), hash: hash32(1) }, aggregate: sum, audit: {}, next: null, sealer });
+        expect(await repo.roundAggregate('old', 2)).toEqual(sum);
+        expect(await migrate(db)).toEqual([]);
       } finally {
         await db.close();
       }

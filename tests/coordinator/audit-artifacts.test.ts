@@ -1,0 +1,285 @@
+/**
+ * The audit API's artifact downloads over real HTTP, on a coordinator running real secure-aggregation
+ * rounds over gRPC (two parties driven by MiniNode, SQLite): GET /audit/v1/models/{version} and GET
+ * /audit/v1/runs/{runId}/rounds/{round}/aggregate.
+ *
+ * With a policy that sets audit.auditorArtifacts: true, the initial model and every round's model
+ * download byte-identical to what is stored and hash to the logged initialModelHash / modelHash; each
+ * round's aggregate is the sum mod 2^32 of the parties' inputs (computed here from them) and hashes to
+ * the logged aggregateHash. Without the field, or with it false, both answer 403 naming the field.
+ * Only auditor tokens open them (401 otherwise); malformed path parameters are 400, unknown or
+ * unavailable artifacts 404, damaged stored bytes 500 (and the server goes on).
+ */
+import * as fs from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { RunningCoordinator } from '../../coordinator/main';
+import { EventKind } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { encodedDimension } from '../../shared/dp/encode';
+import { modularSum } from '../../shared/fl/aggregate';
+import { sodium } from '../../shared/crypto/sodium';
+import type { Policy } from '../../shared/policy/schema';
+import { AUDIT_OPENAPI_FILE } from '../../coordinator/http/audit.controller';
+import { enrol, makeEnv, ManualTimers, modelDim, operator, OPERATOR_TOKEN, policyYaml, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary, type Env } from './helpers/harness';
+import { MiniNode } from './helpers/mini-node';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const blake = (b: Uint8Array) => hex(sodium().crypto_generichash(32, b, null));
+/** u32 little-endian bytes, written here independently of the coordinator's encoder */
+const u32le = (v: Uint32Array) => {
+  const b = Buffer.alloc(v.length * 4);
+  v.forEach((x, i) => b.writeUInt32LE(x, i * 4));
+  return b;
+};
+
+describe('audit API: model and aggregate downloads', () => {
+  let env: Env;
+  let coord: RunningCoordinator;
+  let op: ReturnType<typeof operator>;
+  let parties: TestParty[] = [];
+  let nodes: MiniNode[] = [];
+  let token: string;
+  let base: string;
+  let policy: Policy;
+  let initial: Float32Array;
+  let runId: string;
+  const timers = new ManualTimers();
+
+  beforeAll(async () => {
+    env = await makeEnv(['platform', 'insurer']);
+    coord = await startCoordinator(env, undefined as never, timers);
+    base = `http://127.0.0.1:${coord.httpPort}`;
+    parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
+    op = operator(env, coord.grpcPort);
+    await enrol(env, op, parties);
+    ({ token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'replay', expiresInSeconds: '0' }, op.metadata));
+    // a run of two real SecAgg rounds whose policy releases its models and aggregates to auditors
+    policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
+    policy.audit = { auditorArtifacts: true };
+    const dim = modelDim(policy);
+    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
+    initial = new Float32Array(dim).map((_, i) => ((i % 13) - 6) / 40);
+    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(initial.buffer));
+    runId = st.runId;
+    await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_RUN_FINISHED && e.runId === runId, 0, 60_000);
+    expect(nodes.flatMap((n) => n.errors)).toEqual([]);
+    // the later runs are not driven: their rounds stay open until aborted
+    for (const n of nodes) n.stream.cancel();
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const n of nodes) n.stream.cancel();
+    for (const p of parties) p.close();
+    op?.client.close();
+    await coord?.close();
+    if (env) fs.rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  const get = async (p: string, authorization: string | null = `Bearer ${token}`) => {
+    const r = await fetch(`${base}${p}`, authorization === null ? {} : { headers: { authorization } });
+    const body = Buffer.from(await r.arrayBuffer());
+    return { status: r.status, body, text: body.toString('utf8'), h: (k: string) => r.headers.get(k) };
+  };
+  /** The run's entries as the audit API exports them. */
+  const logged = async (type: string, run = runId) => {
+    const page = await get('/audit/v1/log?from=0&limit=10000');
+    expect(page.status).toBe(200);
+    return page.text.trim().split('\n').map((l) => JSON.parse(l).entry).filter((e) => e.type === type && e.runId === run);
+  };
+  const expectDownload = (a: Awaited<ReturnType<typeof get>>) => {
+    expect({ status: a.status, type: a.h('content-type'), cache: a.h('cache-control') }).toEqual({ status: 200, type: 'application/octet-stream', cache: 'no-store' });
+    expect([a.h('x-content-type-options'), a.h('x-frame-options'), a.h('referrer-policy'), a.h('x-powered-by')]).toEqual(['nosniff', 'DENY', 'no-referrer', null]);
+    expect(a.h('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
+    expect(a.h('x-fedbridge-blake2b-256')).toBe(blake(a.body));
+  };
+  const startUndriven = async (p: Policy) => {
+    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(p), signatures: signaturesFor(p, parties) }, new Uint8Array(initial.buffer));
+    const [started] = await logged('run-started', st.runId);
+    return { runId: st.runId, initialModelVersion: started.initialModelVersion as number };
+  };
+  const abort = (id: string) => unary(op.client.abortRun.bind(op.client), { runId: id, reason: 'test over' }, op.metadata);
+
+  test('the initial model and every round\'s model download as stored and hash to the logged initialModelHash and modelHash', async () => {
+    const [started] = await logged('run-started');
+    const init = await get(`/audit/v1/models/${started.initialModelVersion}`);
+    expectDownload(init);
+    expect(init.body.equals(Buffer.from(initial.buffer))).toBe(true);
+    expect(blake(init.body)).toBe(started.initialModelHash);
+
+    const completed = await logged('round-completed');
+    expect(completed.map((e) => e.round)).toEqual([1, 2]);
+    let parent = started.initialModelVersion;
+    for (const e of completed) {
+      expect(e.parentModelVersion).toBe(parent);
+      const m = await get(`/audit/v1/models/${e.modelVersion}`);
+      expectDownload(m);
+      expect(m.body.equals(Buffer.from((await coord.ctx.repo.modelVersion(e.modelVersion))!.bytes))).toBe(true);
+      expect(m.body.length).toBe(initial.length * 4);
+      expect(blake(m.body)).toBe(e.modelHash);
+      parent = e.modelVersion;
+    }
+  });
+
+  test('each round\'s aggregate is the sum mod 2^32 of the parties\' inputs and hashes to the logged aggregateHash', async () => {
+    for (const e of await logged('round-completed')) {
+      const a = await get(`/audit/v1/runs/${runId}/rounds/${e.round}/aggregate`);
+      expectDownload(a);
+      expect(blake(a.body)).toBe(e.aggregateHash);
+      expect(a.body.equals(u32le(modularSum(nodes.map((n) => n.input(e.round)), 32)))).toBe(true);
+      expect(a.body.equals(Buffer.from((await coord.ctx.repo.roundAggregate(runId, e.round))!))).toBe(true);
+    }
+  });
+
+  test('only an auditor token opens them: none, a wrong one, the operator token and another scheme are 401', async () => {
+    const paths = ['/audit/v1/models/1', `/audit/v1/runs/${runId}/rounds/1/aggregate`];
+    for (const p of paths) {
+      for (const auth of [null, 'Bearer fbt_not-a-token', `Bearer ${OPERATOR_TOKEN}`, `Basic ${token}`, token]) {
+        const r = await get(p, auth);
+        expect([p, auth, r.status, r.text]).toEqual([p, auth, 401, 'an auditor bearer token is required (fedbridge coordinator tokens issue --role auditor)\n']);
+        expect(r.h('www-authenticate')).toBe('Bearer realm="fedbridge-audit"');
+        expect(r.h('x-fedbridge-blake2b-256')).toBeNull();
+        expect(r.h('x-content-type-options')).toBe('nosniff');
+      }
+      // even a malformed path is checked for the token first
+      expect((await get(p.replace('/1', '/abc'), null)).status).toBe(401);
+    }
+  });
+
+  test('a malformed version, round or run id is 400 with a one-line reason', async () => {
+    for (const bad of ['abc', '-1', '+1', '01x', '1.0', '1e3', ' 1', '12345678901234567', '9007199254740992']) {
+      const m = await get(`/audit/v1/models/${encodeURIComponent(bad)}`);
+      expect([bad, m.status, m.text]).toEqual([bad, 400, expect.stringMatching(/^the version in the path must be a non-negative decimal integer \(digits only, at most 16, no sign\), got ".*"\n$/)]);
+      const a = await get(`/audit/v1/runs/${runId}/rounds/${encodeURIComponent(bad)}/aggregate`);
+      expect([bad, a.status, a.text]).toEqual([bad, 400, expect.stringMatching(/^the round in the path must be a non-negative decimal integer \(digits only, at most 16, no sign\), got ".*"\n$/)]);
+      expect(a.h('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
+    }
+    const long = await get(`/audit/v1/runs/${'r'.repeat(129)}/rounds/1/aggregate`);
+    expect([long.status, long.text]).toEqual([400, 'the run id in the path must be 1 to 128 characters (as audit entries carry it), got 129\n']);
+    // 128 characters is a run id: just not one of this coordinator
+    const unknownRun = 'r'.repeat(128);
+    expect(await get(`/audit/v1/runs/${unknownRun}/rounds/1/aggregate`).then((r) => [r.status, r.text])).toEqual([404, `no run "${unknownRun}" on this coordinator\n`]);
+  });
+
+  test('unknown versions, runs and rounds are 404 with the reason', async () => {
+    const latest = await coord.ctx.repo.latestModelVersionNumber();
+    expect(await get(`/audit/v1/models/${latest + 1}`).then((r) => [r.status, r.text])).toEqual([404, `no model version ${latest + 1} on this coordinator\n`]);
+    expect(await get('/audit/v1/models/0').then((r) => [r.status, r.text])).toEqual([404, 'no model version 0 on this coordinator\n']);
+    expect(await get(`/audit/v1/runs/${runId}/rounds/3/aggregate`).then((r) => [r.status, r.text])).toEqual([404, `run ${runId} has no round 3\n`]);
+    expect(await get(`/audit/v1/runs/${runId}/rounds/0/aggregate`).then((r) => [r.status, r.text])).toEqual([404, `run ${runId} has no round 0\n`]);
+    expect(await get('/audit/v1/runs/run-nope/rounds/1/aggregate').then((r) => [r.status, r.text])).toEqual([404, 'no run "run-nope" on this coordinator\n']);
+  });
+
+  test('a run whose policy lacks audit.auditorArtifacts, or sets it false: 403 for its models and aggregates, naming the field; other runs are unaffected', async () => {
+    for (const setting of [undefined, false]) {
+      const p = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
+      if (setting !== undefined) p.audit = { auditorArtifacts: setting };
+      const other = await startUndriven(p);
+      const why = `run ${other.runId}'s policy does not release models and aggregates to auditors (policy audit.auditorArtifacts)\n`;
+      try {
+        const m = await get(`/audit/v1/models/${other.initialModelVersion}`);
+        expect([m.status, m.text]).toEqual([403, `model version ${other.initialModelVersion} belongs to run ${other.runId}, and ${why}`]);
+        expect([m.h('x-content-type-options'), m.h('content-security-policy'), m.h('x-fedbridge-blake2b-256')]).toEqual(['nosniff', "default-src 'none'; frame-ancestors 'none'", null]);
+        // the round exists (open) or not: the policy is checked first
+        for (const r of [1, 2]) expect(await get(`/audit/v1/runs/${other.runId}/rounds/${r}/aggregate`).then((x) => [x.status, x.text])).toEqual([403, why]);
+      } finally {
+        await abort(other.runId);
+      }
+      expect(await get(`/audit/v1/runs/${other.runId}/rounds/1/aggregate`).then((x) => x.status)).toBe(403);
+      // the first run's artifacts are still released
+      expect((await get(`/audit/v1/runs/${runId}/rounds/1/aggregate`)).status).toBe(200);
+      const [started] = await logged('run-started');
+      expect((await get(`/audit/v1/models/${started.initialModelVersion}`)).status).toBe(200);
+    }
+  });
+
+  test('a round not completed (open, aborted) or completed without a stored aggregate is 404 with the reason', async () => {
+    const p = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
+    p.audit = { auditorArtifacts: true };
+    // a second run of the first run's policy
+    const open = await startUndriven(p);
+    try {
+      expect((await get(`/audit/v1/models/${open.initialModelVersion}`)).body.equals(Buffer.from(initial.buffer))).toBe(true);
+      expect(await get(`/audit/v1/runs/${open.runId}/rounds/1/aggregate`).then((r) => [r.status, r.text])).toEqual([404, `round 1 of run ${open.runId} is open, not completed: only a completed round has an aggregate\n`]);
+    } finally {
+      await abort(open.runId);
+    }
+    expect(await get(`/audit/v1/runs/${open.runId}/rounds/1/aggregate`).then((r) => [r.status, r.text])).toEqual([404, `round 1 of run ${open.runId} is aborted, not completed: only a completed round has an aggregate\n`]);
+    // a round completed before the coordinator kept aggregates (migration 6): its columns are NULL
+    const db = coord.ctx.repo.db;
+    const [kept] = await db.query('SELECT aggregate, aggregate_hash FROM rounds WHERE run_id = ? AND round = 2', [runId]);
+    try {
+      await db.query('UPDATE rounds SET aggregate = NULL, aggregate_hash = NULL WHERE run_id = ? AND round = 2', [runId]);
+      expect(await get(`/audit/v1/runs/${runId}/rounds/2/aggregate`).then((r) => [r.status, r.text])).toEqual([
+        404,
+        `round 2 of run ${runId} was completed without a stored aggregate (completed before this coordinator kept aggregates, storage migration 6, or by a round protocol that exposes none)\n`,
+      ]);
+    } finally {
+      await db.query('UPDATE rounds SET aggregate = ?, aggregate_hash = ? WHERE run_id = ? AND round = 2', [kept.aggregate as Uint8Array, kept.aggregate_hash as Uint8Array, runId]);
+    }
+    expect((await get(`/audit/v1/runs/${runId}/rounds/2/aggregate`)).status).toBe(200);
+  });
+
+  test('damaged stored bytes are refused (500, what to do) and the server goes on; a model version of no run is 404', async () => {
+    const db = coord.ctx.repo.db;
+    const [row] = await db.query('SELECT aggregate FROM rounds WHERE run_id = ? AND round = 1', [runId]);
+    const good = new Uint8Array(row.aggregate as Uint8Array);
+    const bad = new Uint8Array(good);
+    bad[7] ^= 0x10;
+    try {
+      await db.query('UPDATE rounds SET aggregate = ? WHERE run_id = ? AND round = 1', [bad, runId]);
+      const r = await get(`/audit/v1/runs/${runId}/rounds/1/aggregate`);
+      expect([r.status, r.text]).toEqual([500, expect.stringMatching(new RegExp(`^the aggregate of round ${runId}/1 is damaged in the coordinator's store: .*restore the store from a backup`))]);
+      expect([r.h('x-content-type-options'), r.h('x-fedbridge-blake2b-256')]).toEqual(['nosniff', null]);
+    } finally {
+      await db.query('UPDATE rounds SET aggregate = ? WHERE run_id = ? AND round = 1', [good, runId]);
+    }
+    const [completed] = await logged('round-completed');
+    const [m] = await db.query('SELECT bytes FROM model_versions WHERE version = ?', [completed.modelVersion]);
+    const bytes = new Uint8Array(m.bytes as Uint8Array);
+    try {
+      const flipped = new Uint8Array(bytes);
+      flipped[0] ^= 1;
+      await db.query('UPDATE model_versions SET bytes = ? WHERE version = ?', [flipped, completed.modelVersion]);
+      const r = await get(`/audit/v1/models/${completed.modelVersion}`);
+      expect([r.status, r.text]).toEqual([500, expect.stringMatching(new RegExp(`^model version ${completed.modelVersion} is damaged in the coordinator's store`))]);
+    } finally {
+      await db.query('UPDATE model_versions SET bytes = ? WHERE version = ?', [bytes, completed.modelVersion]);
+    }
+    expectDownload(await get(`/audit/v1/runs/${runId}/rounds/1/aggregate`));
+    expectDownload(await get(`/audit/v1/models/${completed.modelVersion}`));
+
+    // a stored policy that no longer hashes to the run's policy hash releases nothing
+    const run = (await coord.ctx.repo.run(runId))!;
+    const [pol] = await db.query('SELECT canonical_json FROM policies WHERE hash = ?', [run.policyHash]);
+    try {
+      await db.query('UPDATE policies SET canonical_json = ? WHERE hash = ?', [String(pol.canonical_json).replace('"auditorArtifacts":true', '"auditorArtifacts":true '), run.policyHash]);
+      const r = await get(`/audit/v1/runs/${runId}/rounds/1/aggregate`);
+      expect([r.status, r.text]).toEqual([500, `the stored policy of run ${runId} does not hash to its policy hash ${run.policyHash} (the one its parties signed): it is damaged in the coordinator's store; restore the store from a backup\n`]);
+    } finally {
+      await db.query('UPDATE policies SET canonical_json = ? WHERE hash = ?', [String(pol.canonical_json), run.policyHash]);
+    }
+
+    // a version stored with no run that no run starts from (not something the coordinator writes)
+    const orphan = (await coord.ctx.repo.latestModelVersionNumber()) + 1;
+    const z = new Uint8Array(8);
+    await db.query('INSERT INTO model_versions (version, hash, bytes, parent, run_id, round, created_at) VALUES (?, ?, ?, NULL, NULL, NULL, ?)', [orphan, sodium().crypto_generichash(32, z, null), z, Date.now()]);
+    expect(await get(`/audit/v1/models/${orphan}`).then((r) => [r.status, r.text])).toEqual([404, `model version ${orphan} belongs to no run (neither produced by a round nor the initial model of a run)\n`]);
+  });
+
+  test('the OpenAPI description lists both downloads with their parameters, answers and the hash header', async () => {
+    const served = await get('/audit/openapi.yaml', null);
+    expect(served.text).toBe(fs.readFileSync(AUDIT_OPENAPI_FILE, 'utf8'));
+    const doc = parseYaml(served.text);
+    const model = doc.paths['/audit/v1/models/{version}'].get;
+    const agg = doc.paths['/audit/v1/runs/{runId}/rounds/{round}/aggregate'].get;
+    expect(model.parameters.map((p: { name: string; in: string }) => [p.name, p.in])).toEqual([['version', 'path']]);
+    expect(agg.parameters.map((p: { name: string; in: string }) => [p.name, p.in])).toEqual([['runId', 'path'], ['round', 'path']]);
+    for (const op of [model, agg]) {
+      expect(Object.keys(op.responses).sort()).toEqual(['200', '400', '401', '403', '404']);
+      expect(Object.keys(op.responses['200'].content)).toEqual(['application/octet-stream']);
+      expect(Object.keys(op.responses['200'].headers)).toEqual(['X-Fedbridge-Blake2b-256']);
+    }
+    expect(doc.components.headers.Blake2b256.schema.pattern).toBe('^[0-9a-f]{64}$');
+    // the run id's limits are the audit entries' own
+    expect(agg.parameters[0].schema).toEqual({ type: 'string', minLength: 1, maxLength: 128 });
+  });
+});
