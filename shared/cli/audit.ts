@@ -12,7 +12,9 @@
  *     (GET audit/v1/models/{version} -> DIR/models/{version}.bin) and every completed round's
  *     unmasked aggregate (GET audit/v1/runs/{runId}/rounds/{round}/aggregate ->
  *     DIR/aggregates/{runId}/{round}.bin); only runs whose signed policy sets
- *     audit.auditorArtifacts are served (HTTP 403 otherwise, reported with the server's reason).
+ *     audit.auditorArtifacts are served (HTTP 403 otherwise, reported with the server's reason);
+ *     and each round's server view (-> DIR/server-views/{runId}/{round}.json) where the policy also
+ *     sets audit.auditorServerView (skipped for a run whose policy does not).
  *   audit verify F.jsonl --policy policy.yaml [--receipts DIR]... [--replay DIR] [--json]
  *     verifyLog (shared/audit/verify.ts) against the policy and the receipts the parties kept
  *     (every *.json under each DIR, recursively); with --replay, replayModelChain
@@ -109,6 +111,7 @@ export async function verifyLogFile(logFile: string, policyFiles: string | reado
   const replay = replayModelChain(data, policies, {
     model: (v) => readOrNull(() => artifactPaths.model(replayDir, v)),
     aggregate: (runId, round) => readOrNull(() => artifactPaths.aggregate(replayDir, runId, round)),
+    serverView: (runId, round) => readOrNull(() => artifactPaths.serverView(replayDir, runId, round)),
   });
   const failures = [...verified.failures, ...replay.failures].sort((a, b) => a.entry - b.entry);
   return {
@@ -117,7 +120,7 @@ export async function verifyLogFile(logFile: string, policyFiles: string | reado
     failures,
     warnings: [...verified.warnings, ...replay.warnings],
     receiptsChecked: receipts.length,
-    replay: { replayed: replay.replayed, rounds: replay.rounds },
+    replay: { replayed: replay.replayed, aggregatesRecomputed: replay.aggregatesRecomputed, rounds: replay.rounds },
   };
 }
 
@@ -157,8 +160,13 @@ function auditApiRoot(base: string, allowPlaintext: boolean | undefined): URL {
   return root;
 }
 
-/** GET of one audit API path; a 200 answer's body, else a UserError (exit 1) saying what the server answered. */
-async function apiGet(root: URL, pathAndQuery: string, token: string, ca: Buffer | undefined, accept?: string): Promise<Buffer> {
+/**
+ * GET of one audit API path; a 200 answer's body, else a UserError (exit 1) saying what the server
+ * answered, except for the statuses in `allow`, answered as null.
+ */
+async function apiGet(root: URL, pathAndQuery: string, token: string, ca: Buffer | undefined, accept?: string): Promise<Buffer>;
+async function apiGet(root: URL, pathAndQuery: string, token: string, ca: Buffer | undefined, accept: string, allow: number[]): Promise<Buffer | null>;
+async function apiGet(root: URL, pathAndQuery: string, token: string, ca: Buffer | undefined, accept?: string, allow: number[] = []): Promise<Buffer | null> {
   const url = new URL(pathAndQuery, root);
   let res;
   try {
@@ -166,6 +174,7 @@ async function apiGet(root: URL, pathAndQuery: string, token: string, ca: Buffer
   } catch (e) {
     throw new UserError(`cannot reach the audit API at ${url.origin}: ${(e as Error).message}`, 1);
   }
+  if (allow.includes(res.status)) return null;
   if (res.status === 401) throw new UserError(`the audit API refused the auditor token (HTTP ${res.status}); issue one with 'fedbridge coordinator tokens issue --role auditor'`, 1);
   // what the server sends is quoted with its control characters escaped (forTerminal)
   if (res.status !== 200) throw new UserError(forTerminal(`the audit API answered HTTP ${res.status} for ${url.pathname}: ${res.body.toString('utf8').trim().slice(0, 300)}`), 1);
@@ -203,16 +212,21 @@ const SAFE_RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Where `audit export --artifacts DIR` keeps model version `v`, and the aggregate of (runId, round). */
 export const artifactPaths = {
   model: (dir: string, version: number) => path.join(dir, 'models', `${version}.bin`),
-  aggregate: (dir: string, runId: string, round: number) => {
-    if (!SAFE_RUN_ID.test(runId)) throw new UserError(forTerminal(`run id ${JSON.stringify(runId)} cannot be a directory name under --artifacts (letters, digits, . _ - only)`));
-    return path.join(dir, 'aggregates', runId, `${round}.bin`);
-  },
+  aggregate: (dir: string, runId: string, round: number) => path.join(dir, 'aggregates', safeRunId(runId), `${round}.bin`),
+  serverView: (dir: string, runId: string, round: number) => path.join(dir, 'server-views', safeRunId(runId), `${round}.json`),
 };
+
+function safeRunId(runId: string): string {
+  if (!SAFE_RUN_ID.test(runId)) throw new UserError(forTerminal(`run id ${JSON.stringify(runId)} cannot be a directory name under --artifacts (letters, digits, . _ - only)`));
+  return runId;
+}
 
 /**
  * Downloads what `audit verify --replay DIR` needs for every run of an exported log into `dir`:
- * each run's initial model (GET audit/v1/models/{version}) and each completed round's aggregate
- * (GET audit/v1/runs/{runId}/rounds/{round}/aggregate), written atomically. A file already there
+ * each run's initial model (GET audit/v1/models/{version}), each completed round's aggregate
+ * (GET audit/v1/runs/{runId}/rounds/{round}/aggregate) and, where the run's policy releases it
+ * (audit.auditorServerView; HTTP 403 otherwise, and the run's views are skipped), its server view
+ * (GET audit/v1/runs/{runId}/rounds/{round}/server-view), written atomically. A file already there
  * whose BLAKE2b-256 is the logged hash is kept (a second export fetches only what is new). Nothing
  * is trusted: the bytes are written as received and `audit verify --replay` checks them. A run
  * whose policy does not release artifacts to auditors (audit.auditorArtifacts) fails with the
@@ -224,14 +238,14 @@ export async function fetchAuditArtifacts(
   log: Uint8Array,
   dir: string,
   opts: { ca?: Buffer; allowPlaintext?: boolean } = {},
-): Promise<{ models: number; aggregates: number; fetched: number }> {
+): Promise<{ models: number; aggregates: number; serverViews: number; fetched: number }> {
   const { sodiumReady, sodium } = await import('../crypto/sodium');
   const { parseExportLine, splitLines } = await import('../audit/chain');
   const { checkEntry } = await import('../audit/entries');
   const { writeFileAtomic } = await import('../util/atomic');
   await sodiumReady();
   const root = auditApiRoot(base, opts.allowPlaintext);
-  const wanted: { file: string; hash: string; api: string }[] = [];
+  const wanted: { file: string; hash: string | null; api: string; runId?: string }[] = [];
   for (const line of splitLines(log).lines) {
     const p = line.length ? parseExportLine(line) : null;
     const c = p?.ok ? checkEntry(p.entry) : null;
@@ -239,24 +253,38 @@ export async function fetchAuditArtifacts(
     const e = c.entry;
     if (e.type === 'run-started') wanted.push({ file: artifactPaths.model(dir, e.initialModelVersion), hash: e.initialModelHash, api: `audit/v1/models/${e.initialModelVersion}` });
     else if (e.type === 'round-completed') {
-      wanted.push({ file: artifactPaths.aggregate(dir, e.runId, e.round), hash: e.aggregateHash, api: `audit/v1/runs/${encodeURIComponent(e.runId)}/rounds/${e.round}/aggregate` });
+      const round = `audit/v1/runs/${encodeURIComponent(e.runId)}/rounds/${e.round}`;
+      wanted.push({ file: artifactPaths.aggregate(dir, e.runId, e.round), hash: e.aggregateHash, api: `${round}/aggregate` });
+      // no hash in the log: checked by `audit verify --replay` against the parties' signed digests
+      wanted.push({ file: artifactPaths.serverView(dir, e.runId, e.round), hash: null, api: `${round}/server-view`, runId: e.runId });
     }
   }
   let fetched = 0;
+  let serverViews = 0;
+  const noViews = new Set<string>(); // runs whose policy does not release server views
   for (const w of wanted) {
+    if (w.runId !== undefined && noViews.has(w.runId)) continue;
     let have: Buffer | null = null;
     try {
       have = fs.readFileSync(w.file);
     } catch {
       have = null;
     }
-    if (have && sodium().crypto_generichash(32, have, null, 'hex') === w.hash) continue;
-    const body = await apiGet(root, w.api, token, opts.ca, 'application/octet-stream');
+    if (have && w.hash !== null && sodium().crypto_generichash(32, have, null, 'hex') === w.hash) continue;
+    let body: Buffer | null;
+    if (w.runId !== undefined) {
+      body = await apiGet(root, w.api, token, opts.ca, 'application/json', [403]);
+      if (body === null) {
+        noViews.add(w.runId);
+        continue;
+      }
+      serverViews++;
+    } else body = await apiGet(root, w.api, token, opts.ca, 'application/octet-stream');
     fs.mkdirSync(path.dirname(w.file), { recursive: true });
     writeFileAtomic(w.file, body, 0o644);
     fetched++;
   }
-  return { models: wanted.filter((w) => w.api.includes('/models/')).length, aggregates: wanted.filter((w) => w.api.endsWith('/aggregate')).length, fetched };
+  return { models: wanted.filter((w) => w.api.includes('/models/')).length, aggregates: wanted.filter((w) => w.api.endsWith('/aggregate')).length, serverViews, fetched };
 }
 
 export function registerAuditCommands(audit: Command): void {
@@ -310,7 +338,7 @@ export function registerAuditCommands(audit: Command): void {
         throw e;
       }
       if (o.json) printJson({ out: o.out, entries, artifacts: { dir: o.artifacts, ...art } });
-      else process.stdout.write(`exported ${entries} audit entries to ${o.out}; artifacts in ${o.artifacts}: ${art.models} initial model(s), ${art.aggregates} aggregate(s) (${art.fetched} downloaded, the rest already there)\n`);
+      else process.stdout.write(`exported ${entries} audit entries to ${o.out}; artifacts in ${o.artifacts}: ${art.models} initial model(s), ${art.aggregates} aggregate(s), ${art.serverViews} server view(s) (${art.fetched} downloaded, the rest already there)\n`);
     });
 
   audit
@@ -337,6 +365,7 @@ export function registerAuditCommands(audit: Command): void {
         if (r.replay) {
           const completed = r.replay.rounds.length;
           line(`  model chain: ${r.replay.replayed} of ${completed} completed round(s) recomputed from the aggregates and matched the logged model hash`);
+          if (r.replay.aggregatesRecomputed) line(`  aggregates: ${r.replay.aggregatesRecomputed} recomputed from the parties' signed masked inputs (server view) and matched the logged aggregate hash`);
         }
         for (const x of r.warnings) line(`  note: ${x}`);
         for (const f of r.failures) line(`  FAIL entry ${f.entry} ${f.field}: expected ${f.expected}, found ${f.found}`);

@@ -43,6 +43,12 @@ beforeAll(async () => {
       return void res.writeHead(200, { 'content-type': 'application/x-ndjson' }).end(auditLogPage(log.recorder.writer.written().slice(q.from, q.from + q.limit), q.from));
     }
     if (!release) return void res.writeHead(403).end("run run-1's policy does not release models and aggregates to auditors (policy audit.auditorArtifacts)");
+    const sv = /^\/audit\/v1\/runs\/([^/]+)\/rounds\/(\d+)\/server-view$/.exec(u.pathname);
+    if (sv) {
+      const view = log.artifacts.serverViews.get(`${decodeURIComponent(sv[1])}/${sv[2]}`);
+      if (!view) return void res.writeHead(403).end(`run ${sv[1]}'s policy does not release the server view to auditors (policy audit.auditorServerView)`);
+      return void res.writeHead(200, { 'content-type': 'application/json' }).end(Buffer.from(view));
+    }
     const m = /^\/audit\/v1\/models\/(\d+)$/.exec(u.pathname);
     const a = /^\/audit\/v1\/runs\/([^/]+)\/rounds\/(\d+)\/aggregate$/.exec(u.pathname);
     const body = m ? log.artifacts.models.get(Number(m[1])) : a ? log.artifacts.aggregates.get(`${decodeURIComponent(a[1])}/${a[2]}`) : undefined;
@@ -63,9 +69,15 @@ test('export --artifacts, then verify --replay: both completed rounds recomputed
   const dir = path.join(root, 'art');
   let r = await run(['audit', 'export', '--coordinator', url, '--out', out, '--artifacts', dir, '--json', '--token-file', tokenFile]);
   expect([r.code, r.err]).toEqual([0, '']);
-  expect(JSON.parse(r.out).artifacts).toEqual({ dir, models: 1, aggregates: 2, fetched: 3 });
+  expect(JSON.parse(r.out).artifacts).toEqual({ dir, models: 1, aggregates: 2, serverViews: 0, fetched: 3 });
   expect(fs.readdirSync(path.join(dir, 'aggregates', 'run-1')).sort()).toEqual(['1.bin', '3.bin']);
-  expect(requests.filter((q) => !q.startsWith('/audit/v1/log'))).toEqual(['/audit/v1/models/1', '/audit/v1/runs/run-1/rounds/1/aggregate', '/audit/v1/runs/run-1/rounds/3/aggregate']);
+  // the policy does not release server views (403): asked once, then skipped for the run
+  expect(requests.filter((q) => !q.startsWith('/audit/v1/log'))).toEqual([
+    '/audit/v1/models/1',
+    '/audit/v1/runs/run-1/rounds/1/aggregate',
+    '/audit/v1/runs/run-1/rounds/1/server-view',
+    '/audit/v1/runs/run-1/rounds/3/aggregate',
+  ]);
 
   r = await run(['audit', 'verify', out, '--policy', policyFile, '--replay', dir]);
   expect(r.code).toBe(0);
@@ -90,7 +102,7 @@ test('export --artifacts, then verify --replay: both completed rounds recomputed
   requests.length = 0;
   r = await run(['audit', 'export', '--coordinator', url, '--out', out, '--artifacts', dir, '--json', '--token-file', tokenFile]);
   expect(JSON.parse(r.out).artifacts.fetched).toBe(1);
-  expect(requests.filter((q) => !q.startsWith('/audit/v1/log'))).toEqual(['/audit/v1/runs/run-1/rounds/3/aggregate']);
+  expect(requests.filter((q) => !q.startsWith('/audit/v1/log'))).toEqual(['/audit/v1/runs/run-1/rounds/1/server-view', '/audit/v1/runs/run-1/rounds/3/aggregate']);
   expect(fs.readFileSync(agg3).equals(good)).toBe(true);
 
   // without the directory's content every round is unverifiable: failures, not a pass
@@ -115,5 +127,36 @@ test('a policy that does not release artifacts: the log is written, the refusal 
     expect(fs.readFileSync(out, 'utf8')).toBe(log.text);
   } finally {
     release = true;
+  }
+});
+
+test('a policy that releases the server view: export writes each round\'s view, verify --replay recomputes every aggregate from the signed masked inputs', async () => {
+  const saved = log;
+  const viewFed = await makeFederation({ rounds: 2, edit: (p) => ((p.audit = { auditorArtifacts: true, auditorServerView: true }), (p.secagg.threshold = 2)) });
+  log = generateLog(viewFed, [{ drop: [{ party: 'insurer', phase: 'mask' }] }, {}], { chain: { secagg: true } });
+  try {
+    const pf = path.join(root, 'view-policy.yaml');
+    fs.writeFileSync(pf, stringify(viewFed.policy));
+    const out = path.join(root, 'log3.jsonl');
+    const dir = path.join(root, 'art3');
+    let r = await run(['audit', 'export', '--coordinator', url, '--out', out, '--artifacts', dir, '--token-file', tokenFile]);
+    expect([r.code, r.err]).toEqual([0, '']);
+    expect(r.out).toBe(`exported ${log.text.split('\n').length - 1} audit entries to ${out}; artifacts in ${dir}: 1 initial model(s), 2 aggregate(s), 2 server view(s) (5 downloaded, the rest already there)\n`);
+    expect(fs.readdirSync(path.join(dir, 'server-views', 'run-1')).sort()).toEqual(['1.json', '2.json']);
+    r = await run(['audit', 'verify', out, '--policy', pf, '--replay', dir]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/\n {2}aggregates: 2 recomputed from the parties' signed masked inputs \(server view\) and matched the logged aggregate hash\n/);
+    // a view whose masked input is not the one its party signed
+    const f = path.join(dir, 'server-views', 'run-1', '2.json');
+    const v = JSON.parse(fs.readFileSync(f, 'utf8'));
+    const b = Buffer.from(v.maskedInputs.insurer2, 'base64');
+    b[0] ^= 1;
+    v.maskedInputs.insurer2 = b.toString('base64');
+    fs.writeFileSync(f, JSON.stringify(v));
+    r = await run(['audit', 'verify', out, '--policy', pf, '--replay', dir, '--json']);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.out).failures.map((x: { field: string }) => x.field)).toEqual(['replay.serverView.maskedInputs.insurer2']);
+  } finally {
+    log = saved;
   }
 });

@@ -121,3 +121,66 @@ describe('replayModelChain', () => {
     expect(r.failures.map((f) => [f.field, f.found])).toEqual([['replay.aggregate', expect.stringMatching(/^word 0 = \d+$/)]]);
   });
 });
+
+describe('replayModelChain with the server view (audit.auditorServerView): the aggregate recomputed from the signed masked inputs', () => {
+  const viewFed = () =>
+    makeFederation({
+      rounds: 2,
+      edit: (p) => {
+        p.audit = { auditorArtifacts: true, auditorServerView: true };
+        p.secagg.threshold = 2;
+      },
+    });
+  const withViews = (g: GeneratedLog, edit: (k: string, b: Uint8Array | null) => Uint8Array | null = (_, b) => b): ReplayArtifacts => ({
+    ...from(g),
+    serverView: (runId, round) => edit(`${runId}/${round}`, g.artifacts.serverViews.get(`${runId}/${round}`) ?? null),
+  });
+  const editView = (b: Uint8Array | null, f: (v: Record<string, Record<string, string>>) => void) => {
+    const v = JSON.parse(new TextDecoder().decode(b!));
+    f(v);
+    return new TextEncoder().encode(JSON.stringify(v));
+  };
+  const flipB64 = (s: string, at = 1) => {
+    const b = Buffer.from(s, 'base64');
+    b[at] ^= 1;
+    return b.toString('base64');
+  };
+
+  test('real secure-aggregation rounds (a party dropped after sharing keys, an aborted round): every aggregate and model recomputed', async () => {
+    const fed = await viewFed();
+    const g = generateLog(fed, [{ drop: [{ party: 'insurer2', phase: 'mask' }] }, { abortAfter: 'consistency' }, {}], { chain: { secagg: true } });
+    // the log carries the parties' own signatures over their real messages
+    const v = verifyLog(g.bytes, { policy: fed.policy, receipts: g.receipts.map((r, k) => ({ source: `r${k}`, receipt: r })) });
+    expect(v.failures).toEqual([]);
+    expect(JSON.parse(new TextDecoder().decode(g.artifacts.serverViews.get('run-1/1')!)).maskKeys).toHaveProperty('insurer2');
+    const r = replayModelChain(g.bytes, [fed.policy], withViews(g));
+    expect(r.failures).toEqual([]);
+    expect(r.rounds.map((x) => [x.round, x.status, x.aggregateRecomputed])).toEqual([
+      [1, 'replayed', true],
+      [3, 'replayed', true],
+    ]);
+    expect(r.aggregatesRecomputed).toBe(2);
+  });
+
+  test('a coordinator that logs and applies another aggregate than the unmasked sum: the model chain alone holds, the server view does not', async () => {
+    const fed = await viewFed();
+    const g = generateLog(fed, [{}, {}], { chain: { secagg: true, fakeAggregate: (round, sum) => round === 2 && (sum[3] = (sum[3] + 65536) >>> 0) } });
+    const r = replayModelChain(g.bytes, [fed.policy], withViews(g));
+    const second = completedEntries(g)[1];
+    expect(r.failures.map((f) => [f.entry, f.field])).toEqual([[second, 'replay.serverView.aggregateHash']]);
+    expect(r.rounds.map((x) => x.status)).toEqual(['replayed', 'failed']);
+  });
+
+  test('a server view that is not what the parties signed or committed to fails; so does a missing one', async () => {
+    const fed = await viewFed();
+    const g = generateLog(fed, [{}, {}], { chain: { secagg: true } });
+    const [first] = completedEntries(g);
+    const fails = (edit: (k: string, b: Uint8Array | null) => Uint8Array | null) => replayModelChain(g.bytes, [fed.policy], withViews(g, edit)).failures.map((f) => [f.entry, f.field, f.found]);
+    const at1 = (f: (v: Record<string, Record<string, string>>) => void) => (k: string, b: Uint8Array | null) => (k.endsWith('/1') ? editView(b, f) : b);
+    expect(fails(at1((v) => (v.maskedInputs.platform = flipB64(v.maskedInputs.platform))))).toEqual([[first, 'replay.serverView.maskedInputs.platform', expect.stringMatching(/^[0-9a-f]{64}$/)]]);
+    expect(fails(at1((v) => (v.selfMaskSeeds.insurer = flipB64(v.selfMaskSeeds.insurer))))).toEqual([[first, 'replay.serverView', 'the self-mask seed of insurer does not match its signed commitment']]);
+    expect(fails(at1((v) => delete v.selfMaskSeeds.insurer))).toEqual([[first, 'replay.serverView', 'self-mask seeds of insurer2, platform, expected those of U3 = insurer, insurer2, platform']]);
+    expect(fails(at1((v) => (v.extra = {})))).toEqual([[first, 'replay.serverView', expect.stringMatching(/Unrecognized key/)]]);
+    expect(fails((k, b) => (k.endsWith('/2') ? null : b))).toEqual([[completedEntries(g)[1], 'replay.serverView', 'missing']]);
+  });
+});
