@@ -4,7 +4,11 @@
  *   Ed25519 signature, epsilon of each charged party), for a 3-party run with full evidence;
  * - verifying: entries/s of verifyLog (bytes, chain, every coordinator and party signature,
  *   policy checks, epsilon recomputation, receipts) for runs of 20 and 200 rounds;
- * - size: bytes of exported log per round.
+ * - size: bytes of exported log per round;
+ * - replay (`audit verify --replay`), per completed round at a given model size: reading the server
+ *   view (JSON, base64), recomputing the aggregate from it (recomputeAggregate: 3 parties, one dropped
+ *   after sharing keys, so its pair masks are removed with its rebuilt key), and the next model
+ *   (roundNextModel, FedAvg and FedAdam). The round itself is a real in-memory SecAgg round (not timed).
  * Medians of 5 repetitions after a warm-up; wall-clock and CPU-seconds both recorded.
  */
 import { median, type BenchContext } from './lib';
@@ -14,6 +18,17 @@ import { defaultPolicy } from '../shared/policy/defaults';
 import { policyHash, validatePolicy } from '../shared/policy/schema';
 import { signPolicyHash } from '../shared/policy/sign';
 import { AuditRecorder, AuditWriter, advertiseKeysBytes, encodedLength, maskedInputBytes, signReceipt, survivorListBytes, verifyLog, PHASES } from '../shared/audit';
+import { decodeServerView, encodeServerView } from '../shared/audit/server-view';
+import { encodedDimension } from '../shared/dp/encode';
+import { roundNextModel } from '../shared/fl/round-params';
+import { publicRoundSeed } from '../shared/fl/seeds';
+import { newServerState } from '../shared/fl/server';
+import { layoutSize, sharedParameterLayout } from '../shared/model/layout';
+import type { AdvertiseKeys, ClientMessage } from '../shared/secagg/messages';
+import { SecAggClient } from '../shared/secagg/client';
+import { SecAggServer } from '../shared/secagg/server';
+import { recomputeAggregate } from '../shared/secagg/unmask';
+import type { Policy } from '../shared/policy/schema';
 
 function timeBoth(fn: () => void): { wall: number; cpu: number } {
   const c0 = process.cpuUsage();
@@ -84,4 +99,76 @@ export async function run(ctx: BenchContext): Promise<void> {
     ctx.record('verify_entries_per_cpu_s', first.entries / median(verifies.map((w) => w.cpu)), 'entries/s', { ...params, clock: 'cpu' });
     ctx.record('log_bytes_per_round', bytes.length / rounds, 'bytes', params);
   }
+  // the default policy's model at 1,000 items, at 6,000 (about the demo's 206,448 parameters) and 20,000
+  for (const numItems of [1000, 6000, 20000]) await replayFigures(ctx, numItems);
+}
+
+/** A real 3-party SecAgg round of `policy` in memory, insurer2 dropping after sharing keys; its done step and the advertisements. */
+function viewRound(policy: Policy, coord: { publicKey: Uint8Array; secretKey: Uint8Array }, keys: Map<string, { publicKey: Uint8Array; secretKey: Uint8Array }>) {
+  const names = policy.parties.map((p) => p.name);
+  const d = layoutSize(sharedParameterLayout(policy.model, policy.vocabularies));
+  const info = {
+    federationId: policy.federationId,
+    runId: 'run',
+    round: 1,
+    params: { threshold: 2, degree: 0, bits: policy.secagg.bitWidth },
+    roundSeed: publicRoundSeed('graph', policy.federationId, 'run', 1),
+    vectorLength: encodedDimension(d, policy.secagg.rotation === 'hadamard'),
+    peers: Object.fromEntries(names.map((n) => [n, keys.get(n)!.publicKey])),
+  };
+  const server = new SecAggServer({ ...info, identity: { secretKey: coord.secretKey }, keepServerView: true });
+  const clients = new Map(names.map((n) => [n, new SecAggClient({ ...info, identity: { partyId: n, secretKey: keys.get(n)!.secretKey }, coordinatorPublicKey: coord.publicKey })]));
+  const ads = names.map((n) => clients.get(n)!.start());
+  for (const m of ads) server.receive(m);
+  let step = server.deadlinePassed();
+  const input = new Uint32Array(info.vectorLength).map((_, i) => (i * 2654435761) >>> 0);
+  while (step.kind === 'send') {
+    const phase = step.phase;
+    for (const { to, message } of step.messages) {
+      if (to === 'insurer2' && phase !== 'share') continue; // insurer2 drops before its masked input
+      server.receive(clients.get(to)!.handle(message, phase === 'mask' ? input : undefined) as ClientMessage);
+    }
+    step = server.deadlinePassed();
+  }
+  if (step.kind !== 'done') throw new Error(`bench round did not complete: ${step.kind === 'aborted' ? step.reason : 'still sending'}`);
+  const sets = server.survivorsByPhase;
+  return { d, info, step, U2: [...sets.U2!], U3: [...sets.U3!], ads: new Map((ads as AdvertiseKeys[]).map((m) => [m.sender, { sPk: m.sPk, selfMaskCommitment: m.selfMaskCommitment }])), ctx: server.ctx };
+}
+
+/** Per-round replay cost at a model of about `numItems` items. */
+export async function replayFigures(ctx: BenchContext, numItems: number): Promise<void> {
+  const so = sodium();
+  const b64 = (b: Uint8Array) => so.to_base64(b, so.base64_variants.ORIGINAL);
+  const names = ['platform', 'insurer', 'insurer2'];
+  const coord = ed25519Keygen();
+  const keys = new Map(names.map((n) => [n, ed25519Keygen()]));
+  const base = JSON.parse(JSON.stringify(defaultPolicy({ federationId: 'bench', coordinator: { name: 'coordinator', publicKey: b64(coord.publicKey) }, parties: names.map((n) => ({ name: n, publicKey: b64(keys.get(n)!.publicKey) })), catalogue: { hash: 'ab'.repeat(32), numItems } })));
+  base.secagg.threshold = 2;
+  const policy = validatePolicy(base);
+  const r = viewRound(policy, coord, keys);
+  const view = encodeServerView(r.step.view!);
+  const reads: number[] = [];
+  const recomputes: number[] = [];
+  const models: Record<'fedavg' | 'fedadam', number[]> = { fedavg: [], fedadam: [] };
+  const global = new Float32Array(r.d).map((_, i) => ((i % 17) - 8) / 100);
+  for (let rep = 0; rep < 6; rep++) {
+    let decoded!: ReturnType<typeof decodeServerView>;
+    reads.push(timeBoth(() => (decoded = decodeServerView(view))).wall);
+    if (!decoded.ok) throw new Error(decoded.problem);
+    const dv = decoded.view;
+    let got!: ReturnType<typeof recomputeAggregate>;
+    recomputes.push(timeBoth(() => (got = recomputeAggregate(r.ctx, r.U2, r.U3, r.ads, dv))).wall);
+    if (!got.ok || got.sum.some((w, i) => w !== r.step.sum[i])) throw new Error('the recomputed aggregate differs from the server sum');
+    for (const type of ['fedavg', 'fedadam'] as const) {
+      const p = { ...policy, training: { ...policy.training, serverOptimizer: type === 'fedavg' ? { type, learningRate: 1 } : { type, learningRate: 0.01, beta1: 0.9, beta2: 0.99, tau: 1e-3 } } } as Policy;
+      models[type].push(timeBoth(() => roundNextModel(p, 'run', 1, global, r.step.sum, r.U3, newServerState())).wall);
+    }
+  }
+  const params = { parties: 3, survivors: r.U3.length, droppedWithKey: 1, dimension: r.d, encodedDimension: r.info.vectorLength, viewBytes: view.length, reps: 5, clock: 'wall' };
+  const ms = (xs: number[]) => median(xs.slice(1)) * 1e3; // first repetition is the warm-up
+  ctx.record('replay_read_view_ms', ms(reads), 'ms', params);
+  ctx.record('replay_recompute_aggregate_ms', ms(recomputes), 'ms', params);
+  ctx.record('replay_next_model_fedavg_ms', ms(models.fedavg), 'ms', params);
+  ctx.record('replay_next_model_fedadam_ms', ms(models.fedadam), 'ms', params);
+  ctx.record('server_view_bytes_per_round', view.length, 'bytes', params);
 }
