@@ -77,7 +77,7 @@ import { saveModel } from '../model/store';
 import { evaluateUsers, sampleUsers } from '../model/pooled';
 import { chargeRound, openLedger, previewCharge } from '../privacy/ledger';
 import { computeLocalUpdate, roundCharge, roundEncodeParams, userCapProblem } from './update';
-import { offerScope, type OfferScope } from '../model/dpsgd';
+import { offerScope, positivesByUser, type OfferScope } from '../model/dpsgd';
 import { countersignRound, receiptBodyFields } from './receipt';
 import { InOrder } from './in-order';
 import type { Receipt } from '../../shared/audit/entries';
@@ -490,11 +490,7 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
   }
   {
     // the sampling population as the trainer counts it: users with an (in-scope) training interaction
-    const population = new Set<number>();
-    positives.user.forEach((u, j) => {
-      if (!scope || scope.own[positives.item[j]]) population.add(u);
-    });
-    const overCap = userCapProblem(policy, population.size);
+    const overCap = userCapProblem(policy, positivesByUser(positives, scope?.own ?? null).byUser.size);
     if (overCap) throw new UserError(`not joining: ${overCap}`);
   }
   const exampleKey = ExampleKey.fresh(); // secret per-user example coins of DP training (model/coins.ts)

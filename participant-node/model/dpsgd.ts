@@ -454,6 +454,27 @@ export interface DpStepInfo {
 }
 
 /**
+ * Each user's training positives (item indices), keeping only items with own[i] = 1 under an offer
+ * scope; `dropped` counts the positives outside it. The users are DP-SGD's Poisson sampling
+ * population (DpSgdTrainer.population); `node join` checks their number against the policy's
+ * privacy.maxUsersPerParty with this same function.
+ */
+export function positivesByUser(positives: { user: Uint32Array; item: Uint32Array }, own: Uint8Array | null): { byUser: Map<number, number[]>; dropped: number } {
+  const byUser = new Map<number, number[]>();
+  let dropped = 0;
+  for (let j = 0; j < positives.user.length; j++) {
+    const u = positives.user[j];
+    if (own && !own[positives.item[j]]) {
+      dropped++;
+      continue;
+    }
+    if (!byUser.has(u)) byUser.set(u, []);
+    byUser.get(u)!.push(positives.item[j]);
+  }
+  return { byUser, dropped };
+}
+
+/**
  * DP-SGD over this node's users. Each `step()` is one Poisson-subsampled Gaussian mechanism with
  * (q = samplingRate, sigma = noiseMultiplier, sensitivity = clipNorm) over the shared parameters;
  * the caller charges the accountant for every step taken.
@@ -481,17 +502,7 @@ export class DpSgdTrainer {
     private readonly key: ExampleKey,
   ) {
     const scope = cfg.scope ?? null;
-    const lists = new Map<number, number[]>();
-    let dropped = 0;
-    for (let j = 0; j < positives.user.length; j++) {
-      const u = positives.user[j];
-      if (scope && !scope.own[positives.item[j]]) {
-        dropped++;
-        continue;
-      }
-      if (!lists.has(u)) lists.set(u, []);
-      lists.get(u)!.push(positives.item[j]);
-    }
+    const { byUser: lists, dropped } = positivesByUser(positives, scope?.own ?? null);
     this.droppedOutOfScope = dropped;
     const D = model.sharedSize();
     if (scope) {
