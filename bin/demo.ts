@@ -27,7 +27,8 @@
  *      epsilon per party from each node's privacy ledger;
  *   8. one table, an SVG plot (quality and epsilon per round), results.json;
  *   9. `coordinator tokens issue --role auditor`, `audit export --artifacts` (the policy releases
- *      models and aggregates to auditors), `audit verify --replay --json` (the model chain recomputed);
+ *      models, aggregates and each round's server view to auditors), `audit verify --replay --json`
+ *      (every aggregate recomputed from the parties' signed masked inputs, the model chain replayed);
  *  10. the coordinator is stopped; exit 0 only if every step worked.
  * With --json the last stdout line is the DESIGN §8 object. Every figure printed is computed in
  * this run; a figure that could not be computed is printed as "-".
@@ -162,7 +163,7 @@ export interface DemoResult {
   auditLog: string;
   verified: boolean;
   /** replayed: completed rounds whose model `audit verify --replay` recomputed from the aggregates */
-  audit: { entries: number; rounds: number; receipts: number; replayed: number; failures: unknown[]; error?: string };
+  audit: { entries: number; rounds: number; receipts: number; replayed: number; aggregatesRecomputed: number; failures: unknown[]; error?: string };
   policy: string;
   policyHash: string;
   noiseMultiplier: number;
@@ -362,8 +363,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       model: { ...base.model, embeddingDim: P.embeddingDim, hiddenDim: P.hiddenDim },
       training: { ...base.training, rounds, localSteps: P.stepsPerRound, learningRate: P.learningRate, negativesPerPositive: P.local.negatives, serverOptimizer: P.serverOptimizer, offerScope: 'own' },
       secagg: { ...base.secagg, threshold: 2 },
-      // the parties let auditors download the run's models and aggregates: step 9 replays the model chain
-      audit: { auditorArtifacts: true },
+      // the parties let auditors download the run's models, aggregates and the coordinator's view of
+      // each round: step 9 recomputes every aggregate from the signed masked inputs and replays the model chain
+      audit: { auditorArtifacts: true, auditorServerView: true },
       privacy: {
         ...base.privacy,
         mechanism: 'local-dpsgd',
@@ -691,7 +693,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     // demo then exits non-zero (verified: false) rather than hiding the results it did compute
     const auditLog = path.join(work, 'audit.jsonl');
     const artifactsDir = path.join(work, 'audit-artifacts');
-    let audit: { ok: boolean; entries: number; rounds: number; failures: unknown[]; receipts?: number; replay?: { replayed: number }; error?: string };
+    let audit: { ok: boolean; entries: number; rounds: number; failures: unknown[]; receipts?: number; replay?: { replayed: number; aggregatesRecomputed: number }; error?: string };
     try {
       const token = (jsonOut((await cli('operator', ['coordinator', 'tokens', 'issue', ...operatorConn, '--role', 'auditor', '--label', 'demo', '--json'])).stdout) as { token: string }).token;
       // over TLS (the coordinator's certificate, from the federation CA): the bearer token never travels in clear
@@ -700,7 +702,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       const ver = await cli('audit', ['audit', 'verify', auditLog, '--policy', policyFile, ...receiptDirs.flatMap((d) => ['--receipts', d]), '--replay', artifactsDir, '--json'], undefined, true);
       audit = jsonOut(ver.stdout) as typeof audit;
       if (ver.code !== 0) audit.ok = false;
-      log(`audit log ${auditLog}: ${audit.entries} entries, ${audit.rounds} rounds, ${receiptDirs.length ? `receipts of ${receiptDirs.length} parties, ` : ''}model chain replayed for ${audit.replay?.replayed ?? 0} rounds, ${audit.ok ? 'verified' : `NOT verified (${audit.failures.length} failures)`}`);
+      log(`audit log ${auditLog}: ${audit.entries} entries, ${audit.rounds} rounds, ${receiptDirs.length ? `receipts of ${receiptDirs.length} parties, ` : ''}model chain replayed for ${audit.replay?.replayed ?? 0} rounds (aggregates recomputed from the masked inputs for ${audit.replay?.aggregatesRecomputed ?? 0}), ${audit.ok ? 'verified' : `NOT verified (${audit.failures.length} failures)`}`);
     } catch (e) {
       audit = { ok: false, entries: 0, rounds: 0, failures: [], error: (e as Error).message };
       log(`audit step failed: ${(e as Error).message}`);
@@ -715,7 +717,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       runId: started.runId,
       auditLog,
       verified: audit.ok === true,
-      audit: { entries: audit.entries, rounds: audit.rounds, receipts: audit.receipts ?? 0, replayed: audit.replay?.replayed ?? 0, failures: audit.failures, ...(audit.error ? { error: audit.error } : {}) },
+      audit: { entries: audit.entries, rounds: audit.rounds, receipts: audit.receipts ?? 0, replayed: audit.replay?.replayed ?? 0, aggregatesRecomputed: audit.replay?.aggregatesRecomputed ?? 0, failures: audit.failures, ...(audit.error ? { error: audit.error } : {}) },
       policy: policyFile,
       policyHash: hash,
       noiseMultiplier: sigma,
@@ -788,7 +790,7 @@ async function main(argv: string[]): Promise<number> {
   process.stdout.write(
     r.audit.error
       ? `audit log: ${r.auditLog}: NOT verified: ${r.audit.error}\n`
-      : `audit log: ${r.auditLog} (${r.audit.entries} entries, ${r.audit.rounds} rounds, ${r.audit.receipts} party receipts checked, model chain replayed for ${r.audit.replayed} rounds): ${r.verified ? 'verified, every check passed' : `NOT verified (${r.audit.failures.length} failures)`}\n`,
+      : `audit log: ${r.auditLog} (${r.audit.entries} entries, ${r.audit.rounds} rounds, ${r.audit.receipts} party receipts checked, model chain replayed for ${r.audit.replayed} rounds, ${r.audit.aggregatesRecomputed} aggregates recomputed from the masked inputs): ${r.verified ? 'verified, every check passed' : `NOT verified (${r.audit.failures.length} failures)`}\n`,
   );
   process.stdout.write(`finished in ${r.wallSeconds.toFixed(0)} s (${Object.entries(r.timings).map(([k, s]) => `${k} ${s.toFixed(0)} s`).join(', ')}); logs and node data under ${path.dirname(r.plot)}\n`);
   if (o.json) printJson(demoJson(r));

@@ -11,12 +11,16 @@
  *   GET /audit/v1/runs/{runId}/rounds/{round}/aggregate
  *                                       auditor bearer token; a completed round's stored unmasked sum
  *                                       (u32 little-endian) verbatim, as application/octet-stream
- *   The two downloads name the body's BLAKE2b-256 (hex) in X-Fedbridge-Blake2b-256 (the logged
+ *   GET /audit/v1/runs/{runId}/rounds/{round}/server-view
+ *                                       auditor bearer token; a completed round's stored server view
+ *                                       (shared/audit/server-view.ts JSON) verbatim, as application/json
+ *   The downloads name the body's BLAKE2b-256 (hex) in X-Fedbridge-Blake2b-256 (the logged
  *   modelHash / initialModelHash / aggregateHash), and answer only when the policy of the run the
- *   model or round belongs to sets audit.auditorArtifacts: true (403 otherwise, checked before any
- *   bytes are read); 400 for a malformed path parameter (shared/audit/api.ts), 404 for an unknown
- *   version, run or round, a model of no run, a round not completed or completed without a stored
- *   aggregate (before storage migration 6). Stored bytes are checked against their stored hash
+ *   model or round belongs to sets audit.auditorArtifacts: true (the server view: and
+ *   audit.auditorServerView: true) (403 otherwise, checked before any bytes are read); 400 for a
+ *   malformed path parameter (shared/audit/api.ts), 404 for an unknown version, run or round, a
+ *   model of no run, a round not completed or completed without a stored aggregate (before storage
+ *   migration 6) or server view (before migration 7, or a policy without auditorServerView). Stored bytes are checked against their stored hash
  *   (damage: 500 with what to do); a store that is unavailable just now: 503.
  *   GET /audit/openapi.yaml             the OpenAPI description (no token: it is public)
  *   GET /audit/ (/audit/index.html), /audit/audit-page.js   the static auditor page (no token: it asks the auditor for
@@ -102,6 +106,12 @@ function single(v: unknown): string | null | undefined {
   return null; // repeated or nested parameters: reported as invalid by parseLogQuery
 }
 
+/** The policy's optional `audit` section (shared/policy/schema.ts) as stored. */
+interface PolicyAudit {
+  auditorArtifacts?: unknown;
+  auditorServerView?: unknown;
+}
+
 @Controller('audit')
 export class AuditController {
   constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {}
@@ -182,6 +192,36 @@ export class AuditController {
 
   @Get('v1/runs/:runId/rounds/:round/aggregate')
   async aggregate(@Req() req: HttpRequest, @Param('runId') runIdParam: string, @Param('round') roundParam: string, @Res() res: HttpResponse): Promise<void> {
+    await this.roundArtifact(req, res, runIdParam, roundParam, {
+      what: 'aggregate',
+      released: (a) => a?.auditorArtifacts === true,
+      refusal: 'models and aggregates to auditors (policy audit.auditorArtifacts)',
+      read: (runId, r) => this.ctx.repo.roundAggregate(runId, r),
+      missing: 'completed before this coordinator kept aggregates, storage migration 6, or by a round protocol that exposes none',
+      type: 'application/octet-stream',
+    });
+  }
+
+  @Get('v1/runs/:runId/rounds/:round/server-view')
+  async serverView(@Req() req: HttpRequest, @Param('runId') runIdParam: string, @Param('round') roundParam: string, @Res() res: HttpResponse): Promise<void> {
+    await this.roundArtifact(req, res, runIdParam, roundParam, {
+      what: 'server view',
+      released: (a) => a?.auditorArtifacts === true && a.auditorServerView === true,
+      refusal: 'the server view to auditors (policy audit.auditorServerView)',
+      read: (runId, r) => this.ctx.repo.roundServerView(runId, r),
+      missing: 'completed before this coordinator kept server views, storage migration 7',
+      type: 'application/json',
+    });
+  }
+
+  /** A completed round's stored aggregate or server view, if the run's policy releases it. */
+  private async roundArtifact(
+    req: HttpRequest,
+    res: HttpResponse,
+    runIdParam: string,
+    roundParam: string,
+    o: { what: string; released: (audit: PolicyAudit | undefined) => boolean; refusal: string; read: (runId: string, r: number) => Promise<Uint8Array | null>; missing: string; type: string },
+  ): Promise<void> {
     try {
       if (!(await this.auditor(req, res))) return;
       const runId = parsePathRunId(runIdParam);
@@ -189,14 +229,13 @@ export class AuditController {
       const repo = this.ctx.repo;
       const run = await repo.run(runId);
       if (!run) return this.text(res, 404, `no run ${JSON.stringify(runId)} on this coordinator`);
-      const refused = await this.artifactsRefused(run);
-      if (refused) return this.text(res, 403, refused);
+      if (!o.released(await this.runAudit(run))) return this.text(res, 403, `run ${run.id}'s policy does not release ${o.refusal}`);
       const row = await repo.roundRow(run.id, r);
       if (!row) return this.text(res, 404, `run ${run.id} has no round ${r}`);
-      if (row.state !== 'completed') return this.text(res, 404, `round ${r} of run ${run.id} is ${row.state}, not completed: only a completed round has an aggregate`);
-      const bytes = await repo.roundAggregate(run.id, r); // checked against its stored hash
-      if (!bytes) return this.text(res, 404, `round ${r} of run ${run.id} was completed without a stored aggregate (completed before this coordinator kept aggregates, storage migration 6, or by a round protocol that exposes none)`);
-      this.bytes(res, bytes, sodium().crypto_generichash(32, bytes, null));
+      if (row.state !== 'completed') return this.text(res, 404, `round ${r} of run ${run.id} is ${row.state}, not completed: only a completed round has ${o.what === 'aggregate' ? 'an aggregate' : `a ${o.what}`}`);
+      const bytes = await o.read(run.id, r); // checked against its stored hash
+      if (!bytes) return this.text(res, 404, `round ${r} of run ${run.id} was completed without a stored ${o.what} (${o.missing})`);
+      this.bytes(res, bytes, sodium().crypto_generichash(32, bytes, null), o.type);
     } catch (e) {
       this.failed(res, e);
     }
@@ -204,24 +243,29 @@ export class AuditController {
 
   /**
    * Null when the run's signed policy releases its models and aggregates to auditors
-   * (audit.auditorArtifacts: true), else the reason for the 403. The stored policy must hash to
-   * the run's policy hash (what the parties signed): otherwise the store is damaged and nothing is
-   * released.
+   * (audit.auditorArtifacts: true), else the reason for the 403.
    */
   private async artifactsRefused(run: RunRow): Promise<string | null> {
+    if ((await this.runAudit(run))?.auditorArtifacts === true) return null;
+    return `run ${run.id}'s policy does not release models and aggregates to auditors (policy audit.auditorArtifacts)`;
+  }
+
+  /**
+   * The `audit` section of the run's signed policy. The stored policy must hash to the run's policy
+   * hash (what the parties signed): otherwise the store is damaged and nothing is released.
+   */
+  private async runAudit(run: RunRow): Promise<PolicyAudit | undefined> {
     const stored = await this.ctx.repo.policy(run.policyHash);
     if (!stored) throw new StoredDataDamaged(`the policy ${run.policyHash} of run ${run.id} is missing from the coordinator's store; restore the store from a backup`);
     if (sodium().crypto_generichash(32, new TextEncoder().encode(stored.canonicalJson), null, 'hex') !== run.policyHash) {
       throw new StoredDataDamaged(`the stored policy of run ${run.id} does not hash to its policy hash ${run.policyHash} (the one its parties signed): it is damaged in the coordinator's store; restore the store from a backup`);
     }
-    const audit = (JSON.parse(stored.canonicalJson) as { audit?: { auditorArtifacts?: unknown } }).audit;
-    if (audit?.auditorArtifacts === true) return null;
-    return `run ${run.id}'s policy does not release models and aggregates to auditors (policy audit.auditorArtifacts)`;
+    return (JSON.parse(stored.canonicalJson) as { audit?: PolicyAudit }).audit;
   }
 
-  private bytes(res: HttpResponse, body: Uint8Array, hash: Uint8Array): void {
+  private bytes(res: HttpResponse, body: Uint8Array, hash: Uint8Array, type = 'application/octet-stream'): void {
     secured(res).status(200);
-    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Content-Type', type);
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader(AUDIT_ARTIFACT_HASH_HEADER, Buffer.from(hash).toString('hex'));
     res.send(Buffer.from(body.buffer, body.byteOffset, body.byteLength));

@@ -364,6 +364,7 @@ export class RoundsService {
           round: a.round,
           model: { bytes: step.model, hash, protocolState: step.state ?? null },
           aggregate: step.aggregate,
+          serverView: step.serverView,
           audit: { ...step.audit, policyHash: a.policyHash, survivors: step.survivors },
           next: more ? { state: 'open', phase: 'advertise', phaseDeadline: this.phaseDeadline(a.policy) } : null,
           sealer,

@@ -150,6 +150,19 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE rounds ADD COLUMN aggregate_hash BLOB`,
     ],
   },
+  {
+    version: 7,
+    name: 'round server views',
+    statements: [
+      // a completed round's server view (shared/audit/server-view.ts: the survivors' masked inputs,
+      // their reconstructed self-mask seeds, the dropped parties' mask keys), stored in the
+      // transaction that completes the round when the run's policy sets audit.auditorServerView, so
+      // that auditors can recompute the aggregate from the parties' signed inputs; NULL otherwise
+      `ALTER TABLE rounds ADD COLUMN server_view BLOB`,
+      // BLAKE2b-256 of server_view, checked on every read; written together with it
+      `ALTER TABLE rounds ADD COLUMN server_view_hash BLOB`,
+    ],
+  },
 ];
 
 const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

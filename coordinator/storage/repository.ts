@@ -12,6 +12,7 @@
  *   (StoredDataDamaged);
  * - a completed round's aggregate (the unmasked sum, migration 6) is stored with its hash in the
  *   transaction that completes the round, and checked against it on every read (roundAggregate);
+ *   so is its server view (migration 7, when the policy sets audit.auditorServerView: roundServerView);
  * - a masked input is stored (round_masked_inputs, one row per party and round) in the transaction
  *   that accepts it, and its rows are deleted in the transaction that writes the round's `mask`
  *   round-phase entry (phase move off mask, round abort, round completion): rows exist for a round
@@ -212,16 +213,19 @@ function model(r: Record<string, unknown>): ModelVersionRow {
   return m;
 }
 /**
- * The stored aggregate of a rounds row, checked against aggregate_hash (written together: one
- * without the other, or a mismatch, is StoredDataDamaged); null when the row has none.
+ * A blob of a rounds row stored with its hash (aggregate / aggregate_hash, migration 6; server_view /
+ * server_view_hash, migration 7), checked against it (written together: one without the other, or a
+ * mismatch, is StoredDataDamaged); null when the row has neither.
  */
-function roundAggregateOf(r: Record<string, unknown>): Uint8Array | null {
-  const bytes = r.aggregate === null || r.aggregate === undefined ? null : u8(r.aggregate);
-  const stored = r.aggregate_hash === null || r.aggregate_hash === undefined ? null : u8(r.aggregate_hash);
+function roundBlobOf(r: Record<string, unknown>, column: 'aggregate' | 'server_view', label: string): Uint8Array | null {
+  const raw = r[column];
+  const rawHash = r[`${column}_hash`];
+  const bytes = raw === null || raw === undefined ? null : u8(raw);
+  const stored = rawHash === null || rawHash === undefined ? null : u8(rawHash);
   if (bytes === null && stored === null) return null;
   if (bytes === null || stored === null || !sameBytes(modelBytesHash(bytes), stored)) {
-    const what = bytes === null ? 'its aggregate is missing but its hash is stored' : stored === null ? 'its aggregate has no stored hash' : `the hash of its ${bytes.length} stored aggregate bytes is not its stored hash ${hex(stored)}`;
-    throw new StoredDataDamaged(`the aggregate of round ${String(r.run_id)}/${String(r.round)} is damaged in the coordinator's store: ${what}; restore the store from a backup (nothing was sent)`);
+    const what = bytes === null ? `its ${label} is missing but its hash is stored` : stored === null ? `its ${label} has no stored hash` : `the hash of its ${bytes.length} stored ${label} bytes is not its stored hash ${hex(stored)}`;
+    throw new StoredDataDamaged(`the ${label} of round ${String(r.run_id)}/${String(r.round)} is damaged in the coordinator's store: ${what}; restore the store from a backup (nothing was sent)`);
   }
   return bytes;
 }
@@ -421,9 +425,22 @@ export class Repository {
    * migration 6).
    */
   async roundAggregate(runId: string, r: number): Promise<Uint8Array | null> {
-    const rows = await this.db.query('SELECT run_id, round, state, aggregate, aggregate_hash FROM rounds WHERE run_id = ? AND round = ?', [runId, r]);
+    return this.roundBlob(runId, r, 'aggregate', 'aggregate');
+  }
+
+  /**
+   * The stored server view (shared/audit/server-view.ts) of round `r` of run `runId`, checked
+   * against its stored hash; null when there is no such round, it is not completed, or it was
+   * completed without one (its policy does not set audit.auditorServerView, or before migration 7).
+   */
+  async roundServerView(runId: string, r: number): Promise<Uint8Array | null> {
+    return this.roundBlob(runId, r, 'server_view', 'server view');
+  }
+
+  private async roundBlob(runId: string, r: number, column: 'aggregate' | 'server_view', label: string): Promise<Uint8Array | null> {
+    const rows = await this.db.query(`SELECT run_id, round, state, ${column}, ${column}_hash FROM rounds WHERE run_id = ? AND round = ?`, [runId, r]);
     if (!rows.length || rows[0].state !== 'completed') return null;
-    return roundAggregateOf(rows[0]);
+    return roundBlobOf(rows[0], column, label);
   }
 
   async completedRounds(runId: string): Promise<number> {
@@ -496,6 +513,8 @@ export class Repository {
     model: { bytes: Uint8Array; hash: Uint8Array; protocolState?: Uint8Array | null };
     /** the round's unmasked aggregate (u32 little-endian), kept for auditors (roundAggregate) */
     aggregate?: Uint8Array;
+    /** the round's server view (shared/audit/server-view.ts), kept for auditors (roundServerView) */
+    serverView?: Uint8Array;
     audit: Record<string, unknown>;
     next: { state: string; phase: string | null; phaseDeadline: number | null } | null;
     sealer: AuditSealer | AuditEmitter<{ modelVersion: number; parentModelVersion: number; nextRound: number | null }>;
@@ -509,8 +528,9 @@ export class Repository {
         if (cur.state === 'completed' || cur.state === 'aborted') throw new ConflictError(`round ${args.runId}/${args.round} is already ${cur.state}`);
         const version = await this.insertModel(tx, { bytes: args.model.bytes, hash: args.model.hash, parent: cur.baseModelVersion, runId: args.runId, round: args.round, protocolState: args.model.protocolState ?? null });
         const aggregate = args.aggregate ?? null;
-        await tx.query("UPDATE rounds SET state = 'completed', phase = NULL, phase_deadline = NULL, result_model_version = ?, finished_at = ?, aggregate = ?, aggregate_hash = ? WHERE run_id = ? AND round = ?", [
-          version, t, aggregate, aggregate === null ? null : modelBytesHash(aggregate), args.runId, args.round,
+        const view = args.serverView ?? null;
+        await tx.query("UPDATE rounds SET state = 'completed', phase = NULL, phase_deadline = NULL, result_model_version = ?, finished_at = ?, aggregate = ?, aggregate_hash = ?, server_view = ?, server_view_hash = ? WHERE run_id = ? AND round = ?", [
+          version, t, aggregate, aggregate === null ? null : modelBytesHash(aggregate), view, view === null ? null : modelBytesHash(view), args.runId, args.round,
         ]);
         await this.deleteMaskedInputs(tx, args.runId, args.round);
         const sealer = args.sealer;

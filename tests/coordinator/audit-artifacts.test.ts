@@ -126,6 +126,12 @@ describe('audit API: model and aggregate downloads', () => {
       expect(blake(a.body)).toBe(e.aggregateHash);
       expect(a.body.equals(u32le(modularSum(nodes.map((n) => n.input(e.round)), 32)))).toBe(true);
       expect(a.body.equals(Buffer.from((await coord.ctx.repo.roundAggregate(runId, e.round))!))).toBe(true);
+      // the policy does not set audit.auditorServerView: no view was kept, and none is served
+      expect(await coord.ctx.repo.roundServerView(runId, e.round)).toBeNull();
+      expect(await get(`/audit/v1/runs/${runId}/rounds/${e.round}/server-view`).then((r) => [r.status, r.text])).toEqual([
+        403,
+        `run ${runId}'s policy does not release the server view to auditors (policy audit.auditorServerView)\n`,
+      ]);
     }
   });
 

@@ -313,6 +313,34 @@ for (const backend of backends()) {
       }
     });
 
+    test('round server views: stored with the round\'s completion next to its aggregate, returned byte-identical, damage caught on read', async () => {
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        const repo = new Repository(db);
+        const sealer = coordinatorSealer(coord().secretKey);
+        await repo.startRun({ runId: 'sv', policyHash: '56'.repeat(32), canonicalPolicyJson: '{}', signatures: [], roundsPlanned: 2, initialModel: { bytes: new Uint8Array(8), hash: hash32(0) }, firstRound: { state: 'open', phase: 'advertise', phaseDeadline: null }, sealer });
+        const view = new TextEncoder().encode('{"format":"fedbridge-server-view/1","maskKeys":{},"maskedInputs":{"a":"AAAAAA=="},"selfMaskSeeds":{}}');
+        expect(await repo.roundServerView('sv', 1)).toBeNull(); // open
+        await repo.completeRound({ runId: 'sv', round: 1, model: { bytes: new Uint8Array([1]), hash: hash32(1) }, aggregate: new Uint8Array(4), serverView: view, audit: {}, next: { state: 'open', phase: 'advertise', phaseDeadline: null }, sealer });
+        expect(Buffer.from((await repo.roundServerView('sv', 1))!).equals(Buffer.from(view))).toBe(true);
+        expect(await repo.roundAggregate('sv', 1)).toEqual(new Uint8Array(4));
+        // completed without one (its policy does not set audit.auditorServerView)
+        await repo.completeRound({ runId: 'sv', round: 2, model: { bytes: new Uint8Array([2]), hash: hash32(2) }, aggregate: new Uint8Array(4), audit: {}, next: null, sealer });
+        expect(await repo.roundServerView('sv', 2)).toBeNull();
+        const flipped = new Uint8Array(view);
+        flipped[3] ^= 1;
+        await db.query('UPDATE rounds SET server_view = ? WHERE run_id = ? AND round = ?', [flipped, 'sv', 1]);
+        await expect(repo.roundServerView('sv', 1)).rejects.toThrow(/^the server view of round sv\/1 is damaged in the coordinator's store: the hash of its \d+ stored server view bytes is not its stored hash [0-9a-f]{64}; restore the store from a backup/);
+        await db.query('UPDATE rounds SET server_view = NULL WHERE run_id = ? AND round = ?', ['sv', 1]);
+        await expect(repo.roundServerView('sv', 1)).rejects.toThrow(/its server view is missing but its hash is stored/);
+        // the aggregate of the same row is untouched by the view's damage
+        expect(await repo.roundAggregate('sv', 1)).toEqual(new Uint8Array(4));
+      } finally {
+        await db.close();
+      }
+    });
+
     test('migration 6 (round aggregates) applies to a store at migration 5 with completed rounds: they keep their models and have no aggregate', async () => {
       const db = await backend.open();
       try {
@@ -327,13 +355,14 @@ for (const backend of backends()) {
         await db.query("UPDATE rounds SET state = 'completed', phase = NULL, result_model_version = 2, finished_at = 1000 WHERE run_id = 'old' AND round = 1");
         await db.query("INSERT INTO rounds (run_id, round, state, phase, base_model_version, started_at) VALUES ('old', 2, 'open', 'advertise', 2, 1000)");
 
-        expect(await migrate(db)).toEqual([6]);
+        expect(await migrate(db)).toEqual([6, 7]);
         expect((await db.query<{ version: number; name: string }>('SELECT version, name FROM schema_migrations WHERE version = 6')).map((r) => [Number(r.version), r.name])).toEqual([[6, 'round aggregates']]);
         expect(await db.query("SELECT round, aggregate, aggregate_hash FROM rounds WHERE run_id = 'old' ORDER BY round")).toEqual([
           { round: expect.anything(), aggregate: null, aggregate_hash: null },
           { round: expect.anything(), aggregate: null, aggregate_hash: null },
         ]);
         expect(await repo.roundAggregate('old', 1)).toBeNull();
+        expect(await repo.roundServerView('old', 1)).toBeNull(); // migration 7 (server views): none either
         expect((await repo.roundRow('old', 1))?.state).toBe('completed');
         expect((await repo.modelVersion(2))?.bytes).toEqual(m2);
         // the open round completes on the new schema with its aggregate

@@ -115,6 +115,8 @@ describe('npm run demo (small scale, 2 rounds)', () => {
     expect(result.audit.failures).toEqual([]);
     // the policy releases models and aggregates to auditors: both rounds' models were recomputed from the aggregates
     expect(result.audit.replayed).toBe(2);
+    // and the server view: both aggregates recomputed from the parties' signed masked inputs
+    expect(result.audit.aggregatesRecomputed).toBe(2);
     expect(result.verified).toBe(true);
   });
   test('no secret in any file the demo wrote or in its output: identity and TLS private keys and the operator token stay in their key files, which are 0600', () => {

@@ -79,8 +79,9 @@ describe('three real nodes federate through the coordinator', () => {
       keys[p] = (await loadIdentity(dirs[p])).publicKey;
     }
     const ds = loadDataset(dirs.platform);
-    // the parties release models and aggregates to auditors: the audit below replays the model chain
-    const policy = { ...smallPolicy({ ds, parties: PARTIES, coordinatorKey: coord.publicKey, keys, samplingRate: 0.25, phaseSeconds: 20 }), audit: { auditorArtifacts: true } };
+    // the parties release models, aggregates and the server view to auditors: the audit below
+    // recomputes every aggregate from the signed masked inputs and replays the model chain
+    const policy = { ...smallPolicy({ ds, parties: PARTIES, coordinatorKey: coord.publicKey, keys, samplingRate: 0.25, phaseSeconds: 20 }), audit: { auditorArtifacts: true, auditorServerView: true } };
     const policyFile = path.join(env.dir, 'policy.yaml');
     fs.writeFileSync(policyFile, stringify(policy));
     const hash = policyHash(policy);
@@ -189,12 +190,12 @@ describe('three real nodes federate through the coordinator', () => {
     // the model chain: the run's initial model and both rounds' aggregates from the audit API; every
     // model the coordinator published is what the policy's step 5 makes of them
     const artifacts = path.join(env.dir, 'artifacts');
-    expect(await fetchAuditArtifacts(http, token, exported.bytes, artifacts)).toEqual({ models: 1, aggregates: 2, fetched: 3 });
+    expect(await fetchAuditArtifacts(http, token, exported.bytes, artifacts)).toEqual({ models: 1, aggregates: 2, serverViews: 2, fetched: 5 });
     const replayed = await verifyLogFile(logFile, policyFile, receiptDirs, artifacts);
     expect(replayed.failures).toEqual([]);
-    expect(replayed.replay?.rounds.map((r) => [r.round, r.status])).toEqual([
-      [1, 'replayed'],
-      [2, 'replayed'],
+    expect(replayed.replay?.rounds.map((r) => [r.round, r.status, r.aggregateRecomputed])).toEqual([
+      [1, 'replayed', true],
+      [2, 'replayed', true],
     ]);
     expect(replayed.ok).toBe(true);
     const entries = exported.bytes.toString('utf8').trim().split('\n').map((l) => JSON.parse(l).entry);

@@ -1,0 +1,149 @@
+/**
+ * The server view over real HTTP, on a coordinator running real secure-aggregation rounds over gRPC
+ * (two parties driven by MiniNode, SQLite), under a policy that sets audit.auditorArtifacts and
+ * audit.auditorServerView: GET /audit/v1/runs/{runId}/rounds/{round}/server-view gives what the
+ * coordinator unmasked with; its masked inputs are the ones the parties signed (the log's digests),
+ * recomputeAggregate from it gives the stored aggregate, and `audit export --artifacts` + `audit
+ * verify --replay` (the CLI's functions) recompute every aggregate and model of the run. Without
+ * auditorServerView nothing is kept (tests/coordinator/audit-artifacts.test.ts checks 403 there).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { stringify } from 'yaml';
+import type { RunningCoordinator } from '../../coordinator/main';
+import { EventKind } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { encodedDimension } from '../../shared/dp/encode';
+import { publicRoundSeed } from '../../shared/fl/seeds';
+import { sodium } from '../../shared/crypto/sodium';
+import type { Policy } from '../../shared/policy/schema';
+import { decodeServerView } from '../../shared/audit/server-view';
+import { RoundContext } from '../../shared/secagg/round';
+import { recomputeAggregate } from '../../shared/secagg/unmask';
+import { fetchAuditArtifacts, fetchAuditLog, verifyLogFile } from '../../shared/cli/audit';
+import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary, type Env } from './helpers/harness';
+import { MiniNode } from './helpers/mini-node';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const blake = (b: Uint8Array) => hex(sodium().crypto_generichash(32, b, null));
+const u32le = (v: Uint32Array) => {
+  const b = Buffer.alloc(v.length * 4);
+  v.forEach((x, i) => b.writeUInt32LE(x, i * 4));
+  return b;
+};
+
+describe('audit API: the server view, and the replay of a real run', () => {
+  let env: Env;
+  let coord: RunningCoordinator;
+  let op: ReturnType<typeof operator>;
+  let parties: TestParty[] = [];
+  let nodes: MiniNode[] = [];
+  let token: string;
+  let base: string;
+  let policy: Policy;
+  let runId: string;
+  const timers = new ManualTimers();
+
+  beforeAll(async () => {
+    env = await makeEnv(['platform', 'insurer']);
+    coord = await startCoordinator(env, undefined as never, timers);
+    base = `http://127.0.0.1:${coord.httpPort}`;
+    parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
+    op = operator(env, coord.grpcPort);
+    await enrol(env, op, parties);
+    ({ token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'view', expiresInSeconds: '0' }, op.metadata));
+    policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
+    policy.audit = { auditorArtifacts: true, auditorServerView: true };
+    const dim = modelDim(policy);
+    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
+    const initial = new Float32Array(dim).map((_, i) => ((i % 11) - 5) / 50);
+    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(initial.buffer));
+    runId = st.runId;
+    await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_RUN_FINISHED && e.runId === runId, 0, 60_000);
+    expect(nodes.flatMap((n) => n.errors)).toEqual([]);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const n of nodes) n.stream.cancel();
+    for (const p of parties) p.close();
+    op?.client.close();
+    await coord?.close();
+    if (env) fs.rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  const get = async (p: string, authorization: string | null = `Bearer ${token}`) => {
+    const r = await fetch(`${base}${p}`, authorization === null ? {} : { headers: { authorization } });
+    const body = Buffer.from(await r.arrayBuffer());
+    return { status: r.status, body, text: body.toString('utf8'), h: (k: string) => r.headers.get(k) };
+  };
+  const entries = async () => (await fetchAuditLog(base, token)).bytes.toString('utf8').trim().split('\n').map((l) => JSON.parse(l).entry);
+
+  test('each round\'s server view: the parties\' signed masked inputs, from which the stored aggregate is recomputed', async () => {
+    const log = await entries();
+    const completed = log.filter((e) => e.type === 'round-completed' && e.runId === runId);
+    expect(completed.map((e) => e.round)).toEqual([1, 2]);
+    for (const done of completed) {
+      const r = await get(`/audit/v1/runs/${runId}/rounds/${done.round}/server-view`);
+      expect({ status: r.status, type: r.h('content-type'), cache: r.h('cache-control'), nosniff: r.h('x-content-type-options') }).toEqual({ status: 200, type: 'application/json', cache: 'no-store', nosniff: 'nosniff' });
+      expect(r.h('x-fedbridge-blake2b-256')).toBe(blake(r.body));
+      expect(r.body.equals(Buffer.from((await coord.ctx.repo.roundServerView(runId, done.round))!))).toBe(true);
+      const dec = decodeServerView(new Uint8Array(r.body));
+      if (!dec.ok) throw new Error(dec.problem);
+      const phase = (name: string) => log.find((e) => e.type === 'round-phase' && e.runId === runId && e.round === done.round && e.phase === name);
+      // the masked inputs are those the parties signed, and each is what the MiniNode sent
+      for (const m of phase('mask').maskedInputs) expect(blake(u32le(dec.view.maskedInputs.get(m.party)!))).toBe(m.digest);
+      expect([...dec.view.maskKeys.keys()]).toEqual([]); // nobody dropped
+      const ads = new Map<string, { sPk: Uint8Array; selfMaskCommitment: Uint8Array }>(
+        phase('advertise').advertisements.map((a: { party: string; sPk: string; selfMaskCommitment: string }) => [a.party, { sPk: Buffer.from(a.sPk, 'base64'), selfMaskCommitment: Buffer.from(a.selfMaskCommitment, 'hex') }]),
+      );
+      const ctx = new RoundContext({
+        federationId: policy.federationId,
+        runId,
+        round: done.round,
+        params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
+        roundSeed: publicRoundSeed('graph', policy.federationId, runId, done.round),
+        vectorLength: encodedDimension(modelDim(policy), policy.secagg.rotation === 'hadamard'),
+        peers: Object.fromEntries(policy.parties.map((p) => [p.name, Buffer.from(p.publicKey, 'base64')])),
+      });
+      const sum = recomputeAggregate(ctx, phase('share').parties, phase('mask').parties, ads, dec.view);
+      if (!sum.ok) throw new Error(sum.problems.join('; '));
+      expect(u32le(sum.sum).equals(Buffer.from((await coord.ctx.repo.roundAggregate(runId, done.round))!))).toBe(true);
+      expect(blake(u32le(sum.sum))).toBe(done.aggregateHash);
+    }
+  });
+
+  test('export --artifacts and verify --replay over the real run: every aggregate recomputed, every model replayed', async () => {
+    const dir = path.join(env.dir, 'replay');
+    const exported = await fetchAuditLog(base, token);
+    const logFile = path.join(env.dir, 'audit.jsonl');
+    fs.writeFileSync(logFile, exported.bytes);
+    const policyFile = path.join(env.dir, 'view-policy.yaml');
+    fs.writeFileSync(policyFile, stringify(policy));
+    expect(await fetchAuditArtifacts(base, token, exported.bytes, dir)).toEqual({ models: 1, aggregates: 2, serverViews: 2, fetched: 5 });
+    const res = await verifyLogFile(logFile, policyFile, [], dir);
+    expect(res.failures).toEqual([]);
+    expect(res.replay).toMatchObject({ replayed: 2, aggregatesRecomputed: 2 });
+    expect(res.ok).toBe(true);
+  });
+
+  test('the server view is an auditor-token download like the others; unknown rounds are 404', async () => {
+    expect((await get(`/audit/v1/runs/${runId}/rounds/1/server-view`, null)).status).toBe(401);
+    expect(await get(`/audit/v1/runs/${runId}/rounds/3/server-view`).then((r) => [r.status, r.text])).toEqual([404, `run ${runId} has no round 3\n`]);
+    expect(await get(`/audit/v1/runs/${runId}/rounds/x/server-view`).then((r) => r.status)).toBe(400);
+    // a round completed before migration 7 has no stored view
+    const db = coord.ctx.repo.db;
+    const [kept] = await db.query('SELECT server_view, server_view_hash FROM rounds WHERE run_id = ? AND round = 2', [runId]);
+    try {
+      await db.query('UPDATE rounds SET server_view = NULL, server_view_hash = NULL WHERE run_id = ? AND round = 2', [runId]);
+      expect(await get(`/audit/v1/runs/${runId}/rounds/2/server-view`).then((r) => [r.status, r.text])).toEqual([
+        404,
+        `round 2 of run ${runId} was completed without a stored server view (completed before this coordinator kept server views, storage migration 7)\n`,
+      ]);
+      // a view without its hash is damage, not absence
+      await db.query('UPDATE rounds SET server_view = ? WHERE run_id = ? AND round = 2', [kept.server_view as Uint8Array, runId]);
+      expect(await get(`/audit/v1/runs/${runId}/rounds/2/server-view`).then((r) => [r.status, r.text])).toEqual([500, expect.stringMatching(/server view of round .* is damaged .*: its server view has no stored hash/)]);
+    } finally {
+      await db.query('UPDATE rounds SET server_view = ?, server_view_hash = ? WHERE run_id = ? AND round = 2', [kept.server_view as Uint8Array, kept.server_view_hash as Uint8Array, runId]);
+    }
+    expect((await get(`/audit/v1/runs/${runId}/rounds/2/server-view`)).status).toBe(200);
+  });
+});
