@@ -19,9 +19,7 @@ import { policyHash, validatePolicy } from '../shared/policy/schema';
 import { signPolicyHash } from '../shared/policy/sign';
 import { AuditRecorder, AuditWriter, advertiseKeysBytes, encodedLength, maskedInputBytes, signReceipt, survivorListBytes, verifyLog, PHASES } from '../shared/audit';
 import { decodeServerView, encodeServerView } from '../shared/audit/server-view';
-import { encodedDimension } from '../shared/dp/encode';
-import { roundNextModel } from '../shared/fl/round-params';
-import { publicRoundSeed } from '../shared/fl/seeds';
+import { roundNextModel, roundSecAggInfo } from '../shared/fl/round-params';
 import { newServerState } from '../shared/fl/server';
 import { layoutSize, sharedParameterLayout } from '../shared/model/layout';
 import type { AdvertiseKeys, ClientMessage } from '../shared/secagg/messages';
@@ -107,15 +105,7 @@ export async function run(ctx: BenchContext): Promise<void> {
 function viewRound(policy: Policy, coord: { publicKey: Uint8Array; secretKey: Uint8Array }, keys: Map<string, { publicKey: Uint8Array; secretKey: Uint8Array }>) {
   const names = policy.parties.map((p) => p.name);
   const d = layoutSize(sharedParameterLayout(policy.model, policy.vocabularies));
-  const info = {
-    federationId: policy.federationId,
-    runId: 'run',
-    round: 1,
-    params: { threshold: 2, degree: 0, bits: policy.secagg.bitWidth },
-    roundSeed: publicRoundSeed('graph', policy.federationId, 'run', 1),
-    vectorLength: encodedDimension(d, policy.secagg.rotation === 'hadamard'),
-    peers: Object.fromEntries(names.map((n) => [n, keys.get(n)!.publicKey])),
-  };
+  const info = roundSecAggInfo(policy, 'run', 1);
   const server = new SecAggServer({ ...info, identity: { secretKey: coord.secretKey }, keepServerView: true });
   const clients = new Map(names.map((n) => [n, new SecAggClient({ ...info, identity: { partyId: n, secretKey: keys.get(n)!.secretKey }, coordinatorPublicKey: coord.publicKey })]));
   const ads = names.map((n) => clients.get(n)!.start());

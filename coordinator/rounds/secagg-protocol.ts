@@ -11,8 +11,9 @@
  * the enrolled identity keys, round, shapes, vector length, thresholds) and changes no state on a
  * bad message.
  *
- * Round parameters are derived from the policy and public values only, exactly as the nodes derive
- * them (both call shared/fl/round-params.ts `roundEncodeParams`):
+ * Round parameters are derived from the policy and public values only, exactly as the nodes (and
+ * the auditor's replay) derive them (all call shared/fl/round-params.ts `roundSecAggInfo` and
+ * `roundEncodeParams`):
  *   secagg params  {threshold, degree = neighbourDegree, bits = bitWidth}
  *   graph seed     publicRoundSeed('graph', federationId, runId, round)
  *   rotation seed  shared/fl/round-params.ts roundEncodeParams (the nodes' encoder uses the same function)
@@ -23,8 +24,7 @@
  */
 import { encodedDimension } from '../../shared/dp/encode';
 import { noiseFloorViolation } from '../../shared/fl/noise-floor';
-import { roundEncodeParams, roundNextModel } from '../../shared/fl/round-params';
-import { publicRoundSeed } from '../../shared/fl/seeds';
+import { roundEncodeParams, roundNextModel, roundSecAggInfo } from '../../shared/fl/round-params';
 import { newServerState, type ServerOptimizerState } from '../../shared/fl/server';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
 import { SecAggServer } from '../../shared/secagg/server';
@@ -108,16 +108,8 @@ export class SecAggRoundProtocol implements RoundProtocol {
     if (b.length !== this.dimension * 4) throw invalid(`base model has ${b.length} bytes, the policy's model needs ${this.dimension * 4}`);
     this.global = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
     this.rotationSeed = roundEncodeParams(p, start.runId, start.round).rotationSeed;
-    const peers: Record<string, Uint8Array> = {};
-    for (const party of p.parties) peers[party.name] = new Uint8Array(Buffer.from(party.publicKey, 'base64'));
     this.server = new SecAggServer({
-      federationId: p.federationId,
-      runId: start.runId,
-      round: start.round,
-      params: { threshold: p.secagg.threshold, degree: p.secagg.neighbourDegree, bits: p.secagg.bitWidth },
-      roundSeed: publicRoundSeed('graph', p.federationId, start.runId, start.round),
-      vectorLength: encodedDimension(this.dimension, this.rotationSeed !== null),
-      peers,
+      ...roundSecAggInfo(p, start.runId, start.round),
       identity: { secretKey: coordinatorSecretKey },
       log,
       // the policy lets auditors recompute the aggregate from the server's view (audit.auditorServerView)

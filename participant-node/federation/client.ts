@@ -58,8 +58,7 @@ import {
 } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { UserError } from '../../shared/cli/errors';
 import { randomBytes, sodium, sodiumReady } from '../../shared/crypto/sodium';
-import { encodedDimension } from '../../shared/dp/encode';
-import { publicRoundSeed } from '../../shared/fl/seeds';
+import { roundSecAggInfo } from '../../shared/fl/round-params';
 import { noiseFloorViolation } from '../../shared/fl/noise-floor';
 import { layoutSize, sharedParameterLayout } from '../../shared/model/layout';
 import { parsePolicyYaml, policyHash, PolicyError, type Policy } from '../../shared/policy/schema';
@@ -76,7 +75,7 @@ import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives } from '../
 import { saveModel } from '../model/store';
 import { evaluateUsers, sampleUsers } from '../model/pooled';
 import { chargeRound, openLedger, previewCharge } from '../privacy/ledger';
-import { computeLocalUpdate, roundCharge, roundEncodeParams, userCapProblem } from './update';
+import { computeLocalUpdate, roundCharge, userCapProblem } from './update';
 import { offerScope, positivesByUser, type OfferScope } from '../model/dpsgd';
 import { countersignRound, receiptBodyFields } from './receipt';
 import { InOrder } from './in-order';
@@ -507,8 +506,6 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
   /** per run, the rounds a signed ROUND_COMPLETED announced (this session): the policy's training.rounds bounds them */
   const completedRounds = new Map<string, Set<number>>();
 
-  const peers: Record<string, Uint8Array> = {};
-  for (const p of policy.parties) peers[p.name] = new Uint8Array(Buffer.from(p.publicKey, 'base64'));
   const charge = (runId: string, round: number) => roundCharge(policy, runId, round, dimension);
 
   const abandon = (reason: string) => {
@@ -649,15 +646,8 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
       const t0 = Date.now();
       const up = await computeLocalUpdate(model, positives, domains, { policy, runId: e.runId, round: e.round, global, scope }, exampleKey);
       log(`round ${e.round}: ${policy.privacy.mechanism} update (${up.privacy.steps} step${up.privacy.steps > 1 ? 's' : ''}, ${up.sampledUsers} user samples, loss ${up.meanLoss.toFixed(4)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-      const enc = roundEncodeParams(policy, e.runId, e.round);
       const client = new SecAggClient({
-        federationId: policy.federationId,
-        runId: e.runId,
-        round: e.round,
-        params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
-        roundSeed: publicRoundSeed('graph', policy.federationId, e.runId, e.round),
-        vectorLength: encodedDimension(dimension, enc.rotationSeed !== null),
-        peers,
+        ...roundSecAggInfo(policy, e.runId, e.round),
         identity: { partyId: identity.name, secretKey: identity.secretKey },
         coordinatorPublicKey: fc.coordinatorKey,
       });

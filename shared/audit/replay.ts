@@ -54,13 +54,12 @@
  */
 import { policyHash as computePolicyHash, type Policy } from '../policy/schema';
 import { encodedDimension } from '../dp/encode';
-import { roundNextModel } from '../fl/round-params';
+import { roundNextModel, roundSecAggInfo } from '../fl/round-params';
 import { newServerState, type ServerOptimizerState } from '../fl/server';
 import { layoutSize, sharedParameterLayout } from '../model/layout';
 import { sodium } from '../crypto/sodium';
 import { parseExportLine, splitLines } from './chain';
 import { fromBase64, fromHex, toHex } from './bytes';
-import { publicRoundSeed } from '../fl/seeds';
 import { RoundContext } from '../secagg/round';
 import { recomputeAggregate, type AdvertisedKeys } from '../secagg/unmask';
 import { u32LeBytes } from '../secagg/messages';
@@ -181,15 +180,7 @@ export function replayModelChain(log: Uint8Array, policies: readonly Policy[], a
       }
     }
     if (bad) return `round ${round}'s server view holds a masked input its party did not sign`;
-    const ctx = new RoundContext({
-      federationId: policy.federationId,
-      runId,
-      round: r.secaggRound,
-      params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
-      roundSeed: publicRoundSeed('graph', policy.federationId, runId, r.secaggRound),
-      vectorLength: words,
-      peers: Object.fromEntries(policy.parties.map((p) => [p.name, fromBase64(`policy key of ${p.name}`, p.publicKey, 32)])),
-    });
+    const ctx = new RoundContext(roundSecAggInfo(policy, runId, r.secaggRound));
     const got = recomputeAggregate(ctx, r.shared, r.masked, r.ads, dec.view);
     if (!got.ok) {
       for (const p of got.problems) fail(i, 'replay.serverView', 'the server view of the round', p);

@@ -5,12 +5,14 @@
  * Requires `await sodiumReady()` (the rotation seed is a BLAKE2b derivation).
  */
 import type { Policy } from '../policy/schema';
-import { contributionCapacity, DEFAULT_BETA, type WrapCheckParams } from '../dp/encode';
+import { contributionCapacity, DEFAULT_BETA, encodedDimension, type WrapCheckParams } from '../dp/encode';
+import { sodium } from '../crypto/sodium';
 import { layoutSize, sharedParameterLayout } from '../model/layout';
 import { nextGlobalModel } from './aggregate';
 import { averagingDivisors } from './offers';
 import { publicRoundSeed } from './seeds';
 import type { ServerOptimizerConfig, ServerOptimizerState } from './server';
+import type { RoundInfo } from '../secagg/round';
 
 export function roundEncodeParams(policy: Policy, runId: string, round: number) {
   return {
@@ -19,6 +21,27 @@ export function roundEncodeParams(policy: Policy, runId: string, round: number) 
     bits: policy.secagg.bitWidth,
     rotationSeed: policy.secagg.rotation === 'hadamard' ? publicRoundSeed('rotation', policy.federationId, runId, round) : null,
     beta: DEFAULT_BETA,
+  };
+}
+
+/**
+ * The public structure of a round's secure aggregation (shared/secagg RoundInfo), from the policy:
+ * the policy's parties and their pinned Ed25519 keys, threshold t, neighbour degree, bit width,
+ * the public graph seed publicRoundSeed('graph', federation, run, round) and the vector length
+ * encodedDimension(shared parameters, rotated). The coordinator's SecAggServer, every node's
+ * SecAggClient and the auditor's replay (shared/audit/replay.ts) all take it from here.
+ */
+export function roundSecAggInfo(policy: Policy, runId: string, round: number): RoundInfo {
+  const peers: Record<string, Uint8Array> = {};
+  for (const p of policy.parties) peers[p.name] = sodium().from_base64(p.publicKey, sodium().base64_variants.ORIGINAL);
+  return {
+    federationId: policy.federationId,
+    runId,
+    round,
+    params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
+    roundSeed: publicRoundSeed('graph', policy.federationId, runId, round),
+    vectorLength: encodedDimension(layoutSize(sharedParameterLayout(policy.model, policy.vocabularies)), policy.secagg.rotation === 'hadamard'),
+    peers,
   };
 }
 

@@ -13,14 +13,13 @@
 import * as fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { RunningCoordinator } from '../../coordinator/main';
-import { EventKind } from '../../proto/gen/grpc/fedbridge/v1/federation';
-import { encodedDimension } from '../../shared/dp/encode';
 import { modularSum } from '../../shared/fl/aggregate';
 import { sodium } from '../../shared/crypto/sodium';
 import type { Policy } from '../../shared/policy/schema';
 import { AUDIT_OPENAPI_FILE } from '../../coordinator/http/audit.controller';
-import { enrol, makeEnv, ManualTimers, modelDim, operator, OPERATOR_TOKEN, policyYaml, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary, type Env } from './helpers/harness';
-import { MiniNode } from './helpers/mini-node';
+import { OPERATOR_TOKEN, policyYaml, signaturesFor, startRun, testPolicy, unary, type TestParty } from './helpers/harness';
+import type { MiniNode } from './helpers/mini-node';
+import { startArtifactRun, type ArtifactRun } from './helpers/artifact-run';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const blake = (b: Uint8Array) => hex(sodium().crypto_generichash(32, b, null));
@@ -32,53 +31,27 @@ const u32le = (v: Uint32Array) => {
 };
 
 describe('audit API: model and aggregate downloads', () => {
-  let env: Env;
+  let run: ArtifactRun;
   let coord: RunningCoordinator;
-  let op: ReturnType<typeof operator>;
-  let parties: TestParty[] = [];
-  let nodes: MiniNode[] = [];
-  let token: string;
-  let base: string;
+  let op: ArtifactRun['op'];
+  let parties: TestParty[];
+  let nodes: MiniNode[];
   let policy: Policy;
   let initial: Float32Array;
   let runId: string;
-  const timers = new ManualTimers();
+  let get: ArtifactRun['get'];
+  let token: string;
 
   beforeAll(async () => {
-    env = await makeEnv(['platform', 'insurer']);
-    coord = await startCoordinator(env, undefined as never, timers);
-    base = `http://127.0.0.1:${coord.httpPort}`;
-    parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
-    op = operator(env, coord.grpcPort);
-    await enrol(env, op, parties);
-    ({ token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'replay', expiresInSeconds: '0' }, op.metadata));
     // a run of two real SecAgg rounds whose policy releases its models and aggregates to auditors
-    policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
-    policy.audit = { auditorArtifacts: true };
-    const dim = modelDim(policy);
-    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
-    initial = new Float32Array(dim).map((_, i) => ((i % 13) - 6) / 40);
-    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(initial.buffer));
-    runId = st.runId;
-    await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_RUN_FINISHED && e.runId === runId, 0, 60_000);
-    expect(nodes.flatMap((n) => n.errors)).toEqual([]);
-    // the later runs are not driven: their rounds stay open until aborted
-    for (const n of nodes) n.stream.cancel();
+    run = await startArtifactRun({ auditorArtifacts: true }, 'replay');
+    ({ coord, op, parties, nodes, policy, initial, runId, get, token } = run);
   }, 120_000);
 
   afterAll(async () => {
-    for (const n of nodes) n.stream.cancel();
-    for (const p of parties) p.close();
-    op?.client.close();
-    await coord?.close();
-    if (env) fs.rmSync(env.dir, { recursive: true, force: true });
+    await run?.close();
   });
 
-  const get = async (p: string, authorization: string | null = `Bearer ${token}`) => {
-    const r = await fetch(`${base}${p}`, authorization === null ? {} : { headers: { authorization } });
-    const body = Buffer.from(await r.arrayBuffer());
-    return { status: r.status, body, text: body.toString('utf8'), h: (k: string) => r.headers.get(k) };
-  };
   /** The run's entries as the audit API exports them. */
   const logged = async (type: string, run = runId) => {
     const page = await get('/audit/v1/log?from=0&limit=10000');

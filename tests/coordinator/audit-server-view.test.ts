@@ -11,17 +11,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
 import type { RunningCoordinator } from '../../coordinator/main';
-import { EventKind } from '../../proto/gen/grpc/fedbridge/v1/federation';
-import { encodedDimension } from '../../shared/dp/encode';
-import { publicRoundSeed } from '../../shared/fl/seeds';
+import { roundSecAggInfo } from '../../shared/fl/round-params';
 import { sodium } from '../../shared/crypto/sodium';
 import type { Policy } from '../../shared/policy/schema';
 import { decodeServerView } from '../../shared/audit/server-view';
 import { RoundContext } from '../../shared/secagg/round';
 import { recomputeAggregate } from '../../shared/secagg/unmask';
 import { fetchAuditArtifacts, fetchAuditLog, verifyLogFile } from '../../shared/cli/audit';
-import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary, type Env } from './helpers/harness';
-import { MiniNode } from './helpers/mini-node';
+import { startArtifactRun, type ArtifactRun } from './helpers/artifact-run';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const blake = (b: Uint8Array) => hex(sodium().crypto_generichash(32, b, null));
@@ -32,49 +29,23 @@ const u32le = (v: Uint32Array) => {
 };
 
 describe('audit API: the server view, and the replay of a real run', () => {
-  let env: Env;
+  let run: ArtifactRun;
   let coord: RunningCoordinator;
-  let op: ReturnType<typeof operator>;
-  let parties: TestParty[] = [];
-  let nodes: MiniNode[] = [];
   let token: string;
   let base: string;
   let policy: Policy;
   let runId: string;
-  const timers = new ManualTimers();
+  let get: ArtifactRun['get'];
 
   beforeAll(async () => {
-    env = await makeEnv(['platform', 'insurer']);
-    coord = await startCoordinator(env, undefined as never, timers);
-    base = `http://127.0.0.1:${coord.httpPort}`;
-    parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
-    op = operator(env, coord.grpcPort);
-    await enrol(env, op, parties);
-    ({ token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label: 'view', expiresInSeconds: '0' }, op.metadata));
-    policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
-    policy.audit = { auditorArtifacts: true, auditorServerView: true };
-    const dim = modelDim(policy);
-    nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, encodedDimension(dim, policy.secagg.rotation === 'hadamard')));
-    const initial = new Float32Array(dim).map((_, i) => ((i % 11) - 5) / 50);
-    const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(initial.buffer));
-    runId = st.runId;
-    await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_RUN_FINISHED && e.runId === runId, 0, 60_000);
-    expect(nodes.flatMap((n) => n.errors)).toEqual([]);
+    run = await startArtifactRun({ auditorArtifacts: true, auditorServerView: true }, 'view');
+    ({ coord, token, base, policy, runId, get } = run);
   }, 120_000);
 
   afterAll(async () => {
-    for (const n of nodes) n.stream.cancel();
-    for (const p of parties) p.close();
-    op?.client.close();
-    await coord?.close();
-    if (env) fs.rmSync(env.dir, { recursive: true, force: true });
+    await run?.close();
   });
 
-  const get = async (p: string, authorization: string | null = `Bearer ${token}`) => {
-    const r = await fetch(`${base}${p}`, authorization === null ? {} : { headers: { authorization } });
-    const body = Buffer.from(await r.arrayBuffer());
-    return { status: r.status, body, text: body.toString('utf8'), h: (k: string) => r.headers.get(k) };
-  };
   const entries = async () => (await fetchAuditLog(base, token)).bytes.toString('utf8').trim().split('\n').map((l) => JSON.parse(l).entry);
 
   test('each round\'s server view: the parties\' signed masked inputs, from which the stored aggregate is recomputed', async () => {
@@ -95,15 +66,7 @@ describe('audit API: the server view, and the replay of a real run', () => {
       const ads = new Map<string, { sPk: Uint8Array; selfMaskCommitment: Uint8Array }>(
         phase('advertise').advertisements.map((a: { party: string; sPk: string; selfMaskCommitment: string }) => [a.party, { sPk: Buffer.from(a.sPk, 'base64'), selfMaskCommitment: Buffer.from(a.selfMaskCommitment, 'hex') }]),
       );
-      const ctx = new RoundContext({
-        federationId: policy.federationId,
-        runId,
-        round: done.round,
-        params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
-        roundSeed: publicRoundSeed('graph', policy.federationId, runId, done.round),
-        vectorLength: encodedDimension(modelDim(policy), policy.secagg.rotation === 'hadamard'),
-        peers: Object.fromEntries(policy.parties.map((p) => [p.name, Buffer.from(p.publicKey, 'base64')])),
-      });
+      const ctx = new RoundContext(roundSecAggInfo(policy, runId, done.round));
       const sum = recomputeAggregate(ctx, phase('share').parties, phase('mask').parties, ads, dec.view);
       if (!sum.ok) throw new Error(sum.problems.join('; '));
       expect(u32le(sum.sum).equals(Buffer.from((await coord.ctx.repo.roundAggregate(runId, done.round))!))).toBe(true);
@@ -112,11 +75,11 @@ describe('audit API: the server view, and the replay of a real run', () => {
   });
 
   test('export --artifacts and verify --replay over the real run: every aggregate recomputed, every model replayed', async () => {
-    const dir = path.join(env.dir, 'replay');
+    const dir = path.join(run.env.dir, 'replay');
     const exported = await fetchAuditLog(base, token);
-    const logFile = path.join(env.dir, 'audit.jsonl');
+    const logFile = path.join(run.env.dir, 'audit.jsonl');
     fs.writeFileSync(logFile, exported.bytes);
-    const policyFile = path.join(env.dir, 'view-policy.yaml');
+    const policyFile = path.join(run.env.dir, 'view-policy.yaml');
     fs.writeFileSync(policyFile, stringify(policy));
     expect(await fetchAuditArtifacts(base, token, exported.bytes, dir)).toEqual({ models: 1, aggregates: 2, serverViews: 2, fetched: 5 });
     const res = await verifyLogFile(logFile, policyFile, [], dir);

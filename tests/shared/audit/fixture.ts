@@ -12,13 +12,12 @@ import { defaultPolicy } from '../../../shared/policy/defaults';
 import { policyHash, validatePolicy, type Policy } from '../../../shared/policy/schema';
 import { signPolicyHash } from '../../../shared/policy/sign';
 import { encodedDimension } from '../../../shared/dp/encode';
-import { roundNextModel } from '../../../shared/fl/round-params';
+import { roundNextModel, roundSecAggInfo } from '../../../shared/fl/round-params';
 import { newServerState } from '../../../shared/fl/server';
 import { float32LeBytes } from '../../../shared/audit/replay';
 import { u32LeBytes, type ClientMessage } from '../../../shared/secagg/messages';
 import { SecAggClient } from '../../../shared/secagg/client';
 import { SecAggServer, type ServerStep } from '../../../shared/secagg/server';
-import { publicRoundSeed } from '../../../shared/fl/seeds';
 import { advertisementEvidence, maskedInputEvidence, survivorSignatureEvidence } from '../../../shared/audit/evidence';
 import { encodeServerView } from '../../../shared/audit/server-view';
 import {
@@ -166,7 +165,7 @@ export function generateLog(
     let aborted = false;
     let secaggDone: Extract<ServerStep, { kind: 'done' }> | null = null;
     if (o.chain?.secagg) {
-      const r = realRound(fed, runId, round, rec.params.dimension, plan, (reason, phase) => rec.abortRound(reason, phase), (phase, parties, ev) => rec.phase(phase, parties, ev), rnd);
+      const r = realRound(fed, runId, round, plan, (reason, phase) => rec.abortRound(reason, phase), (phase, parties, ev) => rec.phase(phase, parties, ev), rnd);
       if (!r) continue;
       secaggDone = r;
       setMasked(rec, r.survivors);
@@ -323,7 +322,6 @@ function realRound(
   fed: Federation,
   runId: string,
   round: number,
-  dimension: number,
   plan: RoundPlan,
   abort: (reason: string, phase: Phase) => void,
   phase: (p: Phase, parties: string[], evidence?: Record<string, unknown>) => void,
@@ -331,15 +329,7 @@ function realRound(
 ): Extract<ServerStep, { kind: 'done' }> | null {
   const policy = fed.policy;
   const names = policy.parties.map((p) => p.name);
-  const info = {
-    federationId: policy.federationId,
-    runId,
-    round,
-    params: { threshold: policy.secagg.threshold, degree: policy.secagg.neighbourDegree, bits: policy.secagg.bitWidth },
-    roundSeed: publicRoundSeed('graph', policy.federationId, runId, round),
-    vectorLength: encodedDimension(dimension, policy.secagg.rotation === 'hadamard'),
-    peers: Object.fromEntries(names.map((n) => [n, fed.parties.get(n)!.publicKey])),
-  };
+  const info = roundSecAggInfo(policy, runId, round);
   const server = new SecAggServer({ ...info, identity: { secretKey: fed.coordinator.secretKey }, keepServerView: true });
   const clients = new Map(names.map((n) => [n, new SecAggClient({ ...info, identity: { partyId: n, secretKey: fed.parties.get(n)!.secretKey }, coordinatorPublicKey: fed.coordinator.publicKey })]));
   const dropsAt = (p: Phase) => new Set((plan.drop ?? []).filter((d) => PHASES.indexOf(d.phase) <= PHASES.indexOf(p)).map((d) => d.party));

@@ -1,0 +1,64 @@
+/**
+ * Test helper: a coordinator (SQLite, manual timers) with two enrolled parties driven by MiniNode,
+ * an auditor token, and one finished run of two real secure-aggregation rounds under a policy with
+ * the given `audit` section; the audit API's base URL and a GET with the auditor token. Used by the
+ * artifact and server-view download tests.
+ */
+import * as fs from 'node:fs';
+import type { RunningCoordinator } from '../../../coordinator/main';
+import { EventKind } from '../../../proto/gen/grpc/fedbridge/v1/federation';
+import type { Policy } from '../../../shared/policy/schema';
+import { roundSecAggInfo } from '../../../shared/fl/round-params';
+import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary, type Env } from './harness';
+import { MiniNode } from './mini-node';
+
+export interface ArtifactRun {
+  env: Env;
+  coord: RunningCoordinator;
+  op: ReturnType<typeof operator>;
+  parties: TestParty[];
+  nodes: MiniNode[];
+  token: string;
+  base: string;
+  policy: Policy;
+  initial: Float32Array;
+  runId: string;
+  /** GET `p` of the coordinator's HTTP server with the auditor token (or `authorization`, null for none) */
+  get(p: string, authorization?: string | null): Promise<{ status: number; body: Buffer; text: string; h: (k: string) => string | null }>;
+  close(): Promise<void>;
+}
+
+export async function startArtifactRun(audit: Policy['audit'], label: string): Promise<ArtifactRun> {
+  const env = await makeEnv(['platform', 'insurer']);
+  const coord = await startCoordinator(env, undefined as never, new ManualTimers());
+  const base = `http://127.0.0.1:${coord.httpPort}`;
+  const parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
+  const op = operator(env, coord.grpcPort);
+  await enrol(env, op, parties);
+  const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label, expiresInSeconds: '0' }, op.metadata);
+  const policy = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
+  if (audit) policy.audit = audit;
+  const dim = modelDim(policy);
+  const nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, roundSecAggInfo(policy, 'any', 1).vectorLength));
+  const initial = new Float32Array(dim).map((_, i) => ((i % 13) - 6) / 40);
+  const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(initial.buffer));
+  await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_RUN_FINISHED && e.runId === st.runId, 0, 60_000);
+  if (nodes.some((n) => n.errors.length)) throw new Error(`a node failed: ${nodes.flatMap((n) => n.errors).join('; ')}`);
+  // later runs are not driven: their rounds stay open until aborted
+  for (const n of nodes) n.stream.cancel();
+  const get: ArtifactRun['get'] = async (p, authorization = `Bearer ${token}`) => {
+    const r = await fetch(`${base}${p}`, authorization === null ? {} : { headers: { authorization } });
+    const body = Buffer.from(await r.arrayBuffer());
+    return { status: r.status, body, text: body.toString('utf8'), h: (k: string) => r.headers.get(k) };
+  };
+  return {
+    env, coord, op, parties, nodes, token, base, policy, initial, runId: st.runId, get,
+    close: async () => {
+      for (const n of nodes) n.stream.cancel();
+      for (const p of parties) p.close();
+      op.client.close();
+      await coord.close();
+      fs.rmSync(env.dir, { recursive: true, force: true });
+    },
+  };
+}
