@@ -19,16 +19,8 @@ import type { Policy } from '../../shared/policy/schema';
 import { AUDIT_OPENAPI_FILE } from '../../coordinator/http/audit.controller';
 import { OPERATOR_TOKEN, policyYaml, signaturesFor, startRun, testPolicy, unary, type TestParty } from './helpers/harness';
 import type { MiniNode } from './helpers/mini-node';
-import { startArtifactRun, type ArtifactRun } from './helpers/artifact-run';
+import { blake, startArtifactRun, u32le, type ArtifactRun } from './helpers/artifact-run';
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const blake = (b: Uint8Array) => hex(sodium().crypto_generichash(32, b, null));
-/** u32 little-endian bytes, written here independently of the coordinator's encoder */
-const u32le = (v: Uint32Array) => {
-  const b = Buffer.alloc(v.length * 4);
-  v.forEach((x, i) => b.writeUInt32LE(x, i * 4));
-  return b;
-};
 
 describe('audit API: model and aggregate downloads', () => {
   let run: ArtifactRun;

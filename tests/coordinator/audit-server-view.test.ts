@@ -12,21 +12,13 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import type { RunningCoordinator } from '../../coordinator/main';
 import { roundSecAggInfo } from '../../shared/fl/round-params';
-import { sodium } from '../../shared/crypto/sodium';
 import type { Policy } from '../../shared/policy/schema';
 import { decodeServerView } from '../../shared/audit/server-view';
 import { RoundContext } from '../../shared/secagg/round';
 import { recomputeAggregate } from '../../shared/secagg/unmask';
 import { fetchAuditArtifacts, fetchAuditLog, verifyLogFile } from '../../shared/cli/audit';
-import { startArtifactRun, type ArtifactRun } from './helpers/artifact-run';
+import { blake, startArtifactRun, u32le, type ArtifactRun } from './helpers/artifact-run';
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const blake = (b: Uint8Array) => hex(sodium().crypto_generichash(32, b, null));
-const u32le = (v: Uint32Array) => {
-  const b = Buffer.alloc(v.length * 4);
-  v.forEach((x, i) => b.writeUInt32LE(x, i * 4));
-  return b;
-};
 
 describe('audit API: the server view, and the replay of a real run', () => {
   let run: ArtifactRun;

@@ -9,8 +9,19 @@ import type { RunningCoordinator } from '../../../coordinator/main';
 import { EventKind } from '../../../proto/gen/grpc/fedbridge/v1/federation';
 import type { Policy } from '../../../shared/policy/schema';
 import { roundSecAggInfo } from '../../../shared/fl/round-params';
+import { sodium } from '../../../shared/crypto/sodium';
 import { enrol, makeEnv, ManualTimers, modelDim, operator, policyYaml, signaturesFor, startCoordinator, startRun, TestParty, testPolicy, unary, type Env } from './harness';
 import { MiniNode } from './mini-node';
+
+/** BLAKE2b-256, hex */
+export const blake = (b: Uint8Array): string => Buffer.from(sodium().crypto_generichash(32, b, null)).toString('hex');
+
+/** u32 little-endian bytes, written here independently of the coordinator's encoder */
+export const u32le = (v: Uint32Array): Buffer => {
+  const b = Buffer.alloc(v.length * 4);
+  v.forEach((x, i) => b.writeUInt32LE(x, i * 4));
+  return b;
+};
 
 export interface ArtifactRun {
   env: Env;
