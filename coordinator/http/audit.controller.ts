@@ -137,37 +137,39 @@ export class AuditController {
 
   @Get('v1/log')
   async log(@Req() req: HttpRequest, @Res() res: HttpResponse): Promise<void> {
-    if (!(await this.auditor(req, res))) return;
-    let q: { from: number; limit: number };
     try {
+      if (!(await this.auditor(req, res))) return;
       const from = single(req.query.from);
       const limit = single(req.query.limit);
       if (from === null || limit === null) throw new AuditApiError('"from" and "limit" may be given once each');
-      q = parseLogQuery({ from, limit });
+      const q = parseLogQuery({ from, limit });
+      const rows = await this.ctx.repo.auditEntries(q.from, q.limit);
+      secured(res).status(200);
+      res.setHeader('Content-Type', 'application/x-ndjson');
+      res.setHeader('Cache-Control', 'no-store');
+      res.send(auditLogPage(rows, q.from));
     } catch (e) {
-      if (e instanceof AuditApiError) return this.text(res, e.httpStatus, e.message);
-      throw e;
+      this.failed(res, e);
     }
-    const rows = await this.ctx.repo.auditEntries(q.from, q.limit);
-    secured(res).status(200);
-    res.setHeader('Content-Type', 'application/x-ndjson');
-    res.setHeader('Cache-Control', 'no-store');
-    res.send(auditLogPage(rows, q.from));
   }
 
   @Get('v1/head')
   async head(@Req() req: HttpRequest, @Res() res: HttpResponse): Promise<void> {
-    if (!(await this.auditor(req, res))) return;
-    const last = await this.ctx.repo.db.query('SELECT idx FROM audit_log ORDER BY idx DESC LIMIT 1');
-    let body = { idx: -1, head: '0'.repeat(64) };
-    if (last.length) {
-      const [r] = await this.ctx.repo.auditEntries(Number(last[0].idx), 1);
-      body = { idx: r.idx, head: Buffer.from(auditChainHash(r.idx, r.prevHash, r.entry)).toString('hex') };
+    try {
+      if (!(await this.auditor(req, res))) return;
+      const last = await this.ctx.repo.db.query('SELECT idx FROM audit_log ORDER BY idx DESC LIMIT 1');
+      let body = { idx: -1, head: '0'.repeat(64) };
+      if (last.length) {
+        const [r] = await this.ctx.repo.auditEntries(Number(last[0].idx), 1);
+        body = { idx: r.idx, head: Buffer.from(auditChainHash(r.idx, r.prevHash, r.entry)).toString('hex') };
+      }
+      secured(res).status(200);
+      res.setHeader('Content-Type', 'application/json');
+      res.setHeader('Cache-Control', 'no-store');
+      res.send(JSON.stringify(body));
+    } catch (e) {
+      this.failed(res, e);
     }
-    secured(res).status(200);
-    res.setHeader('Content-Type', 'application/json');
-    res.setHeader('Cache-Control', 'no-store');
-    res.send(JSON.stringify(body));
   }
 
   @Get('v1/models/:version')
@@ -272,7 +274,7 @@ export class AuditController {
   }
 
   /**
-   * A failed artifact request: 400 for a malformed path, 500 with what to do for damaged stored
+   * A failed audit API request: 400 for a malformed query or path, 500 with what to do for damaged stored
    * data, 503 for a store unavailable just now, else 500 with a generic message (the details go
    * to the coordinator's log). The server goes on.
    */

@@ -59,6 +59,22 @@ describe('audit HTTP security headers', () => {
     expect((await get('/healthz')).h('x-powered-by')).toBeNull();
   });
 
+  test('a storage failure under the log or the head is a 500 with the security headers (not the framework default), and the server goes on', async () => {
+    const db = coord.ctx.repo.db;
+    await db.query('ALTER TABLE audit_log RENAME TO audit_log_away');
+    try {
+      for (const p of ['/audit/v1/log?from=0', '/audit/v1/head']) {
+        const r = await get(p, `Bearer ${token}`);
+        expect([p, r.status, r.h('content-type')]).toEqual([p, 500, 'text/plain; charset=utf-8']);
+        expect([r.h('x-content-type-options'), r.h('x-frame-options'), r.h('content-security-policy')]).toEqual(['nosniff', 'DENY', "default-src 'none'; frame-ancestors 'none'"]);
+        expect(r.body).not.toMatch(/audit_log_away|SQLITE/); // the details go to the coordinator's log
+      }
+    } finally {
+      await db.query('ALTER TABLE audit_log_away RENAME TO audit_log');
+    }
+    expect((await get('/audit/v1/log?from=0', `Bearer ${token}`)).status).toBe(200);
+  });
+
   test('the bearer scheme in any case; the operator token and a malformed header still 401', async () => {
     for (const scheme of ['Bearer', 'bearer', 'BEARER', 'bEaReR']) expect([scheme, (await get('/audit/v1/head', `${scheme} ${token}`)).status]).toEqual([scheme, 200]);
     for (const bad of [`Basic ${token}`, `Bearer${token}`, `bearer ${OPERATOR_TOKEN}`, token]) expect([bad, (await get('/audit/v1/head', bad)).status]).toEqual([bad, 401]);
