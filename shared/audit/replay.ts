@@ -1,8 +1,9 @@
 /**
  * replayModelChain: recomputes every model of every run in an exported audit log from the run's
  * initial model and its rounds' unmasked aggregates, and checks each against the hashes the log
- * holds (`fedbridge audit verify --replay DIR`). Pure (no I/O); runs in Node and in the browser.
- * Requires `await sodiumReady()` first. Meant for a log that verifyLog accepted: it reads the
+ * holds (`fedbridge audit verify --replay DIR`). Pure (no I/O), but Node only: the mask PRG of the
+ * aggregate's recomputation (shared/crypto/prg.ts) uses node:crypto's ChaCha20, so the auditor page
+ * (browser) does not replay. Requires `await sodiumReady()` first. Meant for a log that verifyLog accepted: it reads the
  * entries that parse and ignores the rest (verifyLog reports those).
  *
  * The computation, for each run of the log, with `policy` = the policy whose hash the run names:
