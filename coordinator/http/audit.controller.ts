@@ -14,14 +14,16 @@
  *   GET /audit/v1/runs/{runId}/rounds/{round}/server-view
  *                                       auditor bearer token; a completed round's stored server view
  *                                       (shared/audit/server-view.ts JSON) verbatim, as application/json
- *   The downloads name the body's BLAKE2b-256 (hex) in X-Fedbridge-Blake2b-256 (the logged
- *   modelHash / initialModelHash / aggregateHash), and answer only when the policy of the run the
- *   model or round belongs to sets audit.auditorArtifacts: true (the server view: and
- *   audit.auditorServerView: true) (403 otherwise, checked before any bytes are read); 400 for a
- *   malformed path parameter (shared/audit/api.ts), 404 for an unknown version, run or round, a
- *   model of no run, a round not completed or completed without a stored aggregate (before storage
- *   migration 6) or server view (before migration 7, or a policy without auditorServerView). Stored bytes are checked against their stored hash
- *   (damage: 500 with what to do); a store that is unavailable just now: 503.
+ *   The downloads name the body's BLAKE2b-256 (hex) in X-Fedbridge-Blake2b-256 (for a model or an
+ *   aggregate: the logged modelHash / initialModelHash / aggregateHash; the server view's hash is
+ *   not logged: its masked inputs are checked against the logged digests instead), and answer only
+ *   when the policy of the run the model or round belongs to sets audit.auditorArtifacts: true (the
+ *   server view: and audit.auditorServerView: true) (403 otherwise, checked before any bytes are
+ *   read); 400 for a malformed path parameter (shared/audit/api.ts), 404 for an unknown version,
+ *   run or round, a model of no run, a round not completed or completed without a stored aggregate
+ *   (before storage migration 6) or server view (before migration 7). Stored bytes are checked
+ *   against their stored hash (damage: 500 with what to do); a store that is unavailable just
+ *   now: 503.
  *   GET /audit/openapi.yaml             the OpenAPI description (no token: it is public)
  *   GET /audit/ (/audit/index.html), /audit/audit-page.js   the static auditor page (no token: it asks the auditor for
  *                                       one and verifies the exported log in the browser)
