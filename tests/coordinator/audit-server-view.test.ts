@@ -1,16 +1,21 @@
 /**
  * The server view over real HTTP, on a coordinator running real secure-aggregation rounds over gRPC
- * (two parties driven by MiniNode, SQLite), under a policy that sets audit.auditorArtifacts and
- * audit.auditorServerView: GET /audit/v1/runs/{runId}/rounds/{round}/server-view gives what the
- * coordinator unmasked with; its masked inputs are the ones the parties signed (the log's digests),
- * recomputeAggregate from it gives the stored aggregate, and `audit export --artifacts` + `audit
- * verify --replay` (the CLI's functions) recompute every aggregate and model of the run. Without
- * auditorServerView nothing is kept (tests/coordinator/audit-artifacts.test.ts checks 403 there).
+ * (three parties driven by MiniNode, SQLite; insurer2 dies when round 1's masked input opens, after
+ * sharing its keys, so round 1's view holds its reconstructed mask key, and round 2 runs without it),
+ * under a policy that sets audit.auditorArtifacts and audit.auditorServerView: GET
+ * /audit/v1/runs/{runId}/rounds/{round}/server-view gives what the coordinator unmasked with; its
+ * masked inputs are the ones the parties signed (the log's digests), recomputeAggregate from it gives
+ * the stored aggregate (the survivors' inputs' sum, computed here from them), and `audit export
+ * --artifacts` + `audit verify --replay` (the CLI's functions) recompute every aggregate and model of
+ * the run. Without auditorServerView nothing is kept (tests/coordinator/audit-artifacts.test.ts
+ * checks that, and the 403).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
 import type { RunningCoordinator } from '../../coordinator/main';
+import { Phase } from '../../proto/gen/grpc/fedbridge/v1/federation';
+import { modularSum } from '../../shared/fl/aggregate';
 import { roundSecAggInfo } from '../../shared/fl/round-params';
 import type { Policy } from '../../shared/policy/schema';
 import { decodeServerView } from '../../shared/audit/server-view';
@@ -30,7 +35,18 @@ describe('audit API: the server view, and the replay of a real run', () => {
   let get: ArtifactRun['get'];
 
   beforeAll(async () => {
-    run = await startArtifactRun({ auditorArtifacts: true, auditorServerView: true }, 'view');
+    run = await startArtifactRun({ auditorArtifacts: true, auditorServerView: true }, 'view', {
+      names: ['platform', 'insurer', 'insurer2'],
+      prepare: (nodes) => void (nodes[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT }),
+      drive: async (nodes, timers) => {
+        // round 1: all advertise and share keys; insurer2 dies when masked input opens; the deadline drops it
+        await Promise.all(nodes.slice(0, 2).map((n) => n.sentIn(1, Phase.PHASE_MASKED_INPUT)));
+        expect(timers.fire()).toBe(1);
+        // round 2 without insurer2: its advertise deadline passes, the two others complete the round
+        await Promise.all(nodes.slice(0, 2).map((n) => n.sentIn(2, Phase.PHASE_ADVERTISE_KEYS)));
+        expect(timers.fire()).toBe(1);
+      },
+    });
     ({ coord, token, base, policy, runId, get } = run);
   }, 120_000);
 
@@ -54,7 +70,9 @@ describe('audit API: the server view, and the replay of a real run', () => {
       const phase = (name: string) => log.find((e) => e.type === 'round-phase' && e.runId === runId && e.round === done.round && e.phase === name);
       // the masked inputs are those the parties signed, and each is what the MiniNode sent
       for (const m of phase('mask').maskedInputs) expect(blake(u32le(dec.view.maskedInputs.get(m.party)!))).toBe(m.digest);
-      expect([...dec.view.maskKeys.keys()]).toEqual([]); // nobody dropped
+      // round 1: insurer2 shared its keys and dropped, so its mask key was reconstructed; round 2: it never advertised
+      expect([done.round, [...dec.view.maskedInputs.keys()].sort(), [...dec.view.maskKeys.keys()]]).toEqual([done.round, ['insurer', 'platform'], done.round === 1 ? ['insurer2'] : []]);
+      expect(phase('share').parties).toEqual(done.round === 1 ? ['insurer', 'insurer2', 'platform'] : ['insurer', 'platform']);
       const ads = new Map<string, { sPk: Uint8Array; selfMaskCommitment: Uint8Array }>(
         phase('advertise').advertisements.map((a: { party: string; sPk: string; selfMaskCommitment: string }) => [a.party, { sPk: Buffer.from(a.sPk, 'base64'), selfMaskCommitment: Buffer.from(a.selfMaskCommitment, 'hex') }]),
       );
@@ -63,6 +81,14 @@ describe('audit API: the server view, and the replay of a real run', () => {
       if (!sum.ok) throw new Error(sum.problems.join('; '));
       expect(u32le(sum.sum).equals(Buffer.from((await coord.ctx.repo.roundAggregate(runId, done.round))!))).toBe(true);
       expect(blake(u32le(sum.sum))).toBe(done.aggregateHash);
+      expect(u32le(sum.sum).equals(u32le(modularSum(run.nodes.slice(0, 2).map((n) => n.input(done.round)), 32)))).toBe(true); // the survivors' inputs
+      if (done.round === 1) {
+        // the dropped party's mask key is needed: without it the view does not recompute
+        expect(recomputeAggregate(ctx, phase('share').parties, phase('mask').parties, ads, { ...dec.view, maskKeys: new Map() })).toEqual({
+          ok: false,
+          problems: ['mask keys of none, expected those of the dropped parties with a surviving neighbour: insurer2'],
+        });
+      }
     }
   });
 

@@ -1,8 +1,10 @@
 /**
- * Test helper: a coordinator (SQLite, manual timers) with two enrolled parties driven by MiniNode,
- * an auditor token, and one finished run of two real secure-aggregation rounds under a policy with
- * the given `audit` section; the audit API's base URL and a GET with the auditor token. Used by the
- * artifact and server-view download tests.
+ * Test helper: a coordinator (SQLite, manual timers) with enrolled parties driven by MiniNode
+ * (platform and insurer unless `o.names` says otherwise), an auditor token, and one finished run of
+ * two real secure-aggregation rounds under a policy with the given `audit` section; the audit API's
+ * base URL and a GET with the auditor token. `o.prepare` runs on the nodes before the run starts
+ * (e.g. to kill one at a phase), `o.drive` between the run's start and its end (e.g. to pass the
+ * deadline that drops the killed party). Used by the artifact and server-view download tests.
  */
 import * as fs from 'node:fs';
 import type { RunningCoordinator } from '../../../coordinator/main';
@@ -39,11 +41,17 @@ export interface ArtifactRun {
   close(): Promise<void>;
 }
 
-export async function startArtifactRun(audit: Policy['audit'], label: string): Promise<ArtifactRun> {
-  const env = await makeEnv(['platform', 'insurer']);
-  const coord = await startCoordinator(env, undefined as never, new ManualTimers());
+export async function startArtifactRun(
+  audit: Policy['audit'],
+  label: string,
+  o: { names?: string[]; prepare?: (nodes: MiniNode[]) => void; drive?: (nodes: MiniNode[], timers: ManualTimers) => Promise<void> } = {},
+): Promise<ArtifactRun> {
+  const names = o.names ?? ['platform', 'insurer'];
+  const env = await makeEnv(names);
+  const timers = new ManualTimers();
+  const coord = await startCoordinator(env, undefined as never, timers);
   const base = `http://127.0.0.1:${coord.httpPort}`;
-  const parties = ['platform', 'insurer'].map((n) => new TestParty(n, env, coord.grpcPort));
+  const parties = names.map((n) => new TestParty(n, env, coord.grpcPort));
   const op = operator(env, coord.grpcPort);
   await enrol(env, op, parties);
   const { token } = await unary(op.client.issueToken.bind(op.client), { role: 'auditor', label, expiresInSeconds: '0' }, op.metadata);
@@ -51,8 +59,10 @@ export async function startArtifactRun(audit: Policy['audit'], label: string): P
   if (audit) policy.audit = audit;
   const dim = modelDim(policy);
   const nodes = parties.map((p) => new MiniNode(p, p.subscribe(coord.publicKey), policy, coord.publicKey, roundSecAggInfo(policy, 'any', 1).vectorLength));
+  o.prepare?.(nodes);
   const initial = new Float32Array(dim).map((_, i) => ((i % 13) - 6) / 40);
   const st = await startRun(op.client, op.metadata, { policyYaml: policyYaml(policy), signatures: signaturesFor(policy, parties) }, new Uint8Array(initial.buffer));
+  await o.drive?.(nodes, timers);
   await nodes[0].stream.next((e) => e.kind === EventKind.EVENT_KIND_RUN_FINISHED && e.runId === st.runId, 0, 60_000);
   if (nodes.some((n) => n.errors.length)) throw new Error(`a node failed: ${nodes.flatMap((n) => n.errors).join('; ')}`);
   // later runs are not driven: their rounds stay open until aborted
