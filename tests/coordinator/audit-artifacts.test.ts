@@ -1,18 +1,22 @@
 /**
  * The audit API's artifact downloads over real HTTP, on a coordinator running real secure-aggregation
  * rounds over gRPC (two parties driven by MiniNode, SQLite): GET /audit/v1/models/{version} and GET
- * /audit/v1/runs/{runId}/rounds/{round}/aggregate.
+ * /audit/v1/runs/{runId}/rounds/{round}/aggregate, and what GET .../server-view answers for a policy
+ * that does not set audit.auditorServerView (tests/coordinator/audit-server-view.test.ts: one that does).
  *
  * With a policy that sets audit.auditorArtifacts: true, the initial model and every round's model
  * download byte-identical to what is stored and hash to the logged initialModelHash / modelHash; each
  * round's aggregate is the sum mod 2^32 of the parties' inputs (computed here from them) and hashes to
  * the logged aggregateHash. Without the field, or with it false, both answer 403 naming the field.
+ * Without audit.auditorServerView the coordinator keeps no server view (its SecAggServer no copies
+ * of the masked inputs, its store none) and the server view answers 403 naming that field.
  * Only auditor tokens open them (401 otherwise); malformed path parameters are 400, unknown or
  * unavailable artifacts 404, damaged stored bytes 500 (and the server goes on).
  */
 import * as fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { RunningCoordinator } from '../../coordinator/main';
+import type { SecAggProtocolFactory } from '../../coordinator/rounds/secagg-protocol';
 import { modularSum } from '../../shared/fl/aggregate';
 import { sodium } from '../../shared/crypto/sodium';
 import type { Policy } from '../../shared/policy/schema';
@@ -101,7 +105,7 @@ describe('audit API: model and aggregate downloads', () => {
   });
 
   test('only an auditor token opens them: none, a wrong one, the operator token and another scheme are 401', async () => {
-    const paths = ['/audit/v1/models/1', `/audit/v1/runs/${runId}/rounds/1/aggregate`];
+    const paths = ['/audit/v1/models/1', `/audit/v1/runs/${runId}/rounds/1/aggregate`, `/audit/v1/runs/${runId}/rounds/1/server-view`];
     for (const p of paths) {
       for (const auth of [null, 'Bearer fbt_not-a-token', `Bearer ${OPERATOR_TOKEN}`, `Basic ${token}`, token]) {
         const r = await get(p, auth);
@@ -119,9 +123,11 @@ describe('audit API: model and aggregate downloads', () => {
     for (const bad of ['abc', '-1', '+1', '01x', '1.0', '1e3', ' 1', '12345678901234567', '9007199254740992']) {
       const m = await get(`/audit/v1/models/${encodeURIComponent(bad)}`);
       expect([bad, m.status, m.text]).toEqual([bad, 400, expect.stringMatching(/^the version in the path must be a non-negative decimal integer \(digits only, at most 16, no sign\), got ".*"\n$/)]);
-      const a = await get(`/audit/v1/runs/${runId}/rounds/${encodeURIComponent(bad)}/aggregate`);
-      expect([bad, a.status, a.text]).toEqual([bad, 400, expect.stringMatching(/^the round in the path must be a non-negative decimal integer \(digits only, at most 16, no sign\), got ".*"\n$/)]);
-      expect(a.h('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
+      for (const what of ['aggregate', 'server-view']) {
+        const a = await get(`/audit/v1/runs/${runId}/rounds/${encodeURIComponent(bad)}/${what}`);
+        expect([bad, what, a.status, a.text]).toEqual([bad, what, 400, expect.stringMatching(/^the round in the path must be a non-negative decimal integer \(digits only, at most 16, no sign\), got ".*"\n$/)]);
+        expect(a.h('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
+      }
     }
     const long = await get(`/audit/v1/runs/${'r'.repeat(129)}/rounds/1/aggregate`);
     expect([long.status, long.text]).toEqual([400, 'the run id in the path must be 1 to 128 characters (as audit entries carry it), got 129\n']);
@@ -159,6 +165,24 @@ describe('audit API: model and aggregate downloads', () => {
       expect((await get(`/audit/v1/runs/${runId}/rounds/1/aggregate`)).status).toBe(200);
       const [started] = await logged('run-started');
       expect((await get(`/audit/v1/models/${started.initialModelVersion}`)).status).toBe(200);
+    }
+  });
+
+  test('only a policy with audit.auditorServerView makes the round\'s SecAggServer keep copies of the masked inputs', async () => {
+    const roundServer = (id: string) => (coord.ctx.rounds['d'].factory as SecAggProtocolFactory).created.find((x) => x['start'].runId === id && x['start'].round === 1)!.server;
+    for (const audit of [{ auditorArtifacts: true }, { auditorArtifacts: true, auditorServerView: true }]) {
+      const p = testPolicy(parties, coord.publicKey, { numItems: 50, rounds: 2 });
+      p.audit = audit;
+      const open = await startUndriven(p);
+      try {
+        // its first round is open (advertise): the copies' map exists from the start, or never
+        expect([audit, roundServer(open.runId)['keptInputs']]).toEqual([audit, audit.auditorServerView ? new Map() : undefined]);
+        if (audit.auditorServerView) {
+          expect(await get(`/audit/v1/runs/${open.runId}/rounds/1/server-view`).then((r) => [r.status, r.text])).toEqual([404, `round 1 of run ${open.runId} is open, not completed: only a completed round has a server view\n`]);
+        }
+      } finally {
+        await abort(open.runId);
+      }
     }
   });
 
@@ -236,21 +260,24 @@ describe('audit API: model and aggregate downloads', () => {
     expect(await get(`/audit/v1/models/${orphan}`).then((r) => [r.status, r.text])).toEqual([404, `model version ${orphan} belongs to no run (neither produced by a round nor the initial model of a run)\n`]);
   });
 
-  test('the OpenAPI description lists both downloads with their parameters, answers and the hash header', async () => {
+  test('the OpenAPI description lists the three downloads with their parameters, answers and the hash header', async () => {
     const served = await get('/audit/openapi.yaml', null);
     expect(served.text).toBe(fs.readFileSync(AUDIT_OPENAPI_FILE, 'utf8'));
     const doc = parseYaml(served.text);
     const model = doc.paths['/audit/v1/models/{version}'].get;
     const agg = doc.paths['/audit/v1/runs/{runId}/rounds/{round}/aggregate'].get;
+    const view = doc.paths['/audit/v1/runs/{runId}/rounds/{round}/server-view'].get;
     expect(model.parameters.map((p: { name: string; in: string }) => [p.name, p.in])).toEqual([['version', 'path']]);
-    expect(agg.parameters.map((p: { name: string; in: string }) => [p.name, p.in])).toEqual([['runId', 'path'], ['round', 'path']]);
-    for (const op of [model, agg]) {
+    for (const [op, type] of [[model, 'application/octet-stream'], [agg, 'application/octet-stream'], [view, 'application/json']]) {
       expect(Object.keys(op.responses).sort()).toEqual(['200', '400', '401', '403', '404']);
-      expect(Object.keys(op.responses['200'].content)).toEqual(['application/octet-stream']);
+      expect(Object.keys(op.responses['200'].content)).toEqual([type]);
       expect(Object.keys(op.responses['200'].headers)).toEqual(['X-Fedbridge-Blake2b-256']);
     }
     expect(doc.components.headers.Blake2b256.schema.pattern).toBe('^[0-9a-f]{64}$');
-    // the run id's limits are the audit entries' own
-    expect(agg.parameters[0].schema).toEqual({ type: 'string', minLength: 1, maxLength: 128 });
+    for (const op of [agg, view]) {
+      expect(op.parameters.map((p: { name: string; in: string }) => [p.name, p.in])).toEqual([['runId', 'path'], ['round', 'path']]);
+      // the run id's limits are the audit entries' own
+      expect(op.parameters[0].schema).toEqual({ type: 'string', minLength: 1, maxLength: 128 });
+    }
   });
 });
