@@ -114,6 +114,15 @@ interface PolicyAudit {
   auditorServerView?: unknown;
 }
 
+/** What a policy must say for an artifact to be released to auditors, and how a refusal names it. */
+interface ReleaseRule {
+  released: (audit: PolicyAudit | undefined) => boolean;
+  what: string;
+  field: string;
+}
+const ARTIFACTS: ReleaseRule = { released: (a) => a?.auditorArtifacts === true, what: 'models and aggregates', field: 'audit.auditorArtifacts' };
+const SERVER_VIEW: ReleaseRule = { released: (a) => a?.auditorArtifacts === true && a.auditorServerView === true, what: 'the server view', field: 'audit.auditorServerView' };
+
 @Controller('audit')
 export class AuditController {
   constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {}
@@ -184,7 +193,7 @@ export class AuditController {
       if (!info) return this.text(res, 404, `no model version ${version} on this coordinator`);
       const run = await runOfModel(repo, info);
       if (!run) return this.text(res, 404, `model version ${version} belongs to no run (neither produced by a round nor the initial model of a run)`);
-      const refused = await this.artifactsRefused(run);
+      const refused = await this.refused(run, ARTIFACTS);
       if (refused) return this.text(res, 403, `model version ${version} belongs to run ${run.id}, and ${refused}`);
       const row = await repo.modelVersion(version); // its bytes checked against its stored hash
       if (!row) return this.text(res, 404, `no model version ${version} on this coordinator`);
@@ -198,8 +207,7 @@ export class AuditController {
   async aggregate(@Req() req: HttpRequest, @Param('runId') runIdParam: string, @Param('round') roundParam: string, @Res() res: HttpResponse): Promise<void> {
     await this.roundArtifact(req, res, runIdParam, roundParam, {
       what: 'aggregate',
-      released: (a) => a?.auditorArtifacts === true,
-      refusal: 'models and aggregates to auditors (policy audit.auditorArtifacts)',
+      release: ARTIFACTS,
       read: (runId, r) => this.ctx.repo.roundAggregate(runId, r),
       missing: 'completed before this coordinator kept aggregates, storage migration 6, or by a round protocol that exposes none',
       type: 'application/octet-stream',
@@ -210,8 +218,7 @@ export class AuditController {
   async serverView(@Req() req: HttpRequest, @Param('runId') runIdParam: string, @Param('round') roundParam: string, @Res() res: HttpResponse): Promise<void> {
     await this.roundArtifact(req, res, runIdParam, roundParam, {
       what: 'server view',
-      released: (a) => a?.auditorArtifacts === true && a.auditorServerView === true,
-      refusal: 'the server view to auditors (policy audit.auditorServerView)',
+      release: SERVER_VIEW,
       read: (runId, r) => this.ctx.repo.roundServerView(runId, r),
       missing: 'completed before this coordinator kept server views, storage migration 7',
       type: 'application/json',
@@ -224,7 +231,7 @@ export class AuditController {
     res: HttpResponse,
     runIdParam: string,
     roundParam: string,
-    o: { what: string; released: (audit: PolicyAudit | undefined) => boolean; refusal: string; read: (runId: string, r: number) => Promise<Uint8Array | null>; missing: string; type: string },
+    o: { what: string; release: ReleaseRule; read: (runId: string, r: number) => Promise<Uint8Array | null>; missing: string; type: string },
   ): Promise<void> {
     try {
       if (!(await this.auditor(req, res))) return;
@@ -233,7 +240,8 @@ export class AuditController {
       const repo = this.ctx.repo;
       const run = await repo.run(runId);
       if (!run) return this.text(res, 404, `no run ${JSON.stringify(runId)} on this coordinator`);
-      if (!o.released(await this.runAudit(run))) return this.text(res, 403, `run ${run.id}'s policy does not release ${o.refusal}`);
+      const refused = await this.refused(run, o.release);
+      if (refused) return this.text(res, 403, refused);
       const row = await repo.roundRow(run.id, r);
       if (!row) return this.text(res, 404, `run ${run.id} has no round ${r}`);
       if (row.state !== 'completed') return this.text(res, 404, `round ${r} of run ${run.id} is ${row.state}, not completed: only a completed round has ${o.what === 'aggregate' ? 'an aggregate' : `a ${o.what}`}`);
@@ -245,13 +253,10 @@ export class AuditController {
     }
   }
 
-  /**
-   * Null when the run's signed policy releases its models and aggregates to auditors
-   * (audit.auditorArtifacts: true), else the reason for the 403.
-   */
-  private async artifactsRefused(run: RunRow): Promise<string | null> {
-    if ((await this.runAudit(run))?.auditorArtifacts === true) return null;
-    return `run ${run.id}'s policy does not release models and aggregates to auditors (policy audit.auditorArtifacts)`;
+  /** Null when the run's signed policy releases what `rule` covers to auditors, else the reason for the 403. */
+  private async refused(run: RunRow, rule: ReleaseRule): Promise<string | null> {
+    if (rule.released(await this.runAudit(run))) return null;
+    return `run ${run.id}'s policy does not release ${rule.what} to auditors (policy ${rule.field})`;
   }
 
   /**

@@ -63,7 +63,7 @@ import { parseExportLine, splitLines } from './chain';
 import { fromBase64, fromHex, toHex } from './bytes';
 import { RoundContext } from '../secagg/round';
 import { recomputeAggregate, type AdvertisedKeys } from '../secagg/unmask';
-import { u32LeBytes } from '../secagg/messages';
+import { u32FromLeBytes, u32LeBytes } from '../secagg/messages';
 import { decodeServerView } from './server-view';
 import { checkEntry } from './entries';
 import type { VerifyFailure } from './verify';
@@ -134,13 +134,6 @@ export function float32LeBytes(v: Float32Array): Uint8Array {
   const out = new Uint8Array(v.length * 4);
   const dv = new DataView(out.buffer);
   for (let i = 0; i < v.length; i++) dv.setFloat32(4 * i, v[i], true);
-  return out;
-}
-
-function u32sOf(b: Uint8Array): Uint32Array {
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const out = new Uint32Array(b.byteLength / 4);
-  for (let i = 0; i < out.length; i++) out[i] = dv.getUint32(4 * i, true);
   return out;
 }
 
@@ -294,7 +287,7 @@ export function replayModelChain(log: Uint8Array, policies: readonly Policy[], a
       if (why) return stop(why);
       rec.aggregateRecomputed = true;
     }
-    const sum = u32sOf(agg);
+    const sum = u32FromLeBytes(agg);
     const bits = policy.secagg.bitWidth;
     if (bits < 32) {
       const k = sum.findIndex((w) => w >= 2 ** bits);

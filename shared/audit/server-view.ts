@@ -15,24 +15,18 @@ import { z } from 'zod';
 import { canonicalize } from 'json-canonicalize';
 import { fromBase64, toBase64 } from './bytes';
 import type { ServerView } from '../secagg/unmask';
+import { u32FromLeBytes, u32LeBytes } from '../secagg/messages';
 
 export const SERVER_VIEW_FORMAT = 'fedbridge-server-view/1';
 
 const b64map = z.record(z.string().min(1).max(128), z.string());
 const viewSchema = z.object({ format: z.literal(SERVER_VIEW_FORMAT), maskedInputs: b64map, selfMaskSeeds: b64map, maskKeys: b64map }).strict();
 
-function u32le(v: Uint32Array): Uint8Array {
-  const out = new Uint8Array(v.length * 4);
-  const dv = new DataView(out.buffer);
-  for (let i = 0; i < v.length; i++) dv.setUint32(4 * i, v[i], true);
-  return out;
-}
-
 export function encodeServerView(view: ServerView): Uint8Array {
   const obj = (m: ReadonlyMap<string, Uint8Array>) => Object.fromEntries([...m].map(([k, b]) => [k, toBase64(b)]));
   const text = canonicalize({
     format: SERVER_VIEW_FORMAT,
-    maskedInputs: obj(new Map([...view.maskedInputs].map(([k, v]) => [k, u32le(v)]))),
+    maskedInputs: obj(new Map([...view.maskedInputs].map(([k, v]) => [k, u32LeBytes(v)]))),
     selfMaskSeeds: obj(view.selfMaskSeeds),
     maskKeys: obj(view.maskKeys),
   });
@@ -54,10 +48,7 @@ export function decodeServerView(bytes: Uint8Array): { ok: true; view: ServerVie
     const maskedInputs = new Map<string, Uint32Array>();
     for (const [k, b] of inputs) {
       if (b.length % 4 !== 0) return { ok: false, problem: `view.maskedInputs.${k}: ${b.length} bytes is not a whole number of u32 words` };
-      const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-      const v = new Uint32Array(b.length / 4);
-      for (let i = 0; i < v.length; i++) v[i] = dv.getUint32(4 * i, true);
-      maskedInputs.set(k, v);
+      maskedInputs.set(k, u32FromLeBytes(b));
     }
     return { ok: true, view: { maskedInputs, selfMaskSeeds: bytesOf(r.data.selfMaskSeeds, 'selfMaskSeeds'), maskKeys: bytesOf(r.data.maskKeys, 'maskKeys') } };
   } catch (e) {

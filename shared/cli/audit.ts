@@ -245,25 +245,25 @@ export async function fetchAuditArtifacts(
   const { writeFileAtomic } = await import('../util/atomic');
   await sodiumReady();
   const root = auditApiRoot(base, opts.allowPlaintext);
-  const wanted: { file: string; hash: string | null; api: string; runId?: string }[] = [];
+  const wanted: { kind: 'model' | 'aggregate' | 'view'; file: string; hash: string | null; api: string; runId: string }[] = [];
   for (const line of splitLines(log).lines) {
     const p = line.length ? parseExportLine(line) : null;
     const c = p?.ok ? checkEntry(p.entry) : null;
     if (!c?.ok) continue;
     const e = c.entry;
-    if (e.type === 'run-started') wanted.push({ file: artifactPaths.model(dir, e.initialModelVersion), hash: e.initialModelHash, api: `audit/v1/models/${e.initialModelVersion}` });
+    if (e.type === 'run-started') wanted.push({ kind: 'model', file: artifactPaths.model(dir, e.initialModelVersion), hash: e.initialModelHash, api: `audit/v1/models/${e.initialModelVersion}`, runId: e.runId });
     else if (e.type === 'round-completed') {
       const round = `audit/v1/runs/${encodeURIComponent(e.runId)}/rounds/${e.round}`;
-      wanted.push({ file: artifactPaths.aggregate(dir, e.runId, e.round), hash: e.aggregateHash, api: `${round}/aggregate` });
+      wanted.push({ kind: 'aggregate', file: artifactPaths.aggregate(dir, e.runId, e.round), hash: e.aggregateHash, api: `${round}/aggregate`, runId: e.runId });
       // no hash in the log: checked by `audit verify --replay` against the parties' signed digests
-      wanted.push({ file: artifactPaths.serverView(dir, e.runId, e.round), hash: null, api: `${round}/server-view`, runId: e.runId });
+      wanted.push({ kind: 'view', file: artifactPaths.serverView(dir, e.runId, e.round), hash: null, api: `${round}/server-view`, runId: e.runId });
     }
   }
   let fetched = 0;
   let serverViews = 0;
   const noViews = new Set<string>(); // runs whose policy does not release server views
   for (const w of wanted) {
-    if (w.runId !== undefined && noViews.has(w.runId)) continue;
+    if (w.kind === 'view' && noViews.has(w.runId)) continue;
     let have: Buffer | null = null;
     try {
       have = fs.readFileSync(w.file);
@@ -272,7 +272,7 @@ export async function fetchAuditArtifacts(
     }
     if (have && w.hash !== null && sodium().crypto_generichash(32, have, null, 'hex') === w.hash) continue;
     let body: Buffer | null;
-    if (w.runId !== undefined) {
+    if (w.kind === 'view') {
       body = await apiGet(root, w.api, token, opts.ca, 'application/json', [403]);
       if (body === null) {
         noViews.add(w.runId);
@@ -284,7 +284,7 @@ export async function fetchAuditArtifacts(
     writeFileAtomic(w.file, body, 0o644);
     fetched++;
   }
-  return { models: wanted.filter((w) => w.api.includes('/models/')).length, aggregates: wanted.filter((w) => w.api.endsWith('/aggregate')).length, serverViews, fetched };
+  return { models: wanted.filter((w) => w.kind === 'model').length, aggregates: wanted.filter((w) => w.kind === 'aggregate').length, serverViews, fetched };
 }
 
 export function registerAuditCommands(audit: Command): void {
