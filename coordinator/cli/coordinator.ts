@@ -8,9 +8,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { printJson, UserError } from '../../shared/cli/errors';
+import { parseNumberOption, printJson, UserError } from '../../shared/cli/errors';
 import type { ParticipantRecord, TokenRecord } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { readFileAt } from '../../shared/cli/read-file';
+import { connectionFailure } from '../../shared/cli/tls';
 
 interface ConnOpts {
   coordinator: string;
@@ -46,10 +47,6 @@ function readToken(o: ConnOpts): string {
 
 async function connect(o: ConnOpts) {
   if (!/^[^:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(o.coordinator)) throw new UserError(`--coordinator expects HOST:PORT, got "${o.coordinator}"`);
-  for (const [flag, f] of [['--ca', o.ca], ['--tls-cert', o.tlsCert], ['--tls-key', o.tlsKey]] as const) {
-    if (f && !fs.existsSync(f)) throw new UserError(`${flag}: file not found: ${f}`);
-  }
-  if (!!o.tlsCert !== !!o.tlsKey) throw new UserError('--tls-cert and --tls-key go together');
   const { operatorClient, unary } = await import('./operator-client');
   const c = operatorClient({ address: o.coordinator, caFile: o.ca, token: readToken(o), certFile: o.tlsCert, keyFile: o.tlsKey });
   return { ...c, unary };
@@ -68,29 +65,50 @@ function partyView(p: ParticipantRecord) {
   return { name: p.name, publicKey: Buffer.from(p.publicKey).toString('base64'), certSha256: p.certSha256, enrolledAt: new Date(Number(p.enrolledAtMs)).toISOString() };
 }
 
-/** Runs `fn` with an operator client for `o`'s coordinator, closed afterwards whatever happens. */
+/**
+ * `runs start` without --initial-model: the shared parameters initialised from the public
+ * --init-seed (shared/model/init.ts, as the demo does). Not all zeros: with zero kernels every
+ * hidden unit of a tower outputs 0 and gets a zero gradient, so the feature towers (what serves
+ * cold-start users and items, and the other party's catalogue) learn nothing without DP noise, and
+ * start from that noise alone with it (measured: version 1 all zeros, version 2 all noise).
+ */
+async function initialModelOf(policyYaml: string, initSeed: string): Promise<Uint8Array> {
+  const seed = parseNumberOption('--init-seed', initSeed, { integer: true, min: 0, max: 2 ** 32 - 1 });
+  const { parsePolicyYaml, PolicyError } = await import('../../shared/policy/schema');
+  const { sharedParameterLayout } = await import('../../shared/model/layout');
+  const { initSharedParams } = await import('../../shared/model/init');
+  let policy;
+  try {
+    policy = parsePolicyYaml(policyYaml);
+  } catch (e) {
+    if (e instanceof PolicyError) throw new UserError(`--policy: ${e.message}`);
+    throw e;
+  }
+  const params = initSharedParams(sharedParameterLayout(policy.model, policy.vocabularies), seed);
+  return new Uint8Array(params.buffer, params.byteOffset, params.byteLength);
+}
+
+/**
+ * Runs `fn` with an operator client for `o`'s coordinator, closed afterwards whatever happens. A
+ * gRPC error becomes one line: a connection or TLS failure says what is wrong and which flag fixes
+ * it (shared/cli/tls.ts), any other status is "coordinator: CODE: <the coordinator's message>".
+ */
 async function withOperator<T>(o: ConnOpts, fn: (c: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> {
   const c = await connect(o);
   try {
     return await fn(c);
+  } catch (e) {
+    const err = e as { code?: unknown; details?: string; message?: string };
+    if (typeof err.code !== 'number') throw e;
+    const failed = connectionFailure(err.code, err.details ?? err.message ?? '', { address: o.coordinator, ca: { name: '--ca', file: o.ca }, clientCertFlags: '--tls-cert and --tls-key' });
+    if (failed) throw new UserError(`cannot reach the coordinator: ${failed.message}`, 1);
+    const { status } = await import('@grpc/grpc-js');
+    throw new UserError(`coordinator: ${status[err.code] ?? err.code}: ${err.details ?? err.message}`, 1);
   } finally {
     c.client.close();
   }
 }
 
-/** gRPC errors become one-line user errors: "coordinator: FAILED_PRECONDITION: <details>". */
-async function rpc<T>(p: Promise<T>): Promise<T> {
-  try {
-    return await p;
-  } catch (e) {
-    const err = e as { code?: number; details?: string; message?: string };
-    if (typeof err.code === 'number') {
-      const { status } = await import('@grpc/grpc-js');
-      throw new UserError(`coordinator: ${status[err.code] ?? err.code}: ${err.details ?? err.message}`, 1);
-    }
-    throw e;
-  }
-}
 
 function b64Key(flag: string, v: string, len: number): Uint8Array {
   const b = Buffer.from(v, 'base64');
@@ -295,7 +313,7 @@ export function registerCoordinatorCommands(coord: Command): void {
       }
     }
     await withOperator(o, async (c) => {
-      const r = await rpc(c.unary(c.client.enroll.bind(c.client), { name: o.name, publicKey, certSha256 }, c.metadata));
+      const r = await c.unary(c.client.enroll.bind(c.client), { name: o.name, publicKey, certSha256 }, c.metadata);
       const out = partyView(r.participant!);
       if (o.json) printJson(out);
       else process.stderr.write(`enrolled ${out.name} (${out.publicKey})\n`);
@@ -303,7 +321,7 @@ export function registerCoordinatorCommands(coord: Command): void {
   });
   connOptions(coord.command('parties').description('the enrolled parties: name, Ed25519 public key, bound certificate hash, when enrolled')).action(async (o: ConnOpts) => {
     await withOperator(o, async (c) => {
-      const r = await rpc(c.unary(c.client.listParticipants.bind(c.client), {}, c.metadata));
+      const r = await c.unary(c.client.listParticipants.bind(c.client), {}, c.metadata);
       const views = r.participants.map(partyView);
       if (o.json) printJson({ parties: views });
       else if (!views.length) process.stdout.write('no parties enrolled\n');
@@ -318,7 +336,7 @@ export function registerCoordinatorCommands(coord: Command): void {
       .option('--reason <text>', 'reason recorded in the audit log', 'removed by the operator'),
   ).action(async (o: ConnOpts & { name: string; reason: string }) => {
     await withOperator(o, async (c) => {
-      const out = partyView(await rpc(c.unary(c.client.removeParticipant.bind(c.client), { name: o.name, reason: o.reason }, c.metadata)));
+      const out = partyView(await c.unary(c.client.removeParticipant.bind(c.client), { name: o.name, reason: o.reason }, c.metadata));
       if (o.json) printJson(out);
       else process.stderr.write(`removed ${out.name} (${out.publicKey}); enrol it again with a new key if it returns\n`);
     });
@@ -332,8 +350,9 @@ export function registerCoordinatorCommands(coord: Command): void {
       .requiredOption('--policy <file>', 'policy YAML')
       .option('--signatures <path>', 'folder of `fedbridge policy sign` files (<signer>.json), or a JSON object {party: base64 signature}')
       .option('--signature <party=base64...>', 'one party signature (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-      .option('--initial-model <file>', 'flat float32 little-endian shared parameters (default: zeros)'),
-  ).action(async (o: ConnOpts & { policy: string; signatures?: string; signature: string[]; initialModel?: string }) => {
+      .option('--initial-model <file>', 'the first global model: flat float32 little-endian shared parameters (default: a fresh one from --init-seed)')
+      .option('--init-seed <n>', 'without --initial-model: the public seed of the first model (Glorot-uniform tower kernels, N(0, 0.05^2) item embeddings, zero biases; the demo\'s initialisation; default 1)'),
+  ).action(async (o: ConnOpts & { policy: string; signatures?: string; signature: string[]; initialModel?: string; initSeed?: string }) => {
     const sigs = new Map<string, string>();
     if (o.signatures && fs.existsSync(o.signatures) && fs.statSync(o.signatures).isDirectory()) {
       const { readSignatureDir } = await import('../../shared/cli/policy');
@@ -355,25 +374,26 @@ export function registerCoordinatorCommands(coord: Command): void {
     }
     const policyYaml = fs.existsSync(o.policy) ? readFileAt(o.policy, 'utf8') : '';
     if (!policyYaml) throw new UserError(`--policy: file not found or empty: ${o.policy}`);
-    const model = o.initialModel ? new Uint8Array(readFileAt(o.initialModel)) : new Uint8Array(0);
+    if (o.initialModel && o.initSeed !== undefined) throw new UserError('--initial-model and --init-seed exclude each other: the seed only makes a first model when no file gives one');
+    const model = o.initialModel ? new Uint8Array(readFileAt(o.initialModel)) : await initialModelOf(policyYaml, o.initSeed ?? '1');
     const signatures = [...sigs].map(([party, v]) => ({ party, signature: b64Key(`signature of ${party}`, v, 64) }));
     await withOperator(o, async (c) => {
       const { startRun } = await import('./operator-client');
       const { sodiumReady } = await import('../../shared/crypto/sodium');
       await sodiumReady();
-      printStatus(await rpc(startRun(c.client, c.metadata, { policyYaml, signatures }, model)), o.json);
+      printStatus(await startRun(c.client, c.metadata, { policyYaml, signatures }, model), o.json);
     });
   });
   connOptions(runs.command('abort').description('abort a run (its open round is aborted and recorded)').option('--run <id>', 'run id (default: the running one)', '').option('--reason <text>', 'reason recorded in the audit log', 'aborted by the operator')).action(
     async (o: ConnOpts & { run: string; reason: string }) => {
       await withOperator(o, async (c) => {
-        printStatus(await rpc(c.unary(c.client.abortRun.bind(c.client), { runId: o.run, reason: o.reason }, c.metadata)), o.json);
+        printStatus(await c.unary(c.client.abortRun.bind(c.client), { runId: o.run, reason: o.reason }, c.metadata), o.json);
       });
     },
   );
   connOptions(runs.command('status').description('status of a run and its current round').option('--run <id>', 'run id (default: the newest)', '')).action(async (o: ConnOpts & { run: string }) => {
     await withOperator(o, async (c) => {
-      printStatus(await rpc(c.unary(c.client.getRunStatus.bind(c.client), { runId: o.run }, c.metadata)), o.json);
+      printStatus(await c.unary(c.client.getRunStatus.bind(c.client), { runId: o.run }, c.metadata), o.json);
     });
   });
 
@@ -390,7 +410,7 @@ export function registerCoordinatorCommands(coord: Command): void {
       if (o.role !== 'auditor') throw new UserError(`--role must be "auditor", got "${o.role}"`);
       const expiresInSeconds = durationSeconds(o.expiresIn);
       await withOperator(o, async (c) => {
-        const r = await rpc(c.unary(c.client.issueToken.bind(c.client), { role: o.role, label: o.label, expiresInSeconds: String(expiresInSeconds) }, c.metadata));
+        const r = await c.unary(c.client.issueToken.bind(c.client), { role: o.role, label: o.label, expiresInSeconds: String(expiresInSeconds) }, c.metadata);
         if (o.json) printJson(r);
         else {
           // the token alone on stdout (for a pipe into a file); what `tokens revoke --id` needs on stderr
@@ -411,7 +431,7 @@ export function registerCoordinatorCommands(coord: Command): void {
   const tokenState = (t: ReturnType<typeof tokenView>) => (t.revokedAt ? `REVOKED ${t.revokedAt}` : t.expiresAt && Date.parse(t.expiresAt) <= Date.now() ? `EXPIRED ${t.expiresAt}` : `valid${t.expiresAt ? ` until ${t.expiresAt}` : ', never expires'}`);
   connOptions(tokens.command('list').description('every issued token: id, role, label, when issued and revoked (never the token itself)')).action(async (o: ConnOpts) => {
     await withOperator(o, async (c) => {
-      const r = await rpc(c.unary(c.client.listTokens.bind(c.client), {}, c.metadata));
+      const r = await c.unary(c.client.listTokens.bind(c.client), {}, c.metadata);
       const views = r.tokens.map(tokenView);
       if (o.json) printJson({ tokens: views });
       else if (!views.length) process.stdout.write('no tokens issued\n');
@@ -426,7 +446,7 @@ export function registerCoordinatorCommands(coord: Command): void {
       .option('--reason <text>', 'reason recorded in the audit log', 'revoked by the operator'),
   ).action(async (o: ConnOpts & { id: string; reason: string }) => {
     await withOperator(o, async (c) => {
-      const t = tokenView(await rpc(c.unary(c.client.revokeToken.bind(c.client), { tokenId: o.id, reason: o.reason }, c.metadata)));
+      const t = tokenView(await c.unary(c.client.revokeToken.bind(c.client), { tokenId: o.id, reason: o.reason }, c.metadata));
       if (o.json) printJson(t);
       else process.stdout.write(`revoked ${t.tokenId} (${t.role}${t.label ? `, ${JSON.stringify(t.label)}` : ''}) at ${t.revokedAt}\n`);
     });

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { OperatorServiceClient, OperatorServiceService, type RunStatus } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { strictClient } from '../../shared/proto/wire-check';
 import { sodium } from '../../shared/crypto/sodium';
-import { readFileAt } from '../../shared/cli/read-file';
+import { clientTlsFiles } from '../../shared/cli/tls';
 
 export interface OperatorClientOptions {
   address: string; // host:port
@@ -21,11 +21,14 @@ export interface OperatorClientOptions {
 }
 
 export function operatorClient(o: OperatorClientOptions): { client: OperatorServiceClient; metadata: grpc.Metadata } {
-  const creds = grpc.credentials.createSsl(
-    readFileAt(o.caFile),
-    o.keyFile ? readFileAt(o.keyFile) : null,
-    o.certFile ? readFileAt(o.certFile) : null,
-  );
+  // checked before connecting (UserError naming the flag): a key that is not the certificate's would
+  // otherwise throw from inside Node's TLS stack, a CA file without a certificate be ignored
+  const tls = clientTlsFiles({
+    ca: { name: '--ca', file: o.caFile },
+    cert: o.certFile ? { name: '--tls-cert', file: o.certFile } : undefined,
+    key: o.keyFile ? { name: '--tls-key', file: o.keyFile } : undefined,
+  });
+  const creds = grpc.credentials.createSsl(tls.ca, tls.key, tls.cert);
   const host = o.address.slice(0, o.address.lastIndexOf(':'));
   const serverName = o.serverName ?? (/^[\d.]+$|^\[/.test(host) ? 'localhost' : host);
   // every response checked strictly before it is decoded (shared/proto/wire-check.ts)

@@ -13,13 +13,13 @@
  *   identity: { keyFile: coordinator.key }
  *   operator: { tokenSha256: "<64 hex>" }
  */
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { formatZodIssues } from '../../shared/util/zod-issues';
+import { tlsFileIssues } from '../../shared/cli/tls';
 
 const hostPort = z
   .string()
@@ -204,7 +204,7 @@ export function validateConfig(obj: unknown, baseDir: string, source = '(object)
     }
   }
   if (issues.length) throw new ConfigError(issues, source);
-  issues.push(...tlsFileIssues(c.grpc.tls));
+  issues.push(...configTlsIssues(c.grpc.tls));
   if (issues.length) throw new ConfigError(issues, source);
   return c;
 }
@@ -212,41 +212,15 @@ export function validateConfig(obj: unknown, baseDir: string, source = '(object)
 /**
  * The TLS files hold what their fields say, and go together: the key is private (mode 0600, as the
  * coordinator key must be), a private key (not a certificate), and the certificate's own; the
- * certificate and CA parse as X.509. Checked here, before anything starts, so a bad file is named
- * by its field instead of failing later inside the TLS stack (or after the storage was migrated).
+ * certificate and CA parse as X.509 and are valid now. Checked here, before anything starts, so a
+ * bad file is named by its field instead of failing later inside the TLS stack (or after the
+ * storage was migrated). The same checks as the CLIs' client files (shared/cli/tls.ts).
  */
-function tlsFileIssues(tls: { cert: string; key: string; ca?: string }): string[] {
-  const issues: string[] = [];
-  const cert = x509(tls.cert, 'grpc.tls.cert', issues);
-  if (tls.ca) x509(tls.ca, 'grpc.tls.ca', issues);
-  let key: KeyObject | null = null;
-  const keyText = fs.readFileSync(tls.key, 'latin1');
-  if (/-----BEGIN CERTIFICATE-----/.test(keyText) && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyText)) {
-    issues.push(`grpc.tls.key: ${tls.key}: holds a certificate, not a private key`);
-  } else {
-    try {
-      if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyText)) throw new Error('no -----BEGIN PRIVATE KEY----- block');
-      key = createPrivateKey(keyText);
-    } catch (e) {
-      issues.push(`grpc.tls.key: ${tls.key}: not a PEM private key (${(e as Error).message})`);
-    }
-  }
-  const mode = fs.statSync(tls.key).mode & 0o777;
-  if (key && mode & 0o077) issues.push(`grpc.tls.key: ${tls.key} is readable by others (mode ${mode.toString(8)}); chmod 600 it`);
-  if (cert && key && !cert.checkPrivateKey(key)) issues.push(`grpc.tls.key: ${tls.key} is not the private key of the certificate grpc.tls.cert ${tls.cert}`);
-  return issues;
-}
-
-function x509(file: string, field: string, issues: string[]): X509Certificate | null {
-  const text = fs.readFileSync(file, 'latin1');
-  try {
-    if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new Error();
-    return new X509Certificate(text);
-  } catch {
-    const what = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text) ? 'holds a private key, not a certificate' : 'not a PEM X.509 certificate (-----BEGIN CERTIFICATE-----)';
-    issues.push(`${field}: ${file}: ${what}`);
-    return null;
-  }
+function configTlsIssues(tls: { cert: string; key: string; ca?: string }): string[] {
+  return tlsFileIssues(
+    { cert: { name: 'grpc.tls.cert', file: tls.cert }, key: { name: 'grpc.tls.key', file: tls.key }, ca: tls.ca ? { name: 'grpc.tls.ca', file: tls.ca } : undefined },
+    { privateKeyMode: true },
+  );
 }
 
 /** Reads, parses (YAML or JSON) and validates a config file. */

@@ -57,6 +57,7 @@ import {
   type UploadChunk,
 } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { UserError } from '../../shared/cli/errors';
+import { clientTlsFiles, connectionFailure } from '../../shared/cli/tls';
 import { randomBytes, sodium, sodiumReady } from '../../shared/crypto/sodium';
 import { roundSecAggInfo } from '../../shared/fl/round-params';
 import { noiseFloorViolation } from '../../shared/fl/noise-floor';
@@ -222,14 +223,6 @@ function loadPolicy(file: string): Policy {
   }
 }
 
-function readFileOrThrow(flag: string, file: string): Buffer {
-  try {
-    return fs.readFileSync(file);
-  } catch (e) {
-    throw new UserError(`cannot read ${flag} ${file}: ${(e as Error).message}`);
-  }
-}
-
 /** An event from the coordinator that this node will not act on (bad signature, malformed, another federation): fatal, never retried. */
 export class RefusedEvent extends Error {}
 
@@ -270,9 +263,13 @@ export class FederationClient {
   ) {
     this.party = identity.name;
     this.coordinatorKey = new Uint8Array(Buffer.from(policy.coordinator.publicKey, 'base64'));
-    const ca = readFileOrThrow('--ca', opts.caFile);
-    const cert = opts.certFile ? readFileOrThrow('--cert', opts.certFile) : null;
-    const key = opts.keyFile ? readFileOrThrow('--key', opts.keyFile) : null;
+    // checked before connecting (UserError naming the flag): a key that is not the certificate's would
+    // otherwise throw from inside Node's TLS stack, a CA file without a certificate be ignored
+    const { ca, cert, key } = clientTlsFiles({
+      ca: { name: '--ca', file: opts.caFile },
+      cert: opts.certFile ? { name: '--cert', file: opts.certFile } : undefined,
+      key: opts.keyFile ? { name: '--key', file: opts.keyFile } : undefined,
+    });
     const serverName = opts.serverName ?? 'localhost';
     // every response checked strictly before it is decoded (shared/proto/wire-check.ts): a malformed one ends its call with INTERNAL and the reason
     const Client = strictClient<typeof ParticipantServiceClient>(ParticipantServiceService, 'fedbridge.v1.ParticipantService');
@@ -752,10 +749,15 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
         // newer event streams of this party replaced this one: reconnecting would take a stream from them in turn
         throw new UserError(`the coordinator closed this node's event stream: ${(outcome as Error).message}`, 1);
       }
+      // a connection that failed: a TLS set-up no retry can fix ends the join with what to change;
+      // otherwise (coordinator down, restarting, reset) the reason in words, and reconnect
+      const failed = typeof code === 'number' ? connectionFailure(code, (outcome as grpc.ServiceError).details ?? '', { address: opts.coordinator, ca: { name: '--ca', file: opts.caFile }, clientCertFlags: '--cert and --key' }) : null;
+      if (failed?.permanent) throw new UserError(`cannot reach the coordinator: ${failed.message}`, 1);
+      const why = failed ? failed.message : outcome instanceof Error ? outcome.message : String(outcome);
       failures++;
-      if (failures > maxReconnects) throw new UserError(`gave up after ${maxReconnects} reconnection attempts: ${outcome instanceof Error ? outcome.message : outcome}`, 1);
+      if (failures > maxReconnects) throw new UserError(`gave up after ${maxReconnects} reconnection attempts: ${why}`, 1);
       const wait = Math.min(30_000, 1000 * 2 ** (failures - 1));
-      log(`stream ${outcome instanceof Error ? `failed (${outcome.message})` : 'ended'}; reconnecting in ${wait / 1000} s`);
+      log(`stream ${outcome instanceof Error ? `failed (${why})` : 'ended'}; reconnecting in ${wait / 1000} s`);
       await new Promise((r) => setTimeout(r, wait));
     }
   } finally {

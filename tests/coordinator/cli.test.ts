@@ -14,6 +14,8 @@ import { PlainSumFactory } from './helpers/plain-protocol';
 import { FEDERATION, modelDim, policyYaml, signaturesFor, testPolicy, TestParty } from './helpers/harness';
 import { makePolicySignatureFile } from '../../shared/policy/sign';
 import { policyHash } from '../../shared/policy/schema';
+import { sharedParameterLayout } from '../../shared/model/layout';
+import { initSharedParams } from '../../shared/model/init';
 import { runCli as run, runCliFresh } from '../cli-run';
 
 describe('fedbridge coordinator CLI', () => {
@@ -99,12 +101,30 @@ describe('fedbridge coordinator CLI', () => {
     expect([fromDir.code, fromDir.err]).toEqual([0, '']);
     expect(JSON.parse(fromDir.out)).toMatchObject({ state: 'running', policyHash: policyHash(policy) });
     expect((await run(['coordinator', 'runs', 'abort', ...conn])).code).toBe(0);
+    // without --initial-model: the first model is initialised from the public --init-seed (default 1),
+    // as the demo does, not all zeros (zero tower kernels never learn); both flags together: exit 2
+    const layout = sharedParameterLayout(policy.model, policy.vocabularies);
+    let lastRun: string = JSON.parse(fromDir.out).runId;
+    for (const [flags, seed] of [[[], 1], [['--init-seed', '7'], 7]] as const) {
+      const r = await run(['coordinator', 'runs', 'start', ...conn, '--policy', path.join(root, 'policy.yaml'), '--signatures', sigDir, ...flags, '--json']);
+      expect([r.code, r.err]).toEqual([0, '']);
+      lastRun = JSON.parse(r.out).runId;
+      const first = await coord.ctx.repo.latestModelVersion();
+      const expected = initSharedParams(layout, seed);
+      expect(Buffer.from(first!.bytes).equals(Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength))).toBe(true);
+      expect(expected.some((v) => v !== 0)).toBe(true);
+      expect((await run(['coordinator', 'runs', 'abort', ...conn])).code).toBe(0);
+    }
+    const both = await run(['coordinator', 'runs', 'start', ...conn, '--policy', path.join(root, 'policy.yaml'), '--signatures', sigDir, '--initial-model', path.join(root, 'model.bin'), '--init-seed', '3']);
+    expect([both.code, both.err]).toEqual([2, 'fedbridge: --initial-model and --init-seed exclude each other: the seed only makes a first model when no file gives one\n']);
+    const badSeed = await run(['coordinator', 'runs', 'start', ...conn, '--policy', path.join(root, 'policy.yaml'), '--signatures', sigDir, '--init-seed', '-1']);
+    expect([badSeed.code, badSeed.err]).toEqual([2, 'fedbridge: --init-seed must be >= 0, got -1\n']);
     // a bad file in the folder: its name, the field and what is wrong, on one line; no run starts
     const bad = JSON.parse(fs.readFileSync(path.join(sigDir, 'insurer.json'), 'utf8'));
     fs.writeFileSync(path.join(sigDir, 'insurer.json'), JSON.stringify({ ...bad, signature: 'abc' }));
     const badDir = await runCliFresh(['coordinator', 'runs', 'start', ...conn, '--policy', path.join(root, 'policy.yaml'), '--signatures', sigDir]);
     expect([badDir.code, badDir.err]).toEqual([2, `fedbridge: ${path.join(sigDir, 'insurer.json')}: not a policy signature file (signature: expected base64 of 64 bytes)\n`]);
-    expect(JSON.parse((await run(['coordinator', 'runs', 'status', ...conn, '--json'])).out)).toMatchObject({ state: 'aborted', runId: JSON.parse(fromDir.out).runId });
+    expect(JSON.parse((await run(['coordinator', 'runs', 'status', ...conn, '--json'])).out)).toMatchObject({ state: 'aborted', runId: lastRun });
 
     const tok = await run(['coordinator', 'tokens', 'issue', ...conn, '--role', 'auditor', '--label', 'alice', '--json']);
     expect(JSON.parse(tok.out)).toMatchObject({ role: 'auditor', token: expect.stringMatching(/^fbt_/) });
@@ -159,6 +179,39 @@ describe('fedbridge coordinator CLI', () => {
     expect(noToken.code).toBe(2);
     expect(noToken.err).toMatch(/no operator token/);
     for (const p of parties) p.close();
+  });
+
+  test('operator commands: a TLS set-up problem is one line saying which flag to fix; nothing reaches the coordinator', async () => {
+    const certs = path.join(dir, 'certs');
+    const [ca, opCert, opKey] = [path.join(certs, 'ca.crt'), path.join(certs, 'operator.crt'), path.join(certs, 'operator.key')];
+    const token = ['--token-file', path.join(dir, 'operator.token')];
+    const addr = `127.0.0.1:${coord.grpcPort}`;
+    const status = (address: string, tls: string[]) => run(['coordinator', 'runs', 'status', '--coordinator', address, ...token, ...tls]);
+    fs.writeFileSync(path.join(root, 'junk.pem'), 'not a certificate\n');
+    const closed = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    const before = (await coord.ctx.repo.auditEntries(0, 100_000)).length;
+    const cases: [string, string, string[], number, string][] = [
+      ['no client certificate (mutual TLS)', addr, ['--ca', ca], 1, `fedbridge: cannot reach the coordinator: the coordinator at ${addr} requires a client certificate (mutual TLS): pass --tls-cert and --tls-key (the party's or operator's certificate from \`fedbridge coordinator certs\`/\`init\`)\n`],
+      ['a key that is not the certificate\'s', addr, ['--ca', ca, '--tls-cert', opCert, '--tls-key', path.join(certs, 'platform.key')], 2, `fedbridge: --tls-key: ${path.join(certs, 'platform.key')} is not the private key of the certificate --tls-cert ${opCert}\n`],
+      ['a certificate without its key', addr, ['--ca', ca, '--tls-cert', opCert], 2, 'fedbridge: --tls-cert needs its private key too (a certificate and its key go together)\n'],
+      ['a CA file that holds no certificate', addr, ['--ca', path.join(root, 'junk.pem'), '--tls-cert', opCert, '--tls-key', opKey], 2, `fedbridge: --ca: ${path.join(root, 'junk.pem')}: not a PEM X.509 certificate (-----BEGIN CERTIFICATE-----)\n`],
+      ['a key given as the certificate', addr, ['--ca', ca, '--tls-cert', opKey, '--tls-key', opKey], 2, `fedbridge: --tls-cert: ${opKey}: holds a private key, not a certificate\n`],
+      ['a CA that did not sign the coordinator\'s certificate', addr, ['--ca', opCert, '--tls-cert', opCert, '--tls-key', opKey], 1, `fedbridge: cannot reach the coordinator: the coordinator's TLS certificate at ${addr} does not verify (self-signed certificate in certificate chain): is --ca ${opCert} the CA that signed the coordinator's certificate?\n`],
+      ['nothing listening', `127.0.0.1:${closed}`, ['--ca', ca, '--tls-cert', opCert, '--tls-key', opKey], 1, `fedbridge: cannot reach the coordinator: nothing accepts connections at 127.0.0.1:${closed} (connection refused): is the coordinator running, and is this its gRPC address (grpc.listen)?\n`],
+      ['the HTTP port', `127.0.0.1:${coord.httpPort}`, ['--ca', ca, '--tls-cert', opCert, '--tls-key', opKey], 1, `fedbridge: cannot reach the coordinator: 127.0.0.1:${coord.httpPort} does not answer with TLS (wrong version number): is this the coordinator's gRPC port (grpc.listen), not its HTTP port?\n`],
+    ];
+    for (const [what, address, tls, code, err] of cases) {
+      const r = await status(address, tls);
+      expect([what, r.code, r.err, r.out]).toEqual([what, code, err, '']);
+    }
+    expect((await coord.ctx.repo.auditEntries(0, 100_000)).length).toBe(before);
+    // and the right files still work
+    expect((await status(addr, ['--ca', ca, '--tls-cert', opCert, '--tls-key', opKey])).code).toBe(0);
   });
 
   test('init refuses a bad flag by its name before writing anything; the retry then works', async () => {

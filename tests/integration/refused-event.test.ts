@@ -3,8 +3,11 @@
  * key pinned in the node's policy (a wrong or impersonating coordinator behind a valid TLS
  * certificate): the node refuses the first event (a RefusedEvent) and leaves at once with a
  * UserError naming the reason, instead of reconnecting with backoff, and takes no part in anything.
+ * The same for a TLS set-up no retry can fix (no client certificate, a CA that did not sign the
+ * coordinator's certificate); a refused connection is retried, with its reason in words.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { EventKind } from '../../proto/gen/grpc/fedbridge/v1/federation';
@@ -86,6 +89,49 @@ describe('a node facing events it cannot verify', () => {
     expect(lines.filter((l) => /reconnecting/.test(l))).toEqual([]);
     for (const s of streams) s.cancel();
     twin.close();
+  }, 60_000);
+
+  test('a TLS set-up no retry can fix ends join at once with the flag to fix; a refused connection is retried with its reason in words', async () => {
+    const { env, coord } = fx;
+    const dir = path.join(env.dir, 'nodes', 'platform'); // initialised, imported and enrolled by the first test
+    const identity = await loadIdentity(dir);
+    const policy = smallPolicy({ ds: loadDataset(dir), parties: ['platform', 'insurer'], coordinatorKey: coord.publicKey, keys: { platform: identity.publicKey, insurer: ed25519Keygen().publicKey }, samplingRate: 0.25, phaseSeconds: 20 });
+    const policyFile = path.join(env.dir, 'policy-tls.yaml');
+    fs.writeFileSync(policyFile, stringify(policy));
+    const conn = nodeConnection(env, coord.grpcPort, dir, 'platform', policyFile);
+    const join = async (o: Partial<typeof conn>) => {
+      const lines: string[] = [];
+      const err = await joinFederation({ ...conn, ...o, holdout: 'last', maxReconnects: 1, log: (l) => lines.push(l) }).then(
+        () => null,
+        (e: Error) => e,
+      );
+      return { err: err as UserError | null, lines };
+    };
+    const addr = `127.0.0.1:${coord.grpcPort}`;
+    // no client certificate, where the coordinator requires mutual TLS
+    const noCert = await join({ certFile: undefined, keyFile: undefined });
+    expect([noCert.err?.exitCode, noCert.err?.message]).toEqual([1, `cannot reach the coordinator: the coordinator at ${addr} requires a client certificate (mutual TLS): pass --cert and --key (the party's or operator's certificate from \`fedbridge coordinator certs\`/\`init\`)`]);
+    expect(noCert.lines.filter((l) => /reconnecting/.test(l))).toEqual([]);
+    // a CA that did not sign the coordinator's certificate (the party's own certificate)
+    const wrongCa = await join({ caFile: conn.certFile });
+    expect([wrongCa.err?.exitCode, wrongCa.err?.message]).toEqual([1, `cannot reach the coordinator: the coordinator's TLS certificate at ${addr} does not verify (self-signed certificate in certificate chain): is --ca ${conn.certFile} the CA that signed the coordinator's certificate?`]);
+    expect(wrongCa.lines.filter((l) => /reconnecting/.test(l))).toEqual([]);
+    // a key that is not the certificate's: refused before connecting, naming both flags
+    const mismatch = await join({ keyFile: env.certs.clients.insurer.key });
+    expect([mismatch.err?.exitCode, mismatch.err?.message]).toEqual([2, `--key: ${env.certs.clients.insurer.key} is not the private key of the certificate --cert ${conn.certFile}`]);
+    expect(mismatch.lines.filter((l) => /connected:|joining|stream/.test(l))).toEqual([]);
+    // nothing listening: transient (a coordinator restarting looks like this), retried, said in words
+    const closed = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    const down = await join({ coordinator: `127.0.0.1:${closed}` });
+    const refused = `nothing accepts connections at 127.0.0.1:${closed} (connection refused): is the coordinator running, and is this its gRPC address (grpc.listen)?`;
+    expect(down.lines.filter((l) => /reconnecting/.test(l))).toEqual([expect.stringContaining(`stream failed (${refused}); reconnecting in 1 s`)]);
+    expect([down.err?.exitCode, down.err?.message]).toEqual([1, `gave up after 1 reconnection attempts: ${refused}`]);
+    expect(readLedger(dir)?.entries ?? []).toEqual([]);
   }, 60_000);
 
   test("a round-noise policy whose maxUsersPerParty is below the node's users: join refuses before connecting", async () => {
