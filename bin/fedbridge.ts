@@ -48,6 +48,15 @@ export function buildProgram(): Command {
       if (!Array.isArray(items) || items.length !== meta.counts.items) throw new Error(`${itemsFile}: expected ${meta.counts.items} items`);
       return { hash: meta.catalogueHash, numItems: meta.counts.items, offers: (await import('../shared/fl/offers')).offerRanges(items) };
     },
+    nodeDataProblem: async (dir, party, policy) => {
+      const store = await import('../participant-node/data/store');
+      if (!store.hasDataset(dir)) return { imported: false, problem: null };
+      const { admission } = await import('../participant-node/federation/admission');
+      const { allPositives } = await import('../participant-node/model/train');
+      const ds = store.loadDataset(dir);
+      // every interaction counts (a node may join with --holdout none): the stricter count
+      return { imported: true, problem: admission(ds, party, policy, allPositives(ds)).problem?.message ?? null };
+    },
   });
   registerAuditCommands(program.command('audit').description('auditor: export the coordinator audit log, verify it against the policy and receipts'));
   return program;

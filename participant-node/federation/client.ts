@@ -57,6 +57,7 @@ import {
   type UploadChunk,
 } from '../../proto/gen/grpc/fedbridge/v1/federation';
 import { UserError } from '../../shared/cli/errors';
+import { admission } from './admission';
 import { clientTlsFiles, connectionFailure } from '../../shared/cli/tls';
 import { randomBytes, sodium, sodiumReady } from '../../shared/crypto/sodium';
 import { roundSecAggInfo } from '../../shared/fl/round-params';
@@ -76,8 +77,7 @@ import { domainIndex, encodeFeatures, leaveOneOutSplit, allPositives } from '../
 import { saveModel } from '../model/store';
 import { evaluateUsers, sampleUsers } from '../model/pooled';
 import { chargeRound, openLedger, previewCharge } from '../privacy/ledger';
-import { computeLocalUpdate, roundCharge, userCapProblem } from './update';
-import { offerScope, positivesByUser, type OfferScope } from '../model/dpsgd';
+import { computeLocalUpdate, roundCharge } from './update';
 import { countersignRound, receiptBodyFields } from './receipt';
 import { InOrder } from './in-order';
 import type { Receipt } from '../../shared/audit/entries';
@@ -458,7 +458,10 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
     throw new UserError(`the policy lists another public key for "${identity.name}" than this node's identity; this node did not agree to this policy`);
   }
   const ds = loadDataset(opts.dataDir);
-  if (ds.catalogueHash !== policy.catalogue.hash) throw new UserError(`the imported catalogue (${ds.catalogueHash.slice(0, 16)}…) is not the policy's catalogue (${policy.catalogue.hash.slice(0, 16)}…)`);
+  const positives = opts.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
+  // the data checks `policy sign --data-dir` made too: the policy's catalogue, offers, user cap
+  const { problem, scope } = admission(ds, identity.name, policy, positives);
+  if (problem) throw new UserError(problem.kind === 'users' ? `not joining: ${problem.message}` : problem.message);
   const budget = me.epsilonBudget ?? policy.privacy.epsilonBudget;
   openLedger(opts.dataDir, { budget, delta: policy.privacy.delta }); // refuses to start if the ledger went missing
   await selectBackend(tf, opts.backend, { ...(await import('../model/backend')).defaultBackendDeps, log });
@@ -471,23 +474,11 @@ export async function joinFederation(opts: JoinOptions): Promise<JoinSummary> {
   const model = TwoTowerModel.forPolicy(policy.model, policy.vocabularies, ds.users.length, { learningRate: policy.training.learningRate, initSeed });
   const f = encodeFeatures(ds, policy.vocabularies);
   model.setFeatures(f.users, f.items);
-  const positives = opts.holdout === 'last' ? leaveOneOutSplit(ds).train : allPositives(ds);
   const domains = domainIndex(ds);
-  let scope: OfferScope | null = null;
-  if (policy.training.offerScope === 'own') {
-    try {
-      scope = offerScope(identity.name, policy.catalogue.offers ?? {}, ds.items);
-    } catch (err) {
-      throw new UserError(`${(err as Error).message}`);
-    }
+  if (scope) {
     let outside = 0;
     for (const i of positives.item) if (!scope.own[i]) outside++;
     if (outside > 0) log(`offer scope: ${outside} training interaction(s) with other providers' items are not used (the policy trains each party on its own offers)`);
-  }
-  {
-    // the sampling population as the trainer counts it: users with an (in-scope) training interaction
-    const overCap = userCapProblem(policy, positivesByUser(positives, scope?.own ?? null).byUser.size);
-    if (overCap) throw new UserError(`not joining: ${overCap}`);
   }
   const exampleKey = ExampleKey.fresh(); // secret per-user example coins of DP training (model/coins.ts)
   const fc = new FederationClient(opts, policy, identity);

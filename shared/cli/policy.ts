@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from './errors';
 import type { PolicySignatureFile } from '../policy/sign';
+import type { Policy } from '../policy/schema';
 import { readFileAt } from './read-file';
 
 export interface PolicyCliDeps {
@@ -31,6 +32,12 @@ export interface PolicyCliDeps {
   loadNodeIdentity(dataDir: string): Promise<{ name: string; publicKey: Uint8Array; secretKey: Uint8Array }>;
   /** hash and size of the catalogue a node imported (for --catalogue-from) */
   readCatalogue?(dataDir: string): Promise<{ hash: string; numItems: number; offers?: Record<string, Array<[number, number]>> }>;
+  /**
+   * `policy sign --data-dir`: why the node's imported data could not take part under `policy` (the
+   * checks `node join` makes: catalogue, offers, user cap), null when they can or when the node has
+   * no data yet (`imported: false`; join checks them then).
+   */
+  nodeDataProblem?(dataDir: string, party: string, policy: Policy): Promise<{ imported: boolean; problem: string | null }>;
 }
 
 async function readPolicy(file: string) {
@@ -211,6 +218,9 @@ export function registerPolicyCommands(policy: Command, deps: PolicyCliDeps): vo
         if (pin.publicKey !== Buffer.from(publicKey).toString('base64')) {
           throw new UserError(`${file} pins a different key for "${signer}" than this identity's; refusing to sign`, 1);
         }
+        // a party does not agree to a policy its data would make it refuse at every round
+        const data = o.dataDir && deps.nodeDataProblem ? await deps.nodeDataProblem(o.dataDir, signer, policy) : null;
+        if (data?.problem) throw new UserError(`refusing to sign ${file} for "${signer}": ${data.problem}`, 1);
         const sig = makePolicySignatureFile(hash, signer, publicKey, secretKey);
         const out = o.out ?? path.join(signatureDir(file), `${signer}.json`);
         fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });

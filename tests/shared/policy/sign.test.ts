@@ -9,6 +9,12 @@ import { parsePolicyYaml, policyHash } from '../../../shared/policy/schema';
 import { checkPolicySignatures, makePolicySignatureFile, policySigningMessage, signPolicyHash, verifyPolicySignature } from '../../../shared/policy/sign';
 import { policySigningMessage as coordinatorMessage } from '../../../coordinator/policy/signatures';
 import { runCli as run } from '../../cli-run';
+import { stringify } from 'yaml';
+import { generateSynthetic } from '../../../participant-node/data/generate';
+import { importCsv } from '../../../participant-node/data/import';
+import { loadDataset } from '../../../participant-node/data/store';
+import { loadIdentity } from '../../../participant-node/identity';
+import { smallPolicy } from '../../integration/policy';
 
 beforeAll(async () => {
   await sodiumReady();
@@ -121,6 +127,40 @@ describe('fedbridge policy init | sign | verify', () => {
     expect(r.err).toMatch(/not both/);
     r = await run(['policy', 'init', '--out', out, '--force', '--federation', 'demo', '--coordinator-key', coordPk, '--node-dir', a, '--node-dir', path.join(root, 'insurer')]);
     expect(r.err).toMatch(/the catalogue is needed/);
+    fs.rmSync(path.join(a, 'data'), { recursive: true }); // the stand-in meta.json is no dataset
+  });
+
+  test('sign --data-dir refuses a policy the node\'s imported data could not join under (catalogue, user cap); nothing is written', async () => {
+    const gen = path.join(root, 'gen');
+    await generateSynthetic({ out: gen, seed: 3, scale: 'small', parties: ['platform', 'insurer'], usersPerParty: 30, itemsPerParty: 20 });
+    const dir = path.join(root, 'imported');
+    await initNode(dir, 'platform');
+    await importCsv({ dataDir: dir, users: path.join(gen, 'platform', 'users.csv'), items: path.join(gen, 'platform', 'items.csv'), interactions: path.join(gen, 'platform', 'interactions.csv') });
+    const ds = loadDataset(dir);
+    const key = (await loadIdentity(dir)).publicKey;
+    const users = new Set(ds.interactions.user).size;
+    const base = smallPolicy({ ds, parties: ['platform', 'insurer'], coordinatorKey: ed25519Keygen().publicKey, keys: { platform: key, insurer: ed25519Keygen().publicKey }, samplingRate: 0.25, phaseSeconds: 20 });
+    const cases: [string, object, string][] = [
+      ['another catalogue', { ...base, catalogue: { ...base.catalogue, hash: 'ab'.repeat(32) } }, `the imported catalogue (${ds.catalogueHash.slice(0, 16)}…) is not the policy's catalogue (${'ab'.repeat(8)}…)`],
+      [
+        'a user cap below its users',
+        { ...base, privacy: { ...base.privacy, mechanism: 'round-noise', maxUsersPerParty: users - 1 } },
+        `this party has ${users} users with training data, more than the policy's privacy.maxUsersPerParty (${users - 1}), which bounds the round-noise encoding against wrap-around: remove users, or sign a policy with a larger cap`,
+      ],
+    ];
+    for (const [what, policy, why] of cases) {
+      const pol = path.join(root, `refused-${what.replace(/ /g, '-')}.yaml`);
+      fs.writeFileSync(pol, stringify(policy));
+      const r = await run(['policy', 'sign', pol, '--data-dir', dir]);
+      expect([what, r.code, r.err]).toEqual([what, 1, `fedbridge: refusing to sign ${pol} for "platform": ${why}\n`]);
+      expect(fs.existsSync(pol + '.sig')).toBe(false);
+    }
+    // the cap at its users, and the policy's own catalogue: signed
+    const fits = path.join(root, 'fits.yaml');
+    fs.writeFileSync(fits, stringify({ ...base, privacy: { ...base.privacy, mechanism: 'round-noise', maxUsersPerParty: users } }));
+    const r = await run(['policy', 'sign', fits, '--data-dir', dir]);
+    expect([r.code, r.err]).toEqual([0, '']);
+    expect(fs.existsSync(path.join(fits + '.sig', 'platform.json'))).toBe(true);
   });
 
   test('sign and verify take the policy as POLICY or --policy F, exactly one', async () => {
