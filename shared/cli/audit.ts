@@ -29,6 +29,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from './errors';
 import { readFileAt } from './read-file';
+import { tlsFileIssues, transportFailure } from './tls';
 import { forTerminal } from '../util/text';
 
 export const AUDIT_PAGE_LIMIT = 1000;
@@ -160,19 +161,27 @@ function auditApiRoot(base: string, allowPlaintext: boolean | undefined): URL {
   return root;
 }
 
+/** The CA to trust for https (absent: the system's), and the file it came from (named in errors). */
+interface ApiTls {
+  ca?: Buffer;
+  caFile?: string;
+}
+
 /**
  * GET of one audit API path; a 200 answer's body, else a UserError (exit 1) saying what the server
  * answered, except for the statuses in `allow`, answered as null.
  */
-async function apiGet(root: URL, pathAndQuery: string, token: string, ca: Buffer | undefined, accept?: string): Promise<Buffer>;
-async function apiGet(root: URL, pathAndQuery: string, token: string, ca: Buffer | undefined, accept: string, allow: number[]): Promise<Buffer | null>;
-async function apiGet(root: URL, pathAndQuery: string, token: string, ca: Buffer | undefined, accept?: string, allow: number[] = []): Promise<Buffer | null> {
+async function apiGet(root: URL, pathAndQuery: string, token: string, tls: ApiTls, accept?: string): Promise<Buffer>;
+async function apiGet(root: URL, pathAndQuery: string, token: string, tls: ApiTls, accept: string, allow: number[]): Promise<Buffer | null>;
+async function apiGet(root: URL, pathAndQuery: string, token: string, tls: ApiTls, accept?: string, allow: number[] = []): Promise<Buffer | null> {
   const url = new URL(pathAndQuery, root);
   let res;
   try {
-    res = await get(url, token, ca, accept);
+    res = await get(url, token, tls.ca, accept);
   } catch (e) {
-    throw new UserError(`cannot reach the audit API at ${url.origin}: ${(e as Error).message}`, 1);
+    // what the socket or TLS error means, and which flag or setting fixes it (shared/cli/tls.ts)
+    const ctx = { address: url.origin, ca: tls.caFile ? { name: '--ca', file: tls.caFile } : undefined, api: url.protocol === 'https:' ? ('https' as const) : ('http' as const) };
+    throw new UserError(`cannot reach the audit API: ${transportFailure((e as Error).message, ctx).message}`, 1);
   }
   if (allow.includes(res.status)) return null;
   if (res.status === 401) throw new UserError(`the audit API refused the auditor token (HTTP ${res.status}); issue one with 'fedbridge coordinator tokens issue --role auditor'`, 1);
@@ -182,7 +191,7 @@ async function apiGet(root: URL, pathAndQuery: string, token: string, ca: Buffer
 }
 
 /** Fetches the whole log from the audit API; returns its bytes (export format) and the number of entries. */
-export async function fetchAuditLog(base: string, token: string, opts: { ca?: Buffer; limit?: number; allowPlaintext?: boolean } = {}): Promise<{ bytes: Buffer; entries: number }> {
+export async function fetchAuditLog(base: string, token: string, opts: { ca?: Buffer; caFile?: string; limit?: number; allowPlaintext?: boolean } = {}): Promise<{ bytes: Buffer; entries: number }> {
   const { sodiumReady } = await import('../crypto/sodium');
   const { parseExportLine, splitLines } = await import('../audit/chain');
   await sodiumReady();
@@ -191,7 +200,7 @@ export async function fetchAuditLog(base: string, token: string, opts: { ca?: Bu
   const parts: Buffer[] = [];
   let next = 0;
   for (;;) {
-    const body = await apiGet(root, `audit/v1/log?from=${next}&limit=${limit}`, token, opts.ca);
+    const body = await apiGet(root, `audit/v1/log?from=${next}&limit=${limit}`, token, opts);
     const { lines, endsWithNewline } = splitLines(new Uint8Array(body));
     if (body.length && !endsWithNewline) throw new UserError(`the audit API returned a page that does not end with a newline (from=${next})`, 1);
     for (const line of lines) {
@@ -237,7 +246,7 @@ export async function fetchAuditArtifacts(
   token: string,
   log: Uint8Array,
   dir: string,
-  opts: { ca?: Buffer; allowPlaintext?: boolean } = {},
+  opts: { ca?: Buffer; caFile?: string; allowPlaintext?: boolean } = {},
 ): Promise<{ models: number; aggregates: number; serverViews: number; fetched: number }> {
   const { sodiumReady, sodium } = await import('../crypto/sodium');
   const { parseExportLine, splitLines } = await import('../audit/chain');
@@ -273,13 +282,13 @@ export async function fetchAuditArtifacts(
     if (have && w.hash !== null && sodium().crypto_generichash(32, have, null, 'hex') === w.hash) continue;
     let body: Buffer | null;
     if (w.kind === 'view') {
-      body = await apiGet(root, w.api, token, opts.ca, 'application/json', [403]);
+      body = await apiGet(root, w.api, token, opts, 'application/json', [403]);
       if (body === null) {
         noViews.add(w.runId);
         continue;
       }
       serverViews++;
-    } else body = await apiGet(root, w.api, token, opts.ca, 'application/octet-stream');
+    } else body = await apiGet(root, w.api, token, opts, 'application/octet-stream');
     fs.mkdirSync(path.dirname(w.file), { recursive: true });
     writeFileAtomic(w.file, body, 0o644);
     fetched++;
@@ -315,13 +324,12 @@ export function registerAuditCommands(audit: Command): void {
       if (!token) throw new UserError('an auditor token is needed: --token-file F or FEDBRIDGE_AUDITOR_TOKEN');
       let ca: Buffer | undefined;
       if (o.ca) {
-        try {
-          ca = readFileAt(o.ca);
-        } catch {
-          throw new UserError(`cannot read --ca ${o.ca}`);
-        }
+        // a file without a certificate would be ignored, and the coordinator's refused as unverified
+        const issues = tlsFileIssues({ ca: { name: '--ca', file: o.ca } });
+        if (issues.length) throw new UserError(issues.join('; '));
+        ca = readFileAt(o.ca);
       }
-      const { bytes, entries } = await fetchAuditLog(o.coordinator, token, { ca, allowPlaintext: o.allowPlaintext });
+      const { bytes, entries } = await fetchAuditLog(o.coordinator, token, { ca, caFile: o.ca, allowPlaintext: o.allowPlaintext });
       const { writeFileAtomic } = await import('../util/atomic');
       fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
       writeFileAtomic(o.out, bytes, 0o644);
@@ -332,7 +340,7 @@ export function registerAuditCommands(audit: Command): void {
       }
       let art;
       try {
-        art = await fetchAuditArtifacts(o.coordinator, token, bytes, o.artifacts, { ca, allowPlaintext: o.allowPlaintext });
+        art = await fetchAuditArtifacts(o.coordinator, token, bytes, o.artifacts, { ca, caFile: o.ca, allowPlaintext: o.allowPlaintext });
       } catch (e) {
         if (e instanceof UserError) throw new UserError(`exported ${entries} audit entries to ${o.out}, but not the artifacts: ${e.message}`, e.exitCode);
         throw e;

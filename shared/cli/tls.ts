@@ -1,8 +1,8 @@
 /**
  * TLS files and TLS/gRPC connection failures, in words a person can act on.
  *
- * Used by every gRPC client a person starts (`fedbridge coordinator` operator commands, `fedbridge
- * node join`) and by the coordinator's config check (its own certificate and key):
+ * Used by every client a person starts (`fedbridge coordinator` operator commands, `fedbridge node
+ * join`, `fedbridge audit export`) and by the coordinator's config check (its own certificate and key):
  *
  * - `tlsFileIssues` checks the files before anything connects or starts: each certificate is PEM
  *   X.509 and valid now, the key is a PEM private key (optionally mode 0600) and the certificate's
@@ -12,7 +12,8 @@
  *   "self-signed", and an expired client certificate shows up as a reset connection.
  *
  * - `connectionFailure` reads grpc-js's UNAVAILABLE details (the TLS or socket error of the failed
- *   connection attempt) and says what is wrong and which flag fixes it. `permanent` marks failures
+ *   connection attempt), `transportFailure` any such error (also `audit export`'s https requests),
+ *   and says what is wrong and which flag fixes it. `permanent` marks failures
  *   that retrying cannot fix (the coordinator wants a client certificate, its certificate does not
  *   verify against the CA given, the port does not speak TLS): a node stops on them instead of
  *   reconnecting forever. A refused or reset connection, an unresolvable name and anything not
@@ -114,10 +115,12 @@ export function clientTlsFiles(files: { ca: TlsFile; cert?: TlsFile; key?: TlsFi
 /** What the caller connected to, and with which flags (they are named in the advice). */
 export interface ConnectionContext {
   address: string;
-  /** the flag naming the CA file and its value */
-  ca: TlsFile;
-  /** the flags that give a client certificate and key, e.g. "--tls-cert and --tls-key" */
-  clientCertFlags: string;
+  /** the flag naming the CA file and its value (absent: the system's CAs were used) */
+  ca?: TlsFile;
+  /** the flags that give a client certificate and key, e.g. "--tls-cert and --tls-key" (gRPC clients) */
+  clientCertFlags?: string;
+  /** what was connected to: the coordinator's gRPC port (default) or its audit API over http(s) */
+  api?: 'grpc' | 'http' | 'https';
 }
 
 export interface ConnectionFailure {
@@ -143,30 +146,43 @@ export function connectionCause(details: string): string {
  * failure; null for any other status (the coordinator answered: its own message says what is wrong).
  */
 export function connectionFailure(code: number, details: string, ctx: ConnectionContext): ConnectionFailure | null {
-  if (code !== 14 /* UNAVAILABLE */) return null;
+  return code === 14 /* UNAVAILABLE */ ? transportFailure(details, ctx) : null;
+}
+
+/**
+ * What a failed connection attempt's error (grpc-js UNAVAILABLE details, or a Node socket/TLS error
+ * message) means, and which flag or setting fixes it.
+ */
+export function transportFailure(details: string, ctx: ConnectionContext): ConnectionFailure {
   const d = details;
   const cause = connectionCause(d);
+  const api = ctx.api ?? 'grpc';
+  const listen = api === 'grpc' ? 'gRPC address (grpc.listen)' : 'HTTP address (http.listen)';
+  const caHint = ctx.ca ? `is ${ctx.ca.name} ${ctx.ca.file} the CA that signed the coordinator's certificate?` : "pass --ca with the CA that signed the coordinator's certificate";
   if (/certificate required|alert number 116/i.test(d)) {
-    return { permanent: true, message: `the coordinator at ${ctx.address} requires a client certificate (mutual TLS): pass ${ctx.clientCertFlags} (the party's or operator's certificate from \`fedbridge coordinator certs\`/\`init\`)` };
+    if (api !== 'grpc') return { permanent: true, message: `${ctx.address} asks for a client certificate: that is the coordinator's gRPC port (mutual TLS); the audit API answers at its HTTP address (http.listen)` };
+    return { permanent: true, message: `the coordinator at ${ctx.address} requires a client certificate (mutual TLS): pass ${ctx.clientCertFlags ?? 'a client certificate'} (the party's or operator's certificate from \`fedbridge coordinator certs\`/\`init\`)` };
   }
   if (/self[- ]signed certificate|unable to verify the first certificate|unable to get local issuer certificate|certificate signature failure|certificate has expired|certificate is not yet valid|Hostname\/IP does not match|ERR_TLS_CERT_ALTNAME_INVALID|does not match certificate's altnames/i.test(d)) {
     const hint = /Hostname\/IP|altnames/i.test(d)
       ? 'the certificate names another host than the one connected to'
       : /expired|not yet valid/i.test(d)
         ? "the coordinator's certificate is outside its validity period (or this machine's clock is wrong)"
-        : `is ${ctx.ca.name} ${ctx.ca.file} the CA that signed the coordinator's certificate?`;
+        : caHint;
     return { permanent: true, message: `the coordinator's TLS certificate at ${ctx.address} does not verify (${cause}): ${hint}` };
   }
   if (/wrong version number|packet length too long|http request|unknown protocol|record layer failure/i.test(d)) {
-    return { permanent: true, message: `${ctx.address} does not answer with TLS (${cause}): is this the coordinator's gRPC port (grpc.listen), not its HTTP port?` };
+    const hint = api === 'grpc' ? "is this the coordinator's gRPC port (grpc.listen), not its HTTP port?" : 'is this port plain http (the coordinator\'s http.tls is off)? then use http://, or is it its gRPC port?';
+    return { permanent: true, message: `${ctx.address} does not answer with TLS (${cause}): ${hint}` };
   }
-  if (/ECONNREFUSED/.test(d)) return { permanent: false, message: `nothing accepts connections at ${ctx.address} (connection refused): is the coordinator running, and is this its gRPC address (grpc.listen)?` };
+  if (/ECONNREFUSED/.test(d)) return { permanent: false, message: `nothing accepts connections at ${ctx.address} (connection refused): is the coordinator running, and is this its ${listen}?` };
   if (/Name resolution failed|ENOTFOUND|EAI_AGAIN/.test(d)) return { permanent: false, message: `cannot resolve the host of ${ctx.address} (${cause})` };
+  if (api === 'http' && /socket hang up|ECONNRESET/i.test(d)) {
+    return { permanent: false, message: `the connection to ${ctx.address} was closed without an answer (${cause}): does this port expect https (the coordinator's http.tls)?` };
+  }
   if (/ECONNRESET|Failed to connect|socket hang up|Connection dropped/i.test(d)) {
-    return {
-      permanent: false,
-      message: `the connection to ${ctx.address} failed (${cause}); if this persists, the coordinator may be refusing the client certificate (${ctx.clientCertFlags}): it must be signed by the CA the coordinator trusts (grpc.tls.ca)`,
-    };
+    const certHint = ctx.clientCertFlags ? `; if this persists, the coordinator may be refusing the client certificate (${ctx.clientCertFlags}): it must be signed by the CA the coordinator trusts (grpc.tls.ca)` : '';
+    return { permanent: false, message: `the connection to ${ctx.address} failed (${cause})${certHint}` };
   }
   return { permanent: false, message: `cannot connect to ${ctx.address}: ${cause}` };
 }

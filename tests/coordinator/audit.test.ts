@@ -23,6 +23,7 @@ import type { RunningCoordinator } from '../../coordinator/main';
 import { enrol, FEDERATION, grpc, grpcError, makeEnv, modelDim, operator, OPERATOR_TOKEN, policyYaml, signaturesFor, startCoordinator, startRun, testPolicy, TestParty, unary, type Env } from './helpers/harness';
 import { MiniNode } from './helpers/mini-node';
 import { secaggCoordinator } from './helpers/fixture';
+import { runCli } from '../cli-run';
 
 const PARTIES = ['platform', 'insurer', 'insurer2'];
 
@@ -284,7 +285,7 @@ describe('audit log of aborted rounds', () => {
 
 
 describe('audit API over HTTPS (config http.tls)', () => {
-  test('the log is exported over TLS with the gRPC certificate; plain HTTP is not served', async () => {
+  test('the log is exported over TLS with the gRPC certificate; plain HTTP is not served; a wrong set-up is one line saying what to fix', async () => {
     const env = await makeEnv(PARTIES);
     env.configInput.http = { ...env.configInput.http, tls: true };
     const coord = await startCoordinator(env, null);
@@ -299,6 +300,25 @@ describe('audit API over HTTPS (config http.tls)', () => {
       // without the CA the server certificate is not trusted; plain HTTP gets no answer
       await expect(fetchAuditLog(base, token)).rejects.toThrow();
       await expect(fetch(`http://127.0.0.1:${coord.httpPort}/audit/v1/log?from=0`, { headers: { authorization: `Bearer ${token}` } })).rejects.toThrow();
+      // `audit export`: a set-up problem is one line saying what to fix; nothing is written
+      const tokenFile = path.join(env.dir, 'auditor.token');
+      fs.writeFileSync(tokenFile, token, { mode: 0o600 });
+      fs.writeFileSync(path.join(env.dir, 'junk.pem'), 'not a certificate\n');
+      const out = path.join(env.dir, 'export.jsonl');
+      const party = env.certs.clients.platform.cert;
+      const cases: [string, string[], number, string][] = [
+        ['no --ca (the system CAs)', ['--coordinator', base], 1, `fedbridge: cannot reach the audit API: the coordinator's TLS certificate at ${base} does not verify (unable to verify the first certificate): pass --ca with the CA that signed the coordinator's certificate\n`],
+        ['a CA that did not sign it', ['--coordinator', base, '--ca', party], 1, `fedbridge: cannot reach the audit API: the coordinator's TLS certificate at ${base} does not verify (unable to verify the first certificate): is --ca ${party} the CA that signed the coordinator's certificate?\n`],
+        ['a --ca with no certificate', ['--coordinator', base, '--ca', path.join(env.dir, 'junk.pem')], 2, `fedbridge: --ca: ${path.join(env.dir, 'junk.pem')}: not a PEM X.509 certificate (-----BEGIN CERTIFICATE-----)\n`],
+        ['http:// to the https port', ['--coordinator', `http://127.0.0.1:${coord.httpPort}`], 1, `fedbridge: cannot reach the audit API: the connection to http://127.0.0.1:${coord.httpPort} was closed without an answer (socket hang up): does this port expect https (the coordinator's http.tls)?\n`],
+        ['the gRPC port', ['--coordinator', `https://127.0.0.1:${coord.grpcPort}`, '--ca', env.certs.ca], 1, `fedbridge: cannot reach the audit API: https://127.0.0.1:${coord.grpcPort} asks for a client certificate: that is the coordinator's gRPC port (mutual TLS); the audit API answers at its HTTP address (http.listen)\n`],
+      ];
+      for (const [what, args, code, err] of cases) {
+        const r = await runCli(['audit', 'export', ...args, '--out', out, '--token-file', tokenFile]);
+        expect([what, r.code, r.err]).toEqual([what, code, err]);
+        expect(fs.existsSync(out)).toBe(false);
+      }
+      expect((await runCli(['audit', 'export', '--coordinator', base, '--ca', env.certs.ca, '--out', out, '--token-file', tokenFile])).code).toBe(0);
     } finally {
       await coord.close();
     }
