@@ -269,11 +269,16 @@ describe('audit API: model and aggregate downloads', () => {
     const view = doc.paths['/audit/v1/runs/{runId}/rounds/{round}/server-view'].get;
     expect(model.parameters.map((p: { name: string; in: string }) => [p.name, p.in])).toEqual([['version', 'path']]);
     for (const [op, type] of [[model, 'application/octet-stream'], [agg, 'application/octet-stream'], [view, 'application/json']]) {
-      expect(Object.keys(op.responses).sort()).toEqual(['200', '400', '401', '403', '404']);
+      expect(Object.keys(op.responses).sort()).toEqual(['200', '400', '401', '403', '404', '500', '503']);
       expect(Object.keys(op.responses['200'].content)).toEqual([type]);
       expect(Object.keys(op.responses['200'].headers)).toEqual(['X-Fedbridge-Blake2b-256']);
     }
     expect(doc.components.headers.Blake2b256.schema.pattern).toBe('^[0-9a-f]{64}$');
+    // what failed() answers on every API path: damaged or failing store 500, store unavailable 503 with Retry-After
+    for (const p of ['/audit/v1/log', '/audit/v1/head', '/audit/v1/models/{version}', '/audit/v1/runs/{runId}/rounds/{round}/aggregate', '/audit/v1/runs/{runId}/rounds/{round}/server-view']) {
+      expect([p, doc.paths[p].get.responses['500'], doc.paths[p].get.responses['503']]).toEqual([p, { $ref: '#/components/responses/StoreFailed' }, { $ref: '#/components/responses/StoreUnavailable' }]);
+    }
+    expect(Object.keys(doc.components.responses.StoreUnavailable.headers)).toEqual(['Retry-After']);
     for (const op of [agg, view]) {
       expect(op.parameters.map((p: { name: string; in: string }) => [p.name, p.in])).toEqual([['runId', 'path'], ['round', 'path']]);
       // the run id's limits are the audit entries' own

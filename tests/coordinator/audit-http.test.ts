@@ -59,7 +59,7 @@ describe('audit HTTP security headers', () => {
     expect((await get('/healthz')).h('x-powered-by')).toBeNull();
   });
 
-  test('a storage failure under the log or the head is a 500 with the security headers (not the framework default), and the server goes on', async () => {
+  test('a storage failure under the log, the head or a download is a 500 with the security headers (not the framework default), and the server goes on', async () => {
     const db = coord.ctx.repo.db;
     await db.query('ALTER TABLE audit_log RENAME TO audit_log_away');
     try {
@@ -73,6 +73,20 @@ describe('audit HTTP security headers', () => {
       await db.query('ALTER TABLE audit_log_away RENAME TO audit_log');
     }
     expect((await get('/audit/v1/log?from=0', `Bearer ${token}`)).status).toBe(200);
+    // the downloads the same way (their model or run lookup fails here)
+    await db.query('ALTER TABLE runs RENAME TO runs_away');
+    await db.query('ALTER TABLE model_versions RENAME TO model_versions_away');
+    try {
+      for (const p of ['/audit/v1/models/1', '/audit/v1/runs/run-x/rounds/1/aggregate', '/audit/v1/runs/run-x/rounds/1/server-view']) {
+        const r = await get(p, `Bearer ${token}`);
+        expect([p, r.status, r.h('content-type'), r.h('x-content-type-options')]).toEqual([p, 500, 'text/plain; charset=utf-8', 'nosniff']);
+        expect(r.body).not.toMatch(/_away|SQLITE/);
+      }
+    } finally {
+      await db.query('ALTER TABLE runs_away RENAME TO runs');
+      await db.query('ALTER TABLE model_versions_away RENAME TO model_versions');
+    }
+    expect((await get('/audit/v1/runs/run-x/rounds/1/aggregate', `Bearer ${token}`)).status).toBe(404);
   });
 
   test('the bearer scheme in any case; the operator token and a malformed header still 401', async () => {
