@@ -33,7 +33,7 @@ import { sodium } from '../../shared/crypto/sodium';
 import { alreadyExists, clientText, failedPrecondition, invalid, permissionDenied, StatusError, status } from '../grpc/errors';
 import type { CoordinatorMetrics } from '../http/metrics';
 import { checkPolicyAcceptance } from '../policy/signatures';
-import { ConflictError, type AuditSealer, type MaskedInputRow, type Repository, type RunRow } from '../storage/repository';
+import { ConflictError, modelBytesHash, type AuditSealer, type MaskedInputRow, type Repository, type RunRow } from '../storage/repository';
 import type { EventHub } from './events';
 import type { AuditRecord } from '../../shared/audit/chain';
 import { maskedInputSchema, type Phase as AuditPhase } from '../../shared/audit/entries';
@@ -395,11 +395,14 @@ export class RoundsService {
     // a protocol that does not expose its aggregate (the test-only plain-sum protocol) logs the new model's hash there
     const given = step.audit.aggregateHash;
     const aggregateHash = typeof given === 'string' && /^[0-9a-f]{64}$/.test(given) ? given : Buffer.from(modelHash).toString('hex');
+    // the view's bytes pinned in the signed log (as stored with server_view_hash): an auditor's
+    // export fetches it once, and the replay names a file that is not it
+    const serverViewHash = step.serverView ? Buffer.from(modelBytesHash(step.serverView)).toString('hex') : undefined;
     return {
       emit: ({ modelVersion, nextRound }: { modelVersion: number; nextRound: number | null }): AuditRecord[] => {
         const rec = this.d.audit.recorderFor(a.policy); // resolved inside the write (the recorder may have been rebuilt)
         const out: AuditRecord[] = [rec.phase(closed.phase, closed.parties, closed.evidence)];
-        out.push(rec.completeRound({ survivors: [...step.survivors].sort(), aggregateHash, modelVersion, modelHash: Buffer.from(modelHash).toString('hex') }));
+        out.push(rec.completeRound({ survivors: [...step.survivors].sort(), aggregateHash, serverViewHash, modelVersion, modelHash: Buffer.from(modelHash).toString('hex') }));
         if (nextRound === null) out.push(rec.completeRun(a.runId, modelVersion));
         else out.push(rec.startRound({ runId: a.runId, round: nextRound, secaggRound: nextRound, baseModelVersion: modelVersion, parties: a.roster }));
         return out;

@@ -152,6 +152,9 @@ export const entrySchema = z.discriminatedUnion('type', [
       policyHash: hex32,
       survivors: z.array(name),
       aggregateHash: hex32,
+      // BLAKE2b-256 of the coordinator's view of the round (shared/audit/server-view.ts), when it
+      // kept one (policy audit.auditorServerView); absent in logs written before it was logged
+      serverViewHash: hex32.optional(),
       modelVersion: int,
       parentModelVersion: int,
       modelHash: hex32,

@@ -73,7 +73,7 @@ export class AuditRecorder {
     return out;
   }
 
-  completeRound(a: { survivors: string[]; aggregateHash: string; modelVersion: number; modelHash: string }): Rec {
+  completeRound(a: { survivors: string[]; aggregateHash: string; serverViewHash?: string; modelVersion: number; modelHash: string }): Rec {
     const r = this.open();
     const rec = this.add({
       type: 'round-completed',
@@ -82,6 +82,7 @@ export class AuditRecorder {
       policyHash: this.policyHash,
       survivors: a.survivors,
       aggregateHash: a.aggregateHash,
+      ...(a.serverViewHash !== undefined ? { serverViewHash: a.serverViewHash } : {}),
       modelVersion: a.modelVersion,
       parentModelVersion: r.base,
       modelHash: a.modelHash,

@@ -41,6 +41,8 @@
  *              against its signed commitment, each key against its advertised public key, then
  *              the masks removed with the code the coordinator runs);
  *     BLAKE2b-256(sum_k) must be the entry's aggregateHash.
+ * (When the entry carries serverViewHash, the view's bytes must hash to it first: the log then pins
+ * the view itself, and a damaged or substituted file is named as such.)
  * The round context is the coordinator's: federation, run, round, the policy's parties and their
  * pinned keys, threshold, neighbour degree, bit width, publicRoundSeed('graph', ...), and
  * encodedDimension(d, rotated). Then the chain runs from the parties' signed inputs to the models.
@@ -148,7 +150,7 @@ export function replayModelChain(log: Uint8Array, policies: readonly Policy[], a
   const fail = (entry: number, field: string, expected: string, found: string) => failures.push({ entry, field, expected, found });
 
   /** Recomputes a round's aggregate from the server view and checks its hash; returns why it failed, or null. */
-  const recomputeFromView = (i: number, runId: string, round: number, policy: Policy, words: number, r: RoundLog | undefined, aggregateHash: string): string | null => {
+  const recomputeFromView = (i: number, runId: string, round: number, policy: Policy, words: number, r: RoundLog | undefined, aggregateHash: string, viewHash: string | undefined): string | null => {
     if (!r || !r.shared || !r.masked) {
       fail(i, 'replay.serverView', `round ${round}'s round-started, share and mask entries`, 'missing from the log');
       return `round ${round}'s entries are incomplete`;
@@ -157,6 +159,10 @@ export function replayModelChain(log: Uint8Array, policies: readonly Policy[], a
     if (!bytes) {
       fail(i, 'replay.serverView', `the server view of round ${round} of run ${runId} (the policy sets audit.auditorServerView)`, 'missing');
       return `the server view of round ${round} is missing`;
+    }
+    if (viewHash !== undefined && hashHex(bytes) !== viewHash) {
+      fail(i, 'replay.serverView.hash', `${viewHash} (the logged serverViewHash)`, hashHex(bytes));
+      return `the server view of round ${round} is not the one the log pins`;
     }
     const dec = decodeServerView(bytes);
     if (!dec.ok) {
@@ -283,7 +289,7 @@ export function replayModelChain(log: Uint8Array, policies: readonly Policy[], a
       return stop(`the aggregate of round ${e.round} does not match the logged hash`);
     }
     if (policy.audit?.auditorServerView) {
-      const why = recomputeFromView(i, e.runId, e.round, policy, words, roundLogs.get(key(e.runId, e.round)), e.aggregateHash);
+      const why = recomputeFromView(i, e.runId, e.round, policy, words, roundLogs.get(key(e.runId, e.round)), e.aggregateHash, e.serverViewHash);
       if (why) return stop(why);
       rec.aggregateRecomputed = true;
     }

@@ -264,8 +264,9 @@ export async function fetchAuditArtifacts(
     else if (e.type === 'round-completed') {
       const round = `audit/v1/runs/${encodeURIComponent(e.runId)}/rounds/${e.round}`;
       wanted.push({ kind: 'aggregate', file: artifactPaths.aggregate(dir, e.runId, e.round), hash: e.aggregateHash, api: `${round}/aggregate`, runId: e.runId });
-      // no hash in the log: checked by `audit verify --replay` against the parties' signed digests
-      wanted.push({ kind: 'view', file: artifactPaths.serverView(dir, e.runId, e.round), hash: null, api: `${round}/server-view`, runId: e.runId });
+      // the logged serverViewHash (logs before it: none, so fetched every time); either way
+      // `audit verify --replay` checks the view against the parties' signed digests
+      wanted.push({ kind: 'view', file: artifactPaths.serverView(dir, e.runId, e.round), hash: e.serverViewHash ?? null, api: `${round}/server-view`, runId: e.runId });
     }
   }
   let fetched = 0;
@@ -279,7 +280,10 @@ export async function fetchAuditArtifacts(
     } catch {
       have = null;
     }
-    if (have && w.hash !== null && sodium().crypto_generichash(32, have, null, 'hex') === w.hash) continue;
+    if (have && w.hash !== null && sodium().crypto_generichash(32, have, null, 'hex') === w.hash) {
+      if (w.kind === 'view') serverViews++;
+      continue;
+    }
     let body: Buffer | null;
     if (w.kind === 'view') {
       body = await apiGet(root, w.api, token, opts, 'application/json', [403]);

@@ -64,6 +64,7 @@ describe('audit API: the server view, and the replay of a real run', () => {
       const r = await get(`/audit/v1/runs/${runId}/rounds/${done.round}/server-view`);
       expect({ status: r.status, type: r.h('content-type'), cache: r.h('cache-control'), nosniff: r.h('x-content-type-options') }).toEqual({ status: 200, type: 'application/json', cache: 'no-store', nosniff: 'nosniff' });
       expect(r.h('x-fedbridge-blake2b-256')).toBe(blake(r.body));
+      expect(done.serverViewHash).toBe(blake(r.body)); // the signed log pins the view's bytes
       expect(r.body.equals(Buffer.from((await coord.ctx.repo.roundServerView(runId, done.round))!))).toBe(true);
       const dec = decodeServerView(new Uint8Array(r.body));
       if (!dec.ok) throw new Error(dec.problem);
@@ -104,6 +105,17 @@ describe('audit API: the server view, and the replay of a real run', () => {
     expect(res.failures).toEqual([]);
     expect(res.replay).toMatchObject({ replayed: 2, aggregatesRecomputed: 2 });
     expect(res.ok).toBe(true);
+    // a second export fetches nothing: every file, the views included, matches its logged hash
+    expect(await fetchAuditArtifacts(base, token, exported.bytes, dir)).toEqual({ models: 1, aggregates: 2, serverViews: 2, fetched: 0 });
+    // a view file that is not the logged one (here: round 1's view in round 2's place) is named as such
+    const view2 = path.join(dir, 'server-views', runId, '2.json');
+    fs.copyFileSync(path.join(dir, 'server-views', runId, '1.json'), view2);
+    const swapped = await verifyLogFile(logFile, policyFile, [], dir);
+    const logged = (await entries()).find((e) => e.type === 'round-completed' && e.runId === runId && e.round === 2);
+    expect(swapped.failures).toEqual([{ entry: expect.any(Number), field: 'replay.serverView.hash', expected: `${logged.serverViewHash} (the logged serverViewHash)`, found: blake(fs.readFileSync(view2)) }]);
+    // and the next export puts the logged one back
+    expect(await fetchAuditArtifacts(base, token, exported.bytes, dir)).toEqual({ models: 1, aggregates: 2, serverViews: 2, fetched: 1 });
+    expect((await verifyLogFile(logFile, policyFile, [], dir)).ok).toBe(true);
   });
 
   test('the server view is an auditor-token download like the others; unknown rounds are 404', async () => {
