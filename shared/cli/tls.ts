@@ -9,15 +9,15 @@
  *   own, a certificate and its key go together. Without it, a key that is not the certificate's
  *   reaches Node's TLS stack and ends the CLI with a stack trace ("key values mismatch"), a CA file
  *   without a certificate is silently ignored and the coordinator's certificate is then refused as
- *   "self-signed", and an expired client certificate shows up as a reset connection.
+ *   "self-signed", and an expired certificate is only found out in the handshake, by the other side.
  *
  * - `connectionFailure` reads grpc-js's UNAVAILABLE details (the TLS or socket error of the failed
  *   connection attempt), `transportFailure` any such error (also `audit export`'s https requests),
- *   and says what is wrong and which flag fixes it. `permanent` marks failures
- *   that retrying cannot fix (the coordinator wants a client certificate, its certificate does not
- *   verify against the CA given, the port does not speak TLS): a node stops on them instead of
- *   reconnecting forever. A refused or reset connection, an unresolvable name and anything not
- *   recognised stay transient (a coordinator that restarts looks like that for a while).
+ *   and says what is wrong and which flag fixes it. `permanent` marks failures that retrying cannot
+ *   fix (the coordinator wants a client certificate, its certificate does not verify against the CA
+ *   given, the port does not speak TLS): a node stops on them instead of reconnecting forever. A
+ *   refused or reset connection, an unresolvable name and anything not recognised stay transient
+ *   (a coordinator that restarts looks like that for a while).
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import * as fs from 'node:fs';
