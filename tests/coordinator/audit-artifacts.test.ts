@@ -24,10 +24,12 @@ import { AUDIT_OPENAPI_FILE } from '../../coordinator/http/audit.controller';
 import { OPERATOR_TOKEN, policyYaml, signaturesFor, startRun, testPolicy, unary, type TestParty } from './helpers/harness';
 import type { MiniNode } from './helpers/mini-node';
 import { blake, startArtifactRun, u32le, type ArtifactRun } from './helpers/artifact-run';
+import { PG_URL, pgSchemaUrl, requirePgInCi } from './helpers/db';
 
 
-describe('audit API: model and aggregate downloads', () => {
+for (const backend of PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] as const)) describe(`audit API (${backend}): model and aggregate downloads`, () => {
   let run: ArtifactRun;
+  let pg: { url: string; drop: () => Promise<void> } | null = null;
   let coord: RunningCoordinator;
   let op: ArtifactRun['op'];
   let parties: TestParty[];
@@ -40,12 +42,15 @@ describe('audit API: model and aggregate downloads', () => {
 
   beforeAll(async () => {
     // a run of two real SecAgg rounds whose policy releases its models and aggregates to auditors
-    run = await startArtifactRun({ auditorArtifacts: true }, 'replay');
+    requirePgInCi();
+    pg = backend === 'postgres' ? await pgSchemaUrl(PG_URL, 'art') : null;
+    run = await startArtifactRun({ auditorArtifacts: true }, 'replay', pg ? { databaseUrl: pg.url } : {});
     ({ coord, op, parties, nodes, policy, initial, runId, get, token } = run);
   }, 120_000);
 
   afterAll(async () => {
     await run?.close();
+    await pg?.drop();
   });
 
   /** The run's entries as the audit API exports them. */

@@ -1,6 +1,6 @@
 /**
  * The server view over real HTTP, on a coordinator running real secure-aggregation rounds over gRPC
- * (three parties driven by MiniNode, SQLite; insurer2 dies when round 1's masked input opens, after
+ * (three parties driven by MiniNode; SQLite, and PostgreSQL where configured; insurer2 dies when round 1's masked input opens, after
  * sharing its keys, so round 1's view holds its reconstructed mask key, and round 2 runs without it),
  * under a policy that sets audit.auditorArtifacts and audit.auditorServerView: GET
  * /audit/v1/runs/{runId}/rounds/{round}/server-view gives what the coordinator unmasked with; its
@@ -23,10 +23,12 @@ import { RoundContext } from '../../shared/secagg/round';
 import { recomputeAggregate } from '../../shared/secagg/unmask';
 import { fetchAuditArtifacts, fetchAuditLog, verifyLogFile } from '../../shared/cli/audit';
 import { blake, startArtifactRun, u32le, type ArtifactRun } from './helpers/artifact-run';
+import { PG_URL, pgSchemaUrl, requirePgInCi } from './helpers/db';
 
 
-describe('audit API: the server view, and the replay of a real run', () => {
+for (const backend of PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] as const)) describe(`audit API (${backend}): the server view, and the replay of a real run`, () => {
   let run: ArtifactRun;
+  let pg: { url: string; drop: () => Promise<void> } | null = null;
   let coord: RunningCoordinator;
   let token: string;
   let base: string;
@@ -35,7 +37,10 @@ describe('audit API: the server view, and the replay of a real run', () => {
   let get: ArtifactRun['get'];
 
   beforeAll(async () => {
+    requirePgInCi();
+    pg = backend === 'postgres' ? await pgSchemaUrl(PG_URL, 'view') : null;
     run = await startArtifactRun({ auditorArtifacts: true, auditorServerView: true }, 'view', {
+      ...(pg ? { databaseUrl: pg.url } : {}),
       names: ['platform', 'insurer', 'insurer2'],
       prepare: (nodes) => void (nodes[2].killAt = { round: 1, phase: Phase.PHASE_MASKED_INPUT }),
       drive: async (nodes, timers) => {
@@ -52,6 +57,7 @@ describe('audit API: the server view, and the replay of a real run', () => {
 
   afterAll(async () => {
     await run?.close();
+    await pg?.drop();
   });
 
   const entries = async () => (await fetchAuditLog(base, token)).bytes.toString('utf8').trim().split('\n').map((l) => JSON.parse(l).entry);

@@ -1,5 +1,5 @@
 /**
- * Test helper: a coordinator (SQLite, manual timers) with enrolled parties driven by MiniNode
+ * Test helper: a coordinator (SQLite, or PostgreSQL at `o.databaseUrl`; manual timers) with enrolled parties driven by MiniNode
  * (platform and insurer unless `o.names` says otherwise), an auditor token, and one finished run of
  * two real secure-aggregation rounds under a policy with the given `audit` section; the audit API's
  * base URL and a GET with the auditor token. `o.prepare` runs on the nodes before the run starts
@@ -44,10 +44,10 @@ export interface ArtifactRun {
 export async function startArtifactRun(
   audit: Policy['audit'],
   label: string,
-  o: { names?: string[]; prepare?: (nodes: MiniNode[]) => void; drive?: (nodes: MiniNode[], timers: ManualTimers) => Promise<void> } = {},
+  o: { names?: string[]; prepare?: (nodes: MiniNode[]) => void; drive?: (nodes: MiniNode[], timers: ManualTimers) => Promise<void>; databaseUrl?: string } = {},
 ): Promise<ArtifactRun> {
   const names = o.names ?? ['platform', 'insurer'];
-  const env = await makeEnv(names);
+  const env = await makeEnv(names, o.databaseUrl ? { databaseUrl: o.databaseUrl } : {});
   const timers = new ManualTimers();
   const coord = await startCoordinator(env, undefined as never, timers);
   const base = `http://127.0.0.1:${coord.httpPort}`;
