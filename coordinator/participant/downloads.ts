@@ -2,8 +2,9 @@
  * DownloadModel without per-call copies or unbounded buffering (ParticipantController.downloadModel):
  *
  *   - ModelCache: one buffer per model version, read from storage once (concurrent first reads share
- *     one query) and kept for the newest `keep` versions asked for; every call's chunks are views
- *     into it (before, each call read the row and built all its chunks up front);
+ *     one query) and kept for the `keep` versions asked for most recently (a hit counts: the version
+ *     the nodes are downloading stays while an older one is asked for once); every call's chunks are
+ *     views into it (before, each call read the row and built all its chunks up front);
  *   - DownloadSlots: at most `max` downloads per party at a time (RESOURCE_EXHAUSTED beyond); each
  *     open download reports how many chunks it has written, so tests can see production follow the
  *     client's reading (a client that reads nothing gets what fits in the HTTP/2 window, no more).
@@ -29,7 +30,8 @@ export class ModelCache {
       if (version === 0) return null;
     }
     let p = this.rows.get(version);
-    if (!p) {
+    if (p) this.remember(version, p); // most recently asked for: evicted last
+    else {
       this.reads++;
       const q = this.repo.modelVersion(version);
       p = q;
