@@ -261,7 +261,15 @@ export function registerCoordinatorCommands(coord: Command): void {
         certs: { ca: final(certs.ca), clients: Object.fromEntries(Object.entries(certs.clients).map(([k, v]) => [k, { cert: final(v.cert), key: final(v.key), sha256: v.sha256 }])) },
       };
       if (o.json) printJson(out);
-      else process.stderr.write(`coordinator folder ${o.dir} ready\nconfig: ${out.config}\ncoordinator public key: ${out.coordinatorPublicKey}\noperator token: ${out.operatorTokenFile} (0600)\n`);
+      else {
+        // what every operator command needs (mutual TLS: the operator's own certificate, then the token)
+        const f = (name: string) => path.join(o.dir, name);
+        const connect = `--coordinator ${o.grpcListen} --ca ${f('certs/ca.crt')} --token-file ${out.operatorTokenFile} --tls-cert ${f('certs/operator.crt')} --tls-key ${f('certs/operator.key')}`;
+        process.stderr.write(
+          `coordinator folder ${o.dir} ready\nconfig: ${out.config}\ncoordinator public key: ${out.coordinatorPublicKey}\noperator token: ${out.operatorTokenFile} (0600)\n` +
+            `start it: fedbridge coordinator start --config ${out.config}\noperator commands (enroll, runs, tokens) connect with: ${connect}\n`,
+        );
+      }
     });
 
   coord

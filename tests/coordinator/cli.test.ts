@@ -236,6 +236,15 @@ describe('fedbridge coordinator CLI', () => {
     expect(fs.statSync(target).mode & 0o777).toBe(0o700);
     expect(loadConfig(path.join(target, 'config.yaml'), {}).identity.keyFile).toBe(path.join(target, 'coordinator.key'));
     expect(fs.readdirSync(root).filter((f) => f.includes('.init-'))).toEqual([]);
+    // without --json: how to start it and the flags every operator command needs, each file there
+    const c2 = path.join(root, 'c-human');
+    const human = await run(['coordinator', 'init', '--dir', c2, '--federation', 'demo', '--grpc-listen', '127.0.0.1:7443']);
+    expect(human.code).toBe(0);
+    const lines = human.err.split('\n');
+    expect(lines).toContain(`start it: fedbridge coordinator start --config ${path.join(c2, 'config.yaml')}`);
+    const conn = lines.find((l) => l.startsWith('operator commands (enroll, runs, tokens) connect with: '))!.split(': ')[1].split(' ');
+    expect(conn).toEqual(['--coordinator', '127.0.0.1:7443', '--ca', path.join(c2, 'certs/ca.crt'), '--token-file', path.join(c2, 'operator.token'), '--tls-cert', path.join(c2, 'certs/operator.crt'), '--tls-key', path.join(c2, 'certs/operator.key')]);
+    for (let i = 3; i < conn.length; i += 2) expect(fs.statSync(conn[i]).isFile()).toBe(true);
   });
 
   test('--parties: "operator" is reserved in init, an empty list is refused; nothing is written', async () => {
