@@ -8,10 +8,22 @@
  * - replay (`audit verify --replay`), per completed round at a given model size: reading the server
  *   view (JSON, base64), recomputing the aggregate from it (recomputeAggregate: 3 parties, one dropped
  *   after sharing keys, so its pair masks are removed with its rebuilt key), and the next model
- *   (roundNextModel, FedAvg and FedAdam). The round itself is a real in-memory SecAgg round (not timed).
+ *   (roundNextModel, FedAvg and FedAdam). The round itself is a real in-memory SecAgg round (not timed);
+ * - the coordinator's start-up over a stored log of 150,000 entries: time, heap kept, records held.
  * Medians of 5 repetitions after a warm-up; wall-clock and CPU-seconds both recorded.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+import Database from 'better-sqlite3';
 import { median, type BenchContext } from './lib';
+import { CoordinatorAudit } from '../coordinator/audit/log';
+import { migrate } from '../coordinator/storage/migrations';
+import { Repository } from '../coordinator/storage/repository';
+import { SqliteDriver } from '../coordinator/storage/sql';
+import { AUDIT_GENESIS, auditChainHash } from '../shared/audit/chain';
 import { sodiumReady, sodium } from '../shared/crypto/sodium';
 import { ed25519Keygen, ed25519Sign } from '../shared/crypto/sign';
 import { defaultPolicy } from '../shared/policy/defaults';
@@ -99,6 +111,60 @@ export async function run(ctx: BenchContext): Promise<void> {
   }
   // the default policy's model at 1,000 items, at 6,000 (about the demo's 206,448 parameters) and 20,000
   for (const numItems of [1000, 6000, 20000]) await replayFigures(ctx, numItems);
+  await coordinatorOpenFigures(ctx, 150_000);
+}
+
+/**
+ * A coordinator starting over a stored log of `n` entries (SQLite file; token entries, dummy
+ * signatures: opening recomputes the chain, it does not check signatures): CoordinatorAudit.open
+ * plus the first recorderFor (what start-up does), and the heap it keeps afterwards (garbage
+ * collected before and after; the audit object alive). Median of 3.
+ */
+async function coordinatorOpenFigures(ctx: BenchContext, n: number): Promise<void> {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbridge-bench-audit-'));
+  try {
+    const file = path.join(dir, 'coordinator.sqlite');
+    const db = SqliteDriver.open(file);
+    await migrate(db);
+    const bulk = new Database(file);
+    const ins = bulk.prepare('INSERT INTO audit_log (idx, prev_hash, entry, signature, created_at) VALUES (?, ?, ?, ?, 1)');
+    const sig = Buffer.alloc(64);
+    let prev: Uint8Array = AUDIT_GENESIS;
+    bulk.transaction(() => {
+      for (let i = 0; i < n; i++) {
+        const entry = Buffer.from(`{"at":1,"idx":${i},"label":"a","role":"auditor","tokenId":"t${i}","type":"token-issued"}`);
+        ins.run(i, Buffer.from(prev), entry, sig);
+        prev = auditChainHash(i, prev, entry);
+      }
+    })();
+    bulk.close();
+    const repo = new Repository(db);
+    const policy = makeRun(1)().policy;
+    const times: number[] = [];
+    const heaps: number[] = [];
+    let held = 0;
+    for (let rep = 0; rep < 3; rep++) {
+      gc();
+      const h0 = process.memoryUsage().heapUsed;
+      const t0 = process.hrtime.bigint();
+      const audit = await CoordinatorAudit.open(repo, ed25519Keygen().secretKey);
+      audit.recorderFor(policy);
+      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      gc();
+      heaps.push((process.memoryUsage().heapUsed - h0) / 2 ** 20);
+      held = audit.heldRecords();
+      if (audit.head().idx !== n - 1) throw new Error('bench log did not open to its last entry');
+    }
+    const params = { entries: n, store: 'sqlite', entryBytes: 90 };
+    ctx.record('coordinator_open_ms', median(times), 'ms', params);
+    ctx.record('coordinator_open_heap_mb', median(heaps), 'MiB', { ...params, note: 'heap kept after start-up, garbage collected' });
+    ctx.record('coordinator_open_held_records', held, 'records', params);
+    await db.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A real 3-party SecAgg round of `policy` in memory, insurer2 dropping after sharing keys; its done step and the advertisements. */

@@ -15,7 +15,7 @@ import { canonicalize } from 'json-canonicalize';
 import { ed25519Sign, ed25519Verify } from '../../shared/crypto/sign';
 import { AUDIT_GENESIS, auditChainHash, auditSigningMessage, type AuditRecord } from '../../shared/audit/chain';
 import type { AuditEntryInput } from '../../shared/audit/entries';
-import { AuditRecorder } from '../../shared/audit/recorder';
+import { AuditRecorder, RecorderState, replayedEntry } from '../../shared/audit/recorder';
 import { AuditWriter } from '../../shared/audit/writer';
 import { policyHash, type Policy } from '../../shared/policy/schema';
 import type { AuditRow, AuditSealer, Repository } from '../storage/repository';
@@ -72,11 +72,23 @@ export function verifyAuditChain(rows: AuditRow[], coordinatorPublicKey: Uint8Ar
  * produced inside the transaction by an `AuditEmitter` (storage/repository.ts) and inserted there,
  * so they commit or roll back with the state change they record. If the transaction fails, the
  * in-memory chain may have advanced past what was stored, so it is rebuilt from storage (resync).
- * At start-up the writer resumes from the stored log; the recorder is rebuilt with
- * `AuditRecorder.replayWriter(policy, writer)` when a run's policy is first used.
+ *
+ * Memory does not grow with the log. What is held:
+ *   - the chain head (index and hash of the newest entry);
+ *   - the records since the open round's round-started entry (none between rounds): the round's
+ *     Merkle root covers them (AuditWriter.merkleSince); older ones are forgotten after each write;
+ *   - the recorder's RecorderState: per party, the accountant's RDP totals at its fixed orders
+ *     (grows with parties, not rounds), and the open round (its parties).
+ * At start-up and after a failed transaction the stored log is read page by page (10,000 rows):
+ * the chain is recomputed, not trusted (a gap or a prevHash that does not continue it throws),
+ * each round entry is absorbed into a fresh RecorderState, and only the open round's records are
+ * kept. A recorder for another policy reuses that state (each round is charged with the parameters
+ * its round-started entry logged), so a policy change does not read the log again. What needs an
+ * older entry (a receipt's round and chain head) reads it from storage.
  */
 export class CoordinatorAudit {
   private writer: AuditWriter;
+  private state = new RecorderState();
   private rec: AuditRecorder | null = null;
   private policy: Policy | null = null;
   private tail: Promise<unknown> = Promise.resolve();
@@ -95,27 +107,45 @@ export class CoordinatorAudit {
     return a;
   }
 
-  private async storedRecords(): Promise<AuditRecord[]> {
-    const out: AuditRecord[] = [];
-    for (;;) {
-      const page = await this.repo.auditEntries(out.length, 10_000);
-      for (const r of page) out.push({ idx: r.idx, prevHash: r.prevHash, entry: r.entry, signature: r.signature });
-      if (page.length < 10_000) return out;
-    }
-  }
-
-  /** Rebuilds the writer (and the recorder, when a policy is in use) from the stored log. */
+  /** Rebuilds the chain head, the open round's records and the recorder state from the stored log, page by page. */
   async resync(): Promise<void> {
-    const records = await this.storedRecords();
-    this.writer = AuditWriter.resume(this.secretKey, records);
-    if (this.policy) this.rec = AuditRecorder.replayWriter(this.policy, this.writer, this.clock);
+    const state = new RecorderState();
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    let head: Uint8Array = AUDIT_GENESIS;
+    let next = 0;
+    let open: AuditRecord[] = []; // the records since the open round's round-started
+    for (;;) {
+      const page = await this.repo.auditEntries(next, PAGE);
+      for (const r of page) {
+        if (r.idx !== next) throw new RangeError(`stored audit records are not contiguous at index ${r.idx} (expected ${next})`);
+        if (Buffer.compare(Buffer.from(r.prevHash), Buffer.from(head)) !== 0) throw new RangeError(`stored audit record ${r.idx} does not chain to the one before`);
+        head = auditChainHash(r.idx, r.prevHash, r.entry);
+        next++;
+        let v: unknown;
+        try {
+          v = JSON.parse(decoder.decode(r.entry));
+        } catch {
+          throw new RangeError(`stored audit entry ${r.idx} is not UTF-8 JSON`);
+        }
+        const e = replayedEntry(v);
+        if (e) state.absorb(e);
+        const rec = { idx: r.idx, prevHash: r.prevHash, entry: r.entry, signature: r.signature };
+        if (!state.round) open = [];
+        else if (state.round.from === r.idx) open = [rec];
+        else open.push(rec);
+      }
+      if (page.length < PAGE) break;
+    }
+    this.writer = open.length ? AuditWriter.resume(this.secretKey, open) : new AuditWriter(this.secretKey, { nextIdx: next, head });
+    this.state = state;
+    this.rec = this.policy ? new AuditRecorder(this.policy, this.writer, this.clock, this.state) : null;
   }
 
-  /** The recorder for `policy` (replayed from the log the first time a policy is used). */
+  /** The recorder for `policy` (sharing the state rebuilt from the log; no replay). */
   recorderFor(policy: Policy): AuditRecorder {
     if (this.rec && this.policy && policyHash(this.policy) === policyHash(policy)) return this.rec;
     this.policy = policy;
-    this.rec = AuditRecorder.replayWriter(policy, this.writer, this.clock);
+    this.rec = new AuditRecorder(policy, this.writer, this.clock, this.state);
     return this.rec;
   }
 
@@ -124,15 +154,21 @@ export class CoordinatorAudit {
     return this.writer.append(input, this.clock());
   }
 
-  /** Runs one storage transaction that appends audit records, exclusively; resyncs on failure. */
+  /**
+   * Runs one storage transaction that appends audit records, exclusively; resyncs on failure. After
+   * a success, records before the open round's first one are forgotten (storage has them).
+   */
   write<T>(fn: () => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
+      let out: T;
       try {
-        return await fn();
+        out = await fn();
       } catch (e) {
         await this.resync();
         throw e;
       }
+      this.writer.forgetBefore(this.state.round ? this.state.round.from : this.writer.head().idx + 1);
+      return out;
     };
     const p = this.tail.then(run, run);
     this.tail = p.catch(() => undefined);
@@ -144,14 +180,36 @@ export class CoordinatorAudit {
     return this.writer.head();
   }
 
-  /** The stored records, in order (what the audit API exports). */
-  records(): readonly AuditRecord[] {
-    return this.writer.written();
+  /** How many records are held in memory (tests: bounded by the open round, not by the log). */
+  heldRecords(): number {
+    return this.writer.written().length;
   }
 
-  /** Chain hash of entry `idx`, or null when there is no such entry. */
-  chainHashAt(idx: number): Uint8Array | null {
-    const r = this.writer.written()[idx];
+  /** Chain hash of stored entry `idx` (read from storage), or null when there is no such entry. */
+  async chainHashAt(idx: number): Promise<Uint8Array | null> {
+    const head = this.writer.head();
+    if (idx === head.idx) return head.hash;
+    if (!Number.isSafeInteger(idx) || idx < 0 || idx > head.idx) return null;
+    const [r] = await this.repo.auditEntries(idx, 1);
     return r && r.idx === idx ? auditChainHash(r.idx, r.prevHash, r.entry) : null;
   }
+
+  /**
+   * Visits the stored entries from the newest back (newest first, read from storage a page at a
+   * time) until `visit` returns true; an exception from `visit` ends the scan and is thrown.
+   */
+  async scanBack(visit: (idx: number, entry: Uint8Array) => boolean): Promise<void> {
+    let end = this.writer.head().idx + 1;
+    while (end > 0) {
+      const from = Math.max(0, end - BACK_PAGE);
+      const page = await this.repo.auditEntries(from, end - from);
+      for (let k = page.length - 1; k >= 0; k--) if (visit(page[k].idx, page[k].entry)) return;
+      end = from;
+    }
+  }
 }
+
+/** Rows per storage read when the log is rebuilt. */
+const PAGE = 10_000;
+/** Rows per storage read when scanning back from the head (receipts look at the newest entries). */
+const BACK_PAGE = 256;

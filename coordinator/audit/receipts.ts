@@ -72,23 +72,26 @@ export async function acceptReceipt(ctx: Pick<CoordinatorContext, 'repo' | 'audi
 
   let idx = -1;
   await ctx.audit.write(async () => {
-    const records = ctx.audit.records();
+    // from the newest entry back to the round's round-completed (read from storage: the coordinator
+    // does not hold its whole log), refusing a second receipt of this party for the round
     let closeIdx = -1;
-    for (let i = records.length - 1; i >= 0; i--) {
-      const e = entryOf(records[i].entry);
-      if (!e) continue;
+    await ctx.audit.scanBack((i, bytes) => {
+      const e = entryOf(bytes);
+      if (!e) return false;
       if (e.type === 'receipt') {
         const r = e.receipt as Receipt;
         if (r.party === party.name && r.runId === run.id && r.round === header.round) throw alreadyExists(`SubmitReceipt: party "${party.name}" already has a receipt for round ${header.round} of run ${run.id} (entry ${i})`);
       }
       if (e.type === 'round-completed' && e.runId === run.id && e.round === header.round) {
         closeIdx = i;
-        break;
+        return true;
       }
-    }
+      return false;
+    });
+    const newest = ctx.audit.head().idx;
     if (closeIdx < 0) throw failedPrecondition(`SubmitReceipt: the audit log has no round-completed entry for round ${header.round} of run ${run.id}`);
-    if (headIdx < closeIdx || headIdx >= records.length) throw failedPrecondition(`SubmitReceipt: head_idx ${headIdx} must be in [${closeIdx}, ${records.length - 1}] (from the round's round-completed entry to the newest entry)`);
-    const h = ctx.audit.chainHashAt(headIdx);
+    if (headIdx < closeIdx || headIdx > newest) throw failedPrecondition(`SubmitReceipt: head_idx ${headIdx} must be in [${closeIdx}, ${newest}] (from the round's round-completed entry to the newest entry)`);
+    const h = await ctx.audit.chainHashAt(headIdx);
     if (!h || hex(h) !== receipt.head) throw failedPrecondition(`SubmitReceipt: chain_head is not the chain hash of entry ${headIdx}`);
     await ctx.repo.appendAuditRecords({
       emit: () => {

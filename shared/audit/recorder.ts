@@ -17,19 +17,66 @@ import { MAX_LOGGED_TEXT, toFreeText } from '../util/text';
 type Rec = AuditRecord & { value: AuditEntry };
 type PhaseFields = Omit<EntryOf<'round-phase'>, 'type' | 'idx' | 'at' | 'runId' | 'round' | 'policyHash' | 'phase' | 'parties'>;
 
+/** The round a recorder has open: its first entry's index (Merkle root), who was charged, its base model. */
+export interface OpenRound {
+  runId: string;
+  round: number;
+  from: number;
+  charged: string[];
+  base: number;
+}
+
+/**
+ * What a recorder carries over from the log, whatever the policy in use: every party's charges
+ * (each round charged with the parameters its round-started entry logged, so runs of several
+ * policies compose) and the round still open. Built entry by entry (`absorb`, in log order), so a
+ * coordinator can rebuild it from its stored log page by page, and a recorder for another policy
+ * reuses it instead of replaying the log again.
+ */
+export class RecorderState {
+  readonly ledger = new RdpLedger();
+  round: OpenRound | null = null;
+  private params: RoundParams | null = null;
+
+  /** Takes one logged entry into account; only round-started, round-phase (mask), round-completed and round-aborted change anything. */
+  absorb(e: AuditEntry): void {
+    if (e.type === 'round-started') {
+      this.round = { runId: e.runId, round: e.round, from: e.idx, charged: [], base: e.baseModelVersion };
+      this.params = e.params;
+    }
+    if (e.type === 'round-phase' && e.phase === 'mask' && this.round && this.params) {
+      for (const party of e.parties) this.ledger.charge(party, this.params);
+      this.round.charged = [...e.parties];
+    }
+    if (e.type === 'round-completed' || e.type === 'round-aborted') this.round = null;
+  }
+}
+
 export class AuditRecorder {
   readonly policyHash: string;
   readonly params: RoundParams;
-  private round: { runId: string; round: number; from: number; charged: string[]; base: number } | null = null;
-  private readonly ledger = new RdpLedger();
 
   constructor(
     readonly policy: Policy,
     readonly writer: AuditWriter,
     private readonly clock: () => number = () => Date.now(),
+    /** the charges and open round so far (a restarted coordinator's, rebuilt from its log) */
+    readonly state: RecorderState = new RecorderState(),
   ) {
     this.policyHash = computePolicyHash(policy);
     this.params = expectedRoundParams(policy);
+  }
+
+  private get round(): OpenRound | null {
+    return this.state.round;
+  }
+
+  private set round(r: OpenRound | null) {
+    this.state.round = r;
+  }
+
+  private get ledger(): RdpLedger {
+    return this.state.ledger;
   }
 
   private add(e: Parameters<AuditWriter['append']>[0]): Rec {
@@ -162,25 +209,22 @@ export class AuditRecorder {
   private static replayParsed(policy: Policy, writer: AuditWriter, entryAt: (k: number) => unknown, clock?: () => number): AuditRecorder {
     const rec = new AuditRecorder(policy, writer, clock);
     const n = writer.written().length;
-    let params = rec.params;
     for (let k = 0; k < n; k++) {
-      const v = entryAt(k);
-      if (v === null) continue;
-      const c = checkEntry(v);
-      if (!c.ok) continue;
-      const e = c.entry;
-      if (e.type === 'round-started') {
-        rec.round = { runId: e.runId, round: e.round, from: e.idx, charged: [], base: e.baseModelVersion };
-        params = e.params;
-      }
-      if (e.type === 'round-phase' && e.phase === 'mask' && rec.round) {
-        for (const party of e.parties) rec.ledger.charge(party, params);
-        rec.round.charged = [...e.parties];
-      }
-      if (e.type === 'round-completed' || e.type === 'round-aborted') rec.round = null;
+      const e = replayedEntry(entryAt(k));
+      if (e) rec.state.absorb(e);
     }
     return rec;
   }
 }
 
 const REPLAYED = new Set(['round-started', 'round-phase', 'round-completed', 'round-aborted']);
+
+/**
+ * A stored entry's value as RecorderState.absorb takes it, or null for one that changes nothing
+ * there (another type, or one that fails the schema: skipped, as verifyLog reports those).
+ */
+export function replayedEntry(v: unknown): AuditEntry | null {
+  if (typeof v !== 'object' || v === null || !REPLAYED.has(String((v as { type?: unknown }).type))) return null;
+  const c = checkEntry(v);
+  return c.ok ? c.entry : null;
+}

@@ -77,9 +77,19 @@ export class AuditWriter {
     return { from, count: entries.length, root: toHex(merkleRoot(entries)) };
   }
 
-  /** The records this writer appended (in order). */
+  /** The records this writer holds (in order): those it was resumed over and appended, less any forgotten. */
   written(): readonly AuditRecord[] {
     return this.records;
+  }
+
+  /**
+   * Drops the records with idx < `idx` (storage keeps them): a long-running writer needs only those
+   * since the open round's first entry, for its Merkle root (`merkleSince`). The head stays.
+   */
+  forgetBefore(idx: number): void {
+    let k = 0;
+    while (k < this.records.length && this.records[k].idx < idx) k++;
+    if (k > 0) this.records.splice(0, k);
   }
 
   /** The exported log (JSON Lines) of this writer's records. */

@@ -1,9 +1,10 @@
 /**
  * A coordinator store with a long audit log (150,000 entries: past the ~125,000 at which
- * `records.push(...stored)` overflowed the call stack) still opens: CoordinatorAudit.open resumes
- * the chain, the recorder for a policy is replayed from the stored records (AuditRecorder.replayWriter,
- * no exported text of the whole log), and the next entry continues the chain. Real SQLite; the rows are bulk-inserted on a second connection to the same
- * file (dummy signatures: resuming recomputes the chain hashes, it does not check signatures).
+ * `records.push(...stored)` overflowed the call stack) still opens: CoordinatorAudit.open reads it
+ * page by page and resumes the chain holding none of its records (no round is open), the recorder
+ * for a policy starts from the state rebuilt on the way, and the next entry continues the chain.
+ * Real SQLite; the rows are bulk-inserted on a second connection to the same file (dummy
+ * signatures: resuming recomputes the chain hashes, it does not check signatures).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -55,11 +56,13 @@ test(`a coordinator store with ${N} audit entries opens and its chain continues`
     const key = ed25519Keygen();
     const audit = await CoordinatorAudit.open(repo, key.secretKey);
     expect(audit.head().idx).toBe(N - 1);
+    expect(audit.heldRecords()).toBe(0);
     // the recorder for a run's policy is replayed from the same stored records
     const { policy } = await makeFederation();
     expect(audit.recorderFor(policy).writer.head().idx).toBe(N - 1);
     await audit.write(() => repo.insertToken({ id: 'next', role: 'auditor', tokenHash: new Uint8Array(32).fill(7), label: 'next' }, { emit: (row) => [audit.append({ type: 'token-issued', tokenId: row.id, role: row.role, label: row.label })] }));
     expect(audit.head().idx).toBe(N);
+    expect(audit.heldRecords()).toBe(0);
     const [last] = await repo.auditEntries(N, 1);
     expect(Buffer.from(last.prevHash).equals(Buffer.from(auditChainHash(N - 1, records[N - 1].prevHash, records[N - 1].entry)))).toBe(true);
   } finally {

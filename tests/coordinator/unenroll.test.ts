@@ -84,7 +84,7 @@ describe('removing a party', () => {
 
     // the auditor verifies the whole log with both policies: each run against the policy it names;
     // with either one alone, the other's entries fail on their policy hash
-    const bytes = new TextEncoder().encode(coord.ctx.audit.records().map(exportLine).join(''));
+    const bytes = new TextEncoder().encode((await coord.ctx.repo.auditEntries(0, 100_000)).map((r) => exportLine({ idx: r.idx, prevHash: r.prevHash, entry: r.entry, signature: r.signature })).join(''));
     const both = verifyLog(bytes, { policy: two, otherPolicies: [old] });
     expect(both.failures).toEqual([]);
     expect(both.runs.map((r) => [r.runId, r.status])).toEqual([[runId, 'aborted'], [st.runId, 'aborted']]);
