@@ -207,13 +207,14 @@ export function registerCoordinatorCommands(coord: Command): void {
         import('yaml'),
         import('../config/config'),
       ]);
-      const configFor = (tokenSha256: string) => ({
+      const configFor = (tokenSha256: string, operatorCertSha256?: string) => ({
         federationId: o.federation,
         grpc: { listen: o.grpcListen, tls: { cert: 'certs/server.crt', key: 'certs/server.key', ca: 'certs/ca.crt', requireClientCert: true } },
         http: { listen: o.httpListen, ...(o.httpTls ? { tls: true } : {}) },
         storage: { dataDir: 'data' },
         identity: { keyFile: 'coordinator.key' },
-        operator: { tokenSha256 },
+        // the operator API wants the token AND the operator's own certificate (not any the CA signed)
+        operator: { tokenSha256, ...(operatorCertSha256 ? { certSha256: operatorCertSha256 } : {}) },
       });
       // every flag is checked before anything is written, and the problem is named by its flag
       const checked = configSchema.safeParse(configFor('0'.repeat(64)));
@@ -235,7 +236,7 @@ export function registerCoordinatorCommands(coord: Command): void {
         kp = await loadCoordinatorKey(path.join(staging, 'coordinator.key'), { create: true });
         token = newToken();
         writeFileAtomic(path.join(staging, 'operator.token'), token + '\n', 0o600);
-        const config = configFor(tokenSha256Hex(token));
+        const config = configFor(tokenSha256Hex(token), certs.clients.operator.sha256);
         try {
           validateConfig(config, staging, 'config.yaml', {});
         } catch (e) {

@@ -11,7 +11,7 @@
  *   storage: { dataDir: data }            # SQLite file data/coordinator.sqlite
  *   # storage: { databaseUrl: "postgres://..." }   (or env DATABASE_URL)
  *   identity: { keyFile: coordinator.key }
- *   operator: { tokenSha256: "<64 hex>" }
+ *   operator: { tokenSha256: "<64 hex>", certSha256?: "<64 hex>" }   # certSha256: the operator's client certificate
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -132,7 +132,13 @@ export const configSchema = z
       })
       .strict(),
     identity: z.object({ keyFile: z.string().min(1) }).strict(),
-    operator: z.object({ tokenSha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected the SHA-256 of the operator token, 64 lowercase hex characters') }).strict(),
+    operator: z
+      .object({
+        tokenSha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected the SHA-256 of the operator token, 64 lowercase hex characters'),
+        /** SHA-256 of the operator's client certificate (DER): the operator API then also wants that certificate, not just any the CA signed */
+        certSha256: z.string().regex(/^[0-9a-f]{64}$/, "expected the SHA-256 of the operator's client certificate (DER), 64 lowercase hex characters").optional(),
+      })
+      .strict(),
     rounds: z
       .object({
         /** consecutive aborted rounds after which the run itself is aborted */
@@ -143,6 +149,9 @@ export const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.operator.certSha256 && !c.grpc.tls.requireClientCert) {
+      ctx.addIssue({ code: 'custom', path: ['operator', 'certSha256'], message: 'binds the operator API to a client certificate, which needs grpc.tls.requireClientCert: true (mutual TLS)' });
+    }
     if (c.grpc.tls.requireClientCert && !c.grpc.tls.ca) {
       ctx.addIssue({ code: 'custom', path: ['grpc', 'tls', 'ca'], message: 'required when requireClientCert is true (the CA that signs party certificates)' });
     }

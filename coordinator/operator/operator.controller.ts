@@ -6,6 +6,9 @@
  */
 import { Controller, Inject } from '@nestjs/common';
 import type { Metadata, sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
+import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
+
+type Call = Pick<ServerSurfaceCall, 'getAuthContext'>;
 import {
   type AbortRunRequest,
   type EnrollRequest,
@@ -24,10 +27,10 @@ import {
   type TokenRecord,
 } from '../../proto/gen/nest/fedbridge/v1/federation';
 import { CTX, type CoordinatorContext } from '../context';
-import { alreadyExists, clientText, failedPrecondition, invalid, notFound, toRpcException, unauthenticated } from '../grpc/errors';
+import { alreadyExists, clientText, failedPrecondition, invalid, notFound, permissionDenied, toRpcException, unauthenticated } from '../grpc/errors';
 import { bearerToken, newToken, tokenMatches, tokenSha256 } from '../identity/tokens';
 import { ConflictError, type ParticipantRow, type TokenRow } from '../storage/repository';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { sodium } from '../../shared/crypto/sodium';
 import { ChunkAssembler, consumeChunkStream } from '../grpc/chunks';
 import { answer, guardedCallSource, GrpcController } from '../grpc/decorators';
@@ -64,8 +67,18 @@ function record(p: ParticipantRow): ParticipantRecord {
 export class OperatorController implements Omit<OperatorServiceController, 'startRun'> {
   constructor(@Inject(CTX) private readonly ctx: CoordinatorContext) {}
 
-  private async guarded<T>(metadata: Metadata | undefined, fn: () => Promise<T>): Promise<T> {
+  private async guarded<T>(metadata: Metadata | undefined, call: Call | undefined, fn: () => Promise<T>): Promise<T> {
     try {
+      // operator.certSha256: the operator's own client certificate, not only one the CA signed (a
+      // party's); checked first, so a token sent on another certificate learns nothing of itself
+      const pinned = this.ctx.config.operator.certSha256;
+      if (pinned) {
+        const peer = call?.getAuthContext?.()?.sslPeerCertificate;
+        if (!peer?.raw) throw permissionDenied("operator API: a client certificate is required (the operator's, from `fedbridge coordinator init`: certs/operator.crt)");
+        if (createHash('sha256').update(peer.raw).digest('hex') !== pinned) {
+          throw permissionDenied(`operator API: the client certificate (${String(peer.subject?.CN ?? '?')}) is not the operator's (operator.certSha256 in the coordinator config); use certs/operator.crt and certs/operator.key`);
+        }
+      }
       const values = metadata?.get('authorization') ?? [];
       const token = bearerToken(values);
       if (!token) {
@@ -82,8 +95,8 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
     }
   }
 
-  enroll(request: EnrollRequest, metadata?: Metadata): Promise<EnrollResponse> {
-    return this.guarded(metadata, async () => {
+  enroll(request: EnrollRequest, metadata?: Metadata, call?: Call): Promise<EnrollResponse> {
+    return this.guarded(metadata, call, async () => {
       if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${clientText(request.name)}")`);
       if (!(request.publicKey instanceof Uint8Array) || request.publicKey.length !== 32) throw invalid(`public_key must be a 32-byte Ed25519 key, got ${request.publicKey?.length ?? 0} bytes`);
       if (request.certSha256 && !/^[0-9a-f]{64}$/.test(request.certSha256)) throw invalid('cert_sha256 must be 64 lowercase hex characters (SHA-256 of the client certificate DER)');
@@ -104,8 +117,8 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
     });
   }
 
-  listParticipants(_request: unknown, metadata?: Metadata): Promise<ListParticipantsResponse> {
-    return this.guarded(metadata, async () => ({ participants: (await this.ctx.repo.listParticipants()).map(record) }));
+  listParticipants(_request: unknown, metadata?: Metadata, call?: Call): Promise<ListParticipantsResponse> {
+    return this.guarded(metadata, call, async () => ({ participants: (await this.ctx.repo.listParticipants()).map(record) }));
   }
 
   /**
@@ -115,8 +128,8 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
    * running (FAILED_PRECONDITION: abort it or let it finish); a party outside the running run's
    * policy may be removed. The removal and its participant-removed audit entry commit together.
    */
-  removeParticipant(request: RemoveParticipantRequest, metadata?: Metadata): Promise<ParticipantRecord> {
-    return this.guarded(metadata, async () => {
+  removeParticipant(request: RemoveParticipantRequest, metadata?: Metadata, call?: Call): Promise<ParticipantRecord> {
+    return this.guarded(metadata, call, async () => {
       if (!NAME_RE.test(request.name)) throw invalid(`name must be lowercase letters, digits, '-' or '_', starting with a letter (got "${clientText(request.name)}")`);
       checkFreeText('reason', request.reason);
       const audit = this.ctx.audit;
@@ -137,7 +150,7 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
     // the first message within grpc.streamIdleMs, and each next one too (an operator client that
     // opens the stream and goes silent holds nothing for longer)
     const guard = guardedCallSource(call, { what: 'StartRun', idleMs: cfg.streamIdleMs });
-    return answer(callback, this.guarded(call.metadata, async () => {
+    return answer(callback, this.guarded(call.metadata, call, async () => {
       const model = await consumeChunkStream<StartRunChunk, Uint8Array>(
         guard.source,
         {
@@ -166,19 +179,19 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
   }
 
   /** Aborts a run; the reason (free text, checked before anything is done) goes into the audit log and the parties' events. */
-  abortRun(request: AbortRunRequest, metadata?: Metadata): Promise<RunStatus> {
-    return this.guarded(metadata, async () => {
+  abortRun(request: AbortRunRequest, metadata?: Metadata, call?: Call): Promise<RunStatus> {
+    return this.guarded(metadata, call, async () => {
       checkFreeText('reason', request.reason);
       return this.ctx.rounds.abortRun(request.runId, request.reason);
     });
   }
 
-  getRunStatus(request: RunStatusRequest, metadata?: Metadata): Promise<RunStatus> {
-    return this.guarded(metadata, () => this.ctx.rounds.status(request.runId));
+  getRunStatus(request: RunStatusRequest, metadata?: Metadata, call?: Call): Promise<RunStatus> {
+    return this.guarded(metadata, call, () => this.ctx.rounds.status(request.runId));
   }
 
-  issueToken(request: IssueTokenRequest, metadata?: Metadata): Promise<IssueTokenResponse> {
-    return this.guarded(metadata, async () => {
+  issueToken(request: IssueTokenRequest, metadata?: Metadata, call?: Call): Promise<IssueTokenResponse> {
+    return this.guarded(metadata, call, async () => {
       if (request.role !== 'auditor') throw invalid(`role must be "auditor" (operator credentials are not issued over the API), got "${request.role.slice(0, 32)}"`);
       checkFreeText('label', request.label);
       const seconds = Number(request.expiresInSeconds || '0');
@@ -192,8 +205,8 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
     });
   }
 
-  listTokens(_request: unknown, metadata?: Metadata): Promise<ListTokensResponse> {
-    return this.guarded(metadata, async () => ({ tokens: (await this.ctx.repo.listTokens()).map(tokenRecord) }));
+  listTokens(_request: unknown, metadata?: Metadata, call?: Call): Promise<ListTokensResponse> {
+    return this.guarded(metadata, call, async () => ({ tokens: (await this.ctx.repo.listTokens()).map(tokenRecord) }));
   }
 
   /**
@@ -201,8 +214,8 @@ export class OperatorController implements Omit<OperatorServiceController, 'star
    * the token up; nothing is cached). The revocation and its audit entry commit together. An unknown
    * id is NOT_FOUND, a token already revoked FAILED_PRECONDITION; neither changes anything.
    */
-  revokeToken(request: RevokeTokenRequest, metadata?: Metadata): Promise<TokenRecord> {
-    return this.guarded(metadata, async () => {
+  revokeToken(request: RevokeTokenRequest, metadata?: Metadata, call?: Call): Promise<TokenRecord> {
+    return this.guarded(metadata, call, async () => {
       if (!TOKEN_ID_RE.test(request.tokenId)) throw invalid(`token_id must look like "tok-" and 12 hex digits, as issued (got "${request.tokenId.slice(0, 32)}")`);
       checkFreeText('reason', request.reason);
       const audit = this.ctx.audit;

@@ -181,7 +181,7 @@ describe('fedbridge coordinator CLI', () => {
     for (const p of parties) p.close();
   });
 
-  test('operator commands: a TLS set-up problem is one line saying which flag to fix; nothing reaches the coordinator', async () => {
+  test('operator commands: a TLS set-up problem is one line saying which flag to fix; a party\'s certificate is not the operator\'s; nothing reaches the coordinator', async () => {
     const certs = path.join(dir, 'certs');
     const [ca, opCert, opKey] = [path.join(certs, 'ca.crt'), path.join(certs, 'operator.crt'), path.join(certs, 'operator.key')];
     const token = ['--token-file', path.join(dir, 'operator.token')];
@@ -209,6 +209,11 @@ describe('fedbridge coordinator CLI', () => {
       const r = await status(address, tls);
       expect([what, r.code, r.err, r.out]).toEqual([what, code, err, '']);
     }
+    // init bound the operator API to the operator's own certificate: a party's (signed by the same
+    // CA), with the right token, is refused before the token is looked at
+    expect(coord.ctx.config.operator.certSha256).toMatch(/^[0-9a-f]{64}$/);
+    const asParty = await status(addr, ['--ca', ca, '--tls-cert', path.join(certs, 'platform.crt'), '--tls-key', path.join(certs, 'platform.key')]);
+    expect([asParty.code, asParty.err]).toEqual([1, "fedbridge: coordinator: PERMISSION_DENIED: operator API: the client certificate (platform) is not the operator's (operator.certSha256 in the coordinator config); use certs/operator.crt and certs/operator.key\n"]);
     expect((await coord.ctx.repo.auditEntries(0, 100_000)).length).toBe(before);
     // and the right files still work
     expect((await status(addr, ['--ca', ca, '--tls-cert', opCert, '--tls-key', opKey])).code).toBe(0);

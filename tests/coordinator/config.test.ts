@@ -60,6 +60,8 @@ describe('coordinator config validation (fail fast, readable)', () => {
     ['unknown key (typo)', (c: any) => (c.grpc.tls.requireClientCerts = true), /^grpc\.tls: .*requireClientCerts/],
     ['mutual TLS without a CA', (c: any) => delete c.grpc.tls.ca, /^grpc\.tls\.ca: required when requireClientCert/],
     ['operator token hash not hex', (c: any) => (c.operator.tokenSha256 = 'secret'), /^operator\.tokenSha256: expected the SHA-256/],
+    ['operator certificate hash not hex', (c: any) => (c.operator.certSha256 = 'AB'), /^operator\.certSha256: expected the SHA-256 of the operator's client certificate/],
+    ['operator certificate bound without mutual TLS', (c: any) => ((c.operator.certSha256 = 'ab'.repeat(32)), (c.grpc.tls.requireClientCert = false)), /^operator\.certSha256: binds the operator API to a client certificate, which needs grpc\.tls\.requireClientCert: true/],
     ['bad database url', (c: any) => (c.storage.databaseUrl = 'mysql://x'), /^storage\.databaseUrl: expected a postgres/],
     ['database url with the scheme but no URL after it', (c: any) => (c.storage.databaseUrl = 'postgres://%%%'), /^storage\.databaseUrl: not a valid URL: its host has a bad %-escape \(write % as %25\)$/],
     ['database url with a bad port', (c: any) => (c.storage.databaseUrl = 'postgres://u:p@h:99999/db'), /^storage\.databaseUrl: not a valid URL \(postgres:\/\/USER:PASSWORD@HOST:PORT\/DATABASE\)$/],
