@@ -475,6 +475,11 @@ export function verifyLog(data: Uint8Array, opts: VerifyOptions): VerifyResult {
         maxVersion = Math.max(maxVersion, e.modelVersion);
         checkMerkle(i, e, r);
         checkEpsilon(i, e, r);
+        // the coordinator keeps copies of the masked inputs (its view) only where the policy releases them to auditors
+        if (e.serverViewHash !== undefined && !cur.policy.audit?.auditorServerView) {
+          fail(i, 'entry.serverViewHash', 'absent: the policy does not set audit.auditorServerView, so the coordinator keeps no view of the round', e.serverViewHash);
+        }
+        if (e.serverViewHash === undefined && cur.policy.audit?.auditorServerView) warnings.push(`${e.runId} round ${e.round}: no serverViewHash although the policy sets audit.auditorServerView (a coordinator from before it was logged: the view is checked by --replay only)`);
         run.version = e.modelVersion;
         run.completed++;
         Object.assign(r.summary, { status: 'completed', closeIdx: i, survivors: [...e.survivors], epsilon: { ...e.epsilon }, modelVersion: e.modelVersion, modelHash: e.modelHash });

@@ -65,6 +65,7 @@ const rows: Row[] = [
   { name: 'phases out of order', at: phase(1, 'share'), mutate: (e) => (e.phase = 'mask'), field: 'entry.phase' },
   { name: 'completed below the threshold', at: phase(1, 'unmask'), mutate: (e) => (e.parties = ['platform']), field: 'parties.unmask', failAt: completed(1) },
   { name: 'survivors differ from the masked inputs', at: completed(2), mutate: (e) => (e.survivors = ['insurer', 'platform']), field: 'entry.survivors' },
+  { name: 'a server view kept although the policy does not release it (audit.auditorServerView)', at: completed(1), mutate: (e) => (e.serverViewHash = 'ef'.repeat(32)), field: 'entry.serverViewHash' },
   { name: 'consistency survivor list', at: phase(1, 'consistency'), mutate: (e) => (e.survivors = ['insurer', 'platform']), field: 'entry.survivors' },
   { name: 'masked input bit width', at: phase(1, 'mask'), mutate: (e) => (e.maskedInputs[0].bits = 16), field: 'entry.maskedInputs.platform.bits' },
   { name: 'masked input length', at: phase(1, 'mask'), mutate: (e) => (e.maskedInputs[0].length = 7), field: 'entry.maskedInputs.platform.length' },
