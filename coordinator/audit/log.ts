@@ -18,7 +18,7 @@ import type { AuditEntryInput } from '../../shared/audit/entries';
 import { AuditRecorder, RecorderState, replayedEntry } from '../../shared/audit/recorder';
 import { AuditWriter } from '../../shared/audit/writer';
 import { policyHash, type Policy } from '../../shared/policy/schema';
-import type { AuditRow, AuditSealer, Repository } from '../storage/repository';
+import { ConflictError, type AuditRow, type AuditSealer, type Repository } from '../storage/repository';
 
 // The construction lives in shared/audit/chain.ts (the auditor's verifier uses the same code).
 export { AUDIT_GENESIS, auditChainHash, auditSigningMessage };
@@ -71,7 +71,8 @@ export function verifyAuditChain(rows: AuditRow[], coordinatorPublicKey: Uint8Ar
  * Consistency with storage: `write(fn)` runs one repository transaction at a time; the records are
  * produced inside the transaction by an `AuditEmitter` (storage/repository.ts) and inserted there,
  * so they commit or roll back with the state change they record. If the transaction fails, the
- * in-memory chain may have advanced past what was stored, so it is rebuilt from storage (resync).
+ * in-memory chain and charges go back to before it; a ConflictError (the stored chain is not the
+ * one this writer continues) rebuilds them from storage (resync).
  *
  * Memory does not grow with the log. What is held:
  *   - the chain head (index and hash of the newest entry);
@@ -79,7 +80,7 @@ export function verifyAuditChain(rows: AuditRow[], coordinatorPublicKey: Uint8Ar
  *     Merkle root covers them (AuditWriter.merkleSince); older ones are forgotten after each write;
  *   - the recorder's RecorderState: per party, the accountant's RDP totals at its fixed orders
  *     (grows with parties, not rounds), and the open round (its parties).
- * At start-up and after a failed transaction the stored log is read page by page (10,000 rows):
+ * At start-up and after a ConflictError the stored log is read page by page (10,000 rows):
  * the chain is recomputed, not trusted (a gap or a prevHash that does not continue it throws),
  * each round entry is absorbed into a fresh RecorderState, and only the open round's records are
  * kept. A recorder for another policy reuses that state (each round is charged with the parameters
@@ -155,16 +156,31 @@ export class CoordinatorAudit {
   }
 
   /**
-   * Runs one storage transaction that appends audit records, exclusively; resyncs on failure. After
-   * a success, records before the open round's first one are forgotten (storage has them).
+   * Runs one storage transaction that appends audit records, exclusively. On failure the writer and
+   * the recorder state go back to where they were before it (a ConflictError: storage moved on, so
+   * they are rebuilt from it). After a success, records before the open round's first one are
+   * forgotten (storage has them).
    */
   write<T>(fn: () => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
       let out: T;
+      const mark = this.writer.mark();
+      const saved = this.state.clone();
       try {
         out = await fn();
       } catch (e) {
-        await this.resync();
+        if (e instanceof ConflictError) {
+          // storage may hold what this writer does not (another process, a commit whose answer was
+          // lost): read it
+          await this.resync();
+        } else {
+          // the transaction rolled back: forget what it appended and charged, without reading the
+          // log (the store may be the thing that failed). Had it committed after all, the next
+          // insert would not continue the stored chain: a ConflictError, then a resync.
+          this.writer.rollback(mark);
+          this.state = saved;
+          this.rec = this.policy ? new AuditRecorder(this.policy, this.writer, this.clock, this.state) : null;
+        }
         throw e;
       }
       this.writer.forgetBefore(this.state.round ? this.state.round.from : this.writer.head().idx + 1);

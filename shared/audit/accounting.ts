@@ -115,6 +115,13 @@ export class RdpLedger {
     this.totals.set(party, t);
   }
 
+  /** An independent copy (a coordinator restores it when the transaction that charged fails). */
+  clone(): RdpLedger {
+    const c = new RdpLedger();
+    for (const [p, t] of this.totals) c.totals.set(p, [...t]);
+    return c;
+  }
+
   /** Lifetime epsilon of `party` at `delta` (0 if never charged). */
   epsilon(party: string, delta: number): number {
     const t = this.totals.get(party);

@@ -34,9 +34,21 @@ export interface OpenRound {
  * reuses it instead of replaying the log again.
  */
 export class RecorderState {
-  readonly ledger = new RdpLedger();
+  readonly ledger: RdpLedger;
   round: OpenRound | null = null;
   private params: RoundParams | null = null;
+
+  constructor(ledger: RdpLedger = new RdpLedger()) {
+    this.ledger = ledger;
+  }
+
+  /** An independent copy (restored when the transaction that changed this state fails). */
+  clone(): RecorderState {
+    const c = new RecorderState(this.ledger.clone());
+    c.round = this.round ? { ...this.round, charged: [...this.round.charged] } : null;
+    c.params = this.params;
+    return c;
+  }
 
   /** Takes one logged entry into account; only round-started, round-phase (mask), round-completed and round-aborted change anything. */
   absorb(e: AuditEntry): void {

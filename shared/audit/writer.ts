@@ -82,6 +82,19 @@ export class AuditWriter {
     return this.records;
   }
 
+  /** Where the writer is now: `rollback` returns to it (nothing may be forgotten in between). */
+  mark(): { nextIdx: number; prev: Uint8Array; held: number } {
+    return { nextIdx: this.nextIdx, prev: this.prev, held: this.records.length };
+  }
+
+  /** Forgets every record appended since `m` (their transaction failed): the head is `m`'s again. */
+  rollback(m: { nextIdx: number; prev: Uint8Array; held: number }): void {
+    if (this.records.length < m.held || this.nextIdx < m.nextIdx) throw new RangeError('rollback past records forgotten since the mark');
+    this.records.length = m.held;
+    this.nextIdx = m.nextIdx;
+    this.prev = m.prev;
+  }
+
   /**
    * Drops the records with idx < `idx` (storage keeps them): a long-running writer needs only those
    * since the open round's first entry, for its Merkle root (`merkleSince`). The head stays.

@@ -12,7 +12,7 @@ import { parseExportLine, splitLines, type AuditRecord } from '../../shared/audi
 import { AuditRecorder } from '../../shared/audit/recorder';
 import { CoordinatorAudit } from '../../coordinator/audit/log';
 import { migrate } from '../../coordinator/storage/migrations';
-import { Repository } from '../../coordinator/storage/repository';
+import { ConflictError, Repository } from '../../coordinator/storage/repository';
 import { appendSecondPolicyRun, generateLog, makeFederation } from '../shared/audit/fixture';
 import { backends, requirePgInCi } from './helpers/db';
 
@@ -83,6 +83,54 @@ for (const backend of backends()) {
         expect(JSON.parse(Buffer.from(got!.entry).toString()).merkle.count).toBe(2); // round-started and the mask phase
         expect(restartedAt.heldRecords()).toBe(0);
         expect((await CoordinatorAudit.open(repo, fed.coordinator.secretKey)).heldRecords()).toBe(0);
+      } finally {
+        await db.close();
+      }
+    });
+
+    test('a failed transaction takes back what it appended and charged, without reading the log again; a chain conflict does read it', async () => {
+      const fed = await makeFederation();
+      const log = generateLog(fed, [{}, {}]);
+      const db = await backend.open();
+      try {
+        await migrate(db);
+        const repo = new Repository(db);
+        await repo.appendAuditRecords({ emit: () => recordsOf(log.bytes) });
+        const audit = await CoordinatorAudit.open(repo, fed.coordinator.secretKey);
+        const parties = fed.policy.parties.map((p) => p.name);
+        const rec = () => audit.recorderFor(fed.policy);
+        await audit.write(() => repo.appendAuditRecords({ emit: () => [rec().startRound({ runId: 'run-2', round: 1, secaggRound: 1, baseModelVersion: log.modelVersion, parties })] }));
+        const eps = rec().state.ledger.epsilon('platform', 1e-6);
+        const head = audit.head();
+        const reads = jest.spyOn(repo, 'auditEntries');
+        // the mask phase is appended (charging every party in memory), then the transaction fails
+        await expect(
+          audit.write(() =>
+            repo.db.transaction(async (tx) => {
+              await repo.insertAuditRecords(tx, [rec().phase('mask', parties)]);
+              throw new Error('disk full');
+            }),
+          ),
+        ).rejects.toThrow('disk full');
+        expect(reads).not.toHaveBeenCalled();
+        expect(audit.head()).toEqual(head);
+        expect(audit.heldRecords()).toBe(1);
+        expect(rec().state.ledger.epsilon('platform', 1e-6)).toBe(eps);
+        expect(rec().state.round?.charged).toEqual([]);
+        // the same phase again: stored, charged once
+        await audit.write(() => repo.appendAuditRecords({ emit: () => [rec().phase('mask', parties)] }));
+        const charged = rec().state.ledger.epsilon('platform', 1e-6);
+        expect(charged).toBeGreaterThan(eps);
+        const reopened = await CoordinatorAudit.open(repo, fed.coordinator.secretKey);
+        expect(reopened.recorderFor(fed.policy).state.ledger.epsilon('platform', 1e-6)).toBe(charged);
+        // another writer appends: this one's next insert does not continue the stored chain
+        // (ConflictError), and only then is the log read
+        await reopened.write(() => repo.appendAuditRecords({ emit: () => [reopened.recorderFor(fed.policy).phase('share', parties)] }));
+        await expect(audit.write(() => repo.appendAuditRecords({ emit: () => [rec().phase('share', parties)] }))).rejects.toThrow(ConflictError);
+        expect(reads).toHaveBeenCalled();
+        expect(audit.head()).toEqual(reopened.head());
+        expect(rec().state.ledger.epsilon('platform', 1e-6)).toBe(charged);
+        reads.mockRestore();
       } finally {
         await db.close();
       }
