@@ -109,7 +109,6 @@ async function withOperator<T>(o: ConnOpts, fn: (c: Awaited<ReturnType<typeof co
   }
 }
 
-
 function b64Key(flag: string, v: string, len: number): Uint8Array {
   const b = Buffer.from(v, 'base64');
   if (b.length !== len || b.toString('base64') !== v) throw new UserError(`${flag} expects base64 of ${len} bytes`);
