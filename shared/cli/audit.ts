@@ -29,7 +29,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { printJson, UserError } from './errors';
 import { readFileAt } from './read-file';
-import { tlsFileIssues, transportFailure } from './tls';
+import { clientTlsFiles, transportFailure } from './tls';
 import { forTerminal } from '../util/text';
 
 export const AUDIT_PAGE_LIMIT = 1000;
@@ -329,9 +329,7 @@ export function registerAuditCommands(audit: Command): void {
       let ca: Buffer | undefined;
       if (o.ca) {
         // a file without a certificate would be ignored, and the coordinator's refused as unverified
-        const issues = tlsFileIssues({ ca: { name: '--ca', file: o.ca } });
-        if (issues.length) throw new UserError(issues.join('; '));
-        ca = readFileAt(o.ca);
+        ca = clientTlsFiles({ ca: { name: '--ca', file: o.ca } }).ca;
       }
       const { bytes, entries } = await fetchAuditLog(o.coordinator, token, { ca, caFile: o.ca, allowPlaintext: o.allowPlaintext });
       const { writeFileAtomic } = await import('../util/atomic');
